@@ -1,0 +1,176 @@
+"""The method set every backend implements.
+
+Layers, losses, optimizers and the model call only these methods, so nothing outside
+``fcgpu.backends`` knows which array library runs underneath. Shapes use B (batch),
+M (input features), N (units), C (classes). Methods named ``*_update`` and those taking
+``out`` write in place and return ``out``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+Array = Any  # numpy.ndarray or cupy.ndarray
+
+
+class BackendUnavailable(RuntimeError):
+    """An explicitly requested backend cannot run here; the message says why."""
+
+
+class BackendMismatch(TypeError):
+    """An array of one backend was handed to another."""
+
+
+class Backend(ABC):
+    name: str
+    xp: ModuleType
+
+    # -- arrays ------------------------------------------------------------------
+    @abstractmethod
+    def owns(self, a: object) -> bool:
+        """Whether ``a`` is an array of this backend."""
+
+    @abstractmethod
+    def to_numpy(self, a: Array) -> np.ndarray:
+        """A host copy (or the array itself on the NumPy backend)."""
+
+    @abstractmethod
+    def from_numpy(self, a: np.ndarray) -> Array:
+        """This backend's array with the contents of host array ``a``."""
+
+    def asarray(self, x: object, dtype: Any, argument: str = "x") -> Array:
+        """``x`` (host data or an array of this backend) as this backend's array of ``dtype``."""
+        if self.owns(x):
+            return x if x.dtype == dtype else x.astype(dtype)
+        foreign = getattr(x, "__cuda_array_interface__", None) is not None or type(x).__module__.split(".")[0] in (
+            "cupy",
+            "torch",
+        )
+        if foreign:
+            raise BackendMismatch(
+                f"{argument}: expected a NumPy array or a {self.name} array, got a "
+                f"{type(x).__module__}.{type(x).__name__}; convert it with fcgpu.to_numpy() "
+                f"or move the model with model.to(...)"
+            )
+        host = np.asarray(x)
+        if host.dtype.kind not in "biuf":
+            raise TypeError(f"{argument}: expected a numeric array, got dtype {host.dtype}")
+        return self.from_numpy(host.astype(dtype, copy=False))
+
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        return self.xp.empty(shape, dtype=dtype)
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on the host)."""
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.name}
+
+    # -- GEMMs -------------------------------------------------------------------
+    def matmul(self, a: Array, b: Array, out: Array) -> Array:
+        """out (B, N) = a (B, M) @ b (M, N)."""
+        return self.xp.matmul(a, b, out=out)
+
+    def matmul_at_b(self, a: Array, b: Array, out: Array) -> Array:
+        """out (M, N) = a.T @ b for a (B, M), b (B, N): the weight gradient."""
+        return self.xp.matmul(a.T, b, out=out)
+
+    def matmul_a_bt(self, a: Array, b: Array, out: Array) -> Array:
+        """out (B, M) = a @ b.T for a (B, N), b (M, N): the input gradient."""
+        return self.xp.matmul(a, b.T, out=out)
+
+    def sum_rows(self, a: Array, out: Array) -> Array:
+        """out (N,) = a (B, N) summed over the batch."""
+        return self.xp.sum(a, axis=0, out=out)
+
+    # -- activations -------------------------------------------------------------
+    @abstractmethod
+    def bias_act_forward(self, z: Array, bias: Array | None, activation: str, out: Array) -> Array:
+        """out (B, N) = act(z + bias); ``out`` may be ``z``."""
+
+    @abstractmethod
+    def act_backward(self, y: Array, dy: Array, activation: str, out: Array) -> Array:
+        """out (B, N) = dy * act'(z), from the forward output y = act(z)."""
+
+    # -- losses ------------------------------------------------------------------
+    def logsumexp_rows(self, z: Array) -> Array:
+        """(B, 1) log(sum(exp(z), axis=1)), stable for any logit size."""
+        xp = self.xp
+        m = xp.max(z, axis=1, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0).astype(z.dtype)
+        s = xp.sum(xp.exp(z - m), axis=1, keepdims=True)
+        return xp.log(s) + m
+
+    def softmax_xent_sum(self, z: Array, lse: Array, labels: Array) -> float:
+        """sum over rows of lse - log-likelihood; labels are class ids (B,) or targets (B, C)."""
+        xp = self.xp
+        if labels.ndim == 1:
+            picked = z[xp.arange(z.shape[0]), labels]
+            return float(xp.sum(lse[:, 0] - picked, dtype=xp.float64))
+        return float(xp.sum(lse * xp.sum(labels, axis=1, keepdims=True) - labels * z, dtype=xp.float64))
+
+    @abstractmethod
+    def softmax_xent_grad(self, z: Array, lse: Array, labels: Array, scale: float, out: Array) -> Array:
+        """out (B, C) = (softmax(z) - onehot(labels)) * scale."""
+
+    @abstractmethod
+    def bce_logits_sum(self, z: Array, y: Array) -> float:
+        """sum of softplus(z) - y*z."""
+
+    @abstractmethod
+    def bce_logits_grad(self, z: Array, y: Array, scale: float, out: Array) -> Array:
+        """out = (sigmoid(z) - y) * scale."""
+
+    @abstractmethod
+    def bce_prob_sum(self, p: Array, y: Array, eps: float) -> float:
+        """sum of -(y log p + (1-y) log(1-p)), p clipped to [eps, 1-eps]."""
+
+    @abstractmethod
+    def bce_prob_grad(self, p: Array, y: Array, eps: float, scale: float, out: Array) -> Array:
+        """out = (p - y) / (p (1 - p)) * scale, p clipped."""
+
+    def mse_sum(self, p: Array, y: Array) -> float:
+        d = p - y
+        return float(self.xp.sum(d * d, dtype=self.xp.float64))
+
+    @abstractmethod
+    def mse_grad(self, p: Array, y: Array, scale: float, out: Array) -> Array:
+        """out = 2 (p - y) * scale."""
+
+    # -- optimizers --------------------------------------------------------------
+    @abstractmethod
+    def sgd_update(
+        self, param: Array, grad: Array, buf: Array | None, lr: float, momentum: float, weight_decay: float, nesterov: bool
+    ) -> None:
+        """torch.optim.SGD's update of ``param`` (and ``buf``, zero-initialised) in place."""
+
+    @abstractmethod
+    def adam_update(
+        self,
+        param: Array,
+        grad: Array,
+        m: Array,
+        v: Array,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        step: int,
+        decoupled: bool,
+    ) -> None:
+        """torch.optim.Adam (or AdamW when ``decoupled``) update of ``param``, ``m``, ``v`` in place."""
+
+    @staticmethod
+    def adam_bias_corrections(lr: float, beta1: float, beta2: float, step: int) -> tuple[float, float]:
+        """(lr / (1 - beta1**step), sqrt(1 - beta2**step)), in double on the host."""
+        return lr / (1.0 - beta1**step), (1.0 - beta2**step) ** 0.5
+
+    def __repr__(self) -> str:
+        return f"<fcgpu {self.name} backend>"

@@ -1,0 +1,169 @@
+"""The CuPy backend: cuBLAS GEMMs through ``cupy.matmul`` and fcgpu's own elementwise kernels.
+
+Every kernel's arithmetic lives in ``kernels/*.cuh``; this module only declares the
+``cupy.ElementwiseKernel`` signatures (``KERNEL_SPECS``), builds each kernel on first use
+and caches it. The module object is injected, so the same code runs against the real CuPy
+or against ``fcgpu.testing.fake_cupy`` on a machine without a GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .. import kernel_sources
+from ..activations import ACTIVATIONS
+from .base import Array, Backend
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """The arguments of one ``cupy.ElementwiseKernel``; its preamble is every header in kernels/."""
+
+    name: str
+    in_params: str
+    out_params: str
+    operation: str
+
+
+def _specs() -> dict[str, KernelSpec]:
+    specs = []
+    for act in ACTIVATIONS.values():
+        f = act.kernel_functor
+        specs += [
+            KernelSpec(f"fcgpu_bias_{act.name}_fwd", "T z, T b", "T y", f"y = fc_bias_act_forward<{f}>(z, b)"),
+            KernelSpec(f"fcgpu_{act.name}_fwd", "T z", "T y", f"y = fc_act_forward<{f}>(z)"),
+            KernelSpec(f"fcgpu_{act.name}_bwd", "T y, T dy", "T dz", f"dz = fc_act_backward<{f}>(y, dy)"),
+        ]
+    specs += [
+        # i indexes the contiguous (B, C) output, so row = i / ncols and class = i % ncols.
+        KernelSpec(
+            "fcgpu_softmax_xent_grad_ids",
+            "T z, T lse, raw I labels, int64 ncols, T scale",
+            "T dz",
+            "dz = fc_softmax_xent_grad(z, lse, labels[i / ncols] == (I)(i % ncols) ? T(1) : T(0), scale)",
+        ),
+        KernelSpec(
+            "fcgpu_softmax_xent_grad_probs",
+            "T z, T lse, T target, T scale",
+            "T dz",
+            "dz = fc_softmax_xent_grad(z, lse, target, scale)",
+        ),
+        KernelSpec("fcgpu_bce_logits_loss", "T z, T y", "T loss", "loss = fc_bce_logits_loss(z, y)"),
+        KernelSpec("fcgpu_bce_logits_grad", "T z, T y, T scale", "T dz", "dz = fc_bce_logits_grad(z, y, scale)"),
+        KernelSpec("fcgpu_bce_prob_loss", "T p, T y, T eps", "T loss", "loss = fc_bce_prob_loss(p, y, eps)"),
+        KernelSpec("fcgpu_bce_prob_grad", "T p, T y, T eps, T scale", "T dp", "dp = fc_bce_prob_grad(p, y, eps, scale)"),
+        KernelSpec("fcgpu_mse_grad", "T p, T y, T scale", "T dp", "dp = fc_mse_grad(p, y, scale)"),
+        KernelSpec(
+            "fcgpu_sgd",
+            "T grad, T lr, T wd",
+            "T p",
+            "T no_buf = T(0); fc_sgd_update(p, no_buf, grad, lr, T(0), wd, false)",
+        ),
+        KernelSpec(
+            "fcgpu_sgd_momentum",
+            "T grad, T lr, T mu, T wd, bool nesterov",
+            "T p, T buf",
+            "fc_sgd_update(p, buf, grad, lr, mu, wd, nesterov)",
+        ),
+        KernelSpec(
+            "fcgpu_adam",
+            "T grad, T lr, T beta1, T beta2, T eps, T wd, T step_size, T bc2_sqrt, bool decoupled",
+            "T p, T m, T v",
+            "fc_adam_update(p, m, v, grad, lr, beta1, beta2, eps, wd, step_size, bc2_sqrt, decoupled)",
+        ),
+    ]
+    return {s.name: s for s in specs}
+
+
+KERNEL_SPECS: dict[str, KernelSpec] = _specs()
+
+
+class CupyBackend(Backend):
+    name = "cupy"
+
+    def __init__(self, cupy_module: ModuleType | None = None) -> None:
+        if cupy_module is None:
+            import cupy as cupy_module  # noqa: PLC0415 - only where a device was found usable
+        self.xp = self.cp = cupy_module
+        self._kernels: dict[str, Any] = {}
+
+    def kernel(self, name: str) -> Any:
+        """The compiled-on-first-use ``ElementwiseKernel`` of ``KERNEL_SPECS[name]``."""
+        k = self._kernels.get(name)
+        if k is None:
+            spec = KERNEL_SPECS[name]
+            k = self._kernels[name] = self.cp.ElementwiseKernel(
+                spec.in_params, spec.out_params, spec.operation, spec.name, preamble=kernel_sources.preamble()
+            )
+        return k
+
+    # -- arrays ------------------------------------------------------------------
+    def owns(self, a: object) -> bool:
+        return isinstance(a, self.cp.ndarray)
+
+    def to_numpy(self, a: Array) -> np.ndarray:
+        return self.cp.asnumpy(a)
+
+    def from_numpy(self, a: np.ndarray) -> Array:
+        return self.cp.asarray(np.ascontiguousarray(a))
+
+    def synchronize(self) -> None:
+        self.cp.cuda.runtime.deviceSynchronize()
+
+    def info(self) -> dict[str, Any]:
+        rt = self.cp.cuda.runtime
+        device = rt.getDevice()
+        name = rt.getDeviceProperties(device)["name"]
+        return {
+            "backend": self.name,
+            "device": name.decode() if isinstance(name, bytes) else str(name),
+            "cupy": self.cp.__version__,
+            "cuda_runtime": rt.runtimeGetVersion(),
+            "cuda_driver": rt.driverGetVersion(),
+        }
+
+    # -- activations -------------------------------------------------------------
+    def bias_act_forward(self, z: Array, bias: Array | None, activation: str, out: Array) -> Array:
+        if bias is None:
+            return self.kernel(f"fcgpu_{activation}_fwd")(z, out)
+        return self.kernel(f"fcgpu_bias_{activation}_fwd")(z, bias, out)
+
+    def act_backward(self, y: Array, dy: Array, activation: str, out: Array) -> Array:
+        return self.kernel(f"fcgpu_{activation}_bwd")(y, dy, out)
+
+    # -- losses ------------------------------------------------------------------
+    def softmax_xent_grad(self, z: Array, lse: Array, labels: Array, scale: float, out: Array) -> Array:
+        if labels.ndim == 1:
+            return self.kernel("fcgpu_softmax_xent_grad_ids")(z, lse, labels, z.shape[1], scale, out)
+        return self.kernel("fcgpu_softmax_xent_grad_probs")(z, lse, labels, scale, out)
+
+    def bce_logits_sum(self, z: Array, y: Array) -> float:
+        return float(self.cp.sum(self.kernel("fcgpu_bce_logits_loss")(z, y), dtype=self.cp.float64))
+
+    def bce_logits_grad(self, z: Array, y: Array, scale: float, out: Array) -> Array:
+        return self.kernel("fcgpu_bce_logits_grad")(z, y, scale, out)
+
+    def bce_prob_sum(self, p: Array, y: Array, eps: float) -> float:
+        return float(self.cp.sum(self.kernel("fcgpu_bce_prob_loss")(p, y, eps), dtype=self.cp.float64))
+
+    def bce_prob_grad(self, p: Array, y: Array, eps: float, scale: float, out: Array) -> Array:
+        return self.kernel("fcgpu_bce_prob_grad")(p, y, eps, scale, out)
+
+    def mse_grad(self, p: Array, y: Array, scale: float, out: Array) -> Array:
+        return self.kernel("fcgpu_mse_grad")(p, y, scale, out)
+
+    # -- optimizers --------------------------------------------------------------
+    def sgd_update(self, param, grad, buf, lr, momentum, weight_decay, nesterov) -> None:
+        if momentum:
+            self.kernel("fcgpu_sgd_momentum")(grad, lr, momentum, weight_decay, bool(nesterov), param, buf)
+        else:
+            self.kernel("fcgpu_sgd")(grad, lr, weight_decay, param)
+
+    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled) -> None:
+        step_size, bc2_sqrt = self.adam_bias_corrections(lr, beta1, beta2, step)
+        self.kernel("fcgpu_adam")(
+            grad, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt, bool(decoupled), param, m, v
+        )

@@ -1,0 +1,182 @@
+"""The NumPy backend: the host implementation and the reference the CUDA kernels are tested against.
+
+Every method writes into ``out`` with in-place ufuncs, so a training step with a fixed batch
+size allocates nothing once the layers' buffers exist.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Array, Backend
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    xp = np
+
+    def __init__(self) -> None:
+        self._scratch: dict[tuple, np.ndarray] = {}
+
+    def _workspace(self, shape: tuple[int, ...], dtype: Any, tag: str = "") -> np.ndarray:
+        """A scratch array reused across calls of the same shape (never returned to callers)."""
+        key = (shape, np.dtype(dtype), tag)
+        buf = self._scratch.get(key)
+        if buf is None:
+            if len(self._scratch) > 32:
+                self._scratch.clear()
+            buf = self._scratch[key] = np.empty(shape, dtype)
+        return buf
+
+    def owns(self, a: object) -> bool:
+        return type(a) is np.ndarray
+
+    def to_numpy(self, a: Array) -> np.ndarray:
+        return a
+
+    def from_numpy(self, a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a)
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.name, "numpy": np.__version__}
+
+    # -- GEMMs -------------------------------------------------------------------
+    def matmul_at_b(self, a: Array, b: Array, out: Array) -> Array:
+        if a.shape[0] == 1:
+            # An outer product: BLAS GEMM with K = 1 is several times slower than a broadcast multiply.
+            return np.multiply(a[0][:, None], b[0][None, :], out=out)
+        return np.matmul(a.T, b, out=out)
+
+    def matmul_a_bt(self, a: Array, b: Array, out: Array) -> Array:
+        if a.shape[0] == 1:
+            # A matrix-vector product: GEMV instead of a degenerate GEMM.
+            np.dot(b, a[0], out=out[0])
+            return out
+        return np.matmul(a, b.T, out=out)
+
+    def sum_rows(self, a: Array, out: Array) -> Array:
+        return np.add.reduce(a, axis=0, out=out)
+
+    # -- activations -------------------------------------------------------------
+    def bias_act_forward(self, z: Array, bias: Array | None, activation: str, out: Array) -> Array:
+        if bias is not None:
+            np.add(z, bias, out=out)
+        elif out is not z:
+            np.copyto(out, z)
+        if activation == "relu":
+            np.maximum(out, 0, out=out)
+        elif activation == "sigmoid":
+            # 1 / (1 + exp(-s)): exp overflows to inf for s < -88 (float32) and the result is then 0,
+            # which is the correctly rounded value, so the overflow warning is silenced.
+            with np.errstate(over="ignore"):
+                np.negative(out, out=out)
+                np.exp(out, out=out)
+            np.add(out, 1, out=out)
+            np.reciprocal(out, out=out)
+        elif activation == "tanh":
+            np.tanh(out, out=out)
+        elif activation != "linear":
+            raise ValueError(f"activation: unknown {activation!r}")
+        return out
+
+    def act_backward(self, y: Array, dy: Array, activation: str, out: Array) -> Array:
+        if activation == "linear":
+            np.copyto(out, dy)
+        elif activation == "relu":
+            mask = self._workspace(y.shape, np.bool_, "mask")
+            np.greater(y, 0, out=mask)
+            np.copyto(out, 0)
+            np.copyto(out, dy, where=mask)
+        elif activation == "sigmoid":
+            np.subtract(1, y, out=out)
+            np.multiply(out, y, out=out)
+            np.multiply(out, dy, out=out)
+        elif activation == "tanh":
+            np.multiply(y, y, out=out)
+            np.subtract(1, out, out=out)
+            np.multiply(out, dy, out=out)
+        else:
+            raise ValueError(f"activation: unknown {activation!r}")
+        return out
+
+    # -- losses ------------------------------------------------------------------
+    def softmax_xent_grad(self, z: Array, lse: Array, labels: Array, scale: float, out: Array) -> Array:
+        np.subtract(z, lse, out=out)
+        np.exp(out, out=out)
+        if labels.ndim == 1:
+            out[np.arange(z.shape[0]), labels] -= 1
+        else:
+            np.subtract(out, labels, out=out)
+        np.multiply(out, scale, out=out)
+        return out
+
+    def bce_logits_sum(self, z: Array, y: Array) -> float:
+        loss = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        return float(np.sum(loss, dtype=np.float64))
+
+    def bce_logits_grad(self, z: Array, y: Array, scale: float, out: Array) -> Array:
+        self.bias_act_forward(z, None, "sigmoid", out)
+        np.subtract(out, y, out=out)
+        np.multiply(out, scale, out=out)
+        return out
+
+    def bce_prob_sum(self, p: Array, y: Array, eps: float) -> float:
+        q = np.clip(p, eps, 1 - eps)
+        return float(-np.sum(y * np.log(q) + (1 - y) * np.log(1 - q), dtype=np.float64))
+
+    def bce_prob_grad(self, p: Array, y: Array, eps: float, scale: float, out: Array) -> Array:
+        q = np.clip(p, eps, 1 - eps)
+        np.subtract(q, y, out=out)
+        np.divide(out, q * (1 - q), out=out)
+        np.multiply(out, scale, out=out)
+        return out
+
+    def mse_grad(self, p: Array, y: Array, scale: float, out: Array) -> Array:
+        np.subtract(p, y, out=out)
+        np.multiply(out, 2 * scale, out=out)
+        return out
+
+    # -- optimizers --------------------------------------------------------------
+    def sgd_update(self, param, grad, buf, lr, momentum, weight_decay, nesterov) -> None:
+        step = self._workspace(param.shape, param.dtype, "step")
+        if weight_decay:
+            np.multiply(param, weight_decay, out=step)
+            step += grad
+        else:
+            np.copyto(step, grad)
+        if momentum:
+            buf *= momentum
+            buf += step
+            if nesterov:
+                tmp = self._workspace(param.shape, param.dtype, "tmp")
+                np.multiply(buf, momentum, out=tmp)
+                step += tmp
+            else:
+                np.copyto(step, buf)
+        step *= lr
+        param -= step
+
+    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled) -> None:
+        step_size, bc2_sqrt = self.adam_bias_corrections(lr, beta1, beta2, step)
+        g = grad
+        if weight_decay and decoupled:
+            param *= 1 - lr * weight_decay
+        elif weight_decay:
+            g = self._workspace(param.shape, param.dtype, "step")
+            np.multiply(param, weight_decay, out=g)
+            g += grad
+        tmp = self._workspace(param.shape, param.dtype, "tmp")
+        m *= beta1
+        np.multiply(g, 1 - beta1, out=tmp)
+        m += tmp
+        v *= beta2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - beta2
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp /= bc2_sqrt
+        tmp += eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= step_size
+        param -= tmp

@@ -1,0 +1,292 @@
+"""The fully connected layer: y = act(x @ W + b), W of shape (in_features, units) as in Keras."""
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+from .activations import Activation, get_activation
+from .backends import Backend, get_backend, resolve_backend
+from .backends.base import Array
+from .initializers import get_initializer
+
+FLOAT_DTYPES = ("float16", "float32", "float64")
+
+# sys.getrefcount of a buffer held only by its _Buffers dict: the dict, the local name, the call's argument.
+_UNSHARED = 3
+
+
+class _Buffers:
+    """Arrays a layer writes its results into, reused while nobody outside the layer holds them.
+
+    A training loop that drops each step's outputs therefore allocates nothing in steady state,
+    while an array a caller kept (``y1 = layer(x1)``) is never overwritten by a later call.
+    """
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, Array] = {}
+
+    def get(self, backend: Backend, key: str, shape: tuple[int, ...], dtype: Any) -> Array:
+        a = self._arrays.get(key)
+        if a is not None and a.shape == shape and a.dtype == dtype and sys.getrefcount(a) <= _UNSHARED:
+            return a
+        a = self._arrays[key] = backend.empty(shape, dtype)
+        return a
+
+    def clear(self) -> None:
+        self._arrays.clear()
+
+
+class Dense:
+    """A fully connected layer.
+
+    Args:
+        units: output features N.
+        activation: None/'linear', 'relu', 'sigmoid' or 'tanh'.
+        use_bias: add a bias vector b of shape (N,).
+        kernel_initializer, bias_initializer: names from ``fcgpu.initializers``.
+        dtype: 'float32' (default), 'float64' or 'float16'.
+        name: unique within a model; assigned ('dense', 'dense_1', ...) when left None.
+
+    Shapes: x (B, M) or (M,) -> y (B, N) or (N,); kernel (M, N); bias (N,).
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: str = "glorot_uniform",
+        bias_initializer: str = "zeros",
+        dtype: str = "float32",
+        name: str | None = None,
+    ) -> None:
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
+            raise ValueError(f"units: expected a positive int, got {units!r}")
+        if str(np.dtype(dtype) if _is_dtype(dtype) else dtype) not in FLOAT_DTYPES:
+            raise TypeError(f"dtype: expected one of {list(FLOAT_DTYPES)}, got {dtype!r}")
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"name: expected a non-empty string without '/', got {name!r}")
+        self.units = int(units)
+        self.activation: Activation = get_activation(activation)
+        self.use_bias = bool(use_bias)
+        self._kernel_init_name = kernel_initializer
+        self._bias_init_name = bias_initializer
+        self.kernel_initializer = get_initializer(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = get_initializer(bias_initializer, "bias_initializer")
+        self.dtype = np.dtype(dtype)
+        self._name = name
+        self.in_features: int | None = None
+        self.backend: Backend | None = None
+        self.kernel: Array | None = None
+        self.bias: Array | None = None
+        self.kernel_grad: Array | None = None
+        self.bias_grad: Array | None = None
+        self._buffers = _Buffers()
+        self._x: Array | None = None
+        self._y: Array | None = None
+        self._squeeze = False
+
+    # -- identity ----------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name or "dense"
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+
+    @property
+    def built(self) -> bool:
+        return self.kernel is not None
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "class_name": "Dense",
+            "units": self.units,
+            "activation": self.activation.name,
+            "use_bias": self.use_bias,
+            "kernel_initializer": self._kernel_init_name,
+            "bias_initializer": self._bias_init_name,
+            "dtype": self.dtype.name,
+            "name": self.name,
+        }
+
+    def __repr__(self) -> str:
+        shape = f"{self.in_features}->{self.units}" if self.built else f"?->{self.units}"
+        return f"Dense({shape}, activation={self.activation.name!r}, name={self.name!r})"
+
+    # -- parameters --------------------------------------------------------------
+    def build(self, input_shape: int | Sequence[int | None]) -> None:
+        """Create the parameters on the active backend for ``in_features`` or a shape like (None, 784)."""
+        in_features = _in_features(input_shape)
+        self.backend = get_backend()
+        self.in_features = in_features
+        kernel = self.kernel_initializer((in_features, self.units))
+        self.kernel = self.backend.from_numpy(np.asarray(kernel, dtype=self.dtype))
+        self.kernel_grad = self.backend.zeros((in_features, self.units), self.dtype)
+        if self.use_bias:
+            bias = self.bias_initializer((self.units,))
+            self.bias = self.backend.from_numpy(np.asarray(bias, dtype=self.dtype))
+            self.bias_grad = self.backend.zeros((self.units,), self.dtype)
+        self._reset_cache()
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise RuntimeError(f"layer '{self.name}' is not built: call build(in_features) or pass it an input first")
+        return self.in_features * self.units + (self.units if self.use_bias else 0)
+
+    def parameters(self) -> list[tuple[str, Array, Array]]:
+        """[(name, parameter, gradient)] for the optimizers, e.g. ('dense/kernel', W, dW)."""
+        if not self.built:
+            return []
+        params = [(f"{self.name}/kernel", self.kernel, self.kernel_grad)]
+        if self.use_bias:
+            params.append((f"{self.name}/bias", self.bias, self.bias_grad))
+        return params
+
+    def get_weights(self) -> list[np.ndarray]:
+        """[kernel (M, N), bias (N,)] (kernel only without bias) as host copies."""
+        if not self.built:
+            return []
+        return [np.array(self.backend.to_numpy(p), copy=True) for _, p, _ in self.parameters()]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Load [kernel (M, N), bias (N,)] from host arrays; builds the layer from the kernel's shape if needed."""
+        expected = 2 if self.use_bias else 1
+        if not isinstance(weights, (list, tuple)) or len(weights) != expected:
+            count = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
+            raise ValueError(
+                f"weights: expected a list of {expected} arrays ([kernel{', bias' if self.use_bias else ''}]) "
+                f"for layer '{self.name}', got {count}"
+            )
+        kernel = _host_float(weights[0], "weights[0] (kernel)")
+        if kernel.ndim != 2 or kernel.shape[1] != self.units:
+            raise ValueError(
+                f"weights[0] (kernel): expected shape (in_features, {self.units}) for layer '{self.name}', "
+                f"got {kernel.shape}"
+            )
+        if self.built and kernel.shape != (self.in_features, self.units):
+            raise ValueError(
+                f"weights[0] (kernel): expected shape {(self.in_features, self.units)} for layer '{self.name}', "
+                f"got {kernel.shape}"
+            )
+        bias = None
+        if self.use_bias:
+            bias = _host_float(weights[1], "weights[1] (bias)")
+            if bias.shape != (self.units,):
+                raise ValueError(
+                    f"weights[1] (bias): expected shape {(self.units,)} for layer '{self.name}', got {bias.shape}"
+                )
+        if not self.built:
+            self.build(kernel.shape[0])
+        self.kernel[...] = self.backend.from_numpy(kernel.astype(self.dtype))
+        if bias is not None:
+            self.bias[...] = self.backend.from_numpy(bias.astype(self.dtype))
+
+    def to(self, backend: str | Backend) -> "Dense":
+        """Move parameters and gradients to another backend ('numpy' | 'cupy' | 'auto')."""
+        target, _ = resolve_backend(backend)
+        if self.built and target is not self.backend:
+            src = self.backend
+            for attr in ("kernel", "bias", "kernel_grad", "bias_grad"):
+                value = getattr(self, attr)
+                if value is not None:
+                    setattr(self, attr, target.from_numpy(src.to_numpy(value)))
+        self.backend = target if self.built else None
+        self._reset_cache()
+        self._buffers.clear()
+        return self
+
+    # -- computation -------------------------------------------------------------
+    def _reset_cache(self) -> None:
+        self._x = self._y = None
+
+    def __call__(self, x: Any) -> Array:
+        return self.forward(x)
+
+    def forward(self, x: Any) -> Array:
+        """y (B, N) = act(x (B, M) @ kernel (M, N) + bias (N,)); a 1-D x (M,) gives y (N,).
+
+        x may be a NumPy array (copied to the device) or an array of the layer's backend.
+        Builds the layer on the first call.
+        """
+        self._reset_cache()
+        ndim = getattr(x, "ndim", None)
+        if ndim is None:
+            x = np.asarray(x)
+            ndim = x.ndim
+        if ndim not in (1, 2):
+            raise ValueError(
+                f"x: expected shape (batch, in_features) or (in_features,) for layer '{self.name}', "
+                f"got shape {tuple(x.shape)}"
+            )
+        if not self.built:
+            self.build(x.shape[-1])
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"x: expected {self.in_features} features (shape (batch, {self.in_features})) for layer "
+                f"'{self.name}', got shape {tuple(x.shape)}"
+            )
+        backend = self.backend
+        x = backend.asarray(x, self.dtype, "x")
+        self._squeeze = x.ndim == 1
+        if self._squeeze:
+            x = x.reshape(1, -1)
+        y = self._buffers.get(backend, "y", (x.shape[0], self.units), self.dtype)
+        backend.matmul(x, self.kernel, out=y)
+        backend.bias_act_forward(y, self.bias, self.activation.name, out=y)
+        self._x, self._y = x, y
+        return y[0] if self._squeeze else y
+
+    def backward(self, dy: Any) -> Array:
+        """dx (B, M) from dy = dL/dy (B, N); sets kernel_grad = x.T @ dz and bias_grad = dz.sum(0)."""
+        if self._y is None:
+            raise RuntimeError(f"backward called before forward on layer '{self.name}': run forward(x) first")
+        backend, y = self.backend, self._y
+        expected = (self.units,) if self._squeeze else y.shape
+        if tuple(getattr(dy, "shape", np.shape(dy))) != expected:
+            raise ValueError(
+                f"dy: expected shape {expected} (the shape of the last forward output) for layer "
+                f"'{self.name}', got {tuple(np.shape(dy)) if not hasattr(dy, 'shape') else tuple(dy.shape)}"
+            )
+        dy = backend.asarray(dy, self.dtype, "dy").reshape(y.shape)
+        dz = self._buffers.get(backend, "dz", y.shape, self.dtype)
+        backend.act_backward(y, dy, self.activation.name, out=dz)
+        backend.matmul_at_b(self._x, dz, out=self.kernel_grad)
+        if self.use_bias:
+            backend.sum_rows(dz, out=self.bias_grad)
+        dx = self._buffers.get(backend, "dx", self._x.shape, self.dtype)
+        backend.matmul_a_bt(dz, self.kernel, out=dx)
+        return dx[0] if self._squeeze else dx
+
+
+def _is_dtype(value: Any) -> bool:
+    try:
+        np.dtype(value)
+        return True
+    except TypeError:
+        return False
+
+
+def _in_features(input_shape: int | Sequence[int | None]) -> int:
+    if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
+        n = int(input_shape)
+    elif isinstance(input_shape, (tuple, list)) and input_shape and isinstance(input_shape[-1], (int, np.integer)):
+        n = int(input_shape[-1])
+    else:
+        raise ValueError(f"input_shape: expected an int or a shape like (None, 784), got {input_shape!r}")
+    if n < 1:
+        raise ValueError(f"input_shape: expected a positive number of features, got {input_shape!r}")
+    return n
+
+
+def _host_float(a: Any, argument: str) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{argument}: expected a NumPy array, got {type(a).__module__}.{type(a).__name__}")
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{argument}: expected a numeric array, got dtype {a.dtype}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{argument}: expected finite values, got NaN or inf")
+    return a
