@@ -1,6 +1,12 @@
-"""Shared fixtures: every backend-parametrised test runs on NumPy and on the CuPy backend's own code,
-the latter against the host stand-in for CuPy (fcgpu.testing.fake_cupy) whose kernels are the real
-kernels/*.cuh compiled for the host."""
+"""Shared fixtures.
+
+Every test that takes the ``backend`` fixture runs three times:
+- on NumPy;
+- on the CuPy backend's own code against the host stand-in for CuPy (fcgpu.testing.fake_cupy),
+  whose ElementwiseKernel runs the real kernels/*.cuh compiled for the host;
+- on the real CuPy backend, marked ``gpu``: skipped with the reason when no CUDA device is usable,
+  and selected alone on a GPU machine with ``pytest -m gpu``.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -8,12 +14,17 @@ import pytest
 
 import fcgpu as fc
 
-BACKENDS = ["numpy", "cupy-standin"]
+BACKENDS = ["numpy", "cupy-standin", pytest.param("cupy", marks=pytest.mark.gpu)]
 
 
 def make_backend(name: str):
     if name == "numpy":
         return fc.backends.resolve_backend("numpy")[0]
+    if name == "cupy":
+        try:
+            return fc.backends.resolve_backend("cupy")[0]
+        except fc.BackendUnavailable as e:
+            pytest.skip(f"real-GPU variant: {e}")
     from fcgpu.testing import stand_in_backend
 
     return stand_in_backend()
