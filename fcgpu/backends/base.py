@@ -44,6 +44,8 @@ class Backend(ABC):
     def asarray(self, x: object, dtype: Any, argument: str = "x") -> Array:
         """``x`` (host data or an array of this backend) as this backend's array of ``dtype``."""
         if self.owns(x):
+            if x.dtype.kind not in "biuf":
+                raise TypeError(f"{argument}: expected a numeric array, got dtype {x.dtype}")
             return x if x.dtype == dtype else x.astype(dtype)
         foreign = getattr(x, "__cuda_array_interface__", None) is not None or type(x).__module__.split(".")[0] in (
             "cupy",
