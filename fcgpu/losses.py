@@ -1,0 +1,274 @@
+"""Losses: each the mean over the batch, stable for any logit size.
+
+``forward(pred, labels)`` returns a Python float and remembers what ``backward()`` needs;
+``backward()`` returns dL/dpred, a backend array of pred's shape written into a buffer that is
+reused for the next batch of the same shape (unless the caller still holds it).
+
+Labels are checked on the host; the model checks a whole data set once per ``fit`` and then
+calls ``_forward`` with labels already prepared on the device.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend, get_backend, to_numpy
+from .backends.base import Array
+from .layers import _Buffers
+
+__all__ = ["Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "get"]
+
+
+def _host_labels(labels: Any, argument: str) -> np.ndarray:
+    host = to_numpy(labels)
+    if host.dtype.kind not in "biuf":
+        raise TypeError(f"{argument}: expected numeric labels, got dtype {host.dtype}")
+    return host
+
+
+def _shape(pred: Any) -> tuple[int, ...]:
+    shape = getattr(pred, "shape", None)
+    return tuple(shape) if shape is not None else np.shape(pred)
+
+
+class Loss:
+    """Base class: subclasses define ``prepare_labels`` (host checks) and ``_value`` / ``_grad``."""
+
+    name = "loss"
+
+    def __init__(self) -> None:
+        self._buffers = _Buffers()
+        self._reset_cache()
+
+    # -- public ------------------------------------------------------------------
+    def __call__(self, pred: Any, labels: Any) -> float:
+        return self.forward(pred, labels)
+
+    def forward(self, pred: Any, labels: Any) -> float:
+        """The mean loss of ``pred`` (an array of the active backend, or NumPy) against ``labels``."""
+        backend = get_backend()
+        pred = self._pred_array(backend, pred)
+        host = self.prepare_labels(labels, pred.shape, pred.dtype, "labels")
+        return self._forward(backend, pred, backend.from_numpy(host))
+
+    def backward(self) -> Array:
+        """dL/dpred, a backend array of pred's shape."""
+        if self._pred is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward: call forward(pred, labels) first")
+        out = self._buffers.get(self._backend, "grad", self._pred.shape, self._pred.dtype)
+        return self._grad(self._backend, self._pred, self._labels, out)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"class_name": type(self).__name__}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "class_name")
+        return f"{type(self).__name__}({args})"
+
+    # -- for subclasses and the model -------------------------------------------
+    def prepare_labels(self, labels: Any, pred_shape: tuple[int, ...], dtype: Any, argument: str) -> np.ndarray:
+        """Check ``labels`` against predictions of ``pred_shape`` on the host; the array to upload."""
+        raise NotImplementedError
+
+    def _pred_array(self, backend: Backend, pred: Any) -> Array:
+        dtype = getattr(pred, "dtype", None)
+        if dtype is None or np.dtype(dtype).kind != "f":
+            dtype = np.float32
+        pred = backend.asarray(pred, dtype, "pred")
+        if pred.ndim not in (1, 2) or pred.shape[0] < 1:
+            raise ValueError(f"pred: expected shape (batch, outputs) with batch >= 1, got {tuple(pred.shape)}")
+        return pred
+
+    def _forward(self, backend: Backend, pred: Array, labels: Array) -> float:
+        """The loss for prepared labels (no checks): the model's per-batch path."""
+        self._backend, self._pred, self._labels = backend, pred, labels
+        return self._value(backend, pred, labels)
+
+    def _reset_cache(self) -> None:
+        """Drop references to the last batch so the layers can reuse their output buffers."""
+        self._backend: Backend | None = None
+        self._pred: Array | None = None
+        self._labels: Array | None = None
+
+    def _clear_buffers(self) -> None:
+        self._reset_cache()
+        self._buffers.clear()
+
+    def _value(self, backend: Backend, pred: Array, labels: Array) -> float:
+        raise NotImplementedError
+
+    def _grad(self, backend: Backend, pred: Array, labels: Array, out: Array) -> Array:
+        raise NotImplementedError
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax cross-entropy from logits (B, C), mean over the batch.
+
+    Labels: class ids (B,) (or (B, 1)) of an integer type, or integral floats, in [0, C);
+    or one-hot / probability targets (B, C) with values in [0, 1].
+    Value: mean_b(logsumexp(z_b) - sum_c y_bc z_bc); gradient (softmax(z) - y) / B.
+    """
+
+    name = "softmax_cross_entropy"
+
+    def prepare_labels(self, labels, pred_shape, dtype, argument):
+        if len(pred_shape) != 2:
+            raise ValueError(f"pred: expected logits of shape (batch, classes), got {pred_shape}")
+        batch, classes = pred_shape
+        host = _host_labels(labels, argument)
+        if host.ndim == 2 and host.shape[1] == 1 and classes != 1:
+            host = host[:, 0]
+        if host.ndim == 1:
+            if host.shape[0] != batch:
+                raise ValueError(
+                    f"{argument}: expected {batch} class ids (one per row of the predictions), got {host.shape[0]}"
+                )
+            if host.dtype.kind == "f":
+                if not np.isfinite(host).all() or not np.array_equal(host, np.round(host)):
+                    raise ValueError(f"{argument}: class ids must be whole numbers, got non-integral floats")
+            elif host.dtype.kind == "b":
+                raise TypeError(f"{argument}: expected integer class ids, got booleans")
+            if host.size and (host.min() < 0 or host.max() >= classes):
+                bad = host[(host < 0) | (host >= classes)][0]
+                raise ValueError(f"{argument}: class ids must be in [0, {classes}), got {bad!r}")
+            return host.astype(np.int64)
+        if host.ndim == 2:
+            if host.shape != (batch, classes):
+                raise ValueError(
+                    f"{argument}: expected class ids of shape ({batch},) or one-hot targets of shape "
+                    f"({batch}, {classes}), got shape {host.shape}"
+                )
+            targets = host.astype(dtype)
+            if not np.isfinite(targets).all() or (targets < 0).any() or (targets > 1).any():
+                raise ValueError(f"{argument}: one-hot targets must be finite and in [0, 1]")
+            return targets
+        raise ValueError(
+            f"{argument}: expected class ids of shape ({batch},) or one-hot targets of shape ({batch}, {classes}), "
+            f"got shape {host.shape}"
+        )
+
+    def _pred_array(self, backend, pred):
+        pred = super()._pred_array(backend, pred)
+        if pred.ndim != 2:
+            raise ValueError(f"pred: expected logits of shape (batch, classes), got {tuple(pred.shape)}")
+        return pred
+
+    def _forward(self, backend, pred, labels):
+        self._lse = backend.logsumexp_rows(pred)
+        return super()._forward(backend, pred, labels)
+
+    def _reset_cache(self):
+        super()._reset_cache()
+        self._lse = None
+
+    def _value(self, backend, pred, labels):
+        return backend.softmax_xent_sum(pred, self._lse, labels) / pred.shape[0]
+
+    def _grad(self, backend, pred, labels, out):
+        return backend.softmax_xent_grad(pred, self._lse, labels, 1.0 / pred.shape[0], out)
+
+
+class _Elementwise(Loss):
+    """Losses whose labels have pred's shape (a (B,) / (B, 1) mismatch is reshaped), mean over all elements."""
+
+    check_unit_interval = False
+
+    def prepare_labels(self, labels, pred_shape, dtype, argument):
+        host = _host_labels(labels, argument)
+        batch = pred_shape[0]
+        if host.shape != tuple(pred_shape):
+            if host.ndim >= 1 and host.shape[0] != batch:
+                raise ValueError(
+                    f"{argument}: expected {batch} labels (one per row of the predictions), got {host.shape[0]} "
+                    f"(shape {host.shape})"
+                )
+            if host.size != int(np.prod(pred_shape)) or host.ndim not in (1, 2) or (host.ndim == 2 and host.shape[1] != 1):
+                raise ValueError(f"{argument}: expected shape {tuple(pred_shape)}, got {host.shape}")
+            host = host.reshape(pred_shape)
+        out = host.astype(dtype)
+        if not np.isfinite(out).all():
+            raise ValueError(f"{argument}: expected finite values, got NaN or inf")
+        if self.check_unit_interval and ((out < 0).any() or (out > 1).any()):
+            raise ValueError(f"{argument}: binary labels must be in [0, 1]")
+        return out
+
+
+class BinaryCrossEntropy(_Elementwise):
+    """Binary cross-entropy; pred (B,) or (B, 1) (or (B, K) independent outputs), labels in [0, 1].
+
+    ``from_logits=True``: pred are logits z, value softplus(z) - y z (stable at any |z|), gradient
+    (sigmoid(z) - y) / n. ``from_logits=False``: pred are probabilities, clipped to [eps, 1 - eps]
+    as Keras does. n is the number of elements of pred (the batch size for one output).
+    """
+
+    name = "binary_crossentropy"
+    check_unit_interval = True
+
+    def __init__(self, from_logits: bool = True, eps: float = 1e-7) -> None:
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise TypeError(f"from_logits: expected a bool, got {from_logits!r}")
+        if not (isinstance(eps, (int, float)) and 0 < eps < 0.5):
+            raise ValueError(f"eps: expected a float in (0, 0.5), got {eps!r}")
+        super().__init__()
+        self.from_logits = bool(from_logits)
+        self.eps = float(eps)
+
+    def get_config(self):
+        return {"class_name": "BinaryCrossEntropy", "from_logits": self.from_logits, "eps": self.eps}
+
+    def _value(self, backend, pred, labels):
+        if self.from_logits:
+            return backend.bce_logits_sum(pred, labels) / pred.size
+        return backend.bce_prob_sum(pred, labels, self.eps) / pred.size
+
+    def _grad(self, backend, pred, labels, out):
+        if self.from_logits:
+            return backend.bce_logits_grad(pred, labels, 1.0 / pred.size, out)
+        return backend.bce_prob_grad(pred, labels, self.eps, 1.0 / pred.size, out)
+
+
+class MeanSquaredError(_Elementwise):
+    """mean((pred - y)^2) over all elements (Keras and PyTorch agree); gradient 2 (pred - y) / n."""
+
+    name = "mean_squared_error"
+
+    def _value(self, backend, pred, labels):
+        return backend.mse_sum(pred, labels) / pred.size
+
+    def _grad(self, backend, pred, labels, out):
+        return backend.mse_grad(pred, labels, 1.0 / pred.size, out)
+
+
+_ALIASES: dict[str, Any] = {
+    "softmax_cross_entropy": SoftmaxCrossEntropy,
+    "categorical_crossentropy": SoftmaxCrossEntropy,
+    "sparse_categorical_crossentropy": SoftmaxCrossEntropy,
+    "binary_crossentropy": BinaryCrossEntropy,
+    "bce": BinaryCrossEntropy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+}
+_CLASSES = {c.__name__: c for c in (SoftmaxCrossEntropy, BinaryCrossEntropy, MeanSquaredError)}
+
+
+def get(identifier: str | Loss | dict[str, Any], last_activation: str | None = None) -> Loss:
+    """A loss from an instance, a config dict, or a Keras-style name.
+
+    The cross-entropy names take logits (the last Dense has no softmax); 'binary_crossentropy'
+    takes probabilities when ``last_activation`` is 'sigmoid' and logits otherwise.
+    """
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, dict):
+        config = dict(identifier)
+        cls = _CLASSES.get(config.pop("class_name", None))
+        if cls is None:
+            raise ValueError(f"loss: unknown config {identifier!r}")
+        return cls(**config)
+    if isinstance(identifier, str) and identifier.lower() in _ALIASES:
+        cls = _ALIASES[identifier.lower()]
+        if cls is BinaryCrossEntropy:
+            return BinaryCrossEntropy(from_logits=last_activation != "sigmoid")
+        return cls()
+    raise ValueError(f"loss: expected a Loss instance or one of {sorted(_ALIASES)}, got {identifier!r}")

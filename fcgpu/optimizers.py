@@ -1,0 +1,255 @@
+"""Optimizers with torch.optim's semantics for the same arguments.
+
+Each parameter is updated by one backend call (``sgd_update`` / ``adam_update``: a single fused
+kernel pass on CuPy). State (momentum buffers, Adam's moments and step counts) is keyed by
+parameter name ('dense/kernel', ...) and lives on the parameter's backend.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+from .backends import Backend, resolve_backend, to_numpy
+from .backends.base import Array
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get"]
+
+
+def _number(value: Any, argument: str, low: float = 0.0, high: float = math.inf, high_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{argument}: expected a number, got {value!r}")
+    value = float(value)
+    if not (low <= value and (value < high if high_open else value <= high)):
+        bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
+        raise ValueError(f"{argument}: expected a value in {bound}, got {value!r}")
+    return value
+
+
+def _layers_of(target: Any) -> list[Any]:
+    if hasattr(target, "layers"):
+        return list(target.layers)
+    if hasattr(target, "parameters"):
+        return [target]
+    try:
+        layers = list(target)
+    except TypeError:
+        raise TypeError(f"model_or_layers: expected a model, a layer or a list of layers, got {type(target).__name__}") from None
+    for layer in layers:
+        if not hasattr(layer, "parameters"):
+            raise TypeError(f"model_or_layers: expected layers, got a {type(layer).__name__}")
+    return layers
+
+
+class Optimizer:
+    """Base class: per-parameter state slots ``_slots`` and one ``_update`` per parameter."""
+
+    _slots: tuple[str, ...] = ()
+
+    def __init__(self, lr: float) -> None:
+        self.lr = _number(lr, "lr")
+        # name -> {slot: backend array}; name -> step count
+        self.state: dict[str, dict[str, Array]] = {}
+        self.steps: dict[str, int] = {}
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.lr = _number(value, "learning_rate")
+
+    def get_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "class_name")
+        return f"{type(self).__name__}({args})"
+
+    def step(self, model_or_layers: Any) -> None:
+        """Update every parameter of a model, a layer or a list of layers from its gradient.
+
+        Everything is checked (gradients present, shapes, state) before the first parameter
+        changes, so an error leaves the model as it was.
+        """
+        entries: list[tuple[Backend, str, Array, Array]] = []
+        seen: set[str] = set()
+        for layer in _layers_of(model_or_layers):
+            for name, param, grad in layer.parameters():
+                if name in seen:
+                    raise ValueError(f"model_or_layers: two parameters are named {name!r}; give the layers unique names")
+                seen.add(name)
+                if grad is None or tuple(grad.shape) != tuple(param.shape):
+                    raise RuntimeError(f"{name}: no gradient of shape {tuple(param.shape)}; run backward first")
+                entries.append((layer.backend, name, param, grad))
+        states = [self._state_for(backend, name, param) for backend, name, param, _ in entries]
+        for (backend, name, param, grad), state in zip(entries, states):
+            step = self.steps.get(name, 0) + 1
+            self._update(backend, param, grad, state, step)
+            self.steps[name] = step
+
+    def _state_for(self, backend: Backend, name: str, param: Array) -> dict[str, Array]:
+        state = self.state.get(name)
+        if state is None:
+            return self.state.setdefault(name, {s: backend.zeros(tuple(param.shape), param.dtype) for s in self._slots})
+        for slot, value in state.items():
+            if tuple(value.shape) != tuple(param.shape):
+                raise ValueError(
+                    f"{name}: optimizer state {slot!r} has shape {tuple(value.shape)} but the parameter has "
+                    f"{tuple(param.shape)}; use a new optimizer for a rebuilt model"
+                )
+            if not backend.owns(value) or value.dtype != param.dtype:
+                # The layer was moved without its optimizer: follow it.
+                state[slot] = backend.from_numpy(to_numpy(value).astype(param.dtype))
+        return state
+
+    def _update(self, backend: Backend, param: Array, grad: Array, state: dict[str, Array], step: int) -> None:
+        raise NotImplementedError
+
+    def to(self, backend: str | Backend) -> "Optimizer":
+        """Move the state to another backend ('numpy' | 'cupy' | 'auto' or a Backend)."""
+        target, _ = resolve_backend(backend)
+        for state in self.state.values():
+            for slot, value in state.items():
+                if not target.owns(value):
+                    state[slot] = target.from_numpy(to_numpy(value))
+        return self
+
+    def reset(self) -> None:
+        """Forget all state, as a freshly constructed optimizer."""
+        self.state.clear()
+        self.steps.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        """{'config', 'steps', 'state': {name: {slot: NumPy array}}} (host copies)."""
+        return {
+            "config": self.get_config(),
+            "steps": dict(self.steps),
+            "state": {n: {s: np.array(to_numpy(v), copy=True) for s, v in st.items()} for n, st in self.state.items()},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any], backend: Backend) -> None:
+        """Restore ``state_dict()``'s steps and state onto ``backend``."""
+        state: dict[str, dict[str, Array]] = {}
+        for name, slots in state_dict.get("state", {}).items():
+            if set(slots) != set(self._slots):
+                raise ValueError(f"state_dict: parameter {name!r} has slots {sorted(slots)}, expected {sorted(self._slots)}")
+            state[name] = {s: backend.from_numpy(np.asarray(a)) for s, a in slots.items()}
+        self.state = state
+        self.steps = {str(k): int(v) for k, v in state_dict.get("steps", {}).items()}
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD (dampening 0): g += wd p; buf = mu buf + g; g = g + mu buf if nesterov else buf; p -= lr g."""
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> None:
+        super().__init__(lr)
+        self.momentum = _number(momentum, "momentum")
+        self.weight_decay = _number(weight_decay, "weight_decay")
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov: expected a bool, got {nesterov!r}")
+        if nesterov and self.momentum <= 0:
+            raise ValueError("nesterov: Nesterov momentum requires momentum > 0")
+        self.nesterov = bool(nesterov)
+        self._slots = ("momentum_buffer",) if self.momentum else ()
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "class_name": "SGD",
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+        }
+
+    def _update(self, backend, param, grad, state, step):
+        backend.sgd_update(
+            param, grad, state.get("momentum_buffer"), self.lr, self.momentum, self.weight_decay, self.nesterov
+        )
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam: bias-corrected moments; ``weight_decay`` adds wd p to the gradient (L2)."""
+
+    _slots = ("exp_avg", "exp_avg_sq")
+    _decoupled = False
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr)
+        self.beta1 = _number(beta1, "beta1", 0.0, 1.0, high_open=True)
+        self.beta2 = _number(beta2, "beta2", 0.0, 1.0, high_open=True)
+        self.eps = _number(eps, "eps")
+        self.weight_decay = _number(weight_decay, "weight_decay")
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "class_name": type(self).__name__,
+            "lr": self.lr,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+        }
+
+    def _update(self, backend, param, grad, state, step):
+        backend.adam_update(
+            param,
+            grad,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.weight_decay,
+            step,
+            self._decoupled,
+        )
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled decay p *= 1 - lr wd before the update (default wd 0.01)."""
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ) -> None:
+        super().__init__(lr, beta1, beta2, eps, weight_decay)
+
+
+_NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+
+
+def get(identifier: str | Optimizer | dict[str, Any]) -> Optimizer:
+    """An optimizer from an instance, a config dict, or a name ('sgd', 'adam', 'adamw') with defaults."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, dict):
+        config = dict(identifier)
+        cls = {c.__name__: c for c in _NAMES.values()}.get(config.pop("class_name", None))
+        if cls is None:
+            raise ValueError(f"optimizer: unknown config {identifier!r}")
+        return cls(**config)
+    if isinstance(identifier, str) and identifier.lower() in _NAMES:
+        return _NAMES[identifier.lower()]()
+    raise ValueError(f"optimizer: expected an Optimizer instance or one of {sorted(_NAMES)}, got {identifier!r}")
+
+
+def parameters_of(model_or_layers: Iterable[Any] | Any) -> list[tuple[str, Array, Array]]:
+    """[(name, parameter, gradient)] of a model, a layer or a list of layers."""
+    return [p for layer in _layers_of(model_or_layers) for p in layer.parameters()]
