@@ -115,7 +115,10 @@ class Backend(ABC):
         if labels.ndim == 1:
             picked = z[xp.arange(z.shape[0]), labels]
             return float(xp.sum(lse[:, 0] - picked, dtype=xp.float64))
-        return float(xp.sum(lse * xp.sum(labels, axis=1, keepdims=True) - labels * z, dtype=xp.float64))
+        # Two sums: lse (B, 1) against labels * z (B, C) would broadcast lse over every class.
+        return float(xp.sum(lse[:, 0] * xp.sum(labels, axis=1), dtype=xp.float64)) - float(
+            xp.sum(labels * z, dtype=xp.float64)
+        )
 
     @abstractmethod
     def softmax_xent_grad(self, z: Array, lse: Array, labels: Array, scale: float, out: Array) -> Array:
