@@ -346,8 +346,9 @@ class Sequential:
 
     def _correct(self, pred: Array, labels: Array) -> int:
         """How many rows of ``pred`` the labels agree with (argmax, or a threshold for one output)."""
-        p = to_numpy(pred)
-        y = to_numpy(labels)
+        backend = self.backend
+        p = backend.to_numpy(pred)
+        y = backend.to_numpy(labels)
         if p.ndim == 2 and p.shape[1] > 1:
             guess = p.argmax(axis=1)
             truth = y if y.ndim == 1 else y.argmax(axis=1)
@@ -476,7 +477,7 @@ class Sequential:
         x_dev = backend.from_numpy(xh.astype(self._layers[0].dtype, copy=False))
         out = np.empty((xh.shape[0], self.output_features), self._layers[-1].dtype)
         for i in range(0, xh.shape[0], batch_size):
-            out[i : i + batch_size] = to_numpy(self.forward(x_dev[i : i + batch_size]))
+            out[i : i + batch_size] = backend.to_numpy(self.forward(x_dev[i : i + batch_size]))
         return out
 
     # -- persistence ---------------------------------------------------------------
