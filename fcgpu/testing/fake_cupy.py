@@ -44,6 +44,7 @@ What it does NOT reproduce (checked elsewhere or only on a real GPU):
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -54,8 +55,9 @@ import sys
 import tempfile
 import threading
 import types
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -516,6 +518,8 @@ class ElementwiseKernel:
     ) -> None:
         if not _VALID_NAME.match(name):
             raise ValueError(f'Invalid kernel name: "{name}"')
+        self.in_params_text = in_params
+        self.out_params_text = out_params
         self.in_params = _get_param_info(in_params, True)
         self.out_params = _get_param_info(out_params, False)
         self.params = self.in_params + self.out_params
@@ -576,7 +580,8 @@ class ElementwiseKernel:
             for p in self.out_params:
                 if p.raw and size == -1:
                     raise ValueError("Output array size is Undecided")
-            out_args = [np.empty(shape, t).view(ndarray) for t in out_types]
+            allocate = np.zeros if any(not run for _, run in _recorders) else np.empty
+            out_args = [allocate(shape, t).view(ndarray) for t in out_types]
         else:
             for p, a in zip(self.out_params, out_args):
                 if not p.raw and a.shape != shape:
@@ -596,9 +601,16 @@ class ElementwiseKernel:
             if not isinstance(a, ndarray):
                 in_args[k] = _cast_scalar(a, t, self.in_params[k].name)
 
-        kinds = tuple("s" if not isinstance(a, ndarray) else ("r" if p.raw else "a") for p, a in zip(self.params, in_args + out_args))
-        fn = self._lib_for(kinds, type_map)
-        _launch(fn, self.name, self.params, in_args + out_args, shape)
+        args_all = in_args + out_args
+        kinds = tuple("s" if not isinstance(a, ndarray) else ("r" if p.raw else "a") for p, a in zip(self.params, args_all))
+        execute = True
+        if _recorders:
+            call = _describe_call(self, kinds, args_all, shape)
+            for calls, run in _recorders:
+                calls.append(call)
+                execute = execute and run
+        if execute:
+            _launch(self._lib_for(kinds, type_map), self.name, self.params, args_all, shape)
         return ret
 
     def _lib_for(self, kinds: tuple[str, ...], type_map: tuple[tuple[str, np.dtype], ...]) -> Callable:
@@ -608,6 +620,74 @@ class ElementwiseKernel:
             source = host_kernel_source(self.params, kinds, type_map, self.operation, self.preamble)
             fn = self._libs[key] = _load(source, self.name)
         return fn
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """What one ElementwiseKernel call handed the device, for checking which variants CuPy would compile.
+
+    Per parameter: ``kinds`` 'a' (an array broadcast to the loop shape), 'r' (a raw array) or
+    's' (a scalar, already cast to its parameter type); ``dtypes`` the NumPy dtype names;
+    ``shapes``/``strides`` (bytes) as the kernel indexes them, ``None`` for scalars.
+    """
+
+    name: str
+    in_params: str
+    out_params: str
+    operation: str
+    preamble: str
+    kinds: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    loop_shape: tuple[int, ...]
+    shapes: tuple[tuple[int, ...] | None, ...]
+    strides: tuple[tuple[int, ...] | None, ...]
+
+
+_recorders: list[tuple[list[KernelCall], bool]] = []
+
+
+@contextlib.contextmanager
+def record_kernel_calls(execute: bool = True) -> Iterator[list[KernelCall]]:
+    """Collect a ``KernelCall`` for every ElementwiseKernel call made inside the block.
+
+    With ``execute=False`` kernels are not compiled or run (outputs they allocate are zeros),
+    so a caller's sequence of kernel calls can be listed without a C++ compiler.
+    """
+    calls: list[KernelCall] = []
+    entry = (calls, execute)
+    _recorders.append(entry)
+    try:
+        yield calls
+    finally:
+        for k, e in enumerate(_recorders):
+            if e is entry:
+                del _recorders[k]
+                break
+
+
+def _describe_call(kernel: "ElementwiseKernel", kinds: tuple[str, ...], args: Sequence[Any], shape: tuple[int, ...]) -> KernelCall:
+    shapes: list[tuple[int, ...] | None] = []
+    strides: list[tuple[int, ...] | None] = []
+    for kind, a in zip(kinds, args):
+        if kind == "s":
+            shapes.append(None)
+            strides.append(None)
+        else:
+            view = a.view(np.ndarray) if kind == "r" else np.broadcast_to(a.view(np.ndarray), shape)
+            shapes.append(tuple(view.shape))
+            strides.append(tuple(view.strides))
+    return KernelCall(
+        name=kernel.name,
+        in_params=kernel.in_params_text,
+        out_params=kernel.out_params_text,
+        operation=kernel.operation,
+        preamble=kernel.preamble,
+        kinds=kinds,
+        dtypes=tuple(str(a.dtype) for a in args),
+        loop_shape=tuple(shape),
+        shapes=tuple(shapes),
+        strides=tuple(strides),
+    )
 
 
 def _cast_scalar(a: np.ndarray, t: np.dtype, name: str) -> np.ndarray:
