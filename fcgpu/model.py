@@ -61,6 +61,7 @@ class Sequential:
         self.loss: Loss | None = None
         self.optimizer: Optimizer | None = None
         self.metrics: list[str] = []
+        self._target: Backend | None = None
         if layers is not None:
             if isinstance(layers, Dense) or not isinstance(layers, (list, tuple)):
                 raise TypeError(f"layers: expected a list of layers, got {type(layers).__name__}")
@@ -105,11 +106,11 @@ class Sequential:
 
     @property
     def backend(self) -> Backend:
-        """The backend the parameters live on (the active one before the model is built)."""
+        """The backend the parameters live on (before the model is built: the one given to ``to``, else the active one)."""
         for layer in self._layers:
             if layer.built:
                 return layer.backend
-        return get_backend()
+        return self._target or get_backend()
 
     @property
     def input_features(self) -> int | None:
@@ -126,15 +127,17 @@ class Sequential:
         features = _in_features(input_shape)
         if self.built and self.input_features == features:
             return
-        backend = self.backend
-        with _using(backend):
+        for i, layer in enumerate(self._layers):
+            if layer.built and layer.in_features != features:
+                source = f"the layer before it gives {features}" if i else f"the input has {features}"
+                raise ValueError(
+                    f"input_shape: layer '{layer.name}' is built for {layer.in_features} features, but {source}"
+                )
+            features = layer.units
+        features = _in_features(input_shape)
+        with _using(self.backend):
             for layer in self._layers:
-                if not layer.built or layer.in_features != features:
-                    if layer.built and layer is not self._layers[0]:
-                        raise ValueError(
-                            f"input_shape: layer '{layer.name}' is built for {layer.in_features} features, "
-                            f"but the layer before it gives {features}"
-                        )
+                if not layer.built:
                     layer.build(features)
                 features = layer.units
 
@@ -258,6 +261,7 @@ class Sequential:
     def to(self, backend: str | Backend) -> "Sequential":
         """Move parameters, gradients and optimizer state to 'numpy' | 'cupy' | 'auto' (or a Backend)."""
         target, _ = resolve_backend(backend)
+        self._target = target
         for layer in self._layers:
             layer.to(target)
         if self.optimizer is not None:

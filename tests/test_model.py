@@ -372,3 +372,24 @@ def test_to_moves_parameters_and_optimizer_state(rng):
     np.testing.assert_allclose(moved[0], stayed[0], rtol=1e-5, atol=1e-6)
     for a, b in zip(moved[1], stayed[1]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_to_before_build_sets_where_the_model_is_built(rng):
+    stand_in = stand_in_backend()
+    with fc.use_backend("numpy"):
+        model = fc.Sequential([fc.Dense(3), fc.Dense(2)]).to(stand_in)
+        model(rng.normal(size=(2, 4)))
+    assert all(stand_in.owns(p) for _, p in model.trainable_variables)
+
+
+def test_build_refuses_a_width_that_built_layers_cannot_take():
+    model = fc.Sequential([fc.Dense(3), fc.Dense(2)])
+    model.build(4)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="'dense' is built for 4 features, but the input has 6"):
+        model.build(6)
+    np.testing.assert_array_equal(model.get_weights()[0], before[0])
+    first = fc.Dense(5)
+    first.build(2)
+    with pytest.raises(ValueError, match="'dense_1' is built for 2 features, but the layer before it gives 3"):
+        fc.Sequential([fc.Dense(3), first]).build(4)
