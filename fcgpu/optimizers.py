@@ -7,7 +7,7 @@ parameter name ('dense/kernel', ...) and lives on the parameter's backend.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -249,7 +249,3 @@ def get(identifier: str | Optimizer | dict[str, Any]) -> Optimizer:
         return _NAMES[identifier.lower()]()
     raise ValueError(f"optimizer: expected an Optimizer instance or one of {sorted(_NAMES)}, got {identifier!r}")
 
-
-def parameters_of(model_or_layers: Iterable[Any] | Any) -> list[tuple[str, Array, Array]]:
-    """[(name, parameter, gradient)] of a model, a layer or a list of layers."""
-    return [p for layer in _layers_of(model_or_layers) for p in layer.parameters()]
