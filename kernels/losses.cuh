@@ -38,9 +38,10 @@ template <typename T> FC_FN T fc_bce_prob_grad(T p, T y, T eps, T scale) {
     return T((q - A(y)) / (q * (A(1) - q)) * A(scale));
 }
 
+// (p - y) * (2 * scale), as PyTorch's 2/N factor: 2 * (p - y) first would overflow for |p - y| > max/2.
 template <typename T> FC_FN T fc_mse_grad(T p, T y, T scale) {
     typedef typename fc_acc<T>::type A;
-    return T(A(2) * (A(p) - A(y)) * A(scale));
+    return T((A(p) - A(y)) * (A(2) * A(scale)));
 }
 
 #endif  // FCGPU_LOSSES_CUH

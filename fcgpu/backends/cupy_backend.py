@@ -70,9 +70,11 @@ def _specs() -> dict[str, KernelSpec]:
         ),
         KernelSpec(
             "fcgpu_adam",
-            "T grad, T lr, T beta1, T beta2, T eps, T wd, T step_size, T bc2_sqrt, bool decoupled",
+            "T grad, T beta1, T beta2, T one_minus_beta1, T one_minus_beta2, T eps, T wd, T decay, T step_size, "
+            "T bc2_sqrt, bool decoupled",
             "T p, T m, T v",
-            "fc_adam_update(p, m, v, grad, lr, beta1, beta2, eps, wd, step_size, bc2_sqrt, decoupled)",
+            "fc_adam_update(p, m, v, grad, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, wd, decay, "
+            "step_size, bc2_sqrt, decoupled)",
         ),
     ]
     return {s.name: s for s in specs}
@@ -164,6 +166,8 @@ class CupyBackend(Backend):
 
     def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled) -> None:
         step_size, bc2_sqrt = self.adam_bias_corrections(lr, beta1, beta2, step)
+        # 1 - beta and 1 - lr*wd in double here, as PyTorch (and the NumPy backend) compute them.
         self.kernel("fcgpu_adam")(
-            grad, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt, bool(decoupled), param, m, v
+            grad, beta1, beta2, 1.0 - beta1, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay,
+            step_size, bc2_sqrt, bool(decoupled), param, m, v,
         )
