@@ -1,0 +1,280 @@
+"""Closed-form cost model: floating-point operations and bytes moved per layer, model and training step.
+
+Conventions (B batch, M input features, N units, s bytes per element of the dtype):
+
+* A GEMM of an (m, k) by a (k, n) matrix costs 2·m·k·n flops (one multiply and one add per term).
+* Dense forward: 2·B·M·N for ``x @ W``, plus B·N for the bias add and B·N for the activation
+  (each counted as one flop per element, a nominal figure: a sigmoid costs more cycles).
+* Dense backward: B·N for ``dz = dy * act'(y)`` (when there is an activation), 2·B·M·N for
+  ``dx = dz @ W.T`` (skipped for a layer whose input needs no gradient), 2·B·M·N for
+  ``dW = x.T @ dz`` and B·N for ``db = dz.sum(0)``.
+* Bytes: every input, weight and output of an operation is read or written exactly once, i.e. the
+  elementwise work is assumed fused into the GEMMs. Real implementations move more; that is what
+  makes this a lower bound and the basis of the roofline.
+* Optimizers and losses are elementwise; their flop counts per element are nominal and listed in
+  ``OPTIMIZER_FLOPS`` / ``LOSS_FLOPS``.
+
+Every count is an exact integer, so the totals can be checked by hand.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "Cost",
+    "DenseCost",
+    "StepCost",
+    "LOSS_FLOPS",
+    "OPTIMIZER_FLOPS",
+    "dense_cost",
+    "gemm_cost",
+    "layer_flops",
+    "loss_cost",
+    "model_cost",
+    "optimizer_cost",
+    "roofline_time",
+    "train_step_cost",
+]
+
+# Nominal flops per parameter of one update (PyTorch's formulas): SGD p -= lr g is 2; weight decay
+# (g += wd p) adds 2; momentum (buf = mu buf + g) adds 2 and Nesterov (g += mu buf) 2 more.
+# Adam: two moment updates (3 each), bias-corrected step with sqrt, divide and eps (5), update (2).
+OPTIMIZER_FLOPS = {"sgd": 2, "weight_decay": 2, "momentum": 2, "nesterov": 2, "adam": 13}
+
+# Nominal flops per logit for the loss value and its gradient together.
+LOSS_FLOPS = {"softmax_cross_entropy": 6, "binary_crossentropy": 6, "mean_squared_error": 4}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Work of one operation: ``flops`` floating-point operations and ``bytes`` moved to or from memory."""
+
+    flops: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.flops + other.flops, self.bytes + other.bytes)
+
+    def __radd__(self, other: Any) -> "Cost":  # lets sum() start from 0
+        if other == 0:
+            return self
+        return NotImplemented
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity in flops per byte (inf for an operation that moves nothing)."""
+        return self.flops / self.bytes if self.bytes else float("inf")
+
+    def roofline_time(self, peak_flops: float, bandwidth: float) -> float:
+        """Seconds this work needs at best on a machine of ``peak_flops`` flop/s and ``bandwidth`` byte/s."""
+        return roofline_time(self, peak_flops, bandwidth)
+
+
+def roofline_time(cost: Cost, peak_flops: float, bandwidth: float) -> float:
+    """max(flops / peak_flops, bytes / bandwidth): the time bound of the roofline model, in seconds."""
+    if peak_flops <= 0 or bandwidth <= 0:
+        raise ValueError(f"peak_flops and bandwidth must be positive, got {peak_flops!r} and {bandwidth!r}")
+    return max(cost.flops / peak_flops, cost.bytes / bandwidth)
+
+
+def _itemsize(dtype: Any) -> int:
+    return int(np.dtype(dtype).itemsize)
+
+
+def gemm_cost(m: int, k: int, n: int, dtype: Any = "float32") -> Cost:
+    """(m, k) @ (k, n): 2·m·k·n flops; both operands read and the (m, n) result written once."""
+    s = _itemsize(dtype)
+    return Cost(2 * m * k * n, s * (m * k + k * n + m * n))
+
+
+@dataclass(frozen=True)
+class DenseCost:
+    """The cost of one Dense layer for a batch; ``backward`` is ``backward_input + backward_params``."""
+
+    batch: int
+    in_features: int
+    units: int
+    itemsize: int
+    forward: Cost
+    backward_input: Cost  # dz = dy * act'(y) and dx = dz @ W.T (empty when no input gradient)
+    backward_params: Cost  # dW = x.T @ dz and db = sum of dz (plus dz when there is no dx)
+    has_bias: bool = True
+    has_activation: bool = False
+
+    @property
+    def backward(self) -> Cost:
+        return self.backward_input + self.backward_params
+
+    @property
+    def forward_backward(self) -> Cost:
+        return self.forward + self.backward
+
+    @property
+    def params(self) -> int:
+        """Number of parameters: M·N weights plus N biases when the layer has them."""
+        return self.in_features * self.units + (self.units if self.has_bias else 0)
+
+
+def dense_cost(
+    batch: int,
+    in_features: int,
+    units: int,
+    dtype: Any = "float32",
+    use_bias: bool = True,
+    activation: str | None = None,
+    input_grad: bool = True,
+) -> DenseCost:
+    """Flops and bytes of a Dense layer ``y = act(x @ W + b)`` for x of shape (batch, in_features).
+
+    ``input_grad=False`` models the first layer of a network, whose input needs no gradient.
+    """
+    for name, value in (("batch", batch), ("in_features", in_features), ("units", units)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    B, M, N, s = int(batch), int(in_features), int(units), _itemsize(dtype)
+    act = activation is not None and activation != "linear"
+    bias = bool(use_bias)
+    bn = B * N
+
+    fwd_flops = 2 * B * M * N + (bn if bias else 0) + (bn if act else 0)
+    fwd_bytes = s * (B * M + M * N + (N if bias else 0) + bn)  # x, W, b read; y written
+
+    # dz: dy (and y, for act') read; fused into whichever GEMM reads it first.
+    dz_flops = bn if act else 0
+    dz_bytes = s * (bn + (bn if act else 0))
+    if input_grad:
+        bwd_in = Cost(dz_flops + 2 * B * M * N, dz_bytes + s * (M * N + B * M))  # W read, dx written
+        bwd_params = Cost(2 * B * M * N + (bn if bias else 0), s * (B * M + M * N + (N if bias else 0)))
+    else:
+        bwd_in = Cost()
+        bwd_params = Cost(
+            dz_flops + 2 * B * M * N + (bn if bias else 0), dz_bytes + s * (B * M + M * N + (N if bias else 0))
+        )
+    return DenseCost(B, M, N, s, Cost(fwd_flops, fwd_bytes), bwd_in, bwd_params, has_bias=bias, has_activation=act)
+
+
+def _layer_specs(model: Any) -> list[tuple[int, int, bool, str, Any]]:
+    """(in_features, units, use_bias, activation, dtype) of each Dense of a Sequential or a list of layers."""
+    layers: Iterable[Any] = getattr(model, "layers", model)
+    specs = []
+    previous: int | None = None
+    for layer in layers:
+        m = layer.in_features if layer.in_features is not None else previous
+        if m is None:
+            raise ValueError(f"layer '{layer.name}' is not built: build the model (model.build((None, features))) first")
+        specs.append((int(m), int(layer.units), bool(layer.use_bias), layer.activation.name, layer.dtype))
+        previous = int(layer.units)
+    if not specs:
+        raise ValueError("model: expected at least one layer")
+    return specs
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """A model's cost for one batch: per-layer costs and the totals of each phase."""
+
+    layers: tuple[DenseCost, ...]
+    loss: Cost = field(default_factory=Cost)
+    optimizer: Cost = field(default_factory=Cost)
+
+    @property
+    def forward(self) -> Cost:
+        return sum((c.forward for c in self.layers), Cost())
+
+    @property
+    def backward(self) -> Cost:
+        return sum((c.backward for c in self.layers), Cost())
+
+    @property
+    def total(self) -> Cost:
+        """Forward, loss, backward and optimizer together."""
+        return self.forward + self.loss + self.backward + self.optimizer
+
+    @property
+    def params(self) -> int:
+        return sum(c.params for c in self.layers)
+
+
+def model_cost(model: Any, batch: int, input_grad: bool = True) -> StepCost:
+    """Forward and backward cost of a Sequential (or a list of built Dense layers) for one batch.
+
+    ``input_grad`` says whether the first layer computes the gradient of the model's input
+    (``model.backward`` returns it; a training step does not need it).
+    """
+    costs = tuple(
+        dense_cost(batch, m, n, dtype, bias, act, input_grad=input_grad or i > 0)
+        for i, (m, n, bias, act, dtype) in enumerate(_layer_specs(model))
+    )
+    return StepCost(costs)
+
+
+def optimizer_cost(
+    params: int,
+    dtype: Any = "float32",
+    optimizer: str = "sgd",
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+) -> Cost:
+    """One update of ``params`` parameters: per parameter, the parameter and its gradient are read and
+    the parameter written, plus each state slot (momentum buffer; Adam's m and v) read and written."""
+    s = _itemsize(dtype)
+    name = optimizer.lower()
+    if name == "sgd":
+        flops = OPTIMIZER_FLOPS["sgd"] + (OPTIMIZER_FLOPS["weight_decay"] if weight_decay else 0)
+        slots = 0
+        if momentum:
+            flops += OPTIMIZER_FLOPS["momentum"] + (OPTIMIZER_FLOPS["nesterov"] if nesterov else 0)
+            slots = 1
+    elif name in ("adam", "adamw"):
+        flops = OPTIMIZER_FLOPS["adam"] + (OPTIMIZER_FLOPS["weight_decay"] if weight_decay else 0)
+        slots = 2
+    else:
+        raise ValueError(f"optimizer: expected 'sgd', 'adam' or 'adamw', got {optimizer!r}")
+    return Cost(flops * params, s * params * (3 + 2 * slots))
+
+
+def loss_cost(batch: int, outputs: int, dtype: Any = "float32", loss: str = "softmax_cross_entropy") -> Cost:
+    """Loss value and gradient for (batch, outputs) predictions: predictions read, gradient written, and
+    one label per row (class ids) or per element (targets) read."""
+    if loss not in LOSS_FLOPS:
+        raise ValueError(f"loss: expected one of {sorted(LOSS_FLOPS)}, got {loss!r}")
+    s = _itemsize(dtype)
+    n = batch * outputs
+    labels = batch * 8 if loss == "softmax_cross_entropy" else n * s  # int64 class ids, or float targets
+    return Cost(LOSS_FLOPS[loss] * n, 2 * s * n + labels)
+
+
+def train_step_cost(
+    model: Any,
+    batch: int,
+    loss: str = "softmax_cross_entropy",
+    optimizer: str = "sgd",
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    input_grad: bool = False,
+) -> StepCost:
+    """Forward, loss, backward and one optimizer update of every parameter, for one batch.
+
+    By default the first layer computes no input gradient, as a training step needs none.
+    """
+    step = model_cost(model, batch, input_grad=input_grad)
+    last = step.layers[-1]
+    dtype = np.dtype(f"f{last.itemsize}")
+    opt = sum(
+        (optimizer_cost(c.in_features * c.units, dtype, optimizer, momentum, nesterov, weight_decay)
+         + (optimizer_cost(c.units, dtype, optimizer, momentum, nesterov, weight_decay) if c.has_bias else Cost())
+         for c in step.layers),
+        Cost(),
+    )
+    return StepCost(step.layers, loss_cost(batch, last.units, dtype, loss), opt)
+
+
+def layer_flops(model: Any, batch: int = 1) -> list[int]:
+    """Forward flops of each layer for ``batch`` rows (what ``summary`` can show as a FLOPs column)."""
+    return [c.forward.flops for c in model_cost(model, batch).layers]
+
