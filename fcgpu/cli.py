@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="backends, device, versions, and why 'auto' chose what it chose")
     p.set_defaults(func=_cmd_info)
+    from . import bench  # light: NumPy, PyTorch and CuPy load only in its worker processes
+
+    p = sub.add_parser("bench", help="throughput of each backend (and PyTorch, if installed) against its bare GEMMs")
+    bench.add_arguments(p)
+    p.set_defaults(func=bench.run_from_args)
     p = sub.add_parser("train", help="train an MLP on a real data set and report test accuracy and time per epoch")
     p.add_argument("--dataset", choices=["digits", "fashion-mnist"], default="digits")
     p.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST IDX files")
