@@ -1,0 +1,329 @@
+"""Checks of a CuPy-path backend's kernels against the NumPy backend, with tolerances in ulp.
+
+The same checks run on the host stand-in (``HOST`` tolerances: g++ with IEEE rounding, no fused
+multiply-adds, glibc math) and on a real GPU (``GPU`` tolerances: ``-ftz=true``, fused
+multiply-adds, device ``expf``/``tanhf``). Each ``check_*`` function raises ``AssertionError``
+with the worst element when the kernel and the NumPy backend disagree.
+
+Inputs mix random values of many magnitudes with the edge cases 0, -0.0, +-inf, NaN, 1e4,
++-87..104, +-745, +-3.4e38 and denormals. For float16 the kernels compute in float and round once,
+so the reference is the NumPy backend run in float32 on the same float16 inputs (and scalars
+rounded to float16 as the kernels receive them), rounded to float16.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..backends.base import Backend
+from ..backends.numpy_backend import NumpyBackend
+
+_NP = NumpyBackend()
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """ulp allowed between kernel and NumPy; ``fused`` adds an absolute slack where an FMA skips a rounding."""
+
+    act_forward: dict[str, int] = field(default_factory=lambda: {"linear": 0, "relu": 0, "sigmoid": 4, "tanh": 2})
+    act_backward: dict[str, int] = field(default_factory=lambda: {"linear": 0, "relu": 0, "sigmoid": 2, "tanh": 1})
+    loss_grad: int = 4
+    mse_grad: int = 0
+    sgd: int = 0
+    adam: tuple[int, int, int] = (4, 4, 2)  # m, v, param
+    fused: bool = False
+
+
+HOST = Tolerances()
+GPU = Tolerances(
+    act_forward={"linear": 0, "relu": 0, "sigmoid": 6, "tanh": 4},
+    act_backward={"linear": 0, "relu": 0, "sigmoid": 3, "tanh": 2},
+    loss_grad=6,
+    mse_grad=1,
+    sgd=2,
+    adam=(6, 6, 4),
+    fused=True,
+)
+
+
+# -- comparison -------------------------------------------------------------------------------------
+
+
+def _ordered(a: np.ndarray) -> np.ndarray:
+    """Float bit patterns as integers that count ulps monotonically (+0 and -0 both map to 0)."""
+    bits = {2: np.int16, 4: np.int32, 8: np.int64}[a.dtype.itemsize]
+    i = np.ascontiguousarray(a).view(bits).astype(np.int64)
+    return np.where(i < 0, np.int64(np.iinfo(bits).min) - i, i)
+
+
+def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise number of representable values between ``a`` and ``b`` (same float dtype)."""
+    return np.abs(_ordered(np.asarray(a)) - _ordered(np.asarray(b, dtype=np.asarray(a).dtype)))
+
+
+def assert_ulp(actual: Any, expected: Any, max_ulp: int, what: str, atol: Any = 0.0, flush: bool = True) -> None:
+    """Same NaNs and infinities; finite values within ``max_ulp`` ulp or ``atol``; with ``flush``, a
+    denormal may stand where the other side has 0 (CuPy compiles with -ftz=true)."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected).astype(actual.dtype)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} vs {expected.shape}"
+    nan_a, nan_e = np.isnan(actual), np.isnan(expected)
+    if not np.array_equal(nan_a, nan_e):
+        k = np.argwhere(nan_a != nan_e)[0]
+        raise AssertionError(f"{what}: NaN on one side only, first at {tuple(k)}: kernel {actual[tuple(k)]!r}, numpy {expected[tuple(k)]!r}")
+    ok = nan_a.copy()
+    inf = np.isinf(actual) | np.isinf(expected)
+    if not np.array_equal(actual[inf], expected[inf]):
+        k = np.argwhere(inf & (actual != expected))[0]
+        raise AssertionError(f"{what}: infinity on one side only, first at {tuple(k)}: kernel {actual[tuple(k)]!r}, numpy {expected[tuple(k)]!r}")
+    ok |= inf
+    if flush:
+        tiny = np.finfo(actual.dtype).tiny
+        ok |= (np.abs(actual) < tiny) & (np.abs(expected) < tiny)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok |= np.abs(actual.astype(np.float64) - expected.astype(np.float64)) <= atol
+    dist = np.where(ok, 0, ulp_distance(actual, expected))
+    worst = int(dist.max()) if dist.size else 0
+    if worst > max_ulp:
+        k = np.unravel_index(np.argmax(dist), dist.shape)
+        raise AssertionError(
+            f"{what}: {worst} ulp apart (allowed {max_ulp}) at {tuple(int(i) for i in k)}: "
+            f"kernel {actual[k]!r}, numpy {expected[k]!r}"
+        )
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+
+def edge_values(dtype: Any) -> np.ndarray:
+    """0, -0.0, +-inf, NaN, +-1, 1e4, +-745, +-3.4e38, +-87..104, the smallest normal, denormals, +-max."""
+    info = np.finfo(dtype)
+    vals = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 0.5, 1e4, -1e4, 745.0, -745.0, 3.4e38, -3.4e38]
+    vals += [s * v for v in (87.0, 87.5, 88.7, 89.0, 100.0, 103.9, 104.0) for s in (1, -1)]
+    vals += [float(info.tiny), -float(info.tiny), float(info.smallest_subnormal), -float(info.smallest_subnormal)]
+    vals += [float(info.tiny) * 0.25, float(info.max), -float(info.max)]
+    with np.errstate(over="ignore"):
+        return np.array(vals, dtype=np.float64).astype(dtype)
+
+
+def sample(rng: np.random.Generator, dtype: Any, shape: tuple[int, ...], scale: float = 3.0) -> np.ndarray:
+    """Random values over several magnitudes, every edge value in the first positions."""
+    n = int(np.prod(shape))
+    edges = edge_values(dtype)
+    out = (rng.standard_normal(n) * scale * np.exp(rng.uniform(-3, 3, n))).astype(dtype)
+    out[: min(n, edges.size)] = edges[:n]
+    return out.reshape(shape)
+
+
+def _reference(fn: Callable[..., Any], dtype: Any, *arrays: Any, round_back: bool = True) -> Any:
+    """``fn`` on the NumPy backend; for float16, in float32 and rounded back (the kernels' arithmetic)."""
+    half = np.dtype(dtype) == np.float16
+    with np.errstate(all="ignore"):
+        if not half:
+            return fn(*arrays)
+        result = fn(*[a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float16 else a for a in arrays])
+        if not round_back:
+            return result
+        if isinstance(result, tuple):
+            return tuple(r.astype(np.float16) for r in result)
+        return result.astype(np.float16)
+
+
+def _half_scalars(case: dict[str, Any], dtype: Any) -> dict[str, Any]:
+    """Scalars as a float16 kernel receives them (cast to T)."""
+    if np.dtype(dtype) != np.float16:
+        return case
+    return {k: float(np.float16(v)) if type(v) is float else v for k, v in case.items()}
+
+
+def _act_outputs(rng: np.random.Generator, act: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Values the forward pass can produce, with the ends of each range."""
+    y = sample(rng, dtype, shape)
+    if act == "sigmoid":
+        y = np.abs(np.tanh(y.astype(np.float64))).astype(dtype)
+        y.flat[:4] = [0.0, 1.0, np.nan, 0.5]
+    elif act == "tanh":
+        y = np.tanh(y.astype(np.float64)).astype(dtype)
+        y.flat[:5] = [0.0, 1.0, -1.0, np.nan, -0.0]
+    elif act == "relu":
+        y = np.where(y > 0, y, 0).astype(dtype)
+        y.flat[:3] = [0.0, np.inf, np.nan]
+    return y
+
+
+def _eps(dtype: Any) -> float:
+    return float(np.finfo(dtype).eps)
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+
+def check_forward(backend: Backend, act: str, dtype: Any, with_bias: bool, rng: np.random.Generator, tol: Tolerances = HOST) -> None:
+    """``bias_act_forward`` (bias row broadcast, or none) against the NumPy backend."""
+    z = sample(rng, dtype, (24, 40))
+    b = sample(rng, dtype, (40,), scale=1.0)[::-1].copy() if with_bias else None
+    got = backend.to_numpy(
+        backend.bias_act_forward(backend.from_numpy(z), None if b is None else backend.from_numpy(b), act, backend.empty(z.shape, dtype))
+    )
+    want = _reference(lambda z, b: _NP.bias_act_forward(z, b, act, np.empty_like(z)), dtype, z, b)
+    ulp = tol.act_forward[act]
+    if np.dtype(dtype) == np.float16 and with_bias and act != "linear":
+        ulp = max(ulp, 1)
+    assert_ulp(got, want, ulp, f"{act} forward ({np.dtype(dtype).name}, {'bias' if with_bias else 'no bias'})")
+
+
+def check_backward(backend: Backend, act: str, dtype: Any, rng: np.random.Generator, tol: Tolerances = HOST) -> None:
+    """``act_backward`` from outputs y the forward pass can produce, against the NumPy backend."""
+    y = _act_outputs(rng, act, dtype, (24, 40))
+    dy = sample(rng, dtype, (24, 40))[::-1].copy()
+    got = backend.to_numpy(backend.act_backward(backend.from_numpy(y), backend.from_numpy(dy), act, backend.empty(y.shape, dtype)))
+    want = _reference(lambda y, dy: _NP.act_backward(y, dy, act, np.empty_like(y)), dtype, y, dy)
+    atol: Any = 0.0
+    if tol.fused and act == "tanh":
+        # 1 - y*y as one FMA cancels without rounding y*y first: exact to |dy| * eps, not to ulps of the result.
+        atol = 2 * _eps(dtype) * np.abs(dy.astype(np.float64))
+    assert_ulp(got, want, tol.act_backward[act], f"{act} backward ({np.dtype(dtype).name})", atol=atol)
+
+
+def _logits(rng: np.random.Generator, dtype: Any, batch: int = 16, classes: int = 10) -> np.ndarray:
+    z = (rng.standard_normal((batch, classes)) * 4).astype(dtype)
+    z[0, :3] = [1e4, -1e4, 0.0]
+    z[1, :] = -1e4
+    z[2, 0] = 87.5
+    z[3, :2] = [-745.0, 745.0] if np.dtype(dtype) == np.float64 else [-60000.0, 60000.0]
+    return z
+
+
+def check_softmax_xent_grad(backend: Backend, dtype: Any, targets: str, rng: np.random.Generator, tol: Tolerances = HOST) -> None:
+    """``softmax_xent_grad`` with class ids (raw index kernel) or target rows."""
+    z = _logits(rng, dtype)
+    with np.errstate(over="ignore"):  # float16 rows of +-60000 overflow z - max in the reference
+        lse = _NP.logsumexp_rows(z)
+    if targets == "ids":
+        labels = rng.integers(0, z.shape[1], z.shape[0])
+    else:
+        labels = rng.dirichlet(np.ones(z.shape[1]), z.shape[0]).astype(dtype)
+    scale = 1.0 / z.shape[0]
+    d = backend.from_numpy
+    got = backend.to_numpy(backend.softmax_xent_grad(d(z), d(lse), d(labels), scale, backend.empty(z.shape, dtype)))
+    want = _reference(lambda z, lse, t: _NP.softmax_xent_grad(z, lse, t, scale, np.empty_like(z)), dtype, z, lse, labels)
+    # exp(z - lse) - target cancels near 1: a few ulp of the largest term (scale), not of the result.
+    assert_ulp(got, want, tol.loss_grad, f"softmax cross-entropy grad ({targets}, {np.dtype(dtype).name})", atol=4 * _eps(dtype) * scale)
+
+
+def check_bce_logits(backend: Backend, dtype: Any, rng: np.random.Generator, tol: Tolerances = HOST) -> None:
+    """``bce_logits_grad`` elementwise and ``bce_logits_sum``."""
+    z = sample(rng, dtype, (32, 1))
+    y = rng.uniform(0, 1, (32, 1)).astype(dtype)
+    y[:6, 0] = [0, 1, 1, 0, 0.5, 1]
+    scale = 1.0 / z.size
+    eps = _eps(dtype)
+    d = backend.from_numpy
+    got = backend.to_numpy(backend.bce_logits_grad(d(z), d(y), scale, backend.empty(z.shape, dtype)))
+    want = _reference(lambda z, y: _NP.bce_logits_grad(z, y, scale, np.empty_like(z)), dtype, z, y)
+    assert_ulp(got, want, tol.loss_grad, f"bce-with-logits grad ({np.dtype(dtype).name})", atol=4 * eps * scale)
+    finite = np.isfinite(z)
+    zf, yf = z[finite].reshape(-1, 1), y[finite].reshape(-1, 1)
+    want_sum = _reference(lambda z, y: _NP.bce_logits_sum(z, y), dtype, zf, yf, round_back=False)
+    have_sum = backend.bce_logits_sum(d(zf), d(yf))
+    assert np.isclose(have_sum, float(want_sum), rtol=8 * eps, atol=8 * eps), f"bce-with-logits sum: kernel {have_sum}, numpy {want_sum}"
+
+
+def check_bce_prob(backend: Backend, dtype: Any, rng: np.random.Generator, tol: Tolerances = HOST) -> None:
+    """``bce_prob_grad`` and ``bce_prob_sum``, with probabilities outside (0, 1) clipped."""
+    p = rng.uniform(0, 1, (40,)).astype(dtype)
+    p[:8] = [0.0, 1.0, -0.0, 1e-30, 1 - 1e-9, np.nan, 0.5, 2.0]
+    y = rng.uniform(0, 1, (40,)).astype(dtype)
+    y[:8] = [0, 1, 1, 0, 1, 0, 0.5, 1]
+    clip = 1e-7 if np.dtype(dtype) != np.float16 else 1e-3
+    scale = 1.0 / p.size
+    d = backend.from_numpy
+    got = backend.to_numpy(backend.bce_prob_grad(d(p), d(y), clip, scale, backend.empty(p.shape, dtype)))
+    want = _reference(lambda p, y: _NP.bce_prob_grad(p, y, clip, scale, np.empty_like(p)), dtype, p, y)
+    assert_ulp(got, want, tol.loss_grad, f"bce grad ({np.dtype(dtype).name})")
+    ok = ~np.isnan(p)
+    want_sum = _reference(lambda p, y: _NP.bce_prob_sum(p, y, clip), dtype, p[ok], y[ok], round_back=False)
+    have_sum = backend.bce_prob_sum(d(p[ok]), d(y[ok]), clip)
+    assert np.isclose(have_sum, float(want_sum), rtol=16 * _eps(dtype)), f"bce sum: kernel {have_sum}, numpy {want_sum}"
+
+
+def check_mse_grad(backend: Backend, dtype: Any, rng: np.random.Generator, tol: Tolerances = HOST) -> None:
+    p = sample(rng, dtype, (8, 16))
+    y = sample(rng, dtype, (8, 16), scale=1.0)[::-1].copy()
+    scale = 1.0 / p.size
+    d = backend.from_numpy
+    got = backend.to_numpy(backend.mse_grad(d(p), d(y), scale, backend.empty(p.shape, dtype)))
+    want = _reference(lambda p, y: _NP.mse_grad(p, y, scale, np.empty_like(p)), dtype, p, y)
+    assert_ulp(got, want, tol.mse_grad + (1 if np.dtype(dtype) == np.float16 else 0), f"mse grad ({np.dtype(dtype).name})")
+
+
+def _params(rng: np.random.Generator, dtype: Any, shape: tuple[int, ...] = (16, 12)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    p = sample(rng, dtype, shape, scale=1.0)
+    g = sample(rng, dtype, shape, scale=0.1)[::-1].copy()
+    state = (np.abs(rng.standard_normal(shape)) * 0.01).astype(dtype)
+    return p, g, state
+
+
+SGD_CASES: list[dict[str, Any]] = [
+    dict(lr=0.1, momentum=0.0, weight_decay=0.0, nesterov=False),
+    dict(lr=0.05, momentum=0.0, weight_decay=1e-2, nesterov=False),
+    dict(lr=0.1, momentum=0.9, weight_decay=0.0, nesterov=False),
+    dict(lr=0.1, momentum=0.9, weight_decay=1e-4, nesterov=True),
+]
+
+ADAM_CASES: list[dict[str, Any]] = [
+    dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, step=1, decoupled=False),
+    dict(lr=1e-2, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=1e-2, step=7, decoupled=False),
+    dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2, step=3, decoupled=True),
+]
+
+
+def check_sgd(backend: Backend, dtype: Any, case: dict[str, Any], rng: np.random.Generator, tol: Tolerances = HOST) -> None:
+    """One ``sgd_update`` of parameter and momentum buffer."""
+    p, g, buf = _params(rng, dtype)
+    has_buf = case["momentum"] != 0
+    ref_case = _half_scalars(case, dtype)
+
+    def ref(p: np.ndarray, g: np.ndarray, buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p, buf = p.copy(), buf.copy()
+        _NP.sgd_update(p, g, buf if has_buf else None, **ref_case)
+        return p, buf
+
+    dp, dbuf = backend.from_numpy(p), backend.from_numpy(buf)
+    backend.sgd_update(dp, backend.from_numpy(g), dbuf if has_buf else None, **case)
+    want_p, want_buf = _reference(ref, dtype, p, g, buf)
+    ulp = tol.sgd + (1 if np.dtype(dtype) == np.float16 else 0)
+    atol: Any = 0.0
+    if tol.fused:  # p - lr*g and mu*buf + g as FMAs cancel without the intermediate rounding
+        atol = 2 * _eps(dtype) * (np.abs(p.astype(np.float64)) + np.abs(buf.astype(np.float64)) + np.abs(g.astype(np.float64)))
+    assert_ulp(backend.to_numpy(dp), want_p, ulp, f"sgd parameter ({np.dtype(dtype).name}, {case})", atol=atol)
+    assert_ulp(backend.to_numpy(dbuf), want_buf, ulp, f"sgd buffer ({np.dtype(dtype).name}, {case})", atol=atol)
+
+
+def check_adam(backend: Backend, dtype: Any, case: dict[str, Any], rng: np.random.Generator, tol: Tolerances = HOST) -> None:
+    """One ``adam_update`` of parameter, m and v (float32/float64; float16 scalars are a known gap)."""
+    p, g, v = _params(rng, dtype)
+    m = (g * 0.5).astype(dtype)
+
+    def ref(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
+        p, m, v = p.copy(), m.copy(), v.copy()
+        _NP.adam_update(p, g, m, v, **case)
+        return p, m, v
+
+    d = backend.from_numpy
+    dp, dm, dv = d(p), d(m), d(v)
+    backend.adam_update(dp, d(g), dm, dv, **case)
+    want_p, want_m, want_v = _reference(ref, dtype, p, g, m, v)
+    um, uv, up = tol.adam
+    f64 = np.float64
+    atol_m = atol_v = atol_p = 0.0
+    if tol.fused:
+        atol_m = 2 * _eps(dtype) * (np.abs(m.astype(f64)) + np.abs(g.astype(f64)))
+        atol_v = 2 * _eps(dtype) * (np.abs(v.astype(f64)) + g.astype(f64) ** 2)
+        atol_p = 2 * _eps(dtype) * (np.abs(p.astype(f64)) + case["lr"])
+    name = f"({np.dtype(dtype).name}, {case})"
+    assert_ulp(backend.to_numpy(dm), want_m, um, f"adam m {name}", atol=atol_m)
+    assert_ulp(backend.to_numpy(dv), want_v, uv, f"adam v {name}", atol=atol_v)
+    assert_ulp(backend.to_numpy(dp), want_p, up, f"adam parameter {name}", atol=atol_p)
