@@ -146,3 +146,13 @@ def test_a_kernel_with_the_wrong_convention_fails_its_check(rng) -> None:
     )
     with pytest.raises(AssertionError, match="relu backward"):
         kc.check_backward(broken, "relu", np.float32, rng, kc.HOST)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_gpu_tolerances_accept_the_host_results(cp, dtype, rng) -> None:
+    """The GPU profile only widens the host one; its FMA slack terms run here too (no warnings, no NaN)."""
+    for case in kc.ADAM_CASES:
+        kc.check_adam(cp, dtype, case, rng, kc.GPU)
+    for case in kc.SGD_CASES:
+        kc.check_sgd(cp, dtype, case, rng, kc.GPU)
+    kc.check_backward(cp, "tanh", dtype, rng, kc.GPU)

@@ -1,0 +1,124 @@
+"""The kernels on a real GPU through the real CuPy backend, against the NumPy backend.
+
+Run on a machine with a CUDA device: ``pytest -m gpu tests/gpu`` (every ``backend``-fixture test
+elsewhere also has a real-CuPy variant selected by ``-m gpu``). Without a usable device each test
+is skipped with the reason fcgpu gives (no cupy / no driver / no device / kernel failed).
+
+Tolerances are kernel_checks.GPU: CuPy compiles with -ftz=true (float32 denormals flush to
+zero), the device fuses multiply-adds, and its expf/tanhf are a few ulp from glibc's.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fcgpu as fc
+from fcgpu.activations import ACTIVATIONS
+from fcgpu.testing import kernel_checks as kc
+
+pytestmark = pytest.mark.gpu
+
+DTYPES = [np.float32, np.float64, np.float16]
+dtype_ids = [np.dtype(d).name for d in DTYPES]
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    try:
+        backend, _ = fc.backends.resolve_backend("cupy")
+    except fc.BackendUnavailable as e:
+        pytest.skip(f"needs a usable CUDA device: {e}")
+    return backend
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
+def test_forward(gpu, act, dtype, with_bias, rng) -> None:
+    kc.check_forward(gpu, act, dtype, with_bias, rng, kc.GPU)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+def test_backward(gpu, act, dtype, rng) -> None:
+    kc.check_backward(gpu, act, dtype, rng, kc.GPU)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
+@pytest.mark.parametrize("targets", ["ids", "probs"])
+def test_softmax_xent_grad(gpu, dtype, targets, rng) -> None:
+    kc.check_softmax_xent_grad(gpu, dtype, targets, rng, kc.GPU)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
+def test_bce_logits(gpu, dtype, rng) -> None:
+    kc.check_bce_logits(gpu, dtype, rng, kc.GPU)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
+def test_bce_prob(gpu, dtype, rng) -> None:
+    kc.check_bce_prob(gpu, dtype, rng, kc.GPU)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
+def test_mse_grad(gpu, dtype, rng) -> None:
+    kc.check_mse_grad(gpu, dtype, rng, kc.GPU)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
+@pytest.mark.parametrize("case", kc.SGD_CASES, ids=lambda c: f"mu{c['momentum']}-wd{c['weight_decay']}-nesterov{c['nesterov']}")
+def test_sgd_update(gpu, dtype, case, rng) -> None:
+    kc.check_sgd(gpu, dtype, case, rng, kc.GPU)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("case", kc.ADAM_CASES, ids=lambda c: f"wd{c['weight_decay']}-step{c['step']}-decoupled{c['decoupled']}")
+def test_adam_update(gpu, dtype, case, rng) -> None:
+    kc.check_adam(gpu, dtype, case, rng, kc.GPU)
+
+
+def test_device_is_real(gpu) -> None:
+    info = gpu.info()
+    assert info["device"] and info["device"] != "host stand-in"
+    assert info["cuda_runtime"] > 0 and info["cuda_driver"] > 0
+
+
+def test_float32_denormals_are_flushed(gpu) -> None:
+    """CuPy compiles with -ftz=true: sigmoid(-87.5) = 9.9e-39 (a denormal) comes out as 0 on the device."""
+    z = gpu.from_numpy(np.array([[-87.5, -80.0]], np.float32))
+    got = gpu.to_numpy(gpu.bias_act_forward(z, None, "sigmoid", gpu.empty((1, 2), np.float32)))
+    assert got[0, 0] == 0.0
+    assert got[0, 1] > 0.0  # 1.8e-35 is normal and survives
+
+
+def test_large_and_strided_arrays(gpu, rng) -> None:
+    """Many blocks of the grid-stride loop, and outputs that are views, read and written in place."""
+    z = rng.standard_normal((1500, 1100)).astype(np.float32)
+    b = rng.standard_normal(1100).astype(np.float32)
+    got = gpu.to_numpy(gpu.bias_act_forward(gpu.from_numpy(z), gpu.from_numpy(b), "tanh", gpu.empty(z.shape, np.float32)))
+    want = np.tanh(z + b)
+    kc.assert_ulp(got, want, kc.GPU.act_forward["tanh"] + 1, "tanh forward, 1.65M elements")
+    buf = gpu.zeros((1500, 2200), np.float32)
+    view = buf[:, ::2]
+    gpu.bias_act_forward(gpu.from_numpy(z), gpu.from_numpy(b), "relu", view)
+    host = gpu.to_numpy(buf)
+    np.testing.assert_array_equal(host[:, ::2], np.maximum(z + b, 0))
+    assert not host[:, 1::2].any()
+
+
+def test_cupy_compiles_the_sources_the_compile_gate_checks(gpu) -> None:
+    """The code CuPy generated on the device is one of the variants the CPU compile gate compiled."""
+    from fcgpu.backends.cupy_backend import KERNEL_SPECS
+    from fcgpu.testing import cuda_compile as cc
+
+    f = np.float32
+    z, b = gpu.zeros((4, 3), f), gpu.zeros((3,), f)
+    gpu.bias_act_forward(z, b, "relu", gpu.empty((4, 3), f))
+    gpu.act_backward(z, z, "sigmoid", gpu.empty((4, 3), f))
+    gpu.softmax_xent_grad(z, gpu.zeros((4, 1), f), gpu.from_numpy(np.zeros(4, np.int64)), 0.25, gpu.empty((4, 3), f))
+    gpu.adam_update(z, z, gpu.zeros((4, 3), f), gpu.zeros((4, 3), f), 1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False)
+    for name in ("fcgpu_bias_relu_fwd", "fcgpu_sigmoid_bwd", "fcgpu_softmax_xent_grad_ids", "fcgpu_adam"):
+        spec = KERNEL_SPECS[name]
+        swept = {cc.kernel_code(spec, v) for v in cc.sweep_variants({name: spec}, dtypes=("float32",))}
+        generated = set(gpu.kernel(name).cached_codes.values())
+        assert generated and generated <= swept, name
