@@ -287,3 +287,10 @@ def test_concurrent_processes_share_the_cache(tmp_path) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", script], env=env) for _ in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     assert len(list((tmp_path / "host-kernels").glob("*.so"))) == 1
+
+
+def test_warm_stand_in_builds_every_backend_kernel() -> None:
+    from fcgpu.backends.cupy_backend import KERNEL_SPECS
+    from fcgpu.testing import warm_stand_in
+
+    assert warm_stand_in(("float32",)) == len(KERNEL_SPECS)  # one library per kernel and dtype

@@ -7,15 +7,17 @@ with NVRTC, for real GPU architectures.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Sequence
 
 from . import fake_cupy
 
 if TYPE_CHECKING:
     from ..backends.cupy_backend import CupyBackend
 
-__all__ = ["fake_cupy", "stand_in_backend"]
+__all__ = ["fake_cupy", "stand_in_backend", "warm_stand_in"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -24,3 +26,17 @@ def stand_in_backend() -> "CupyBackend":
     from ..backends.cupy_backend import CupyBackend
 
     return CupyBackend(fake_cupy)
+
+
+def warm_stand_in(dtypes: Sequence[str] = ("float32", "float64", "float16"), workers: int | None = None) -> int:
+    """Compile, in parallel, the host kernels fcgpu's CuPy backend uses in ``dtypes``; returns their count.
+
+    Optional: kernels otherwise compile one by one on first use (about 0.25 s each, then cached on disk).
+    """
+    from .cuda_compile import trace_backend_calls
+
+    calls = []
+    for call in trace_backend_calls():
+        for dtype in dtypes:
+            calls.append(dataclasses.replace(call, dtypes=tuple(dtype if d == "float32" else d for d in call.dtypes)))
+    return fake_cupy.precompile(calls, workers or min(4, os.cpu_count() or 1))

@@ -44,6 +44,7 @@ What it does NOT reproduce (checked elsewhere or only on a real GPU):
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import ctypes
 import hashlib
@@ -291,10 +292,13 @@ allclose = _device_function(np.allclose)
 array_equal = _device_function(np.array_equal)
 
 _NOT_MIRRORED = {"random", "linalg", "fft", "testing", "ma", "lib", "polynomial", "char", "rec", "ctypeslib"}
+_CUPY_ONLY = {"ReductionKernel", "RawKernel", "RawModule", "fuse", "memoize", "get_default_memory_pool", "cuda_stream"}
 
 
 def __getattr__(name: str) -> Any:
     """Any other NumPy function, taking and returning stand-in arrays; NumPy types and constants as they are."""
+    if name in _CUPY_ONLY:
+        raise AttributeError(f"cupy.{name} is not provided by fcgpu's host stand-in for CuPy (see fake_cupy's docstring)")
     if name.startswith("__") or name in _NOT_MIRRORED:
         raise AttributeError(f"module 'fake_cupy' has no attribute {name!r} (not part of the stand-in)")
     try:
@@ -910,6 +914,28 @@ def compile_host_library(source: str) -> Path:
             )
         os.replace(out, lib)  # atomic: concurrent processes see either nothing or a whole library
     return lib
+
+
+def precompile(calls: Iterable[KernelCall], workers: int = 2) -> int:
+    """Build the host libraries for recorded kernel calls in parallel (g++ runs as separate processes).
+
+    Calls then find their library in the cache instead of compiling one after another; returns how
+    many distinct libraries were needed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    sources: dict[str, str] = {}
+    for c in calls:
+        k = ElementwiseKernel(c.in_params, c.out_params, c.operation, c.name, preamble=c.preamble)
+        nin = k.nin
+        dts = [np.dtype(d) if d != "bfloat16" else _BFLOAT16 for d in c.dtypes]
+        in_dtypes = tuple(dt if kind != "s" else None for kind, dt in zip(c.kinds[:nin], dts[:nin]))
+        _, _, type_map = _decide_params_type(k.in_params, k.out_params, in_dtypes, tuple(dts[nin:]))
+        src = host_kernel_source(k.params, c.kinds, type_map, k.operation, k.preamble)
+        sources[hashlib.sha256(src.encode()).hexdigest()] = src
+    with ThreadPoolExecutor(builtins.max(1, workers)) as pool:
+        list(pool.map(compile_host_library, sources.values()))
+    return len(sources)
 
 
 def _load(source: str, name: str) -> Callable:
