@@ -105,3 +105,18 @@ def test_gate_fails_on_a_header_function_that_does_not_compile_for_half_types() 
     report = cc.run_sweep(variants, archs=("90",), specs={spec.name: spec}, preamble=preamble, workers=1)
     assert sorted(f.variant.dtype for f in report.failures) == ["bfloat16", "float16"]
     assert all("more than one instance of overloaded function" in f.log for f in report.failures)
+
+
+def test_nvcc_fallback_compiles_the_same_source() -> None:
+    """Where NVRTC cannot be loaded the gate uses the toolkit's nvcc; both accept CuPy's source."""
+    if cc.nvcc_path() is None:
+        pytest.skip("no CUDA toolkit (nvcc) on this machine; NVRTC from the wheel is the gate's default")
+    spec = KERNEL_SPECS["fcgpu_adam"]
+    variant = cc.sweep_variants({spec.name: spec}, dtypes=("float16",))[0]
+    assert len(cc.compile_source(cc.variant_source(spec, variant), "80", "nvcc")) > 1000
+
+
+def test_command_line(capsys) -> None:
+    assert cc.main(["--dtype", "float32", "--arch", "90"]) == 0
+    out = capsys.readouterr().out
+    assert "all compiled" in out and "sm_90" in out
