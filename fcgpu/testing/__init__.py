@@ -1,9 +1,13 @@
 """Running fcgpu's CuPy code path without a GPU.
 
-``fake_cupy`` is a host stand-in for the part of CuPy that fcgpu uses (its ElementwiseKernel runs
-the real ``kernels/*.cuh`` compiled for the host); ``stand_in_backend()`` is fcgpu's CuPy backend
-built on it. ``fcgpu.testing.cuda_compile`` compiles every kernel exactly as CuPy would generate it,
-with NVRTC, for real GPU architectures.
+- ``fake_cupy``: a host stand-in for the part of CuPy that fcgpu uses; its ElementwiseKernel runs
+  the real ``kernels/*.cuh`` compiled for the host (its docstring lists what it does not reproduce).
+- ``stand_in_backend()``: fcgpu's CuPy backend built on it; ``warm_stand_in()`` compiles its
+  kernels in parallel ahead of use.
+- ``fcgpu.testing.cuda_compile``: every kernel exactly as CuPy would generate it, compiled by NVRTC
+  for sm_80 and sm_90 (``python -m fcgpu.testing.cuda_compile``).
+- ``fcgpu.testing.kernel_checks``: each kernel against the NumPy backend in ulp, with host and GPU
+  tolerances.
 """
 from __future__ import annotations
 
