@@ -120,3 +120,14 @@ def test_command_line(capsys) -> None:
     assert cc.main(["--dtype", "float32", "--arch", "90"]) == 0
     out = capsys.readouterr().out
     assert "all compiled" in out and "sm_90" in out
+
+
+def test_a_preamble_without_include_guards_is_judged_kernel_by_kernel() -> None:
+    """Batching concatenates sources; a preamble that cannot be repeated must not fail the gate by itself."""
+    preamble = "template <typename T> __device__ T fc_twice(T x) { return x + x; }\n"
+    specs = {
+        name: KernelSpec(name, "T x", "T y", "y = fc_twice(x)") for name in ("fcgpu_twice_a", "fcgpu_twice_b")
+    }
+    variants = [v for spec in specs.values() for v in _variants(spec, "aa", ("float32",))]
+    report = cc.run_sweep(variants, archs=("80",), specs=specs, preamble=preamble, workers=1)
+    assert report.ok, report.summary()
