@@ -1,11 +1,14 @@
 // Parameter updates with PyTorch's semantics; each reads p, g and its state once and writes once.
+// Hyperparameters arrive in double and are rounded once to the arithmetic type (float for half
+// parameters), so eps = 1e-8 does not vanish in a float16 parameter's update.
 #ifndef FCGPU_OPTIMIZERS_CUH
 #define FCGPU_OPTIMIZERS_CUH
 
 // torch.optim.SGD (dampening 0): g += wd*p; buf = mu*buf + g; g = nesterov ? g + mu*buf : buf; p -= lr*g.
 // A zero buffer on the first step gives buf = g, as PyTorch's clone does.
 // Weight decay is skipped when zero, as PyTorch does: 0 * inf would turn an infinite weight into NaN.
-template <typename T> FC_FN void fc_sgd_update(T& p, T& buf, T grad, T lr, T mu, T wd, bool nesterov) {
+template <typename T>
+FC_FN void fc_sgd_update(T& p, T& buf, T grad, double lr, double mu, double wd, bool nesterov) {
     typedef typename fc_acc<T>::type A;
     A g = A(grad);
     if (A(wd) != A(0)) {
@@ -24,8 +27,9 @@ template <typename T> FC_FN void fc_sgd_update(T& p, T& buf, T grad, T lr, T mu,
 // (1 - a rounded beta2 = 0.999f would be off by 1e-5 relative) and decay = 1 - lr*wd (AdamW's
 // p *= decay, selected by decoupled; Adam adds wd*p to the gradient instead, skipped when zero).
 template <typename T>
-FC_FN void fc_adam_update(T& p, T& m, T& v, T grad, T beta1, T beta2, T one_minus_beta1, T one_minus_beta2, T eps,
-                          T wd, T decay, T step_size, T bc2_sqrt, bool decoupled) {
+FC_FN void fc_adam_update(T& p, T& m, T& v, T grad, double beta1, double beta2, double one_minus_beta1,
+                          double one_minus_beta2, double eps, double wd, double decay, double step_size,
+                          double bc2_sqrt, bool decoupled) {
     typedef typename fc_acc<T>::type A;
     A w = A(p);
     A g = A(grad);

@@ -58,20 +58,20 @@ def _specs() -> dict[str, KernelSpec]:
         KernelSpec("fcgpu_mse_grad", "T p, T y, T scale", "T dp", "dp = fc_mse_grad(p, y, scale)"),
         KernelSpec(
             "fcgpu_sgd",
-            "T grad, T lr, T wd",
+            "T grad, float64 lr, float64 wd",
             "T p",
-            "T no_buf = T(0); fc_sgd_update(p, no_buf, grad, lr, T(0), wd, false)",
+            "T no_buf = T(0); fc_sgd_update(p, no_buf, grad, lr, 0.0, wd, false)",
         ),
         KernelSpec(
             "fcgpu_sgd_momentum",
-            "T grad, T lr, T mu, T wd, bool nesterov",
+            "T grad, float64 lr, float64 mu, float64 wd, bool nesterov",
             "T p, T buf",
             "fc_sgd_update(p, buf, grad, lr, mu, wd, nesterov)",
         ),
         KernelSpec(
             "fcgpu_adam",
-            "T grad, T beta1, T beta2, T one_minus_beta1, T one_minus_beta2, T eps, T wd, T decay, T step_size, "
-            "T bc2_sqrt, bool decoupled",
+            "T grad, float64 beta1, float64 beta2, float64 one_minus_beta1, float64 one_minus_beta2, float64 eps, "
+            "float64 wd, float64 decay, float64 step_size, float64 bc2_sqrt, bool decoupled",
             "T p, T m, T v",
             "fc_adam_update(p, m, v, grad, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, wd, decay, "
             "step_size, bc2_sqrt, decoupled)",

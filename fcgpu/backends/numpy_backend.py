@@ -158,6 +158,9 @@ class NumpyBackend(Backend):
 
     # -- optimizers --------------------------------------------------------------
     def sgd_update(self, param, grad, buf, lr, momentum, weight_decay, nesterov) -> None:
+        if param.dtype == np.float16:
+            _in_float32(self.sgd_update, param, grad, buf, lr, momentum, weight_decay, nesterov)
+            return
         step = self._workspace(param.shape, param.dtype, "step")
         if weight_decay:
             np.multiply(param, weight_decay, out=step)
@@ -177,6 +180,9 @@ class NumpyBackend(Backend):
         param -= step
 
     def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled) -> None:
+        if param.dtype == np.float16:
+            _in_float32(self.adam_update, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled)
+            return
         step_size, bc2_sqrt = self.adam_bias_corrections(lr, beta1, beta2, step)
         g = grad
         if weight_decay and decoupled:
@@ -199,3 +205,14 @@ class NumpyBackend(Backend):
         np.divide(m, tmp, out=tmp)
         tmp *= step_size
         param -= tmp
+
+
+def _in_float32(update, param, grad, *rest) -> None:
+    """Run a half-precision update in float32 and round the results once, as the kernels do
+    (in float16 arithmetic eps = 1e-8 is 0 and a zero gradient would give 0/0)."""
+    arrays = [a for a in rest if isinstance(a, np.ndarray)]
+    wide = [a.astype(np.float32) for a in (param, grad, *arrays)]
+    scalars = iter(wide[2:])
+    update(wide[0], wide[1], *(next(scalars) if isinstance(a, np.ndarray) else a for a in rest))
+    for target, value in zip((param, *arrays), (wide[0], *wide[2:])):
+        np.copyto(target, value, casting="same_kind")

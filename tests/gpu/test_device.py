@@ -71,7 +71,7 @@ def test_sgd_update(gpu, dtype, case, rng) -> None:
     kc.check_sgd(gpu, dtype, case, rng, kc.GPU)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
 @pytest.mark.parametrize("case", kc.ADAM_CASES, ids=lambda c: f"wd{c['weight_decay']}-step{c['step']}-decoupled{c['decoupled']}")
 def test_adam_update(gpu, dtype, case, rng) -> None:
     kc.check_adam(gpu, dtype, case, rng, kc.GPU)
