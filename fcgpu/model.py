@@ -350,16 +350,8 @@ class Sequential:
 
     def _correct(self, pred: Array, labels: Array) -> int:
         """How many rows of ``pred`` the labels agree with (argmax, or a threshold for one output)."""
-        backend = self.backend
-        p = backend.to_numpy(pred)
-        y = backend.to_numpy(labels)
-        if p.ndim == 2 and p.shape[1] > 1:
-            guess = p.argmax(axis=1)
-            truth = y if y.ndim == 1 else y.argmax(axis=1)
-            return int(np.count_nonzero(guess == truth))
         logits = isinstance(self.loss, losses_module.BinaryCrossEntropy) and self.loss.from_logits
-        guess = p.reshape(-1) > (0.0 if logits else 0.5)
-        return int(np.count_nonzero(guess == (y.reshape(-1) > 0.5)))
+        return self.backend.count_correct(pred, labels, 0.0 if logits else 0.5)
 
     def train_step(self, x: Any, y: Any) -> float:
         """One forward, backward and optimizer step on a batch; returns the mean loss."""

@@ -148,6 +148,16 @@ class Backend(ABC):
     def mse_grad(self, p: Array, y: Array, scale: float, out: Array) -> Array:
         """out = 2 (p - y) * scale."""
 
+    # -- metrics -----------------------------------------------------------------
+    def count_correct(self, pred: Array, labels: Array, threshold: float) -> int:
+        """Rows of pred (B, C) whose argmax is the label (class ids (B,) or one-hot (B, C)); for C == 1,
+        rows where (pred > threshold) matches (label > 0.5). Computed where the arrays live."""
+        xp = self.xp
+        if pred.ndim == 2 and pred.shape[1] > 1:
+            truth = labels if labels.ndim == 1 else xp.argmax(labels, axis=1)
+            return int(xp.count_nonzero(xp.argmax(pred, axis=1) == truth))
+        return int(xp.count_nonzero((pred.reshape(-1) > threshold) == (labels.reshape(-1) > 0.5)))
+
     # -- optimizers --------------------------------------------------------------
     @abstractmethod
     def sgd_update(
