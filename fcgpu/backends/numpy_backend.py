@@ -13,6 +13,9 @@ from .base import Array, Backend
 
 # Integer types whose bit patterns stand in for floats of the same width.
 _INT_OF_SIZE = {2: np.dtype(np.int16), 4: np.dtype(np.int32), 8: np.dtype(np.int64)}
+_BOOL = np.dtype(np.bool_)
+# Types NumPy hands to BLAS (float16 products run in NumPy's own loops).
+_BLAS_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class NumpyBackend(Backend):
@@ -21,10 +24,11 @@ class NumpyBackend(Backend):
 
     def __init__(self) -> None:
         self._scratch: dict[tuple, np.ndarray] = {}
+        self._ones: dict[tuple, np.ndarray] = {}
 
     def _workspace(self, shape: tuple[int, ...], dtype: Any, tag: str = "") -> np.ndarray:
         """A scratch array reused across calls of the same shape (never returned to callers)."""
-        key = (shape, np.dtype(dtype), tag)
+        key = (shape, dtype, tag)
         buf = self._scratch.get(key)
         if buf is None:
             if len(self._scratch) >= 64:
@@ -62,6 +66,12 @@ class NumpyBackend(Backend):
         return np.matmul(a, b.T, out=out)
 
     def sum_rows(self, a: Array, out: Array) -> Array:
+        if a.dtype in _BLAS_TYPES and out.dtype == a.dtype and a.ndim == 2 and a.flags.c_contiguous:
+            # ones (B,) @ a (B, N) as a BLAS GEMV: 2-3x faster than add.reduce over axis 0.
+            ones = self._ones.get((a.shape[0], a.dtype))
+            if ones is None:
+                ones = self._ones[(a.shape[0], a.dtype)] = np.ones(a.shape[0], a.dtype)
+            return np.dot(ones, a, out=out)
         return np.add.reduce(a, axis=0, out=out)
 
     # -- activations -------------------------------------------------------------
@@ -95,7 +105,7 @@ class NumpyBackend(Backend):
             # dz = dy where y > 0, else +0 (also for an inf or NaN dy, as the kernel's select does).
             # A masked copy (copyto where=) costs ~6 ns an element and a float multiply by the mask
             # turns inf * 0 into NaN; an integer multiply of dy's bit pattern by 0/1 is exact.
-            mask = self._workspace(y.shape, np.bool_, "mask")
+            mask = self._workspace(y.shape, _BOOL, "mask")
             np.greater(y, 0, out=mask)
             if dy.dtype == out.dtype and out.dtype.itemsize in _INT_OF_SIZE:
                 bits = _INT_OF_SIZE[out.dtype.itemsize]
