@@ -24,7 +24,7 @@ class NumpyBackend(Backend):
 
     def __init__(self) -> None:
         self._scratch: dict[tuple, np.ndarray] = {}
-        self._ones: dict[tuple, np.ndarray] = {}
+        self._ones: dict[tuple, np.ndarray] = {}  # constant vectors: ones for GEMV sums, row indices
 
     def _workspace(self, shape: tuple[int, ...], dtype: Any, tag: str = "") -> np.ndarray:
         """A scratch array reused across calls of the same shape (never returned to callers)."""
@@ -130,11 +130,38 @@ class NumpyBackend(Backend):
         return out
 
     # -- losses ------------------------------------------------------------------
+    def logsumexp_rows(self, z: Array) -> Array:
+        # Backend.logsumexp_rows's arithmetic with its (B, C) temporaries in a workspace; the
+        # (B, 1) result is new, since the loss keeps it until its backward.
+        if z.ndim != 2:
+            return super().logsumexp_rows(z)
+        m = self._workspace((z.shape[0], 1), z.dtype, "lse_max")
+        np.max(z, axis=1, keepdims=True, out=m)
+        infinite = self._workspace(m.shape, _BOOL, "lse_inf")
+        np.isfinite(m, out=infinite)
+        np.logical_not(infinite, out=infinite)
+        np.copyto(m, 0, where=infinite)
+        t = self._workspace(z.shape, z.dtype, "rows")
+        np.copyto(t, m)  # the column broadcast as a plain copy: a broadcast subtract would allocate
+        np.subtract(z, t, out=t)
+        np.exp(t, out=t)
+        lse = np.add.reduce(t, axis=1, keepdims=True)
+        np.log(lse, out=lse)
+        np.add(lse, m, out=lse)
+        return lse
+
     def softmax_xent_grad(self, z: Array, lse: Array, labels: Array, scale: float, out: Array) -> Array:
-        np.subtract(z, lse, out=out)
+        if lse.dtype == out.dtype == z.dtype:
+            np.copyto(out, lse)  # broadcast by a plain copy, then a same-shape subtract: no allocation
+            np.subtract(z, out, out=out)
+        else:
+            np.subtract(z, lse, out=out)
         np.exp(out, out=out)
         if labels.ndim == 1:
-            out[np.arange(z.shape[0]), labels] -= 1
+            rows = self._ones.get((z.shape[0], "arange"))
+            if rows is None:
+                rows = self._ones[(z.shape[0], "arange")] = np.arange(z.shape[0])
+            out[rows, labels] -= 1
         else:
             np.subtract(out, labels, out=out)
         np.multiply(out, scale, out=out)
