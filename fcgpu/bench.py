@@ -567,10 +567,10 @@ class _Client:
                 self.proc.wait()
 
 
-def worker_env(unset_openblas: bool) -> dict[str, str]:
-    """The workers' environment: this one, with the OpenBLAS core-type variables removed if asked,
-    and this fcgpu first on the import path."""
-    env = dict(os.environ)
+def worker_env(unset_openblas: bool, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The workers' environment: ``base`` (default: this process's), with the OpenBLAS core-type
+    variables removed if asked, and this fcgpu first on the import path."""
+    env = dict(os.environ if base is None else base)
     if unset_openblas:
         for k in OPENBLAS_VARS:
             env.pop(k, None)
@@ -803,7 +803,7 @@ def format_table(result: dict[str, Any]) -> str:
         vs = fb["median_ms"] / r["ops"]["fwd_bwd"]["median_ms"] if fb and r and "fwd_bwd" in r["ops"] else None
         roof = fb.get("roofline_fraction")
         lines.append(
-            f"{c['batch']:>5}x{c['in']:>5}x{c['out']:>4} {c['activation']:>7} {c['backend']:>10} "
+            f"{str(c['batch']) + 'x' + str(c['in']) + 'x' + str(c['out']):>16} {c['activation']:>7} {c['backend']:>10} "
             f"{_fmt(med('gemm'), '9.4f')} {_fmt(med('forward'), '9.4f')} {_fmt(med('backward'), '9.4f')} "
             f"{_fmt(med('fwd_bwd'), '9.4f')} {_fmt(med('step'), '9.4f')} {_fmt(fb.get('gflops'), '8.1f')} "
             f"{_fmt(c.get('fwd_bwd_over_gemm'), '7.3f')} {_fmt(vs, '8.3f')} "

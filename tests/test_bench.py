@@ -1,0 +1,125 @@
+"""fcgpu bench: a smoke run on a tiny grid (NumPy only), and its pieces. No speed assertions:
+speed lives in benchmarks/RESULTS.md."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from fcgpu import bench, cli
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    pytest.importorskip("matplotlib")
+    out = tmp_path_factory.mktemp("bench")
+    json_path, png_path = out / "r.json", out / "r.png"
+    argv = [
+        "bench", "-q", "--backends", "numpy", "--sizes", "4x8x8", "1x6x5", "--activations", "relu,sigmoid",
+        "--rounds", "2", "--budget", "0.002", "--repeats", "2", "--warmup", "1", "--settle", "0",
+        "--model", "8-6-3", "--model-batch", "4", "--json", str(json_path), "--plot", str(png_path),
+    ]
+    return argv, json_path, png_path
+
+
+def test_smoke_writes_json_table_and_png(smoke, capsys):
+    argv, json_path, png_path = smoke
+    assert cli.main(argv) == 0
+    table = capsys.readouterr().out
+    assert "numpy" in table and "fb/gemm" in table and "training step 8-6-3 batch 4" in table
+
+    result = json.loads(json_path.read_text())
+    assert [(c["batch"], c["in"], c["out"], c["activation"]) for c in result["cases"]] == [
+        (4, 8, 8, "relu"), (4, 8, 8, "sigmoid"), (1, 6, 5, "relu"), (1, 6, 5, "sigmoid"),
+    ]
+    for case in result["cases"]:
+        assert case["backend"] == "numpy"
+        assert set(case["ops"]) == set(bench.OPS)
+        for op, e in case["ops"].items():
+            assert e["n"] >= 2 * 2, op  # two rounds of at least --repeats calls
+            assert 0 < e["min_ms"] <= e["p25_ms"] <= e["median_ms"] <= e["p75_ms"]
+            assert e["gflops"] > 0 and e["flops"] > 0 and e["bytes"] > 0
+            assert "roofline_fraction" not in e  # host rows have none
+        assert case["fwd_bwd_over_gemm"] == pytest.approx(
+            case["ops"]["fwd_bwd"]["median_ms"] / case["ops"]["gemm"]["median_ms"]
+        )
+    (model,) = result["models"]
+    assert model["widths"] == [8, 6, 3] and model["batch"] == 4 and model["ops"]["step"]["median_ms"] > 0
+
+    machine = result["machine"]
+    assert machine["cpu"] and machine["logical_cores"] >= 1 and len(machine["load_average_end"]) == 3
+    info = result["backends"]["numpy"]["info"]
+    assert info["numpy"] and info["timer"].startswith("host")
+    assert isinstance(info["blas"], list)
+    assert set(result["backends"]["numpy"]["env"]) == set(bench.OPENBLAS_VARS)
+
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_parse_size():
+    assert bench.parse_size("128x784x512") == (128, 784, 512)
+    assert bench.parse_size("1,2,3") == (1, 2, 3)
+    for bad in ("1x2", "0x2x3", "ax2x3", "1x2x3x4"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.parse_size(bad)
+
+
+def test_unset_openblas_env_only_touches_the_workers_environment():
+    base = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "1048576", "HOME": "/h", "PYTHONPATH": "/x"}
+    kept = bench.worker_env(False, base)
+    cleared = bench.worker_env(True, base)
+    assert kept["OPENBLAS_CORETYPE"] == "Haswell" and kept["OPENBLAS_L2_SIZE"] == "1048576"
+    assert "OPENBLAS_CORETYPE" not in cleared and "OPENBLAS_L2_SIZE" not in cleared
+    assert cleared["HOME"] == "/h"
+    assert cleared["PYTHONPATH"].endswith("/x") and cleared["PYTHONPATH"] != "/x"  # this fcgpu first
+    assert base["OPENBLAS_CORETYPE"] == "Haswell"  # the caller's mapping is left alone
+
+
+def test_backend_names():
+    kinds, skipped = bench.resolve_backends(["numpy"])
+    assert kinds == ["numpy"] and skipped == {}
+    with pytest.raises(ValueError, match="backends"):
+        bench.resolve_backends(["tensorflow"])
+
+
+def test_device_peak_from_attributes():
+    # An H100 SXM: 132 SMs at 1.98 GHz, HBM3 at 2.619 GHz on a 5120-bit bus.
+    peak = bench.device_peak(1_980_000, 132, 2_619_000, 5120, 9, 0)
+    assert peak["peak_gflops"] == pytest.approx(2 * 128 * 132 * 1.98, rel=1e-9)
+    assert peak["peak_gbps"] == pytest.approx(2 * 2.619 * 640, rel=1e-9)
+    assert bench.device_peak(1_410_000, 108, 1_215_000, 5120, 8, 0)["peak_gflops"] == pytest.approx(
+        2 * 64 * 108 * 1.41, rel=1e-9
+    )  # A100: 64 FP32 lanes per SM
+
+
+def _synthetic_result():
+    def op(ms, flops=2e9, roof=None):
+        e = {"median_ms": ms, "p25_ms": ms, "p75_ms": ms, "min_ms": ms, "n": 3, "gflops": flops / ms / 1e6,
+             "flops": flops, "bytes": 1e6}
+        if roof is not None:
+            e["roofline_fraction"] = roof
+        return e
+
+    cases = []
+    for backend, ms, roof in (("numpy", 2.0, None), ("torch-cpu", 1.0, None), ("cupy", 0.1, 0.5)):
+        cases.append({"batch": 8, "in": 16, "out": 4, "activation": "relu", "backend": backend,
+                      "ops": {"gemm": op(ms / 1.1), "fwd_bwd": op(ms, roof=roof)}, "fwd_bwd_over_gemm": 1.1})
+    return {"cases": cases, "models": [], "skipped": {"torch-cuda": "no device"}, "backends": {},
+            "machine": {"cpu": "test cpu", "logical_cores": 2}}
+
+
+def test_table_shows_ratios_and_device_roofline():
+    text = bench.format_table(_synthetic_result())
+    rows = {line.split()[2]: line for line in text.splitlines() if line.strip().startswith("8x")}
+    assert set(rows) == {"numpy", "torch-cpu", "cupy"}
+    assert "2.000" in rows["numpy"] and "1.100" in rows["numpy"]  # fb/torch and fb/gemm
+    assert "50.0%" in rows["cupy"] and "%" not in rows["numpy"]
+    assert "not measured: torch-cuda: no device" in text
+
+
+def test_plot_from_a_result(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "p.png"
+    bench.write_plot(_synthetic_result(), str(path))
+    assert path.read_bytes()[:4] == b"\x89PNG"
