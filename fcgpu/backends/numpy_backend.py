@@ -78,10 +78,21 @@ class NumpyBackend(Backend):
     # Only same-shape (or scalar) ufunc calls: a broadcast operand such as the bias row sends
     # NumPy through its buffered iterator, which allocates a buffer on every call.
     def bias_act_forward(self, z: Array, bias: Array | None, activation: str, out: Array) -> Array:
-        if bias is not None:
+        negated = False
+        if bias is not None and bias.dtype == out.dtype:
             rows = self._workspace(out.shape, out.dtype, "rows")
-            np.copyto(rows, bias)  # a plain broadcast copy: no buffering, no allocation
-            np.add(z, rows, out=out)
+            if activation == "sigmoid":
+                # (-b) - z is -(z + b) exactly (IEEE rounding is symmetric), saving a pass.
+                negative_bias = self._workspace(bias.shape, bias.dtype, "negative_bias")
+                np.negative(bias, out=negative_bias)
+                np.copyto(rows, negative_bias)
+                np.subtract(rows, z, out=out)
+                negated = True
+            else:
+                np.copyto(rows, bias)  # a plain broadcast copy: no buffering, no allocation
+                np.add(z, rows, out=out)
+        elif bias is not None:
+            np.add(z, bias, out=out)
         elif out is not z:
             np.copyto(out, z)
         if activation == "relu":
@@ -90,7 +101,8 @@ class NumpyBackend(Backend):
             # 1 / (1 + exp(-s)): exp overflows to inf for s < -88 (float32) and the result is then 0,
             # which is the correctly rounded value, so the overflow warning is silenced.
             with np.errstate(over="ignore"):
-                np.negative(out, out=out)
+                if not negated:
+                    np.negative(out, out=out)
                 np.exp(out, out=out)
             np.add(out, 1, out=out)
             np.reciprocal(out, out=out)
