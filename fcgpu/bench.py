@@ -129,8 +129,9 @@ class _HostTimer:
 
     name = "host perf_counter per call"
 
-    def warm(self, ops: dict[str, Op], repeats: int) -> dict[str, float]:
+    def warm(self, ops: dict[str, Op], repeats: int, budget: float = math.inf) -> dict[str, float]:
         last: dict[str, float] = {}
+        start = time.perf_counter()
         for _ in range(max(1, repeats)):
             for name, (prep, run) in ops.items():
                 if prep is not None:
@@ -138,6 +139,8 @@ class _HostTimer:
                 t0 = time.perf_counter()
                 run()
                 last[name] = time.perf_counter() - t0
+            if time.perf_counter() - start > budget:  # large sizes: one round warms caches and threads
+                break
         return last
 
     def measure(self, ops: dict[str, Op], samples: int) -> dict[str, list[float]]:
@@ -175,7 +178,7 @@ class _CupyTimer:
         result = self._benchmark(run, n_repeat=n, n_warmup=0)
         return [float(t) for t in result.gpu_times[0]]
 
-    def warm(self, ops: dict[str, Op], repeats: int) -> dict[str, float]:
+    def warm(self, ops: dict[str, Op], repeats: int, budget: float = math.inf) -> dict[str, float]:
         return {name: self._times(run, max(1, repeats))[-1] for name, (_, run) in ops.items()}
 
     def measure(self, ops: dict[str, Op], samples: int) -> dict[str, list[float]]:
@@ -204,7 +207,7 @@ class _TorchCudaTimer:
             out.append(start.elapsed_time(end) / 1e3)
         return out
 
-    def warm(self, ops: dict[str, Op], repeats: int) -> dict[str, float]:
+    def warm(self, ops: dict[str, Op], repeats: int, budget: float = math.inf) -> dict[str, float]:
         return {name: self._times(prep, run, max(1, repeats))[-1] for name, (prep, run) in ops.items()}
 
     def measure(self, ops: dict[str, Op], samples: int) -> dict[str, list[float]]:
@@ -318,10 +321,14 @@ class _TorchWorker:
 
     def info(self) -> dict[str, Any]:
         torch = self.torch
+        config = torch.__config__.show()
+        blas = next((part.split("=", 1)[1] for part in config.replace(",", " ").split() if part.startswith("BLAS_INFO=")),
+                    None)
         info: dict[str, Any] = {
             "torch": torch.__version__,
             "timer": self.timer.name,
             "threads": torch.get_num_threads(),
+            "torch_blas": blas,  # linked into torch, so threadpoolctl may not list it
             "blas": _blas_info(),
         }
         if self.kind == "torch-cuda":
@@ -511,7 +518,7 @@ def worker_main(kind: str) -> int:
                     ops = worker.model_case(req["widths"], req["batch"], req["dtype"])
                 cache.update(key=key, ops=ops)
             ops = cache["ops"]
-            warm = worker.timer.warm(ops, req["warmup"])
+            warm = worker.timer.warm(ops, req["warmup"], req["budget"])
             samples = _calibrate(warm, req["budget"], req["min_samples"], req["max_samples"])
             send({"ok": True, "times": worker.timer.measure(ops, samples)})
         except Exception as e:
@@ -819,8 +826,12 @@ def format_table(result: dict[str, Any]) -> str:
     for kind, why in result.get("skipped", {}).items():
         lines.append(f"not measured: {kind}: {why}")
     for kind, b in result.get("backends", {}).items():
-        blas = [f"{x.get('internal_api')} {x.get('version')} {x.get('architecture') or ''} x{x.get('num_threads')}"
-                for x in b["info"].get("blas", []) if x.get("user_api") == "blas"]
+        info = b["info"]
+        if info.get("torch_blas"):
+            blas = [f"torch's {info['torch_blas']}, {info.get('threads')} threads"]
+        else:
+            blas = [f"{x.get('internal_api')} {x.get('version')} {x.get('architecture') or ''} x{x.get('num_threads')}"
+                    for x in info.get("blas", []) if x.get("user_api") == "blas"]
         lines.append(f"{kind}: timer {b['info'].get('timer')}; BLAS {', '.join(blas) or 'unknown'}; "
                      f"OPENBLAS_CORETYPE={b['env'].get('OPENBLAS_CORETYPE')} OPENBLAS_L2_SIZE={b['env'].get('OPENBLAS_L2_SIZE')}")
     m = result.get("machine", {})
