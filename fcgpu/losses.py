@@ -106,7 +106,7 @@ class SoftmaxCrossEntropy(Loss):
     """Softmax cross-entropy from logits (B, C), mean over the batch.
 
     Labels: class ids (B,) (or (B, 1)) of an integer type, or integral floats, in [0, C);
-    or one-hot / probability targets (B, C) with values in [0, 1].
+    or one-hot / probability targets (B, C): values in [0, 1], each row summing to 1.
     Value: mean_b(logsumexp(z_b) - sum_c y_bc z_bc); gradient (softmax(z) - y) / B.
     """
 
@@ -142,6 +142,15 @@ class SoftmaxCrossEntropy(Loss):
             targets = host.astype(dtype)
             if not np.isfinite(targets).all() or (targets < 0).any() or (targets > 1).any():
                 raise ValueError(f"{argument}: one-hot targets must be finite and in [0, 1]")
+            # The gradient softmax - y is that of the loss only when every row is a distribution.
+            sums = targets.sum(axis=1, dtype=np.float64)
+            off = np.abs(sums - 1.0) > 1e-3
+            if off.any():
+                row = int(np.argmax(off))
+                raise ValueError(
+                    f"{argument}: each row of one-hot or probability targets must sum to 1, "
+                    f"row {row} sums to {sums[row]:.6g}"
+                )
             return targets
         raise ValueError(
             f"{argument}: expected class ids of shape ({batch},) or one-hot targets of shape ({batch}, {classes}), "

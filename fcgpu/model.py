@@ -285,6 +285,8 @@ class Sequential:
         loss_obj = losses_module.get(loss, last_activation=last)
         opt = optimizers_module.get(optimizer)
         names: list[str] = []
+        if isinstance(metrics, str):
+            metrics = [metrics]
         for m in metrics or []:
             key = _METRICS.get(m.lower()) if isinstance(m, str) else None
             if key is None:
@@ -327,9 +329,9 @@ class Sequential:
             raise ValueError(
                 f"{names[0]} and {names[1]}: expected the same number of samples, got {xh.shape[0]} and {y_len}"
             )
-        dtype = self._layers[0].dtype
-        yh = self.loss.prepare_labels(y, (xh.shape[0], self.output_features), dtype, names[1])
-        return xh.astype(dtype, copy=False), yh
+        # Inputs meet the first layer, labels meet the last layer's predictions.
+        yh = self.loss.prepare_labels(y, (xh.shape[0], self.output_features), self._layers[-1].dtype, names[1])
+        return xh.astype(self._layers[0].dtype, copy=False), yh
 
     def _ensure_built(self, features: int) -> None:
         if not self.built:

@@ -297,3 +297,16 @@ def test_device_array_on_the_numpy_backend_is_a_backend_mix_error():
     with fc.use_backend("numpy"):
         with pytest.raises(fc.BackendMismatch, match=r"x: expected a NumPy array or a numpy array"):
             fc.Dense(2)(device_x)
+
+
+def test_float16_layers_compute_like_the_kernels(backend):
+    """Half precision computes in float32 and rounds once on every backend (the kernels' arithmetic)."""
+    layer = fc.Dense(1, activation="sigmoid", dtype="float16")
+    layer.build(1)
+    layer.set_weights([np.ones((1, 1)), np.zeros(1)])
+    y = fc.to_numpy(layer(np.full((4096, 1), -12.0)))
+    np.testing.assert_allclose(y.astype(np.float64), 1 / (1 + np.exp(12.0)), rtol=1e-3)  # not 0: exp(12) > float16 max
+    layer.backward(np.ones((4096, 1), np.float16))
+    # a float16 accumulator would stop at 2048 + ... ; the column sum is accumulated in float
+    expected = 4096 * float(y[0, 0]) * (1 - float(y[0, 0]))
+    assert float(fc.to_numpy(layer.bias_grad)[0]) == pytest.approx(expected, rel=2e-3)

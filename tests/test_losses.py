@@ -212,3 +212,35 @@ def test_get_resolves_names_and_configs():
     assert isinstance(restored, BinaryCrossEntropy) and restored.from_logits is False
     with pytest.raises(ValueError, match="loss"):
         fc.losses.get("hinge")
+
+
+def test_soft_targets_must_be_distributions(backend):
+    loss = fc.losses.SoftmaxCrossEntropy()
+    logits = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], np.float32)
+    with pytest.raises(ValueError, match=r"labels: each row of one-hot or probability targets must sum to 1, row 0 sums to 2"):
+        loss.forward(logits, np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    soft = np.array([[0.2, 0.3, 0.5], [0.0, 0.5, 0.5]])
+    value = loss.forward(logits, soft)
+    lse = np.log(np.exp(logits.astype(np.float64)).sum(1, keepdims=True))
+    assert value == pytest.approx(float(np.mean(np.sum(soft * (lse - logits), axis=1))), rel=1e-6)
+    grad = fc.to_numpy(loss.backward())
+    np.testing.assert_allclose(grad, (np.exp(logits - lse) - soft) / 2, rtol=1e-5, atol=1e-7)
+
+
+def test_probability_bce_gradient_is_zero_where_clipped(backend):
+    loss = fc.losses.BinaryCrossEntropy(from_logits=False)
+    p = np.array([[0.0], [1.0], [0.3]], np.float32)
+    y = np.array([[1.0], [0.0], [1.0]], np.float32)
+    assert np.isfinite(loss.forward(p, y))
+    grad = fc.to_numpy(loss.backward())[:, 0]
+    assert grad[0] == 0 and grad[1] == 0
+    assert grad[2] == pytest.approx((0.3 - 1.0) / (0.3 * 0.7) / 3, rel=1e-5)
+
+
+def test_float16_losses_are_finite_and_agree_with_float32(backend):
+    loss = fc.losses.BinaryCrossEntropy(from_logits=False)
+    p = np.array([[1.0], [0.0], [0.25]], np.float16)
+    y = np.array([[0.0], [1.0], [1.0]], np.float16)
+    v16 = loss.forward(p, y)
+    v32 = loss.forward(p.astype(np.float32), y.astype(np.float32))
+    assert np.isfinite(v16) and v16 == pytest.approx(v32, rel=1e-3)

@@ -393,3 +393,12 @@ def test_build_refuses_a_width_that_built_layers_cannot_take():
     first.build(2)
     with pytest.raises(ValueError, match="'dense_1' is built for 2 features, but the layer before it gives 3"):
         fc.Sequential([fc.Dense(3), first]).build(4)
+
+
+def test_mixed_dtype_layers_train_the_same_on_every_backend(backend, rng):
+    model = fc.Sequential([fc.Dense(4, activation="tanh", dtype="float64"), fc.Dense(1, dtype="float32")])
+    model.compile(loss="mse", optimizer="sgd", metrics="accuracy")
+    assert model.metrics == ["accuracy"]
+    x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 1))
+    first = model.train_step(x, y)
+    assert np.isfinite(first) and model.predict(x).dtype == np.float32

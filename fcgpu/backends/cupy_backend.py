@@ -41,21 +41,21 @@ def _specs() -> dict[str, KernelSpec]:
         # i indexes the contiguous (B, C) output, so row = i / ncols and class = i % ncols.
         KernelSpec(
             "fcgpu_softmax_xent_grad_ids",
-            "T z, T lse, raw I labels, int64 ncols, T scale",
+            "T z, T lse, raw I labels, int64 ncols, float64 scale",
             "T dz",
             "dz = fc_softmax_xent_grad(z, lse, labels[i / ncols] == (I)(i % ncols) ? T(1) : T(0), scale)",
         ),
         KernelSpec(
             "fcgpu_softmax_xent_grad_probs",
-            "T z, T lse, T target, T scale",
+            "T z, T lse, T target, float64 scale",
             "T dz",
             "dz = fc_softmax_xent_grad(z, lse, target, scale)",
         ),
         KernelSpec("fcgpu_bce_logits_loss", "T z, T y", "T loss", "loss = fc_bce_logits_loss(z, y)"),
-        KernelSpec("fcgpu_bce_logits_grad", "T z, T y, T scale", "T dz", "dz = fc_bce_logits_grad(z, y, scale)"),
-        KernelSpec("fcgpu_bce_prob_loss", "T p, T y, T eps", "T loss", "loss = fc_bce_prob_loss(p, y, eps)"),
-        KernelSpec("fcgpu_bce_prob_grad", "T p, T y, T eps, T scale", "T dp", "dp = fc_bce_prob_grad(p, y, eps, scale)"),
-        KernelSpec("fcgpu_mse_grad", "T p, T y, T scale", "T dp", "dp = fc_mse_grad(p, y, scale)"),
+        KernelSpec("fcgpu_bce_logits_grad", "T z, T y, float64 scale", "T dz", "dz = fc_bce_logits_grad(z, y, scale)"),
+        KernelSpec("fcgpu_bce_prob_loss", "T p, T y, float64 eps", "T loss", "loss = fc_bce_prob_loss(p, y, eps)"),
+        KernelSpec("fcgpu_bce_prob_grad", "T p, T y, float64 eps, float64 scale", "T dp", "dp = fc_bce_prob_grad(p, y, eps, scale)"),
+        KernelSpec("fcgpu_mse_grad", "T p, T y, float64 scale", "T dp", "dp = fc_mse_grad(p, y, scale)"),
         KernelSpec(
             "fcgpu_sgd",
             "T grad, float64 lr, float64 wd",

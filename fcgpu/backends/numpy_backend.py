@@ -5,7 +5,9 @@ size allocates nothing once the layers' buffers exist.
 """
 from __future__ import annotations
 
-from typing import Any
+import functools
+import inspect
+from typing import Any, Callable
 
 import numpy as np
 
@@ -198,6 +200,7 @@ class NumpyBackend(Backend):
         np.subtract(q, y, out=out)
         np.divide(out, q * (1 - q), out=out)
         np.multiply(out, scale, out=out)
+        out[(p < eps) | (p > 1 - eps)] = 0  # the clipped loss is flat there, as in Keras
         return out
 
     def mse_grad(self, p: Array, y: Array, scale: float, out: Array) -> Array:
@@ -207,9 +210,6 @@ class NumpyBackend(Backend):
 
     # -- optimizers --------------------------------------------------------------
     def sgd_update(self, param, grad, buf, lr, momentum, weight_decay, nesterov) -> None:
-        if param.dtype == np.float16:
-            _in_float32(self.sgd_update, param, grad, buf, lr, momentum, weight_decay, nesterov)
-            return
         step = self._workspace(param.shape, param.dtype, "step")
         if weight_decay:
             np.multiply(param, weight_decay, out=step)
@@ -229,9 +229,6 @@ class NumpyBackend(Backend):
         param -= step
 
     def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled) -> None:
-        if param.dtype == np.float16:
-            _in_float32(self.adam_update, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled)
-            return
         step_size, bc2_sqrt = self.adam_bias_corrections(lr, beta1, beta2, step)
         g = grad
         if weight_decay and decoupled:
@@ -256,12 +253,50 @@ class NumpyBackend(Backend):
         param -= tmp
 
 
-def _in_float32(update, param, grad, *rest) -> None:
-    """Run a half-precision update in float32 and round the results once, as the kernels do
-    (in float16 arithmetic eps = 1e-8 is 0 and a zero gradient would give 0/0)."""
-    arrays = [a for a in rest if isinstance(a, np.ndarray)]
-    wide = [a.astype(np.float32) for a in (param, grad, *arrays)]
-    scalars = iter(wide[2:])
-    update(wide[0], wide[1], *(next(scalars) if isinstance(a, np.ndarray) else a for a in rest))
-    for target, value in zip((param, *arrays), (wide[0], *wide[2:])):
-        np.copyto(target, value, casting="same_kind")
+def _half_in_float32(method: Callable[..., Any], outputs: tuple[str, ...]) -> Callable[..., Any]:
+    """Run ``method`` on float16 arrays in float32 and round the ``outputs`` once, as the kernels do
+    (their arithmetic type for half is float: in float16 arithmetic eps = 1e-8 is 0, exp(12)
+    overflows, and a column sum of 4096 ones is 2048)."""
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def wrapper(self: NumpyBackend, first: Any, *args: Any, **kwargs: Any) -> Any:
+        if first.dtype != np.float16:
+            return method(self, first, *args, **kwargs)
+        bound = signature.bind(self, first, *args, **kwargs)
+        originals = {}
+        for name, value in bound.arguments.items():
+            if isinstance(value, np.ndarray) and value.dtype == np.float16:
+                originals[name] = value
+                bound.arguments[name] = value.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            result = method(*bound.args, **bound.kwargs)
+        for name in outputs:
+            if name in originals:
+                np.copyto(originals[name], bound.arguments[name], casting="same_kind")
+                if result is bound.arguments[name]:
+                    result = originals[name]
+        if isinstance(result, np.ndarray) and result.dtype == np.float32 and all(result is not o for o in originals.values()):
+            result = result.astype(np.float16)
+        return result
+
+    return wrapper
+
+
+for _name, _outputs in {
+    "sum_rows": ("out",),
+    "bias_act_forward": ("out",),
+    "act_backward": ("out",),
+    "logsumexp_rows": (),
+    "softmax_xent_sum": (),
+    "softmax_xent_grad": ("out",),
+    "bce_logits_sum": (),
+    "bce_logits_grad": ("out",),
+    "bce_prob_sum": (),
+    "bce_prob_grad": ("out",),
+    "mse_sum": (),
+    "mse_grad": ("out",),
+    "sgd_update": ("param", "buf"),
+    "adam_update": ("param", "m", "v"),
+}.items():
+    setattr(NumpyBackend, _name, _half_in_float32(getattr(NumpyBackend, _name), _outputs))

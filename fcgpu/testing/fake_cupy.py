@@ -266,7 +266,22 @@ full_like = _device_function(np.full_like)
 
 matmul = _device_function(np.matmul)
 dot = _device_function(np.dot)
-sum = _device_function(np.sum)  # noqa: A001 - mirrors cupy.sum
+
+
+def _sum_half_in_float(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+    # cupy.sum reduces float16 with a float accumulator ('e->e' with a float intermediate);
+    # np.sum would accumulate in float16 (4096 ones sum to 2048).
+    if dtype is None and getattr(a, "dtype", None) == np.float16:
+        wide = np.sum(a, axis=axis, dtype=np.float32, keepdims=keepdims)
+        if out is None:
+            return wide.astype(np.float16)
+        np.copyto(out, wide, casting="same_kind")
+        return out
+    return np.sum(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
+
+
+_sum_half_in_float.__name__ = "sum"
+sum = _device_function(_sum_half_in_float)  # noqa: A001 - mirrors cupy.sum
 max = _device_function(np.max)  # noqa: A001
 min = _device_function(np.min)  # noqa: A001
 amax = _device_function(np.amax)
