@@ -13,8 +13,20 @@ from .initializers import get_initializer
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
-# sys.getrefcount of a buffer held only by its _Buffers dict: the dict, the local name, the call's argument.
-_UNSHARED = 3
+
+
+def _count_when_unshared() -> int:
+    """sys.getrefcount of an array held only by a dict, read exactly as ``_Buffers.get`` reads it.
+
+    Measured rather than assumed (3 on CPython 3.10-3.13: the dict, the local name, the call's
+    argument), since newer interpreters borrow references to locals and count fewer.
+    """
+    arrays = {"probe": np.empty(1)}
+    a = arrays.get("probe")
+    return sys.getrefcount(a)
+
+
+_UNSHARED = _count_when_unshared()
 
 
 class _Buffers:
@@ -125,11 +137,12 @@ class Dense:
         self.in_features = in_features
         kernel = self.kernel_initializer((in_features, self.units))
         self.kernel = self.backend.from_numpy(np.asarray(kernel, dtype=self.dtype))
-        self.kernel_grad = self.backend.zeros((in_features, self.units), self.dtype)
+        # No gradient until a backward pass: an optimizer step before one is an error, not an
+        # update from zeros (which would still apply weight decay).
+        self.kernel_grad = self.bias_grad = None
         if self.use_bias:
             bias = self.bias_initializer((self.units,))
             self.bias = self.backend.from_numpy(np.asarray(bias, dtype=self.dtype))
-            self.bias_grad = self.backend.zeros((self.units,), self.dtype)
         self._reset_cache()
 
     def count_params(self) -> int:
@@ -240,8 +253,12 @@ class Dense:
         self._x, self._y = x, y
         return y[0] if self._squeeze else y
 
-    def backward(self, dy: Any) -> Array:
-        """dx (B, M) from dy = dL/dy (B, N); sets kernel_grad = x.T @ dz and bias_grad = dz.sum(0)."""
+    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+        """dx (B, M) from dy = dL/dy (B, N); sets kernel_grad = x.T @ dz and bias_grad = dz.sum(0).
+
+        ``input_grad=False`` skips dx (one of the three GEMMs) and returns None: a first layer's
+        input gradient is not needed for training.
+        """
         if self._y is None:
             raise RuntimeError(f"backward called before forward on layer '{self.name}': run forward(x) first")
         backend, y = self.backend, self._y
@@ -257,12 +274,18 @@ class Dense:
         backend.act_backward(y, dy, self.activation.name, out=dz)
         # dx first, while the kernel is still in cache from the forward pass: writing kernel_grad
         # (as large as the kernel) first evicts it, which costs ~15% at batch 1.
-        dx = self._buffers.get(backend, "dx", self._x.shape, self.dtype)
-        backend.matmul_a_bt(dz, self.kernel, out=dx)
+        dx = None
+        if input_grad:
+            dx = self._buffers.get(backend, "dx", self._x.shape, self.dtype)
+            backend.matmul_a_bt(dz, self.kernel, out=dx)
+        if self.kernel_grad is None:
+            self.kernel_grad = backend.empty(self.kernel.shape, self.dtype)
         backend.matmul_at_b(self._x, dz, out=self.kernel_grad)
         if self.use_bias:
+            if self.bias_grad is None:
+                self.bias_grad = backend.empty(self.bias.shape, self.dtype)
             backend.sum_rows(dz, out=self.bias_grad)
-        return dx[0] if self._squeeze else dx
+        return dx[0] if self._squeeze and dx is not None else dx
 
 
 def _is_dtype(value: Any) -> bool:

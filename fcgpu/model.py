@@ -250,12 +250,15 @@ class Sequential:
             h = layer.forward(h)
         return h
 
-    def backward(self, dy: Any) -> Array:
-        """dx (B, M) from dy = dL/dy (B, N_last); sets every layer's gradients."""
+    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+        """dx (B, M) from dy = dL/dy (B, N_last); sets every layer's gradients.
+
+        ``input_grad=False`` skips the first layer's input gradient (training does not need it).
+        """
         self._require_layers()
         g = dy
-        for layer in reversed(self._layers):
-            g = layer.backward(g)
+        for i in range(len(self._layers) - 1, -1, -1):
+            g = self._layers[i].backward(g, input_grad=input_grad or i > 0)
         return g
 
     def to(self, backend: str | Backend) -> "Sequential":
@@ -345,7 +348,7 @@ class Sequential:
         grad = self.loss.backward()
         self.loss._reset_cache()
         del logits
-        self.backward(grad)
+        self.backward(grad, input_grad=False)
         del grad
         self.optimizer.step(self)
         return value, correct

@@ -71,8 +71,8 @@ def run_steps(make_opt, dtype, steps, seed=0):
     opt = make_opt()
     b = layer.backend
     for gk, gb in grads:
-        layer.kernel_grad[...] = b.from_numpy(gk.astype(dtype))
-        layer.bias_grad[...] = b.from_numpy(gb.astype(dtype))
+        layer.kernel_grad = b.from_numpy(gk.astype(dtype))
+        layer.bias_grad = b.from_numpy(gb.astype(dtype))
         opt.step([layer])
     return layer, opt, start, grads
 
@@ -125,8 +125,8 @@ def test_state_moves_with_to_and_training_continues_identically(rng):
                 layer.to(stand_in)
                 opt.to(stand_in)
                 assert all(stand_in.owns(v) for s in opt.state.values() for v in s.values())
-            layer.kernel_grad[...] = layer.backend.from_numpy(g)
-            layer.bias_grad[...] = layer.backend.from_numpy(g.sum(axis=0))
+            layer.kernel_grad = layer.backend.from_numpy(g)
+            layer.bias_grad = layer.backend.from_numpy(g.sum(axis=0))
             opt.step(layer)
         return layer.get_weights()
 
@@ -139,7 +139,8 @@ def test_state_follows_a_layer_moved_without_its_optimizer():
 
     with fc.use_backend("numpy"):
         layer = fc.Dense(2)
-        layer.build(2)
+        layer(np.ones((3, 2)))
+        layer.backward(np.ones((3, 2)))
     opt = SGD(lr=0.1, momentum=0.5)
     opt.step(layer)
     layer.to(stand_in_backend())
@@ -150,12 +151,15 @@ def test_state_follows_a_layer_moved_without_its_optimizer():
 def test_step_checks_everything_before_changing_anything():
     with fc.use_backend("numpy"):
         a, b = fc.Dense(2, name="a"), fc.Dense(3, name="b")
-        a.build(2)
-        b.build(2)
+        for layer in (a, b):
+            layer(np.ones((1, 2)))
+            layer.backward(np.ones((1, layer.units)))
     opt = SGD(lr=1.0, momentum=0.9)
     opt.step([a, b])
     # b is rebuilt with another shape: its state no longer fits, so nothing may move, not even a.
     b.build(4)
+    b(np.ones((1, 4)))
+    b.backward(np.ones((1, 3)))
     a.kernel_grad[...] = 1.0
     before = a.get_weights()
     with pytest.raises(ValueError, match="b/kernel"):
@@ -221,7 +225,7 @@ def test_matches_torch_optim_when_installed():
         for g in grads:
             tp.grad = torch.tensor(g)
             topt.step()
-            layer.kernel_grad[...] = g
+            layer.kernel_grad = g.copy()
             opt.step(layer)
         np.testing.assert_allclose(layer.get_weights()[0], tp.detach().numpy(), rtol=1e-12, atol=1e-14)
 
@@ -232,3 +236,12 @@ def test_reference_sanity():
     got = adam_reference(np.array([1.0, -1.0]), [np.array([0.5, -3.0])], 0.01)
     np.testing.assert_allclose(got, [1.0 - 0.01, -1.0 + 0.01], rtol=1e-6)
     assert math.isclose(sgd_reference(np.array([0.0]), [np.array([1.0])] * 2, 1.0, 0.5)[0], -2.5)
+
+
+def test_a_step_before_any_backward_is_an_error_not_an_update():
+    layer = fc.Dense(2)
+    layer.build(3)
+    before = layer.get_weights()
+    with pytest.raises(RuntimeError, match=r"dense/kernel: no gradient of shape \(3, 2\); run backward first"):
+        SGD(lr=0.1, weight_decay=0.5).step(layer)
+    np.testing.assert_array_equal(layer.get_weights()[0], before[0])
