@@ -8,6 +8,37 @@ from typing import Sequence
 from . import backends
 
 
+def _positive_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _widths(text: str) -> list[int]:
+    try:
+        return [_positive_int(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 256,128, got {text!r}") from None
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     info = backends.backend_info()
     print(f"fcgpu {__import__('fcgpu').__version__}")
@@ -30,7 +61,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     digits = args.dataset == "digits"
     epochs = args.epochs if args.epochs is not None else (30 if digits else 10)
-    batch_size = args.batch_size or (32 if digits else 128)
+    batch_size = args.batch_size if args.batch_size is not None else (32 if digits else 128)
     try:
         backend, reason = backends.resolve_backend(args.backend)
         fc.set_backend(backend)
@@ -42,7 +73,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 2
     print(f"backend: {backend.name} ({reason})")
     fc.set_seed(args.seed)
-    hidden = [int(h) for h in args.hidden.split(",") if h] if args.hidden else ([64] if digits else [512])
+    hidden = args.hidden or ([64] if digits else [512])
     model = fc.Sequential([fc.Dense(h, activation="relu") for h in hidden] + [fc.Dense(10)])
     model.build((None, x_train.shape[1]))
     model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.Adam(lr=args.lr), metrics=["accuracy"])
@@ -76,11 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=["digits", "fashion-mnist"], default="digits")
     p.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST IDX files")
     p.add_argument("--backend", default="auto", help="numpy | cupy | auto (default)")
-    p.add_argument("--epochs", type=int, default=None, help="default: 30 for digits, 10 for fashion-mnist")
-    p.add_argument("--batch-size", type=int, default=None, help="default: 32 for digits, 128 for fashion-mnist")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
-    p.add_argument("--hidden", default=None, help="hidden layer sizes, e.g. 256,128 (default: 64 / 512)")
+    p.add_argument("--epochs", type=_non_negative_int, default=None, help="default: 30 for digits, 10 for fashion-mnist")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="default: 32 for digits, 128 for fashion-mnist")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--hidden", type=_widths, default=None, help="hidden layer sizes, e.g. 256,128 (default: 64 / 512)")
     p.add_argument("--save", default=None, help="save the trained model to this file")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="one line per epoch, no bar")
     p.set_defaults(func=_cmd_train)

@@ -80,9 +80,8 @@ INITIALIZERS: dict[str, Callable[[tuple[int, ...]], np.ndarray]] = {
 
 
 def get_initializer(name: str, argument: str) -> Callable[[tuple[int, ...]], np.ndarray]:
-    """Resolve an initialiser by name; ``argument`` names the caller's parameter in errors."""
-    if callable(name):
-        return name
+    """Resolve an initialiser by name (names only, so that a saved model describes itself);
+    ``argument`` names the caller's parameter in errors."""
     if not isinstance(name, str) or name.lower() not in INITIALIZERS:
         raise ValueError(f"{argument}: expected one of {sorted(INITIALIZERS)}, got {name!r}")
     return INITIALIZERS[name.lower()]

@@ -82,6 +82,8 @@ class Dense:
             raise ValueError(f"name: expected a non-empty string without '/', got {name!r}")
         self.units = int(units)
         self.activation: Activation = get_activation(activation)
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"use_bias: expected True or False, got {use_bias!r}")
         self.use_bias = bool(use_bias)
         self._kernel_init_name = kernel_initializer
         self._bias_init_name = bias_initializer
@@ -174,7 +176,7 @@ class Dense:
                 f"weights: expected a list of {expected} arrays ([kernel{', bias' if self.use_bias else ''}]) "
                 f"for layer '{self.name}', got {count}"
             )
-        kernel = _host_float(weights[0], "weights[0] (kernel)")
+        kernel = _host_float(weights[0], "weights[0] (kernel)", self.dtype)
         if kernel.ndim != 2 or kernel.shape[1] != self.units:
             raise ValueError(
                 f"weights[0] (kernel): expected shape (in_features, {self.units}) for layer '{self.name}', "
@@ -187,16 +189,16 @@ class Dense:
             )
         bias = None
         if self.use_bias:
-            bias = _host_float(weights[1], "weights[1] (bias)")
+            bias = _host_float(weights[1], "weights[1] (bias)", self.dtype)
             if bias.shape != (self.units,):
                 raise ValueError(
                     f"weights[1] (bias): expected shape {(self.units,)} for layer '{self.name}', got {bias.shape}"
                 )
         if not self.built:
             self.build(kernel.shape[0])
-        self.kernel[...] = self.backend.from_numpy(kernel.astype(self.dtype))
+        self.kernel[...] = self.backend.from_numpy(kernel)
         if bias is not None:
-            self.bias[...] = self.backend.from_numpy(bias.astype(self.dtype))
+            self.bias[...] = self.backend.from_numpy(bias)
 
     def to(self, backend: str | Backend) -> "Dense":
         """Move parameters and gradients to another backend ('numpy' | 'cupy' | 'auto')."""
@@ -228,7 +230,10 @@ class Dense:
         self._reset_cache()
         ndim = getattr(x, "ndim", None)
         if ndim is None:
-            x = np.asarray(x)
+            try:
+                x = np.asarray(x)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"x: expected a rectangular numeric array for layer '{self.name}', got {e}") from None
             ndim = x.ndim
         if ndim not in (1, 2):
             raise ValueError(
@@ -308,11 +313,15 @@ def _in_features(input_shape: int | Sequence[int | None]) -> int:
     return n
 
 
-def _host_float(a: Any, argument: str) -> np.ndarray:
+def _host_float(a: Any, argument: str, dtype: np.dtype) -> np.ndarray:
+    """``a`` checked and cast to ``dtype``; finiteness is checked after the cast (1e6 overflows float16)."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{argument}: expected a NumPy array, got {type(a).__module__}.{type(a).__name__}")
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{argument}: expected a numeric array, got dtype {a.dtype}")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{argument}: expected finite values, got NaN or inf")
-    return a
+    with np.errstate(over="ignore"):
+        cast = a.astype(dtype)
+    if not np.isfinite(cast).all():
+        what = "NaN or inf" if not np.isfinite(a).all() else f"values that overflow {dtype.name}"
+        raise ValueError(f"{argument}: expected finite values, got {what}")
+    return cast

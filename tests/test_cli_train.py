@@ -66,3 +66,19 @@ def test_unknown_dataset_is_refused():
 def test_module_entry_point_lists_train():
     parser_help = __import__("fcgpu.cli", fromlist=["build_parser"]).build_parser().format_help()
     assert "train" in parser_help and "info" in parser_help
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got '0'"),
+        (["--epochs", "-1"], "argument --epochs: expected a non-negative integer, got '-1'"),
+        (["--hidden", "a,b"], "argument --hidden: expected comma-separated positive integers"),
+        (["--lr", "-1"], "argument --lr: expected a positive number, got '-1'"),
+    ],
+)
+def test_bad_arguments_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -310,3 +310,16 @@ def test_float16_layers_compute_like_the_kernels(backend):
     # a float16 accumulator would stop at 2048 + ... ; the column sum is accumulated in float
     expected = 4096 * float(y[0, 0]) * (1 - float(y[0, 0]))
     assert float(fc.to_numpy(layer.bias_grad)[0]) == pytest.approx(expected, rel=2e-3)
+
+
+def test_more_bad_input_is_named():
+    layer = fc.Dense(2, dtype="float16")
+    layer.build(1)
+    with pytest.raises(ValueError, match=r"weights\[0\] \(kernel\): expected finite values, got values that overflow float16"):
+        layer.set_weights([np.array([[1e6, 0.0]]), np.zeros(2)])
+    with pytest.raises(ValueError, match=r"x: expected a rectangular numeric array for layer 'dense'"):
+        fc.Dense(2)([[1.0, 2.0], [3.0]])
+    with pytest.raises(TypeError, match=r"use_bias: expected True or False, got 'no'"):
+        fc.Dense(2, use_bias="no")
+    with pytest.raises(ValueError, match=r"kernel_initializer: expected one of .*got <function"):
+        fc.Dense(2, kernel_initializer=lambda shape: np.zeros(shape))

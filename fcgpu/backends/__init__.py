@@ -37,6 +37,7 @@ _cupy: Backend | None = None
 _cupy_reason: str | None = None  # why CuPy is not usable, once probed
 _active: Backend | None = None
 _active_reason = ""
+_auto_logged = False  # 'auto' says what it chose once per process
 
 
 def _probe_cupy() -> tuple[Backend | None, str]:
@@ -109,10 +110,11 @@ def resolve_backend(name: str | Backend) -> tuple[Backend, str]:
 
 def set_backend(name: str | Backend) -> Backend:
     """Make ``name`` the active backend: 'numpy', 'cupy' (raises BackendUnavailable if unusable) or 'auto'."""
-    global _active, _active_reason
+    global _active, _active_reason, _auto_logged
     backend, reason = resolve_backend(name)
-    if name == "auto" or (isinstance(name, str) and name.lower() == "auto"):
+    if isinstance(name, str) and name.lower() == "auto" and not _auto_logged:
         log.info("fcgpu backend: %s (%s)", backend.name, reason)
+        _auto_logged = True
     _active, _active_reason = backend, reason
     return backend
 

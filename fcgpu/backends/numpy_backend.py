@@ -100,8 +100,9 @@ class NumpyBackend(Backend):
         if activation == "relu":
             np.maximum(out, 0, out=out)
         elif activation == "sigmoid":
-            # 1 / (1 + exp(-s)): exp overflows to inf for s < -88 (float32) and the result is then 0,
-            # which is the correctly rounded value, so the overflow warning is silenced.
+            # 1 / (1 + exp(-s)): exp overflows to inf for s < -88 (float32) and the result is then 0
+            # where the true value is a denormal below 3e-39, as on the GPU, which flushes
+            # denormals to zero; the overflow is expected, so its warning is silenced.
             with np.errstate(over="ignore"):
                 if not negated:
                     np.negative(out, out=out)
