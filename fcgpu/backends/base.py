@@ -53,14 +53,17 @@ class Backend(ABC):
         )
         if foreign:
             raise BackendMismatch(
-                f"{argument}: expected a NumPy array or a {self.name} array, got a "
-                f"{type(x).__module__}.{type(x).__name__}; convert it with fcgpu.to_numpy() "
-                f"or move the model with model.to(...)"
+                f"{argument}: expected {self._accepted_arrays()}, got a {type(x).__module__}.{type(x).__name__} "
+                f"(the layer or model lives on the {self.name} backend); convert the array with "
+                f"fcgpu.to_numpy() or move the model with model.to(...)"
             )
         host = np.asarray(x)
         if host.dtype.kind not in "biuf":
             raise TypeError(f"{argument}: expected a numeric array, got dtype {host.dtype}")
         return self.from_numpy(host.astype(dtype, copy=False))
+
+    def _accepted_arrays(self) -> str:
+        return f"a NumPy array or a {self.name} array"
 
     def empty(self, shape: tuple[int, ...], dtype: Any) -> Array:
         return self.xp.empty(shape, dtype=dtype)

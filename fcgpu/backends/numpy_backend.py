@@ -45,6 +45,9 @@ class NumpyBackend(Backend):
     def to_numpy(self, a: Array) -> np.ndarray:
         return a
 
+    def _accepted_arrays(self) -> str:
+        return "a NumPy array"
+
     def from_numpy(self, a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a)
 
