@@ -164,25 +164,19 @@ class _HostTimer:
         return times
 
 
-class _CupyTimer:
-    """Device time of each call from ``cupyx.profiler.benchmark`` (CUDA events)."""
+class _DeviceTimer:
+    """Device time of each call, from the backend's own device clock (CUDA events on CuPy)."""
 
-    name = "cupyx.profiler.benchmark (device events)"
+    name = "backend device clock (CUDA events)"
 
-    def __init__(self) -> None:
-        from cupyx.profiler import benchmark
-
-        self._benchmark = benchmark
-
-    def _times(self, run: Callable[[], Any], n: int) -> list[float]:
-        result = self._benchmark(run, n_repeat=n, n_warmup=0)
-        return [float(t) for t in result.gpu_times[0]]
+    def __init__(self, time_calls: Callable[[Callable[[], Any], int], list[float]]) -> None:
+        self._time_calls = time_calls
 
     def warm(self, ops: dict[str, Op], repeats: int, budget: float = math.inf) -> dict[str, float]:
-        return {name: self._times(run, max(1, repeats))[-1] for name, (_, run) in ops.items()}
+        return {name: self._time_calls(run, max(1, repeats))[-1] for name, (_, run) in ops.items()}
 
     def measure(self, ops: dict[str, Op], samples: int) -> dict[str, list[float]]:
-        return {name: self._times(run, samples) for name, (_, run) in ops.items()}
+        return {name: self._time_calls(run, samples) for name, (_, run) in ops.items()}
 
 
 class _TorchCudaTimer:
@@ -235,15 +229,14 @@ class _FcgpuWorker:
 
         self.fc, self.np, self.kind = fc, np, kind
         self.backend = fc.set_backend(kind)
-        self.timer: Any = _CupyTimer() if kind == "cupy" else _HostTimer()
+        time_calls = self.backend.device_timer()
+        self.timer: Any = _DeviceTimer(time_calls) if time_calls is not None else _HostTimer()
 
     def info(self) -> dict[str, Any]:
         fc, np = self.fc, self.np
         info: dict[str, Any] = {"fcgpu": fc.__version__, "numpy": np.__version__, "timer": self.timer.name}
         info.update({k: v for k, v in self.backend.info().items() if k != "backend"})
         info["blas"] = _blas_info()
-        if self.kind == "cupy":
-            info.update(_cupy_device_info(self.backend.cp))
         return info
 
     def _model(self, widths: Sequence[int], activation: str, dtype: str) -> Any:
@@ -334,10 +327,10 @@ class _TorchWorker:
         if self.kind == "torch-cuda":
             info["device"] = torch.cuda.get_device_name(0)
             info["cuda"] = torch.version.cuda
-            try:
-                import cupy
+            try:  # the roofline peaks, where fcgpu's CuPy backend can read them
+                from . import backends
 
-                info.update(_cupy_device_info(cupy))
+                info.update({k: v for k, v in backends.resolve_backend("cupy")[0].info().items() if k.startswith("peak")})
             except Exception:
                 pass
         return info
@@ -433,41 +426,6 @@ def _blas_info() -> list[dict[str, Any]]:
         return []
     keep = ("user_api", "internal_api", "version", "architecture", "num_threads", "threading_layer", "prefix")
     return [{k: lib.get(k) for k in keep if lib.get(k) is not None} for lib in threadpool_info()]
-
-
-# CUDA device attributes (cudaDeviceAttr): still present where cudaDeviceProp lost its clock fields.
-_ATTR_CLOCK_KHZ, _ATTR_SM_COUNT, _ATTR_MEM_CLOCK_KHZ, _ATTR_BUS_BITS = 13, 16, 36, 37
-_ATTR_MAJOR, _ATTR_MINOR = 75, 76
-# FP32 lanes per SM by compute capability major version (7.x and 8.0 have 64, later ones 128).
-_FP32_PER_SM = {6: 128, 7: 64, 8: 128, 9: 128, 10: 128, 12: 128}
-
-
-def device_peak(clock_khz: int, sm_count: int, mem_clock_khz: int, bus_bits: int, major: int, minor: int) -> dict[str, float]:
-    """FP32 peak (2 flops per FMA lane per cycle) and DRAM bandwidth (double data rate) of a CUDA device."""
-    lanes = 64 if (major, minor) == (8, 0) else _FP32_PER_SM.get(major, 128)
-    return {
-        "peak_gflops": 2.0 * lanes * sm_count * clock_khz * 1e3 / 1e9,
-        "peak_gbps": 2.0 * mem_clock_khz * 1e3 * (bus_bits / 8) / 1e9,
-    }
-
-
-def _cupy_device_info(cp: Any) -> dict[str, Any]:
-    rt = cp.cuda.runtime
-    dev = rt.getDevice()
-    out: dict[str, Any] = {}
-    try:
-        name = rt.getDeviceProperties(dev)["name"]
-        out["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
-    except Exception:
-        pass
-    try:
-        attr = [rt.deviceGetAttribute(a, dev) for a in (_ATTR_CLOCK_KHZ, _ATTR_SM_COUNT, _ATTR_MEM_CLOCK_KHZ,
-                                                         _ATTR_BUS_BITS, _ATTR_MAJOR, _ATTR_MINOR)]
-        out.update(device_peak(*attr))
-        out["compute_capability"] = f"{attr[4]}.{attr[5]}"
-    except Exception as e:  # the roofline column is then left empty unless --peak-* is given
-        out["peak_error"] = f"{type(e).__name__}: {e}"
-    return out
 
 
 def _make_worker(kind: str) -> Any:
@@ -610,9 +568,10 @@ def resolve_backends(requested: Sequence[str] | None) -> tuple[list[str], dict[s
     kinds = []
     for kind in names:
         if kind == "cupy":
-            _, reason = fc_backends._probe_cupy()
-            if "cupy" not in fc_backends.available_backends():
-                skipped[kind] = reason
+            try:
+                fc_backends.resolve_backend("cupy")
+            except fc_backends.BackendUnavailable as e:
+                skipped[kind] = str(e)
                 continue
         if kind.startswith("torch") and not _torch_importable():
             skipped[kind] = "torch is not installed (it is an optional outside reference)"

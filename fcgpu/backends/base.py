@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -73,6 +73,11 @@ class Backend(ABC):
 
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the host)."""
+
+    def device_timer(self) -> Callable[[Callable[[], Any], int], list[float]] | None:
+        """A function timing n calls of ``run`` on the device's own clock (seconds each), or None
+        where a host clock around the call is right (work that is not queued asynchronously)."""
+        return None
 
     def info(self) -> dict[str, Any]:
         return {"backend": self.name}

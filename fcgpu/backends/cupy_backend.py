@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .. import kernel_sources
 from ..activations import ACTIVATIONS
+from ..cost import device_peak
 from .base import Array, Backend
 
 
@@ -82,6 +83,9 @@ def _specs() -> dict[str, KernelSpec]:
 
 KERNEL_SPECS: dict[str, KernelSpec] = _specs()
 
+# cudaDeviceAttr: clock rate (kHz), SM count, memory clock (kHz), bus width (bits), compute capability.
+_PEAK_ATTRIBUTES = (13, 16, 36, 37, 75, 76)
+
 
 class CupyBackend(Backend):
     name = "cupy"
@@ -115,17 +119,32 @@ class CupyBackend(Backend):
     def synchronize(self) -> None:
         self.cp.cuda.runtime.deviceSynchronize()
 
+    def device_timer(self) -> Callable[[Callable[[], Any], int], list[float]]:
+        def time_calls(run: Callable[[], Any], n: int) -> list[float]:
+            from cupyx.profiler import benchmark  # CUDA events around each call
+
+            return [float(t) for t in benchmark(run, n_repeat=n, n_warmup=0).gpu_times[0]]
+
+        return time_calls
+
     def info(self) -> dict[str, Any]:
         rt = self.cp.cuda.runtime
         device = rt.getDevice()
         name = rt.getDeviceProperties(device)["name"]
-        return {
+        info: dict[str, Any] = {
             "backend": self.name,
             "device": name.decode() if isinstance(name, bytes) else str(name),
             "cupy": self.cp.__version__,
             "cuda_runtime": rt.runtimeGetVersion(),
             "cuda_driver": rt.driverGetVersion(),
         }
+        try:  # read as attributes: CUDA 13's cudaDeviceProp no longer has the clock fields
+            attrs = [rt.deviceGetAttribute(a, device) for a in _PEAK_ATTRIBUTES]
+            info.update(device_peak(*attrs))
+            info["compute_capability"] = f"{attrs[4]}.{attrs[5]}"
+        except Exception as e:  # the roofline is then left to --peak-gflops / --peak-gbps
+            info["peak_error"] = f"{type(e).__name__}: {e}"
+        return info
 
     # -- activations -------------------------------------------------------------
     def bias_act_forward(self, z: Array, bias: Array | None, activation: str, out: Array) -> Array:
