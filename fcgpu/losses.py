@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend, get_backend, to_numpy
-from .backends.base import Array
+from .backends.base import Array, Scalar
 from .layers import _Buffers
 
 __all__ = ["Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "get"]
@@ -50,7 +50,7 @@ class Loss:
         backend = get_backend()
         pred = self._pred_array(backend, pred)
         host = self.prepare_labels(labels, pred.shape, pred.dtype, "labels")
-        return self._forward(backend, pred, backend.from_numpy(host))
+        return float(self._forward(backend, pred, backend.from_numpy(host)))
 
     def backward(self) -> Array:
         """dL/dpred, a backend array of pred's shape."""
@@ -80,8 +80,9 @@ class Loss:
             raise ValueError(f"pred: expected shape (batch, outputs) with batch >= 1, got {tuple(pred.shape)}")
         return pred
 
-    def _forward(self, backend: Backend, pred: Array, labels: Array) -> float:
-        """The loss for prepared labels (no checks): the model's per-batch path."""
+    def _forward(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
+        """The loss for prepared labels (no checks), left where it was computed: the model's
+        per-batch path, which reads it only when it reports."""
         self._backend, self._pred, self._labels = backend, pred, labels
         return self._value(backend, pred, labels)
 
@@ -95,7 +96,7 @@ class Loss:
         self._reset_cache()
         self._buffers.clear()
 
-    def _value(self, backend: Backend, pred: Array, labels: Array) -> float:
+    def _value(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
         raise NotImplementedError
 
     def _grad(self, backend: Backend, pred: Array, labels: Array, out: Array) -> Array:

@@ -16,7 +16,7 @@ import numpy as np
 from . import losses as losses_module
 from . import optimizers as optimizers_module
 from .backends import Backend, get_backend, resolve_backend, to_numpy, use_backend
-from .backends.base import Array
+from .backends.base import Array, Scalar
 from .initializers import get_rng
 from .layers import Dense, _in_features
 from .losses import Loss
@@ -340,8 +340,9 @@ class Sequential:
         if not self.built:
             self.build(features)
 
-    def _batch_step(self, xb: Array, yb: Array, backend: Backend) -> tuple[float, int]:
-        """One forward/backward/update on prepared device arrays: (mean loss, correct count)."""
+    def _batch_step(self, xb: Array, yb: Array, backend: Backend) -> tuple[Scalar, Scalar]:
+        """One forward/backward/update on prepared device arrays: (mean loss, correct count), both
+        left on the device so that a step does not wait for it."""
         logits = self.forward(xb)
         value = self.loss._forward(backend, logits, yb)
         correct = self._correct(logits, yb) if self.metrics else 0
@@ -353,7 +354,7 @@ class Sequential:
         self.optimizer.step(self)
         return value, correct
 
-    def _correct(self, pred: Array, labels: Array) -> int:
+    def _correct(self, pred: Array, labels: Array) -> Scalar:
         """How many rows of ``pred`` the labels agree with (argmax, or a threshold for one output)."""
         logits = isinstance(self.loss, losses_module.BinaryCrossEntropy) and self.loss.from_logits
         return self.backend.count_correct(pred, labels, 0.0 if logits else 0.5)
@@ -365,7 +366,7 @@ class Sequential:
         self._ensure_built(xh.shape[1])
         backend = self.backend
         value, _ = self._batch_step(backend.from_numpy(xh), backend.from_numpy(yh), backend)
-        return value
+        return float(value)
 
     def fit(
         self,
@@ -409,18 +410,22 @@ class Sequential:
                 del perm
             else:
                 xe, ye = x_dev, y_dev
-            bar = _progress(epoch, epochs, history.params["steps"], verbose)
+            steps = history.params["steps"]
+            bar = _progress(epoch, epochs, steps, verbose)
+            # The bar's figures are read from the device about 20 times an epoch, not every batch.
+            report_every = max(1, steps // 20)
             loss_sum, correct, seen = 0.0, 0, 0
-            for i in range(0, n, batch_size):
+            for step, i in enumerate(range(0, n, batch_size), 1):
                 value, right = self._batch_step(xe[i : i + batch_size], ye[i : i + batch_size], backend)
                 b = min(batch_size, n - i)
-                loss_sum += value * b
-                correct += right
+                loss_sum = loss_sum + value * b
+                correct = correct + right
                 seen += b
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(self._logs(loss_sum / seen, correct / seen), refresh=False)
-            logs = self._logs(loss_sum / n, correct / n)
+                    if step % report_every == 0 or step == steps:
+                        bar.set_postfix(self._logs(float(loss_sum) / seen, int(correct) / seen), refresh=False)
+            logs = self._logs(float(loss_sum) / n, int(correct) / n)
             if val_dev is not None:
                 for key, value in self._evaluate_device(*val_dev, 256).items():
                     logs[f"val_{key}"] = value
@@ -449,12 +454,12 @@ class Sequential:
         for i in range(0, n, batch_size):
             logits = self.forward(x_dev[i : i + batch_size])
             yb = y_dev[i : i + batch_size]
-            loss_sum += self.loss._forward(backend, logits, yb) * logits.shape[0]
+            loss_sum = loss_sum + self.loss._forward(backend, logits, yb) * logits.shape[0]
             if self.metrics:
-                correct += self._correct(logits, yb)
+                correct = correct + self._correct(logits, yb)
             self.loss._reset_cache()
             del logits
-        return self._logs(loss_sum / n, correct / n)
+        return self._logs(float(loss_sum) / n, int(correct) / n)
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 0) -> dict[str, float]:
         """{'loss': mean loss, 'accuracy': fraction correct (when compiled with it)} over (x, y)."""

@@ -403,3 +403,25 @@ def test_mixed_dtype_layers_train_the_same_on_every_backend(backend, rng):
     x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 1))
     first = model.train_step(x, y)
     assert np.isfinite(first) and model.predict(x).dtype == np.float32
+
+
+def test_fit_reads_loss_and_accuracy_from_the_device_about_20_times_an_epoch(monkeypatch, rng):
+    """Reading a device scalar waits for the GPU: fit must not do it for every batch."""
+    from fcgpu.testing import fake_cupy, stand_in_backend
+
+    reads = []
+    for name in ("__float__", "__int__"):
+        original = getattr(np.ndarray, name)
+
+        def counting(self, _original=original):
+            reads.append(self.shape)
+            return _original(self)
+
+        monkeypatch.setattr(fake_cupy.ndarray, name, counting, raising=False)
+    with fc.use_backend(stand_in_backend()):
+        model = fc.Sequential([fc.Dense(8, activation="relu"), fc.Dense(3)])
+        model.compile(loss="softmax_cross_entropy", optimizer="sgd", metrics=["accuracy"])
+        x, y = rng.normal(size=(400, 5)), rng.integers(0, 3, size=400)
+        reads.clear()
+        model.fit(x, y, epochs=1, batch_size=2, verbose=1)  # 200 batches
+    assert 0 < len(reads) <= 2 * 21

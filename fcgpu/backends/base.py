@@ -14,6 +14,9 @@ from typing import Any, Callable
 import numpy as np
 
 Array = Any  # numpy.ndarray or cupy.ndarray
+# A reduction's result where it was computed: a NumPy scalar on the host, a 0-d array on a GPU.
+# Reading it (float(), int()) waits for the device, so training loops add these up and read once.
+Scalar = Any
 
 
 class BackendUnavailable(RuntimeError):
@@ -117,23 +120,21 @@ class Backend(ABC):
         s = xp.sum(xp.exp(z - m), axis=1, keepdims=True)
         return xp.log(s) + m
 
-    def softmax_xent_sum(self, z: Array, lse: Array, labels: Array) -> float:
+    def softmax_xent_sum(self, z: Array, lse: Array, labels: Array) -> Scalar:
         """sum over rows of lse - log-likelihood; labels are class ids (B,) or targets (B, C)."""
         xp = self.xp
         if labels.ndim == 1:
             picked = z[xp.arange(z.shape[0]), labels]
-            return float(xp.sum(lse[:, 0] - picked, dtype=xp.float64))
+            return xp.sum(lse[:, 0] - picked, dtype=xp.float64)
         # Two sums: lse (B, 1) against labels * z (B, C) would broadcast lse over every class.
-        return float(xp.sum(lse[:, 0] * xp.sum(labels, axis=1), dtype=xp.float64)) - float(
-            xp.sum(labels * z, dtype=xp.float64)
-        )
+        return xp.sum(lse[:, 0] * xp.sum(labels, axis=1), dtype=xp.float64) - xp.sum(labels * z, dtype=xp.float64)
 
     @abstractmethod
     def softmax_xent_grad(self, z: Array, lse: Array, labels: Array, scale: float, out: Array) -> Array:
         """out (B, C) = (softmax(z) - onehot(labels)) * scale."""
 
     @abstractmethod
-    def bce_logits_sum(self, z: Array, y: Array) -> float:
+    def bce_logits_sum(self, z: Array, y: Array) -> Scalar:
         """sum of softplus(z) - y*z."""
 
     @abstractmethod
@@ -141,30 +142,30 @@ class Backend(ABC):
         """out = (sigmoid(z) - y) * scale."""
 
     @abstractmethod
-    def bce_prob_sum(self, p: Array, y: Array, eps: float) -> float:
+    def bce_prob_sum(self, p: Array, y: Array, eps: float) -> Scalar:
         """sum of -(y log p + (1-y) log(1-p)), p clipped to [eps, 1-eps]."""
 
     @abstractmethod
     def bce_prob_grad(self, p: Array, y: Array, eps: float, scale: float, out: Array) -> Array:
         """out = (p - y) / (p (1 - p)) * scale, p clipped."""
 
-    def mse_sum(self, p: Array, y: Array) -> float:
+    def mse_sum(self, p: Array, y: Array) -> Scalar:
         d = p - y
-        return float(self.xp.sum(d * d, dtype=self.xp.float64))
+        return self.xp.sum(d * d, dtype=self.xp.float64)
 
     @abstractmethod
     def mse_grad(self, p: Array, y: Array, scale: float, out: Array) -> Array:
         """out = 2 (p - y) * scale."""
 
     # -- metrics -----------------------------------------------------------------
-    def count_correct(self, pred: Array, labels: Array, threshold: float) -> int:
+    def count_correct(self, pred: Array, labels: Array, threshold: float) -> Scalar:
         """Rows of pred (B, C) whose argmax is the label (class ids (B,) or one-hot (B, C)); for C == 1,
         rows where (pred > threshold) matches (label > 0.5). Computed where the arrays live."""
         xp = self.xp
         if pred.ndim == 2 and pred.shape[1] > 1:
             truth = labels if labels.ndim == 1 else xp.argmax(labels, axis=1)
-            return int(xp.count_nonzero(xp.argmax(pred, axis=1) == truth))
-        return int(xp.count_nonzero((pred.reshape(-1) > threshold) == (labels.reshape(-1) > 0.5)))
+            return xp.count_nonzero(xp.argmax(pred, axis=1) == truth)
+        return xp.count_nonzero((pred.reshape(-1) > threshold) == (labels.reshape(-1) > 0.5))
 
     # -- optimizers --------------------------------------------------------------
     @abstractmethod

@@ -16,7 +16,7 @@ import numpy as np
 from .. import kernel_sources
 from ..activations import ACTIVATIONS
 from ..cost import device_peak
-from .base import Array, Backend
+from .base import Array, Backend, Scalar
 
 
 @dataclass(frozen=True)
@@ -161,14 +161,14 @@ class CupyBackend(Backend):
             return self.kernel("fcgpu_softmax_xent_grad_ids")(z, lse, labels, z.shape[1], scale, out)
         return self.kernel("fcgpu_softmax_xent_grad_probs")(z, lse, labels, scale, out)
 
-    def bce_logits_sum(self, z: Array, y: Array) -> float:
-        return float(self.cp.sum(self.kernel("fcgpu_bce_logits_loss")(z, y), dtype=self.cp.float64))
+    def bce_logits_sum(self, z: Array, y: Array) -> Scalar:
+        return self.cp.sum(self.kernel("fcgpu_bce_logits_loss")(z, y), dtype=self.cp.float64)
 
     def bce_logits_grad(self, z: Array, y: Array, scale: float, out: Array) -> Array:
         return self.kernel("fcgpu_bce_logits_grad")(z, y, scale, out)
 
-    def bce_prob_sum(self, p: Array, y: Array, eps: float) -> float:
-        return float(self.cp.sum(self.kernel("fcgpu_bce_prob_loss")(p, y, eps), dtype=self.cp.float64))
+    def bce_prob_sum(self, p: Array, y: Array, eps: float) -> Scalar:
+        return self.cp.sum(self.kernel("fcgpu_bce_prob_loss")(p, y, eps), dtype=self.cp.float64)
 
     def bce_prob_grad(self, p: Array, y: Array, eps: float, scale: float, out: Array) -> Array:
         return self.kernel("fcgpu_bce_prob_grad")(p, y, eps, scale, out)

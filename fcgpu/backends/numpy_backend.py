@@ -192,9 +192,9 @@ class NumpyBackend(Backend):
         np.multiply(out, scale, out=out)
         return out
 
-    def bce_logits_sum(self, z: Array, y: Array) -> float:
+    def bce_logits_sum(self, z: Array, y: Array) -> np.float64:
         loss = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-        return float(np.sum(loss, dtype=np.float64))
+        return np.sum(loss, dtype=np.float64)
 
     def bce_logits_grad(self, z: Array, y: Array, scale: float, out: Array) -> Array:
         self.bias_act_forward(z, None, "sigmoid", out)
@@ -202,9 +202,9 @@ class NumpyBackend(Backend):
         np.multiply(out, scale, out=out)
         return out
 
-    def bce_prob_sum(self, p: Array, y: Array, eps: float) -> float:
+    def bce_prob_sum(self, p: Array, y: Array, eps: float) -> np.float64:
         q = np.clip(p, eps, 1 - eps)
-        return float(-np.sum(y * np.log(q) + (1 - y) * np.log(1 - q), dtype=np.float64))
+        return -np.sum(y * np.log(q) + (1 - y) * np.log(1 - q), dtype=np.float64)
 
     def bce_prob_grad(self, p: Array, y: Array, eps: float, scale: float, out: Array) -> Array:
         q = np.clip(p, eps, 1 - eps)

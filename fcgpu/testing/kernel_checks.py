@@ -219,7 +219,7 @@ def check_bce_logits(backend: Backend, dtype: Any, rng: np.random.Generator, tol
     finite = np.isfinite(z)
     zf, yf = z[finite].reshape(-1, 1), y[finite].reshape(-1, 1)
     want_sum = _reference(lambda z, y: _NP.bce_logits_sum(z, y), dtype, zf, yf, round_back=False)
-    have_sum = backend.bce_logits_sum(d(zf), d(yf))
+    have_sum = float(backend.bce_logits_sum(d(zf), d(yf)))
     assert np.isclose(have_sum, float(want_sum), rtol=8 * eps, atol=8 * eps), f"bce-with-logits sum: kernel {have_sum}, numpy {want_sum}"
 
 
@@ -237,7 +237,7 @@ def check_bce_prob(backend: Backend, dtype: Any, rng: np.random.Generator, tol: 
     assert_ulp(got, want, tol.loss_grad, f"bce grad ({np.dtype(dtype).name})")
     ok = ~np.isnan(p)
     want_sum = _reference(lambda p, y: _NP.bce_prob_sum(p, y, clip), dtype, p[ok], y[ok], round_back=False)
-    have_sum = backend.bce_prob_sum(d(p[ok]), d(y[ok]), clip)
+    have_sum = float(backend.bce_prob_sum(d(p[ok]), d(y[ok]), clip))
     assert np.isclose(have_sum, float(want_sum), rtol=16 * _eps(dtype)), f"bce sum: kernel {have_sum}, numpy {want_sum}"
 
 
