@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 from . import cost as cost_model
 
@@ -261,7 +261,7 @@ class _FcgpuWorker:
         return lambda: model.train_step(x_host, labels_host)
 
     def case(self, batch: int, m: int, n: int, activation: str, dtype: str, ops: Sequence[str]) -> dict[str, Op]:
-        fc, np, backend = self.fc, self.np, self.backend
+        fc, backend = self.fc, self.backend
         xp = backend.xp
         data = _host_data(batch, m, n)
         x = backend.from_numpy(data["x"].astype(dtype))

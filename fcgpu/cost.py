@@ -19,7 +19,7 @@ Every count is an exact integer, so the totals can be checked by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 

@@ -3,12 +3,18 @@
 Each kernel runs through the CuPy backend on the host stand-in (fcgpu.testing.fake_cupy), whose
 ElementwiseKernel compiles the same preamble and operation with g++; the NumPy backend's method
 of the same name is the reference (fcgpu.testing.kernel_checks has the inputs, edge cases and
-the ulp comparison). tests/gpu/test_device.py runs the same checks on a real GPU.
+the ulp comparison). The same checks run on a real GPU, with the GPU tolerances, under
+``pytest -m gpu``; tests/gpu/test_device.py has the checks that only a device can answer.
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import numpy as np
 import pytest
+
+import fcgpu as fc
 
 from fcgpu.activations import ACTIVATIONS
 from fcgpu.backends.numpy_backend import NumpyBackend
@@ -25,50 +31,67 @@ def cp():
     return stand_in_backend()
 
 
+@dataclasses.dataclass(frozen=True)
+class Target:
+    backend: Any
+    tol: kc.Tolerances
+
+
+@pytest.fixture(scope="module", params=["stand-in", pytest.param("gpu", marks=pytest.mark.gpu)])
+def target(request):
+    """Where the kernels run: compiled for the host (host tolerances), or on a real GPU (-m gpu)."""
+    if request.param == "stand-in":
+        return Target(stand_in_backend(), kc.HOST)
+    try:
+        return Target(fc.backends.resolve_backend("cupy")[0], kc.GPU)
+    except fc.BackendUnavailable as e:
+        pytest.skip(f"needs a usable CUDA device: {e}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
 @pytest.mark.parametrize("act", list(ACTIVATIONS))
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
-def test_forward(cp, act, dtype, with_bias, rng) -> None:
-    kc.check_forward(cp, act, dtype, with_bias, rng, kc.HOST)
+def test_forward(target, act, dtype, with_bias, rng) -> None:
+    kc.check_forward(target.backend, act, dtype, with_bias, rng, target.tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
 @pytest.mark.parametrize("act", list(ACTIVATIONS))
-def test_backward(cp, act, dtype, rng) -> None:
-    kc.check_backward(cp, act, dtype, rng, kc.HOST)
+def test_backward(target, act, dtype, rng) -> None:
+    kc.check_backward(target.backend, act, dtype, rng, target.tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
 @pytest.mark.parametrize("targets", ["ids", "probs"])
-def test_softmax_xent_grad(cp, dtype, targets, rng) -> None:
-    kc.check_softmax_xent_grad(cp, dtype, targets, rng, kc.HOST)
+def test_softmax_xent_grad(target, dtype, targets, rng) -> None:
+    kc.check_softmax_xent_grad(target.backend, dtype, targets, rng, target.tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
-def test_bce_logits(cp, dtype, rng) -> None:
-    kc.check_bce_logits(cp, dtype, rng, kc.HOST)
+def test_bce_logits(target, dtype, rng) -> None:
+    kc.check_bce_logits(target.backend, dtype, rng, target.tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
-def test_bce_prob(cp, dtype, rng) -> None:
-    kc.check_bce_prob(cp, dtype, rng, kc.HOST)
+def test_bce_prob(target, dtype, rng) -> None:
+    kc.check_bce_prob(target.backend, dtype, rng, target.tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
-def test_mse_grad(cp, dtype, rng) -> None:
-    kc.check_mse_grad(cp, dtype, rng, kc.HOST)
+def test_mse_grad(target, dtype, rng) -> None:
+    kc.check_mse_grad(target.backend, dtype, rng, target.tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
 @pytest.mark.parametrize("case", kc.SGD_CASES, ids=lambda c: f"mu{c['momentum']}-wd{c['weight_decay']}-nesterov{c['nesterov']}")
-def test_sgd_update(cp, dtype, case, rng) -> None:
-    kc.check_sgd(cp, dtype, case, rng, kc.HOST)
+def test_sgd_update(target, dtype, case, rng) -> None:
+    kc.check_sgd(target.backend, dtype, case, rng, target.tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
 @pytest.mark.parametrize("case", kc.ADAM_CASES, ids=lambda c: f"wd{c['weight_decay']}-step{c['step']}-decoupled{c['decoupled']}")
-def test_adam_update(cp, dtype, case, rng) -> None:
-    kc.check_adam(cp, dtype, case, rng, kc.HOST)
+def test_adam_update(target, dtype, case, rng) -> None:
+    kc.check_adam(target.backend, dtype, case, rng, target.tol)
 
 
 # -- conventions and properties both backends share ------------------------------------------------
