@@ -244,3 +244,13 @@ def test_float16_losses_are_finite_and_agree_with_float32(backend):
     v16 = loss.forward(p, y)
     v32 = loss.forward(p.astype(np.float32), y.astype(np.float32))
     assert np.isfinite(v16) and v16 == pytest.approx(v32, rel=1e-3)
+
+
+def test_float16_values_beyond_half_range_agree_on_every_backend(backend):
+    """(p - y)**2 of 300 is 90000 > 65504: the sum must be formed in float, as the kernels do."""
+    mse = fc.losses.MeanSquaredError()
+    value = mse.forward(np.array([[300.0], [0.5]], np.float16), np.zeros((2, 1), np.float16))
+    assert value == pytest.approx((300.0**2 + 0.25) / 2, rel=1e-3)
+    ce = fc.losses.SoftmaxCrossEntropy()
+    logits = np.array([[60000.0, -60000.0, 0.0]], np.float16)
+    assert ce.forward(logits, np.array([1])) == pytest.approx(120000.0, rel=1e-3)

@@ -73,17 +73,17 @@ def _probe_cupy() -> tuple[Backend | None, str]:
         from .cupy_backend import CupyBackend
 
         backend = CupyBackend(cupy)
-        check = backend.bias_act_forward(
-            backend.from_numpy(np.array([[-1.0, 2.0]], np.float32)),
-            backend.from_numpy(np.array([0.5, 0.5], np.float32)),
-            "relu",
-            backend.empty((1, 2), np.float32),
-        )
-        got = backend.to_numpy(check)
-        if not np.array_equal(got, np.array([[0.0, 2.5]], np.float32)):
-            raise RuntimeError(f"a test kernel computed {got.tolist()} instead of [[0.0, 2.5]]")
+        # One of each kind of work a layer does: a cuBLAS GEMM, an fcgpu kernel, a reduction.
+        x = backend.from_numpy(np.array([[1.0, -2.0]], np.float32))
+        w = backend.from_numpy(np.array([[1.0, 0.0], [0.5, 1.0]], np.float32))
+        y = backend.matmul(x, w, out=backend.empty((1, 2), np.float32))
+        backend.bias_act_forward(y, backend.from_numpy(np.array([0.5, 0.5], np.float32)), "relu", out=y)
+        total = backend.sum_rows(y, out=backend.empty((2,), np.float32))
+        got = backend.to_numpy(total)
+        if not np.array_equal(got, np.array([0.5, 0.0], np.float32)):
+            raise RuntimeError(f"a test layer computed {got.tolist()} instead of [0.5, 0.0]")
     except Exception as e:
-        _cupy_reason = f"a test kernel failed to compile or run on the device: {type(e).__name__}: {e}"
+        _cupy_reason = f"a test kernel failed to compile or run on the device (cuBLAS, NVRTC, driver?): {type(e).__name__}: {e}"
         return None, _cupy_reason
     _cupy = backend
     return _cupy, "a CUDA device is usable"

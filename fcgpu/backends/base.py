@@ -112,20 +112,28 @@ class Backend(ABC):
         """out (B, N) = dy * act'(z), from the forward output y = act(z)."""
 
     # -- losses ------------------------------------------------------------------
+    def _widened(self, *arrays: Array) -> list[Array]:
+        """float16 arrays as float32 (others as they are): the kernels compute half in float, and a
+        half difference or sum of squares overflows at 65504."""
+        return [a.astype(self.xp.float32) if a.dtype == self.xp.float16 else a for a in arrays]
+
     def logsumexp_rows(self, z: Array) -> Array:
-        """(B, 1) log(sum(exp(z), axis=1)), stable for any logit size."""
+        """(B, 1) log(sum(exp(z), axis=1)) in z's dtype, stable for any logit size."""
         xp = self.xp
-        m = xp.max(z, axis=1, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0).astype(z.dtype)
-        s = xp.sum(xp.exp(z - m), axis=1, keepdims=True)
-        return xp.log(s) + m
+        (w,) = self._widened(z)
+        m = xp.max(w, axis=1, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0).astype(w.dtype)
+        s = xp.sum(xp.exp(w - m), axis=1, keepdims=True)
+        return (xp.log(s) + m).astype(z.dtype, copy=False)
 
     def softmax_xent_sum(self, z: Array, lse: Array, labels: Array) -> Scalar:
         """sum over rows of lse - log-likelihood; labels are class ids (B,) or targets (B, C)."""
         xp = self.xp
+        z, lse = self._widened(z, lse)
         if labels.ndim == 1:
             picked = z[xp.arange(z.shape[0]), labels]
             return xp.sum(lse[:, 0] - picked, dtype=xp.float64)
+        (labels,) = self._widened(labels)
         # Two sums: lse (B, 1) against labels * z (B, C) would broadcast lse over every class.
         return xp.sum(lse[:, 0] * xp.sum(labels, axis=1), dtype=xp.float64) - xp.sum(labels * z, dtype=xp.float64)
 
@@ -150,6 +158,8 @@ class Backend(ABC):
         """out = (p - y) / (p (1 - p)) * scale, p clipped."""
 
     def mse_sum(self, p: Array, y: Array) -> Scalar:
+        """sum of (p - y)**2."""
+        p, y = self._widened(p, y)
         d = p - y
         return self.xp.sum(d * d, dtype=self.xp.float64)
 

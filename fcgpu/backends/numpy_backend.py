@@ -306,13 +306,11 @@ _HALF_HOT: dict[str, Callable[..., Any]] = {
 
 for _name, _outputs in {
     "logsumexp_rows": (),
-    "softmax_xent_sum": (),
     "softmax_xent_grad": ("out",),
     "bce_logits_sum": (),
     "bce_logits_grad": ("out",),
     "bce_prob_sum": (),
     "bce_prob_grad": ("out",),
-    "mse_sum": (),
     "mse_grad": ("out",),
     "sgd_update": ("param", "buf"),
     "adam_update": ("param", "m", "v"),

@@ -70,6 +70,9 @@ def test_cupy_compiles_the_sources_the_compile_gate_checks(gpu) -> None:
     gpu.adam_update(z, z, gpu.zeros((4, 3), f), gpu.zeros((4, 3), f), 1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False)
     for name in ("fcgpu_bias_relu_fwd", "fcgpu_sigmoid_bwd", "fcgpu_softmax_xent_grad_ids", "fcgpu_adam"):
         spec = KERNEL_SPECS[name]
-        swept = {cc.kernel_code(spec, v) for v in cc.sweep_variants({name: spec}, dtypes=("float32",))}
+        try:
+            swept = {cc.kernel_code(spec, v) for v in cc.sweep_variants({name: spec}, dtypes=("float32",))}
+        except cc.CompileGateUnavailable as e:  # another CuPy release than the gate is pinned to
+            pytest.skip(f"the compile gate's CuPy is not installed here: {e}")
         generated = set(gpu.kernel(name).cached_codes.values())
         assert generated and generated <= swept, name
