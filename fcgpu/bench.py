@@ -255,8 +255,9 @@ class _FcgpuWorker:
         labels = backend.from_numpy(labels_host)
         batch_step = getattr(model, "_batch_step", None)
         if batch_step is not None:
-            # The per-batch step of fit(): inputs already on the device, no per-call host checks.
-            return lambda: batch_step(x, labels, backend)
+            # The per-batch step of fit(): inputs already on the device, no per-call host checks;
+            # the loss is read as a Python float, as PyTorch's step reads loss.item().
+            return lambda: float(batch_step(x, labels, backend)[0])
         x_host = backend.to_numpy(x)
         return lambda: model.train_step(x_host, labels_host)
 

@@ -305,6 +305,7 @@ class Sequential:
             )
 
     def _check_x(self, x: Any, argument: str = "x", width: int | None = None) -> np.ndarray:
+        self._require_layers()
         host = to_numpy(x)
         if host.dtype.kind not in "biuf":
             raise TypeError(f"{argument}: expected a numeric array, got dtype {host.dtype}")
@@ -317,15 +318,20 @@ class Sequential:
             raise ValueError(
                 f"{argument}: model '{self.name}' takes {width} features (shape (samples, {width})), got shape {host.shape}"
             )
-        if host.dtype.kind == "f" and not np.isfinite(host).all():
-            row = int(np.nonzero(~np.isfinite(host).all(axis=1))[0][0])
-            raise ValueError(f"{argument}: expected finite values, got NaN or inf (first in row {row})")
-        return host
+        dtype = self._layers[0].dtype
+        with np.errstate(over="ignore"):
+            cast = host.astype(dtype, copy=False)
+        # Checked after the cast: 1e5 is finite in float32 but inf in a float16 model.
+        if not np.isfinite(cast).all():
+            row = int(np.nonzero(~np.isfinite(cast).all(axis=1))[0][0])
+            what = "NaN or inf" if not np.isfinite(host[row]).all() else f"values that overflow {dtype.name}"
+            raise ValueError(f"{argument}: expected finite values, got {what} (first in row {row})")
+        return cast
 
     def _prepare(
         self, x: Any, y: Any, names: tuple[str, str] = ("x", "y"), width: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Host-checked x (cast to the model dtype) and labels prepared by the loss."""
+        """Host-checked x (in the first layer's dtype) and labels prepared by the loss."""
         xh = self._check_x(x, names[0], width)
         y_len = len(y) if hasattr(y, "__len__") else None
         if y_len is not None and y_len != xh.shape[0] and np.ndim(y) > 0:
@@ -334,7 +340,7 @@ class Sequential:
             )
         # Inputs meet the first layer, labels meet the last layer's predictions.
         yh = self.loss.prepare_labels(y, (xh.shape[0], self.output_features), self._layers[-1].dtype, names[1])
-        return xh.astype(self._layers[0].dtype, copy=False), yh
+        return xh, yh
 
     def _ensure_built(self, features: int) -> None:
         if not self.built:
@@ -480,7 +486,7 @@ class Sequential:
         xh = self._check_x(x)
         self._ensure_built(xh.shape[1])
         backend = self.backend
-        x_dev = backend.from_numpy(xh.astype(self._layers[0].dtype, copy=False))
+        x_dev = backend.from_numpy(xh)
         out = np.empty((xh.shape[0], self.output_features), self._layers[-1].dtype)
         for i in range(0, xh.shape[0], batch_size):
             out[i : i + batch_size] = backend.to_numpy(self.forward(x_dev[i : i + batch_size]))

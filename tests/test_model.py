@@ -396,13 +396,26 @@ def test_build_refuses_a_width_that_built_layers_cannot_take():
         fc.Sequential([fc.Dense(3), first]).build(4)
 
 
-def test_mixed_dtype_layers_train_the_same_on_every_backend(backend, rng):
-    model = fc.Sequential([fc.Dense(4, activation="tanh", dtype="float64"), fc.Dense(1, dtype="float32")])
-    model.compile(loss="mse", optimizer="sgd", metrics="accuracy")
-    assert model.metrics == ["accuracy"]
+@pytest.mark.parametrize("other", ["cupy-standin", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_mixed_dtype_layers_train_the_same_on_every_backend(rng, other):
+    from conftest import make_backend
+
     x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 1))
-    first = model.train_step(x, y)
-    assert np.isfinite(first) and model.predict(x).dtype == np.float32
+    results = []
+    for name in ("numpy", other):
+        with fc.use_backend(make_backend(name)):
+            fc.set_seed(5)
+            model = fc.Sequential([fc.Dense(4, activation="tanh", dtype="float64"), fc.Dense(1, dtype="float32")])
+            model.compile(loss="mse", optimizer="sgd", metrics="accuracy")
+            assert model.metrics == ["accuracy"]
+            losses = [model.train_step(x, y) for _ in range(3)]
+            results.append((losses, model.get_weights(), model.predict(x)))
+    (l0, w0, p0), (l1, w1, p1) = results
+    assert p0.dtype == p1.dtype == np.float32 and l0[2] < l0[0]
+    np.testing.assert_allclose(l0, l1, rtol=1e-5)
+    for a, b in zip(w0, w1):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(p0, p1, rtol=1e-5, atol=1e-6)
 
 
 def test_fit_reads_loss_and_accuracy_from_the_device_about_20_times_an_epoch(monkeypatch, rng):
@@ -425,3 +438,12 @@ def test_fit_reads_loss_and_accuracy_from_the_device_about_20_times_an_epoch(mon
         reads.clear()
         model.fit(x, y, epochs=1, batch_size=2, verbose=1)  # 200 batches
     assert 0 < len(reads) <= 2 * 21
+
+
+def test_inputs_that_overflow_a_float16_model_are_named():
+    model = fc.Sequential([fc.Dense(2, dtype="float16")])
+    model.compile(loss="mse", optimizer="sgd")
+    with pytest.raises(ValueError, match=r"x: expected finite values, got values that overflow float16 \(first in row 1\)"):
+        model.train_step(np.array([[1.0], [1e5]]), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"x: expected finite values, got NaN or inf \(first in row 0\)"):
+        model.predict(np.array([[np.nan]]))
