@@ -95,5 +95,9 @@ def test_training_step_allocates_nothing_of_batch_or_parameter_size(numpy_backen
         model.optimizer.step(model)
 
     transient, growth = transient_and_growth(step)
-    assert transient < SMALL, f"a training step allocated {transient} bytes at once"
+    # NumPy before 2.3 also allocates a fixed 8192-element buffer (~33 KB) for a reduction along
+    # rows (the log-sum-exp's max and sum): constant, and below every array this step must not
+    # allocate (activations and logits 64 KB, parameters 256 KB).
+    fixed_reduction_buffer = 40 * 1024 if np.lib.NumpyVersion(np.__version__) < "2.3.0" else 0
+    assert transient < SMALL + fixed_reduction_buffer, f"a training step allocated {transient} bytes at once"
     assert growth < SMALL
