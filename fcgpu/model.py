@@ -361,9 +361,14 @@ class Sequential:
         return value, correct
 
     def _correct(self, pred: Array, labels: Array) -> Scalar:
-        """How many rows of ``pred`` the labels agree with (argmax, or a threshold for one output)."""
-        logits = isinstance(self.loss, losses_module.BinaryCrossEntropy) and self.loss.from_logits
-        return self.backend.count_correct(pred, labels, 0.0 if logits else 0.5)
+        """Correct rows of ``pred``: argmax for several classes; for binary outputs (one output, or a
+        binary loss) the fraction of a row's outputs on the right side of the threshold."""
+        outputs = pred.shape[1] if pred.ndim == 2 else 1
+        binary = isinstance(self.loss, losses_module.BinaryCrossEntropy)
+        if outputs > 1 and not binary:
+            return self.backend.count_correct(pred, labels, None)
+        threshold = 0.0 if binary and self.loss.from_logits else 0.5
+        return self.backend.count_correct(pred, labels, threshold) / outputs
 
     def train_step(self, x: Any, y: Any) -> float:
         """One forward, backward and optimizer step on a batch; returns the mean loss."""
@@ -430,8 +435,8 @@ class Sequential:
                 if bar is not None:
                     bar.update(1)
                     if step % report_every == 0 or step == steps:
-                        bar.set_postfix(self._logs(float(loss_sum) / seen, int(correct) / seen), refresh=False)
-            logs = self._logs(float(loss_sum) / n, int(correct) / n)
+                        bar.set_postfix(self._logs(float(loss_sum) / seen, float(correct) / seen), refresh=False)
+            logs = self._logs(float(loss_sum) / n, float(correct) / n)
             if val_dev is not None:
                 for key, value in self._evaluate_device(*val_dev, 256).items():
                     logs[f"val_{key}"] = value
@@ -465,7 +470,7 @@ class Sequential:
                 correct = correct + self._correct(logits, yb)
             self.loss._reset_cache()
             del logits
-        return self._logs(float(loss_sum) / n, int(correct) / n)
+        return self._logs(float(loss_sum) / n, float(correct) / n)
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 0) -> dict[str, float]:
         """{'loss': mean loss, 'accuracy': fraction correct (when compiled with it)} over (x, y)."""

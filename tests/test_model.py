@@ -447,3 +447,14 @@ def test_inputs_that_overflow_a_float16_model_are_named():
         model.train_step(np.array([[1.0], [1e5]]), np.zeros((2, 2)))
     with pytest.raises(ValueError, match=r"x: expected finite values, got NaN or inf \(first in row 0\)"):
         model.predict(np.array([[np.nan]]))
+
+
+def test_multi_label_binary_accuracy_counts_each_output(backend):
+    """Keras's binary accuracy: with a binary loss every output of a row counts on its own."""
+    model = fc.Sequential([fc.Dense(2, use_bias=False)])
+    model.build(2)
+    model.set_weights([np.eye(2)])
+    model.compile(loss=fc.losses.BinaryCrossEntropy(from_logits=True), optimizer="sgd", metrics=["accuracy"])
+    x = np.array([[1.0, -1.0], [1.0, 1.0]])  # logits = x: predictions [[1, 0], [1, 1]]
+    y = np.array([[1.0, 1.0], [1.0, 1.0]])  # 3 of 4 outputs right
+    assert model.evaluate(x, y)["accuracy"] == pytest.approx(0.75)

@@ -168,11 +168,13 @@ class Backend(ABC):
         """out = 2 (p - y) * scale."""
 
     # -- metrics -----------------------------------------------------------------
-    def count_correct(self, pred: Array, labels: Array, threshold: float) -> Scalar:
-        """Rows of pred (B, C) whose argmax is the label (class ids (B,) or one-hot (B, C)); for C == 1,
-        rows where (pred > threshold) matches (label > 0.5). Computed where the arrays live."""
+    def count_correct(self, pred: Array, labels: Array, threshold: float | None) -> Scalar:
+        """Correct predictions, counted where the arrays live. With a ``threshold`` (binary
+        outputs): elements where (pred > threshold) matches (label > 0.5), each output of a
+        multi-label row counting on its own as in Keras's binary accuracy. Without: rows of
+        pred (B, C) whose argmax is the label (class ids (B,) or one-hot (B, C))."""
         xp = self.xp
-        if pred.ndim == 2 and pred.shape[1] > 1:
+        if threshold is None:
             truth = labels if labels.ndim == 1 else xp.argmax(labels, axis=1)
             return xp.count_nonzero(xp.argmax(pred, axis=1) == truth)
         return xp.count_nonzero((pred.reshape(-1) > threshold) == (labels.reshape(-1) > 0.5))
