@@ -176,24 +176,33 @@ class Dense:
                 f"weights: expected a list of {expected} arrays ([kernel{', bias' if self.use_bias else ''}]) "
                 f"for layer '{self.name}', got {count}"
             )
-        kernel = _host_float(weights[0], "weights[0] (kernel)", self.dtype)
+        self._load_weights(*self._checked_weights(weights))
+
+    def _checked_weights(self, weights: Sequence[np.ndarray], first: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+        """(kernel, bias) checked and cast to the layer's dtype, changing nothing; ``first`` is the
+        kernel's index in the caller's list, for the messages."""
+        kernel = _host_float(weights[0], f"weights[{first}] (kernel)", self.dtype)
         if kernel.ndim != 2 or kernel.shape[1] != self.units:
             raise ValueError(
-                f"weights[0] (kernel): expected shape (in_features, {self.units}) for layer '{self.name}', "
+                f"weights[{first}] (kernel): expected shape (in_features, {self.units}) for layer '{self.name}', "
                 f"got {kernel.shape}"
             )
         if self.built and kernel.shape != (self.in_features, self.units):
             raise ValueError(
-                f"weights[0] (kernel): expected shape {(self.in_features, self.units)} for layer '{self.name}', "
-                f"got {kernel.shape}"
+                f"weights[{first}] (kernel): expected shape {(self.in_features, self.units)} for layer "
+                f"'{self.name}', got {kernel.shape}"
             )
         bias = None
         if self.use_bias:
-            bias = _host_float(weights[1], "weights[1] (bias)", self.dtype)
+            bias = _host_float(weights[1], f"weights[{first + 1}] (bias)", self.dtype)
             if bias.shape != (self.units,):
                 raise ValueError(
-                    f"weights[1] (bias): expected shape {(self.units,)} for layer '{self.name}', got {bias.shape}"
+                    f"weights[{first + 1}] (bias): expected shape {(self.units,)} for layer '{self.name}', "
+                    f"got {bias.shape}"
                 )
+        return kernel, bias
+
+    def _load_weights(self, kernel: np.ndarray, bias: np.ndarray | None) -> None:
         if not self.built:
             self.build(kernel.shape[0])
         self.kernel[...] = self.backend.from_numpy(kernel)

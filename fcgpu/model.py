@@ -176,18 +176,12 @@ class Sequential:
         if not isinstance(weights, (list, tuple)) or len(weights) != sum(counts):
             got = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
             raise ValueError(f"weights: expected a list of {sum(counts)} arrays, got {got}")
-        expected = [tuple(p.shape) for _, p, _ in self.parameters()]
-        for i, (w, shape) in enumerate(zip(weights, expected)):
-            if not isinstance(w, np.ndarray) or w.dtype.kind not in "biuf":
-                raise TypeError(f"weights[{i}]: expected a numeric NumPy array, got {type(w).__name__}")
-            if w.shape != shape:
-                raise ValueError(f"weights[{i}]: expected shape {shape}, got {w.shape}")
-            if not np.isfinite(w).all():
-                raise ValueError(f"weights[{i}]: expected finite values, got NaN or inf")
-        i = 0
+        checked, first = [], 0
         for layer, n in zip(self._layers, counts):
-            layer.set_weights(list(weights[i : i + n]))
-            i += n
+            checked.append(layer._checked_weights(weights[first : first + n], first))
+            first += n
+        for layer, (kernel, bias) in zip(self._layers, checked):
+            layer._load_weights(kernel, bias)
 
     def get_config(self) -> dict[str, Any]:
         return {
