@@ -27,11 +27,6 @@ def _host_labels(labels: Any, argument: str) -> np.ndarray:
     return host
 
 
-def _shape(pred: Any) -> tuple[int, ...]:
-    shape = getattr(pred, "shape", None)
-    return tuple(shape) if shape is not None else np.shape(pred)
-
-
 class Loss:
     """Base class: subclasses define ``prepare_labels`` (host checks) and ``_value`` / ``_grad``."""
 

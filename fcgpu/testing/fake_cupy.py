@@ -488,16 +488,8 @@ def _decide_params_type(
 ) -> tuple[tuple[np.dtype, ...], tuple[np.dtype, ...], tuple[tuple[str, np.dtype], ...]]:
     """(in types, out types, type map) from the arrays' dtypes, with CuPy's rules and messages."""
     type_dict: dict[str, np.dtype] = {}
-    for p, a in zip(out_params, out_dtypes):
-        if p.dtype is not None:
-            if a != p.dtype:
-                raise TypeError(f"Type is mismatched. {p.name} {a} {p.dtype}")
-        elif p.ctype in type_dict:
-            if type_dict[p.ctype] != a:
-                raise TypeError(f"Type is mismatched. {p.name} {a} {type_dict[p.ctype]} {p.ctype}")
-        else:
-            type_dict[p.ctype] = a
-    for p, a in zip(in_params, in_dtypes):
+    # Outputs first, then inputs, as CuPy resolves them; a scalar input (None) decides nothing.
+    for p, a in (*zip(out_params, out_dtypes), *zip(in_params, in_dtypes)):
         if a is None:
             continue
         if p.dtype is not None:
