@@ -568,15 +568,16 @@ def resolve_backends(requested: Sequence[str] | None) -> tuple[list[str], dict[s
                 names.append(kind)
     kinds = []
     for kind in names:
-        if kind == "cupy":
-            try:
-                fc_backends.resolve_backend("cupy")
+        if kind.startswith("torch"):
+            if not _torch_importable():
+                skipped[kind] = "torch is not installed (it is an optional outside reference)"
+                continue
+        else:
+            try:  # an fcgpu backend: usable here, or why not
+                fc_backends.resolve_backend(kind)
             except fc_backends.BackendUnavailable as e:
                 skipped[kind] = str(e)
                 continue
-        if kind.startswith("torch") and not _torch_importable():
-            skipped[kind] = "torch is not installed (it is an optional outside reference)"
-            continue
         kinds.append(kind)
     return kinds, skipped
 
