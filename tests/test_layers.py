@@ -171,7 +171,9 @@ def test_layer_basics(backend):
     assert backend.owns(y) and y.dtype == np.float32 and y.shape == (2, 3)
     assert layer.built and layer.kernel.shape == (4, 3) and layer.bias.shape == (3,)
     assert layer.count_params() == 4 * 3 + 3
-    assert fc.Dense(3, use_bias=False).__class__ is fc.Dense
+    no_bias = fc.Dense(3, use_bias=False)
+    no_bias.build(4)
+    assert no_bias.bias is None and no_bias.count_params() == 4 * 3 and len(no_bias.get_weights()) == 1
     k, b = layer.get_weights()
     assert isinstance(k, np.ndarray) and type(k) is np.ndarray
     k[...] = 99  # a copy: the layer is unchanged
