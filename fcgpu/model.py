@@ -340,9 +340,21 @@ class Sequential:
         if not self.built:
             self.build(features)
 
+    def prepare_data(self, x: Any, y: Any) -> tuple[Array, Array]:
+        """(x, y) checked on the host as ``fit`` checks them and copied to the model's backend:
+        x (B, M) in the first layer's dtype, y as the loss takes it. Builds the model if needed."""
+        self._require_compiled("prepare_data")
+        xh, yh = self._prepare(x, y)
+        self._ensure_built(xh.shape[1])
+        backend = self.backend
+        return backend.from_numpy(xh), backend.from_numpy(yh)
+
+    def train_batch(self, x: Array, y: Array) -> tuple[Scalar, Scalar]:
+        """One forward/backward/update on arrays from ``prepare_data`` (or slices of them), unchecked:
+        returns (mean loss, correct count), both left on the device so that a step does not wait."""
+        return self._batch_step(x, y, self.backend)
+
     def _batch_step(self, xb: Array, yb: Array, backend: Backend) -> tuple[Scalar, Scalar]:
-        """One forward/backward/update on prepared device arrays: (mean loss, correct count), both
-        left on the device so that a step does not wait for it."""
         logits = self.forward(xb)
         value = self.loss._forward(backend, logits, yb)
         correct = self._correct(logits, yb) if self.metrics else 0
