@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from fcgpu import bench, cost, cli
+from fcgpu import bench, cli
+from fcgpu.backends.device_specs import device_peak
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +86,10 @@ def test_backend_names():
 
 def test_device_peak_from_attributes():
     # An H100 SXM: 132 SMs at 1.98 GHz, HBM3 at 2.619 GHz on a 5120-bit bus.
-    peak = cost.device_peak(1_980_000, 132, 2_619_000, 5120, 9, 0)
+    peak = device_peak(1_980_000, 132, 2_619_000, 5120, 9, 0)
     assert peak["peak_gflops"] == pytest.approx(2 * 128 * 132 * 1.98, rel=1e-9)
     assert peak["peak_gbps"] == pytest.approx(2 * 2.619 * 640, rel=1e-9)
-    assert cost.device_peak(1_410_000, 108, 1_215_000, 5120, 8, 0)["peak_gflops"] == pytest.approx(
+    assert device_peak(1_410_000, 108, 1_215_000, 5120, 8, 0)["peak_gflops"] == pytest.approx(
         2 * 64 * 108 * 1.41, rel=1e-9
     )  # A100: 64 FP32 lanes per SM
 

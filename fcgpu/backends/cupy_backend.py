@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import kernel_sources
 from ..activations import ACTIVATIONS
-from ..cost import device_peak
+from .device_specs import device_peak
 from .base import Array, Backend, Scalar
 
 
