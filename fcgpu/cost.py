@@ -28,10 +28,12 @@ __all__ = [
     "DenseCost",
     "StepCost",
     "LOSS_FLOPS",
+    "LayerSpec",
     "OPTIMIZER_FLOPS",
     "dense_cost",
     "gemm_cost",
     "layer_flops",
+    "layer_specs",
     "loss_cost",
     "model_cost",
     "optimizer_cost",
@@ -156,17 +158,35 @@ def dense_cost(
     return DenseCost(B, M, N, s, Cost(fwd_flops, fwd_bytes), bwd_in, bwd_params, has_bias=bias, has_activation=act)
 
 
-def _layer_specs(model: Any) -> list[tuple[int, int, bool, str, Any]]:
-    """(in_features, units, use_bias, activation, dtype) of each Dense of a Sequential or a list of layers."""
-    layers: Iterable[Any] = getattr(model, "layers", model)
-    specs = []
-    previous: int | None = None
-    for layer in layers:
-        m = layer.in_features if layer.in_features is not None else previous
+@dataclass(frozen=True)
+class LayerSpec:
+    """What the cost model needs of a Dense layer: its shape, activation, bias and dtype."""
+
+    in_features: int
+    units: int
+    activation: str = "linear"
+    use_bias: bool = True
+    dtype: str = "float32"
+    name: str = "dense"
+
+    @classmethod
+    def of(cls, dense: Any, in_features: int | None = None) -> "LayerSpec":
+        """The spec of a Dense, from its public attributes; ``in_features`` stands in for a layer
+        not built yet (the previous layer's units)."""
+        m = dense.in_features if dense.in_features is not None else in_features
         if m is None:
-            raise ValueError(f"layer '{layer.name}' is not built: build the model (model.build((None, features))) first")
-        specs.append((int(m), int(layer.units), bool(layer.use_bias), layer.activation.name, layer.dtype))
-        previous = int(layer.units)
+            raise ValueError(f"layer '{dense.name}' is not built: build the model (model.build((None, features))) first")
+        return cls(int(m), int(dense.units), dense.activation.name, bool(dense.use_bias), np.dtype(dense.dtype).name,
+                   dense.name)
+
+
+def layer_specs(model: Any) -> list[LayerSpec]:
+    """The LayerSpecs of a Sequential, or of a list of Dense layers or LayerSpecs (kept as they are)."""
+    layers: Iterable[Any] = getattr(model, "layers", model)
+    specs: list[LayerSpec] = []
+    for layer in layers:
+        previous = specs[-1].units if specs else None
+        specs.append(layer if isinstance(layer, LayerSpec) else LayerSpec.of(layer, previous))
     if not specs:
         raise ValueError("model: expected at least one layer")
     return specs
@@ -199,14 +219,15 @@ class StepCost:
 
 
 def model_cost(model: Any, batch: int, input_grad: bool = True) -> StepCost:
-    """Forward and backward cost of a Sequential (or a list of built Dense layers) for one batch.
+    """Forward and backward cost of a Sequential, or a list of built Dense layers or LayerSpecs, for one batch.
 
     ``input_grad`` says whether the first layer computes the gradient of the model's input
     (``model.backward`` returns it; a training step does not need it).
     """
     costs = tuple(
-        dense_cost(batch, m, n, dtype, bias, act, input_grad=input_grad or i > 0)
-        for i, (m, n, bias, act, dtype) in enumerate(_layer_specs(model))
+        dense_cost(batch, spec.in_features, spec.units, spec.dtype, spec.use_bias, spec.activation,
+                   input_grad=input_grad or i > 0)
+        for i, spec in enumerate(layer_specs(model))
     )
     return StepCost(costs)
 

@@ -68,6 +68,19 @@ def test_model_sums_its_layers():
     assert step.total == step.forward + step.backward
 
 
+def test_layer_spec_of_a_dense_and_specs_cost_as_the_model():
+    model = fc.Sequential([fc.Dense(6, activation="tanh", name="hidden"), fc.Dense(3, use_bias=False, dtype="float64")])
+    model.build((None, 5))
+    specs = cost.layer_specs(model)
+    assert specs == [cost.LayerSpec(5, 6, "tanh", True, "float32", "hidden"),
+                     cost.LayerSpec(6, 3, "linear", False, "float64", model.layers[1].name)]
+    assert cost.LayerSpec.of(model.layers[0]) == specs[0]
+    assert cost.model_cost(specs, 4) == cost.model_cost(model, 4)
+    assert cost.train_step_cost(specs, 4) == cost.train_step_cost(model, 4)
+    with pytest.raises(ValueError, match="at least one layer"):
+        cost.model_cost([], 4)
+
+
 def test_model_cost_needs_a_built_model():
     with pytest.raises(ValueError, match="not built"):
         cost.model_cost(fc.Sequential([fc.Dense(3)]), 4)
