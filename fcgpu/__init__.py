@@ -1,7 +1,7 @@
 """fcgpu: fully connected layers with one forward/backward pass for NumPy (CPU) and CuPy (GPU)."""
 from __future__ import annotations
 
-from . import activations, initializers, losses, optimizers
+from . import activations, initializers, interop, io, losses, optimizers, saving
 from .backends import (
     BackendMismatch,
     BackendUnavailable,
@@ -13,9 +13,10 @@ from .backends import (
     use_backend,
 )
 from .initializers import set_seed
-from .io import load_model
 from .layers import Dense
 from .model import Sequential
+from .saving import ModelFileError, load_model
+from .training import History
 
 __version__ = "0.1.0"
 
@@ -23,15 +24,19 @@ __all__ = [
     "BackendMismatch",
     "BackendUnavailable",
     "Dense",
+    "History",
+    "ModelFileError",
     "Sequential",
     "activations",
     "available_backends",
     "backend_info",
     "get_backend",
     "initializers",
+    "interop",
     "load_model",
     "losses",
     "optimizers",
+    "saving",
     "set_backend",
     "set_seed",
     "to_numpy",

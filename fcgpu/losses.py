@@ -5,7 +5,7 @@
 reused for the next batch of the same shape (unless the caller still holds it).
 
 Labels are checked on the host; the model checks a whole data set once per ``fit`` and then
-calls ``_forward`` with labels already prepared on the device.
+calls ``compute`` with labels already prepared on the device.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from .backends import Backend, get_backend, to_numpy
 from .backends.base import Array, Scalar
-from .layers import _Buffers
+from .buffers import Buffers
 
 __all__ = ["Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError", "get"]
 
@@ -33,8 +33,8 @@ class Loss:
     name = "loss"
 
     def __init__(self) -> None:
-        self._buffers = _Buffers()
-        self._reset_cache()
+        self._buffers = Buffers()
+        self.release()
 
     # -- public ------------------------------------------------------------------
     def __call__(self, pred: Any, labels: Any) -> float:
@@ -45,7 +45,7 @@ class Loss:
         backend = get_backend()
         pred = self._pred_array(backend, pred)
         host = self.prepare_labels(labels, pred.shape, pred.dtype, "labels")
-        return float(self._forward(backend, pred, backend.from_numpy(host)))
+        return float(self.compute(backend, pred, backend.from_numpy(host)))
 
     def backward(self) -> Array:
         """dL/dpred, a backend array of pred's shape."""
@@ -75,20 +75,20 @@ class Loss:
             raise ValueError(f"pred: expected shape (batch, outputs) with batch >= 1, got {tuple(pred.shape)}")
         return pred
 
-    def _forward(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
+    def compute(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
         """The loss for prepared labels (no checks), left where it was computed: the model's
         per-batch path, which reads it only when it reports."""
         self._backend, self._pred, self._labels = backend, pred, labels
         return self._value(backend, pred, labels)
 
-    def _reset_cache(self) -> None:
+    def release(self) -> None:
         """Drop references to the last batch so the layers can reuse their output buffers."""
         self._backend: Backend | None = None
         self._pred: Array | None = None
         self._labels: Array | None = None
 
-    def _clear_buffers(self) -> None:
-        self._reset_cache()
+    def clear_buffers(self) -> None:
+        self.release()
         self._buffers.clear()
 
     def _value(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
@@ -159,12 +159,12 @@ class SoftmaxCrossEntropy(Loss):
             raise ValueError(f"pred: expected logits of shape (batch, classes), got {tuple(pred.shape)}")
         return pred
 
-    def _forward(self, backend, pred, labels):
+    def compute(self, backend, pred, labels):
         self._lse = backend.logsumexp_rows(pred)
-        return super()._forward(backend, pred, labels)
+        return super().compute(backend, pred, labels)
 
-    def _reset_cache(self):
-        super()._reset_cache()
+    def release(self):
+        super().release()
         self._lse = None
 
     def _value(self, backend, pred, labels):

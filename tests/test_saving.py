@@ -1,4 +1,4 @@
-"""Save / load: round trips on every backend, across backends, damaged files, crashes mid-save; torch interop."""
+"""Save / load: round trips on every backend, across backends, damaged files, crashes mid-save."""
 from __future__ import annotations
 
 import io
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
-import fcgpu.io as fio
+import fcgpu.saving as saving
 from fcgpu.testing import stand_in_backend
 
 
@@ -87,7 +87,7 @@ def test_truncated_file_gives_a_clear_error(rng, tmp_path):
     data = path.read_bytes()
     for cut in (len(data) // 2, 100, 0):
         path.write_bytes(data[:cut])
-        with pytest.raises(fio.ModelFileError, match="truncated or corrupted"):
+        with pytest.raises(fc.ModelFileError, match="truncated or corrupted"):
             fc.load_model(path)
 
 
@@ -103,7 +103,7 @@ def test_tampered_file_gives_a_clear_error(rng, tmp_path):
     assert at > 0
     data[at + 5] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(fio.ModelFileError, match="not a readable fcgpu model file"):
+    with pytest.raises(fc.ModelFileError, match="not a readable fcgpu model file"):
         fc.load_model(path)
 
 
@@ -115,21 +115,21 @@ def test_altered_weights_with_a_consistent_zip_are_refused(rng, tmp_path):
         arrays = {k: npz[k] for k in npz.files}
     arrays["param/dense/bias"] = arrays["param/dense/bias"] + 1
     np.savez(path, **arrays)
-    with pytest.raises(fio.ModelFileError, match="param/dense/bias.*checksum"):
+    with pytest.raises(fc.ModelFileError, match="param/dense/bias.*checksum"):
         fc.load_model(path)
 
 
 def test_files_that_are_not_models(tmp_path):
     np.savez(tmp_path / "plain.npz", a=np.zeros(3))
-    with pytest.raises(fio.ModelFileError, match="__config__"):
+    with pytest.raises(fc.ModelFileError, match="__config__"):
         fc.load_model(tmp_path / "plain.npz")
     (tmp_path / "text.npz").write_text("hello")
-    with pytest.raises(fio.ModelFileError):
+    with pytest.raises(fc.ModelFileError):
         fc.load_model(tmp_path / "text.npz")
     # A pickled object array is never unpickled.
     config = json.dumps({"format": "fcgpu.model", "version": 1})
     np.savez(tmp_path / "pickle.npz", __config__=np.array(config), evil=np.array([object()], dtype=object))
-    with pytest.raises(fio.ModelFileError):
+    with pytest.raises(fc.ModelFileError):
         fc.load_model(tmp_path / "pickle.npz")
     with pytest.raises(FileNotFoundError, match="no model file"):
         fc.load_model(tmp_path / "missing.npz")
@@ -147,7 +147,7 @@ def test_crash_during_save_leaves_the_previous_file_loadable(rng, tmp_path, monk
         file.write(b"PK\x03\x04 half an archive")
         raise OSError("disk full")
 
-    monkeypatch.setattr(fio, "_write_npz", crash)
+    monkeypatch.setattr(saving, "write_npz", crash)
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
     monkeypatch.undo()
@@ -162,56 +162,10 @@ def test_save_needs_a_built_model(tmp_path):
 
 
 # -- PyTorch nn.Linear state dicts ----------------------------------------------------------------
-def test_torch_state_dict_export_and_import(backend, rng):
-    model = fc.Sequential([fc.Dense(5, activation="relu"), fc.Dense(4, activation="tanh"), fc.Dense(2)])
-    model.build(3)
-    state = fio.export_torch_state_dict(model)
-    assert list(state) == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
-    assert state["0.weight"].shape == (5, 3) and state["4.weight"].shape == (2, 4)
-    x = rng.normal(size=(7, 3)).astype(np.float32)
-    # nn.Linear computes x @ weight.T + bias.
-    h = np.maximum(x @ state["0.weight"].T + state["0.bias"], 0)
-    h = np.tanh(h @ state["2.weight"].T + state["2.bias"])
-    np.testing.assert_allclose(model.predict(x), h @ state["4.weight"].T + state["4.bias"], rtol=1e-5, atol=1e-6)
-    other = fc.Sequential([fc.Dense(5, activation="relu"), fc.Dense(4, activation="tanh"), fc.Dense(2)])
-    fio.import_torch_state_dict(other, state)
-    np.testing.assert_array_equal(other.predict(x), model.predict(x))
-
-
-def test_torch_import_checks_shapes_before_changing_anything():
-    model = fc.Sequential([fc.Dense(3), fc.Dense(2)])
-    model.build(4)
-    before = model.get_weights()
-    bad = {"a.weight": np.zeros((3, 4)), "a.bias": np.zeros(3), "b.weight": np.zeros((2, 5)), "b.bias": np.zeros(2)}
-    with pytest.raises(ValueError, match=r"b\.weight.*3 inputs"):
-        fio.import_torch_state_dict(model, bad)
-    with pytest.raises(ValueError, match="2 linear layers"):
-        fio.import_torch_state_dict(fc.Sequential([fc.Dense(3)]), bad)
-    with pytest.raises(ValueError, match="neither"):
-        fio.import_torch_state_dict(model, {"a.running_mean": np.zeros(3)})
-    for a, b in zip(model.get_weights(), before):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_torch_round_trip_when_installed(rng):
-    torch = pytest.importorskip("torch")
-    net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2)).double()
-    model = fc.Sequential([fc.Dense(5, activation="relu", dtype="float64"), fc.Dense(2, dtype="float64")])
-    fio.import_torch_state_dict(model, net.state_dict())
-    x = rng.normal(size=(4, 3))
-    with torch.no_grad():
-        expected = net(torch.tensor(x)).numpy()
-    np.testing.assert_allclose(model.predict(x), expected, rtol=1e-12)
-    net2 = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2)).double()
-    net2.load_state_dict({k: torch.from_numpy(v) for k, v in fio.export_torch_state_dict(model).items()})
-    with torch.no_grad():
-        np.testing.assert_allclose(net2(torch.tensor(x)).numpy(), expected, rtol=1e-12)
-
-
 def test_write_goes_through_a_file_object():
     # The writer takes an open binary file, so the atomic temp-file dance stays in save_model.
     buf = io.BytesIO()
-    fio._write_npz(buf, {"a": np.arange(3)})
+    saving.write_npz(buf, {"a": np.arange(3)})
     buf.seek(0)
     with np.load(buf) as npz:
         np.testing.assert_array_equal(npz["a"], np.arange(3))

@@ -1,56 +1,25 @@
-"""The fully connected layer: y = act(x @ W + b), W of shape (in_features, units) as in Keras."""
+"""The fully connected layer: y = act(x @ W + b), W of shape (in_features, units) as in Keras.
+
+Forward and backward are neighbours below, with the shapes in their docstrings."""
 from __future__ import annotations
 
-import sys
 from typing import Any, Sequence
 
 import numpy as np
 
-from .activations import Activation, get_activation
-from .backends import Backend, get_backend, resolve_backend
-from .backends.base import Array
-from .initializers import get_initializer
+from ..activations import Activation, get_activation
+from ..backends import Backend, get_backend, resolve_backend
+from ..backends.base import Array
+from ..initializers import get_initializer
+from ..serialization import register
+from ..validation import float_array, input_features
+from .base import Buffers, Layer
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
-
-def _count_when_unshared() -> int:
-    """sys.getrefcount of an array held only by a dict, read exactly as ``_Buffers.get`` reads it.
-
-    Measured rather than assumed (3 on CPython 3.10-3.13: the dict, the local name, the call's
-    argument), since newer interpreters borrow references to locals and count fewer.
-    """
-    arrays = {"probe": np.empty(1)}
-    a = arrays.get("probe")
-    return sys.getrefcount(a)
-
-
-_UNSHARED = _count_when_unshared()
-
-
-class _Buffers:
-    """Arrays a layer writes its results into, reused while nobody outside the layer holds them.
-
-    A training loop that drops each step's outputs therefore allocates nothing in steady state,
-    while an array a caller kept (``y1 = layer(x1)``) is never overwritten by a later call.
-    """
-
-    def __init__(self) -> None:
-        self._arrays: dict[str, Array] = {}
-
-    def get(self, backend: Backend, key: str, shape: tuple[int, ...], dtype: Any) -> Array:
-        a = self._arrays.get(key)
-        if a is not None and a.shape == shape and a.dtype == dtype and sys.getrefcount(a) <= _UNSHARED:
-            return a
-        a = self._arrays[key] = backend.empty(shape, dtype)
-        return a
-
-    def clear(self) -> None:
-        self._arrays.clear()
-
-
-class Dense:
+@register
+class Dense(Layer):
     """A fully connected layer.
 
     Args:
@@ -78,8 +47,7 @@ class Dense:
             raise ValueError(f"units: expected a positive int, got {units!r}")
         if str(np.dtype(dtype) if _is_dtype(dtype) else dtype) not in FLOAT_DTYPES:
             raise TypeError(f"dtype: expected one of {list(FLOAT_DTYPES)}, got {dtype!r}")
-        if name is not None and (not isinstance(name, str) or not name or "/" in name):
-            raise ValueError(f"name: expected a non-empty string without '/', got {name!r}")
+        super().__init__(name)
         self.units = int(units)
         self.activation: Activation = get_activation(activation)
         if not isinstance(use_bias, (bool, np.bool_)):
@@ -90,26 +58,16 @@ class Dense:
         self.kernel_initializer = get_initializer(kernel_initializer, "kernel_initializer")
         self.bias_initializer = get_initializer(bias_initializer, "bias_initializer")
         self.dtype = np.dtype(dtype)
-        self._name = name
         self.in_features: int | None = None
         self.backend: Backend | None = None
         self.kernel: Array | None = None
         self.bias: Array | None = None
         self.kernel_grad: Array | None = None
         self.bias_grad: Array | None = None
-        self._buffers = _Buffers()
+        self._buffers = Buffers()
         self._x: Array | None = None
         self._y: Array | None = None
         self._squeeze = False
-
-    # -- identity ----------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self._name or "dense"
-
-    @name.setter
-    def name(self, value: str) -> None:
-        self._name = value
 
     @property
     def built(self) -> bool:
@@ -134,7 +92,7 @@ class Dense:
     # -- parameters --------------------------------------------------------------
     def build(self, input_shape: int | Sequence[int | None]) -> None:
         """Create the parameters on the active backend for ``in_features`` or a shape like (None, 784)."""
-        in_features = _in_features(input_shape)
+        in_features = input_features(input_shape)
         self.backend = get_backend()
         self.in_features = in_features
         kernel = self.kernel_initializer((in_features, self.units))
@@ -145,12 +103,15 @@ class Dense:
         if self.use_bias:
             bias = self.bias_initializer((self.units,))
             self.bias = self.backend.from_numpy(np.asarray(bias, dtype=self.dtype))
-        self._reset_cache()
+        self.release()
 
     def count_params(self) -> int:
         if not self.built:
             raise RuntimeError(f"layer '{self.name}' is not built: call build(in_features) or pass it an input first")
         return self.in_features * self.units + (self.units if self.use_bias else 0)
+
+    def weight_count(self) -> int:
+        return 2 if self.use_bias else 1
 
     def parameters(self) -> list[tuple[str, Array, Array]]:
         """[(name, parameter, gradient)] for the optimizers, e.g. ('dense/kernel', W, dW)."""
@@ -169,19 +130,19 @@ class Dense:
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Load [kernel (M, N), bias (N,)] from host arrays; builds the layer from the kernel's shape if needed."""
-        expected = 2 if self.use_bias else 1
+        expected = self.weight_count()
         if not isinstance(weights, (list, tuple)) or len(weights) != expected:
             count = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
             raise ValueError(
                 f"weights: expected a list of {expected} arrays ([kernel{', bias' if self.use_bias else ''}]) "
                 f"for layer '{self.name}', got {count}"
             )
-        self._load_weights(*self._checked_weights(weights))
+        self.assign_weights(self.validate_weights(weights))
 
-    def _checked_weights(self, weights: Sequence[np.ndarray], first: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    def validate_weights(self, weights: Sequence[np.ndarray], first: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
         """(kernel, bias) checked and cast to the layer's dtype, changing nothing; ``first`` is the
         kernel's index in the caller's list, for the messages."""
-        kernel = _host_float(weights[0], f"weights[{first}] (kernel)", self.dtype)
+        kernel = float_array(weights[0], f"weights[{first}] (kernel)", self.dtype, numpy_only=True, copy=True)
         if kernel.ndim != 2 or kernel.shape[1] != self.units:
             raise ValueError(
                 f"weights[{first}] (kernel): expected shape (in_features, {self.units}) for layer '{self.name}', "
@@ -194,7 +155,7 @@ class Dense:
             )
         bias = None
         if self.use_bias:
-            bias = _host_float(weights[1], f"weights[{first + 1}] (bias)", self.dtype)
+            bias = float_array(weights[1], f"weights[{first + 1}] (bias)", self.dtype, numpy_only=True, copy=True)
             if bias.shape != (self.units,):
                 raise ValueError(
                     f"weights[{first + 1}] (bias): expected shape {(self.units,)} for layer '{self.name}', "
@@ -202,7 +163,8 @@ class Dense:
                 )
         return kernel, bias
 
-    def _load_weights(self, kernel: np.ndarray, bias: np.ndarray | None) -> None:
+    def assign_weights(self, checked: tuple[np.ndarray, np.ndarray | None]) -> None:
+        kernel, bias = checked
         if not self.built:
             self.build(kernel.shape[0])
         self.kernel[...] = self.backend.from_numpy(kernel)
@@ -219,16 +181,13 @@ class Dense:
                 if value is not None:
                     setattr(self, attr, target.from_numpy(src.to_numpy(value)))
         self.backend = target if self.built else None
-        self._reset_cache()
+        self.release()
         self._buffers.clear()
         return self
 
     # -- computation -------------------------------------------------------------
-    def _reset_cache(self) -> None:
+    def release(self) -> None:
         self._x = self._y = None
-
-    def __call__(self, x: Any) -> Array:
-        return self.forward(x)
 
     def forward(self, x: Any) -> Array:
         """y (B, N) = act(x (B, M) @ kernel (M, N) + bias (N,)); a 1-D x (M,) gives y (N,).
@@ -236,7 +195,7 @@ class Dense:
         x may be a NumPy array (copied to the device) or an array of the layer's backend.
         Builds the layer on the first call.
         """
-        self._reset_cache()
+        self.release()
         ndim = getattr(x, "ndim", None)
         if ndim is None:
             try:
@@ -308,29 +267,3 @@ def _is_dtype(value: Any) -> bool:
         return True
     except TypeError:
         return False
-
-
-def _in_features(input_shape: int | Sequence[int | None]) -> int:
-    if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
-        n = int(input_shape)
-    elif isinstance(input_shape, (tuple, list)) and input_shape and isinstance(input_shape[-1], (int, np.integer)):
-        n = int(input_shape[-1])
-    else:
-        raise ValueError(f"input_shape: expected an int or a shape like (None, 784), got {input_shape!r}")
-    if n < 1:
-        raise ValueError(f"input_shape: expected a positive number of features, got {input_shape!r}")
-    return n
-
-
-def _host_float(a: Any, argument: str, dtype: np.dtype) -> np.ndarray:
-    """``a`` checked and cast to ``dtype``; finiteness is checked after the cast (1e6 overflows float16)."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{argument}: expected a NumPy array, got {type(a).__module__}.{type(a).__name__}")
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{argument}: expected a numeric array, got dtype {a.dtype}")
-    with np.errstate(over="ignore"):
-        cast = a.astype(dtype)
-    if not np.isfinite(cast).all():
-        what = "NaN or inf" if not np.isfinite(a).all() else f"values that overflow {dtype.name}"
-        raise ValueError(f"{argument}: expected finite values, got {what}")
-    return cast
