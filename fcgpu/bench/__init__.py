@@ -1,0 +1,70 @@
+"""Backend throughput comparison behind ``fcgpu bench`` and ``benchmarks/compare_backends.py``.
+
+For each size (B, M, N) and activation, every backend measures, in the same run:
+
+* ``gemm``: the three bare GEMMs of a Dense forward+backward (x @ W, x.T @ dz, dz @ W.T) in the
+  backend's own array library, written into preallocated outputs: the floor a layer can reach;
+* ``forward``, ``backward`` and ``fwd_bwd`` of one Dense layer;
+* ``step``: a full training step of a one-layer model (forward, softmax cross-entropy, backward,
+  SGD update), and the same for a small MLP (784-512-10 at batch 128 by default).
+
+Each backend runs in its own worker process, so one library's idle BLAS/OpenMP threads never spin
+on the cores another is measuring with, and a worker can start with a changed environment (the
+OpenBLAS variables must be gone before NumPy loads). Backends are measured in alternating blocks
+(the order rotates every round), with a short pause between blocks so the previous worker's
+threads go to sleep; within a block the operations are interleaved call by call, so drift in the
+machine's speed hits the floor and the layer alike. Host backends are timed with
+``time.perf_counter`` around each call; GPU backends with device events
+(``cupyx.profiler.benchmark``, ``torch.cuda.Event``), never a host clock around queued work.
+
+Throughput comes from :mod:`fcgpu.cost`; on a GPU the fraction of the roofline uses the device's
+peak FP32 rate and memory bandwidth (from its attributes, or ``--peak-gflops/--peak-gbps``).
+
+Modules: :mod:`~fcgpu.bench.config` (what to measure, the command-line options),
+:mod:`~fcgpu.bench.timers`, :mod:`~fcgpu.bench.workloads` (the fcgpu and PyTorch cases),
+:mod:`~fcgpu.bench.worker` (the worker processes and their pipe protocol),
+:mod:`~fcgpu.bench.runner` (orchestration and cost entries), :mod:`~fcgpu.bench.report` (table
+and plot) and :mod:`~fcgpu.bench.command` (``fcgpu bench`` itself).
+"""
+from __future__ import annotations
+
+from .command import main, run_from_args
+from .config import (
+    ACTIVATIONS,
+    DEFAULT_SIZES,
+    DEVICE_KINDS,
+    OPENBLAS_VARS,
+    OPS,
+    QUICK_SIZES,
+    WORKER_KINDS,
+    BenchConfig,
+    add_arguments,
+    config_from_args,
+    parse_size,
+)
+from .report import format_table, write_plot
+from .runner import machine_info, resolve_backends, run_benchmark
+from .worker import worker_env, worker_main
+
+__all__ = [
+    "ACTIVATIONS",
+    "BenchConfig",
+    "DEFAULT_SIZES",
+    "DEVICE_KINDS",
+    "OPENBLAS_VARS",
+    "OPS",
+    "QUICK_SIZES",
+    "WORKER_KINDS",
+    "add_arguments",
+    "config_from_args",
+    "format_table",
+    "machine_info",
+    "main",
+    "parse_size",
+    "resolve_backends",
+    "run_benchmark",
+    "run_from_args",
+    "worker_env",
+    "worker_main",
+    "write_plot",
+]

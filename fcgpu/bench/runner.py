@@ -1,0 +1,224 @@
+"""The runner: starts a worker per backend, measures every case in alternating blocks, and turns the
+seconds into result entries with their cost (flops, bytes, GFLOP/s, roofline fraction).
+
+``run_benchmark`` returns the result that ``fcgpu bench --json`` writes; ``machine_info`` and
+``resolve_backends`` say what ran where, and why a backend was left out.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict
+from typing import Any, Sequence
+
+from .. import cost as cost_model
+from .config import DEVICE_KINDS, OPENBLAS_VARS, WORKER_KINDS, BenchConfig
+from .timers import summary_stats
+from .worker import WorkerClient, worker_env
+
+__all__ = ["cost_entry", "machine_info", "op_cost", "resolve_backends", "run_benchmark", "step_cost"]
+
+
+def _torch_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def resolve_backends(requested: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
+    """Worker kinds to start, and why others are left out. 'torch' means torch-cpu and torch-cuda."""
+    from .. import backends as fc_backends
+
+    skipped: dict[str, str] = {}
+    explicit = requested is not None
+    names: list[str] = []
+    for name in requested if explicit else ["numpy", "cupy", "torch"]:
+        name = name.strip().lower()
+        expanded = ["torch-cpu", "torch-cuda"] if name == "torch" else [name]
+        for kind in expanded:
+            if kind not in WORKER_KINDS:
+                raise ValueError(f"backends: expected names from numpy, cupy, torch, torch-cpu, torch-cuda; got {name!r}")
+            if kind not in names:
+                names.append(kind)
+    kinds = []
+    for kind in names:
+        if kind.startswith("torch"):
+            if not _torch_importable():
+                skipped[kind] = "torch is not installed (it is an optional outside reference)"
+                continue
+        else:
+            try:  # an fcgpu backend: usable here, or why not
+                fc_backends.resolve_backend(kind)
+            except fc_backends.BackendUnavailable as e:
+                skipped[kind] = str(e)
+                continue
+        kinds.append(kind)
+    return kinds, skipped
+
+
+def machine_info() -> dict[str, Any]:
+    """The host: CPU model, cores, memory, OS, Python, and the load average now."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+    if hasattr(os, "sched_getaffinity"):
+        info["usable_cores"] = len(os.sched_getaffinity(0))
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+        info["memory_gib"] = round(kb / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    info["env"] = {k: os.environ.get(k) for k in OPENBLAS_VARS}
+    return info
+
+
+def op_cost(op: str, batch: int, m: int, n: int, activation: str, dtype: str) -> cost_model.Cost:
+    dense = cost_model.dense_cost(batch, m, n, dtype, True, activation)
+    if op == "gemm":
+        return (cost_model.gemm_cost(batch, m, n, dtype) + cost_model.gemm_cost(m, batch, n, dtype)
+                + cost_model.gemm_cost(batch, n, m, dtype))
+    if op == "forward":
+        return dense.forward
+    if op == "backward":
+        return dense.backward
+    if op == "fwd_bwd":
+        return dense.forward_backward
+    if op == "step":
+        return step_cost([m, n], batch, activation, dtype)
+    raise ValueError(op)
+
+
+def step_cost(widths: Sequence[int], batch: int, activation: str, dtype: str) -> cost_model.Cost:
+    """The useful work of a training step: no gradient for the model's input (PyTorch computes none)."""
+
+    class _L:  # the attributes cost.model_cost reads from a Dense
+        def __init__(self, m: int, n: int, act: str) -> None:
+            self.in_features, self.units, self.use_bias, self.name = m, n, True, "dense"
+            self.activation = type("A", (), {"name": act})()
+            self.dtype = dtype
+
+    acts = [activation if i < len(widths) - 2 or len(widths) == 2 else "linear" for i in range(len(widths) - 1)]
+    layers = [_L(a, b, act) for a, b, act in zip(widths[:-1], widths[1:], acts)]
+    return cost_model.train_step_cost(layers, batch).total
+
+
+def _peaks(hello: dict[str, Any], cfg: BenchConfig) -> tuple[float | None, float | None]:
+    info = hello.get("info", {})
+    gflops = cfg.peak_gflops if cfg.peak_gflops else info.get("peak_gflops")
+    gbps = cfg.peak_gbps if cfg.peak_gbps else info.get("peak_gbps")
+    return gflops, gbps
+
+
+def cost_entry(kind: str, op: str, secs: list[float], c: cost_model.Cost, peaks: tuple[float | None, float | None]) -> dict[str, Any]:
+    e: dict[str, Any] = summary_stats(secs)
+    e["gflops"] = c.flops / (e["median_ms"] * 1e-3) / 1e9 if e["median_ms"] > 0 else None
+    e["flops"], e["bytes"] = c.flops, c.bytes
+    if kind in DEVICE_KINDS and peaks[0] and peaks[1]:
+        bound = cost_model.roofline_time(c, peaks[0] * 1e9, peaks[1] * 1e9)
+        e["roofline_fraction"] = bound / (e["median_ms"] * 1e-3)
+    return e
+
+
+def _log(cfg: BenchConfig, msg: str) -> None:
+    if cfg.verbose:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
+    """Measure every case on every backend; the result is what the JSON file holds."""
+    kinds, skipped = resolve_backends(cfg.backends)
+    env = worker_env(cfg.unset_openblas_env)
+    started = time.time()
+    load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+    clients: dict[str, WorkerClient] = {}
+    try:
+        for kind in kinds:
+            _log(cfg, f"starting the {kind} worker ...")
+            client = WorkerClient(kind, env)
+            if client.hello.get("ok"):
+                clients[kind] = client
+            else:
+                skipped[kind] = client.hello.get("reason", "unknown")
+                client.close()
+        result: dict[str, Any] = {
+            "fcgpu_bench": 1,
+            "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "config": {k: v for k, v in asdict(cfg).items() if k not in ("json_path", "plot_path", "verbose")},
+            "machine": machine_info(),
+            "backends": {k: {"info": c.hello.get("info", {}), "env": c.hello.get("env", {})} for k, c in clients.items()},
+            "skipped": skipped,
+            "cases": [],
+            "models": [],
+        }
+        order = list(clients)
+        block = dict(
+            warmup=cfg.warmup, budget=cfg.budget, min_samples=cfg.min_samples, max_samples=cfg.max_samples,
+            dtype=cfg.dtype,
+        )
+
+        def measure(req: dict[str, Any], label: str) -> dict[str, dict[str, list[float]]]:
+            samples: dict[str, dict[str, list[float]]] = {k: {} for k in order}
+            failed: set[str] = set()
+            for r in range(cfg.rounds):
+                shift = r % len(order) if order else 0
+                for kind in order[shift:] + order[:shift]:
+                    if kind in failed:
+                        continue
+                    reply = clients[kind].request({**req, **block})
+                    if not reply.get("ok"):
+                        _log(cfg, f"  {kind} failed on {label}: {reply.get('reason')}")
+                        failed.add(kind)
+                        continue
+                    for op, secs in reply["times"].items():
+                        samples[kind].setdefault(op, []).extend(secs)
+                    time.sleep(cfg.settle)
+            return {k: v for k, v in samples.items() if v and k not in failed}
+
+        for batch, m, n in cfg.sizes:
+            for act in cfg.activations:
+                label = f"{batch}x{m}x{n} {act}"
+                _log(cfg, f"measuring {label} ...")
+                req = {"cmd": "case", "batch": batch, "in": m, "out": n, "activation": act, "ops": list(cfg.ops)}
+                per_backend = measure(req, label)
+                for kind, ops in per_backend.items():
+                    peaks = _peaks(clients[kind].hello, cfg)
+                    entry = {"batch": batch, "in": m, "out": n, "activation": act, "backend": kind, "ops": {}}
+                    for op, secs in ops.items():
+                        entry["ops"][op] = cost_entry(kind, op, secs, op_cost(op, batch, m, n, act, cfg.dtype), peaks)
+                    if "gemm" in entry["ops"] and "fwd_bwd" in entry["ops"]:
+                        entry["fwd_bwd_over_gemm"] = entry["ops"]["fwd_bwd"]["median_ms"] / entry["ops"]["gemm"]["median_ms"]
+                    result["cases"].append(entry)
+        if cfg.model and "step" in cfg.ops:
+            widths = list(cfg.model)
+            label = "-".join(map(str, widths)) + f" batch {cfg.model_batch}"
+            _log(cfg, f"measuring the training step of {label} ...")
+            req = {"cmd": "model", "widths": widths, "batch": cfg.model_batch}
+            c = step_cost(widths, cfg.model_batch, "relu", cfg.dtype)
+            for kind, ops in measure(req, label).items():
+                result["models"].append({
+                    "widths": widths, "batch": cfg.model_batch, "backend": kind,
+                    "ops": {"step": cost_entry(kind, "step", ops["step"], c, _peaks(clients[kind].hello, cfg))},
+                })
+        result["seconds"] = round(time.time() - started, 1)
+        result["machine"]["load_average_start"] = load_start
+        result["machine"]["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+        return result
+    finally:
+        for client in clients.values():
+            client.close()

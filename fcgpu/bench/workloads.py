@@ -1,0 +1,244 @@
+"""The workloads each worker process measures: one Dense layer's GEMMs, forward, backward and training
+step, and an MLP's training step, on an fcgpu backend (``FcgpuWorker``) or in PyTorch (``TorchWorker``).
+
+Each ``case`` returns its operations as ``Op`` pairs for a timer of :mod:`fcgpu.bench.timers`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from .timers import DeviceTimer, HostTimer, Op, TorchCudaTimer
+
+__all__ = ["FcgpuWorker", "TorchWorker", "blas_info", "host_data", "make_worker"]
+
+# Learning rate of the benchmark's SGD: small, so repeated steps on one batch stay finite.
+_LR = 1e-3
+
+
+def host_data(batch: int, m: int, n: int, seed: int = 0) -> dict[str, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {
+        "x": rng.standard_normal((batch, m), dtype=np.float64),
+        "dy": rng.standard_normal((batch, n), dtype=np.float64) / batch,
+        "labels": rng.integers(0, n, size=batch).astype(np.int64),
+    }
+
+
+class FcgpuWorker:
+    """Cases on an fcgpu backend ('numpy' or 'cupy')."""
+
+    def __init__(self, kind: str) -> None:
+        import numpy as np
+
+        import fcgpu as fc
+
+        self.fc, self.np, self.kind = fc, np, kind
+        self.backend = fc.set_backend(kind)
+        time_calls = self.backend.device_timer()
+        self.timer: Any = DeviceTimer(time_calls) if time_calls is not None else HostTimer()
+
+    def info(self) -> dict[str, Any]:
+        fc, np = self.fc, self.np
+        info: dict[str, Any] = {"fcgpu": fc.__version__, "numpy": np.__version__, "timer": self.timer.name}
+        info.update({k: v for k, v in self.backend.info().items() if k != "backend"})
+        info["blas"] = blas_info()
+        return info
+
+    def _model(self, widths: Sequence[int], activation: str, dtype: str) -> Any:
+        fc = self.fc
+        layers = [
+            fc.Dense(w, activation=activation if i < len(widths) - 2 or len(widths) == 2 else None, dtype=dtype)
+            for i, w in enumerate(widths[1:])
+        ]
+        model = fc.Sequential(layers)
+        model.compile(loss=fc.losses.SoftmaxCrossEntropy(), optimizer=fc.optimizers.SGD(lr=_LR))
+        model.build((None, widths[0]))
+        return model
+
+    def _step(self, model: Any, x: Any, labels_host: Any) -> Callable[[], Any]:
+        backend = self.backend
+        labels = backend.from_numpy(labels_host)
+        batch_step = getattr(model, "_batch_step", None)
+        if batch_step is not None:
+            # The per-batch step of fit(): inputs already on the device, no per-call host checks;
+            # the loss is read as a Python float, as PyTorch's step reads loss.item().
+            return lambda: float(batch_step(x, labels, backend)[0])
+        x_host = backend.to_numpy(x)
+        return lambda: model.train_step(x_host, labels_host)
+
+    def case(self, batch: int, m: int, n: int, activation: str, dtype: str, ops: Sequence[str]) -> dict[str, Op]:
+        fc, backend = self.fc, self.backend
+        xp = backend.xp
+        data = host_data(batch, m, n)
+        x = backend.from_numpy(data["x"].astype(dtype))
+        dy = backend.from_numpy(data["dy"].astype(dtype))
+        layer = fc.Dense(n, activation=activation, dtype=dtype)
+        layer.build(m)
+        w = layer.kernel
+        y, dw, dx = backend.empty((batch, n), dtype), backend.empty((m, n), dtype), backend.empty((batch, m), dtype)
+
+        def gemm() -> None:
+            xp.matmul(x, w, out=y)
+            xp.matmul(x.T, dy, out=dw)
+            xp.matmul(dy, w.T, out=dx)
+
+        def fwd_bwd() -> None:
+            layer.forward(x)
+            layer.backward(dy)
+
+        layer.forward(x)  # backward alone needs a forward's cache
+        table: dict[str, Op] = {
+            "gemm": (None, gemm),
+            "forward": (None, lambda: layer.forward(x)),
+            "backward": (None, lambda: layer.backward(dy)),
+            "fwd_bwd": (None, fwd_bwd),
+        }
+        if "step" in ops:
+            model = self._model([m, n], activation, dtype)
+            table["step"] = (None, self._step(model, x, data["labels"]))
+        return {k: v for k, v in table.items() if k in ops}
+
+    def model_case(self, widths: Sequence[int], batch: int, dtype: str) -> dict[str, Op]:
+        backend = self.backend
+        data = host_data(batch, widths[0], widths[-1])
+        x = backend.from_numpy(data["x"].astype(dtype))
+        model = self._model(widths, "relu", dtype)
+        return {"step": (None, self._step(model, x, data["labels"]))}
+
+
+class TorchWorker:
+    """The same cases in PyTorch (an outside reference; never a dependency of fcgpu)."""
+
+    def __init__(self, kind: str) -> None:
+        import torch
+
+        self.torch, self.kind = torch, kind
+        self.device = torch.device("cuda" if kind == "torch-cuda" else "cpu")
+        if kind == "torch-cuda" and not torch.cuda.is_available():
+            raise RuntimeError("torch has no usable CUDA device here")
+        self.timer: Any = TorchCudaTimer(torch) if kind == "torch-cuda" else HostTimer()
+
+    def info(self) -> dict[str, Any]:
+        torch = self.torch
+        config = torch.__config__.show()
+        blas = next((part.split("=", 1)[1] for part in config.replace(",", " ").split() if part.startswith("BLAS_INFO=")),
+                    None)
+        info: dict[str, Any] = {
+            "torch": torch.__version__,
+            "timer": self.timer.name,
+            "threads": torch.get_num_threads(),
+            "torch_blas": blas,  # linked into torch, so threadpoolctl may not list it
+            "blas": blas_info(),
+        }
+        if self.kind == "torch-cuda":
+            info["device"] = torch.cuda.get_device_name(0)
+            info["cuda"] = torch.version.cuda
+            try:  # the roofline peaks, where fcgpu's CuPy backend can read them
+                from .. import backends
+
+                info.update({k: v for k, v in backends.resolve_backend("cupy")[0].info().items() if k.startswith("peak")})
+            except Exception:
+                pass
+        return info
+
+    def _tensor(self, a: Any, dtype: str, grad: bool = False) -> Any:
+        t = self.torch.from_numpy(a.astype(dtype)).to(self.device)
+        return t.requires_grad_(grad)
+
+    def _act(self, activation: str | None) -> Callable[[Any], Any]:
+        torch = self.torch
+        return {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, None: lambda z: z}[activation]
+
+    def _net(self, widths: Sequence[int], activation: str, dtype: str) -> Any:
+        nn = self.torch.nn
+        mods: list[Any] = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            mods.append(nn.Linear(a, b))
+            last = i == len(widths) - 2
+            if not last or len(widths) == 2:
+                mods.append({"relu": nn.ReLU(), "sigmoid": nn.Sigmoid(), "tanh": nn.Tanh()}[activation])
+        return nn.Sequential(*mods).to(device=self.device, dtype=getattr(self.torch, dtype))
+
+    def _step(self, net: Any, x: Any, labels: Any) -> Callable[[], Any]:
+        torch = self.torch
+        opt = torch.optim.SGD(net.parameters(), lr=_LR)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def step() -> float:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(x), labels)
+            loss.backward()
+            opt.step()
+            return loss.item()  # fcgpu's step returns the loss as a Python float too
+
+        return step
+
+    def case(self, batch: int, m: int, n: int, activation: str, dtype: str, ops: Sequence[str]) -> dict[str, Op]:
+        torch = self.torch
+        data = host_data(batch, m, n)
+        x = self._tensor(data["x"], dtype, grad=True)
+        x_plain = x.detach()
+        dy = self._tensor(data["dy"], dtype)
+        labels = torch.from_numpy(data["labels"]).to(self.device)
+        lin = torch.nn.Linear(m, n).to(device=self.device, dtype=getattr(torch, dtype))
+        act = self._act(activation)
+        w = lin.weight.detach().t().contiguous()  # (M, N) as fcgpu stores it
+        y = torch.empty((batch, n), device=self.device, dtype=w.dtype)
+        dw = torch.empty((m, n), device=self.device, dtype=w.dtype)
+        dx = torch.empty((batch, m), device=self.device, dtype=w.dtype)
+
+        def gemm() -> None:
+            torch.mm(x_plain, w, out=y)
+            torch.mm(x_plain.t(), dy, out=dw)
+            torch.mm(dy, w.t(), out=dx)
+
+        def clear_grads() -> None:
+            x.grad = lin.weight.grad = lin.bias.grad = None
+
+        graph: dict[str, Any] = {}
+
+        def new_graph() -> None:
+            clear_grads()
+            graph["y"] = act(lin(x))
+
+        def fwd_bwd() -> None:
+            act(lin(x)).backward(dy)
+
+        table: dict[str, Op] = {
+            "gemm": (None, gemm),
+            "forward": (None, lambda: act(lin(x))),
+            # The graph is rebuilt outside the timed call, so this is the backward pass alone.
+            "backward": (new_graph, lambda: graph["y"].backward(dy)),
+            "fwd_bwd": (clear_grads, fwd_bwd),
+        }
+        if "step" in ops:
+            net = self._net([m, n], activation, dtype)
+            table["step"] = (None, self._step(net, x_plain, labels))
+        return {k: v for k, v in table.items() if k in ops}
+
+    def model_case(self, widths: Sequence[int], batch: int, dtype: str) -> dict[str, Op]:
+        torch = self.torch
+        data = host_data(batch, widths[0], widths[-1])
+        x = self._tensor(data["x"], dtype)
+        labels = torch.from_numpy(data["labels"]).to(self.device)
+        return {"step": (None, self._step(self._net(widths, "relu", dtype), x, labels))}
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """BLAS and OpenMP libraries loaded in this process, from threadpoolctl (empty if it is missing)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keep = ("user_api", "internal_api", "version", "architecture", "num_threads", "threading_layer", "prefix")
+    return [{k: lib.get(k) for k in keep if lib.get(k) is not None} for lib in threadpool_info()]
+
+
+def make_worker(kind: str) -> Any:
+    if kind in ("numpy", "cupy"):
+        return FcgpuWorker(kind)
+    if kind in ("torch-cpu", "torch-cuda"):
+        return TorchWorker(kind)
+    raise ValueError(f"unknown worker kind {kind!r}")
