@@ -11,10 +11,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..activations import ACTIVATIONS, get_activation
 from .base import Array, Backend
 
-# Integer types whose bit patterns stand in for floats of the same width.
-_INT_OF_SIZE = {2: np.dtype(np.int16), 4: np.dtype(np.int32), 8: np.dtype(np.int64)}
 _BOOL = np.dtype(np.bool_)
 _HALF = np.dtype(np.float16)
 # Types NumPy hands to BLAS (float16 products run in NumPy's own loops).
@@ -83,75 +82,30 @@ class NumpyBackend(Backend):
         return np.add.reduce(a, axis=0, out=out)
 
     # -- activations -------------------------------------------------------------
-    # Only same-shape (or scalar) ufunc calls: a broadcast operand such as the bias row sends
-    # NumPy through its buffered iterator, which allocates a buffer on every call.
+    # The arithmetic is each activation's entry in fcgpu/activations.py; this adds the bias by
+    # same-shape ufunc calls (a broadcast operand such as the bias row sends NumPy through its
+    # buffered iterator, which allocates a buffer on every call) and lends the entries scratch.
     def bias_act_forward(self, z: Array, bias: Array | None, activation: str, out: Array) -> Array:
         if z.dtype == _HALF:
             return _HALF_HOT["bias_act_forward"](self, z, bias, activation, out)
-        negated = False
+        act = ACTIVATIONS.get(activation) or get_activation(activation)
         if bias is not None and bias.dtype == out.dtype:
+            if act.forward_with_bias is not None:
+                act.forward_with_bias(z, bias, out, self._workspace)
+                return out
             rows = self._workspace(out.shape, out.dtype, "rows")
-            if activation == "sigmoid":
-                # (-b) - z is -(z + b) exactly (IEEE rounding is symmetric), saving a pass.
-                negative_bias = self._workspace(bias.shape, bias.dtype, "negative_bias")
-                np.negative(bias, out=negative_bias)
-                np.copyto(rows, negative_bias)
-                np.subtract(rows, z, out=out)
-                negated = True
-            else:
-                np.copyto(rows, bias)  # a plain broadcast copy: no buffering, no allocation
-                np.add(z, rows, out=out)
+            np.copyto(rows, bias)  # a plain broadcast copy: no buffering, no allocation
+            z = np.add(z, rows, out=out)
         elif bias is not None:
-            np.add(z, bias, out=out)
-        elif out is not z:
-            np.copyto(out, z)
-        if activation == "relu":
-            np.maximum(out, 0, out=out)
-        elif activation == "sigmoid":
-            # 1 / (1 + exp(-s)): exp overflows to inf for s < -88 (float32) and the result is then 0
-            # where the true value is a denormal below 3e-39, as on the GPU, which flushes
-            # denormals to zero; the overflow is expected, so its warning is silenced.
-            with np.errstate(over="ignore"):
-                if not negated:
-                    np.negative(out, out=out)
-                np.exp(out, out=out)
-            np.add(out, 1, out=out)
-            np.reciprocal(out, out=out)
-        elif activation == "tanh":
-            np.tanh(out, out=out)
-        elif activation != "linear":
-            raise ValueError(f"activation: unknown {activation!r}")
+            z = np.add(z, bias, out=out)
+        act.forward(z, out, self._workspace)
         return out
 
     def act_backward(self, y: Array, dy: Array, activation: str, out: Array) -> Array:
         if y.dtype == _HALF:
             return _HALF_HOT["act_backward"](self, y, dy, activation, out)
-        if activation == "relu":
-            # dz = dy where y > 0, else +0 (also for an inf or NaN dy, as the kernel's select does).
-            # A masked copy (copyto where=) costs ~6 ns an element and a float multiply by the mask
-            # turns inf * 0 into NaN; an integer multiply of dy's bit pattern by 0/1 is exact.
-            mask = self._workspace(y.shape, _BOOL, "mask")
-            np.greater(y, 0, out=mask)
-            if dy.dtype == out.dtype and out.dtype.itemsize in _INT_OF_SIZE:
-                bits = _INT_OF_SIZE[out.dtype.itemsize]
-                ones = self._workspace(out.shape, out.dtype, "rows").view(bits)
-                np.copyto(ones, mask)
-                np.multiply(dy.view(bits), ones, out=out.view(bits))
-            else:
-                np.copyto(out, 0)
-                np.copyto(out, dy, where=mask)
-        elif activation == "linear":
-            np.copyto(out, dy)
-        elif activation == "sigmoid":
-            np.subtract(1, y, out=out)
-            np.multiply(out, y, out=out)
-            np.multiply(out, dy, out=out)
-        elif activation == "tanh":
-            np.multiply(y, y, out=out)
-            np.subtract(1, out, out=out)
-            np.multiply(out, dy, out=out)
-        else:
-            raise ValueError(f"activation: unknown {activation!r}")
+        act = ACTIVATIONS.get(activation) or get_activation(activation)
+        act.backward(y, dy, out, self._workspace)
         return out
 
     # -- losses ------------------------------------------------------------------
