@@ -57,16 +57,12 @@ class FcgpuWorker:
         model.build((None, widths[0]))
         return model
 
-    def _step(self, model: Any, x: Any, labels_host: Any) -> Callable[[], Any]:
-        backend = self.backend
-        labels = backend.from_numpy(labels_host)
-        batch_step = getattr(model, "_batch_step", None)
-        if batch_step is not None:
-            # The per-batch step of fit(): inputs already on the device, no per-call host checks;
-            # the loss is read as a Python float, as PyTorch's step reads loss.item().
-            return lambda: float(batch_step(x, labels, backend)[0])
-        x_host = backend.to_numpy(x)
-        return lambda: model.train_step(x_host, labels_host)
+    @staticmethod
+    def _step(model: Any, x_host: Any, labels_host: Any) -> Callable[[], float]:
+        """The per-batch step of fit(): data checked and copied to the device once, no per-call host
+        checks; the loss is read as a Python float, as PyTorch's step reads loss.item()."""
+        x_dev, y_dev = model.prepare_data(x_host, labels_host)
+        return lambda: float(model.train_batch(x_dev, y_dev)[0])
 
     def case(self, batch: int, m: int, n: int, activation: str, dtype: str, ops: Sequence[str]) -> dict[str, Op]:
         fc, backend = self.fc, self.backend
@@ -97,15 +93,13 @@ class FcgpuWorker:
         }
         if "step" in ops:
             model = self._model([m, n], activation, dtype)
-            table["step"] = (None, self._step(model, x, data["labels"]))
+            table["step"] = (None, self._step(model, data["x"].astype(dtype), data["labels"]))
         return {k: v for k, v in table.items() if k in ops}
 
     def model_case(self, widths: Sequence[int], batch: int, dtype: str) -> dict[str, Op]:
-        backend = self.backend
         data = host_data(batch, widths[0], widths[-1])
-        x = backend.from_numpy(data["x"].astype(dtype))
         model = self._model(widths, "relu", dtype)
-        return {"step": (None, self._step(model, x, data["labels"]))}
+        return {"step": (None, self._step(model, data["x"].astype(dtype), data["labels"]))}
 
 
 class TorchWorker:
