@@ -2,8 +2,9 @@
 
 The same checks run on the host stand-in (``HOST`` tolerances: g++ with IEEE rounding, no fused
 multiply-adds, glibc math) and on a real GPU (``GPU`` tolerances: ``-ftz=true``, fused
-multiply-adds, device ``expf``/``tanhf``). Each ``check_*`` function raises ``AssertionError``
-with the worst element when the kernel and the NumPy backend disagree.
+multiply-adds, device ``expf``/``tanhf``); an activation's own budgets and output range are in its
+entry in ``fcgpu.activations``. Each ``check_*`` function raises ``AssertionError`` with the worst
+element when the kernel and the NumPy backend disagree.
 
 Inputs mix random values of many magnitudes with the edge cases 0, -0.0, +-inf, NaN, 1e4,
 +-87..104, +-745, +-3.4e38 and denormals. For float16 the kernels compute in float and round once,
@@ -11,11 +12,12 @@ so the reference is the NumPy backend run in float32 on the same float16 inputs,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
+from ..activations import UlpBudget, get_activation
 from ..backends.base import Backend
 from ..backends.numpy_backend import NumpyBackend
 
@@ -25,29 +27,25 @@ _NP = NumpyBackend()
 @dataclass(frozen=True)
 class Tolerances:
     """ulp allowed between kernel and NumPy; ``fused`` adds an absolute slack where an FMA skips a rounding;
-    ``flushes_inputs``: float32 denormal inputs read as 0 (CuPy's -ftz=true), so the reference gets them as 0."""
+    ``flushes_inputs``: float32 denormal inputs read as 0 (CuPy's -ftz=true), so the reference gets them as 0;
+    ``on_gpu``: each activation's budget is its entry's ``gpu_ulp``, else its ``host_ulp``."""
 
-    act_forward: dict[str, int] = field(default_factory=lambda: {"linear": 0, "relu": 0, "sigmoid": 4, "tanh": 2})
-    act_backward: dict[str, int] = field(default_factory=lambda: {"linear": 0, "relu": 0, "sigmoid": 2, "tanh": 1})
     loss_grad: int = 4
     mse_grad: int = 0
     sgd: int = 0
     adam: tuple[int, int, int] = (4, 4, 2)  # m, v, param
     fused: bool = False
     flushes_inputs: bool = False
+    on_gpu: bool = False
+
+    def act(self, activation: str) -> UlpBudget:
+        """The activation's budget, from its entry in the table."""
+        entry = get_activation(activation)
+        return entry.gpu_ulp if self.on_gpu else entry.host_ulp
 
 
 HOST = Tolerances()
-GPU = Tolerances(
-    act_forward={"linear": 0, "relu": 0, "sigmoid": 6, "tanh": 4},
-    act_backward={"linear": 0, "relu": 0, "sigmoid": 3, "tanh": 2},
-    loss_grad=6,
-    mse_grad=1,
-    sgd=2,
-    adam=(6, 6, 4),
-    fused=True,
-    flushes_inputs=True,
-)
+GPU = Tolerances(loss_grad=6, mse_grad=1, sgd=2, adam=(6, 6, 4), fused=True, flushes_inputs=True, on_gpu=True)
 
 
 # -- comparison -------------------------------------------------------------------------------------
@@ -134,17 +132,22 @@ def _reference(fn: Callable[..., Any], dtype: Any, *arrays: Any, round_back: boo
 
 
 def _act_outputs(rng: np.random.Generator, act: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """Values the forward pass can produce, with the ends of each range."""
-    y = sample(rng, dtype, shape)
-    if act == "sigmoid":
-        y = np.abs(np.tanh(y.astype(np.float64))).astype(dtype)
-        y.flat[:4] = [0.0, 1.0, np.nan, 0.5]
-    elif act == "tanh":
-        y = np.tanh(y.astype(np.float64)).astype(dtype)
-        y.flat[:5] = [0.0, 1.0, -1.0, np.nan, -0.0]
-    elif act == "relu":
-        y = np.where(y > 0, y, 0).astype(dtype)
-        y.flat[:3] = [0.0, np.inf, np.nan]
+    """Values the forward pass can produce (its entry's ``outputs`` range), the ends of the range recurring.
+
+    The sample goes onto a bounded range by tanh and onto a half-line by reflection, both of which
+    keep small values small; the edge values come first, as ``sample`` puts them."""
+    lo, hi = get_activation(act).outputs
+    y = sample(rng, dtype, shape).astype(np.float64)
+    if np.isfinite(lo) and np.isfinite(hi):  # odd about 0 where the range is, else up from lo
+        y = hi * np.tanh(y) if lo == -hi else lo + (hi - lo) * np.abs(np.tanh(y))
+    elif np.isfinite(lo):
+        y = lo + np.abs(y - lo)
+    elif np.isfinite(hi):
+        y = hi - np.abs(y - hi)
+    y = y.astype(dtype)
+    start = min(y.size, edge_values(dtype).size)
+    for k, end in enumerate(v for v in (lo, hi) if np.isfinite(v)):
+        y.flat[start + k :: 8] = end
     return y
 
 
@@ -163,10 +166,8 @@ def check_forward(backend: Backend, act: str, dtype: Any, with_bias: bool, rng: 
         backend.bias_act_forward(backend.from_numpy(z), None if b is None else backend.from_numpy(b), act, backend.empty(z.shape, dtype))
     )
     want = _reference(lambda z, b: _NP.bias_act_forward(z, b, act, np.empty_like(z)), dtype, z, b)
-    ulp = tol.act_forward[act]
-    if np.dtype(dtype) == np.float16 and with_bias and act != "linear":
-        ulp = max(ulp, 1)
-    assert_ulp(got, want, ulp, f"{act} forward ({np.dtype(dtype).name}, {'bias' if with_bias else 'no bias'})")
+    # float16: both sides add z + b in float, apply the activation in float and round once to half.
+    assert_ulp(got, want, tol.act(act).forward, f"{act} forward ({np.dtype(dtype).name}, {'bias' if with_bias else 'no bias'})")
 
 
 def check_backward(backend: Backend, act: str, dtype: Any, rng: np.random.Generator, tol: Tolerances = HOST) -> None:
@@ -178,11 +179,11 @@ def check_backward(backend: Backend, act: str, dtype: Any, rng: np.random.Genera
     if tol.flushes_inputs and np.dtype(dtype) == np.float32:  # e.g. relu: a denormal y > 0 is 0 on the device
         y_read = np.where(np.abs(y) < np.finfo(dtype).tiny, np.zeros_like(y), y)
     want = _reference(lambda y, dy: _NP.act_backward(y, dy, act, np.empty_like(y)), dtype, y_read, dy)
+    budget = tol.act(act)
     atol: Any = 0.0
-    if tol.fused and act == "tanh":
-        # 1 - y*y as one FMA cancels without rounding y*y first: exact to |dy| * eps, not to ulps of the result.
-        atol = 2 * _eps(dtype) * np.abs(dy.astype(np.float64))
-    assert_ulp(got, want, tol.act_backward[act], f"{act} backward ({np.dtype(dtype).name})", atol=atol)
+    if budget.backward_dy_eps:
+        atol = budget.backward_dy_eps * _eps(dtype) * np.abs(dy.astype(np.float64))
+    assert_ulp(got, want, budget.backward, f"{act} backward ({np.dtype(dtype).name})", atol=atol)
 
 
 def _logits(rng: np.random.Generator, dtype: Any, batch: int = 16, classes: int = 10) -> np.ndarray:
