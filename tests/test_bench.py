@@ -7,8 +7,11 @@ import json
 
 import pytest
 
-from fcgpu import bench, cli
+import fcgpu as fc
+from fcgpu import bench, cli, cost
 from fcgpu.backends.device_specs import device_peak
+from fcgpu.bench.config import layer_activations
+from fcgpu.bench.runner import step_cost
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +85,14 @@ def test_backend_names():
     assert kinds == ["numpy"] and skipped == {}
     with pytest.raises(ValueError, match="backends"):
         bench.resolve_backends(["tensorflow"])
+
+
+def test_step_cost_is_the_cost_of_the_measured_model():
+    assert layer_activations([8, 6, 3], "tanh") == ["tanh", "linear"]  # logits out
+    assert layer_activations([8, 3], "tanh") == ["tanh"]  # a single layer keeps its activation
+    model = fc.Sequential([fc.Dense(6, activation="tanh"), fc.Dense(3)])
+    model.build((None, 8))
+    assert step_cost([8, 6, 3], 4, "tanh", "float32") == cost.train_step_cost(model, 4).total
 
 
 def test_device_peak_from_attributes():

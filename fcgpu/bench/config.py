@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from typing import Sequence
 
 __all__ = [
     "ACTIVATIONS",
     "BenchConfig",
     "DEFAULT_SIZES",
     "DEVICE_KINDS",
+    "MODEL_ACTIVATION",
     "OPENBLAS_VARS",
     "OPS",
     "QUICK_SIZES",
     "WORKER_KINDS",
     "add_arguments",
     "config_from_args",
+    "layer_activations",
     "parse_size",
 ]
 
@@ -32,6 +35,7 @@ OPS: tuple[str, ...] = ("gemm", "forward", "backward", "fwd_bwd", "step")
 WORKER_KINDS: tuple[str, ...] = ("numpy", "cupy", "torch-cpu", "torch-cuda")
 OPENBLAS_VARS: tuple[str, ...] = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 DEVICE_KINDS = ("cupy", "torch-cuda")
+MODEL_ACTIVATION = "relu"  # of the hidden layers of the MLP whose training step is measured
 
 
 @dataclass
@@ -57,6 +61,13 @@ class BenchConfig:
     json_path: str | None = None
     plot_path: str | None = None
     verbose: bool = True
+
+
+def layer_activations(widths: Sequence[int], activation: str) -> list[str]:
+    """The activation of each layer of a measured model of ``widths``: ``activation`` on the hidden
+    layers, 'linear' on the output layer (the logits), except for a single layer, which keeps it."""
+    layers = len(widths) - 1
+    return [activation if i < layers - 1 or layers == 1 else "linear" for i in range(layers)]
 
 
 def parse_size(text: str) -> tuple[int, int, int]:

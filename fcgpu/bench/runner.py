@@ -14,7 +14,7 @@ from dataclasses import asdict
 from typing import Any, Sequence
 
 from .. import cost as cost_model
-from .config import DEVICE_KINDS, OPENBLAS_VARS, WORKER_KINDS, BenchConfig
+from .config import DEVICE_KINDS, MODEL_ACTIVATION, OPENBLAS_VARS, WORKER_KINDS, BenchConfig, layer_activations
 from .timers import summary_stats
 from .worker import WorkerClient, worker_env
 
@@ -105,15 +105,8 @@ def op_cost(op: str, batch: int, m: int, n: int, activation: str, dtype: str) ->
 
 def step_cost(widths: Sequence[int], batch: int, activation: str, dtype: str) -> cost_model.Cost:
     """The useful work of a training step: no gradient for the model's input (PyTorch computes none)."""
-
-    class _L:  # the attributes cost.model_cost reads from a Dense
-        def __init__(self, m: int, n: int, act: str) -> None:
-            self.in_features, self.units, self.use_bias, self.name = m, n, True, "dense"
-            self.activation = type("A", (), {"name": act})()
-            self.dtype = dtype
-
-    acts = [activation if i < len(widths) - 2 or len(widths) == 2 else "linear" for i in range(len(widths) - 1)]
-    layers = [_L(a, b, act) for a, b, act in zip(widths[:-1], widths[1:], acts)]
+    acts = layer_activations(widths, activation)
+    layers = [cost_model.LayerSpec(m, n, act, True, dtype) for m, n, act in zip(widths[:-1], widths[1:], acts)]
     return cost_model.train_step_cost(layers, batch).total
 
 
@@ -209,7 +202,7 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
             label = "-".join(map(str, widths)) + f" batch {cfg.model_batch}"
             _log(cfg, f"measuring the training step of {label} ...")
             req = {"cmd": "model", "widths": widths, "batch": cfg.model_batch}
-            c = step_cost(widths, cfg.model_batch, "relu", cfg.dtype)
+            c = step_cost(widths, cfg.model_batch, MODEL_ACTIVATION, cfg.dtype)
             for kind, ops in measure(req, label).items():
                 result["models"].append({
                     "widths": widths, "batch": cfg.model_batch, "backend": kind,

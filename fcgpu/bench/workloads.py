@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from .config import MODEL_ACTIVATION, layer_activations
 from .timers import DeviceTimer, HostTimer, Op, TorchCudaTimer
 
 __all__ = ["FcgpuWorker", "TorchWorker", "blas_info", "host_data", "make_worker"]
@@ -48,10 +49,7 @@ class FcgpuWorker:
 
     def _model(self, widths: Sequence[int], activation: str, dtype: str) -> Any:
         fc = self.fc
-        layers = [
-            fc.Dense(w, activation=activation if i < len(widths) - 2 or len(widths) == 2 else None, dtype=dtype)
-            for i, w in enumerate(widths[1:])
-        ]
+        layers = [fc.Dense(w, activation=act, dtype=dtype) for w, act in zip(widths[1:], layer_activations(widths, activation))]
         model = fc.Sequential(layers)
         model.compile(loss=fc.losses.SoftmaxCrossEntropy(), optimizer=fc.optimizers.SGD(lr=_LR))
         model.build((None, widths[0]))
@@ -98,7 +96,7 @@ class FcgpuWorker:
 
     def model_case(self, widths: Sequence[int], batch: int, dtype: str) -> dict[str, Op]:
         data = host_data(batch, widths[0], widths[-1])
-        model = self._model(widths, "relu", dtype)
+        model = self._model(widths, MODEL_ACTIVATION, dtype)
         return {"step": (None, self._step(model, data["x"].astype(dtype), data["labels"]))}
 
 
@@ -148,10 +146,9 @@ class TorchWorker:
     def _net(self, widths: Sequence[int], activation: str, dtype: str) -> Any:
         nn = self.torch.nn
         mods: list[Any] = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        for a, b, act in zip(widths[:-1], widths[1:], layer_activations(widths, activation)):
             mods.append(nn.Linear(a, b))
-            last = i == len(widths) - 2
-            if not last or len(widths) == 2:
+            if act != "linear":
                 mods.append({"relu": nn.ReLU(), "sigmoid": nn.Sigmoid(), "tanh": nn.Tanh()}[activation])
         return nn.Sequential(*mods).to(device=self.device, dtype=getattr(self.torch, dtype))
 
@@ -217,7 +214,7 @@ class TorchWorker:
         data = host_data(batch, widths[0], widths[-1])
         x = self._tensor(data["x"], dtype)
         labels = torch.from_numpy(data["labels"]).to(self.device)
-        return {"step": (None, self._step(self._net(widths, "relu", dtype), x, labels))}
+        return {"step": (None, self._step(self._net(widths, MODEL_ACTIVATION, dtype), x, labels))}
 
 
 def blas_info() -> list[dict[str, Any]]:
