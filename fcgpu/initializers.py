@@ -5,35 +5,43 @@ parameters on every backend.
 """
 from __future__ import annotations
 
+import contextvars
 import math
 from typing import Callable
 
 import numpy as np
 
-_rng = np.random.default_rng()
-_seed: int | None = None
+class _Default:
+    """The process-wide generator that threads start from; ``set_seed`` replaces it."""
+
+    rng = np.random.default_rng()
+
+
+_default = _Default()
+# The generator of this thread or task once set_seed ran in it (a context variable, as the backend).
+_current: contextvars.ContextVar[np.random.Generator | None] = contextvars.ContextVar("fcgpu_rng", default=None)
 
 
 def set_seed(seed: int) -> None:
-    """Seed parameter initialisation (and shuffling in ``fit``)."""
-    global _rng, _seed
+    """Seed parameter initialisation (and shuffling in ``fit``), here and in threads started afterwards."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
-    _seed = int(seed)
-    _rng = np.random.default_rng(_seed)
+    rng = np.random.default_rng(int(seed))
+    _default.rng = rng
+    _current.set(rng)
 
 
 def get_rng() -> np.random.Generator:
     """The generator that initialisers and shuffling draw from."""
-    return _rng
+    return _current.get() or _default.rng
 
 
 def _truncated_normal(shape: tuple[int, ...], stddev: float) -> np.ndarray:
     # Keras: resample draws beyond two standard deviations.
-    out = _rng.standard_normal(shape)
+    out = get_rng().standard_normal(shape)
     bad = np.abs(out) > 2.0
     while bad.any():
-        out[bad] = _rng.standard_normal(int(bad.sum()))
+        out[bad] = get_rng().standard_normal(int(bad.sum()))
         bad = np.abs(out) > 2.0
     return out * stddev
 
@@ -47,7 +55,7 @@ def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
 def glorot_uniform(shape: tuple[int, ...]) -> np.ndarray:
     fan_in, fan_out = _fans(shape)
     limit = math.sqrt(6.0 / (fan_in + fan_out))
-    return _rng.uniform(-limit, limit, shape)
+    return get_rng().uniform(-limit, limit, shape)
 
 
 def glorot_normal(shape: tuple[int, ...]) -> np.ndarray:
@@ -58,7 +66,7 @@ def glorot_normal(shape: tuple[int, ...]) -> np.ndarray:
 def he_uniform(shape: tuple[int, ...]) -> np.ndarray:
     fan_in, _ = _fans(shape)
     limit = math.sqrt(6.0 / fan_in)
-    return _rng.uniform(-limit, limit, shape)
+    return get_rng().uniform(-limit, limit, shape)
 
 
 def he_normal(shape: tuple[int, ...]) -> np.ndarray:

@@ -175,6 +175,7 @@ class Adam(Optimizer):
 
     _slots = ("exp_avg", "exp_avg_sq")
     _decoupled = False
+    default_weight_decay = 0.0  # what weight_decay=None means
 
     def __init__(
         self,
@@ -182,13 +183,14 @@ class Adam(Optimizer):
         beta1: float = 0.9,
         beta2: float = 0.999,
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        weight_decay: float | None = None,
     ) -> None:
         super().__init__(lr)
         self.beta1 = _number(beta1, "beta1", 0.0, 1.0, high_open=True)
         self.beta2 = _number(beta2, "beta2", 0.0, 1.0, high_open=True)
         self.eps = _number(eps, "eps")
-        self.weight_decay = _number(weight_decay, "weight_decay")
+        decay = self.default_weight_decay if weight_decay is None else weight_decay
+        self.weight_decay = _number(decay, "weight_decay")
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -220,16 +222,7 @@ class AdamW(Adam):
     """torch.optim.AdamW: Adam with decoupled decay p *= 1 - lr wd before the update (default wd 0.01)."""
 
     _decoupled = True
-
-    def __init__(
-        self,
-        lr: float = 1e-3,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        eps: float = 1e-8,
-        weight_decay: float = 0.01,
-    ) -> None:
-        super().__init__(lr, beta1, beta2, eps, weight_decay)
+    default_weight_decay = 0.01
 
 
 _NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW}

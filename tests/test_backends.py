@@ -23,8 +23,7 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def fresh_probe(monkeypatch):
     """Forget the cached CuPy probe so a test can present its own 'cupy' module."""
-    monkeypatch.setattr(backends, "_cupy", None)
-    monkeypatch.setattr(backends, "_cupy_reason", None)
+    monkeypatch.setattr(backends, "_probe", backends._Probe())
     yield
     # monkeypatch restores the real probe state afterwards
 

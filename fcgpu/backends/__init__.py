@@ -1,11 +1,15 @@
 """Backend registry: which backend is active, and why.
 
-Nothing here touches a GPU at import time: CuPy is imported and probed the first time a
-backend is resolved ('auto', 'cupy', ``available_backends()`` or ``backend_info()``).
+The active backend is a context variable (as Thinc's current ops): ``use_backend`` changes it
+for a block of one thread or task only; ``set_backend`` also makes it the process default that
+other threads start from. Nothing here touches a GPU at import time: CuPy is imported and
+probed the first time a backend is resolved ('auto', 'cupy', ``available_backends()`` or
+``backend_info()``), and the probe's outcome is kept for the process.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 from typing import Any, Iterator
@@ -33,42 +37,58 @@ log = logging.getLogger("fcgpu")
 NAMES = ("numpy", "cupy", "auto")
 
 _numpy = NumpyBackend()
-_cupy: Backend | None = None
-_cupy_reason: str | None = None  # why CuPy is not usable, once probed
-_active: Backend | None = None
-_active_reason = ""
-_auto_logged = False  # 'auto' says what it chose once per process
+
+
+class _Probe:
+    """The outcome of probing CuPy, once per process: a backend, or the reason there is none."""
+
+    backend: Backend | None = None
+    reason: str | None = None
+
+
+class _Default:
+    """The process-wide default (backend, reason), set by ``set_backend``; None until first use."""
+
+    choice: tuple[Backend, str] | None = None
+    auto_logged = False  # 'auto' says what it chose once per process
+
+
+_probe = _Probe()
+_default = _Default()
+_active: contextvars.ContextVar[tuple[Backend, str] | None] = contextvars.ContextVar("fcgpu_backend", default=None)
 
 
 def _probe_cupy() -> tuple[Backend | None, str]:
     """Import CuPy, find a device and run one tiny kernel; (backend, reason) with backend None on failure."""
-    global _cupy, _cupy_reason
-    if _cupy is not None:
-        return _cupy, "a CUDA device is usable"
-    if _cupy_reason is not None:
-        return None, _cupy_reason
+    if _probe.backend is not None:
+        return _probe.backend, "a CUDA device is usable"
+    if _probe.reason is not None:
+        return None, _probe.reason
+    backend, reason = _probe_once()
+    _probe.backend, _probe.reason = backend, None if backend is not None else reason
+    return backend, reason
+
+
+def _probe_once() -> tuple[Backend | None, str]:
     try:
         import cupy
     except ImportError as e:
-        _cupy_reason = f"cupy is not installed ({e}); install fcgpu[cuda12] or fcgpu[cuda13]"
-        return None, _cupy_reason
+        return None, f"cupy is not installed ({e}); install fcgpu[cuda12] or fcgpu[cuda13]"
     except Exception as e:  # a broken install must not take fcgpu down with it
-        _cupy_reason = f"cupy failed to import: {type(e).__name__}: {e}"
-        return None, _cupy_reason
+        return None, f"cupy failed to import: {type(e).__name__}: {e}"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:
         text = str(e)
         if "InsufficientDriver" in text or "driver" in text.lower():
-            _cupy_reason = f"no usable CUDA driver ({text})"
+            reason = f"no usable CUDA driver ({text})"
         elif "NoDevice" in text:
-            _cupy_reason = f"no CUDA device ({text})"
+            reason = f"no CUDA device ({text})"
         else:
-            _cupy_reason = f"the CUDA runtime failed: {type(e).__name__}: {text}"
-        return None, _cupy_reason
+            reason = f"the CUDA runtime failed: {type(e).__name__}: {text}"
+        return None, reason
     if count < 1:
-        _cupy_reason = "no CUDA device (cudaGetDeviceCount returned 0)"
-        return None, _cupy_reason
+        return None, "no CUDA device (cudaGetDeviceCount returned 0)"
     try:
         from .cupy_backend import CupyBackend
 
@@ -83,10 +103,8 @@ def _probe_cupy() -> tuple[Backend | None, str]:
         if not np.array_equal(got, np.array([0.5, 0.0], np.float32)):
             raise RuntimeError(f"a test layer computed {got.tolist()} instead of [0.5, 0.0]")
     except Exception as e:
-        _cupy_reason = f"a test kernel failed to compile or run on the device (cuBLAS, NVRTC, driver?): {type(e).__name__}: {e}"
-        return None, _cupy_reason
-    _cupy = backend
-    return _cupy, "a CUDA device is usable"
+        return None, f"a test kernel failed to compile or run on the device (cuBLAS, NVRTC, driver?): {type(e).__name__}: {e}"
+    return backend, "a CUDA device is usable"
 
 
 def resolve_backend(name: str | Backend) -> tuple[Backend, str]:
@@ -109,37 +127,46 @@ def resolve_backend(name: str | Backend) -> tuple[Backend, str]:
 
 
 def set_backend(name: str | Backend) -> Backend:
-    """Make ``name`` the active backend: 'numpy', 'cupy' (raises BackendUnavailable if unusable) or 'auto'."""
-    global _active, _active_reason, _auto_logged
+    """Make ``name`` the active backend: 'numpy', 'cupy' (raises BackendUnavailable if unusable) or 'auto'.
+
+    It becomes the process default too, so threads started afterwards use it.
+    """
     backend, reason = resolve_backend(name)
-    if isinstance(name, str) and name.lower() == "auto" and not _auto_logged:
+    if isinstance(name, str) and name.lower() == "auto" and not _default.auto_logged:
         log.info("fcgpu backend: %s (%s)", backend.name, reason)
-        _auto_logged = True
-    _active, _active_reason = backend, reason
+        _default.auto_logged = True
+    _default.choice = (backend, reason)
+    _active.set(None)
     return backend
 
 
-def get_backend() -> Backend:
-    """The active backend; on first use it comes from FCGPU_BACKEND (unset means 'auto')."""
-    if _active is None:
+def _current() -> tuple[Backend, str]:
+    choice = _active.get() or _default.choice
+    if choice is None:
         default = os.environ.get("FCGPU_BACKEND", "auto") or "auto"
         try:
             set_backend(default)
         except ValueError:
             raise ValueError(f"FCGPU_BACKEND: expected one of {list(NAMES)}, got {default!r}") from None
-    assert _active is not None
-    return _active
+        choice = _default.choice
+    assert choice is not None
+    return choice
+
+
+def get_backend() -> Backend:
+    """The active backend; on first use it comes from FCGPU_BACKEND (unset means 'auto')."""
+    return _current()[0]
 
 
 @contextlib.contextmanager
 def use_backend(name: str | Backend) -> Iterator[Backend]:
-    """Activate a backend for a ``with`` block; the previous one is restored on exit, also on error."""
-    global _active, _active_reason
-    previous = (_active, _active_reason)
+    """Activate a backend for a ``with`` block of this thread or task; the previous one is restored
+    on exit, also on error."""
+    token = _active.set(resolve_backend(name))
     try:
-        yield set_backend(name)
+        yield get_backend()
     finally:
-        _active, _active_reason = previous
+        _active.reset(token)
 
 
 def available_backends() -> list[str]:
@@ -152,7 +179,7 @@ def backend_info() -> dict[str, Any]:
     backend = get_backend()
     info: dict[str, Any] = {
         "active": backend.name,
-        "reason": _active_reason,
+        "reason": _current()[1],
         "numpy": np.__version__,
         "available": available_backends(),
     }
@@ -175,7 +202,7 @@ def to_numpy(a: Any) -> np.ndarray:
     """A host ndarray from an array of any backend (or anything ``np.asarray`` accepts)."""
     if type(a) is np.ndarray:
         return a
-    for backend in (_active, _cupy):
+    for backend in (get_backend(), _probe.backend):
         if backend is not None and backend.owns(a):
             return backend.to_numpy(a)
     get = getattr(a, "get", None)  # cupy.ndarray.get() copies to the host
