@@ -9,6 +9,7 @@ import pytest
 
 import fcgpu as fc
 from fcgpu import bench, cli, cost
+from fcgpu.activations import ACTIVATIONS
 from fcgpu.backends.device_specs import device_peak
 from fcgpu.bench.config import layer_activations
 from fcgpu.bench.runner import step_cost
@@ -67,6 +68,16 @@ def test_parse_size():
     for bad in ("1x2", "0x2x3", "ax2x3", "1x2x3x4"):
         with pytest.raises(argparse.ArgumentTypeError):
             bench.parse_size(bad)
+
+
+def test_activation_names_come_from_the_table():
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    cfg = bench.config_from_args(parser.parse_args(["--activations", ",".join(ACTIVATIONS).upper()]))
+    assert cfg.activations == list(ACTIVATIONS)
+    assert bench.config_from_args(parser.parse_args([])).activations == list(bench.DEFAULT_ACTIVATIONS)
+    with pytest.raises(SystemExit, match="unknown 'swish'"):
+        bench.config_from_args(parser.parse_args(["--activations", "relu,swish"]))
 
 
 def test_unset_openblas_env_only_touches_the_workers_environment():

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from .command import main, run_from_args
 from .config import (
-    ACTIVATIONS,
+    DEFAULT_ACTIVATIONS,
     DEFAULT_SIZES,
     DEVICE_KINDS,
     OPENBLAS_VARS,
@@ -47,8 +47,8 @@ from .runner import machine_info, resolve_backends, run_benchmark
 from .worker import worker_env, worker_main
 
 __all__ = [
-    "ACTIVATIONS",
     "BenchConfig",
+    "DEFAULT_ACTIVATIONS",
     "DEFAULT_SIZES",
     "DEVICE_KINDS",
     "OPENBLAS_VARS",

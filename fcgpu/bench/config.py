@@ -6,9 +6,11 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ..activations import ACTIVATIONS
+
 __all__ = [
-    "ACTIVATIONS",
     "BenchConfig",
+    "DEFAULT_ACTIVATIONS",
     "DEFAULT_SIZES",
     "DEVICE_KINDS",
     "MODEL_ACTIVATION",
@@ -30,7 +32,8 @@ DEFAULT_SIZES: tuple[tuple[int, int, int], ...] = (
     (1024, 4096, 4096),
 )
 QUICK_SIZES: tuple[tuple[int, int, int], ...] = DEFAULT_SIZES[:3]
-ACTIVATIONS: tuple[str, ...] = ("relu", "sigmoid")
+# Measured unless --activations names others (any of fcgpu.activations.ACTIVATIONS).
+DEFAULT_ACTIVATIONS: tuple[str, ...] = ("relu", "sigmoid")
 OPS: tuple[str, ...] = ("gemm", "forward", "backward", "fwd_bwd", "step")
 WORKER_KINDS: tuple[str, ...] = ("numpy", "cupy", "torch-cpu", "torch-cuda")
 OPENBLAS_VARS: tuple[str, ...] = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -44,7 +47,7 @@ class BenchConfig:
 
     backends: list[str] | None = None  # names from WORKER_KINDS, or 'torch' for both torch kinds; None: all usable
     sizes: list[tuple[int, int, int]] = field(default_factory=lambda: list(DEFAULT_SIZES))
-    activations: list[str] = field(default_factory=lambda: list(ACTIVATIONS))
+    activations: list[str] = field(default_factory=lambda: list(DEFAULT_ACTIVATIONS))
     ops: list[str] = field(default_factory=lambda: list(OPS))
     rounds: int = 3  # blocks per backend and case; the order of backends rotates every round
     budget: float = 0.3  # seconds of each operation per block
@@ -90,7 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=None, metavar="BxMxN",
                         help="batch x in x units, e.g. --sizes 32x64x64 128x784x512 (default: the full grid, "
                              "whose last size takes minutes on a small CPU)")
-    parser.add_argument("--activations", default=",".join(ACTIVATIONS), help="comma-separated (default relu,sigmoid)")
+    parser.add_argument("--activations", default=",".join(DEFAULT_ACTIVATIONS),
+                        help=f"comma-separated names from {','.join(ACTIVATIONS)} (default {','.join(DEFAULT_ACTIVATIONS)})")
     parser.add_argument("--ops", default=",".join(OPS), help=f"comma-separated subset of {','.join(OPS)}")
     parser.add_argument("--json", dest="json_path", metavar="FILE", help="write the results and the machine as JSON")
     parser.add_argument("--plot", dest="plot_path", metavar="FILE", help="write a PNG plot (needs matplotlib)")
@@ -124,8 +128,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         cfg.sizes = list(args.sizes)
     cfg.activations = [a.strip().lower() for a in args.activations.split(",") if a.strip()]
     for a in cfg.activations:
-        if a not in ("relu", "sigmoid", "tanh", "linear"):
-            raise SystemExit(f"fcgpu bench: --activations: unknown {a!r}")
+        if a not in ACTIVATIONS:
+            raise SystemExit(f"fcgpu bench: --activations: unknown {a!r}; expected names from {','.join(ACTIVATIONS)}")
     cfg.ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     for o in cfg.ops:
         if o not in OPS:

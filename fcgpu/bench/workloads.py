@@ -15,6 +15,14 @@ __all__ = ["FcgpuWorker", "TorchWorker", "blas_info", "host_data", "make_worker"
 # Learning rate of the benchmark's SGD: small, so repeated steps on one batch stay finite.
 _LR = 1e-3
 
+# PyTorch's function and module class for the fcgpu activations it has ('linear' is the identity);
+# a name of fcgpu.activations.ACTIVATIONS missing here is a case the torch workers report as failed.
+_TORCH_ACTIVATIONS: dict[str, tuple[str, str]] = {
+    "relu": ("relu", "ReLU"),
+    "sigmoid": ("sigmoid", "Sigmoid"),
+    "tanh": ("tanh", "Tanh"),
+}
+
 
 def host_data(batch: int, m: int, n: int, seed: int = 0) -> dict[str, Any]:
     import numpy as np
@@ -139,9 +147,17 @@ class TorchWorker:
         t = self.torch.from_numpy(a.astype(dtype)).to(self.device)
         return t.requires_grad_(grad)
 
-    def _act(self, activation: str | None) -> Callable[[Any], Any]:
-        torch = self.torch
-        return {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, None: lambda z: z}[activation]
+    @staticmethod
+    def _counterpart(activation: str) -> tuple[str, str]:
+        if activation not in _TORCH_ACTIVATIONS:
+            raise ValueError(f"activation {activation!r}: no PyTorch counterpart known to the benchmark "
+                             f"(it has linear, {', '.join(_TORCH_ACTIVATIONS)})")
+        return _TORCH_ACTIVATIONS[activation]
+
+    def _act(self, activation: str) -> Callable[[Any], Any]:
+        if activation == "linear":
+            return lambda z: z
+        return getattr(self.torch, self._counterpart(activation)[0])
 
     def _net(self, widths: Sequence[int], activation: str, dtype: str) -> Any:
         nn = self.torch.nn
@@ -149,7 +165,7 @@ class TorchWorker:
         for a, b, act in zip(widths[:-1], widths[1:], layer_activations(widths, activation)):
             mods.append(nn.Linear(a, b))
             if act != "linear":
-                mods.append({"relu": nn.ReLU(), "sigmoid": nn.Sigmoid(), "tanh": nn.Tanh()}[activation])
+                mods.append(getattr(nn, self._counterpart(act)[1])())
         return nn.Sequential(*mods).to(device=self.device, dtype=getattr(self.torch, dtype))
 
     def _step(self, net: Any, x: Any, labels: Any) -> Callable[[], Any]:
