@@ -37,6 +37,13 @@ def backend(request):
         yield b
 
 
+@pytest.fixture
+def backend_named():
+    """``make_backend`` for tests that use two backends at once (moving between them), by the
+    same names the ``backend`` fixture runs under: 'numpy', 'cupy-standin', 'cupy'."""
+    return make_backend
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     fc.set_seed(1234)

@@ -8,7 +8,7 @@ import pytest
 import fcgpu as fc
 from fcgpu.cli import main
 
-from test_data import make_fashion_dir
+from helpers import make_fashion_dir
 
 
 def test_train_on_digits_prints_backend_accuracy_and_time(capsys, tmp_path):

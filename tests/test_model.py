@@ -6,7 +6,6 @@ import pytest
 
 import fcgpu as fc
 from fcgpu.losses import SoftmaxCrossEntropy
-from fcgpu.testing import stand_in_backend
 
 SEED_003_SUMMARY = """\
 Model: "sequential"
@@ -349,10 +348,10 @@ def test_wrong_width_in_forward_names_the_layer():
 
 
 # -- moving between backends ---------------------------------------------------------------------
-def test_to_moves_parameters_and_optimizer_state(rng):
+def test_to_moves_parameters_and_optimizer_state(rng, backend_named):
     x = rng.normal(size=(12, 5)).astype(np.float32)
     y = rng.integers(0, 3, size=12)
-    stand_in = stand_in_backend()
+    stand_in = backend_named("cupy-standin")
 
     def trained(move_at):
         fc.set_seed(3)
@@ -375,8 +374,8 @@ def test_to_moves_parameters_and_optimizer_state(rng):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_to_before_build_sets_where_the_model_is_built(rng):
-    stand_in = stand_in_backend()
+def test_to_before_build_sets_where_the_model_is_built(rng, backend_named):
+    stand_in = backend_named("cupy-standin")
     with fc.use_backend("numpy"):
         model = fc.Sequential([fc.Dense(3), fc.Dense(2)]).to(stand_in)
         model(rng.normal(size=(2, 4)))
@@ -397,13 +396,12 @@ def test_build_refuses_a_width_that_built_layers_cannot_take():
 
 
 @pytest.mark.parametrize("other", ["cupy-standin", pytest.param("cupy", marks=pytest.mark.gpu)])
-def test_mixed_dtype_layers_train_the_same_on_every_backend(rng, other):
-    from conftest import make_backend
+def test_mixed_dtype_layers_train_the_same_on_every_backend(rng, other, backend_named):
 
     x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 1))
     results = []
     for name in ("numpy", other):
-        with fc.use_backend(make_backend(name)):
+        with fc.use_backend(backend_named(name)):
             fc.set_seed(5)
             model = fc.Sequential([fc.Dense(4, activation="tanh", dtype="float64"), fc.Dense(1, dtype="float32")])
             model.compile(loss="mse", optimizer="sgd", metrics="accuracy")
@@ -418,9 +416,9 @@ def test_mixed_dtype_layers_train_the_same_on_every_backend(rng, other):
     np.testing.assert_allclose(p0, p1, rtol=1e-5, atol=1e-6)
 
 
-def test_fit_reads_loss_and_accuracy_from_the_device_about_20_times_an_epoch(monkeypatch, rng):
+def test_fit_reads_loss_and_accuracy_from_the_device_about_20_times_an_epoch(monkeypatch, rng, backend_named):
     """Reading a device scalar waits for the GPU: fit must not do it for every batch."""
-    from fcgpu.testing import fake_cupy, stand_in_backend
+    from fcgpu.testing import fake_cupy
 
     reads = []
     for name in ("__float__", "__int__"):
@@ -431,7 +429,7 @@ def test_fit_reads_loss_and_accuracy_from_the_device_about_20_times_an_epoch(mon
             return _original(self)
 
         monkeypatch.setattr(fake_cupy.ndarray, name, counting, raising=False)
-    with fc.use_backend(stand_in_backend()):
+    with fc.use_backend(backend_named("cupy-standin")):
         model = fc.Sequential([fc.Dense(8, activation="relu"), fc.Dense(3)])
         model.compile(loss="softmax_cross_entropy", optimizer="sgd", metrics=["accuracy"])
         x, y = rng.normal(size=(400, 5)), rng.integers(0, 3, size=400)

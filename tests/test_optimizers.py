@@ -108,10 +108,8 @@ def test_state_is_keyed_by_name_and_lives_on_the_parameters_backend(backend):
     assert plain.state == {"dense/kernel": {}, "dense/bias": {}}
 
 
-def test_state_moves_with_to_and_training_continues_identically(rng):
-    from fcgpu.testing import stand_in_backend
-
-    stand_in = stand_in_backend()
+def test_state_moves_with_to_and_training_continues_identically(rng, backend_named):
+    stand_in = backend_named("cupy-standin")
 
     def run(move_after):
         fc.set_seed(7)
@@ -134,18 +132,17 @@ def test_state_moves_with_to_and_training_continues_identically(rng):
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
-def test_state_follows_a_layer_moved_without_its_optimizer():
-    from fcgpu.testing import stand_in_backend
-
+def test_state_follows_a_layer_moved_without_its_optimizer(backend_named):
+    stand_in = backend_named("cupy-standin")
     with fc.use_backend("numpy"):
         layer = fc.Dense(2)
         layer(np.ones((3, 2)))
         layer.backward(np.ones((3, 2)))
     opt = SGD(lr=0.1, momentum=0.5)
     opt.step(layer)
-    layer.to(stand_in_backend())
+    layer.to(stand_in)
     opt.step(layer)
-    assert stand_in_backend().owns(opt.state["dense/kernel"]["momentum_buffer"])
+    assert stand_in.owns(opt.state["dense/kernel"]["momentum_buffer"])
 
 
 def test_step_checks_everything_before_changing_anything():

@@ -10,7 +10,6 @@ import pytest
 
 import fcgpu as fc
 import fcgpu.saving as saving
-from fcgpu.testing import stand_in_backend
 
 
 def trained_model(rng, optimizer=None):
@@ -55,9 +54,8 @@ def test_loading_uncompiled_and_momentum_sgd(rng, tmp_path):
 
 
 @pytest.mark.parametrize("direction", ["numpy->cupy-standin", "cupy-standin->numpy"])
-def test_saved_on_one_backend_loads_on_the_other(rng, tmp_path, direction):
-    backends = {"numpy": fc.backends.resolve_backend("numpy")[0], "cupy-standin": stand_in_backend()}
-    source, target = (backends[n] for n in direction.split("->"))
+def test_saved_on_one_backend_loads_on_the_other(rng, tmp_path, direction, backend_named):
+    source, target = (backend_named(n) for n in direction.split("->"))
     path = tmp_path / "model.npz"
     with fc.use_backend(source):
         model, x, _ = trained_model(rng)
