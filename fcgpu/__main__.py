@@ -1,3 +1,4 @@
+"""``python -m fcgpu``: the ``fcgpu`` command line (info, train, bench)."""
 import sys
 
 from .cli import main
