@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="backends, device, versions, and why 'auto' chose what it chose")
     p.set_defaults(func=_cmd_info)
-    from . import bench  # light: NumPy, PyTorch and CuPy load only in its worker processes
+    from . import bench  # light: PyTorch and CuPy load only in its worker processes
 
     p = sub.add_parser("bench", help="throughput of each backend (and PyTorch, if installed) against its bare GEMMs")
     bench.add_arguments(p)
