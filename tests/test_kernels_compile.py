@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from fcgpu import kernel_sources
+from fcgpu.activations import ACTIVATIONS
 from fcgpu.backends.cupy_backend import KERNEL_SPECS, KernelSpec
 from fcgpu.testing import cuda_compile as cc
 
@@ -39,7 +40,7 @@ def test_sweep_covers_every_kernel_dtype_and_generic_layout(report: cc.SweepRepo
                 assert (name, dtype, layout) in seen
     # The layouts the backend really produces (a broadcast bias row, the lse column) are in the sweep.
     kernels_with_2d_seen = {v.kernel for v in report.variants if v.layout.startswith("seen:") and v.indexer_ndim == 2}
-    assert {f"fcgpu_bias_{a}_fwd" for a in ("linear", "relu", "sigmoid", "tanh")} <= kernels_with_2d_seen
+    assert {f"fcgpu_bias_{a}_fwd" for a in ACTIVATIONS} <= kernels_with_2d_seen
     assert {"fcgpu_softmax_xent_grad_ids", "fcgpu_softmax_xent_grad_probs"} <= kernels_with_2d_seen
 
 

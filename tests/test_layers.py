@@ -6,29 +6,32 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
+from fcgpu.activations import ACTIVATIONS as TABLE
 
-ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh"]
+ACTIVATIONS = list(TABLE)  # every entry of fcgpu.activations
+
+
+def _logistic(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+# The test's own float64 formulas, written from the definitions without fcgpu: act(z) and act'(z).
+# An activation missing here still gets the central-difference check and every kernel check.
+CLOSED_FORMS = {
+    "linear": (lambda z: z, np.ones_like),
+    "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(z.dtype)),
+    "sigmoid": (_logistic, lambda z: _logistic(z) * (1.0 - _logistic(z))),
+    "tanh": (np.tanh, lambda z: 1.0 - np.tanh(z) ** 2),
+}
 
 
 def reference_forward(x, w, b, activation):
     z = x @ w + (b if b is not None else 0.0)
-    return {
-        "linear": lambda: z,
-        "relu": lambda: np.maximum(z, 0.0),
-        "sigmoid": lambda: 1.0 / (1.0 + np.exp(-z)),
-        "tanh": lambda: np.tanh(z),
-    }[activation](), z
+    return CLOSED_FORMS[activation][0](z), z
 
 
 def reference_backward(x, w, z, dy, activation):
-    s = 1.0 / (1.0 + np.exp(-z))
-    dact = {
-        "linear": np.ones_like(z),
-        "relu": (z > 0).astype(z.dtype),
-        "sigmoid": s * (1.0 - s),
-        "tanh": 1.0 - np.tanh(z) ** 2,
-    }[activation]
-    dz = dy * dact
+    dz = dy * CLOSED_FORMS[activation][1](z)
     return dz @ w.T, x.T @ dz, dz.sum(0)
 
 
@@ -92,17 +95,23 @@ def test_gradients_match_central_differences(backend, rng, activation, use_bias,
         bn = b.copy()
         np.testing.assert_allclose(db, numeric_grad(loss_with("b", bn), bn), rtol=1e-6, atol=1e-8)
 
-    # and against the closed form written independently of the backends
+
+@pytest.mark.parametrize("activation", sorted(CLOSED_FORMS))
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("batch", [1, 7, 64, None], ids=["b1", "b7", "b64", "1d"])
+def test_forward_and_backward_match_the_closed_form(backend, rng, activation, use_bias, batch):
+    layer, x, w, b = _layer_and_input(rng, batch, activation, use_bias)
+    r = rng.normal(size=(layer.units,) if batch is None else (batch, layer.units))
+    y = fc.to_numpy(layer.forward(x))
+    dx = fc.to_numpy(layer.backward(r))
     y_ref, z = reference_forward(np.atleast_2d(x), w, b, activation)
     dx_ref, dw_ref, db_ref = reference_backward(np.atleast_2d(x), w, z, np.atleast_2d(r), activation)
-    layer.set_weights([w, b] if use_bias else [w])
-    y = fc.to_numpy(layer.forward(x))
     assert y.shape == ((layer.units,) if batch is None else (batch, layer.units))
     np.testing.assert_allclose(np.atleast_2d(y), y_ref, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(np.atleast_2d(dx), dx_ref, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(dw, dw_ref, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(fc.to_numpy(layer.kernel_grad), dw_ref, rtol=1e-12, atol=1e-14)
     if use_bias:
-        np.testing.assert_allclose(db, db_ref, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(fc.to_numpy(layer.bias_grad), db_ref, rtol=1e-12, atol=1e-14)
 
 
 OTHERS = ["cupy-standin", pytest.param("cupy", marks=pytest.mark.gpu)]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
+from fcgpu.activations import ACTIVATIONS
 
 SMALL = 16 * 1024  # bytes: well below any array the steps below could allocate
 
@@ -41,7 +42,7 @@ def numpy_backend():
         yield b
 
 
-@pytest.mark.parametrize("activation", ["linear", "relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
 @pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch,m,n", [(64, 256, 256), (1, 256, 8192)], ids=["b64", "b1"])
