@@ -40,6 +40,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .fake_cupy.params import deciding_dtypes, dtype_named
+
 PINNED_CUPY = "14.2.0"
 ARCHS: tuple[str, ...] = ("80", "90")
 DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16")
@@ -236,14 +238,6 @@ class Variant:
         return f"{self.kernel}[{self.dtype}, {self.layout}]"
 
 
-def _np_dtype(name: str) -> np.dtype:
-    if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
-
-
 _kernel_objects: dict[tuple, Any] = {}
 
 
@@ -268,16 +262,16 @@ def kernel_code(spec: Any, variant: Variant, preamble: str | None = None) -> str
 
         preamble = kernel_sources.preamble()
     k = _cupy_kernel(spec, preamble)
-    nin = len(k.in_params)
-    arrays = [None if a.kind == "s" else _np_dtype(a.dtype) for a in variant.args]
-    _, _, type_map = k._decide_params_type(tuple(arrays[:nin]), tuple(arrays[nin:]))
+    # CuPy's own resolution, fed the dtypes that decide it exactly as the stand-in's call does.
+    deciding = deciding_dtypes([a.kind for a in variant.args], [a.dtype for a in variant.args], len(k.in_params))
+    _, _, type_map = k._decide_params_type(*deciding)
     infos = []
     for a in variant.args:
         if a.kind == "s":
-            infos.append(_kernel._ArgInfo(_KIND_SCALAR, _scalar.CScalar, _np_dtype(a.dtype), 0, True, True))
+            infos.append(_kernel._ArgInfo(_KIND_SCALAR, _scalar.CScalar, dtype_named(a.dtype), 0, True, True))
         else:
             infos.append(
-                _kernel._ArgInfo(_KIND_NDARRAY, cupy.ndarray, _np_dtype(a.dtype), a.ndim, a.c_contiguous, a.index_32_bits)
+                _kernel._ArgInfo(_KIND_NDARRAY, cupy.ndarray, dtype_named(a.dtype), a.ndim, a.c_contiguous, a.index_32_bits)
             )
     infos.append(_kernel._ArgInfo(_KIND_INDEXER, _carray.Indexer, None, variant.indexer_ndim, True, variant.indexer_32_bits))
     return _kernel._get_elementwise_kernel_code(tuple(infos), type_map, k.params, k.operation, k.name, k.preamble)
@@ -342,7 +336,7 @@ def cupy_layout(call: Any) -> tuple[tuple[ArgLayout, ...], int, bool]:
     ndim = len(shape)
     flags: list[bool] = []
     for kind, dt, shp, st in zip(call.kinds, call.dtypes, call.shapes, call.strides):
-        flags.append(True if kind == "s" else _c_contiguous(shp, st, _np_dtype(dt).itemsize))
+        flags.append(True if kind == "s" else _c_contiguous(shp, st, dtype_named(dt).itemsize))
     array_idx = [k for k, kind in enumerate(call.kinds) if kind == "a"]
     strided = [k for k in array_idx if not flags[k]]
     new_ndim = ndim
@@ -376,10 +370,10 @@ def cupy_layout(call: Any) -> tuple[tuple[ArgLayout, ...], int, bool]:
         if kind == "s":
             args.append(ArgLayout("s", dt))
         elif kind == "r":
-            span = int(np.prod(call.shapes[k])) * _np_dtype(dt).itemsize
+            span = int(np.prod(call.shapes[k])) * dtype_named(dt).itemsize
             args.append(ArgLayout("r", dt, len(call.shapes[k]), flags[k], span <= _INT32_MAX))
         else:
-            args.append(ArgLayout("a", dt, new_ndim, flags[k], size * _np_dtype(dt).itemsize <= _INT32_MAX))
+            args.append(ArgLayout("a", dt, new_ndim, flags[k], size * dtype_named(dt).itemsize <= _INT32_MAX))
     return tuple(args), new_ndim, size <= _INT32_MAX
 
 
