@@ -94,7 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batch x in x units, e.g. --sizes 32x64x64 128x784x512 (default: the full grid, "
                              "whose last size takes minutes on a small CPU)")
     parser.add_argument("--activations", default=",".join(DEFAULT_ACTIVATIONS),
-                        help=f"comma-separated names from {','.join(ACTIVATIONS)} (default {','.join(DEFAULT_ACTIVATIONS)})")
+                        help=f"comma-separated names from {','.join(ACTIVATIONS)} "
+                             f"(default {','.join(DEFAULT_ACTIVATIONS)})")
     parser.add_argument("--ops", default=",".join(OPS), help=f"comma-separated subset of {','.join(OPS)}")
     parser.add_argument("--json", dest="json_path", metavar="FILE", help="write the results and the machine as JSON")
     parser.add_argument("--plot", dest="plot_path", metavar="FILE", help="write a PNG plot (needs matplotlib)")

@@ -5,11 +5,22 @@ from __future__ import annotations
 import gc
 import math
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
-__all__ = ["DeviceTimer", "HostTimer", "Op", "TorchCudaTimer", "calibrate", "summary_stats"]
+__all__ = ["DeviceTimer", "HostTimer", "Op", "Timer", "TorchCudaTimer", "calibrate", "summary_stats"]
 
 Op = tuple[Callable[[], Any] | None, Callable[[], Any]]  # (untimed preparation, timed call)
+
+
+class Timer(Protocol):
+    """What a worker's timer does: untimed warm-up calls (the last time of each operation, to
+    calibrate the sample count), then ``samples`` timed calls of each operation, in seconds."""
+
+    name: str
+
+    def warm(self, ops: dict[str, Op], repeats: int, budget: float = math.inf) -> dict[str, float]: ...
+
+    def measure(self, ops: dict[str, Op], samples: int) -> dict[str, list[float]]: ...
 
 
 def summary_stats(seconds: Sequence[float]) -> dict[str, float]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from .config import MODEL_ACTIVATION, layer_activations
-from .timers import DeviceTimer, HostTimer, Op, TorchCudaTimer
+from .timers import DeviceTimer, HostTimer, Op, Timer, TorchCudaTimer
 
 __all__ = ["FcgpuWorker", "TorchWorker", "blas_info", "host_data", "make_worker"]
 
@@ -25,6 +25,7 @@ _TORCH_ACTIVATIONS: dict[str, tuple[str, str]] = {
 
 
 def host_data(batch: int, m: int, n: int, seed: int = 0) -> dict[str, Any]:
+    """The same inputs for every library: x (batch, m), an upstream gradient dy (batch, n) and class labels."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -46,7 +47,7 @@ class FcgpuWorker:
         self.fc, self.np, self.kind = fc, np, kind
         self.backend = fc.set_backend(kind)
         time_calls = self.backend.device_timer()
-        self.timer: Any = DeviceTimer(time_calls) if time_calls is not None else HostTimer()
+        self.timer: Timer = DeviceTimer(time_calls) if time_calls is not None else HostTimer()
 
     def info(self) -> dict[str, Any]:
         fc, np = self.fc, self.np
@@ -57,7 +58,8 @@ class FcgpuWorker:
 
     def _model(self, widths: Sequence[int], activation: str, dtype: str) -> Any:
         fc = self.fc
-        layers = [fc.Dense(w, activation=act, dtype=dtype) for w, act in zip(widths[1:], layer_activations(widths, activation))]
+        acts = layer_activations(widths, activation)
+        layers = [fc.Dense(w, activation=act, dtype=dtype) for w, act in zip(widths[1:], acts)]
         model = fc.Sequential(layers)
         model.compile(loss=fc.losses.SoftmaxCrossEntropy(), optimizer=fc.optimizers.SGD(lr=_LR))
         model.build((None, widths[0]))
@@ -118,7 +120,7 @@ class TorchWorker:
         self.device = torch.device("cuda" if kind == "torch-cuda" else "cpu")
         if kind == "torch-cuda" and not torch.cuda.is_available():
             raise RuntimeError("torch has no usable CUDA device here")
-        self.timer: Any = TorchCudaTimer(torch) if kind == "torch-cuda" else HostTimer()
+        self.timer: Timer = TorchCudaTimer(torch) if kind == "torch-cuda" else HostTimer()
 
     def info(self) -> dict[str, Any]:
         torch = self.torch
