@@ -88,6 +88,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def op_cost(op: str, batch: int, m: int, n: int, activation: str, dtype: str) -> cost_model.Cost:
+    """The useful work of operation ``op`` of the Dense case (batch, m, n) with ``activation``."""
     dense = cost_model.dense_cost(batch, m, n, dtype, True, activation)
     if op == "gemm":
         return (cost_model.gemm_cost(batch, m, n, dtype) + cost_model.gemm_cost(m, batch, n, dtype)
@@ -117,7 +118,11 @@ def _peaks(hello: dict[str, Any], cfg: BenchConfig) -> tuple[float | None, float
     return gflops, gbps
 
 
-def cost_entry(kind: str, op: str, secs: list[float], c: cost_model.Cost, peaks: tuple[float | None, float | None]) -> dict[str, Any]:
+def cost_entry(
+    kind: str, op: str, secs: list[float], c: cost_model.Cost, peaks: tuple[float | None, float | None]
+) -> dict[str, Any]:
+    """A result entry: the statistics of ``secs``, the work ``c`` and its GFLOP/s, and on a device
+    backend with known ``peaks`` (GFLOP/s, GB/s) the fraction of the roofline reached."""
     e: dict[str, Any] = summary_stats(secs)
     e["gflops"] = c.flops / (e["median_ms"] * 1e-3) / 1e9 if e["median_ms"] > 0 else None
     e["flops"], e["bytes"] = c.flops, c.bytes
