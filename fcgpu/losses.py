@@ -75,10 +75,21 @@ class Loss:
             raise ValueError(f"pred: expected shape (batch, outputs) with batch >= 1, got {tuple(pred.shape)}")
         return pred
 
-    def compute(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
+    _cache = ("_backend", "_pred", "_labels")  # what compute keeps for backward
+
+    def compute(self, backend: Backend, pred: Array, labels: Array, keep: bool = True) -> Scalar:
         """The loss for prepared labels (no checks), left where it was computed: the model's
-        per-batch path, which reads it only when it reports."""
+        per-batch path, which reads it only when it reports. ``keep=False`` (evaluation) leaves
+        what a pending ``backward`` uses as it was."""
+        saved = None if keep else {k: getattr(self, k) for k in self._cache}
         self._backend, self._pred, self._labels = backend, pred, labels
+        value = self._prepare_value(backend, pred, labels)
+        if saved is not None:
+            for k, v in saved.items():
+                setattr(self, k, v)
+        return value
+
+    def _prepare_value(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
         return self._value(backend, pred, labels)
 
     def release(self) -> None:
@@ -159,9 +170,11 @@ class SoftmaxCrossEntropy(Loss):
             raise ValueError(f"pred: expected logits of shape (batch, classes), got {tuple(pred.shape)}")
         return pred
 
-    def compute(self, backend, pred, labels):
+    _cache = Loss._cache + ("_lse",)
+
+    def _prepare_value(self, backend, pred, labels):
         self._lse = backend.logsumexp_rows(pred)
-        return super().compute(backend, pred, labels)
+        return self._value(backend, pred, labels)
 
     def release(self):
         super().release()

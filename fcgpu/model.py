@@ -211,22 +211,39 @@ class Sequential(Trainer):
     def __call__(self, x: Any) -> Array:
         return self.forward(x)
 
-    def forward(self, x: Any) -> Array:
-        """y (B, N_last) from x (B, M): every layer in turn; builds the model on the first call."""
+    def forward(self, x: Any, *, input_owned: bool = False, output_private: bool = False) -> Array:
+        """y (B, N_last) from x (B, M): every layer in turn; builds the model on the first call.
+
+        As ``Dense.forward``: x and the returned y are copied where backward would otherwise read
+        the caller's array, unless ``input_owned`` / ``output_private`` say nobody else sees them.
+        """
         self._require_layers()
         for layer in self._layers:
             # A layer's cached input is the previous layer's output buffer; dropping all of them
             # first lets every layer write into its own buffer again instead of allocating.
             layer.release()
         self.release_loss()
+        self._build_for(x)
+        h, last = x, len(self._layers) - 1
+        for i, layer in enumerate(self._layers):
+            h = layer.forward(h, input_owned=input_owned or i > 0, output_private=output_private or i < last)
+        return h
+
+    def infer(self, x: Any) -> Array:
+        """y (B, N_last) from x (B, M) without keeping anything for backward: inference (predict,
+        evaluate, validation) never changes what the next ``backward`` uses."""
+        self._require_layers()
+        self._build_for(x)
+        h = x
+        for layer in self._layers:
+            h = layer.infer(h)
+        return h
+
+    def _build_for(self, x: Any) -> None:
         if not self.built:
             width = getattr(x, "shape", np.shape(x))
             if len(width) in (1, 2):
                 self.build(width[-1])
-        h = x
-        for layer in self._layers:
-            h = layer.forward(h)
-        return h
 
     def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
         """dx (B, M) from dy = dL/dy (B, N_last); sets every layer's gradients.

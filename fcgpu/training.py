@@ -159,7 +159,7 @@ class Trainer:
     def train_batch(self, x: Array, y: Array) -> tuple[Scalar, Scalar]:
         """One forward/backward/update on arrays from ``prepare_data`` (or slices of them), unchecked:
         returns (mean loss, correct count), both left on the device so that a step does not wait."""
-        logits = self.forward(x)
+        logits = self.forward(x, input_owned=True, output_private=True)
         value = self.loss.compute(self.backend, logits, y)
         correct = self._correct(logits, y) if self.metrics else 0
         grad = self.loss.backward()
@@ -272,12 +272,11 @@ class Trainer:
         n = x_dev.shape[0]
         loss_sum, correct = 0.0, 0
         for i in range(0, n, batch_size):
-            logits = self.forward(x_dev[i : i + batch_size])
+            logits = self.infer(x_dev[i : i + batch_size])
             yb = y_dev[i : i + batch_size]
-            loss_sum = loss_sum + self.loss.compute(backend, logits, yb) * logits.shape[0]
+            loss_sum = loss_sum + self.loss.compute(backend, logits, yb, keep=False) * logits.shape[0]
             if self.metrics:
                 correct = correct + self._correct(logits, yb)
-            self.loss.release()
             del logits
         return self._logs(float(loss_sum) / n, float(correct) / n)
 
@@ -302,7 +301,7 @@ class Trainer:
         x_dev = backend.from_numpy(xh)
         out = np.empty((xh.shape[0], self.output_features), self.layers[-1].dtype)
         for i in range(0, xh.shape[0], batch_size):
-            out[i : i + batch_size] = backend.to_numpy(self.forward(x_dev[i : i + batch_size]))
+            out[i : i + batch_size] = backend.to_numpy(self.infer(x_dev[i : i + batch_size]))
         return out
 
 

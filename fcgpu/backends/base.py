@@ -74,6 +74,13 @@ class Backend(ABC):
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> Array:
         return self.xp.zeros(shape, dtype=dtype)
 
+    def copy(self, a: Array, out: Array | None = None) -> Array:
+        """``a``'s contents in ``out`` (same shape and dtype), or in a new C-ordered array."""
+        if out is None:
+            return self.xp.array(a, copy=True, order="C")
+        self.xp.copyto(out, a)
+        return out
+
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the host)."""
 

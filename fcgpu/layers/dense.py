@@ -189,13 +189,9 @@ class Dense(Layer):
     def release(self) -> None:
         self._x = self._y = None
 
-    def forward(self, x: Any) -> Array:
-        """y (B, N) = act(x (B, M) @ kernel (M, N) + bias (N,)); a 1-D x (M,) gives y (N,).
-
-        x may be a NumPy array (copied to the device) or an array of the layer's backend.
-        Builds the layer on the first call.
-        """
-        self.release()
+    def _device_input(self, x: Any) -> tuple[Array, bool]:
+        """(x as a (B, M) array of the layer's backend, whether x was 1-D), checked: shape, features,
+        and values that overflow a narrower dtype. Builds the layer on the first call."""
         ndim = getattr(x, "ndim", None)
         if ndim is None:
             try:
@@ -208,23 +204,52 @@ class Dense(Layer):
                 f"x: expected shape (batch, in_features) or (in_features,) for layer '{self.name}', "
                 f"got shape {tuple(x.shape)}"
             )
-        if not self.built:
-            self.build(x.shape[-1])
-        if x.shape[-1] != self.in_features:
+        if x.shape[-1] < 1 or (self.built and x.shape[-1] != self.in_features):
+            expected = self.in_features if self.built else "at least 1"
             raise ValueError(
-                f"x: expected {self.in_features} features (shape (batch, {self.in_features})) for layer "
+                f"x: expected {expected} features (shape (batch, {expected})) for layer "
                 f"'{self.name}', got shape {tuple(x.shape)}"
             )
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.itemsize > self.dtype.itemsize:
+            # Narrowing (float64 -> float32, float32 -> float16) can overflow: refuse as fit does.
+            float_array(x, "x", self.dtype, owner=f"layer '{self.name}'")
+        if not self.built:
+            self.build(x.shape[-1])
+        x_dev = self.backend.asarray(x, self.dtype, "x")
+        return (x_dev.reshape(1, -1), True) if x_dev.ndim == 1 else (x_dev, False)
+
+    def _affine(self, x: Array, key: str) -> Array:
+        y = self._buffers.get(self.backend, key, (x.shape[0], self.units), self.dtype)
+        self.backend.matmul(x, self.kernel, out=y)
+        self.backend.bias_act_forward(y, self.bias, self.activation.name, out=y)
+        return y
+
+    def forward(self, x: Any, *, input_owned: bool = False, output_private: bool = False) -> Array:
+        """y (B, N) = act(x (B, M) @ kernel (M, N) + bias (N,)); a 1-D x (M,) gives y (N,).
+
+        x may be a NumPy array (copied to the device) or an array of the layer's backend.
+        Builds the layer on the first call. What backward will read is the layer's own: an x that
+        it would read by reference is copied, and the caller gets a copy of y, so that changing
+        either afterwards cannot change the gradients. The model and the trainer, whose arrays
+        nobody else sees, say so with ``input_owned`` / ``output_private`` and skip the copies.
+        """
+        self.release()
+        x_dev, squeeze = self._device_input(x)
         backend = self.backend
-        x = backend.asarray(x, self.dtype, "x")
-        self._squeeze = x.ndim == 1
-        if self._squeeze:
-            x = x.reshape(1, -1)
-        y = self._buffers.get(backend, "y", (x.shape[0], self.units), self.dtype)
-        backend.matmul(x, self.kernel, out=y)
-        backend.bias_act_forward(y, self.bias, self.activation.name, out=y)
-        self._x, self._y = x, y
-        return y[0] if self._squeeze else y
+        if not input_owned and backend.owns(x) and (x_dev is x or x_dev.base is x):
+            x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.dtype))
+        y = self._affine(x_dev, "y")
+        self._x, self._y, self._squeeze = x_dev, y, squeeze
+        if not output_private:
+            y = backend.copy(y, out=self._buffers.get(backend, "y_out", y.shape, self.dtype))
+        return y[0] if squeeze else y
+
+    def infer(self, x: Any) -> Array:
+        """forward without keeping anything for backward (predict, evaluate, validation): a
+        pending backward still sees the batch of the last ``forward``."""
+        x_dev, squeeze = self._device_input(x)
+        y = self._affine(x_dev, "y_infer")
+        return y[0] if squeeze else y
 
     def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
         """dx (B, M) from dy = dL/dy (B, N); sets kernel_grad = x.T @ dz and bias_grad = dz.sum(0).
