@@ -5,7 +5,8 @@
 - ``stand_in_backend()``: fcgpu's CuPy backend built on it; ``warm_stand_in()`` compiles its
   kernels in parallel ahead of use.
 - ``fcgpu.testing.cuda_compile``: every kernel exactly as CuPy would generate it, compiled by NVRTC
-  for sm_80 and sm_90 (``python -m fcgpu.testing.cuda_compile``).
+  for sm_80 and sm_90 (``python -m fcgpu.testing.cuda_compile``); its parts live in
+  ``fcgpu.testing.compile_gate``.
 - ``fcgpu.testing.kernel_checks``: each kernel against the NumPy backend in ulp, with host and GPU
   tolerances.
 """

@@ -108,7 +108,9 @@ def deciding_dtypes(
     inputs, then the outputs if there are any. A scalar decides nothing; it takes its
     parameter's type afterwards.
     """
-    resolved = tuple(None if kind == "s" else dtype_named(d) if isinstance(d, str) else np.dtype(d) for kind, d in zip(kinds, dtypes))
+    resolved = tuple(
+        None if kind == "s" else dtype_named(d) if isinstance(d, str) else np.dtype(d) for kind, d in zip(kinds, dtypes)
+    )
     return resolved[:nin], resolved[nin:]  # type: ignore[return-value]
 
 
