@@ -45,16 +45,25 @@ def export_torch_state_dict(model: Any, prefixes: list[str] | None = None) -> di
 def import_torch_state_dict(model: Any, state_dict: Mapping[str, Any]) -> None:
     """Load nn.Linear weights (out, in) and biases, matched to the Dense layers in order.
 
-    Keys are grouped by their prefix before '.weight' / '.bias' in the dict's order, as
-    ``module.state_dict()`` lists them; values may be NumPy arrays or CPU tensors. Every shape is
-    checked before any layer changes; an unbuilt model is built from the first weight.
+    Keys are grouped by their prefix before '.weight' / '.bias'. Prefixes that differ only in
+    module indices ('0', '2', ..., '10' or 'net.0', 'net.10') are taken in numeric order, whatever
+    order the dict lists them in (a file format may sort keys as strings); other prefixes in the
+    dict's order, as ``module.state_dict()`` lists them. Values may be NumPy arrays or CPU
+    tensors. Every array is checked before any layer changes; an unbuilt model is built from the
+    first weight.
     """
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict: expected a mapping of names to arrays, got {type(state_dict).__name__}")
     groups: dict[str, dict[str, np.ndarray]] = {}
     for key, value in state_dict.items():
         prefix, _, kind = str(key).rpartition(".")
         if kind not in ("weight", "bias"):
             raise ValueError(f"state_dict: key {key!r} is neither a '.weight' nor a '.bias'")
-        groups.setdefault(prefix, {})[kind] = np.asarray(value)
+        try:
+            groups.setdefault(prefix, {})[kind] = _host(value)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"state_dict[{key!r}]: expected a numeric array or CPU tensor, got {e}") from None
+    groups = {p: groups[p] for p in _module_order(list(groups))}
     layers = model.layers
     if len(groups) != len(layers):
         raise ValueError(f"state_dict: has {len(groups)} linear layers ({list(groups)}), the model has {len(layers)}")
@@ -76,6 +85,25 @@ def import_torch_state_dict(model: Any, state_dict: Mapping[str, Any]) -> None:
             weights.append(g["bias"])
         elif "bias" in g:
             raise ValueError(f"state_dict: '{prefix}.bias' given but layer '{layer.name}' has no bias")
-    if not model.built:
-        model.build(weights[0].shape[0])
-    model.set_weights(weights)
+    model.set_weights(weights)  # checks every array, then builds an unbuilt model, then loads
+
+
+def _host(value: Any) -> np.ndarray:
+    """A NumPy array from a NumPy array or a CPU tensor (``.numpy()``), without importing torch."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):
+        value = value.detach().cpu().numpy()
+    a = np.asarray(value)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"dtype {a.dtype}")
+    return a
+
+
+def _module_order(prefixes: list[str]) -> list[str]:
+    """``prefixes`` in numeric module order when they differ only in integer parts, else as given."""
+    split = [p.split(".") for p in prefixes]
+    if len(split) < 2 or len({len(s) for s in split}) != 1:
+        return prefixes
+    varying = [i for i in range(len(split[0])) if len({s[i] for s in split}) > 1]
+    if not all(all(s[i].isdigit() for s in split) for i in varying):
+        return prefixes
+    return sorted(prefixes, key=lambda p: [int(part) if part.isdigit() else part for part in p.split(".")])

@@ -45,6 +45,14 @@ class Loss:
         backend = get_backend()
         pred = self._pred_array(backend, pred)
         host = self.prepare_labels(labels, pred.shape, pred.dtype, "labels")
+        if self.takes_probabilities:
+            values = backend.to_numpy(pred)
+            if not ((values >= 0) & (values <= 1)).all():
+                raise ValueError(
+                    f"pred: {type(self).__name__}(from_logits=False) takes probabilities in [0, 1], got values "
+                    f"in [{np.nanmin(values)}, {np.nanmax(values)}]{' and NaN' if np.isnan(values).any() else ''}; "
+                    f"pass logits with from_logits=True"
+                )
         return float(self.compute(backend, pred, backend.from_numpy(host)))
 
     def backward(self) -> Array:
@@ -56,6 +64,16 @@ class Loss:
 
     def get_config(self) -> dict[str, Any]:
         return {"class_name": type(self).__name__}
+
+    #: Whether predictions are probabilities in [0, 1] (checked), not logits or values.
+    takes_probabilities = False
+
+    def fused_with(self, activation: str) -> "Loss | None":
+        """The same loss computed from the logits of an output layer with ``activation``, where this
+        loss fuses with it (as Keras: a probability cross-entropy after the matching sigmoid or
+        softmax), else None. The model then skips the activation and feeds this loss the logits:
+        stable for any logit, and a saturated output still gets a gradient."""
+        return None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "class_name")
@@ -231,6 +249,18 @@ class BinaryCrossEntropy(_Elementwise):
         super().__init__()
         self.from_logits = bool(from_logits)
         self.eps = float(eps)
+        self._on_logits: BinaryCrossEntropy | None = None
+
+    @property
+    def takes_probabilities(self) -> bool:  # type: ignore[override]
+        return not self.from_logits
+
+    def fused_with(self, activation: str) -> "Loss | None":
+        if self.from_logits or activation != "sigmoid":
+            return None
+        if self._on_logits is None:
+            self._on_logits = BinaryCrossEntropy(from_logits=True, eps=self.eps)
+        return self._on_logits
 
     def get_config(self):
         return {"class_name": "BinaryCrossEntropy", "from_logits": self.from_logits, "eps": self.eps}
@@ -270,11 +300,12 @@ _ALIASES: dict[str, Any] = {
 _CLASSES = {c.__name__: c for c in (SoftmaxCrossEntropy, BinaryCrossEntropy, MeanSquaredError)}
 
 
-def get(identifier: str | Loss | dict[str, Any], last_activation: str | None = None) -> Loss:
+def get(identifier: str | Loss | dict[str, Any]) -> Loss:
     """A loss from an instance, a config dict, or a Keras-style name.
 
-    The cross-entropy names take logits (the last Dense has no softmax); 'binary_crossentropy'
-    takes probabilities when ``last_activation`` is 'sigmoid' and logits otherwise.
+    The categorical cross-entropy names take logits (the last Dense has no softmax);
+    'binary_crossentropy' takes probabilities, as Keras's: after a sigmoid output layer the model
+    computes it from that layer's logits (``Loss.fused_with``).
     """
     if isinstance(identifier, Loss):
         return identifier
@@ -287,6 +318,6 @@ def get(identifier: str | Loss | dict[str, Any], last_activation: str | None = N
     if isinstance(identifier, str) and identifier.lower() in _ALIASES:
         cls = _ALIASES[identifier.lower()]
         if cls is BinaryCrossEntropy:
-            return BinaryCrossEntropy(from_logits=last_activation != "sigmoid")
+            return BinaryCrossEntropy(from_logits=False)
         return cls()
     raise ValueError(f"loss: expected a Loss instance or one of {sorted(_ALIASES)}, got {identifier!r}")

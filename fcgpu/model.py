@@ -17,7 +17,8 @@ from .layers import Layer
 from .saving import save_model
 from .serialization import deserialize, register
 from .training import Trainer
-from .validation import input_features
+from .initializers import get_rng
+from .validation import input_features, positive_int
 
 __all__ = ["Sequential"]
 
@@ -55,24 +56,29 @@ class Sequential(Trainer):
         if any(layer is existing for existing in self._layers):
             raise ValueError(f"layer: '{layer.name}' is already in this model")
         names = {existing.name for existing in self._layers}
+        name = layer.name
         if not layer.name_is_set:
-            base, k = layer.name, 0
-            candidate = base
-            while candidate in names:
+            k = 0
+            while name in names:
                 k += 1
-                candidate = f"{base}_{k}"
-            layer.name = candidate
-        elif layer.name in names:
-            raise ValueError(f"layer: the name '{layer.name}' is already used in this model; names must be unique")
+                name = f"{layer.name}_{k}"
+        elif name in names:
+            raise ValueError(f"layer: the name '{name}' is already used in this model; names must be unique")
         previous = self._layers[-1] if self._layers else None
-        if previous is not None and previous.built:
-            if layer.built and layer.in_features != previous.units:
+        if previous is not None and previous.built and layer.built:
+            if layer.in_features != previous.units:
                 raise ValueError(
-                    f"layer: '{layer.name}' takes {layer.in_features} features but '{previous.name}' gives {previous.units}"
+                    f"layer: '{name}' takes {layer.in_features} features but '{previous.name}' gives {previous.units}"
                 )
-            if not layer.built:
-                with _using(previous.backend):
-                    layer.build(previous.units)
+            _same_backend(previous, layer, name)
+        elif layer.built and self._layers and any(existing.built for existing in self._layers):
+            _same_backend(next(e for e in self._layers if e.built), layer, name)
+        # Checked; now change things (a build that fails leaves the layer unbuilt and unnamed).
+        if previous is not None and previous.built and not layer.built:
+            with _using(previous.backend):
+                layer.build(previous.units)
+        if not layer.name_is_set:
+            layer.name = name
         self._layers.append(layer)
 
     @property
@@ -109,6 +115,9 @@ class Sequential(Trainer):
                     f"input_shape: layer '{layer.name}' is built for {layer.in_features} features, but {source}"
                 )
             features = layer.units
+        built = [layer for layer in self._layers if layer.built]
+        for layer in built[1:]:
+            _same_backend(built[0], layer, layer.name)
         features = input_features(input_shape)
         with _using(self.backend):
             for layer in self._layers:
@@ -146,16 +155,36 @@ class Sequential(Trainer):
         return [w for layer in self._layers for w in layer.get_weights()]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        """Load ``get_weights()``-style host arrays; all are checked before any layer changes."""
-        self._require_built("set_weights")
+        """Load ``get_weights()``-style host arrays; all are checked before any layer changes.
+
+        An unbuilt model is built from the first kernel's shape once every array has passed (the
+        seeded generator is left as it was: the initial values drawn are overwritten at once).
+        """
+        self._require_layers()
         counts = [layer.weight_count() for layer in self._layers]
         if not isinstance(weights, (list, tuple)) or len(weights) != sum(counts):
             got = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
             raise ValueError(f"weights: expected a list of {sum(counts)} arrays, got {got}")
         checked, first = [], 0
+        features = None
         for layer, n in zip(self._layers, counts):
-            checked.append(layer.validate_weights(weights[first : first + n], first))
+            values = layer.validate_weights(weights[first : first + n], first)
+            rows = np.shape(values[0])[0] if isinstance(values, tuple) and values else None
+            if features is not None and rows is not None and rows != features:
+                raise ValueError(
+                    f"weights[{first}] (kernel): expected {features} rows (the units of the layer before "
+                    f"'{layer.name}'), got {rows}"
+                )
+            features = layer.units
+            checked.append(values)
             first += n
+        if not self.built:
+            rng = get_rng()
+            saved = rng.bit_generator.state
+            try:
+                self.build(np.shape(checked[0][0])[0])
+            finally:
+                rng.bit_generator.state = saved
         for layer, values in zip(self._layers, checked):
             layer.assign_weights(values)
 
@@ -179,6 +208,11 @@ class Sequential(Trainer):
     def summary(self, line_length: int = 65, print_fn: Callable[[str], Any] | None = None) -> None:
         """Print the Keras table: Layer (type) | Output Shape | Param #, then the parameter totals."""
         self._require_built("summary")
+        line_length = positive_int(line_length, "line_length")
+        if line_length < 20:
+            raise ValueError(f"line_length: expected at least 20 characters, got {line_length}")
+        if print_fn is not None and not callable(print_fn):
+            raise TypeError(f"print_fn: expected a callable taking a string, got {type(print_fn).__name__}")
         print_fn = print_fn or print
         positions = [int(line_length * 0.45), int(line_length * 0.85), line_length]
 
@@ -211,11 +245,14 @@ class Sequential(Trainer):
     def __call__(self, x: Any) -> Array:
         return self.forward(x)
 
-    def forward(self, x: Any, *, input_owned: bool = False, output_private: bool = False) -> Array:
+    def forward(
+        self, x: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False
+    ) -> Array:
         """y (B, N_last) from x (B, M): every layer in turn; builds the model on the first call.
 
         As ``Dense.forward``: x and the returned y are copied where backward would otherwise read
         the caller's array, unless ``input_owned`` / ``output_private`` say nobody else sees them.
+        ``logits=True``: the last layer stops before its activation.
         """
         self._require_layers()
         for layer in self._layers:
@@ -226,17 +263,19 @@ class Sequential(Trainer):
         self._build_for(x)
         h, last = x, len(self._layers) - 1
         for i, layer in enumerate(self._layers):
-            h = layer.forward(h, input_owned=input_owned or i > 0, output_private=output_private or i < last)
+            h = layer.forward(
+                h, input_owned=input_owned or i > 0, output_private=output_private or i < last, logits=logits and i == last
+            )
         return h
 
-    def infer(self, x: Any) -> Array:
+    def infer(self, x: Any, *, logits: bool = False) -> Array:
         """y (B, N_last) from x (B, M) without keeping anything for backward: inference (predict,
         evaluate, validation) never changes what the next ``backward`` uses."""
         self._require_layers()
         self._build_for(x)
-        h = x
-        for layer in self._layers:
-            h = layer.infer(h)
+        h, last = x, len(self._layers) - 1
+        for i, layer in enumerate(self._layers):
+            h = layer.infer(h, logits=logits and i == last)
         return h
 
     def _build_for(self, x: Any) -> None:
@@ -279,3 +318,10 @@ def _using(backend: Backend | None) -> Iterator[None]:
         with use_backend(backend):
             yield
 
+
+def _same_backend(first: Layer, layer: Layer, name: str) -> None:
+    if layer.backend is not first.backend:
+        raise ValueError(
+            f"layer: '{name}' lives on the {layer.backend.name} backend but '{first.name}' on the "
+            f"{first.backend.name} backend; move one with .to(...) so that all layers of a model share one"
+        )

@@ -2,11 +2,14 @@
 
 Each parameter is updated by one backend call (``sgd_update`` / ``adam_update``: a single fused
 kernel pass on CuPy). State (momentum buffers, Adam's moments and step counts) is keyed by
-parameter name ('dense/kernel', ...) and lives on the parameter's backend.
+parameter name ('dense/kernel', ...) and lives on the parameter's backend; each name is bound
+to the layer that owns it, so an optimizer instance serves one model and refuses a second one
+instead of mixing two models' state.
 """
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import numpy as np
@@ -48,18 +51,43 @@ class Optimizer:
     _slots: tuple[str, ...] = ()
 
     def __init__(self, lr: float) -> None:
-        self.lr = _number(lr, "lr")
-        # name -> {slot: backend array}; name -> step count
+        self.lr = lr
+        # name -> {slot: backend array}; name -> step count; name -> the layer the state belongs to
         self.state: dict[str, dict[str, Array]] = {}
         self.steps: dict[str, int] = {}
+        self._owners: dict[str, weakref.ref] = {}
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = _number(value, "lr")
 
     @property
     def learning_rate(self) -> float:
-        return self.lr
+        return self._lr
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
-        self.lr = _number(value, "learning_rate")
+        self._lr = _number(value, "learning_rate")
+
+    def check_owner(self, model_or_layers: Any) -> None:
+        """Raise if this optimizer holds state for a parameter name of ``model_or_layers`` that
+        belongs to a different layer (another model): one optimizer instance serves one model."""
+        for layer in _layers_of(model_or_layers):
+            for name, _, _ in layer.parameters():
+                self._check_owner(name, layer)
+
+    def _check_owner(self, name: str, layer: Any) -> None:
+        ref = self._owners.get(name)
+        owner = ref() if ref is not None else None
+        if owner is not None and owner is not layer:
+            raise ValueError(
+                f"optimizer: this {type(self).__name__} already updates a parameter {name!r} of another model "
+                f"(layer {owner!r}); an optimizer instance serves one model: give each model its own optimizer"
+            )
 
     def get_config(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -83,9 +111,12 @@ class Optimizer:
                 seen.add(name)
                 if grad is None or tuple(grad.shape) != tuple(param.shape):
                     raise RuntimeError(f"{name}: no gradient of shape {tuple(param.shape)}; run backward first")
-                entries.append((layer.backend, name, param, grad))
-        states = [self._state_for(backend, name, param) for backend, name, param, _ in entries]
-        for (backend, name, param, grad), state in zip(entries, states):
+                self._check_owner(name, layer)
+                entries.append((layer, name, param, grad))
+        states = [self._state_for(layer.backend, name, param) for layer, name, param, _ in entries]
+        for (layer, name, param, grad), state in zip(entries, states):
+            backend = layer.backend
+            self._owners[name] = weakref.ref(layer)
             step = self.steps.get(name, 0) + 1
             self._update(backend, param, grad, state, step)
             self.steps[name] = step
@@ -118,9 +149,10 @@ class Optimizer:
         return self
 
     def reset(self) -> None:
-        """Forget all state, as a freshly constructed optimizer."""
+        """Forget all state (and the model it served), as a freshly constructed optimizer."""
         self.state.clear()
         self.steps.clear()
+        self._owners.clear()
 
     def state_dict(self) -> dict[str, Any]:
         """{'config', 'steps', 'state': {name: {slot: NumPy array}}} (host copies)."""
@@ -139,6 +171,7 @@ class Optimizer:
             state[name] = {s: backend.from_numpy(np.asarray(a)) for s, a in slots.items()}
         self.state = state
         self.steps = {str(k): int(v) for k, v in state_dict.get("steps", {}).items()}
+        self._owners = {}  # bound again by the next step
 
 
 class SGD(Optimizer):

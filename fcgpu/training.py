@@ -8,8 +8,10 @@ What the trainer needs of the model: ``layers``, ``forward``, ``backward``, ``bu
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -36,6 +38,7 @@ class History:
         self.epoch: list[int] = []
         self.epoch_times: list[float] = []  # seconds of each epoch, validation included
         self.params: dict[str, Any] = {}
+        self.stopped: dict[str, int] | None = None  # {'epoch', 'batch'} when a non-finite loss ended fit
 
     def record(self, epoch: int, logs: dict[str, float], seconds: float) -> None:
         """Append one epoch's figures."""
@@ -68,9 +71,9 @@ class Trainer:
         if loss is None:
             raise ValueError("loss: compile needs a loss, e.g. loss='softmax_cross_entropy'")
         layers = self.layers
-        last = layers[-1].activation.name if layers and hasattr(layers[-1], "activation") else None
-        loss_obj = losses_module.get(loss, last_activation=last)
+        loss_obj = losses_module.get(loss)
         opt = optimizers_module.get(optimizer)
+        opt.check_owner(layers)
         names: list[str] = []
         if isinstance(metrics, str):
             metrics = [metrics]
@@ -146,6 +149,26 @@ class Trainer:
         if not self.built:
             self.build(features)
 
+    def _output_loss(self) -> tuple[Loss, bool]:
+        """(the loss to compute, whether it takes the last layer's logits), decided when the loss
+        meets the model's output, whatever the order of compile and add: a probability
+        cross-entropy after its matching activation runs on the logits (``Loss.fused_with``).
+        A probability loss after a layer whose outputs can leave [0, 1] is refused."""
+        last = self.layers[-1]
+        activation = getattr(last, "activation", None)
+        name = activation.name if activation is not None else "linear"
+        fused = self.loss.fused_with(name)
+        if fused is not None:
+            return fused, True
+        if self.loss.takes_probabilities:
+            low, high = activation.outputs if activation is not None else (-np.inf, np.inf)
+            if low < 0 or high > 1:
+                raise ValueError(
+                    f"loss: {self.loss!r} takes probabilities in [0, 1], but the last layer '{last.name}' has "
+                    f"activation '{name}', whose outputs can leave [0, 1]; use activation='sigmoid' or from_logits=True"
+                )
+        return self.loss, False
+
     # -- one step ----------------------------------------------------------------
     def prepare_data(self, x: Any, y: Any) -> tuple[Array, Array]:
         """(x, y) checked on the host as ``fit`` checks them and copied to the model's backend:
@@ -159,25 +182,27 @@ class Trainer:
     def train_batch(self, x: Array, y: Array) -> tuple[Scalar, Scalar]:
         """One forward/backward/update on arrays from ``prepare_data`` (or slices of them), unchecked:
         returns (mean loss, correct count), both left on the device so that a step does not wait."""
-        logits = self.forward(x, input_owned=True, output_private=True)
-        value = self.loss.compute(self.backend, logits, y)
-        correct = self._correct(logits, y) if self.metrics else 0
-        grad = self.loss.backward()
-        self.loss.release()
+        loss, on_logits = self._output_loss()
+        logits = self.forward(x, input_owned=True, output_private=True, logits=on_logits)
+        value = loss.compute(self.backend, logits, y)
+        correct = self._correct(logits, y, on_logits) if self.metrics else 0
+        grad = loss.backward()
+        loss.release()
         del logits
         self.backward(grad, input_grad=False)
         del grad
         self.optimizer.step(self)
         return value, correct
 
-    def _correct(self, pred: Array, labels: Array) -> Scalar:
+    def _correct(self, pred: Array, labels: Array, on_logits: bool = False) -> Scalar:
         """Correct rows of ``pred``: argmax for several classes; for binary outputs (one output, or a
-        binary loss) the fraction of a row's outputs on the right side of the threshold."""
+        binary loss) the fraction of a row's outputs on the right side of the threshold (0 for
+        logits, 0.5 for probabilities)."""
         outputs = pred.shape[1] if pred.ndim == 2 else 1
         binary = isinstance(self.loss, losses_module.BinaryCrossEntropy)
         if outputs > 1 and not binary:
             return self.backend.count_correct(pred, labels, None)
-        threshold = 0.0 if binary and self.loss.from_logits else 0.5
+        threshold = 0.0 if on_logits or (binary and self.loss.from_logits) else 0.5
         return self.backend.count_correct(pred, labels, threshold) / outputs
 
     def train_step(self, x: Any, y: Any) -> float:
@@ -206,9 +231,12 @@ class Trainer:
         self._require_compiled("fit")
         epochs = positive_int(epochs, "epochs", allow_zero=True)
         batch_size = positive_int(batch_size, "batch_size")
-        if verbose not in (0, 1, 2):
+        if isinstance(verbose, bool) or verbose not in (0, 1, 2):
             raise ValueError(f"verbose: expected 0, 1 or 2, got {verbose!r}")
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
         xh, yh = self._prepare(x, y)
+        self._output_loss()  # a loss that cannot meet this output fails before anything changes
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -235,16 +263,41 @@ class Trainer:
             # The bar's figures are read from the device about 20 times an epoch, not every batch.
             report_every = max(1, steps // 20)
             loss_sum, correct, seen = 0.0, 0, 0
+            pending: list[Scalar] = []  # the batch losses since the last read, to name a bad one
+            stopped_at = None
             for step, i in enumerate(range(0, n, batch_size), 1):
                 value, right = self.train_batch(xe[i : i + batch_size], ye[i : i + batch_size])
                 b = min(batch_size, n - i)
                 loss_sum = loss_sum + value * b
                 correct = correct + right
                 seen += b
+                pending.append(value)
                 if bar is not None:
                     bar.update(1)
-                    if step % report_every == 0 or step == steps:
-                        bar.set_postfix(self._logs(float(loss_sum) / seen, float(correct) / seen), refresh=False)
+                if step % report_every == 0 or step == steps:
+                    # One read of the running sum; a non-finite one ends training at once (Keras's
+                    # TerminateOnNaN, on by default), naming the first batch whose loss was not finite.
+                    running = float(loss_sum)
+                    if not math.isfinite(running):
+                        first = next(k for k, v in enumerate(pending) if not math.isfinite(float(v)))
+                        stopped_at = step - len(pending) + first + 1
+                        break
+                    pending.clear()
+                    if bar is not None:
+                        bar.set_postfix(self._logs(running / seen, float(correct) / seen), refresh=False)
+            if stopped_at is not None:
+                logs = self._logs(float(loss_sum) / seen, float(correct) / seen)
+                history.record(epoch, logs, time.perf_counter() - start)
+                if bar is not None:
+                    bar.close()
+                warnings.warn(
+                    f"fit: the loss was not finite at epoch {epoch + 1}, batch {stopped_at}: training stopped "
+                    f"there (the parameters are no longer finite); lower the learning rate or check the data",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                history.stopped = {"epoch": epoch, "batch": stopped_at}
+                break
             logs = self._logs(float(loss_sum) / n, float(correct) / n)
             if val_dev is not None:
                 for key, value in self._evaluate_device(*val_dev, 256).items():
@@ -269,14 +322,15 @@ class Trainer:
 
     def _evaluate_device(self, x_dev: Array, y_dev: Array, batch_size: int) -> dict[str, float]:
         backend = self.backend
+        loss, on_logits = self._output_loss()
         n = x_dev.shape[0]
         loss_sum, correct = 0.0, 0
         for i in range(0, n, batch_size):
-            logits = self.infer(x_dev[i : i + batch_size])
+            logits = self.infer(x_dev[i : i + batch_size], logits=on_logits)
             yb = y_dev[i : i + batch_size]
-            loss_sum = loss_sum + self.loss.compute(backend, logits, yb, keep=False) * logits.shape[0]
+            loss_sum = loss_sum + loss.compute(backend, logits, yb, keep=False) * logits.shape[0]
             if self.metrics:
-                correct = correct + self._correct(logits, yb)
+                correct = correct + self._correct(logits, yb, on_logits)
             del logits
         return self._logs(float(loss_sum) / n, float(correct) / n)
 

@@ -68,6 +68,7 @@ class Dense(Layer):
         self._x: Array | None = None
         self._y: Array | None = None
         self._squeeze = False
+        self._act = self.activation.name  # what the last forward applied (linear when it gave logits)
 
     @property
     def built(self) -> bool:
@@ -91,18 +92,23 @@ class Dense(Layer):
 
     # -- parameters --------------------------------------------------------------
     def build(self, input_shape: int | Sequence[int | None]) -> None:
-        """Create the parameters on the active backend for ``in_features`` or a shape like (None, 784)."""
+        """Create the parameters on the active backend for ``in_features`` or a shape like (None, 784).
+
+        A layer already built for that many features is left as it is (its weights are kept).
+        """
         in_features = input_features(input_shape)
-        self.backend = get_backend()
-        self.in_features = in_features
-        kernel = self.kernel_initializer((in_features, self.units))
-        self.kernel = self.backend.from_numpy(np.asarray(kernel, dtype=self.dtype))
+        if self.built and self.in_features == in_features:
+            return
+        backend = get_backend()
+        kernel = backend.from_numpy(np.asarray(self.kernel_initializer((in_features, self.units)), dtype=self.dtype))
+        bias = None
+        if self.use_bias:
+            bias = backend.from_numpy(np.asarray(self.bias_initializer((self.units,)), dtype=self.dtype))
+        # Nothing changes above this line, so a failure leaves the layer as it was.
+        self.backend, self.in_features, self.kernel, self.bias = backend, in_features, kernel, bias
         # No gradient until a backward pass: an optimizer step before one is an error, not an
         # update from zeros (which would still apply weight decay).
         self.kernel_grad = self.bias_grad = None
-        if self.use_bias:
-            bias = self.bias_initializer((self.units,))
-            self.bias = self.backend.from_numpy(np.asarray(bias, dtype=self.dtype))
         self.release()
 
     def count_params(self) -> int:
@@ -218,13 +224,15 @@ class Dense(Layer):
         x_dev = self.backend.asarray(x, self.dtype, "x")
         return (x_dev.reshape(1, -1), True) if x_dev.ndim == 1 else (x_dev, False)
 
-    def _affine(self, x: Array, key: str) -> Array:
+    def _affine(self, x: Array, key: str, activation: str) -> Array:
         y = self._buffers.get(self.backend, key, (x.shape[0], self.units), self.dtype)
         self.backend.matmul(x, self.kernel, out=y)
-        self.backend.bias_act_forward(y, self.bias, self.activation.name, out=y)
+        self.backend.bias_act_forward(y, self.bias, activation, out=y)
         return y
 
-    def forward(self, x: Any, *, input_owned: bool = False, output_private: bool = False) -> Array:
+    def forward(
+        self, x: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False
+    ) -> Array:
         """y (B, N) = act(x (B, M) @ kernel (M, N) + bias (N,)); a 1-D x (M,) gives y (N,).
 
         x may be a NumPy array (copied to the device) or an array of the layer's backend.
@@ -232,23 +240,26 @@ class Dense(Layer):
         it would read by reference is copied, and the caller gets a copy of y, so that changing
         either afterwards cannot change the gradients. The model and the trainer, whose arrays
         nobody else sees, say so with ``input_owned`` / ``output_private`` and skip the copies.
+        ``logits=True`` stops before the activation (x @ kernel + bias), and backward follows: the
+        model's path to a loss that fuses with this layer's activation.
         """
         self.release()
         x_dev, squeeze = self._device_input(x)
         backend = self.backend
         if not input_owned and backend.owns(x) and (x_dev is x or x_dev.base is x):
             x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.dtype))
-        y = self._affine(x_dev, "y")
-        self._x, self._y, self._squeeze = x_dev, y, squeeze
+        act = "linear" if logits else self.activation.name
+        y = self._affine(x_dev, "y", act)
+        self._x, self._y, self._squeeze, self._act = x_dev, y, squeeze, act
         if not output_private:
             y = backend.copy(y, out=self._buffers.get(backend, "y_out", y.shape, self.dtype))
         return y[0] if squeeze else y
 
-    def infer(self, x: Any) -> Array:
+    def infer(self, x: Any, *, logits: bool = False) -> Array:
         """forward without keeping anything for backward (predict, evaluate, validation): a
         pending backward still sees the batch of the last ``forward``."""
         x_dev, squeeze = self._device_input(x)
-        y = self._affine(x_dev, "y_infer")
+        y = self._affine(x_dev, "y_infer", "linear" if logits else self.activation.name)
         return y[0] if squeeze else y
 
     def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
@@ -269,7 +280,7 @@ class Dense(Layer):
             )
         dy = backend.asarray(dy, self.dtype, "dy").reshape(y.shape)
         dz = self._buffers.get(backend, "dz", y.shape, self.dtype)
-        backend.act_backward(y, dy, self.activation.name, out=dz)
+        backend.act_backward(y, dy, self._act, out=dz)
         # dx first, while the kernel is still in cache from the forward pass: writing kernel_grad
         # (as large as the kernel) first evicts it, which costs ~15% at batch 1.
         dx = None
