@@ -28,8 +28,6 @@ class Workspace(Protocol):
 
 # forward(s, out, work): out = act(s); out may be s.
 Forward = Callable[[np.ndarray, np.ndarray, Workspace], object]
-# forward_with_bias(z, bias, out, work): out = act(z + bias) for a (N,) bias of out's dtype; out may be z.
-ForwardWithBias = Callable[[np.ndarray, np.ndarray, np.ndarray, Workspace], object]
 # backward(y, dy, out, work): out = dy * act'(z) from the output y = act(z); out is neither y nor dy.
 Backward = Callable[[np.ndarray, np.ndarray, np.ndarray, Workspace], object]
 
@@ -54,7 +52,9 @@ class Activation:
     host_ulp: UlpBudget = field(repr=False)  # g++ with IEEE rounding, no FMA, glibc math
     gpu_ulp: UlpBudget = field(repr=False)  # -ftz=true, fused multiply-adds, device expf/tanhf
     outputs: tuple[float, float] = field(repr=False)  # closed range of y = act(s), for backward inputs
-    forward_with_bias: ForwardWithBias | None = field(default=None, repr=False)  # the bias add fused
+    # act(-t) from t, for an entry that starts by negating s: the NumPy backend's bias pass then
+    # hands it -(z + b) at no extra cost.
+    forward_of_negated: Forward | None = field(default=None, repr=False)
 
 
 ACTIVATIONS: dict[str, Activation] = {}
@@ -107,29 +107,19 @@ _add(Activation(
 
 
 # -- sigmoid: y = 1 / (1 + exp(-s)); y' = y (1 - y) -------------------------------------------------
-def _sigmoid_of_negated(t: np.ndarray) -> None:
-    """t = -s in, sigmoid(s) out. exp overflows to inf for s < -88 (float32) and the result is then 0
-    where the true value is a denormal below 3e-39, as on the GPU, which flushes denormals to zero;
-    the overflow is expected, so its warning is silenced."""
+def _sigmoid_of_negated(t: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    # exp overflows to inf for s < -88 (float32) and the result is then 0 where the true value is
+    # a denormal below 3e-39, as on the GPU, which flushes denormals to zero; the overflow is
+    # expected, so its warning is silenced.
     with np.errstate(over="ignore"):
-        np.exp(t, out=t)
-    np.add(t, 1, out=t)
-    np.reciprocal(t, out=t)
+        np.exp(t, out=out)
+    np.add(out, 1, out=out)
+    np.reciprocal(out, out=out)
 
 
 def _sigmoid_forward(s: np.ndarray, out: np.ndarray, work: Workspace) -> None:
     np.negative(s, out=out)
-    _sigmoid_of_negated(out)
-
-
-def _sigmoid_forward_with_bias(z: np.ndarray, bias: np.ndarray, out: np.ndarray, work: Workspace) -> None:
-    # (-b) - z is -(z + b) exactly (IEEE rounding is symmetric): the negation rides on the bias pass.
-    negative_bias = work(bias.shape, bias.dtype, "negative_bias")
-    np.negative(bias, out=negative_bias)
-    rows = work(out.shape, out.dtype, "rows")
-    np.copyto(rows, negative_bias)  # a plain broadcast copy: no buffering, no allocation
-    np.subtract(rows, z, out=out)
-    _sigmoid_of_negated(out)
+    _sigmoid_of_negated(out, out, work)
 
 
 def _sigmoid_backward(y: np.ndarray, dy: np.ndarray, out: np.ndarray, work: Workspace) -> None:
@@ -141,7 +131,7 @@ def _sigmoid_backward(y: np.ndarray, dy: np.ndarray, out: np.ndarray, work: Work
 _add(Activation(
     "sigmoid", "fc_act_sigmoid",
     forward=_sigmoid_forward,
-    forward_with_bias=_sigmoid_forward_with_bias,
+    forward_of_negated=_sigmoid_of_negated,
     backward=_sigmoid_backward,
     host_ulp=UlpBudget(4, 2), gpu_ulp=UlpBudget(6, 3), outputs=(0.0, 1.0),
 ))

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..activations import ACTIVATIONS, get_activation
+from ..activations import ACTIVATIONS, Workspace, get_activation
 from .base import Array, Backend
 
 _BOOL = np.dtype(np.bool_)
@@ -27,6 +27,7 @@ class NumpyBackend(Backend):
     def __init__(self) -> None:
         self._scratch: dict[tuple, np.ndarray] = {}
         self._ones: dict[tuple, np.ndarray] = {}  # constant vectors: ones for GEMV sums, row indices
+        self._work: Workspace = self._workspace  # bound once: the activations' scratch, lent per call
 
     def _workspace(self, shape: tuple[int, ...], dtype: Any, tag: str = "") -> np.ndarray:
         """A scratch array reused across calls of the same shape (never returned to callers)."""
@@ -90,22 +91,26 @@ class NumpyBackend(Backend):
             return _HALF_HOT["bias_act_forward"](self, z, bias, activation, out)
         act = ACTIVATIONS.get(activation) or get_activation(activation)
         if bias is not None and bias.dtype == out.dtype:
-            if act.forward_with_bias is not None:
-                act.forward_with_bias(z, bias, out, self._workspace)
-                return out
             rows = self._workspace(out.shape, out.dtype, "rows")
-            np.copyto(rows, bias)  # a plain broadcast copy: no buffering, no allocation
+            if act.forward_of_negated is not None:
+                # (-b) - z is -(z + b) exactly (IEEE rounding is symmetric), saving a pass.
+                negative_bias = self._workspace(bias.shape, bias.dtype, "negative_bias")
+                np.negative(bias, out=negative_bias)
+                np.copyto(rows, negative_bias)  # a plain broadcast copy: no buffering, no allocation
+                np.subtract(rows, z, out=out)
+                act.forward_of_negated(out, out, self._work)
+                return out
+            np.copyto(rows, bias)
             z = np.add(z, rows, out=out)
         elif bias is not None:
             z = np.add(z, bias, out=out)
-        act.forward(z, out, self._workspace)
+        act.forward(z, out, self._work)
         return out
 
     def act_backward(self, y: Array, dy: Array, activation: str, out: Array) -> Array:
         if y.dtype == _HALF:
             return _HALF_HOT["act_backward"](self, y, dy, activation, out)
-        act = ACTIVATIONS.get(activation) or get_activation(activation)
-        act.backward(y, dy, out, self._workspace)
+        (ACTIVATIONS.get(activation) or get_activation(activation)).backward(y, dy, out, self._work)
         return out
 
     # -- losses ------------------------------------------------------------------
