@@ -1,7 +1,9 @@
 """Optimizers with torch.optim's semantics for the same arguments.
 
-Each parameter is updated by one backend call (``sgd_update`` / ``adam_update``: a single fused
-kernel pass on CuPy). State (momentum buffers, Adam's moments and step counts) is keyed by
+A model's parameters live in flat buffers (``fcgpu.params``): a step updates each buffer in one
+backend call (``sgd_update`` / ``adam_update``: a single fused kernel pass on CuPy, a few
+whole-buffer passes on NumPy), with the state kept in flat buffers beside them. Layers stepped on
+their own are updated one call per parameter. State (momentum buffers, Adam's moments and step counts) is keyed by
 parameter name ('dense/kernel', ...) and lives on the parameter's backend; each name is bound
 to the layer that owns it, so an optimizer instance serves one model and refuses a second one
 instead of mixing two models' state.
@@ -56,6 +58,11 @@ class Optimizer:
         self.state: dict[str, dict[str, Array]] = {}
         self.steps: dict[str, int] = {}
         self._owners: dict[str, weakref.ref] = {}
+        # The flat buffers last stepped, and this optimizer's flat state beside them (the per-name
+        # entries of self.state are views of it while they are the same arrays).
+        self._flat: Any = None
+        self._flat_state: dict[np.dtype, dict[str, Array]] = {}
+        self._flat_views: dict[str, dict[str, Array]] = {}
 
     @property
     def lr(self) -> float:
@@ -102,6 +109,10 @@ class Optimizer:
         Everything is checked (gradients present, shapes, state) before the first parameter
         changes, so an error leaves the model as it was.
         """
+        flat_parameters = getattr(model_or_layers, "flat_parameters", None)
+        flat = flat_parameters() if callable(flat_parameters) else None
+        if flat is not None and self._step_flat(flat, list(model_or_layers.layers)):
+            return
         entries: list[tuple[Backend, str, Array, Array]] = []
         seen: set[str] = set()
         for layer in _layers_of(model_or_layers):
@@ -120,6 +131,64 @@ class Optimizer:
             step = self.steps.get(name, 0) + 1
             self._update(backend, param, grad, state, step)
             self.steps[name] = step
+
+    def _step_flat(self, flat: Any, layers: list[Any]) -> bool:
+        """One update per flat buffer; False (nothing changed) where the parameters' step counts
+        differ, so that the per-parameter path keeps each one's own bias correction."""
+        names = list(flat.slices)
+        counts = {self.steps.get(name, 0) for name in names}
+        if len(counts) != 1:
+            return False
+        for layer in layers:
+            for name, param, grad in layer.parameters():
+                if grad is None:
+                    raise RuntimeError(f"{name}: no gradient of shape {tuple(param.shape)}; run backward first")
+                self._check_owner(name, layer)
+        if flat is not self._flat or not self._flat_state_current(flat):
+            self._lay_out_state(flat)
+        step = counts.pop() + 1
+        for dtype, params in flat.params.items():
+            self._update(flat.backend, params, flat.grads[dtype], self._flat_state[dtype], step)
+        for layer in layers:
+            for name, _, _ in layer.parameters():
+                self.steps[name] = step
+                self._owners[name] = weakref.ref(layer)
+        return True
+
+    def _flat_state_current(self, flat: Any) -> bool:
+        """Whether every parameter's state entries are still the views laid out for ``flat``."""
+        for name in flat.slices:
+            state, views = self.state.get(name), self._flat_views.get(name)
+            if state is None or views is None or set(state) != set(views):
+                return False
+            if any(state[slot] is not view for slot, view in views.items()):
+                return False
+        return True
+
+    def _lay_out_state(self, flat: Any) -> None:
+        """Flat state buffers beside ``flat``'s, holding the per-name state so far (zeros where none)."""
+        backend = flat.backend
+        self._flat_state = {
+            dtype: {slot: backend.zeros(params.shape, params.dtype) for slot in self._slots}
+            for dtype, params in flat.params.items()
+        }
+        for name, (dtype, start, stop) in flat.slices.items():
+            shape = flat.shape(name)
+            old = self.state.get(name, {})
+            views = {}
+            for slot in self._slots:
+                view = self._flat_state[dtype][slot][start:stop].reshape(shape)
+                if slot in old:
+                    if tuple(old[slot].shape) != shape:
+                        raise ValueError(
+                            f"{name}: optimizer state {slot!r} has shape {tuple(old[slot].shape)} but the parameter "
+                            f"has {shape}; use a new optimizer for a rebuilt model"
+                        )
+                    view[...] = backend.from_numpy(to_numpy(old[slot]).astype(view.dtype))
+                views[slot] = view
+            self.state[name] = views
+            self._flat_views[name] = dict(views)
+        self._flat = flat
 
     def _state_for(self, backend: Backend, name: str, param: Array) -> dict[str, Array]:
         state = self.state.get(name)
@@ -153,6 +222,7 @@ class Optimizer:
         self.state.clear()
         self.steps.clear()
         self._owners.clear()
+        self._flat, self._flat_state, self._flat_views = None, {}, {}
 
     def state_dict(self) -> dict[str, Any]:
         """{'config', 'steps', 'state': {name: {slot: NumPy array}}} (host copies)."""

@@ -23,6 +23,7 @@ from .backends.base import Array, Scalar
 from .initializers import get_rng
 from .losses import Loss
 from .optimizers import Optimizer
+from .params import FlatParameters
 from .validation import float_array, positive_int
 
 __all__ = ["Trainer", "History"]
@@ -58,6 +59,7 @@ class Trainer:
         self.loss: Loss | None = None
         self.optimizer: Optimizer | None = None
         self.metrics: list[str] = []
+        self._flat: FlatParameters | None = None
 
     # -- compile -----------------------------------------------------------------
     def compile(
@@ -102,6 +104,16 @@ class Trainer:
             optimizer=optimizers_module.get(config["optimizer"]),
             metrics=config["metrics"],
         )
+
+    def flat_parameters(self) -> FlatParameters | None:
+        """The flat buffers holding every parameter and gradient (None before the model is built),
+        laid out again when a layer was rebuilt, moved or renamed since."""
+        if not self.built:
+            return None
+        layers = self.layers
+        if self._flat is None or not self._flat.current(layers):
+            self._flat = FlatParameters.of(layers)
+        return self._flat
 
     def move_training_state(self, target: Backend) -> None:
         """Move the optimizer state to ``target`` (part of ``to``)."""

@@ -7,7 +7,8 @@ object reaches into another's private state):
 - ``forward(x)`` and ``backward(dy, input_grad=...)``, and ``release()`` which drops what the last
   forward kept for backward, so that the next forward may write into the same buffers;
 - ``parameters()`` [(name, parameter, gradient)], ``validate_weights`` then ``assign_weights``
-  (the model checks every layer's weights before it changes any);
+  (the model checks every layer's weights before it changes any), ``adopt_storage`` (parameters
+  and gradients become views of the model's flat buffers, ``fcgpu.params``);
 - ``get_config()`` / ``from_config(config)``, symmetric, and ``to(backend)``.
 """
 from __future__ import annotations
@@ -87,6 +88,9 @@ class Layer:
 
     def get_weights(self) -> list[np.ndarray]:
         return []
+
+    def adopt_storage(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
+        """Move the parameters into the given views (by name) of a model's flat buffers."""
 
     def validate_weights(self, weights: Sequence[np.ndarray], first: int = 0) -> Any:
         """``weights`` checked and cast, changing nothing; ``first`` is their index in the caller's list."""

@@ -65,6 +65,7 @@ class Dense(Layer):
         self.kernel_grad: Array | None = None
         self.bias_grad: Array | None = None
         self._buffers = Buffers()
+        self._grad_storage: dict[str, Array] = {}  # gradient views of a model's flat buffer
         self._x: Array | None = None
         self._y: Array | None = None
         self._squeeze = False
@@ -106,6 +107,7 @@ class Dense(Layer):
             bias = backend.from_numpy(np.asarray(self.bias_initializer((self.units,)), dtype=self.dtype))
         # Nothing changes above this line, so a failure leaves the layer as it was.
         self.backend, self.in_features, self.kernel, self.bias = backend, in_features, kernel, bias
+        self._grad_storage = {}
         # No gradient until a backward pass: an optimizer step before one is an error, not an
         # update from zeros (which would still apply weight decay).
         self.kernel_grad = self.bias_grad = None
@@ -177,6 +179,20 @@ class Dense(Layer):
         if bias is not None:
             self.bias[...] = self.backend.from_numpy(bias)
 
+    def adopt_storage(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
+        """Keep the parameters (and gradients) in the given views of a model's flat buffers, by
+        name ('<layer>/kernel', '<layer>/bias'); current values are copied in."""
+        for attr, grad_attr in (("kernel", "kernel_grad"), ("bias", "bias_grad")):
+            name = f"{self.name}/{attr}"
+            if name not in params:
+                continue
+            params[name][...] = getattr(self, attr)
+            setattr(self, attr, params[name])
+            if getattr(self, grad_attr) is not None:
+                grads[name][...] = getattr(self, grad_attr)
+                setattr(self, grad_attr, grads[name])
+        self._grad_storage = {k.rpartition("/")[2]: v for k, v in grads.items()}
+
     def to(self, backend: str | Backend) -> "Dense":
         """Move parameters and gradients to another backend ('numpy' | 'cupy' | 'auto')."""
         target, _ = resolve_backend(backend)
@@ -187,6 +203,7 @@ class Dense(Layer):
                 if value is not None:
                     setattr(self, attr, target.from_numpy(src.to_numpy(value)))
         self.backend = target if self.built else None
+        self._grad_storage = {}
         self.release()
         self._buffers.clear()
         return self
@@ -288,11 +305,15 @@ class Dense(Layer):
             dx = self._buffers.get(backend, "dx", self._x.shape, self.dtype)
             backend.matmul_a_bt(dz, self.kernel, out=dx)
         if self.kernel_grad is None:
-            self.kernel_grad = backend.empty(self.kernel.shape, self.dtype)
+            self.kernel_grad = self._grad_storage.get("kernel")
+            if self.kernel_grad is None:
+                self.kernel_grad = backend.empty(self.kernel.shape, self.dtype)
         backend.matmul_at_b(self._x, dz, out=self.kernel_grad)
         if self.use_bias:
             if self.bias_grad is None:
-                self.bias_grad = backend.empty(self.bias.shape, self.dtype)
+                self.bias_grad = self._grad_storage.get("bias")
+                if self.bias_grad is None:
+                    self.bias_grad = backend.empty(self.bias.shape, self.dtype)
             backend.sum_rows(dz, out=self.bias_grad)
         return dx[0] if self._squeeze and dx is not None else dx
 

@@ -1,0 +1,82 @@
+"""Flat parameter and gradient buffers: one contiguous buffer per dtype for a model.
+
+Each layer's parameters and gradients are views into these buffers, so an optimizer updates a
+whole model in one fused kernel pass per dtype (and, data-parallel, one all-reduce moves all the
+gradients). Layers keep working on their own: a layer rebuilt or moved to another backend gets
+arrays of its own again, ``FlatParameters.current`` then says so, and the model lays out new
+buffers before its next step.
+
+Shapes: for a dtype with parameters p_1..p_k, ``params[dtype]`` and ``grads[dtype]`` are 1-D of
+length sum(size(p_i)); ``slices`` maps each parameter name to its (dtype, start, stop).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .backends import Backend
+from .backends.base import Array
+
+__all__ = ["FlatParameters"]
+
+
+@dataclass
+class FlatParameters:
+    backend: Backend
+    params: dict[np.dtype, Array] = field(default_factory=dict)
+    grads: dict[np.dtype, Array] = field(default_factory=dict)
+    slices: dict[str, tuple[np.dtype, int, int]] = field(default_factory=dict)
+    _views: list[tuple[Any, str, Array]] = field(default_factory=list)  # (layer, name, param view)
+
+    @classmethod
+    def of(cls, layers: Sequence[Any]) -> "FlatParameters":
+        """Lay out ``layers``' parameters (all built, on one backend) in flat buffers: their current
+        values are copied in, then each layer adopts views of them (``Layer.adopt_storage``)."""
+        backend = layers[0].backend
+        flat = cls(backend)
+        sizes: dict[np.dtype, int] = {}
+        entries = []
+        for layer in layers:
+            for name, param, _ in layer.parameters():
+                dtype = np.dtype(param.dtype)
+                start = sizes.get(dtype, 0)
+                sizes[dtype] = start + int(param.size)
+                flat.slices[name] = (dtype, start, sizes[dtype])
+                entries.append((layer, name, param))
+        for dtype, size in sizes.items():
+            flat.params[dtype] = backend.empty((size,), dtype)
+            flat.grads[dtype] = backend.zeros((size,), dtype)
+        for layer in layers:
+            views, grads = {}, {}
+            for name, param, _ in layer.parameters():
+                dtype, start, stop = flat.slices[name]
+                views[name] = flat.params[dtype][start:stop].reshape(param.shape)
+                grads[name] = flat.grads[dtype][start:stop].reshape(param.shape)
+            layer.adopt_storage(views, grads)  # copies the values in
+            for name, param, _ in layer.parameters():
+                flat._views.append((layer, name, param))
+        return flat
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of parameter ``name``."""
+        for _, n, param in self._views:
+            if n == name:
+                return tuple(param.shape)
+        raise KeyError(name)
+
+    def current(self, layers: Sequence[Any]) -> bool:
+        """Whether ``layers`` still use exactly these buffers (same layers, same views)."""
+        names = [(layer, name, p) for layer in layers for name, p, _ in layer.parameters()]
+        if len(names) != len(self._views):
+            return False
+        return all(a[0] is b[0] and a[1] == b[1] and a[2] is b[2] for a, b in zip(names, self._views))
+
+    def grads_ready(self) -> bool:
+        """Whether every layer's gradients are the flat views (each had a backward pass)."""
+        for layer, name, _ in self._views:
+            for n, _, g in layer.parameters():
+                if n == name and g is None:
+                    return False
+        return True
