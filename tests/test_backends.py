@@ -181,3 +181,40 @@ def test_cli_info_says_which_backend_and_why():
                            env={k: v for k, v in os.environ.items() if k != "FCGPU_BACKEND"})
     assert probe.returncode == 0, probe.stderr
     assert "active backend" in probe.stdout and "why" in probe.stdout and "numpy" in probe.stdout
+
+
+def test_device_timer_calls_cupy_benchmark_as_cupy_14_requires(monkeypatch):
+    """cupyx.profiler.benchmark(func, args=(), kwargs={}, n_repeat=10000, *, name=None, n_warmup=10, ...)
+    reads func.__name__ unless given name=, and refuses an n_repeat that is not a Python int."""
+    calls = []
+
+    def benchmark(func, args=(), kwargs={}, n_repeat=10000, *, name=None, n_warmup=10, max_duration=float("inf"),
+                  devices=None):
+        if name is None:
+            name = func.__name__
+        if not isinstance(n_repeat, int) or not isinstance(name, str) or not isinstance(n_warmup, int):
+            raise ValueError("`n_repeat`, `name` and `n_warmup` must be an int, a str and an int")
+        for _ in range(n_repeat):
+            func()
+        calls.append((name, n_repeat, n_warmup))
+        return types.SimpleNamespace(gpu_times=np.full((1, n_repeat), 2e-6))
+
+    profiler = types.ModuleType("cupyx.profiler")
+    profiler.benchmark = benchmark
+    cupyx = types.ModuleType("cupyx")
+    cupyx.profiler = profiler
+    monkeypatch.setitem(sys.modules, "cupyx", cupyx)
+    monkeypatch.setitem(sys.modules, "cupyx.profiler", profiler)
+
+    class Op:  # a callable object: no __name__
+        count = 0
+
+        def __call__(self):
+            Op.count += 1
+
+    time_calls = __import__("fcgpu.testing", fromlist=["stand_in_backend"]).stand_in_backend().device_timer()
+    assert time_calls(Op(), np.int64(3)) == [2e-6] * 3
+    assert time_calls(lambda: None, 2) == [2e-6] * 2
+    assert Op.count == 3 and calls == [("Op", 3, 0), ("<lambda>", 2, 0)]
+    with pytest.raises(ValueError, match="n: expected at least one timed call"):
+        time_calls(Op(), 0)

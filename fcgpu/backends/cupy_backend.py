@@ -121,9 +121,16 @@ class CupyBackend(Backend):
 
     def device_timer(self) -> Callable[[Callable[[], Any], int], list[float]]:
         def time_calls(run: Callable[[], Any], n: int) -> list[float]:
-            from cupyx.profiler import benchmark  # CUDA events around each call
+            """Device seconds of each of ``n`` calls of ``run`` (CUDA events around each call)."""
+            from cupyx.profiler import benchmark
 
-            return [float(t) for t in benchmark(run, n_repeat=n, n_warmup=0).gpu_times[0]]
+            repeats = int(n)  # benchmark refuses anything but a Python int (a NumPy integer too)
+            if repeats < 1:
+                raise ValueError(f"n: expected at least one timed call, got {n!r}")
+            # benchmark reads func.__name__ unless given a name: a bound method or partial has none.
+            name = str(getattr(run, "__name__", None) or type(run).__name__)
+            result = benchmark(run, n_repeat=repeats, n_warmup=0, name=name)
+            return [float(t) for t in result.gpu_times[0]]
 
         return time_calls
 
