@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
+import fcgpu.archive as archive
+from fcgpu import fileio
 import fcgpu.saving as saving
 
 
@@ -145,7 +147,7 @@ def test_crash_during_save_leaves_the_previous_file_loadable(rng, tmp_path, monk
         file.write(b"PK\x03\x04 half an archive")
         raise OSError("disk full")
 
-    monkeypatch.setattr(saving, "write_npz", crash)
+    monkeypatch.setattr(archive, "write_npz", crash)
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
     monkeypatch.undo()
@@ -157,6 +159,88 @@ def test_save_needs_a_built_model(tmp_path):
     with pytest.raises(ValueError, match="not built"):
         fc.Sequential([fc.Dense(2)]).save(tmp_path / "m.npz")
     assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("where", ["parameter", "optimizer state"])
+def test_non_finite_values_are_never_saved(rng, tmp_path, where, backend):
+    model, x, _ = trained_model(rng)
+    path = tmp_path / "m.fcgpu"
+    model.save(path)
+    good = path.read_bytes()
+    if where == "parameter":
+        host = fc.to_numpy(model.layers[1].kernel).copy()  # set_weights refuses NaN: write the array itself
+        host[1, 0] = np.inf
+        model.layers[1].kernel[...] = backend.from_numpy(host)
+        match = r"parameter 'dense_1/kernel' holds 1 NaN or inf value"
+    else:
+        state = model.optimizer.state["dense/bias"]["exp_avg_sq"]
+        state[...] = backend.from_numpy(np.full(state.shape, np.nan, np.float32))
+        match = r"optimizer state 'exp_avg_sq' of parameter 'dense/bias' holds 6 NaN or inf values"
+    with pytest.raises(ValueError, match=match):
+        model.save(path)
+    assert path.read_bytes() == good and os.listdir(tmp_path) == ["m.fcgpu"]
+    fc.load_model(path)
+
+
+def test_save_writes_through_a_symlink(rng, tmp_path):
+    model, x, _ = trained_model(rng)
+    (tmp_path / "store").mkdir()
+    target = tmp_path / "store" / "real.fcgpu"
+    link = tmp_path / "latest.fcgpu"
+    model.save(target)
+    link.symlink_to(target)
+    model.train_step(x, np.zeros(10, np.int64))
+    model.save(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    np.testing.assert_array_equal(fc.load_model(target).predict(x), model.predict(x))
+    assert sorted(os.listdir(tmp_path / "store")) == ["real.fcgpu"]
+    dangling = tmp_path / "next.fcgpu"
+    dangling.symlink_to(tmp_path / "store" / "new.fcgpu")
+    model.save(dangling)
+    assert dangling.is_symlink() and (tmp_path / "store" / "new.fcgpu").is_file()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_saved_files_honour_the_umask(rng, tmp_path, umask):
+    model, _, _ = trained_model(rng)
+    old = os.umask(umask)
+    try:
+        model.save(tmp_path / "m.fcgpu")
+        assert fileio.current_umask() == umask
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.fcgpu").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_save_errors_name_the_users_path(rng, tmp_path, monkeypatch):
+    model, _, _ = trained_model(rng)
+    path = tmp_path / "m.fcgpu"
+
+    def fail(src, dst):
+        raise PermissionError(13, "Permission denied", src)
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(PermissionError) as info:
+        model.save(path)
+    assert repr(str(path)) in str(info.value) and ".tmp" not in str(info.value)
+    assert info.value.errno == 13 and "Permission denied" in str(info.value)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "where, error, match",
+    [
+        ("missing/m.fcgpu", FileNotFoundError, "the folder .*missing' of .* does not exist"),
+        (".", IsADirectoryError, "is a folder"),
+        ("file/m.fcgpu", NotADirectoryError, "is not a folder"),
+    ],
+)
+def test_save_checks_the_path_first(rng, tmp_path, where, error, match):
+    model, _, _ = trained_model(rng)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(error, match=match):
+        model.save(tmp_path / where)
 
 
 # -- PyTorch nn.Linear state dicts ----------------------------------------------------------------
