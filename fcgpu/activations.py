@@ -45,6 +45,8 @@ class UlpBudget:
 
 @dataclass(frozen=True)
 class Activation:
+    """One entry of the table: what the kernels, the NumPy backend and the kernel checks use of it."""
+
     name: str
     kernel_functor: str  # struct in kernels/activations.cuh
     forward: Forward = field(repr=False)
