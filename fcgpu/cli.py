@@ -1,58 +1,88 @@
-"""Command line: ``fcgpu info | train | bench`` (also ``python -m fcgpu``)."""
+"""Command line: ``fcgpu info | train | bench`` (also ``python -m fcgpu``).
+
+Bad input (a flag out of range, flags that contradict each other, an output path that cannot be
+written, data that does not fit the model) is reported in one line with exit status 2 before any
+work starts; see :mod:`fcgpu.cli_args`.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
 from . import backends
+from .cli_args import CommandParser, UsageError, int_list, integer, number, report_usage_error, require_memory
+from .fileio import check_output_path
+
+MAX_SEED = 2**32 - 1  # scikit-learn's split takes seeds below 2**32
 
 
-def _positive_int(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else None
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _backend_name(text: str) -> str:
+    name = text.strip().lower()
+    if name not in backends.NAMES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(backends.NAMES)}, got {text!r}")
+    return name
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else None
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _widths(text: str) -> list[int]:
-    try:
-        return [_positive_int(part) for part in text.split(",")]
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 256,128, got {text!r}") from None
+def _cupy_install(status: str) -> str:
+    """What ``fcgpu info`` says of a CuPy it has no version of: not installed, or broken."""
+    if status.startswith("cupy is not installed"):
+        return "not installed"
+    return "failed to import (see cupy status)" if status.startswith("cupy failed to import") else "-"
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    """Print what fcgpu sees here; when the default backend cannot be had, say why (and still show the rest)."""
     info = backends.backend_info()
     print(f"fcgpu {__import__('fcgpu').__version__}")
-    print(f"active backend : {info['active']}")
-    print(f"why            : {info['reason']}")
+    if info["active"] is None:
+        print(f"active backend : none ({info['error']})")
+    else:
+        print(f"active backend : {info['active']}")
+        print(f"why            : {info['reason']}")
     print(f"available      : {', '.join(info['available'])}")
     print(f"device         : {info.get('device')}")
     print(f"numpy          : {info['numpy']}")
-    print(f"cupy           : {info.get('cupy') or 'not installed'}")
+    status = info["cupy_status"] or ""
+    print(f"cupy           : {info.get('cupy') or _cupy_install(status)}")
     if info.get("cuda_runtime") is not None:
         print(f"CUDA runtime   : {info['cuda_runtime']}  driver: {info.get('cuda_driver')}")
     if info["active"] != "cupy":
-        print(f"cupy status    : {info['cupy_status']}")
+        print(f"cupy status    : {status}")
+    if info["active"] is None:
+        print(f"fcgpu info: {info['error']}", file=sys.stderr)
+        misspelt = (os.environ.get("FCGPU_BACKEND") or "auto").strip().lower() not in backends.NAMES
+        return 2 if misspelt else 1
     return 0
+
+
+def _requested_backend(args: argparse.Namespace) -> tuple[str, str]:
+    """(backend name, where it came from): --backend, else FCGPU_BACKEND, else 'auto'."""
+    if args.backend is not None:
+        return args.backend, "--backend"
+    env = (os.environ.get("FCGPU_BACKEND") or "").strip()
+    if not env:
+        return "auto", "the default"
+    if env.lower() not in backends.NAMES:
+        raise UsageError(f"FCGPU_BACKEND: expected one of {', '.join(backends.NAMES)}, got {env!r}")
+    return env.lower(), "FCGPU_BACKEND"
+
+
+def _check_train_args(args: argparse.Namespace) -> None:
+    """What the parser cannot see alone: contradicting flags and the --save path."""
+    if args.data_dir is not None and args.dataset != "fashion-mnist":
+        raise UsageError(f"--data-dir: only read with --dataset fashion-mnist, got --dataset {args.dataset}")
+    if args.save is not None:
+        check_output_path(args.save, "--save")
+
+
+def _model_bytes(widths: Sequence[int], batch_size: int, itemsize: int = 4) -> int:
+    """Memory a dense model of ``widths`` takes to train: parameters with their gradients and two
+    Adam moments, and a batch's activations and their gradients (twice, for reused buffers)."""
+    params = sum((m + 1) * n for m, n in zip(widths[:-1], widths[1:]))
+    activations = batch_size * sum(widths)
+    return (4 * params + 4 * activations) * itemsize
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -62,24 +92,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
     digits = args.dataset == "digits"
     epochs = args.epochs if args.epochs is not None else (30 if digits else 10)
     batch_size = args.batch_size if args.batch_size is not None else (32 if digits else 128)
+    hidden = args.hidden or ([64] if digits else [512])
     try:
-        backend, reason = backends.resolve_backend(args.backend)
+        _check_train_args(args)
+        name, source = _requested_backend(args)
+        backend, reason = backends.resolve_backend(name)
         fc.set_backend(backend)
-        (x_train, y_train), (x_test, y_test) = (
-            data.load_digits(seed=args.seed) if digits else data.load_fashion_mnist(args.data_dir)
-        )
-    except (fc.BackendUnavailable, FileNotFoundError, ImportError, ValueError) as e:
-        print(f"fcgpu train: {e}", file=sys.stderr)
-        return 2
+        split = data.load_digits(seed=args.seed) if digits else data.load_fashion_mnist(args.data_dir)
+        data.check_split(split, 10, f"--dataset {args.dataset}")
+        (x_train, y_train), (x_test, y_test) = split
+        widths = [x_train.shape[1], *hidden, 10]
+        require_memory(_model_bytes(widths, batch_size), f"the model {'-'.join(map(str, widths))}")
+    except (fc.BackendUnavailable, OSError, ImportError, ValueError) as e:
+        return report_usage_error("fcgpu train", e)
+    if source == "FCGPU_BACKEND":
+        reason += f", from FCGPU_BACKEND={name}"
     print(f"backend: {backend.name} ({reason})")
     fc.set_seed(args.seed)
-    hidden = args.hidden or ([64] if digits else [512])
     model = fc.Sequential([fc.Dense(h, activation="relu") for h in hidden] + [fc.Dense(10)])
     model.build((None, x_train.shape[1]))
     model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.Adam(lr=args.lr), metrics=["accuracy"])
-    sizes = "-".join(str(n) for n in [x_train.shape[1], *hidden, 10])
     print(f"data: {args.dataset}, {len(x_train)} train / {len(x_test)} test samples")
-    print(f"model: {sizes} ({model.count_params():,} params), Adam lr={args.lr}, batch size {batch_size}, {epochs} epochs")
+    print(f"model: {'-'.join(map(str, widths))} ({model.count_params():,} params), Adam lr={args.lr}, "
+          f"batch size {batch_size}, {epochs} epochs")
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=1 if args.progress else 2)
     result = model.evaluate(x_test, y_test)
     times = history.epoch_times
@@ -94,7 +129,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fcgpu", description=__doc__)
+    parser = CommandParser(prog="fcgpu", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="backends, device, versions, and why 'auto' chose what it chose")
     p.set_defaults(func=_cmd_info)
@@ -105,14 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=bench.run_from_args)
     p = sub.add_parser("train", help="train an MLP on a real data set and report test accuracy and time per epoch")
     p.add_argument("--dataset", choices=["digits", "fashion-mnist"], default="digits")
-    p.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST IDX files")
-    p.add_argument("--backend", default="auto", help="numpy | cupy | auto (default)")
-    p.add_argument("--epochs", type=_non_negative_int, default=None, help="default: 30 for digits, 10 for fashion-mnist")
-    p.add_argument("--batch-size", type=_positive_int, default=None, help="default: 32 for digits, 128 for fashion-mnist")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam's learning rate")
-    p.add_argument("--hidden", type=_widths, default=None, help="hidden layer sizes, e.g. 256,128 (default: 64 / 512)")
-    p.add_argument("--save", default=None, help="save the trained model to this file")
+    p.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST IDX files (with --dataset fashion-mnist)")
+    p.add_argument("--backend", type=_backend_name, default=None,
+                   help="numpy | cupy | auto (default: FCGPU_BACKEND if set, else auto)")
+    p.add_argument("--epochs", type=integer(0, 1_000_000), default=None, help="default: 30 for digits, 10 for fashion-mnist")
+    p.add_argument("--batch-size", type=integer(1, 2**24), default=None,
+                   help="default: 32 for digits, 128 for fashion-mnist")
+    p.add_argument("--seed", type=integer(0, MAX_SEED), default=0)
+    p.add_argument("--lr", type=number(0, 1e3), default=1e-3, help="Adam's learning rate")
+    p.add_argument("--hidden", type=int_list(1, 2**20), default=None,
+                   help="hidden layer sizes, e.g. 256,128 (default: 64 / 512)")
+    p.add_argument("--save", default=None, help="save the trained model to this file (checked before training)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="one line per epoch, no bar")
     p.set_defaults(func=_cmd_train)
     return parser

@@ -6,12 +6,22 @@ Each loader returns ``(x_train, y_train), (x_test, y_test)``: x float32 (N, feat
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from typing import Any
 
 import numpy as np
 
-__all__ = ["load_digits", "load_fashion_mnist", "read_idx", "DEFAULT_FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES"]
+__all__ = [
+    "check_split",
+    "load_digits",
+    "load_fashion_mnist",
+    "read_idx",
+    "write_idx",
+    "DEFAULT_FASHION_MNIST_DIR",
+    "FASHION_MNIST_CLASSES",
+]
 
 # Where Debian's (and Ubuntu's) dataset-fashion-mnist package puts the four IDX files.
 DEFAULT_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -54,32 +64,69 @@ def load_digits(seed: int = 0, test_size: float = 0.25) -> Split:
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+MAX_IDX_BYTES = 2**34  # 16 GiB: far above any IDX data set; a header declaring more is forged or corrupted
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """The array in an IDX file (as used by MNIST and Fashion-MNIST), gzipped or not."""
+    """The array in an IDX file (as used by MNIST and Fashion-MNIST), gzipped or not.
+
+    The header is read and checked first; then exactly the bytes it declares, never more (a
+    gzip bomb or a forged size is refused before it is inflated).
+    """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        gzipped = f.read(2) == b"\x1f\x8b"
-    opener: Any = gzip.open if gzipped else open
     try:
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+        opener: Any = gzip.open if gzipped else open
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES or head[3] < 1:
+                raise ValueError(f"path: {path!r} is not an IDX file (bad magic number {head.hex()})")
+            dims = f.read(4 * head[3])
+            if len(dims) < 4 * head[3]:
+                raise ValueError(f"path: {path!r} is truncated (its header is incomplete)")
+            shape = tuple(int(d) for d in np.frombuffer(dims, ">u4"))
+            dtype = np.dtype(_IDX_TYPES[head[2]])
+            expected = math.prod(shape) * dtype.itemsize
+            if expected > MAX_IDX_BYTES:
+                raise ValueError(f"path: {path!r} declares shape {shape}, {expected} bytes of data (corrupted?)")
+            raw = f.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as e:
         raise ValueError(f"path: cannot read {path!r}: {e}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] < 1:
-        raise ValueError(f"path: {path!r} is not an IDX file (bad magic number {raw[:4].hex()})")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"path: {path!r} is truncated (its header is incomplete)")
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header != expected:
+    if len(raw) != expected:
+        got = f"{len(raw)}" if len(raw) <= expected else f"more than {expected}"
         raise ValueError(
-            f"path: {path!r} holds {len(raw) - header} bytes of data, but its header {shape} says {expected} "
+            f"path: {path!r} holds {got} bytes of data, but its header {shape} says {expected} "
             f"(truncated or corrupted)"
         )
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return np.frombuffer(raw, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def check_split(split: Split, classes: int, what: str) -> None:
+    """Raise ValueError unless ``split`` is ``(x_train, y_train), (x_test, y_test)`` as a loader returns:
+    x 2-D floating with the same number of features in both parts, finite; y 1-D integer class ids
+    in [0, classes), one per row of x; at least one sample in each part."""
+    try:
+        parts = {"train": split[0], "test": split[1]}
+        pairs = {name: (np.asarray(x), np.asarray(y)) for name, (x, y) in parts.items()}
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"{what}: expected ((x_train, y_train), (x_test, y_test))") from None
+    features = {x.shape[1:] for x, _ in pairs.values()}
+    for name, (x, y) in pairs.items():
+        if x.ndim != 2 or x.dtype.kind != "f" or len(x) < 1:
+            raise ValueError(f"{what}: the {name} images are {x.dtype} of shape {x.shape}: expected float (N >= 1, features)")
+        if len(features) != 1:
+            raise ValueError(f"{what}: the train and test images differ in size: {sorted(features)}")
+        if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x):
+            raise ValueError(
+                f"{what}: the {name} labels are {y.dtype} of shape {y.shape}: expected {len(x)} integer class ids, "
+                f"one per image"
+            )
+        if y.size and (int(y.min()) < 0 or int(y.max()) >= classes):
+            bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+            raise ValueError(f"{what}: the {name} labels hold class {bad}: expected class ids in [0, {classes})")
+        if not np.isfinite(x).all():
+            raise ValueError(f"{what}: the {name} images hold NaN or inf")
 
 
 def _find(data_dir: str, stem: str) -> str | None:
@@ -115,9 +162,16 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Split:
                 f"data_dir: the {split} files in {data_dir!r} do not fit together: images {images.shape}, "
                 f"labels {labels.shape}"
             )
+        if images.dtype != np.uint8 or labels.dtype.kind not in "iu":
+            raise ValueError(
+                f"data_dir: the {split} files in {data_dir!r} hold {images.dtype} images and {labels.dtype} labels: "
+                f"expected uint8 pixels and integer labels"
+            )
         x = images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255)
         out.append((x, labels.astype(np.int64)))
-    return out[0], out[1]
+    split_out: Split = (out[0], out[1])
+    check_split(split_out, len(FASHION_MNIST_CLASSES), f"data_dir: the Fashion-MNIST files in {data_dir!r}")
+    return split_out
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None = None) -> None:

@@ -1,14 +1,16 @@
 """`fcgpu train`: the main job on digits, Fashion-MNIST from a folder, and its error messages."""
 from __future__ import annotations
 
+import gzip
 import re
 
+import numpy as np
 import pytest
 
 import fcgpu as fc
 from fcgpu.cli import main
 
-from helpers import make_fashion_dir
+from helpers import idx_bytes, make_fashion_dir
 
 
 def test_train_on_digits_prints_backend_accuracy_and_time(capsys, tmp_path):
@@ -71,14 +73,92 @@ def test_module_entry_point_lists_train():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got '0'"),
-        (["--epochs", "-1"], "argument --epochs: expected a non-negative integer, got '-1'"),
-        (["--hidden", "a,b"], "argument --hidden: expected comma-separated positive integers"),
-        (["--lr", "-1"], "argument --lr: expected a positive number, got '-1'"),
+        (["--batch-size", "0"], "argument --batch-size: expected an integer in [1, 16777216], got '0'"),
+        (["--epochs", "-1"], "argument --epochs: expected an integer in [0, 1000000], got '-1'"),
+        (["--epochs", "1e9"], "argument --epochs: expected an integer in [0, 1000000], got '1e9'"),
+        (["--hidden", "a,b"], "argument --hidden: expected 1 to 64 integers in [1, 1048576] such as 256,128"),
+        (["--hidden", "64,0"], "argument --hidden: expected 1 to 64 integers in [1, 1048576]"),
+        (["--hidden", "64,"], "argument --hidden: expected 1 to 64 integers"),
+        (["--lr", "-1"], "argument --lr: expected a finite number in (0, 1000], got '-1'"),
+        (["--lr", "nan"], "argument --lr: expected a finite number in (0, 1000], got 'nan'"),
+        (["--lr", "inf"], "argument --lr: expected a finite number in (0, 1000], got 'inf'"),
+        (["--seed", str(2**64)], f"argument --seed: expected an integer in [0, 4294967295], got '{2**64}'"),
+        (["--seed", "-1"], "argument --seed: expected an integer in [0, 4294967295], got '-1'"),
+        (["--seed", "1" * 5000], "argument --seed: expected an integer in [0, 4294967295]"),
+        (["--backend", "gpu"], "argument --backend: expected one of numpy, cupy, auto, got 'gpu'"),
     ],
 )
 def test_bad_arguments_are_named(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", *argv])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def fashion_argv(folder, *extra):
+    return ["train", "--dataset", "fashion-mnist", "--data-dir", str(folder), "--epochs", "1", "--hidden", "4",
+            "--no-progress", *extra]
+
+
+def test_the_default_backend_comes_from_fcgpu_backend(capsys, tmp_path, monkeypatch):
+    folder = make_fashion_dir(tmp_path / "fm", n_train=8, n_test=4)
+    monkeypatch.setenv("FCGPU_BACKEND", "NumPy")
+    assert main(fashion_argv(folder)) == 0
+    assert capsys.readouterr().out.startswith("backend: numpy (requested, from FCGPU_BACKEND=numpy)")
+    monkeypatch.setenv("FCGPU_BACKEND", "cupy")  # --backend wins over the variable
+    assert main(fashion_argv(folder, "--backend", "numpy")) == 0
+    assert capsys.readouterr().out.startswith("backend: numpy (requested)")
+    monkeypatch.setenv("FCGPU_BACKEND", "gpu")
+    assert main(fashion_argv(folder)) == 2
+    assert capsys.readouterr().err == "fcgpu train: error: FCGPU_BACKEND: expected one of numpy, cupy, auto, got 'gpu'\n"
+
+
+def test_data_dir_needs_fashion_mnist(capsys, tmp_path):
+    assert main(["train", "--data-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "fcgpu train: error: --data-dir: only read with --dataset fashion-mnist, got --dataset digits\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("missing/m.fcgpu", "--save: the folder '{tmp}/missing' of '{tmp}/missing/m.fcgpu' does not exist"),
+        (".", "--save: expected a file name, but '{tmp}' is a folder"),
+    ],
+)
+def test_the_save_path_is_checked_before_training(capsys, tmp_path, where, message):
+    folder = make_fashion_dir(tmp_path / "fm", n_train=8, n_test=4)
+    assert main(fashion_argv(folder, "--backend", "numpy", "--save", str(tmp_path / where))) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"fcgpu train: error: {message.format(tmp=tmp_path)}\n"
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.array([0, 1, 11, 3], np.uint8), "the test labels hold class 11: expected class ids in [0, 10)"),
+        (np.array([0, 1, 2], np.uint8), "the test files in .* do not fit together: images (4, 28, 28), labels (3,)"),
+        (np.zeros(4, ">i4"), None),
+    ],
+)
+def test_all_data_is_checked_before_training(capsys, tmp_path, labels, message):
+    folder = make_fashion_dir(tmp_path / "fm", n_train=8, n_test=4)
+    code = {np.dtype("u1"): 8, np.dtype(">i4"): 0x0C}[labels.dtype]
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels, code, labels.dtype.str)))
+    result = main(fashion_argv(folder, "--backend", "numpy"))
+    out, err = capsys.readouterr()
+    if message is None:  # integer labels of a wider type are fine
+        assert result == 0
+        return
+    assert result == 2 and "Epoch" not in out and "Epoch" not in err
+    assert re.fullmatch(f"fcgpu train: error: .*{re.escape(message).replace(re.escape('.*'), '.*')}\n", err)
+
+
+def test_a_model_too_big_for_memory_is_refused_before_building(capsys, tmp_path):
+    folder = make_fashion_dir(tmp_path / "fm", n_train=8, n_test=4)
+    assert main(fashion_argv(folder, "--backend", "numpy", "--hidden", "1048576,1048576")) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"fcgpu train: error: the model 784-1048576-1048576-10 needs about [0-9.]+ TiB of memory, "
+                        r"but [0-9.]+ [KMGT]iB is available\n", err)

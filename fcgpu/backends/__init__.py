@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import sys
 from typing import Any, Iterator
 
 import numpy as np
@@ -70,10 +71,17 @@ def _probe_cupy() -> tuple[Backend | None, str]:
 
 
 def _probe_once() -> tuple[Backend | None, str]:
+    """Import CuPy, count devices and run a test layer: (backend, 'a CUDA device is usable') or (None, why not).
+
+    Only a ModuleNotFoundError for ``cupy`` itself means it is not installed; any other failure to
+    import (a missing CUDA library, a submodule that does not load) is a broken install, said so.
+    """
     try:
         import cupy
-    except ImportError as e:
-        return None, f"cupy is not installed ({e}); install fcgpu[cuda12] or fcgpu[cuda13]"
+    except ModuleNotFoundError as e:
+        if e.name == "cupy":
+            return None, f"cupy is not installed ({e}); install fcgpu[cuda12] or fcgpu[cuda13]"
+        return None, f"cupy failed to import: {type(e).__name__}: {e}"
     except Exception as e:  # a broken install must not take fcgpu down with it
         return None, f"cupy failed to import: {type(e).__name__}: {e}"
     try:
@@ -175,26 +183,33 @@ def available_backends() -> list[str]:
 
 
 def backend_info() -> dict[str, Any]:
-    """The active backend, why it was chosen, and device and library versions."""
-    backend = get_backend()
-    info: dict[str, Any] = {
-        "active": backend.name,
-        "reason": _current()[1],
-        "numpy": np.__version__,
-        "available": available_backends(),
-    }
+    """The active backend, why it was chosen, and device and library versions.
+
+    It never raises: where the default backend cannot be had (FCGPU_BACKEND misspelt, or naming
+    'cupy' on a machine that cannot run it), 'active' is None and 'error' says why; the rest
+    (NumPy, CuPy's status, what is available) is still filled in.
+    """
+    info: dict[str, Any] = {"active": None, "reason": None, "numpy": np.__version__}
+    backend: Backend | None = None
+    try:
+        backend, info["reason"] = _current()
+        info["active"] = backend.name
+    except (BackendUnavailable, ValueError) as e:  # only the FCGPU_BACKEND default can fail here
+        text = str(e)
+        info["error"] = text if text.startswith("FCGPU_BACKEND") else f"FCGPU_BACKEND={os.environ.get('FCGPU_BACKEND')}: {text}"
+    info["available"] = available_backends()
     cupy_backend, cupy_reason = _probe_cupy()
     info["cupy_status"] = cupy_reason
-    try:
-        import cupy
-
-        info["cupy"] = cupy.__version__
-    except Exception:
-        info["cupy"] = None
+    # The probe imported CuPy if it could; never import it a second time here (a broken install
+    # would fail again, or half-load).
+    info["cupy"] = getattr(sys.modules.get("cupy"), "__version__", None)
     for source in (cupy_backend, backend):
         if source is not None and source.name == "cupy":
-            info.update({k: v for k, v in source.info().items() if k != "backend"})
-    info.setdefault("device", "host CPU" if backend.name == "numpy" else None)
+            try:
+                info.update({k: v for k, v in source.info().items() if k != "backend"})
+            except Exception as e:  # a device that fails to describe itself is reported, not raised
+                info["device_error"] = f"{type(e).__name__}: {e}"
+    info.setdefault("device", "host CPU" if backend is not None and backend.name == "numpy" else None)
     return info
 
 
