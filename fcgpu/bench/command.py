@@ -3,43 +3,54 @@ file and plot if asked; ``main`` is also the worker processes' entry point (``--
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import os
 import sys
 from typing import Sequence
 
-from .config import add_arguments, config_from_args
+from ..cli_args import CommandParser, UsageError, report_usage_error
+from ..fileio import atomic_write, check_output_path
+from .config import BenchConfig, add_arguments, config_from_args
 from .report import format_table, write_plot
-from .runner import run_benchmark
+from .runner import resolve_backends, run_benchmark
 from .worker import worker_main
 
-__all__ = ["DESCRIPTION", "main", "run_from_args"]
+__all__ = ["DESCRIPTION", "check_outputs", "main", "run_from_args"]
 
 DESCRIPTION = "Backend throughput comparison behind ``fcgpu bench`` and ``benchmarks/compare_backends.py``."
 
 
+def check_outputs(cfg: BenchConfig) -> None:
+    """Before measuring: the --json and --plot paths can be written, and --plot has matplotlib."""
+    if cfg.json_path:
+        check_output_path(cfg.json_path, "--json")
+    if cfg.plot_path:
+        check_output_path(cfg.plot_path, "--plot")
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError("--plot: needs matplotlib, which is not installed (pip install 'fcgpu[bench]')")
+
+
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run ``fcgpu bench`` for parsed arguments: table on stdout, JSON and plot if asked."""
-    cfg = config_from_args(args)
+    """Run ``fcgpu bench`` for parsed arguments: table on stdout, JSON and plot if asked.
+
+    Everything that can be checked is checked first (values, memory, backends, output paths), so
+    bad input exits with status 2 before a worker starts.
+    """
     try:
-        result = run_benchmark(cfg)
-    except ValueError as e:
-        print(f"fcgpu bench: {e}", file=sys.stderr)
-        return 2
+        cfg = config_from_args(args)
+        check_outputs(cfg)
+        resolve_backends(cfg.backends)
+    except (OSError, ValueError) as e:
+        return report_usage_error("fcgpu bench", e)
+    result = run_benchmark(cfg)
     print(format_table(result))
     if cfg.json_path:
-        tmp = cfg.json_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(tmp, cfg.json_path)
+        with atomic_write(cfg.json_path, "--json") as f:
+            f.write(json.dumps(result, indent=1).encode())
         print(f"wrote {cfg.json_path}")
     if cfg.plot_path:
-        try:
-            write_plot(result, cfg.plot_path)
-            print(f"wrote {cfg.plot_path}")
-        except ImportError:
-            print("fcgpu bench: --plot needs matplotlib (pip install fcgpu[bench])", file=sys.stderr)
-            return 1
+        write_plot(result, cfg.plot_path)
+        print(f"wrote {cfg.plot_path}")
     return 0 if result["cases"] or result["models"] else 1
 
 
@@ -47,6 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 2 and argv[0] == "--worker":
         return worker_main(argv[1])
-    parser = argparse.ArgumentParser(prog="fcgpu bench", description=DESCRIPTION)
+    parser = CommandParser(prog="fcgpu bench", description=DESCRIPTION)
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))

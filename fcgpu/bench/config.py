@@ -1,14 +1,20 @@
 """What ``fcgpu bench`` measures and how: ``BenchConfig``, its defaults, and the command-line options
-that fill it in (``add_arguments``, checked by ``config_from_args``)."""
+that fill it in (``add_arguments``, each value checked by its type; ``config_from_args`` checks that
+every case fits in memory)."""
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+
 from ..activations import ACTIVATIONS
+from ..cli_args import int_list, integer, name_list, number, require_memory
 
 __all__ = [
+    "BACKEND_NAMES",
     "BenchConfig",
     "DEFAULT_ACTIVATIONS",
     "DEFAULT_SIZES",
@@ -19,9 +25,11 @@ __all__ = [
     "QUICK_SIZES",
     "WORKER_KINDS",
     "add_arguments",
+    "case_bytes",
     "config_from_args",
     "layer_activations",
     "parse_size",
+    "parse_sizes",
 ]
 
 DEFAULT_SIZES: tuple[tuple[int, int, int], ...] = (
@@ -73,87 +81,104 @@ def layer_activations(widths: Sequence[int], activation: str) -> list[str]:
     return [activation if i < layers - 1 or layers == 1 else "linear" for i in range(layers)]
 
 
+_SIZE = re.compile(r"\s*([0-9]{1,12})\s*[xX]\s*([0-9]{1,12})\s*[xX]\s*([0-9]{1,12})\s*")
+BACKEND_NAMES: tuple[str, ...] = ("numpy", "cupy", "torch", *WORKER_KINDS[2:])
+
+
 def parse_size(text: str) -> tuple[int, int, int]:
-    """'128x784x512' or '128,784,512' -> (128, 784, 512): batch, in features, units."""
-    parts = text.replace("x", ",").replace("X", ",").split(",")
-    try:
-        size = tuple(int(p) for p in parts if p.strip())
-    except ValueError:
-        size = ()
+    """'128x784x512' -> (128, 784, 512): batch, in features, units, each a positive integer."""
+    match = _SIZE.fullmatch(text)
+    size = tuple(int(g) for g in match.groups()) if match else ()
     if len(size) != 3 or min(size) < 1:
-        raise argparse.ArgumentTypeError(f"expected a size like 128x784x512 (batch x in x units), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a size like 128x784x512 (batch x in x units, each >= 1), got {text!r}")
     return size  # type: ignore[return-value]
 
 
+def parse_sizes(text: str) -> list[tuple[int, int, int]]:
+    """'32x64x64,128x784x512' -> both sizes: --sizes takes sizes separated by commas as well as spaces."""
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected sizes like 128x784x512, got {text!r}")
+    return [parse_size(p) for p in parts]
+
+
+def case_bytes(widths: Sequence[int], batch: int, dtype: str) -> int:
+    """Memory one measured case holds: for each layer x, W, y and their gradients dx, dW, dy."""
+    itemsize = np.dtype(dtype).itemsize
+    return sum(2 * (batch * m + m * n + batch * n) * itemsize for m, n in zip(widths[:-1], widths[1:]))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``fcgpu bench`` (shared with benchmarks/compare_backends.py)."""
-    parser.add_argument("--backends", default=None,
+    """The options of ``fcgpu bench`` (shared with benchmarks/compare_backends.py); each value is
+    checked by its type, so a bad one is an argument error before anything runs."""
+    parser.add_argument("--backends", type=name_list(BACKEND_NAMES, "backends"), default=None,
                         help="comma-separated: numpy, cupy, torch (= torch-cpu and torch-cuda), torch-cpu, torch-cuda; "
                              "default: all usable here")
-    parser.add_argument("--sizes", nargs="+", type=parse_size, default=None, metavar="BxMxN",
-                        help="batch x in x units, e.g. --sizes 32x64x64 128x784x512 (default: the full grid, "
-                             "whose last size takes minutes on a small CPU)")
-    parser.add_argument("--activations", default=",".join(DEFAULT_ACTIVATIONS),
+    parser.add_argument("--sizes", nargs="+", type=parse_sizes, default=None, metavar="BxMxN",
+                        help="batch x in x units, separated by spaces or commas, e.g. --sizes 32x64x64,128x784x512 "
+                             "(default: the full grid, whose last size takes minutes on a small CPU)")
+    parser.add_argument("--activations", type=name_list(tuple(ACTIVATIONS), "activations"),
+                        default=list(DEFAULT_ACTIVATIONS),
                         help=f"comma-separated names from {','.join(ACTIVATIONS)} "
                              f"(default {','.join(DEFAULT_ACTIVATIONS)})")
-    parser.add_argument("--ops", default=",".join(OPS), help=f"comma-separated subset of {','.join(OPS)}")
+    parser.add_argument("--ops", type=name_list(OPS, "ops"), default=list(OPS),
+                        help=f"comma-separated subset of {','.join(OPS)}")
     parser.add_argument("--json", dest="json_path", metavar="FILE", help="write the results and the machine as JSON")
     parser.add_argument("--plot", dest="plot_path", metavar="FILE", help="write a PNG plot (needs matplotlib)")
-    parser.add_argument("--rounds", type=int, default=None, help="alternating blocks per backend and case (default 3)")
-    parser.add_argument("--budget", type=float, default=None,
+    parser.add_argument("--rounds", type=integer(1, 1000), default=None,
+                        help="alternating blocks per backend and case (default 3)")
+    parser.add_argument("--budget", type=number(0, 3600), default=None,
                         help="seconds of each operation per block (default 0.3); sets the number of repeats")
-    parser.add_argument("--repeats", type=int, default=None, dest="min_samples",
+    parser.add_argument("--repeats", type=integer(1, 1_000_000), default=None, dest="min_samples",
                         help="at least this many timed calls of each operation per block (default 3)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls of each operation per block")
+    parser.add_argument("--warmup", type=integer(0, 1_000_000), default=None,
+                        help="untimed calls of each operation per block (default 3)")
     parser.add_argument("--quick", action="store_true",
                         help="the three smallest sizes, 2 rounds and a short budget: a minute or less")
-    parser.add_argument("--model", default="784-512-10",
+    parser.add_argument("--model", type=_model_widths, default=[784, 512, 10],
                         help="widths of the MLP whose training step is measured, or 'none' (default 784-512-10)")
-    parser.add_argument("--model-batch", type=int, default=128)
+    parser.add_argument("--model-batch", type=integer(1, 2**24), default=128)
     parser.add_argument("--unset-openblas-env", action="store_true",
                         help="start the measuring processes without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE "
                              "(they must be unset before NumPy loads); the BLAS kernel that ran is reported")
-    parser.add_argument("--peak-gflops", type=float, default=None, help="GPU FP32 peak for the roofline (default: from the device)")
-    parser.add_argument("--peak-gbps", type=float, default=None, help="GPU memory bandwidth in GB/s for the roofline")
-    parser.add_argument("--settle", type=float, default=None, help="seconds between blocks (default 0.2)")
+    parser.add_argument("--peak-gflops", type=number(0, 1e9), default=None,
+                        help="GPU FP32 peak for the roofline (default: from the device)")
+    parser.add_argument("--peak-gbps", type=number(0, 1e9), default=None,
+                        help="GPU memory bandwidth in GB/s for the roofline")
+    parser.add_argument("--settle", type=number(0, 60, lo_open=False), default=None,
+                        help="seconds between blocks (default 0.2)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
 
+def _model_widths(text: str) -> list[int] | None:
+    """'784-512-10' (or with commas) -> [784, 512, 10]; 'none' -> None."""
+    if text.strip().lower() in ("none", "", "0"):
+        return None
+    return int_list(1, 2**20, "-,", "784-512-10", min_len=2)(text)
+
+
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """The BenchConfig of parsed arguments; raises UsageError where a case would not fit in memory."""
     cfg = BenchConfig()
     if args.quick:
         cfg.sizes, cfg.rounds, cfg.budget, cfg.settle = list(QUICK_SIZES), 2, 0.1, 0.1
     if args.backends:
-        cfg.backends = [b for b in args.backends.split(",") if b.strip()]
+        cfg.backends = list(args.backends)
     if args.sizes:
-        cfg.sizes = list(args.sizes)
-    cfg.activations = [a.strip().lower() for a in args.activations.split(",") if a.strip()]
-    for a in cfg.activations:
-        if a not in ACTIVATIONS:
-            raise SystemExit(f"fcgpu bench: --activations: unknown {a!r}; expected names from {','.join(ACTIVATIONS)}")
-    cfg.ops = [o.strip() for o in args.ops.split(",") if o.strip()]
-    for o in cfg.ops:
-        if o not in OPS:
-            raise SystemExit(f"fcgpu bench: --ops: expected names from {','.join(OPS)}, got {o!r}")
-    for name in ("rounds", "budget", "min_samples", "settle"):
-        value = getattr(args, name)
-        if value is not None:
-            if value < 0 or (name in ("rounds", "min_samples") and value < 1):
-                raise SystemExit(f"fcgpu bench: --{name.replace('min_samples', 'repeats')}: expected a positive number")
-            setattr(cfg, name, value)
-    cfg.warmup = max(0, args.warmup)
-    if args.model.strip().lower() in ("none", "", "0"):
-        cfg.model = None
-    else:
-        try:
-            cfg.model = [int(w) for w in args.model.replace(",", "-").split("-")]
-        except ValueError:
-            raise SystemExit(f"fcgpu bench: --model: expected widths like 784-512-10, got {args.model!r}") from None
-        if len(cfg.model) < 2 or min(cfg.model) < 1:
-            raise SystemExit(f"fcgpu bench: --model: expected at least two positive widths, got {args.model!r}")
-    cfg.model_batch = args.model_batch
+        cfg.sizes = [size for group in args.sizes for size in group]
+    cfg.activations, cfg.ops = list(args.activations), list(args.ops)
+    for name in ("rounds", "budget", "min_samples", "settle", "warmup"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    cfg.max_samples = max(cfg.max_samples, cfg.min_samples)  # --repeats above the cap raises the cap
+    cfg.model, cfg.model_batch = args.model, args.model_batch
     cfg.unset_openblas_env = args.unset_openblas_env
     cfg.peak_gflops, cfg.peak_gbps = args.peak_gflops, args.peak_gbps
     cfg.json_path, cfg.plot_path = args.json_path, args.plot_path
     cfg.verbose = not args.quiet
+    for batch, m, n in cfg.sizes:
+        require_memory(case_bytes([m, n], batch, cfg.dtype), f"--sizes {batch}x{m}x{n} ({cfg.dtype} x, W, y, dx, dW, dy)")
+    if cfg.model and "step" in cfg.ops:
+        require_memory(case_bytes(cfg.model, cfg.model_batch, cfg.dtype),
+                       f"--model {'-'.join(map(str, cfg.model))} at --model-batch {cfg.model_batch}")
     return cfg

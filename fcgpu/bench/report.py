@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..fileio import atomic_write
+
 __all__ = ["format_table", "write_plot"]
 
 
@@ -59,7 +61,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def write_plot(result: dict[str, Any], path: str) -> None:
-    """A PNG of fwd+bwd throughput per size per backend, with each backend's bare-GEMM floor marked."""
+    """A PNG of fwd+bwd throughput per size per backend, with each backend's bare-GEMM floor marked,
+    written atomically to ``path`` (through a link to its target)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,5 +97,8 @@ def write_plot(result: dict[str, Any], path: str) -> None:
     m = result.get("machine", {})
     fig.suptitle(f"fcgpu bench on {m.get('cpu')} ({m.get('usable_cores', m.get('logical_cores'))} cores)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_write(path, "--plot") as f:
+            fig.savefig(f, format="png", dpi=110)
+    finally:
+        plt.close(fig)
