@@ -110,6 +110,30 @@ class Loss:
     def _prepare_value(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
         return self._value(backend, pred, labels)
 
+    def step(self, backend: Backend, pred: Array, labels: Array, acc: Array, count: bool) -> Array:
+        """The training step's loss: returns dL/dpred (the loss's reused buffer) and adds the batch's
+        loss x rows (and, with ``count``, its correct rows) into ``acc``, a float64 device array (2,).
+        Keeps nothing for a later ``backward``. One fused pass where the backend has one (softmax
+        cross-entropy, binary cross-entropy from logits, MSE); this generic form takes several."""
+        value = self.compute(backend, pred, labels)
+        grad = self.backward()
+        self.release()
+        acc[0] += value * pred.shape[0]
+        if count:
+            acc[1] += self.correct(backend, pred, labels)
+        return grad
+
+    def correct(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
+        """Correct rows of ``pred`` (Keras's accuracy for this loss): the argmax for several outputs,
+        else the fraction of a row's outputs on the right side of 0.5."""
+        outputs = pred.shape[1] if pred.ndim == 2 else 1
+        if outputs > 1:
+            return backend.count_correct(pred, labels, None)
+        return backend.count_correct(pred, labels, 0.5) / outputs
+
+    def _grad_buffer(self, backend: Backend, pred: Array) -> Array:
+        return self._buffers.get(backend, "grad", pred.shape, pred.dtype)
+
     def release(self) -> None:
         """Drop references to the last batch so the layers can reuse their output buffers."""
         self._backend: Backend | None = None
@@ -190,6 +214,10 @@ class SoftmaxCrossEntropy(Loss):
 
     _cache = Loss._cache + ("_lse",)
 
+    def step(self, backend, pred, labels, acc, count):
+        out = self._grad_buffer(backend, pred)
+        return backend.softmax_xent_step(pred, labels, 1.0 / pred.shape[0], 1.0, count, out, acc)
+
     def _prepare_value(self, backend, pred, labels):
         self._lse = backend.logsumexp_rows(pred)
         return self._value(backend, pred, labels)
@@ -265,6 +293,17 @@ class BinaryCrossEntropy(_Elementwise):
     def get_config(self):
         return {"class_name": "BinaryCrossEntropy", "from_logits": self.from_logits, "eps": self.eps}
 
+    def correct(self, backend, pred, labels):
+        outputs = pred.shape[1] if pred.ndim == 2 else 1
+        return backend.count_correct(pred, labels, 0.0 if self.from_logits else 0.5) / outputs
+
+    def step(self, backend, pred, labels, acc, count):
+        if not self.from_logits:
+            return super().step(backend, pred, labels, acc, count)
+        outputs = pred.shape[1] if pred.ndim == 2 else 1
+        out = self._grad_buffer(backend, pred)
+        return backend.bce_logits_step(pred, labels, 1.0 / pred.size, 1.0 / outputs, count, out, acc)
+
     def _value(self, backend, pred, labels):
         if self.from_logits:
             return backend.bce_logits_sum(pred, labels) / pred.size
@@ -280,6 +319,12 @@ class MeanSquaredError(_Elementwise):
     """mean((pred - y)^2) over all elements (Keras and PyTorch agree); gradient 2 (pred - y) / n."""
 
     name = "mean_squared_error"
+
+    def step(self, backend, pred, labels, acc, count):
+        if count:  # accuracy on a regression loss: the generic path counts it
+            return super().step(backend, pred, labels, acc, count)
+        outputs = pred.shape[1] if pred.ndim == 2 else 1
+        return backend.mse_step(pred, labels, 1.0 / pred.size, 1.0 / outputs, self._grad_buffer(backend, pred), acc)
 
     def _value(self, backend, pred, labels):
         return backend.mse_sum(pred, labels) / pred.size

@@ -194,28 +194,26 @@ class Trainer:
     def train_batch(self, x: Array, y: Array) -> tuple[Scalar, Scalar]:
         """One forward/backward/update on arrays from ``prepare_data`` (or slices of them), unchecked:
         returns (mean loss, correct count), both left on the device so that a step does not wait."""
+        acc = self.backend.zeros((2,), np.float64)
+        self.accumulate_batch(x, y, acc)
+        return acc[0] / x.shape[0], acc[1]
+
+    def accumulate_batch(self, x: Array, y: Array, acc: Array) -> None:
+        """The step ``fit`` takes: forward, the loss's fused step, backward (no input gradient) and
+        one optimizer update, adding the batch's loss x rows and correct rows into ``acc`` (a float64
+        array (2,) of the model's backend). On CuPy, a Dense-ReLU-Dense step is 12 device operations."""
         loss, on_logits = self._output_loss()
         logits = self.forward(x, input_owned=True, output_private=True, logits=on_logits)
-        value = loss.compute(self.backend, logits, y)
-        correct = self._correct(logits, y, on_logits) if self.metrics else 0
-        grad = loss.backward()
-        loss.release()
+        grad = loss.step(self.backend, logits, y, acc, bool(self.metrics))
         del logits
         self.backward(grad, input_grad=False)
         del grad
         self.optimizer.step(self)
-        return value, correct
 
     def _correct(self, pred: Array, labels: Array, on_logits: bool = False) -> Scalar:
-        """Correct rows of ``pred``: argmax for several classes; for binary outputs (one output, or a
-        binary loss) the fraction of a row's outputs on the right side of the threshold (0 for
-        logits, 0.5 for probabilities)."""
-        outputs = pred.shape[1] if pred.ndim == 2 else 1
-        binary = isinstance(self.loss, losses_module.BinaryCrossEntropy)
-        if outputs > 1 and not binary:
-            return self.backend.count_correct(pred, labels, None)
-        threshold = 0.0 if on_logits or (binary and self.loss.from_logits) else 0.5
-        return self.backend.count_correct(pred, labels, threshold) / outputs
+        """Correct rows of ``pred`` under the loss that meets it (``Loss.correct``)."""
+        loss, _ = self._output_loss() if on_logits else (self.loss, False)
+        return loss.correct(self.backend, pred, labels)
 
     def train_step(self, x: Any, y: Any) -> float:
         """One forward, backward and optimizer step on a batch; returns the mean loss."""
@@ -272,33 +270,31 @@ class Trainer:
                 xe, ye = x_dev, y_dev
             steps = history.params["steps"]
             bar = _progress(epoch, epochs, steps, verbose)
-            # The bar's figures are read from the device about 20 times an epoch, not every batch.
-            report_every = max(1, steps // 20)
-            loss_sum, correct, seen = 0.0, 0, 0
-            pending: list[Scalar] = []  # the batch losses since the last read, to name a bad one
-            stopped_at = None
+            # The running sums are read from the device about 20 times an epoch and at most once in
+            # 10 batches: a read waits for the device.
+            report_every = max(10, -(-steps // 20))
+            # Row k holds batch k's [loss x rows, correct rows]; they are read (not reduced on the
+            # device) a few times an epoch, so a non-finite loss is traced to its batch.
+            sums = backend.zeros((steps, 2), np.float64)
+            loss_sum = correct = 0.0
+            seen, stopped_at, last_read = 0, None, 0
             for step, i in enumerate(range(0, n, batch_size), 1):
-                value, right = self.train_batch(xe[i : i + batch_size], ye[i : i + batch_size])
-                b = min(batch_size, n - i)
-                loss_sum = loss_sum + value * b
-                correct = correct + right
-                seen += b
-                pending.append(value)
+                self.accumulate_batch(xe[i : i + batch_size], ye[i : i + batch_size], sums[step - 1])
+                seen += min(batch_size, n - i)
                 if bar is not None:
                     bar.update(1)
                 if step % report_every == 0 or step == steps:
-                    # One read of the running sum; a non-finite one ends training at once (Keras's
-                    # TerminateOnNaN, on by default), naming the first batch whose loss was not finite.
-                    running = float(loss_sum)
-                    if not math.isfinite(running):
-                        first = next(k for k, v in enumerate(pending) if not math.isfinite(float(v)))
-                        stopped_at = step - len(pending) + first + 1
+                    rows = backend.to_numpy(sums[last_read:step])  # one transfer
+                    bad = np.nonzero(~np.isfinite(rows[:, 0]))[0]
+                    loss_sum, correct = loss_sum + float(rows[:, 0].sum()), correct + float(rows[:, 1].sum())
+                    if bad.size:
+                        stopped_at = last_read + int(bad[0]) + 1
                         break
-                    pending.clear()
+                    last_read = step
                     if bar is not None:
-                        bar.set_postfix(self._logs(running / seen, float(correct) / seen), refresh=False)
+                        bar.set_postfix(self._logs(loss_sum / seen, correct / seen), refresh=False)
             if stopped_at is not None:
-                logs = self._logs(float(loss_sum) / seen, float(correct) / seen)
+                logs = self._logs(loss_sum / seen, correct / seen)
                 history.record(epoch, logs, time.perf_counter() - start)
                 if bar is not None:
                     bar.close()
@@ -310,7 +306,7 @@ class Trainer:
                 )
                 history.stopped = {"epoch": epoch, "batch": stopped_at}
                 break
-            logs = self._logs(float(loss_sum) / n, float(correct) / n)
+            logs = self._logs(loss_sum / n, correct / n)
             if val_dev is not None:
                 for key, value in self._evaluate_device(*val_dev, 256).items():
                     logs[f"val_{key}"] = value

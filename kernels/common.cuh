@@ -31,6 +31,19 @@ FC_FN double fc_tanh(double x) { return tanh(x); }
 FC_FN float fc_abs(float x) { return fabsf(x); }
 FC_FN double fc_abs(double x) { return fabs(x); }
 
+// x - x is 0 for finite x and NaN for inf or NaN: no math library call, same on host and device.
+template <typename A> FC_FN bool fc_isfinite(A x) { return x - x == A(0); }
+
+// Add into a double accumulator: one atomic on the device, a plain add on the host (its loop runs
+// one element at a time). The training loop's running sums live in such an accumulator.
+FC_FN void fc_atomic_add(double* p, double v) {
+#ifdef __CUDA_ARCH__
+    atomicAdd(p, v);
+#else
+    *p += v;
+#endif
+}
+
 // Logistic function without overflow for any |s|: exp is only taken of -|s|.
 template <typename A> FC_FN A fc_sigmoid(A s) {
     if (s >= A(0)) {

@@ -1,5 +1,8 @@
-// Elementwise parts of the losses; the reductions (row max, sums) are done by the array library.
-// Scalars (scale = 1/B, eps) arrive in double and are rounded once to the arithmetic type.
+// The losses. Elementwise parts (fc_*_grad, fc_*_loss) for the array library's reductions, and the
+// fused training steps (fc_*_step, fc_softmax_xent_row_*): the loss, its gradient and the correct
+// count of a row or element in one pass, the sums added into a double accumulator acc[0] (loss x
+// weight) and acc[1] (correct x weight). Scalars (scale = 1/B, eps) arrive in double and are
+// rounded once to the arithmetic type.
 #ifndef FCGPU_LOSSES_CUH
 #define FCGPU_LOSSES_CUH
 
@@ -47,6 +50,88 @@ template <typename T> FC_FN T fc_bce_prob_grad(T p, T y, double eps, double scal
 template <typename T> FC_FN T fc_mse_grad(T p, T y, double scale) {
     typedef typename fc_acc<T>::type A;
     return T((A(p) - A(y)) * (A(2) * A(scale)));
+}
+
+// One row of softmax cross-entropy from logits z[base .. base + ncols) (any array type indexed by a
+// flat C-order index): log-sum-exp as the array library forms it (max, shifted exp sum, rounded to
+// T), the gradient (softmax(z) - onehot) * scale into dz, the loss lse - z[label] and, with count,
+// whether the first argmax is the label. The label is compared as a 64-bit integer.
+template <typename T, typename Z> FC_FN T fc_row_lse(const Z& z, long long base, long long ncols, long long* best) {
+    typedef typename fc_acc<T>::type A;
+    A m = A(z[base]);
+    *best = 0;
+    for (long long c = 1; c < ncols; ++c) {
+        A v = A(z[base + c]);
+        if (v > m || (v != v && m == m)) {  // the first NaN wins, as a max that propagates NaN
+            m = v;
+            *best = c;
+        }
+    }
+    A shift = fc_isfinite(m) ? m : A(0);
+    A s = A(0);
+    for (long long c = 0; c < ncols; ++c) {
+        s += fc_exp(A(z[base + c]) - shift);
+    }
+    return T(fc_log(s) + shift);
+}
+
+template <typename T, typename Z, typename G>
+FC_FN void fc_softmax_xent_row_ids(const Z& z, G& dz, long long row, long long ncols, long long label, double scale,
+                                   double weight, bool count, double* acc) {
+    typedef typename fc_acc<T>::type A;
+    long long base = row * ncols, best = 0;
+    T lse = fc_row_lse<T>(z, base, ncols, &best);
+    for (long long c = 0; c < ncols; ++c) {
+        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, c == label ? T(1) : T(0), scale);
+    }
+    A picked = (label >= 0 && label < ncols) ? A(z[base + label]) : A(0);
+    fc_atomic_add(&acc[0], double(A(lse) - picked) * weight);
+    if (count && best == label) {
+        fc_atomic_add(&acc[1], weight);
+    }
+}
+
+// The same for probability targets t (B, C): loss sum_c t_c (lse - z_c); correct when the first
+// argmax of z is the first argmax of t.
+template <typename T, typename Z, typename P, typename G>
+FC_FN void fc_softmax_xent_row_probs(const Z& z, const P& t, G& dz, long long row, long long ncols, double scale,
+                                     double weight, bool count, double* acc) {
+    typedef typename fc_acc<T>::type A;
+    long long base = row * ncols, best = 0, truth = 0;
+    T lse = fc_row_lse<T>(z, base, ncols, &best);
+    A loss = A(0), top = A(t[base]);
+    for (long long c = 0; c < ncols; ++c) {
+        A target = A(t[base + c]);
+        if (target > top) {
+            top = target;
+            truth = c;
+        }
+        loss += target * (A(lse) - A(z[base + c]));
+        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, T(t[base + c]), scale);
+    }
+    fc_atomic_add(&acc[0], double(loss) * weight);
+    if (count && best == truth) {
+        fc_atomic_add(&acc[1], weight);
+    }
+}
+
+// Binary cross-entropy from logits, one element: returns the gradient; adds the loss and (with
+// count) whether (z > 0) matches (y > 0.5).
+template <typename T> FC_FN T fc_bce_logits_step(T z, T y, double scale, double weight, bool count, double* acc) {
+    typedef typename fc_acc<T>::type A;
+    fc_atomic_add(&acc[0], double(A(fc_bce_logits_loss(z, y))) * weight);
+    if (count && ((A(z) > A(0)) == (A(y) > A(0.5)))) {
+        fc_atomic_add(&acc[1], weight);
+    }
+    return fc_bce_logits_grad(z, y, scale);
+}
+
+// Mean squared error, one element: returns the gradient, adds (p - y)^2 formed in the arithmetic type.
+template <typename T> FC_FN T fc_mse_step(T p, T y, double scale, double weight, double* acc) {
+    typedef typename fc_acc<T>::type A;
+    A d = A(p) - A(y);
+    fc_atomic_add(&acc[0], double(d * d) * weight);
+    return fc_mse_grad(p, y, scale);
 }
 
 #endif  // FCGPU_LOSSES_CUH

@@ -254,3 +254,38 @@ def test_float16_values_beyond_half_range_agree_on_every_backend(backend):
     ce = fc.losses.SoftmaxCrossEntropy()
     logits = np.array([[60000.0, -60000.0, 0.0]], np.float16)
     assert ce.forward(logits, np.array([1])) == pytest.approx(120000.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("case", ["ids", "one_hot", "bce_logits", "mse", "mse_two_outputs"])
+def test_fused_training_steps_match_the_separate_passes(backend, rng, case):
+    """Loss.step (one kernel per batch on CuPy) against the NumPy reference of its separate parts:
+    the gradient, the summed loss and the correct count, edge logits included."""
+    numpy_backend = fc.backends.resolve_backend("numpy")[0]
+    z = rng.normal(size=(6, 4)).astype(np.float32) * 3
+    z[0, :] = [1e4, -1e4, 0.0, 5.0]  # stable at huge logits
+    z[1, :] = [2.0, 2.0, -1.0, 0.0]  # a tie: the first argmax counts
+    if case == "ids":
+        loss, labels = SoftmaxCrossEntropy(), rng.integers(0, 4, size=6)
+        labels[1] = 1
+    elif case == "one_hot":
+        loss, labels = SoftmaxCrossEntropy(), np.eye(4)[rng.integers(0, 4, size=6)]
+    elif case == "bce_logits":
+        loss, z, labels = BinaryCrossEntropy(from_logits=True), z[:, :1], rng.integers(0, 2, size=(6, 1))
+    elif case == "mse":
+        loss, z, labels = MeanSquaredError(), z[:, :1].copy(), rng.normal(size=(6, 1))
+    else:
+        loss, z, labels = MeanSquaredError(), z[:, :2].copy(), rng.normal(size=(6, 2))
+    host_labels = loss.prepare_labels(labels, z.shape, z.dtype, "labels")
+    count = case != "mse_two_outputs"
+    acc = backend.zeros((2,), np.float64)
+    acc[...] = backend.from_numpy(np.array([0.5, 1.0]))  # adds to what is there
+    grad = fc.to_numpy(loss.step(backend, backend.from_numpy(z), backend.from_numpy(host_labels), acc, count)).copy()
+    got = fc.to_numpy(acc)
+    reference = type(loss)(**{k: v for k, v in loss.get_config().items() if k != "class_name"})
+    value = reference.compute(numpy_backend, z, host_labels)
+    expected_grad = fc.to_numpy(reference.backward())
+    expected_loss = 0.5 + value * z.shape[0]
+    np.testing.assert_allclose(grad, expected_grad, rtol=2e-6, atol=1e-7)
+    assert got[0] == pytest.approx(expected_loss, rel=1e-6)
+    if count:
+        assert got[1] == pytest.approx(1.0 + float(reference.correct(numpy_backend, z, host_labels)), rel=1e-12)

@@ -175,6 +175,37 @@ class Backend(ABC):
         """out = 2 (p - y) * scale."""
 
     # -- metrics -----------------------------------------------------------------
+    # -- fused training steps: loss, gradient and correct count in one call --------------------
+    # acc is a float64 device array (2,): acc[0] += loss x weight, acc[1] += correct x weight, so a
+    # training loop keeps its running sums on the device and reads them a few times an epoch.
+    # Shown here as compositions of the methods above; the CuPy backend runs each as one kernel.
+    def softmax_xent_step(
+        self, z: Array, labels: Array, scale: float, weight: float, count: bool, out: Array, acc: Array
+    ) -> Array:
+        """out = (softmax(z) - labels) * scale for logits z (B, C); adds sum over rows of the loss
+        (and with ``count`` the rows whose argmax is right) into acc."""
+        lse = self.logsumexp_rows(z)
+        acc[0] += self.softmax_xent_sum(z, lse, labels) * weight
+        self.softmax_xent_grad(z, lse, labels, scale, out)
+        if count:
+            acc[1] += self.count_correct(z, labels, None) * weight
+        return out
+
+    def bce_logits_step(
+        self, z: Array, y: Array, scale: float, weight: float, count: bool, out: Array, acc: Array
+    ) -> Array:
+        """out = (sigmoid(z) - y) * scale; adds the summed loss (and elements where (z > 0) matches
+        (y > 0.5)) into acc."""
+        acc[0] += self.bce_logits_sum(z, y) * weight
+        if count:
+            acc[1] += self.count_correct(z, y, 0.0) * weight
+        return self.bce_logits_grad(z, y, scale, out)
+
+    def mse_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
+        """out = 2 (p - y) * scale; adds sum of (p - y)**2 into acc."""
+        acc[0] += self.mse_sum(p, y) * weight
+        return self.mse_grad(p, y, scale, out)
+
     def count_correct(self, pred: Array, labels: Array, threshold: float | None) -> Scalar:
         """Correct predictions, counted where the arrays live. With a ``threshold`` (binary
         outputs): elements where (pred > threshold) matches (label > 0.5), each output of a

@@ -52,6 +52,32 @@ def _specs() -> dict[str, KernelSpec]:
             "T dz",
             "dz = fc_softmax_xent_grad(z, lse, target, scale)",
         ),
+        # The fused training steps: one thread per row (size=B) or per element; the running sums
+        # land in a float64 accumulator acc (2,): [loss x weight, correct x weight].
+        KernelSpec(
+            "fcgpu_softmax_xent_rows_ids",
+            "raw T z, raw I labels, int64 ncols, float64 scale, float64 weight, bool count",
+            "raw T dz, raw float64 acc",
+            "fc_softmax_xent_row_ids<T>(z, dz, i, ncols, (long long)labels[i], scale, weight, count, &acc[0])",
+        ),
+        KernelSpec(
+            "fcgpu_softmax_xent_rows_probs",
+            "raw T z, raw T t, int64 ncols, float64 scale, float64 weight, bool count",
+            "raw T dz, raw float64 acc",
+            "fc_softmax_xent_row_probs<T>(z, t, dz, i, ncols, scale, weight, count, &acc[0])",
+        ),
+        KernelSpec(
+            "fcgpu_bce_logits_step",
+            "T z, T y, float64 scale, float64 weight, bool count",
+            "T dz, raw float64 acc",
+            "dz = fc_bce_logits_step(z, y, scale, weight, count, &acc[0])",
+        ),
+        KernelSpec(
+            "fcgpu_mse_step",
+            "T p, T y, float64 scale, float64 weight",
+            "T dp, raw float64 acc",
+            "dp = fc_mse_step(p, y, scale, weight, &acc[0])",
+        ),
         KernelSpec("fcgpu_bce_logits_loss", "T z, T y", "T loss", "loss = fc_bce_logits_loss(z, y)"),
         KernelSpec("fcgpu_bce_logits_grad", "T z, T y, float64 scale", "T dz", "dz = fc_bce_logits_grad(z, y, scale)"),
         KernelSpec("fcgpu_bce_prob_loss", "T p, T y, float64 eps", "T loss", "loss = fc_bce_prob_loss(p, y, eps)"),
@@ -167,6 +193,24 @@ class CupyBackend(Backend):
         if labels.ndim == 1:
             return self.kernel("fcgpu_softmax_xent_grad_ids")(z, lse, labels, z.shape[1], scale, out)
         return self.kernel("fcgpu_softmax_xent_grad_probs")(z, lse, labels, scale, out)
+
+    def softmax_xent_step(
+        self, z: Array, labels: Array, scale: float, weight: float, count: bool, out: Array, acc: Array
+    ) -> Array:
+        # One thread per row: log-sum-exp, loss, gradient and correct count in one launch.
+        name = "fcgpu_softmax_xent_rows_ids" if labels.ndim == 1 else "fcgpu_softmax_xent_rows_probs"
+        self.kernel(name)(z, labels, z.shape[1], scale, weight, bool(count), out, acc, size=z.shape[0])
+        return out
+
+    def bce_logits_step(
+        self, z: Array, y: Array, scale: float, weight: float, count: bool, out: Array, acc: Array
+    ) -> Array:
+        self.kernel("fcgpu_bce_logits_step")(z, y, scale, weight, bool(count), out, acc)
+        return out
+
+    def mse_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
+        self.kernel("fcgpu_mse_step")(p, y, scale, weight, out, acc)
+        return out
 
     def bce_logits_sum(self, z: Array, y: Array) -> Scalar:
         return self.cp.sum(self.kernel("fcgpu_bce_logits_loss")(z, y), dtype=self.cp.float64)

@@ -244,7 +244,8 @@ class Dense(Layer):
     def _affine(self, x: Array, key: str, activation: str) -> Array:
         y = self._buffers.get(self.backend, key, (x.shape[0], self.units), self.dtype)
         self.backend.matmul(x, self.kernel, out=y)
-        self.backend.bias_act_forward(y, self.bias, activation, out=y)
+        if self.bias is not None or activation != "linear":  # no kernel that copies y onto itself
+            self.backend.bias_act_forward(y, self.bias, activation, out=y)
         return y
 
     def forward(
@@ -296,8 +297,11 @@ class Dense(Layer):
                 f"'{self.name}', got {tuple(np.shape(dy)) if not hasattr(dy, 'shape') else tuple(dy.shape)}"
             )
         dy = backend.asarray(dy, self.dtype, "dy").reshape(y.shape)
-        dz = self._buffers.get(backend, "dz", y.shape, self.dtype)
-        backend.act_backward(y, dy, self._act, out=dz)
+        if self._act == "linear":
+            dz = dy  # linear: dz is dy, no copy
+        else:
+            dz = self._buffers.get(backend, "dz", y.shape, self.dtype)
+            backend.act_backward(y, dy, self._act, out=dz)
         # dx first, while the kernel is still in cache from the forward pass: writing kernel_grad
         # (as large as the kernel) first evicts it, which costs ~15% at batch 1.
         dx = None

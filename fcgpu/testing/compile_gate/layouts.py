@@ -109,6 +109,11 @@ def trace_backend_calls() -> list[KernelCall]:
             b.bce_prob_sum(col, col, 1e-7)
             b.bce_prob_grad(col, col, 1e-7, 0.25, b.empty((batch, 1), f))
             b.mse_grad(z, z, 0.25, b.empty((batch, 3), f))
+            acc = b.zeros((2,), np.float64)
+            b.softmax_xent_step(z, b.zeros((batch,), np.int64), 0.25, 1.0, True, b.empty((batch, 3), f), acc)
+            b.softmax_xent_step(z, b.zeros((batch, 3), f), 0.25, 1.0, True, b.empty((batch, 3), f), acc)
+            b.bce_logits_step(col, col, 0.25, 1.0, True, b.empty((batch, 1), f), acc)
+            b.mse_step(z, z, 0.25, 1.0 / 3, b.empty((batch, 3), f), b.zeros((4, 2), np.float64)[1])
         for shape in ((3, 4), (4,)):
             p, g = b.zeros(shape, f), b.zeros(shape, f)
             b.sgd_update(p, g, None, 0.1, 0.0, 0.0, False)
@@ -158,7 +163,10 @@ def sweep_variants(
     for name in specs:
         layouts: dict[tuple, str] = {}
         first = by_kernel[name][0]
-        float_type = first.dtypes[first.kinds.index("a")]
+        # The floating type: that of the first elementwise argument, or of the first raw one in a
+        # kernel over rows whose arguments are all raw.
+        kind = "a" if "a" in first.kinds else "r"
+        float_type = first.dtypes[first.kinds.index(kind)]
         for label, layout in _generic_layouts(first.kinds, first.dtypes).items():
             layouts.setdefault(layout, label)
         for c in by_kernel[name]:
