@@ -47,6 +47,13 @@ def _layers_of(target: Any) -> list[Any]:
     return layers
 
 
+def state_dtype(param_dtype: Any) -> np.dtype:
+    """The dtype of optimizer state for parameters of ``param_dtype``: float32 for half types (a
+    float16 second moment underflows for gradients below ~5e-3), else the parameter's own."""
+    dtype = np.dtype(param_dtype)
+    return np.dtype(np.float32) if dtype.itemsize < 4 and dtype.kind in "fV" else dtype
+
+
 class Optimizer:
     """Base class: per-parameter state slots ``_slots`` and one ``_update`` per parameter."""
 
@@ -169,7 +176,7 @@ class Optimizer:
         """Flat state buffers beside ``flat``'s, holding the per-name state so far (zeros where none)."""
         backend = flat.backend
         self._flat_state = {
-            dtype: {slot: backend.zeros(params.shape, params.dtype) for slot in self._slots}
+            dtype: {slot: backend.zeros(params.shape, state_dtype(params.dtype)) for slot in self._slots}
             for dtype, params in flat.params.items()
         }
         for name, (dtype, start, stop) in flat.slices.items():
@@ -193,16 +200,17 @@ class Optimizer:
     def _state_for(self, backend: Backend, name: str, param: Array) -> dict[str, Array]:
         state = self.state.get(name)
         if state is None:
-            return self.state.setdefault(name, {s: backend.zeros(tuple(param.shape), param.dtype) for s in self._slots})
+            dtype = state_dtype(param.dtype)
+            return self.state.setdefault(name, {s: backend.zeros(tuple(param.shape), dtype) for s in self._slots})
         for slot, value in state.items():
             if tuple(value.shape) != tuple(param.shape):
                 raise ValueError(
                     f"{name}: optimizer state {slot!r} has shape {tuple(value.shape)} but the parameter has "
                     f"{tuple(param.shape)}; use a new optimizer for a rebuilt model"
                 )
-            if not backend.owns(value) or value.dtype != param.dtype:
+            if not backend.owns(value) or value.dtype != state_dtype(param.dtype):
                 # The layer was moved without its optimizer: follow it.
-                state[slot] = backend.from_numpy(to_numpy(value).astype(param.dtype))
+                state[slot] = backend.from_numpy(to_numpy(value).astype(state_dtype(param.dtype)))
         return state
 
     def _update(self, backend: Backend, param: Array, grad: Array, state: dict[str, Array], step: int) -> None:

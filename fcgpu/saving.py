@@ -31,6 +31,7 @@ import numpy as np
 from .archive import ModelFileError, read_archive, write_archive, write_npz
 from .fileio import check_output_path
 from .initializers import get_rng
+from .optimizers import state_dtype
 from .serialization import deserialize
 
 __all__ = ["save_model", "load_model", "ModelFileError", "write_archive", "read_archive", "write_npz"]
@@ -105,10 +106,12 @@ def _optimizer_section(compiled: Any, arrays: dict[str, np.ndarray], params: set
         param = arrays[f"param/{name}"]
         for slot in slots:
             value = arrays[f"opt/{name}/{slot}"]
-            if value.shape != param.shape or value.dtype != param.dtype:
+            # float32 state for half parameters (0.1 files kept it in the parameter's dtype)
+            if value.shape != param.shape or value.dtype not in (param.dtype, state_dtype(param.dtype)):
                 raise ValueError(
                     f"optimizer state {slot!r} of {name!r} has shape {value.shape} and dtype {value.dtype}, "
-                    f"but the parameter has shape {param.shape} and dtype {param.dtype}"
+                    f"but the parameter has shape {param.shape} and dtype {param.dtype} (state: "
+                    f"{state_dtype(param.dtype)})"
                 )
         state[name] = {slot: arrays[f"opt/{name}/{slot}"] for slot in slots}
     return {"steps": dict(steps), "state": state}

@@ -242,3 +242,23 @@ def test_flags_are_checked(backend, rng):
         model.summary(line_length=-5)
     with pytest.raises(ValueError, match="verbose"):
         model.fit(x, y, verbose=True)
+
+
+# -- half parameters keep float32 optimizer state ---------------------------------------------
+@pytest.mark.parametrize("through", ["layer", "model"])
+def test_adam_on_float16_parameters_keeps_float32_moments(backend, through):
+    """A constant gradient of 1e-3: Adam moves by lr a step (200 steps: -0.2). With float16 moments
+    the second moment underflows and the steps grow like lr*sqrt(t) (0.1 gave -1.83)."""
+    layer = fc.Dense(1, use_bias=False, dtype="float16")
+    layer.build(1)
+    layer.set_weights([np.zeros((1, 1), np.float16)])
+    opt = fc.optimizers.Adam(lr=1e-3)
+    target = fc.Sequential([layer]) if through == "model" else layer
+    x, dy = np.ones((1, 1), np.float16), np.full((1, 1), 1e-3, np.float16)
+    for _ in range(200):
+        target.forward(x)
+        target.backward(dy)
+        opt.step(target)
+    state = opt.state["dense/kernel"]
+    assert all(v.dtype == np.float32 for v in state.values())
+    assert float(fc.to_numpy(layer.kernel)[0, 0]) == pytest.approx(-0.2, rel=0.02)

@@ -44,7 +44,7 @@ def _specs() -> dict[str, KernelSpec]:
             "fcgpu_softmax_xent_grad_ids",
             "T z, T lse, raw I labels, int64 ncols, float64 scale",
             "T dz",
-            "dz = fc_softmax_xent_grad(z, lse, labels[i / ncols] == (I)(i % ncols) ? T(1) : T(0), scale)",
+            "dz = fc_softmax_xent_grad(z, lse, (long long)labels[i / ncols] == (long long)(i % ncols) ? T(1) : T(0), scale)",
         ),
         KernelSpec(
             "fcgpu_softmax_xent_grad_probs",
@@ -92,14 +92,14 @@ def _specs() -> dict[str, KernelSpec]:
         KernelSpec(
             "fcgpu_sgd_momentum",
             "T grad, float64 lr, float64 mu, float64 wd, bool nesterov",
-            "T p, T buf",
+            "T p, S buf",
             "fc_sgd_update(p, buf, grad, lr, mu, wd, nesterov)",
         ),
         KernelSpec(
             "fcgpu_adam",
             "T grad, float64 beta1, float64 beta2, float64 one_minus_beta1, float64 one_minus_beta2, float64 eps, "
             "float64 wd, float64 decay, float64 step_size, float64 bc2_sqrt, bool decoupled",
-            "T p, T m, T v",
+            "T p, S m, S v",
             "fc_adam_update(p, m, v, grad, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, wd, decay, "
             "step_size, bc2_sqrt, decoupled)",
         ),
@@ -140,7 +140,9 @@ class CupyBackend(Backend):
         return self.cp.asnumpy(a)
 
     def from_numpy(self, a: np.ndarray) -> Array:
-        return self.cp.asarray(np.ascontiguousarray(a))
+        # cupy.array(copy=True), not asarray: with CUPY_ENABLE_UMP=1 on HMM/ATS systems asarray is
+        # zero-copy, and the device array would alias the caller's memory.
+        return self.cp.array(np.ascontiguousarray(a), copy=True)
 
     def synchronize(self) -> None:
         self.cp.cuda.runtime.deviceSynchronize()
