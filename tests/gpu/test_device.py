@@ -32,6 +32,14 @@ def test_device_is_real(gpu) -> None:
     info = gpu.info()
     assert info["device"] and info["device"] != "host stand-in"
     assert info["cuda_runtime"] > 0 and info["cuda_driver"] > 0
+    # the roofline's peaks were read from the device's attributes
+    assert "peak_error" not in info, info.get("peak_error")
+    assert info["peak_gflops"] > 0 and info["peak_gbps"] > 0
+
+
+def test_auto_picks_cupy_on_a_gpu(gpu) -> None:
+    backend, reason = fc.backends.resolve_backend("auto")
+    assert backend.name == "cupy", reason
 
 
 def test_float32_denormals_are_flushed(gpu) -> None:
@@ -76,3 +84,36 @@ def test_cupy_compiles_the_sources_the_compile_gate_checks(gpu) -> None:
             pytest.skip(f"the compile gate's CuPy is not installed here: {e}")
         generated = set(gpu.kernel(name).cached_codes.values())
         assert generated and generated <= swept, name
+
+
+def test_every_source_cupy_generated_in_training_was_checked_by_the_gate(gpu, rng) -> None:
+    """Train small models in each dtype, loss and optimizer, then compare every source CuPy
+    generated on the device (every layout the run used) with the variants the gate compiled."""
+    from fcgpu.backends.cupy_backend import KERNEL_SPECS
+    from fcgpu.testing import cuda_compile as cc
+
+    x = rng.standard_normal((40, 5))
+    with fc.use_backend(gpu):
+        for dtype in ("float32", "float64", "float16"):
+            for act in ("relu", "sigmoid", "tanh"):
+                for loss, y, out in (("softmax_cross_entropy", rng.integers(0, 3, 40), 3),
+                                     ("binary_crossentropy", rng.integers(0, 2, 40), 1),
+                                     ("mse", rng.standard_normal(40), 1)):
+                    last = "sigmoid" if loss == "binary_crossentropy" else None
+                    for opt in (fc.optimizers.SGD(lr=0.01, momentum=0.9), fc.optimizers.Adam(lr=1e-3)):
+                        model = fc.Sequential([fc.Dense(4, activation=act, dtype=dtype), fc.Dense(out, activation=last, dtype=dtype)])
+                        model.compile(loss=loss, optimizer=opt, metrics=["accuracy"])
+                        model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+                        model.evaluate(x, y)
+    checked = 0
+    for name, spec in KERNEL_SPECS.items():
+        generated = set(gpu.kernel(name).cached_codes.values())
+        if not generated:
+            continue
+        try:
+            swept = {cc.kernel_code(spec, v) for v in cc.sweep_variants({name: spec})}
+        except cc.CompileGateUnavailable as e:
+            pytest.skip(f"the compile gate's CuPy is not installed here: {e}")
+        assert generated <= swept, name
+        checked += 1
+    assert checked >= 10
