@@ -218,6 +218,7 @@ def test_every_damaged_byte_is_a_model_file_error(saved):
         (b"not a dict at all", "truncated or corrupted"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:Reading `.npy` or `.npz` file required additional header parsing")
 def test_hostile_npy_headers(saved, header, match):
     members = members_of(saved)
     body = header + b" " * (118 - len(header) - 1) + b"\n" if len(header) < 117 else header + b"\n"
