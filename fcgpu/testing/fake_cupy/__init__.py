@@ -22,6 +22,8 @@
   ``$XDG_CACHE_HOME/fcgpu/host-kernels`` (``~/.cache/...``); writes are atomic (temp + rename)
   so concurrent test processes share the cache safely.
 - ``cuda.runtime`` answers for one device named ``'host stand-in'``.
+- ``count_device_ops()`` counts, inside a ``with`` block, the device operations a GPU would launch
+  (kernels, GEMMs, ufuncs, reductions, fills, copies, gathers) and the host<->device transfers.
 
 What it does NOT reproduce (checked elsewhere or only on a real GPU):
 
@@ -50,7 +52,8 @@ forwards any other NumPy name as ``functions.forward_numpy`` describes):
 - ``kernel``: ``ElementwiseKernel`` and ``precompile``; ``params``: parameter parsing and type
   resolution; ``host_source``: the host C++ (``host_runtime.h`` and the generated loop) and the
   launch; ``host_library``: compiler, cache and loading; ``recording``: ``KernelCall`` and
-  ``record_kernel_calls``, shared with the compile gate.
+  ``record_kernel_calls``, shared with the compile gate; ``counting``: ``count_device_ops``, every
+  device operation and host<->device transfer counted as a GPU would launch it.
 """
 from __future__ import annotations
 
@@ -75,6 +78,7 @@ from .functions import (
     clip,
     concatenate,
     copyto,
+    count_nonzero,
     dot,
     dtype,
     e,
@@ -121,6 +125,7 @@ from .functions import (
     zeros,
     zeros_like,
 )
+from .counting import TRANSFER_KINDS, DeviceOps, OpCounts, count_device_ops
 from .host_library import HostCompileError, cache_dir, compile_host_library, host_compiler
 from .host_source import host_kernel_source
 from .kernel import ElementwiseKernel, precompile

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from .counting import counted, counted_method, function_kind, index_kind, note, ufunc_kind
 from .device import cuda
 
 
@@ -56,10 +57,11 @@ class ndarray(np.ndarray):  # noqa: N801 - mirrors cupy.ndarray
     def get(self, stream: Any = None, order: str = "C", out: np.ndarray | None = None) -> np.ndarray:
         """A host (``numpy.ndarray``) copy, as ``cupy.ndarray.get``."""
         host = self.view(np.ndarray)
-        if out is not None:
-            np.copyto(out, host)
-            return out
-        return np.array(host, order=order, copy=True)
+        with counted("to_host", "get"):
+            if out is not None:
+                np.copyto(out, host)
+                return out
+            return np.array(host, order=order, copy=True)
 
     def set(self, arr: np.ndarray, stream: Any = None) -> None:
         """Copy host data in, as ``cupy.ndarray.set``."""
@@ -69,7 +71,37 @@ class ndarray(np.ndarray):  # noqa: N801 - mirrors cupy.ndarray
             raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: {arr.shape}")
         if arr.dtype != self.dtype:
             raise TypeError(f"{arr.dtype} array cannot be set to {self.dtype} array")
-        np.copyto(self.view(np.ndarray), arr)
+        with counted("to_device", "set"):
+            np.copyto(self.view(np.ndarray), arr)
+
+    def astype(
+        self, dtype: Any, order: str = "K", casting: str = "unsafe", subok: bool = True, copy: bool = True
+    ) -> Any:
+        """``numpy.ndarray.astype``; a copy (one device operation) unless ``copy=False`` finds the dtype right."""
+        convert = super().astype
+        if not copy and np.dtype(dtype) == self.dtype:
+            return convert(dtype, order=order, casting=casting, subok=subok, copy=False)
+        with counted("copy", "astype"):
+            return convert(dtype, order=order, casting=casting, subok=subok, copy=copy)
+
+    def __getitem__(self, key: Any) -> Any:
+        name, uploads = index_kind(key)
+        if name is None:
+            return super().__getitem__(key)  # a view
+        if uploads:
+            note("to_device", "index")
+        with counted("gather", name):
+            result = super().__getitem__(key)
+        if name == "mask":
+            note("to_host", "mask")  # CuPy reads the number of selected elements back
+        return result
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        name, uploads = index_kind(key)
+        if uploads or (type(value) is np.ndarray and value.ndim > 0):
+            note("to_device", "setitem")
+        with counted("setitem", name or "setitem"):
+            super().__setitem__(key, value)
 
     @property
     def __cuda_array_interface__(self) -> dict[str, Any]:
@@ -97,7 +129,8 @@ class ndarray(np.ndarray):  # noqa: N801 - mirrors cupy.ndarray
             kwargs["out"] = tuple(None if o is None else o.view(np.ndarray) for o in out)
         if "where" in kwargs:
             kwargs["where"] = _unwrap(kwargs["where"], what)
-        result = getattr(ufunc, method)(*args, **kwargs)
+        with counted(*ufunc_kind(ufunc, method)):
+            result = getattr(ufunc, method)(*args, **kwargs)
         if out is not None and method != "at":
             return out[0] if len(out) == 1 else tuple(out)
         return _wrap(result)
@@ -106,11 +139,40 @@ class ndarray(np.ndarray):  # noqa: N801 - mirrors cupy.ndarray
         return _call(func, args, kwargs, f"numpy.{func.__name__}")
 
 
+# Methods that launch work (or read a device array back), counted as one operation each; those that
+# reduce through a ufunc (sum, max, ...) count once, not once more for the ufunc inside.
+_COUNTED_METHODS: dict[str, tuple[str, str]] = {
+    **{
+        m: ("reduction", m)
+        for m in ("sum", "prod", "max", "min", "mean", "std", "var", "argmax", "argmin", "any", "all", "cumsum")
+    },
+    "clip": ("ufunc", "clip"),
+    "dot": ("gemm", "dot"),
+    "copy": ("copy", "copy"),
+    "fill": ("fill", "fill"),
+    **{
+        m: ("to_host", m.strip("_"))
+        for m in ("__float__", "__int__", "__index__", "__bool__", "__complex__", "item", "tolist")
+    },
+}
+for _name, (_kind, _label) in _COUNTED_METHODS.items():
+    setattr(ndarray, _name, counted_method(getattr(np.ndarray, _name), _kind, _label))
+del _name, _kind, _label
+
+
 def _call(func: Callable, args: Sequence[Any], kwargs: dict[str, Any], what: str) -> Any:
     out = kwargs.get("out")
     if out is not None and not isinstance(out, ndarray):
         raise mixed_error(f"{what} (out=)", out)
-    result = func(*_unwrap(tuple(args), what), **{k: _unwrap(v, what) for k, v in kwargs.items()})
+    plain_args = _unwrap(tuple(args), what)
+    plain_kwargs = {k: _unwrap(v, what) for k, v in kwargs.items()}
+    name = getattr(func, "__name__", "function")
+    kind = function_kind(func, name, plain_args)
+    if kind is None:
+        result = func(*plain_args, **plain_kwargs)
+    else:
+        with counted(kind, name):
+            result = func(*plain_args, **plain_kwargs)
     if out is not None:
         return out
     return _wrap(result)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .arrays import device_function, mixed_error, ndarray
+from .counting import counted
 
 float16 = np.float16
 float32 = np.float32
@@ -29,15 +30,21 @@ def asarray(a: Any, dtype: Any = None, order: str | None = None, *, blocking: bo
     """A stand-in array: device arrays pass through (cast if asked); host data is copied, as a transfer does."""
     if isinstance(a, ndarray):
         return a if dtype is None or a.dtype == np.dtype(dtype) else a.astype(dtype)
-    return np.array(a, dtype=dtype, order=order or "K", copy=True).view(ndarray)
+    with counted("to_device", "asarray"):
+        return np.array(a, dtype=dtype, order=order or "K", copy=True).view(ndarray)
 
 
 def array(obj: Any, dtype: Any = None, copy: bool = True, order: str = "K", ndmin: int = 0) -> ndarray:
     if isinstance(obj, ndarray):
         obj = obj.view(np.ndarray)
+        copies = copy or (dtype is not None and np.dtype(dtype) != obj.dtype)
+        kind = "copy" if copies else None
     else:
-        copy = True  # host data always moves
-    return np.array(obj, dtype=dtype, copy=copy, order=order, ndmin=ndmin).view(ndarray)
+        copy, kind = True, "to_device"  # host data always moves
+    if kind is None:
+        return np.array(obj, dtype=dtype, copy=copy, order=order, ndmin=ndmin).view(ndarray)
+    with counted(kind, "array"):
+        return np.array(obj, dtype=dtype, copy=copy, order=order, ndmin=ndmin).view(ndarray)
 
 
 def ascontiguousarray(a: Any, dtype: Any = None) -> ndarray:
@@ -45,13 +52,18 @@ def ascontiguousarray(a: Any, dtype: Any = None) -> ndarray:
         raise mixed_error("cupy.ascontiguousarray", a) if isinstance(a, np.ndarray) else TypeError(
             f"Unsupported type {type(a)}"
         )
-    return np.ascontiguousarray(a.view(np.ndarray), dtype=dtype).view(ndarray)
+    host = a.view(np.ndarray)
+    if host.flags.c_contiguous and (dtype is None or np.dtype(dtype) == host.dtype):
+        return a
+    with counted("copy", "ascontiguousarray"):
+        return np.ascontiguousarray(host, dtype=dtype).view(ndarray)
 
 
 def asnumpy(a: Any, stream: Any = None, order: str = "C", out: np.ndarray | None = None) -> np.ndarray:
     """A host ``numpy.ndarray``: a copy of a stand-in array, or ``numpy.asarray`` of anything else."""
     if isinstance(a, ndarray):
-        return a.get(order=order, out=out)
+        with counted("to_host", "asnumpy"):
+            return a.get(order=order, out=out)
     if out is not None:
         np.copyto(out, a)
         return out
@@ -67,8 +79,13 @@ def get_array_module(*args: Any) -> types.ModuleType:
 
 
 def _creation(func: Callable) -> Callable:
+    fills = func is not np.empty  # every creation function but empty writes the new array
+
     def wrapper(*args: Any, **kwargs: Any) -> ndarray:
-        return func(*args, **kwargs).view(ndarray)
+        if not fills:
+            return func(*args, **kwargs).view(ndarray)
+        with counted("fill", func.__name__):
+            return func(*args, **kwargs).view(ndarray)
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = f"Stand-in for cupy.{func.__name__}."
@@ -128,6 +145,15 @@ concatenate = device_function(np.concatenate)
 stack = device_function(np.stack)
 allclose = device_function(np.allclose)
 array_equal = device_function(np.array_equal)
+
+
+def _count_nonzero(a: Any, axis: Any = None, *, keepdims: bool = False) -> Any:
+    # cupy.count_nonzero returns a 0-d device array where NumPy returns a Python int.
+    return np.asarray(np.count_nonzero(a, axis=axis, keepdims=keepdims))
+
+
+_count_nonzero.__name__ = "count_nonzero"
+count_nonzero = device_function(_count_nonzero)
 
 _NOT_MIRRORED = {"random", "linalg", "fft", "testing", "ma", "lib", "polynomial", "char", "rec", "ctypeslib"}
 _CUPY_ONLY = {"ReductionKernel", "RawKernel", "RawModule", "fuse", "memoize", "get_default_memory_pool", "cuda_stream"}

@@ -2,7 +2,7 @@
 
 Part of ``fcgpu.testing.fake_cupy``'s kernel engine. A call checks its arguments, broadcasts,
 resolves types (``params.resolve_types``), allocates outputs, casts scalars, reports itself to
-open ``record_kernel_calls`` blocks and runs the host library for its kinds and types
+open ``record_kernel_calls`` blocks, counts as one 'kernel' operation (``counting``) and runs the host library for its kinds and types
 (``host_source`` generates it, ``host_library`` builds and loads it). ``precompile`` builds the
 libraries of recorded calls ahead of use.
 """
@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .arrays import ndarray
+from .counting import counted
 from .host_library import compile_host_library, load_kernel
 from .host_source import host_kernel_source, indexed_view, launch
 from .params import argument_kinds, get_param_info, resolve_types
@@ -125,10 +126,11 @@ class ElementwiseKernel:
 
         args_all = in_args + out_args
         kinds = argument_kinds(self.params, args_all)
-        if is_recording():
-            record(self._describe(kinds, args_all, shape))
-        if runs_kernels():
-            launch(self._lib_for(kinds, type_map), self.name, kinds, args_all, shape)
+        with counted("kernel", self.name):
+            if is_recording():
+                record(self._describe(kinds, args_all, shape))
+            if runs_kernels():
+                launch(self._lib_for(kinds, type_map), self.name, kinds, args_all, shape)
         return ret
 
     def _lib_for(self, kinds: tuple[str, ...], type_map: tuple[tuple[str, np.dtype], ...]) -> Callable:

@@ -4,13 +4,16 @@ Part of ``fcgpu.testing.fake_cupy``'s kernel engine. The compile gate
 (``fcgpu.testing.cuda_compile``) lists the backend's kernel calls this way to learn the argument
 layouts CuPy would compile, and ``precompile`` builds host libraries from recorded calls.
 ``ElementwiseKernel.__call__`` reports each call through ``is_recording``/``record`` and asks
-``runs_kernels`` whether to execute it.
+``runs_kernels`` whether to execute it. ``registered`` (an entry kept in a list for a ``with``
+block) also serves ``counting``'s blocks.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,14 +48,21 @@ def record_kernel_calls(execute: bool = True) -> Iterator[list[KernelCall]]:
     so a caller's sequence of kernel calls can be listed without a C++ compiler.
     """
     calls: list[KernelCall] = []
-    entry = (calls, execute)
-    _recorders.append(entry)
-    try:
+    with registered(_recorders, (calls, execute)):
         yield calls
+
+
+@contextlib.contextmanager
+def registered(entries: list[T], entry: T) -> Iterator[T]:
+    """``entry`` kept in ``entries`` for the block and removed after it (by identity, also on error),
+    so blocks that nest or close out of order each remove their own."""
+    entries.append(entry)
+    try:
+        yield entry
     finally:
-        for k, e in enumerate(_recorders):
+        for k, e in enumerate(entries):
             if e is entry:
-                del _recorders[k]
+                del entries[k]
                 break
 
 
