@@ -1,4 +1,5 @@
-"""Device operations as a GPU would launch them: the stand-in's counter (``count_device_ops``)."""
+"""Device operations as a GPU would launch them: the stand-in's counter (``count_device_ops``),
+and the per-step count of a training step inside fit (``launches_per_step``)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -6,9 +7,15 @@ from collections import Counter
 import numpy as np
 import pytest
 
+import fcgpu as fc
+from fcgpu.testing import count_device_ops, launches_per_step, stand_in_backend
 from fcgpu.testing import fake_cupy as cp
-from fcgpu.testing import stand_in_backend
-from fcgpu.testing.fake_cupy import count_device_ops
+
+# The target for a 784-512-10 MLP at batch 128 with softmax cross-entropy: forward (2 GEMMs, 2 bias +
+# activation kernels), the fused loss step, backward (3 GEMMs, 2 bias sums, 1 activation kernel)
+# and one optimizer kernel.
+STEP_TARGET = 12
+STEP_CEILING = 40  # far above today's count: a regression in the step shows here first
 
 
 def test_a_known_sequence_gives_known_counts():
@@ -81,3 +88,40 @@ def test_recording_kernel_calls_still_works_alongside_counting():
         stand_in_backend().kernel("fcgpu_relu_fwd")(cp.zeros((2, 3), np.float32))
     assert [c.name for c in calls] == ["fcgpu_relu_fwd"]
     assert ops.calls[-1] == ("kernel", "fcgpu_relu_fwd")
+
+
+@pytest.fixture(scope="module", params=["sgd", "adam"])
+def mlp_report(request):
+    """The 784-512-10 MLP at batch 128, softmax cross-entropy, measured once per optimizer."""
+    return launches_per_step((784, 512, 10), batch=128, loss="softmax_cross_entropy", optimizer=request.param)
+
+
+def test_a_784_512_10_training_step_stays_below_a_loose_ceiling(mlp_report):
+    print("\n" + mlp_report.format())
+    step = mlp_report.per_step
+    assert 0 < step.total <= STEP_CEILING
+    assert step.by_kind["gemm"] == 5  # x W1, h W2 forward; dW2, dh, dW1 backward (no input gradient)
+    assert sum(step.transfers.values()) <= 1
+    assert mlp_report.per_fit.transfers["to_device"] >= 2  # the data set is copied once per fit
+
+
+def test_a_784_512_10_training_step_is_at_most_12_device_operations(mlp_report):
+    assert mlp_report.per_step.total <= STEP_TARGET, mlp_report.format()
+
+
+def test_launches_per_step_takes_a_model_and_refuses_one_elsewhere():
+    with fc.use_backend(stand_in_backend()):
+        model = fc.Sequential([fc.Dense(3)])
+        model.build(5)
+    model.compile(loss="mse", optimizer="sgd")
+    report = launches_per_step(model, batch=4, steps=3)
+    assert report.widths == (5, 3) and report.loss == "mean_squared_error" and report.optimizer == "SGD"
+    assert report.per_step.by_kind["gemm"] == 2
+    assert "device ops per training step" in report.format()
+    with fc.use_backend("numpy"):
+        host = fc.Sequential([fc.Dense(3)])
+        host.build(5)
+    with pytest.raises(ValueError, match="stand_in_backend"):
+        launches_per_step(host)
+    with pytest.raises(ValueError, match="steps"):
+        launches_per_step((5, 3), steps=2)

@@ -9,6 +9,10 @@
   ``fcgpu.testing.compile_gate``.
 - ``fcgpu.testing.kernel_checks``: each kernel against the NumPy backend in ulp, with host and GPU
   tolerances.
+- ``count_device_ops()`` (from ``fake_cupy.counting``): the device operations and host<->device
+  transfers a block makes on the stand-in, counted as a GPU would launch them.
+- ``launches_per_step()`` (``fcgpu.testing.launches``): the device operations of one training
+  step inside ``fit``, by kind, with per-epoch and per-call work apart (``fcgpu bench --launches``).
 """
 from __future__ import annotations
 
@@ -18,11 +22,22 @@ import os
 from typing import TYPE_CHECKING, Sequence
 
 from . import fake_cupy
+from .fake_cupy import DeviceOps, OpCounts, count_device_ops
+from .launches import LaunchReport, launches_per_step
 
 if TYPE_CHECKING:
     from ..backends.cupy_backend import CupyBackend
 
-__all__ = ["fake_cupy", "stand_in_backend", "warm_stand_in"]
+__all__ = [
+    "DeviceOps",
+    "LaunchReport",
+    "OpCounts",
+    "count_device_ops",
+    "fake_cupy",
+    "launches_per_step",
+    "stand_in_backend",
+    "warm_stand_in",
+]
 
 
 @functools.lru_cache(maxsize=None)
