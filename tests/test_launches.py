@@ -1,5 +1,5 @@
 """Device operations as a GPU would launch them: the stand-in's counter (``count_device_ops``),
-and the per-step count of a training step inside fit (``launches_per_step``)."""
+the per-step count of a training step inside fit (``launches_per_step``) and ``fcgpu bench --launches``."""
 from __future__ import annotations
 
 from collections import Counter
@@ -125,3 +125,13 @@ def test_launches_per_step_takes_a_model_and_refuses_one_elsewhere():
         launches_per_step(host)
     with pytest.raises(ValueError, match="steps"):
         launches_per_step((5, 3), steps=2)
+
+
+def test_bench_launches_prints_the_breakdown_without_timing(capsys):
+    from fcgpu import bench
+
+    assert bench.main(["--launches", "--model", "6-4-3", "--model-batch", "8", "--sizes", "8x6x3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("device ops per training step in fit") == 4  # two models, SGD and Adam
+    assert "6-4-3 batch 8" in out and "6-3 batch 8" in out and "Adam" in out and "SGD" in out
+    assert bench.main(["--launches", "--json", "x.json"]) == 2

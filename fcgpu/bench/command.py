@@ -10,12 +10,12 @@ from typing import Sequence
 
 from ..cli_args import CommandParser, UsageError, report_usage_error
 from ..fileio import atomic_write, check_output_path
-from .config import BenchConfig, add_arguments, config_from_args
+from .config import MODEL_ACTIVATION, BenchConfig, add_arguments, config_from_args
 from .report import format_table, write_plot
 from .runner import resolve_backends, run_benchmark
 from .worker import worker_main
 
-__all__ = ["DESCRIPTION", "check_outputs", "main", "run_from_args"]
+__all__ = ["DESCRIPTION", "check_outputs", "main", "print_launches", "run_from_args"]
 
 DESCRIPTION = "Backend throughput comparison behind ``fcgpu bench`` and ``benchmarks/compare_backends.py``."
 
@@ -38,10 +38,13 @@ def run_from_args(args: argparse.Namespace) -> int:
     """
     try:
         cfg = config_from_args(args)
-        check_outputs(cfg)
-        resolve_backends(cfg.backends)
+        if not cfg.launches:  # --launches counts on the host stand-in: no worker, backend or file
+            check_outputs(cfg)
+            resolve_backends(cfg.backends)
     except (OSError, ValueError) as e:
         return report_usage_error("fcgpu bench", e)
+    if cfg.launches:
+        return print_launches(cfg)
     result = run_benchmark(cfg)
     print(format_table(result))
     if cfg.json_path:
@@ -52,6 +55,21 @@ def run_from_args(args: argparse.Namespace) -> int:
         write_plot(result, cfg.plot_path)
         print(f"wrote {cfg.plot_path}")
     return 0 if result["cases"] or result["models"] else 1
+
+
+def print_launches(cfg: BenchConfig) -> int:
+    """``fcgpu bench --launches``: for SGD and Adam, the device operations per training step inside
+    fit (``fcgpu.testing.launches_per_step``) of ``cfg.model`` and of each of ``cfg.sizes`` (a
+    one-layer model of M inputs and N logits at batch B), printed; nothing is timed."""
+    from ..testing import launches_per_step  # the host stand-in for CuPy; its kernels compile on first use
+
+    models = ([(tuple(cfg.model), cfg.model_batch)] if cfg.model else []) + [((m, n), b) for b, m, n in cfg.sizes]
+    print("Device operations per training step inside fit, counted on the host stand-in for CuPy", flush=True)
+    for widths, batch in models:
+        for optimizer in ("sgd", "adam"):
+            report = launches_per_step(widths, batch=batch, optimizer=optimizer, activation=MODEL_ACTIVATION)
+            print(report.format(), flush=True)
+    return 0 if models else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from ..activations import ACTIVATIONS
-from ..cli_args import int_list, integer, name_list, number, require_memory
+from ..cli_args import UsageError, int_list, integer, name_list, number, require_memory
 
 __all__ = [
     "BACKEND_NAMES",
@@ -72,6 +72,9 @@ class BenchConfig:
     json_path: str | None = None
     plot_path: str | None = None
     verbose: bool = True
+    # --launches: no timing; the device operations per training step (fcgpu.testing.launches) of
+    # the model and of the sizes given explicitly, counted on the host stand-in for CuPy.
+    launches: bool = False
 
 
 def layer_activations(widths: Sequence[int], activation: str) -> list[str]:
@@ -148,6 +151,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settle", type=number(0, 60, lo_open=False), default=None,
                         help="seconds between blocks (default 0.2)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--launches", action="store_true",
+                        help="no timing: print the device operations (kernels, GEMMs, ufuncs, ...) and transfers of "
+                             "one training step inside fit on the CuPy backend's code, counted on the host stand-in, "
+                             "for SGD and Adam: of --model at --model-batch, and of each --sizes given (one layer)")
 
 
 def _model_widths(text: str) -> list[int] | None:
@@ -176,6 +183,11 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     cfg.peak_gflops, cfg.peak_gbps = args.peak_gflops, args.peak_gbps
     cfg.json_path, cfg.plot_path = args.json_path, args.plot_path
     cfg.verbose = not args.quiet
+    cfg.launches = args.launches
+    if cfg.launches:
+        if cfg.json_path or cfg.plot_path:
+            raise UsageError("--launches: prints its counts; --json and --plot are for the timing benchmark")
+        cfg.sizes = [size for group in args.sizes for size in group] if args.sizes else []
     for batch, m, n in cfg.sizes:
         require_memory(case_bytes([m, n], batch, cfg.dtype), f"--sizes {batch}x{m}x{n} ({cfg.dtype} x, W, y, dx, dW, dy)")
     if cfg.model and "step" in cfg.ops:
