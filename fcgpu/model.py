@@ -246,13 +246,20 @@ class Sequential(Trainer):
         return self.forward(x)
 
     def forward(
-        self, x: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False
+        self,
+        x: Any,
+        *,
+        input_owned: bool = False,
+        output_private: bool = False,
+        logits: bool = False,
+        training: bool = False,
     ) -> Array:
         """y (B, N_last) from x (B, M): every layer in turn; builds the model on the first call.
 
         As ``Dense.forward``: x and the returned y are copied where backward would otherwise read
         the caller's array, unless ``input_owned`` / ``output_private`` say nobody else sees them.
-        ``logits=True``: the last layer stops before its activation.
+        ``logits=True``: the last layer stops before its activation. ``training=True`` (fit and
+        train_step) turns on what only acts in training, such as dropout.
         """
         self._require_layers()
         for layer in self._layers:
@@ -264,7 +271,11 @@ class Sequential(Trainer):
         h, last = x, len(self._layers) - 1
         for i, layer in enumerate(self._layers):
             h = layer.forward(
-                h, input_owned=input_owned or i > 0, output_private=output_private or i < last, logits=logits and i == last
+                h,
+                input_owned=input_owned or i > 0,
+                output_private=output_private or i < last,
+                logits=logits and i == last,
+                training=training,
             )
         return h
 

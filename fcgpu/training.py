@@ -16,7 +16,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import callbacks as callbacks_module
 from . import losses as losses_module
+from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from .backends import Backend
 from .backends.base import Array, Scalar
@@ -27,9 +29,6 @@ from .params import FlatParameters
 from .validation import float_array, positive_int
 
 __all__ = ["Trainer", "History"]
-
-_METRICS = {"accuracy": "accuracy", "acc": "accuracy"}
-
 
 class History:
     """What ``fit`` returns: ``history`` maps 'loss', 'accuracy', 'val_loss', ... to one value per epoch."""
@@ -58,7 +57,9 @@ class Trainer:
     def __init__(self) -> None:
         self.loss: Loss | None = None
         self.optimizer: Optimizer | None = None
-        self.metrics: list[str] = []
+        self.metrics: list[str] = []  # the metrics' names, as in the logs
+        self.metric_objects: list[metrics_module.Metric] = []
+        self.stop_training = False  # set by a callback to end fit after the current batch
         self._flat: FlatParameters | None = None
 
     # -- compile -----------------------------------------------------------------
@@ -76,16 +77,18 @@ class Trainer:
         loss_obj = losses_module.get(loss)
         opt = optimizers_module.get(optimizer)
         opt.check_owner(layers)
-        names: list[str] = []
-        if isinstance(metrics, str):
+        if isinstance(metrics, (str, metrics_module.Metric, dict)):
             metrics = [metrics]
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"metrics: expected a list of metric names or Metric instances, got {type(metrics).__name__}")
+        objects: list[metrics_module.Metric] = []
         for m in metrics or []:
-            key = _METRICS.get(m.lower()) if isinstance(m, str) else None
-            if key is None:
-                raise ValueError(f"metrics: expected names from {sorted(_METRICS)}, got {m!r}")
-            if key not in names:
-                names.append(key)
-        self.loss, self.optimizer, self.metrics = loss_obj, opt, names
+            metric = metrics_module.get(m)
+            if all(metric.name != o.name for o in objects):
+                objects.append(metric)
+        self.loss, self.optimizer = loss_obj, opt
+        self.metric_objects = objects
+        self.metrics = [m.name for m in objects]
 
     @property
     def compiled(self) -> bool:
@@ -95,7 +98,9 @@ class Trainer:
         """The compile settings as JSON-ready values (Keras 3's name), or None before compile."""
         if not self.compiled:
             return None
-        return {"loss": self.loss.get_config(), "optimizer": self.optimizer.get_config(), "metrics": list(self.metrics)}
+        metrics = [m.name if type(m) is metrics_module.METRICS.get(m.name) and m.get_config() == type(m)().get_config()
+                   else m.get_config() for m in self.metric_objects]
+        return {"loss": self.loss.get_config(), "optimizer": self.optimizer.get_config(), "metrics": metrics}
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         """``compile`` with what ``get_compile_config`` returned."""
@@ -194,26 +199,41 @@ class Trainer:
     def train_batch(self, x: Array, y: Array) -> tuple[Scalar, Scalar]:
         """One forward/backward/update on arrays from ``prepare_data`` (or slices of them), unchecked:
         returns (mean loss, correct count), both left on the device so that a step does not wait."""
-        acc = self.backend.zeros((2,), np.float64)
+        acc = self.backend.zeros((self._columns(),), np.float64)
         self.accumulate_batch(x, y, acc)
         return acc[0] / x.shape[0], acc[1]
 
+    def _columns(self) -> int:
+        """Accumulator columns: loss, the loss's fused correct count, then one per other metric."""
+        return 2 + sum(not m.fused_with_loss for m in self.metric_objects)
+
     def accumulate_batch(self, x: Array, y: Array, acc: Array) -> None:
         """The step ``fit`` takes: forward, the loss's fused step, backward (no input gradient) and
-        one optimizer update, adding the batch's loss x rows and correct rows into ``acc`` (a float64
-        array (2,) of the model's backend). On CuPy, a Dense-ReLU-Dense step is 12 device operations."""
+        one optimizer update, adding into ``acc`` (float64, of the model's backend, one column per
+        ``_columns``) the batch's loss x rows, correct rows and other metrics' sums. On CuPy a
+        Dense-ReLU-Dense step with 'accuracy' is 12 device operations."""
         loss, on_logits = self._output_loss()
-        logits = self.forward(x, input_owned=True, output_private=True, logits=on_logits)
-        grad = loss.step(self.backend, logits, y, acc, bool(self.metrics))
+        logits = self.forward(x, input_owned=True, output_private=True, logits=on_logits, training=True)
+        count = any(m.fused_with_loss for m in self.metric_objects)
+        if len(self.metric_objects) > count:
+            self._update_metrics(logits, y, on_logits, acc)
+        grad = loss.step(self.backend, logits, y, acc, count)
         del logits
         self.backward(grad, input_grad=False)
         del grad
         self.optimizer.step(self)
 
-    def _correct(self, pred: Array, labels: Array, on_logits: bool = False) -> Scalar:
-        """Correct rows of ``pred`` under the loss that meets it (``Loss.correct``)."""
-        loss, _ = self._output_loss() if on_logits else (self.loss, False)
-        return loss.correct(self.backend, pred, labels)
+    def _update_metrics(self, out: Array, y: Array, on_logits: bool, acc: Array) -> None:
+        """The metrics not fused with the loss, on the model's outputs (the activation applied to
+        logits the loss took), each into its column of ``acc``."""
+        if on_logits:
+            activation = self.layers[-1].activation.name
+            out = self.backend.bias_act_forward(out, None, activation, self.backend.empty(out.shape, out.dtype))
+        column = 2
+        for metric in self.metric_objects:
+            if not metric.fused_with_loss:
+                metric.update(self.backend, out, y, self.loss, acc[column : column + 1])
+                column += 1
 
     def train_step(self, x: Any, y: Any) -> float:
         """One forward, backward and optimizer step on a batch; returns the mean loss."""
@@ -227,24 +247,34 @@ class Trainer:
         self,
         x: Any,
         y: Any,
+        batch_size: int | None = 32,
         epochs: int = 1,
-        batch_size: int = 32,
+        verbose: int | str = 1,
+        callbacks: Sequence[callbacks_module.Callback] | None = None,
+        validation_split: float = 0.0,
         validation_data: tuple[Any, Any] | None = None,
         shuffle: bool = True,
-        verbose: int = 1,
+        initial_epoch: int = 0,
     ) -> History:
-        """Train for ``epochs`` passes over (x (N, M), y); shuffling draws from ``fcgpu.set_seed``'s generator.
+        """Train from epoch ``initial_epoch`` up to ``epochs`` over (x (N, M), y), as Keras's fit.
 
-        verbose: 0 silent, 1 a progress bar per epoch (loss and metrics), 2 one line per epoch.
+        ``validation_split`` holds out the last fraction of the samples (before shuffling) as
+        validation data; ``validation_data=(x_val, y_val)`` gives them instead. Shuffling draws
+        from ``fcgpu.set_seed``'s generator. verbose: 0 silent, 1 (or 'auto') a progress bar per
+        epoch, 2 one line per epoch. ``callbacks``: ``fcgpu.callbacks`` objects, called with Keras's
+        hooks and logs; one setting ``model.stop_training`` ends training after its batch. A
+        non-finite loss stops training with a warning naming the epoch and batch.
         Returns a History whose ``history`` has 'loss', the metrics, and 'val_'-prefixed ones.
         """
         self._require_compiled("fit")
         epochs = positive_int(epochs, "epochs", allow_zero=True)
-        batch_size = positive_int(batch_size, "batch_size")
-        if isinstance(verbose, bool) or verbose not in (0, 1, 2):
-            raise ValueError(f"verbose: expected 0, 1 or 2, got {verbose!r}")
+        initial_epoch = positive_int(initial_epoch, "initial_epoch", allow_zero=True)
+        batch_size = 32 if batch_size is None else positive_int(batch_size, "batch_size")
+        verbose = _verbosity(verbose, default=1)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split: expected a fraction in [0, 1), got {validation_split!r}")
         xh, yh = self._prepare(x, y)
         self._output_loss()  # a loss that cannot meet this output fails before anything changes
         val = None
@@ -252,49 +282,39 @@ class Trainer:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data: expected a tuple (x_val, y_val)")
             val = self._prepare(*validation_data, ("validation_data[0]", "validation_data[1]"), width=xh.shape[1])
+        elif validation_split:
+            split = int(math.floor(xh.shape[0] * (1.0 - validation_split)))
+            if split in (0, xh.shape[0]):
+                raise ValueError(
+                    f"validation_split: {validation_split} of {xh.shape[0]} samples leaves "
+                    f"{'no training' if split == 0 else 'no validation'} samples"
+                )
+            xh, yh, val = xh[:split], yh[:split], (xh[split:], yh[split:])
+        n = xh.shape[0]
+        history = History()
+        history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n, "steps": -(-n // batch_size),
+                          "verbose": verbose}
+        callback_list = callbacks_module.CallbackList(callbacks, self, history.params)
         self._ensure_built(xh.shape[1])
         backend = self.backend
-        n = xh.shape[0]
         x_dev, y_dev = backend.from_numpy(xh), backend.from_numpy(yh)
         val_dev = (backend.from_numpy(val[0]), backend.from_numpy(val[1])) if val is not None else None
-        history = History()
-        history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n, "steps": -(-n // batch_size)}
         rng = get_rng()
-        for epoch in range(epochs):
+        self.stop_training = False
+        callback_list.call("on_train_begin", {})
+        logs: dict[str, float] = {}
+        for epoch in range(initial_epoch, epochs):
             start = time.perf_counter()
+            callback_list.call("on_epoch_begin", epoch, {})
             if shuffle:
                 perm = backend.from_numpy(rng.permutation(n))
                 xe, ye = x_dev[perm], y_dev[perm]
                 del perm
             else:
                 xe, ye = x_dev, y_dev
-            steps = history.params["steps"]
-            bar = _progress(epoch, epochs, steps, verbose)
-            # The running sums are read from the device about 20 times an epoch and at most once in
-            # 10 batches: a read waits for the device.
-            report_every = max(10, -(-steps // 20))
-            # Row k holds batch k's [loss x rows, correct rows]; they are read (not reduced on the
-            # device) a few times an epoch, so a non-finite loss is traced to its batch.
-            sums = backend.zeros((steps, 2), np.float64)
-            loss_sum = correct = 0.0
-            seen, stopped_at, last_read = 0, None, 0
-            for step, i in enumerate(range(0, n, batch_size), 1):
-                self.accumulate_batch(xe[i : i + batch_size], ye[i : i + batch_size], sums[step - 1])
-                seen += min(batch_size, n - i)
-                if bar is not None:
-                    bar.update(1)
-                if step % report_every == 0 or step == steps:
-                    rows = backend.to_numpy(sums[last_read:step])  # one transfer
-                    bad = np.nonzero(~np.isfinite(rows[:, 0]))[0]
-                    loss_sum, correct = loss_sum + float(rows[:, 0].sum()), correct + float(rows[:, 1].sum())
-                    if bad.size:
-                        stopped_at = last_read + int(bad[0]) + 1
-                        break
-                    last_read = step
-                    if bar is not None:
-                        bar.set_postfix(self._logs(loss_sum / seen, correct / seen), refresh=False)
+            bar = _progress(epoch, epochs, history.params["steps"], verbose)
+            logs, stopped_at = self._train_epoch(xe, ye, batch_size, bar, callback_list)
             if stopped_at is not None:
-                logs = self._logs(loss_sum / seen, correct / seen)
                 history.record(epoch, logs, time.perf_counter() - start)
                 if bar is not None:
                     bar.close()
@@ -306,12 +326,12 @@ class Trainer:
                 )
                 history.stopped = {"epoch": epoch, "batch": stopped_at}
                 break
-            logs = self._logs(loss_sum / n, correct / n)
             if val_dev is not None:
                 for key, value in self._evaluate_device(*val_dev, 256).items():
                     logs[f"val_{key}"] = value
             backend.synchronize()
             seconds = time.perf_counter() - start
+            callback_list.call("on_epoch_end", epoch, logs)
             history.record(epoch, logs, seconds)
             if bar is not None:
                 bar.set_postfix(logs, refresh=False)
@@ -320,56 +340,137 @@ class Trainer:
                 text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
                 print(f"Epoch {epoch + 1}/{epochs} - {seconds:.2f}s - {text}", file=sys.stdout, flush=True)
             del xe, ye
+            if self.stop_training:
+                break
+        callback_list.call("on_train_end", logs)
         return history
 
-    def _logs(self, loss: float, accuracy: float) -> dict[str, float]:
-        logs = {"loss": float(loss)}
-        if "accuracy" in self.metrics:
-            logs["accuracy"] = float(accuracy)
+    def _train_epoch(
+        self, xe: Array, ye: Array, batch_size: int, bar: Any, callback_list: callbacks_module.CallbackList
+    ) -> tuple[dict[str, float], int | None]:
+        """One pass over (xe, ye): (the epoch's logs, the first batch whose loss was not finite or None).
+
+        Row k of a device array holds batch k's sums (``_columns``); they are read, not reduced on
+        the device, about 20 times an epoch and at most once in 10 batches (a read waits for the
+        device), so a non-finite loss is still traced to its batch.
+        """
+        backend, n = self.backend, xe.shape[0]
+        steps = -(-n // batch_size)
+        report_every = max(10, -(-steps // 20))
+        sums = backend.zeros((steps, self._columns()), np.float64)
+        totals = np.zeros(self._columns())
+        seen, last_read = 0, 0
+        batch_hooks = callback_list.wants_batches
+        for step, i in enumerate(range(0, n, batch_size), 1):
+            if batch_hooks:
+                callback_list.call("on_train_batch_begin", step - 1, {})
+            self.accumulate_batch(xe[i : i + batch_size], ye[i : i + batch_size], sums[step - 1])
+            seen += min(batch_size, n - i)
+            if bar is not None:
+                bar.update(1)
+            batch_logs: dict[str, float] = {}
+            if step % report_every == 0 or step == steps:
+                rows = backend.to_numpy(sums[last_read:step])  # one transfer
+                totals += rows.sum(axis=0)
+                bad = np.nonzero(~np.isfinite(rows[:, 0]))[0]
+                if bad.size:
+                    return self._logs(totals / seen), last_read + int(bad[0]) + 1
+                last_read = step
+                batch_logs = self._logs(totals / seen)
+                if bar is not None:
+                    bar.set_postfix(batch_logs, refresh=False)
+            if batch_hooks:
+                callback_list.call("on_train_batch_end", step - 1, batch_logs)
+            if self.stop_training:
+                if last_read < step:
+                    totals += backend.to_numpy(sums[last_read:step]).sum(axis=0)
+                break
+        return self._logs(totals / seen), None
+
+    def _logs(self, means: np.ndarray) -> dict[str, float]:
+        """{'loss': ..., metric name: ...} from the accumulator's column means."""
+        logs = {"loss": float(means[0])}
+        column = 2
+        for metric in self.metric_objects:
+            if metric.fused_with_loss:
+                logs[metric.name] = float(means[1])
+            else:
+                logs[metric.name] = float(means[column])
+                column += 1
         return logs
 
     def _evaluate_device(self, x_dev: Array, y_dev: Array, batch_size: int) -> dict[str, float]:
+        """Loss and metrics over device arrays, batch by batch, without touching what a pending
+        backward uses; one read of the sums at the end."""
         backend = self.backend
         loss, on_logits = self._output_loss()
         n = x_dev.shape[0]
-        loss_sum, correct = 0.0, 0
+        acc = backend.zeros((self._columns(),), np.float64)
+        count = any(m.fused_with_loss for m in self.metric_objects)
         for i in range(0, n, batch_size):
             logits = self.infer(x_dev[i : i + batch_size], logits=on_logits)
             yb = y_dev[i : i + batch_size]
-            loss_sum = loss_sum + loss.compute(backend, logits, yb, keep=False) * logits.shape[0]
-            if self.metrics:
-                correct = correct + self._correct(logits, yb, on_logits)
+            acc[0:1] += loss.compute(backend, logits, yb, keep=False) * logits.shape[0]
+            if count:
+                acc[1:2] += loss.correct(backend, logits, yb)
+            if len(self.metric_objects) > count:
+                self._update_metrics(logits, yb, on_logits, acc)
             del logits
-        return self._logs(float(loss_sum) / n, float(correct) / n)
+        return self._logs(backend.to_numpy(acc) / n)
 
-    def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 0) -> dict[str, float]:
-        """{'loss': mean loss, 'accuracy': fraction correct (when compiled with it)} over (x, y)."""
+    def evaluate(
+        self, x: Any, y: Any, batch_size: int | None = 256, verbose: int | str = 0, return_dict: bool = True
+    ) -> dict[str, float] | list[float] | float:
+        """Loss and metrics over (x, y): {'loss': ..., 'accuracy': ...} (``return_dict=False``: Keras's
+        [loss, *metrics], or the loss alone without metrics)."""
         self._require_compiled("evaluate")
-        batch_size = positive_int(batch_size, "batch_size")
+        batch_size = 256 if batch_size is None else positive_int(batch_size, "batch_size")
+        verbose = _verbosity(verbose, default=0)
+        if not isinstance(return_dict, (bool, np.bool_)):
+            raise TypeError(f"return_dict: expected True or False, got {return_dict!r}")
         xh, yh = self._prepare(x, y)
+        self._output_loss()
         self._ensure_built(xh.shape[1])
         backend = self.backend
         logs = self._evaluate_device(backend.from_numpy(xh), backend.from_numpy(yh), batch_size)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
-        return logs
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
 
-    def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
+    def predict(self, x: Any, batch_size: int | None = 256, verbose: int | str = 0) -> np.ndarray:
         """The model's outputs (N, N_last) for x (N, M), computed in batches, as a NumPy array."""
-        batch_size = positive_int(batch_size, "batch_size")
+        batch_size = 256 if batch_size is None else positive_int(batch_size, "batch_size")
+        verbose = _verbosity(verbose, default=0)
         xh = self._check_x(x)
         self._ensure_built(xh.shape[1])
         backend = self.backend
         x_dev = backend.from_numpy(xh)
         out = np.empty((xh.shape[0], self.output_features), self.layers[-1].dtype)
+        bar = _progress(0, 1, -(-xh.shape[0] // batch_size), verbose, "Predict")
         for i in range(0, xh.shape[0], batch_size):
             out[i : i + batch_size] = backend.to_numpy(self.infer(x_dev[i : i + batch_size]))
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         return out
 
 
-def _progress(epoch: int, epochs: int, steps: int, verbose: int):
+def _verbosity(verbose: Any, default: int) -> int:
+    if verbose == "auto":
+        return default if default else 1
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose: expected 0, 1, 2 or 'auto', got {verbose!r}")
+    return int(verbose)
+
+
+def _progress(epoch: int, epochs: int, steps: int, verbose: int, desc: str | None = None):
     if verbose != 1:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", leave=True, dynamic_ncols=True)
+    desc = desc or f"Epoch {epoch + 1}/{epochs}"
+    return tqdm(total=steps, desc=desc, unit="batch", leave=True, dynamic_ncols=True)

@@ -67,7 +67,20 @@ class Layer:
     def build(self, input_shape: int | Sequence[int | None]) -> None:
         raise NotImplementedError
 
-    def forward(self, x: Any) -> Array:
+    def forward(
+        self,
+        x: Any,
+        *,
+        input_owned: bool = False,
+        output_private: bool = False,
+        logits: bool = False,
+        training: bool = False,
+    ) -> Array:
+        """y from x, keeping what backward needs (see ``Dense.forward`` for the keywords)."""
+        raise NotImplementedError
+
+    def infer(self, x: Any, *, logits: bool = False) -> Array:
+        """y from x, keeping nothing (inference)."""
         raise NotImplementedError
 
     def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:

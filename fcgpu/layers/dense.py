@@ -249,7 +249,13 @@ class Dense(Layer):
         return y
 
     def forward(
-        self, x: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False
+        self,
+        x: Any,
+        *,
+        input_owned: bool = False,
+        output_private: bool = False,
+        logits: bool = False,
+        training: bool = False,
     ) -> Array:
         """y (B, N) = act(x (B, M) @ kernel (M, N) + bias (N,)); a 1-D x (M,) gives y (N,).
 
