@@ -118,6 +118,20 @@ class Backend(ABC):
     def act_backward(self, y: Array, dy: Array, activation: str, out: Array) -> Array:
         """out (B, N) = dy * act'(z), from the forward output y = act(z)."""
 
+    # -- dropout (kernels/random.cuh) ---------------------------------------------
+    @abstractmethod
+    def dropout_forward(self, x: Array, out: Array, seed: int, step: int, rate: float, offset: int = 0) -> Array:
+        """out (B, N) = x * mask / (1 - rate); ``out`` may be ``x``. Element e of x (C order) is
+        dropped (0) where word ``offset + e`` of the Philox4x32-10 stream of (seed, step) is below
+        floor(rate * 2**32) (``philox.dropout_constants``). ``offset`` is the index of x's first
+        element in the whole batch (data-parallel: the rank's first row x N), so every sharding
+        draws the same mask."""
+
+    def dropout_backward(self, dy: Array, out: Array, seed: int, step: int, rate: float, offset: int = 0) -> Array:
+        """out (B, N) = dy * mask / (1 - rate), the mask of ``dropout_forward`` with the same seed,
+        step and offset, regenerated rather than stored: the same arithmetic, applied to dy."""
+        return self.dropout_forward(dy, out, seed, step, rate, offset)
+
     # -- losses ------------------------------------------------------------------
     def _widened(self, *arrays: Array) -> list[Array]:
         """float16 arrays as float32 (others as they are): the kernels compute half in float, and a
@@ -174,6 +188,61 @@ class Backend(ABC):
     def mse_grad(self, p: Array, y: Array, scale: float, out: Array) -> Array:
         """out = 2 (p - y) * scale."""
 
+    def abs_error_sum(self, p: Array, y: Array) -> Scalar:
+        """sum of |p - y| (the mean absolute error's loss and metric)."""
+        p, y = self._widened(p, y)
+        return self.xp.sum(self.xp.abs(p - y), dtype=self.xp.float64)
+
+    @abstractmethod
+    def mae_grad(self, p: Array, y: Array, scale: float, out: Array) -> Array:
+        """out = sign(p - y) * scale, sign(0) = 0 (PyTorch's l1_loss)."""
+
+    def huber_sum(self, p: Array, y: Array, delta: float) -> Scalar:
+        """sum of 0.5 d**2 where |d| < delta, else delta (|d| - 0.5 delta), d = p - y (PyTorch's huber_loss)."""
+        xp = self.xp
+        p, y = self._widened(p, y)
+        d = p - y
+        a = xp.abs(d)
+        return xp.sum(xp.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta)), dtype=xp.float64)
+
+    @abstractmethod
+    def huber_grad(self, p: Array, y: Array, delta: float, scale: float, out: Array) -> Array:
+        """out = clip(p - y, -delta, delta) * scale."""
+
+    def _class_rows(self, labels: Array, like: Array) -> Array:
+        """Class ids (B,) as one-hot rows of ``like``'s shape and dtype; target rows (widened) as they are."""
+        if labels.ndim != 1:
+            return self._widened(labels)[0]
+        rows = self.xp.zeros(like.shape, like.dtype)
+        rows[self.xp.arange(like.shape[0]), labels] = 1
+        return rows
+
+    def _normalised(self, p: Array, eps: float) -> tuple[Array, Array, Array]:
+        """(row sums s (B, 1), q = p / s, q clipped to [eps, 1 - eps]) in the arithmetic type."""
+        (p,) = self._widened(p)
+        s = self.xp.sum(p, axis=1, keepdims=True)
+        q = p / s
+        return s, q, self.xp.clip(q, eps, 1 - eps)
+
+    def cce_prob_sum(self, p: Array, labels: Array, eps: float) -> Scalar:
+        """Keras's categorical cross-entropy of probability rows p (B, C), summed over rows:
+        -sum_c t_c log(clip(p_c / sum(p), eps, 1 - eps)), labels class ids (B,) or targets t (B, C)."""
+        xp = self.xp
+        _, _, c = self._normalised(p, eps)
+        if labels.ndim == 1:
+            return -xp.sum(xp.log(c[xp.arange(c.shape[0]), labels]), dtype=xp.float64)
+        return -xp.sum(self._class_rows(labels, c) * xp.log(c), dtype=xp.float64)
+
+    def cce_prob_grad(self, p: Array, labels: Array, eps: float, scale: float, out: Array) -> Array:
+        """out (B, C) = d cce_prob_sum / dp * scale, through the row normalisation; zero through
+        the clip where p / sum(p) was clipped (the clipped loss is flat there, as in Keras)."""
+        xp = self.xp
+        s, q, c = self._normalised(p, eps)
+        g = xp.where((q < eps) | (q > 1 - eps), 0, -self._class_rows(labels, c) / c)
+        grad = (g - xp.sum(g * q, axis=1, keepdims=True)) * (scale / s)
+        xp.copyto(out, grad.astype(out.dtype, copy=False))
+        return out
+
     # -- metrics -----------------------------------------------------------------
     # -- fused training steps: loss, gradient and correct count in one call --------------------
     # acc is a float64 device array (2,): acc[0] += loss x weight, acc[1] += correct x weight, so a
@@ -206,6 +275,18 @@ class Backend(ABC):
         acc[0] += self.mse_sum(p, y) * weight
         return self.mse_grad(p, y, scale, out)
 
+    def mae_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
+        """out = sign(p - y) * scale; adds sum of |p - y| into acc."""
+        acc[0] += self.abs_error_sum(p, y) * weight
+        return self.mae_grad(p, y, scale, out)
+
+    def huber_step(
+        self, p: Array, y: Array, delta: float, scale: float, weight: float, out: Array, acc: Array
+    ) -> Array:
+        """out = clip(p - y, -delta, delta) * scale; adds the summed Huber loss into acc."""
+        acc[0] += self.huber_sum(p, y, delta) * weight
+        return self.huber_grad(p, y, delta, scale, out)
+
     def count_correct(self, pred: Array, labels: Array, threshold: float | None) -> Scalar:
         """Correct predictions, counted where the arrays live. With a ``threshold`` (binary
         outputs): elements where (pred > threshold) matches (label > 0.5), each output of a
@@ -216,6 +297,16 @@ class Backend(ABC):
             truth = labels if labels.ndim == 1 else xp.argmax(labels, axis=1)
             return xp.count_nonzero(xp.argmax(pred, axis=1) == truth)
         return xp.count_nonzero((pred.reshape(-1) > threshold) == (labels.reshape(-1) > 0.5))
+
+    def count_top_k(self, pred: Array, labels: Array, k: int) -> Scalar:
+        """Rows of pred (B, C) whose label (class ids (B,), or the first argmax of one-hot rows)
+        is among the k largest, as Keras's in_top_k: fewer than k classes score strictly higher
+        (ties at the boundary count as in), and a NaN score at the label ranks last."""
+        xp = self.xp
+        truth = labels if labels.ndim == 1 else xp.argmax(labels, axis=1)
+        picked = pred[xp.arange(pred.shape[0]), truth][:, None]
+        picked = xp.where(xp.isnan(picked), -xp.inf, picked)
+        return xp.count_nonzero(xp.sum(pred > picked, axis=1) < k)
 
     # -- optimizers --------------------------------------------------------------
     @abstractmethod
@@ -241,10 +332,70 @@ class Backend(ABC):
     ) -> None:
         """torch.optim.Adam (or AdamW when ``decoupled``) update of ``param``, ``m``, ``v`` in place."""
 
+    @abstractmethod
+    def rmsprop_update(
+        self,
+        param: Array,
+        grad: Array,
+        v: Array,
+        mg: Array | None,
+        mom: Array | None,
+        lr: float,
+        rho: float,
+        momentum: float,
+        eps: float,
+        weight_decay: float,
+    ) -> None:
+        """Keras 3's RMSprop update of ``param`` and its state in place: centered when ``mg`` (the
+        average gradient) is given, with momentum when ``mom`` is; ``weight_decay`` is Keras's
+        decoupled decay (p -= p*wd*lr first)."""
+
+    @abstractmethod
+    def adagrad_update(self, param: Array, grad: Array, acc: Array, lr: float, eps: float, weight_decay: float) -> None:
+        """Keras 3's Adagrad update of ``param`` and its accumulator ``acc`` in place (decay as RMSprop's)."""
+
+    # -- regularizers --------------------------------------------------------------
+    @abstractmethod
+    def l1l2_grad(self, grad: Array, param: Array, l1: float, l2: float) -> Array:
+        """grad += 2*l2*param + l1*sign(param) in place (the gradient of l1*sum|p| + l2*sum p^2); returns grad."""
+
+    def l1l2_penalty(self, param: Array, l1: float, l2: float) -> Scalar:
+        """l1*sum|param| + l2*sum param^2 in float64, where the parameter lives (a term is skipped when its
+        factor is 0)."""
+        xp = self.xp
+        w = param.astype(xp.float64)
+        total = xp.float64(0.0)
+        if l1:
+            total = total + xp.sum(xp.abs(w)) * l1
+        if l2:
+            total = total + xp.sum(w * w) * l2
+        return total
+
     @staticmethod
     def adam_bias_corrections(lr: float, beta1: float, beta2: float, step: int) -> tuple[float, float]:
         """(lr / (1 - beta1**step), sqrt(1 - beta2**step)), in double on the host."""
         return lr / (1.0 - beta1**step), (1.0 - beta2**step) ** 0.5
+
+    # -- data parallel (fcgpu.distributed) ----------------------------------------
+    # ``comm`` is a communicator of fcgpu.distributed; the host versions here move the buffers
+    # themselves over MPI (no copies), the CuPy backend moves device buffers over NCCL.
+    def allreduce_sum(self, buffer: Array, comm: Any, weight: float = 1.0) -> Array:
+        """``buffer`` (contiguous) replaced in place, on every rank, by the sum over the ranks of
+        weight x buffer, each rank giving its own ``weight``: one MPI all-reduce (MPI_IN_PLACE,
+        SUM) on the buffer itself, after one scaling pass where the weight is not 1."""
+        if weight != 1.0:
+            self.xp.multiply(buffer, weight, out=buffer)
+        comm.allreduce_host(buffer)
+        return buffer
+
+    def broadcast(self, buffer: Array, comm: Any, root: int = 0) -> Array:
+        """``buffer`` (contiguous) overwritten in place, on every rank, by rank ``root``'s."""
+        comm.broadcast_host(buffer, root)
+        return buffer
+
+    def use_device(self, index: int) -> None:
+        """Make device ``index`` this process's current device (data parallel: one GPU per local
+        rank); the host has one, so nothing to do."""
 
     def __repr__(self) -> str:
         return f"<fcgpu {self.name} backend>"

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import kernel_sources
 from ..activations import ACTIVATIONS
+from . import philox
 from .device_specs import device_peak
 from .base import Array, Backend, Scalar
 
@@ -33,11 +34,33 @@ def _specs() -> dict[str, KernelSpec]:
     specs = []
     for act in ACTIVATIONS.values():
         f = act.kernel_functor
+        if act.rows:
+            # One thread per row (size=B): i is the row of the C-ordered (B, ncols) arrays.
+            specs += [
+                KernelSpec(f"fcgpu_bias_{act.name}_fwd", "raw T z, raw T b, int64 ncols", "raw T y",
+                           f"{f}::row_forward<T>(z, b, true, y, i, ncols)"),
+                KernelSpec(f"fcgpu_{act.name}_fwd", "raw T z, int64 ncols", "raw T y",
+                           f"{f}::row_forward<T>(z, z, false, y, i, ncols)"),
+                KernelSpec(f"fcgpu_{act.name}_bwd", "raw T y, raw T dy, int64 ncols", "raw T dz",
+                           f"{f}::row_backward<T>(y, dy, dz, i, ncols)"),
+            ]
+            continue
         specs += [
             KernelSpec(f"fcgpu_bias_{act.name}_fwd", "T z, T b", "T y", f"y = fc_bias_act_forward<{f}>(z, b)"),
             KernelSpec(f"fcgpu_{act.name}_fwd", "T z", "T y", f"y = fc_act_forward<{f}>(z)"),
             KernelSpec(f"fcgpu_{act.name}_bwd", "T y, T dy", "T dz", f"dz = fc_act_backward<{f}>(y, dy)"),
         ]
+        if act.backward_from == "z":  # two outputs: s = z + b, which backward reads, and y = act(s)
+            specs.append(KernelSpec(f"fcgpu_bias_{act.name}_fwd_keep", "T z, T b", "T s, T y",
+                                    f"fc_bias_act_forward_keep<{f}>(z, b, s, y)"))
+    # Dropout, forward on x and backward on dy: element i is element offset + i of the batch, its
+    # mask bit drawn from (seed, step, offset + i) by Philox both times (kernels/random.cuh).
+    specs.append(KernelSpec(
+        "fcgpu_dropout",
+        "T x, uint64 seed, uint64 step, int64 offset, uint32 threshold, float64 scale",
+        "T y",
+        "y = fc_dropout(x, seed, step, (unsigned long long)(offset + i), threshold, scale)",
+    ))
     specs += [
         # i indexes the contiguous (B, C) output, so row = i / ncols and class = i % ncols.
         KernelSpec(
@@ -83,6 +106,22 @@ def _specs() -> dict[str, KernelSpec]:
         KernelSpec("fcgpu_bce_prob_loss", "T p, T y, float64 eps", "T loss", "loss = fc_bce_prob_loss(p, y, eps)"),
         KernelSpec("fcgpu_bce_prob_grad", "T p, T y, float64 eps, float64 scale", "T dp", "dp = fc_bce_prob_grad(p, y, eps, scale)"),
         KernelSpec("fcgpu_mse_grad", "T p, T y, float64 scale", "T dp", "dp = fc_mse_grad(p, y, scale)"),
+        KernelSpec("fcgpu_mae_grad", "T p, T y, float64 scale", "T dp", "dp = fc_mae_grad(p, y, scale)"),
+        KernelSpec(
+            "fcgpu_mae_step",
+            "T p, T y, float64 scale, float64 weight",
+            "T dp, raw float64 acc",
+            "dp = fc_mae_step(p, y, scale, weight, &acc[0])",
+        ),
+        KernelSpec(
+            "fcgpu_huber_grad", "T p, T y, float64 delta, float64 scale", "T dp", "dp = fc_huber_grad(p, y, delta, scale)"
+        ),
+        KernelSpec(
+            "fcgpu_huber_step",
+            "T p, T y, float64 delta, float64 scale, float64 weight",
+            "T dp, raw float64 acc",
+            "dp = fc_huber_step(p, y, delta, scale, weight, &acc[0])",
+        ),
         KernelSpec(
             "fcgpu_sgd",
             "T grad, float64 lr, float64 wd",
@@ -103,7 +142,28 @@ def _specs() -> dict[str, KernelSpec]:
             "fc_adam_update(p, m, v, grad, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, wd, decay, "
             "step_size, bc2_sqrt, decoupled)",
         ),
+        KernelSpec(
+            "fcgpu_adagrad",
+            "T grad, float64 lr, float64 eps, float64 decay",
+            "T p, S acc",
+            "fc_adagrad_update(p, acc, grad, lr, eps, decay)",
+        ),
+        KernelSpec("fcgpu_l1l2_grad", "T w, float64 l1, float64 two_l2", "T g", "fc_l1l2_grad(g, w, l1, two_l2)"),
+        KernelSpec("fcgpu_l1l2_terms", "T w, float64 l1, float64 l2", "float64 r", "r = fc_l1l2_term(w, l1, l2)"),
     ]
+    # RMSprop with and without the centered average and the momentum buffer: a state a variant does
+    # not keep is a local, so no kernel reads or writes an unused buffer.
+    for centered in (False, True):
+        for momentum in (False, True):
+            outs = "T p, S v" + (", S mg" if centered else "") + (", S mom" if momentum else "")
+            local = "".join(f"S {n} = S(0); " for n, kept in (("mg", centered), ("mom", momentum)) if not kept)
+            specs.append(KernelSpec(
+                "fcgpu_rmsprop" + ("_centered" if centered else "") + ("_momentum" if momentum else ""),
+                "T grad, float64 lr, float64 rho, float64 one_minus_rho, float64 momentum, float64 eps, float64 decay",
+                outs,
+                f"{local}fc_rmsprop_update(p, v, mg, mom, grad, lr, rho, one_minus_rho, momentum, eps, decay, "
+                f"{'true' if centered else 'false'}, {'true' if momentum else 'false'})",
+            ))
     return {s.name: s for s in specs}
 
 
@@ -182,13 +242,39 @@ class CupyBackend(Backend):
         return info
 
     # -- activations -------------------------------------------------------------
-    def bias_act_forward(self, z: Array, bias: Array | None, activation: str, out: Array) -> Array:
+    def bias_act_forward(
+        self, z: Array, bias: Array | None, activation: str, out: Array, keep: Array | None = None
+    ) -> Array:
+        if ACTIVATIONS[activation].rows:
+            ncols = z.shape[-1]
+            if bias is None:
+                return self.kernel(f"fcgpu_{activation}_fwd")(z, ncols, out, size=z.size // ncols)
+            return self.kernel(f"fcgpu_bias_{activation}_fwd")(z, bias, ncols, out, size=z.size // ncols)
+        if keep is not None:
+            # z + b into keep (may be z) for a backward from z; without a bias z itself is kept.
+            if bias is not None:
+                self.kernel(f"fcgpu_bias_{activation}_fwd_keep")(z, bias, keep, out)
+                return out
+            if keep is not z:
+                self.cp.copyto(keep, z)
         if bias is None:
             return self.kernel(f"fcgpu_{activation}_fwd")(z, out)
         return self.kernel(f"fcgpu_bias_{activation}_fwd")(z, bias, out)
 
     def act_backward(self, y: Array, dy: Array, activation: str, out: Array) -> Array:
+        # y is what the forward pass kept: the output, or z + b for an entry with backward_from "z".
+        if ACTIVATIONS[activation].rows:
+            ncols = y.shape[-1]
+            return self.kernel(f"fcgpu_{activation}_bwd")(y, dy, ncols, out, size=y.size // ncols)
         return self.kernel(f"fcgpu_{activation}_bwd")(y, dy, out)
+
+    # -- dropout -----------------------------------------------------------------
+    def dropout_forward(self, x: Array, out: Array, seed: int, step: int, rate: float, offset: int = 0) -> Array:
+        threshold, scale = philox.dropout_constants(rate)
+        # NumPy scalars of the parameters' types: a Python int above 2**63 has no CuPy scalar type.
+        return self.kernel("fcgpu_dropout")(
+            x, np.uint64(seed), np.uint64(step), np.int64(offset), np.uint32(threshold), scale, out
+        )
 
     # -- losses ------------------------------------------------------------------
     def softmax_xent_grad(self, z: Array, lse: Array, labels: Array, scale: float, out: Array) -> Array:
@@ -229,6 +315,22 @@ class CupyBackend(Backend):
     def mse_grad(self, p: Array, y: Array, scale: float, out: Array) -> Array:
         return self.kernel("fcgpu_mse_grad")(p, y, scale, out)
 
+    def mae_grad(self, p: Array, y: Array, scale: float, out: Array) -> Array:
+        return self.kernel("fcgpu_mae_grad")(p, y, scale, out)
+
+    def mae_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
+        self.kernel("fcgpu_mae_step")(p, y, scale, weight, out, acc)
+        return out
+
+    def huber_grad(self, p: Array, y: Array, delta: float, scale: float, out: Array) -> Array:
+        return self.kernel("fcgpu_huber_grad")(p, y, delta, scale, out)
+
+    def huber_step(
+        self, p: Array, y: Array, delta: float, scale: float, weight: float, out: Array, acc: Array
+    ) -> Array:
+        self.kernel("fcgpu_huber_step")(p, y, delta, scale, weight, out, acc)
+        return out
+
     # -- optimizers --------------------------------------------------------------
     def sgd_update(self, param, grad, buf, lr, momentum, weight_decay, nesterov) -> None:
         if momentum:
@@ -243,3 +345,77 @@ class CupyBackend(Backend):
             grad, beta1, beta2, 1.0 - beta1, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay,
             step_size, bc2_sqrt, bool(decoupled), param, m, v,
         )
+
+    def rmsprop_update(self, param, grad, v, mg, mom, lr, rho, momentum, eps, weight_decay) -> None:
+        name = "fcgpu_rmsprop" + ("_centered" if mg is not None else "") + ("_momentum" if mom is not None else "")
+        states = [s for s in (v, mg, mom) if s is not None]
+        # 1 - rho and Keras's decoupled decay 1 - lr*wd in double here, as the NumPy backend has them.
+        self.kernel(name)(grad, lr, rho, 1.0 - rho, momentum, eps, 1.0 - lr * weight_decay, param, *states)
+
+    def adagrad_update(self, param, grad, acc, lr, eps, weight_decay) -> None:
+        self.kernel("fcgpu_adagrad")(grad, lr, eps, 1.0 - lr * weight_decay, param, acc)
+
+    # -- regularizers ------------------------------------------------------------
+    def l1l2_grad(self, grad: Array, param: Array, l1: float, l2: float) -> Array:
+        self.kernel("fcgpu_l1l2_grad")(param, l1, 2.0 * l2, grad)
+        return grad
+
+    def l1l2_penalty(self, param: Array, l1: float, l2: float) -> Scalar:
+        # One pass of float64 terms, one reduction: no per-element atomics on a single address.
+        return self.cp.sum(self.kernel("fcgpu_l1l2_terms")(param, l1, l2))
+
+    # -- data parallel (fcgpu.distributed): NCCL between GPUs --------------------------------
+    def use_device(self, index: int) -> None:
+        self.cp.cuda.Device(int(index)).use()
+
+    def allreduce_sum(self, buffer: Array, comm: Any, weight: float = 1.0) -> Array:
+        # One scaling kernel where the weight is not 1, then one NCCL all-reduce in place, both
+        # on the current (compute) stream: the update that follows waits for neither on the host.
+        if weight != 1.0:
+            buffer *= weight
+        nccl = self.cp.cuda.nccl
+        pointer = _device_pointer(buffer, "allreduce_sum")
+        self._nccl(comm).allReduce(
+            pointer, pointer, buffer.size, _nccl_type(nccl, buffer.dtype), nccl.NCCL_SUM, self._stream()
+        )
+        return buffer
+
+    def broadcast(self, buffer: Array, comm: Any, root: int = 0) -> Array:
+        nccl = self.cp.cuda.nccl
+        pointer = _device_pointer(buffer, "broadcast")
+        self._nccl(comm).broadcast(pointer, pointer, buffer.size, _nccl_type(nccl, buffer.dtype), root, self._stream())
+        return buffer
+
+    def _stream(self) -> int:
+        return self.cp.cuda.get_current_stream().ptr
+
+    def _nccl(self, comm: Any) -> Any:
+        """This backend's NCCL communicator over ``comm``'s ranks, made on first use (collectively:
+        rank 0's unique id travels over MPI, no CUDA-aware MPI needed) and kept with ``comm``."""
+        key = ("nccl", id(self))
+        nccl_comm = comm.attachments.get(key)
+        if nccl_comm is None:
+            nccl = self.cp.cuda.nccl
+            if not getattr(nccl, "available", True):
+                raise RuntimeError("data parallel on the cupy backend needs NCCL: pip install nvidia-nccl-cu12 (or -cu13)")
+            uid = comm.bcast_object(nccl.get_unique_id() if comm.rank == 0 else None)
+            nccl_comm = comm.attachments[key] = nccl.NcclCommunicator(comm.size, uid, comm.rank)
+        return nccl_comm
+
+
+# NCCL's element types by NumPy dtype name (cupy.cuda.nccl's constants).
+_NCCL_TYPES = {"float16": "NCCL_FLOAT16", "float32": "NCCL_FLOAT32", "float64": "NCCL_FLOAT64", "bfloat16": "NCCL_BFLOAT16"}
+
+
+def _nccl_type(nccl: Any, dtype: Any) -> int:
+    name = _NCCL_TYPES.get(np.dtype(dtype).name)
+    if name is None or not hasattr(nccl, name):
+        raise TypeError(f"NCCL collectives: no NCCL type for dtype {np.dtype(dtype).name}")
+    return getattr(nccl, name)
+
+
+def _device_pointer(a: Array, what: str) -> int:
+    """The device address of contiguous array ``a`` (``__cuda_array_interface__``'s data)."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{what}: NCCL needs a contiguous buffer, got strides {a.strides}")
+    return int(a.__cuda_array_interface__["data"][0])

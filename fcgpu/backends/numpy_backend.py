@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..activations import ACTIVATIONS, Workspace, get_activation
+from . import philox
 from .base import Array, Backend
 
 _BOOL = np.dtype(np.bool_)
@@ -86,10 +87,24 @@ class NumpyBackend(Backend):
     # The arithmetic is each activation's entry in fcgpu/activations.py; this adds the bias by
     # same-shape ufunc calls (a broadcast operand such as the bias row sends NumPy through its
     # buffered iterator, which allocates a buffer on every call) and lends the entries scratch.
-    def bias_act_forward(self, z: Array, bias: Array | None, activation: str, out: Array) -> Array:
+    def bias_act_forward(
+        self, z: Array, bias: Array | None, activation: str, out: Array, keep: Array | None = None
+    ) -> Array:
         if z.dtype == _HALF:
-            return _HALF_HOT["bias_act_forward"](self, z, bias, activation, out)
+            return _HALF_HOT["bias_act_forward"](self, z, bias, activation, out, keep)
         act = ACTIVATIONS.get(activation) or get_activation(activation)
+        if keep is not None:
+            # z + b into keep (which may be z) for a backward from z, then act(keep) into out.
+            if bias is not None and bias.dtype == keep.dtype:
+                rows = self._workspace(keep.shape, keep.dtype, "rows")
+                np.copyto(rows, bias)
+                np.add(z, rows, out=keep)
+            elif bias is not None:
+                np.add(z, bias, out=keep)
+            elif keep is not z:
+                np.copyto(keep, z)
+            act.forward(keep, out, self._work)
+            return out
         if bias is not None and bias.dtype == out.dtype:
             rows = self._workspace(out.shape, out.dtype, "rows")
             if act.forward_of_negated is not None:
@@ -108,9 +123,25 @@ class NumpyBackend(Backend):
         return out
 
     def act_backward(self, y: Array, dy: Array, activation: str, out: Array) -> Array:
+        # y is what the forward pass kept: the output, or z + b for an entry with backward_from "z".
         if y.dtype == _HALF:
             return _HALF_HOT["act_backward"](self, y, dy, activation, out)
         (ACTIVATIONS.get(activation) or get_activation(activation)).backward(y, dy, out, self._work)
+        return out
+
+    # -- dropout -----------------------------------------------------------------
+    def dropout_forward(self, x: Array, out: Array, seed: int, step: int, rate: float, offset: int = 0) -> Array:
+        # The mask from the NumPy Philox (backends/philox.py); kept values times the scale in the
+        # kernel's arithmetic type (float32 for half), one rounding, so both backends agree bit for bit.
+        threshold, scale = philox.dropout_constants(rate)
+        drop = philox.dropped(seed, step, offset, x.shape, threshold)
+        if x.dtype == _HALF:
+            wide = self._workspace(x.shape, np.float32, "dropout")
+            np.multiply(x, np.float32(scale), out=wide)
+            np.copyto(out, wide, casting="same_kind")
+        else:
+            np.multiply(x, x.dtype.type(scale), out=out)
+        np.copyto(out, 0, where=drop)
         return out
 
     # -- losses ------------------------------------------------------------------
@@ -178,6 +209,18 @@ class NumpyBackend(Backend):
         np.multiply(out, 2 * scale, out=out)
         return out
 
+    def mae_grad(self, p: Array, y: Array, scale: float, out: Array) -> Array:
+        np.subtract(p, y, out=out)
+        np.sign(out, out=out)  # sign(0) = 0, NaN stays NaN
+        np.multiply(out, scale, out=out)
+        return out
+
+    def huber_grad(self, p: Array, y: Array, delta: float, scale: float, out: Array) -> Array:
+        np.subtract(p, y, out=out)
+        np.clip(out, -delta, delta, out=out)
+        np.multiply(out, scale, out=out)
+        return out
+
     # -- optimizers --------------------------------------------------------------
     def sgd_update(self, param, grad, buf, lr, momentum, weight_decay, nesterov) -> None:
         # Same roundings as torch.optim.SGD and the kernel (lr * g rounded, then subtracted) in the
@@ -225,6 +268,64 @@ class NumpyBackend(Backend):
         tmp *= step_size
         param -= tmp
 
+    def rmsprop_update(self, param, grad, v, mg, mom, lr, rho, momentum, eps, weight_decay) -> None:
+        # The kernel's roundings term by term: (rho v) + ((1-rho) g^2); lr g / sqrt(denominator).
+        if weight_decay:
+            param *= 1.0 - lr * weight_decay
+        tmp = self._workspace(param.shape, v.dtype, "tmp")
+        v *= rho
+        np.multiply(grad, grad, out=tmp)
+        tmp *= 1.0 - rho
+        v += tmp
+        if mg is not None:
+            mg *= rho
+            np.multiply(grad, 1.0 - rho, out=tmp)
+            mg += tmp
+            np.multiply(mg, mg, out=tmp)
+            np.subtract(v, tmp, out=tmp)
+            tmp += eps
+        else:
+            np.add(v, eps, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        increment = self._workspace(param.shape, param.dtype, "step")
+        np.multiply(grad, lr, out=increment)
+        increment /= tmp
+        if mom is not None:
+            mom *= momentum
+            mom += increment
+            increment = mom
+        param -= increment
+
+    def adagrad_update(self, param, grad, acc, lr, eps, weight_decay) -> None:
+        if weight_decay:
+            param *= 1.0 - lr * weight_decay
+        tmp = self._workspace(param.shape, acc.dtype, "tmp")
+        np.multiply(grad, grad, out=tmp)
+        acc += tmp
+        np.add(acc, eps, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        increment = self._workspace(param.shape, param.dtype, "step")
+        np.multiply(grad, lr, out=increment)
+        increment /= tmp
+        param -= increment
+
+    # -- regularizers ------------------------------------------------------------
+    def l1l2_grad(self, grad, param, l1, l2):
+        # The kernel's order: (2 l2 w + l1 sign(w)), then added to g.
+        term = self._workspace(param.shape, grad.dtype, "penalty")
+        if l2:
+            np.multiply(param, 2.0 * l2, out=term)
+            if l1:
+                signs = self._workspace(param.shape, grad.dtype, "penalty_sign")
+                np.sign(param, out=signs)
+                signs *= l1
+                term += signs
+        else:
+            np.sign(param, out=term)
+            term *= l1
+        grad += term
+        return grad
+
 
 def _half_in_float32(method: Callable[..., Any], outputs: tuple[str, ...]) -> Callable[..., Any]:
     """Run ``method`` on float16 arrays in float32 and round the ``outputs`` once, as the kernels do
@@ -259,8 +360,8 @@ def _half_in_float32(method: Callable[..., Any], outputs: tuple[str, ...]) -> Ca
 # The per-layer hot paths check for float16 inline (see _HALF_HOT): at (32, 64, 64) the extra
 # Python frame of the wrapper costs ~0.5 us a call, 7% of a Dense forward+backward.
 _HALF_HOT: dict[str, Callable[..., Any]] = {
-    _name: _half_in_float32(getattr(NumpyBackend, _name), ("out",))
-    for _name in ("sum_rows", "bias_act_forward", "act_backward")
+    _name: _half_in_float32(getattr(NumpyBackend, _name), _outputs)
+    for _name, _outputs in (("sum_rows", ("out",)), ("bias_act_forward", ("out", "keep")), ("act_backward", ("out",)))
 }
 
 for _name, _outputs in {
@@ -271,7 +372,12 @@ for _name, _outputs in {
     "bce_prob_sum": (),
     "bce_prob_grad": ("out",),
     "mse_grad": ("out",),
+    "mae_grad": ("out",),
+    "huber_grad": ("out",),
     "sgd_update": ("param", "buf"),
     "adam_update": ("param", "m", "v"),
+    "rmsprop_update": ("param", "v", "mg", "mom"),
+    "adagrad_update": ("param", "acc"),
+    "l1l2_grad": ("grad",),
 }.items():
     setattr(NumpyBackend, _name, _half_in_float32(getattr(NumpyBackend, _name), _outputs))

@@ -100,6 +100,9 @@ def trace_backend_calls() -> list[KernelCall]:
                 b.bias_act_forward(z, bias, act, b.empty((batch, 3), f))
                 b.bias_act_forward(z, None, act, z)
                 b.act_backward(z, z, act, b.empty((batch, 3), f))
+            # Dropout: forward into a new array, backward in place with a rank's element offset.
+            b.dropout_forward(z, b.empty((batch, 3), f), 2**64 - 1, 2**40, 0.5)
+            b.dropout_backward(z, z, 7, 1, 0.25, offset=batch * 3)
             lse = b.zeros((batch, 1), f)
             b.softmax_xent_grad(z, lse, b.zeros((batch,), np.int64), 0.25, b.empty((batch, 3), f))
             b.softmax_xent_grad(z, lse, b.zeros((batch, 3), f), 0.25, b.empty((batch, 3), f))
@@ -114,6 +117,10 @@ def trace_backend_calls() -> list[KernelCall]:
             b.softmax_xent_step(z, b.zeros((batch, 3), f), 0.25, 1.0, True, b.empty((batch, 3), f), acc)
             b.bce_logits_step(col, col, 0.25, 1.0, True, b.empty((batch, 1), f), acc)
             b.mse_step(z, z, 0.25, 1.0 / 3, b.empty((batch, 3), f), b.zeros((4, 2), np.float64)[1])
+            b.mae_grad(z, z, 0.25, b.empty((batch, 3), f))
+            b.mae_step(z, z, 0.25, 1.0 / 3, b.empty((batch, 3), f), b.zeros((4, 2), np.float64)[1])
+            b.huber_grad(z, z, 1.0, 0.25, b.empty((batch, 3), f))
+            b.huber_step(z, z, 1.0, 0.25, 1.0 / 3, b.empty((batch, 3), f), b.zeros((4, 2), np.float64)[1])
         for shape in ((3, 4), (4,)):
             p, g = b.zeros(shape, f), b.zeros(shape, f)
             b.sgd_update(p, g, None, 0.1, 0.0, 0.0, False)
