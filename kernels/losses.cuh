@@ -134,4 +134,40 @@ template <typename T> FC_FN T fc_mse_step(T p, T y, double scale, double weight,
     return fc_mse_grad(p, y, scale);
 }
 
+// Mean absolute error: the gradient sign(p - y) * scale, sign(0) = 0 as PyTorch's l1_loss; 0, -0
+// and NaN differences are kept as they are.
+template <typename T> FC_FN T fc_mae_grad(T p, T y, double scale) {
+    typedef typename fc_acc<T>::type A;
+    A d = A(p) - A(y);
+    return T((d > A(0) ? A(1) : (d < A(0) ? A(-1) : d)) * A(scale));
+}
+
+// Mean absolute error, one element: returns the gradient, adds |p - y| formed in the arithmetic type.
+template <typename T> FC_FN T fc_mae_step(T p, T y, double scale, double weight, double* acc) {
+    typedef typename fc_acc<T>::type A;
+    fc_atomic_add(&acc[0], double(fc_abs(A(p) - A(y))) * weight);
+    return fc_mae_grad(p, y, scale);
+}
+
+// Huber loss of d = p - y as PyTorch's huber_loss: 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta).
+template <typename A> FC_FN A fc_huber_value(A d, A delta) {
+    A a = fc_abs(d);
+    return a < delta ? A(0.5) * d * d : delta * (a - A(0.5) * delta);
+}
+
+// The gradient: d clamped to [-delta, delta], times scale (NaN kept).
+template <typename T> FC_FN T fc_huber_grad(T p, T y, double delta, double scale) {
+    typedef typename fc_acc<T>::type A;
+    A d = A(p) - A(y), k = A(delta);
+    A g = d < -k ? -k : (d > k ? k : d);
+    return T(g * A(scale));
+}
+
+// Huber loss, one element: returns the gradient, adds the loss formed in the arithmetic type.
+template <typename T> FC_FN T fc_huber_step(T p, T y, double delta, double scale, double weight, double* acc) {
+    typedef typename fc_acc<T>::type A;
+    fc_atomic_add(&acc[0], double(fc_huber_value(A(p) - A(y), A(delta))) * weight);
+    return fc_huber_grad(p, y, delta, scale);
+}
+
 #endif  // FCGPU_LOSSES_CUH

@@ -331,3 +331,60 @@ def check_adam(backend: Backend, dtype: Any, case: dict[str, Any], rng: np.rando
     assert_ulp(backend.to_numpy(dm), want_m, um, f"adam m {name}", atol=atol_m)
     assert_ulp(backend.to_numpy(dv), want_v, uv, f"adam v {name}", atol=atol_v)
     assert_ulp(backend.to_numpy(dp), want_p, up, f"adam parameter {name}", atol=atol_p)
+
+
+def _regression_pair(rng: np.random.Generator, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions with every edge value and targets, equal in some places (a zero error)."""
+    p = sample(rng, dtype, (8, 16))
+    y = sample(rng, dtype, (8, 16), scale=1.0)[::-1].copy()
+    y[7, :5] = p[7, :5]
+    return p, y
+
+
+def _check_step(
+    backend: Backend, dtype: Any, what: str, grad: np.ndarray, rng: np.random.Generator,
+    step: Callable[..., Any], total: Callable[..., Any],
+) -> None:
+    """A fused regression step (gradient and summed loss in one kernel) on finite moderate values:
+    its gradient is the separate kernel's, its sum (x weight) the NumPy backend's."""
+    p = (rng.standard_normal((8, 16)) * 3).astype(dtype)
+    y = (rng.standard_normal((8, 16)) * 3).astype(dtype)
+    scale, weight = 1.0 / p.size, 0.25
+    d = backend.from_numpy
+    acc = backend.zeros((2,), np.float64)
+    got = backend.to_numpy(step(d(p), d(y), scale, weight, backend.empty(p.shape, dtype), acc))
+    want = backend.to_numpy(grad(d(p), d(y), scale, backend.empty(p.shape, dtype)))
+    assert_ulp(got, want, 0, f"{what} step grad ({np.dtype(dtype).name})")
+    want_sum = float(_reference(lambda p, y: total(p, y), dtype, p, y, round_back=False)) * weight
+    have = backend.to_numpy(acc)
+    assert np.isclose(have[0], want_sum, rtol=8 * _eps(dtype)) and have[1] == 0, f"{what} step sum: kernel {have}, numpy {want_sum}"
+
+
+def check_mae(backend: Backend, dtype: Any, rng: np.random.Generator, tol: Tolerances = HOST) -> None:
+    """``mae_grad`` (sign(0) = 0, NaN kept) and the fused ``mae_step`` against the NumPy backend."""
+    p, y = _regression_pair(rng, dtype)
+    scale = 1.0 / p.size
+    d = backend.from_numpy
+    got = backend.to_numpy(backend.mae_grad(d(p), d(y), scale, backend.empty(p.shape, dtype)))
+    want = _reference(lambda p, y: _NP.mae_grad(p, y, scale, np.empty_like(p)), dtype, p, y)
+    assert_ulp(got, want, tol.mse_grad, f"mae grad ({np.dtype(dtype).name})")
+    _check_step(backend, dtype, "mae", backend.mae_grad, rng, backend.mae_step, _NP.abs_error_sum)
+
+
+def check_huber(backend: Backend, dtype: Any, delta: float, rng: np.random.Generator, tol: Tolerances = HOST) -> None:
+    """``huber_grad`` (the error clamped to [-delta, delta]) and the fused ``huber_step``."""
+    p, y = _regression_pair(rng, dtype)
+    p[6, :4] = y[6, :4] + np.array([delta, -delta, 0.5 * delta, 2 * delta], dtype)  # both sides of the bend
+    scale = 1.0 / p.size
+    d = backend.from_numpy
+    got = backend.to_numpy(backend.huber_grad(d(p), d(y), delta, scale, backend.empty(p.shape, dtype)))
+    want = _reference(lambda p, y: _NP.huber_grad(p, y, delta, scale, np.empty_like(p)), dtype, p, y)
+    assert_ulp(got, want, tol.mse_grad, f"huber grad ({np.dtype(dtype).name}, delta {delta})")
+
+    def grad(p: Any, y: Any, scale: float, out: Any) -> Any:
+        return backend.huber_grad(p, y, delta, scale, out)
+
+    def step(p: Any, y: Any, scale: float, weight: float, out: Any, acc: Any) -> Any:
+        return backend.huber_step(p, y, delta, scale, weight, out, acc)
+
+    _check_step(backend, dtype, f"huber (delta {delta})", grad, rng, step, lambda p, y: _NP.huber_sum(p, y, delta))
