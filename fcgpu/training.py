@@ -17,11 +17,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import callbacks as callbacks_module
+from . import distributed
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from .backends import Backend
 from .backends.base import Array, Scalar
+from .distributed.data_parallel import DataParallel, quiet_callbacks
 from .initializers import get_rng
 from .losses import Loss
 from .optimizers import Optimizer
@@ -51,8 +53,9 @@ class History:
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
-class Trainer:
-    """compile / fit / evaluate / predict / train_step for a model that subclasses it."""
+class Trainer(DataParallel):
+    """compile / fit / evaluate / predict / train_step for a model that subclasses it; after
+    ``fcgpu.distributed.init`` on N ranks, data-parallel (``fcgpu.distributed.data_parallel``)."""
 
     def __init__(self) -> None:
         self.loss: Loss | None = None
@@ -200,6 +203,12 @@ class Trainer:
         """One forward/backward/update on arrays from ``prepare_data`` (or slices of them), unchecked:
         returns (mean loss, correct count), both left on the device so that a step does not wait."""
         acc = self.backend.zeros((self._columns(),), np.float64)
+        comm = distributed.world()
+        if comm.size > 1:  # (x, y) is the global batch on every rank: a step on this rank's share
+            start, stop = distributed.shard_bounds(x.shape[0], comm.rank, comm.size)
+            self._step_share(x, y, acc, start, stop, x.shape[0], (x[0:1], y[0:1]))
+            totals = comm.sum_host(self.backend.to_numpy(acc))
+            return totals[0] / x.shape[0], totals[1]
         self.accumulate_batch(x, y, acc)
         return acc[0] / x.shape[0], acc[1]
 
@@ -207,11 +216,13 @@ class Trainer:
         """Accumulator columns: loss, the loss's fused correct count, then one per other metric."""
         return 2 + sum(not m.fused_with_loss for m in self.metric_objects)
 
-    def accumulate_batch(self, x: Array, y: Array, acc: Array) -> None:
+    def accumulate_batch(self, x: Array, y: Array, acc: Array, share: float | None = None) -> None:
         """The step ``fit`` takes: forward, the loss's fused step, backward (no input gradient) and
         one optimizer update, adding into ``acc`` (float64, of the model's backend, one column per
         ``_columns``) the batch's loss x rows, correct rows and other metrics' sums. On CuPy a
-        Dense-ReLU-Dense step with 'accuracy' is 12 device operations."""
+        Dense-ReLU-Dense step with 'accuracy' is 12 device operations. Data parallel: (x, y) are
+        this rank's rows, ``share`` their part of the global batch's rows, and the gradients are
+        averaged over the ranks before the update (``_reduce_gradients``)."""
         loss, on_logits = self._output_loss()
         logits = self.forward(x, input_owned=True, output_private=True, logits=on_logits, training=True)
         count = any(m.fused_with_loss for m in self.metric_objects)
@@ -221,6 +232,7 @@ class Trainer:
         del logits
         self.backward(grad, input_grad=False)
         del grad
+        self._reduce_gradients(share)
         self.optimizer.step(self)
 
     def _update_metrics(self, out: Array, y: Array, on_logits: bool, acc: Array) -> None:
@@ -265,12 +277,15 @@ class Trainer:
         hooks and logs; one setting ``model.stop_training`` ends training after its batch. A
         non-finite loss stops training with a warning naming the epoch and batch.
         Returns a History whose ``history`` has 'loss', the metrics, and 'val_'-prefixed ones.
+        Data parallel (``fcgpu.distributed``): batch_size is the global batch, every rank passes the
+        same data and gets the same, global, figures; only rank 0 prints.
         """
         self._require_compiled("fit")
+        comm = distributed.world()
         epochs = positive_int(epochs, "epochs", allow_zero=True)
         initial_epoch = positive_int(initial_epoch, "initial_epoch", allow_zero=True)
         batch_size = 32 if batch_size is None else positive_int(batch_size, "batch_size")
-        verbose = _verbosity(verbose, default=1)
+        verbose = _verbosity(verbose, default=1) if comm.rank == 0 else 0
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
         if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
@@ -294,11 +309,16 @@ class Trainer:
         history = History()
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n, "steps": -(-n // batch_size),
                           "verbose": verbose}
-        callback_list = callbacks_module.CallbackList(callbacks, self, history.params)
+        callback_list = quiet_callbacks(callbacks_module.CallbackList(callbacks, self, history.params), comm)
         self._ensure_built(xh.shape[1])
         backend = self.backend
+        settings = (batch_size, epochs, initial_epoch, bool(shuffle), float(validation_split))
+        self._start_from_rank0(comm, "fit", {"x": xh, "y": yh, "validation": val}, settings, fit=True)
         x_dev, y_dev = backend.from_numpy(xh), backend.from_numpy(yh)
-        val_dev = (backend.from_numpy(val[0]), backend.from_numpy(val[1])) if val is not None else None
+        val_dev = None
+        if val is not None:  # each rank evaluates its share of the validation rows
+            lo, hi = distributed.shard_bounds(val[0].shape[0], comm.rank, comm.size)
+            val_dev = (backend.from_numpy(val[0][lo:hi]), backend.from_numpy(val[1][lo:hi]), val[0].shape[0])
         rng = get_rng()
         self.stop_training = False
         callback_list.call("on_train_begin", {})
@@ -306,14 +326,17 @@ class Trainer:
         for epoch in range(initial_epoch, epochs):
             start = time.perf_counter()
             callback_list.call("on_epoch_begin", epoch, {})
+            # This rank's rows of each global batch: gathered (shuffled) or sliced in place.
+            batches, mine = distributed.epoch_batches(n, batch_size, comm.rank, comm.size, gathered=bool(shuffle))
             if shuffle:
-                perm = backend.from_numpy(rng.permutation(n))
+                order = rng.permutation(n)
+                perm = backend.from_numpy(order if mine is None else order[mine])
                 xe, ye = x_dev[perm], y_dev[perm]
                 del perm
             else:
                 xe, ye = x_dev, y_dev
             bar = _progress(epoch, epochs, history.params["steps"], verbose)
-            logs, stopped_at = self._train_epoch(xe, ye, batch_size, bar, callback_list)
+            logs, stopped_at = self._train_epoch(xe, ye, batches, (x_dev[0:1], y_dev[0:1]), bar, callback_list)
             if stopped_at is not None:
                 history.record(epoch, logs, time.perf_counter() - start)
                 if bar is not None:
@@ -327,7 +350,7 @@ class Trainer:
                 history.stopped = {"epoch": epoch, "batch": stopped_at}
                 break
             if val_dev is not None:
-                for key, value in self._evaluate_device(*val_dev, 256).items():
+                for key, value in self._evaluate_device(val_dev[0], val_dev[1], 256, val_dev[2]).items():
                     logs[f"val_{key}"] = value
             backend.synchronize()
             seconds = time.perf_counter() - start
@@ -346,31 +369,42 @@ class Trainer:
         return history
 
     def _train_epoch(
-        self, xe: Array, ye: Array, batch_size: int, bar: Any, callback_list: callbacks_module.CallbackList
+        self,
+        xe: Array,
+        ye: Array,
+        batches: list[distributed.Batch],
+        spare: tuple[Array, Array],
+        bar: Any,
+        callback_list: callbacks_module.CallbackList,
     ) -> tuple[dict[str, float], int | None]:
-        """One pass over (xe, ye): (the epoch's logs, the first batch whose loss was not finite or None).
+        """One pass over ``batches`` of (xe, ye): (the epoch's logs, the first batch whose loss was not
+        finite or None). ``spare``: a row for a rank whose share of a batch is empty.
 
         Row k of a device array holds batch k's sums (``_columns``); they are read, not reduced on
         the device, about 20 times an epoch and at most once in 10 batches (a read waits for the
-        device), so a non-finite loss is still traced to its batch.
+        device), so a non-finite loss is still traced to its batch. Data parallel: each read is
+        summed over the ranks (global figures, the same on every rank).
         """
-        backend, n = self.backend, xe.shape[0]
-        steps = -(-n // batch_size)
+        backend, comm = self.backend, distributed.world()
+        steps = len(batches)
         report_every = max(10, -(-steps // 20))
         sums = backend.zeros((steps, self._columns()), np.float64)
         totals = np.zeros(self._columns())
         seen, last_read = 0, 0
         batch_hooks = callback_list.wants_batches
-        for step, i in enumerate(range(0, n, batch_size), 1):
+        for step, batch in enumerate(batches, 1):
             if batch_hooks:
                 callback_list.call("on_train_batch_begin", step - 1, {})
-            self.accumulate_batch(xe[i : i + batch_size], ye[i : i + batch_size], sums[step - 1])
-            seen += min(batch_size, n - i)
+            if comm.size == 1:
+                self.accumulate_batch(xe[batch.start : batch.stop], ye[batch.start : batch.stop], sums[step - 1])
+            else:
+                self._step_share(xe, ye, sums[step - 1], batch.start, batch.stop, batch.rows, spare)
+            seen += batch.rows
             if bar is not None:
                 bar.update(1)
             batch_logs: dict[str, float] = {}
             if step % report_every == 0 or step == steps:
-                rows = backend.to_numpy(sums[last_read:step])  # one transfer
+                rows = comm.sum_host(backend.to_numpy(sums[last_read:step]))  # one transfer
                 totals += rows.sum(axis=0)
                 bad = np.nonzero(~np.isfinite(rows[:, 0]))[0]
                 if bad.size:
@@ -383,7 +417,7 @@ class Trainer:
                 callback_list.call("on_train_batch_end", step - 1, batch_logs)
             if self.stop_training:
                 if last_read < step:
-                    totals += backend.to_numpy(sums[last_read:step]).sum(axis=0)
+                    totals += comm.sum_host(backend.to_numpy(sums[last_read:step])).sum(axis=0)
                 break
         return self._logs(totals / seen), None
 
@@ -399,9 +433,10 @@ class Trainer:
                 column += 1
         return logs
 
-    def _evaluate_device(self, x_dev: Array, y_dev: Array, batch_size: int) -> dict[str, float]:
+    def _evaluate_device(self, x_dev: Array, y_dev: Array, batch_size: int, total: int | None = None) -> dict[str, float]:
         """Loss and metrics over device arrays, batch by batch, without touching what a pending
-        backward uses; one read of the sums at the end."""
+        backward uses; one read of the sums at the end. Data parallel: (x_dev, y_dev) are this
+        rank's share of ``total`` rows, and the sums are added over the ranks."""
         backend = self.backend
         loss, on_logits = self._output_loss()
         n = x_dev.shape[0]
@@ -416,7 +451,7 @@ class Trainer:
             if len(self.metric_objects) > count:
                 self._update_metrics(logits, yb, on_logits, acc)
             del logits
-        return self._logs(backend.to_numpy(acc) / n)
+        return self._logs(distributed.world().sum_host(backend.to_numpy(acc)) / (n if total is None else total))
 
     def evaluate(
         self, x: Any, y: Any, batch_size: int | None = 256, verbose: int | str = 0, return_dict: bool = True
@@ -431,9 +466,11 @@ class Trainer:
         xh, yh = self._prepare(x, y)
         self._output_loss()
         self._ensure_built(xh.shape[1])
-        backend = self.backend
-        logs = self._evaluate_device(backend.from_numpy(xh), backend.from_numpy(yh), batch_size)
-        if verbose:
+        backend, comm = self.backend, distributed.world()
+        self._start_from_rank0(comm, "evaluate", {"x": xh, "y": yh}, batch_size, fit=False)
+        lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)
+        logs = self._evaluate_device(backend.from_numpy(xh[lo:hi]), backend.from_numpy(yh[lo:hi]), batch_size, xh.shape[0])
+        if verbose and comm.rank == 0:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
         if return_dict:
             return logs
@@ -446,16 +483,20 @@ class Trainer:
         verbose = _verbosity(verbose, default=0)
         xh = self._check_x(x)
         self._ensure_built(xh.shape[1])
-        backend = self.backend
-        x_dev = backend.from_numpy(xh)
+        backend, comm = self.backend, distributed.world()
+        self._start_from_rank0(comm, "predict", {"x": xh}, batch_size, fit=False)
+        lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)  # data parallel: this rank's rows
+        x_dev = backend.from_numpy(xh[lo:hi])
         out = np.empty((xh.shape[0], self.output_features), self.layers[-1].dtype)
-        bar = _progress(0, 1, -(-xh.shape[0] // batch_size), verbose, "Predict")
-        for i in range(0, xh.shape[0], batch_size):
-            out[i : i + batch_size] = backend.to_numpy(self.infer(x_dev[i : i + batch_size]))
+        bar = _progress(0, 1, -(-(hi - lo) // batch_size), verbose if comm.rank == 0 else 0, "Predict")
+        for i in range(0, hi - lo, batch_size):
+            out[lo + i : min(lo + i + batch_size, hi)] = backend.to_numpy(self.infer(x_dev[i : i + batch_size]))
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
+        if comm.size > 1:
+            comm.allgather_rows(out[lo:hi].copy(), out)
         return out
 
 

@@ -45,6 +45,7 @@ class _Probe:
 
     backend: Backend | None = None
     reason: str | None = None
+    device: int | None = None  # the GPU this process uses (data parallel: its local rank); None: the current one
 
 
 class _Default:
@@ -97,10 +98,14 @@ def _probe_once() -> tuple[Backend | None, str]:
         return None, reason
     if count < 1:
         return None, "no CUDA device (cudaGetDeviceCount returned 0)"
+    if _probe.device is not None and _probe.device >= count:
+        return None, f"no CUDA device {_probe.device} for this process (its local rank) among the {count} visible"
     try:
         from .cupy_backend import CupyBackend
 
         backend = CupyBackend(cupy)
+        if _probe.device is not None:
+            backend.use_device(_probe.device)
         # One of each kind of work a layer does: a cuBLAS GEMM, an fcgpu kernel, a reduction.
         x = backend.from_numpy(np.array([[1.0, -2.0]], np.float32))
         w = backend.from_numpy(np.array([[1.0, 0.0], [0.5, 1.0]], np.float32))
@@ -113,6 +118,15 @@ def _probe_once() -> tuple[Backend | None, str]:
     except Exception as e:
         return None, f"a test kernel failed to compile or run on the device (cuBLAS, NVRTC, driver?): {type(e).__name__}: {e}"
     return backend, "a CUDA device is usable"
+
+
+def assign_device(index: int) -> None:
+    """Use GPU ``index`` in this process (data parallel: one GPU per local rank): at once when the
+    CuPy backend is already in use, else when CuPy is first probed, before anything runs on a GPU.
+    Imports nothing; a process that never uses CuPy never touches a GPU."""
+    _probe.device = int(index)
+    if _probe.backend is not None:
+        _probe.backend.use_device(_probe.device)
 
 
 def resolve_backend(name: str | Backend) -> tuple[Backend, str]:

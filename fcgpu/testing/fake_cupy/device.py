@@ -1,37 +1,55 @@
-"""The stand-in's ``cupy.cuda``: a runtime and a ``Device`` that answer for one device, the host.
+"""The stand-in's ``cupy.cuda``: a runtime and a ``Device`` that answer for the host as device 0.
 
 Part of ``fcgpu.testing.fake_cupy`` (its package docstring says what the stand-in reproduces);
-the package exposes this as ``fake_cupy.cuda``.
+the package exposes this as ``fake_cupy.cuda`` (with ``fcgpu.testing.fake_nccl`` as its ``nccl``).
+``FCGPU_FAKE_CUPY_DEVICES=N`` makes it answer for N devices (default 1), all of them the host, so
+that one process per device (data parallel, ``Device(local_rank).use()``) can be run; the current
+device is tracked, nothing else differs between them. Streams: only the null stream (address 0).
 """
 from __future__ import annotations
 
+import os
 import types
 from typing import Any
 
 DEVICE_NAME = "host stand-in"
 
 
+def device_count() -> int:
+    """How many devices the stand-in answers for: ``FCGPU_FAKE_CUPY_DEVICES`` (default 1)."""
+    text = os.environ.get("FCGPU_FAKE_CUPY_DEVICES", "").strip()
+    return max(1, int(text)) if text.isdigit() else 1
+
+
 class _Runtime:
     """``cupy.cuda.runtime`` for one device, the host."""
 
     CUDA_VERSION = 13000
+    current = 0  # the device setDevice chose
 
     @staticmethod
     def getDeviceCount() -> int:  # noqa: N802 - CUDA's names
-        return 1
+        return device_count()
 
     @staticmethod
     def getDevice() -> int:  # noqa: N802
-        return 0
+        return _Runtime.current
+
+    @staticmethod
+    def check(device: int) -> None:
+        count = device_count()
+        if not 0 <= device < count:
+            devices = "one device (0)" if count == 1 else f"{count} devices (0..{count - 1})"
+            raise RuntimeError(f"cudaErrorInvalidDevice: the stand-in has {devices}, got {device}")
 
     @staticmethod
     def setDevice(device: int) -> None:  # noqa: N802
-        if device != 0:
-            raise RuntimeError(f"cudaErrorInvalidDevice: the stand-in has one device (0), got {device}")
+        _Runtime.check(device)
+        _Runtime.current = int(device)
 
     @staticmethod
     def getDeviceProperties(device: int) -> dict[str, Any]:  # noqa: N802
-        _Runtime.setDevice(device)
+        _Runtime.check(device)
         return {
             "name": DEVICE_NAME.encode(),
             "major": 0,
@@ -55,11 +73,12 @@ class _Runtime:
 
 
 class _Device:
-    """``cupy.cuda.Device``: only device 0 exists."""
+    """``cupy.cuda.Device``: devices 0 .. ``device_count() - 1`` (None: the current one)."""
 
-    def __init__(self, device: int | None = 0) -> None:
-        self.id = 0 if device is None else int(device)
-        _Runtime.setDevice(self.id)
+    def __init__(self, device: int | None = None) -> None:
+        self.id = _Runtime.current if device is None else int(device)
+        _Runtime.check(self.id)
+        self._previous: list[int] = []
 
     compute_capability = "00"
 
@@ -67,18 +86,34 @@ class _Device:
         pass
 
     def use(self) -> None:
-        pass
+        _Runtime.setDevice(self.id)
 
     def __enter__(self) -> "_Device":
+        self._previous.append(_Runtime.current)
+        _Runtime.setDevice(self.id)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        _Runtime.setDevice(self._previous.pop())
+
+
+class _Stream:
+    """``cupy.cuda.Stream``: only the null stream, address 0 (the stand-in runs everything in order)."""
+
+    def __init__(self, ptr: int = 0) -> None:
+        self.ptr = ptr
+
+    def synchronize(self) -> None:
         pass
 
+
+_Stream.null = _Stream(0)  # type: ignore[attr-defined]
 
 cuda = types.SimpleNamespace(
     runtime=_Runtime(),
     Device=_Device,
+    Stream=_Stream,
+    get_current_stream=lambda: _Stream.null,
     is_available=lambda: True,
-    get_device_id=lambda: 0,
+    get_device_id=lambda: _Runtime.current,
 )

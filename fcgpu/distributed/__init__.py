@@ -1,0 +1,97 @@
+"""Data-parallel training over MPI ranks (``mpiexec -n N python train.py``), as ChainerMN does it.
+
+``comm = fcgpu.distributed.init()`` joins MPI's world and returns its communicator (``comm.rank``,
+``comm.size``, ``comm.local_rank``); launched without mpiexec it returns the world of one and
+nothing changes. After it, ``fit``'s batch_size is the global batch: every rank passes the same
+data, takes its contiguous share of each global batch, and the gradients are averaged over the
+ranks (one in-place all-reduce per flat gradient buffer: MPI on the host, NCCL between GPUs)
+before each update, so every rank ends with the parameters one process gets from the same global
+batches. evaluate, predict and History give global figures on every rank; ``model.save`` writes
+once (rank 0); an uncaught error on any rank ends the whole job.
+
+The parts: ``communicator`` (the world of one and MPI's), ``sharding`` (whose rows are whose),
+``checks`` (every rank got the same data), ``faults`` (abort on an uncaught error). Only this
+package imports mpi4py, and only inside ``init``: importing fcgpu never does.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .. import backends
+from .checks import fingerprint, same_on_every_rank
+from .communicator import LocalWorld, MPICommunicator, RootFailed, world, set_world
+from .faults import install_abort_hook
+from .sharding import Batch, epoch_batches, shard_bounds
+
+__all__ = [
+    "Batch",
+    "LocalWorld",
+    "MPICommunicator",
+    "RootFailed",
+    "epoch_batches",
+    "fingerprint",
+    "init",
+    "launched_under_mpi",
+    "same_on_every_rank",
+    "set_world",
+    "shard_bounds",
+    "world",
+]
+
+# What MPI launchers put in each rank's environment: (rank variable, size variable or None).
+LAUNCHER_VARIABLES = (
+    ("PMI_RANK", "PMI_SIZE"),  # MPICH's Hydra, Intel MPI
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),  # Open MPI
+    ("PMIX_RANK", None),  # PMIx launchers (Open MPI 5's prterun, srun --mpi=pmix)
+    ("MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE"),  # MVAPICH
+)
+
+
+def launched_under_mpi() -> bool:
+    """Whether this process was started by an MPI launcher (mpiexec, mpirun, srun with PMI)."""
+    return any(os.environ.get(rank) is not None for rank, _ in LAUNCHER_VARIABLES)
+
+
+def _launcher_size() -> int | None:
+    for _, size in LAUNCHER_VARIABLES:
+        value = os.environ.get(size) if size else None
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def init() -> LocalWorld:
+    """Join MPI's world and return its communicator (``rank``, ``size``, ``local_rank``).
+
+    Launched without an MPI launcher this is the world of one (mpi4py is not imported). With more
+    than one rank it also installs the hook that aborts the whole job on an uncaught error, and
+    gives each rank the GPU of its local rank for the CuPy backend. Calling it again returns the
+    same communicator. Raises RuntimeError when mpiexec started several ranks but mpi4py is not
+    installed (each rank would otherwise train alone and all would write the same files).
+    """
+    if isinstance(world(), MPICommunicator) or not launched_under_mpi():
+        return world()
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        size = _launcher_size()
+        if size == 1:
+            return world()
+        raise RuntimeError(
+            f"fcgpu.distributed.init: started by an MPI launcher ({size or 'several'} ranks) but mpi4py "
+            f"cannot be imported ({e}); install it with pip install 'fcgpu[mpi]'"
+        ) from None
+    comm = MPICommunicator(MPI)
+    if comm.size > 1:
+        install_abort_hook(comm)
+        backends.assign_device(comm.local_rank)
+    set_world(comm)
+    return comm
+
+
+def describe(comm: Any) -> str:
+    """One line: how many ranks, and of which kind."""
+    if comm.size == 1:
+        return "one process"
+    return f"{comm.size} ranks ({comm.kind}, {comm.local_size} on this machine)"
