@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from . import backends
 from .cli_args import CommandParser, UsageError, int_list, integer, number, report_usage_error, require_memory
@@ -86,6 +86,19 @@ def _model_bytes(widths: Sequence[int], batch_size: int, itemsize: int = 4) -> i
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    """``fcgpu train``; under mpiexec data parallel (fcgpu.distributed): every rank trains on its
+    share of each global batch, and only rank 0 prints and saves."""
+    from . import distributed
+
+    try:
+        comm = distributed.init()  # a world of one unless an MPI launcher started this process
+    except ImportError as e:
+        return report_usage_error("fcgpu train", e)
+    with comm.quiet_unless_root():
+        return _train(args, comm)
+
+
+def _train(args: argparse.Namespace, comm: Any) -> int:
     import fcgpu as fc
     from . import data
 
@@ -104,7 +117,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         widths = [x_train.shape[1], *hidden, 10]
         require_memory(_model_bytes(widths, batch_size), f"the model {'-'.join(map(str, widths))}")
     except (fc.BackendUnavailable, OSError, ImportError, ValueError) as e:
-        return report_usage_error("fcgpu train", e)
+        return report_usage_error("fcgpu train", e) if comm.rank == 0 else 2  # the same on every rank
     if source == "FCGPU_BACKEND":
         reason += f", from FCGPU_BACKEND={name}"
     print(f"backend: {backend.name} ({reason})")
@@ -115,6 +128,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"data: {args.dataset}, {len(x_train)} train / {len(x_test)} test samples")
     print(f"model: {'-'.join(map(str, widths))} ({model.count_params():,} params), Adam lr={args.lr}, "
           f"batch size {batch_size}, {epochs} epochs")
+    if comm.size > 1:
+        print(f"data parallel: {fc.distributed.describe(comm)}, each with its share of every batch of {batch_size}")
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=1 if args.progress else 2)
     result = model.evaluate(x_test, y_test)
     times = history.epoch_times

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from . import distributed
 from .backends import Backend, get_backend, resolve_backend, use_backend
 from .backends.base import Array
 from .layers import Layer
@@ -316,8 +317,11 @@ class Sequential(Trainer):
         return self
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write architecture, weights, and compile settings with optimizer state to ``path`` (see fcgpu.saving)."""
-        save_model(self, path)
+        """Write architecture, weights, and compile settings with optimizer state to ``path`` (see fcgpu.saving).
+
+        Data parallel (``fcgpu.distributed``): rank 0 writes, once, while the other ranks wait; an
+        error there is raised on every rank."""
+        distributed.world().run_on_root(lambda: save_model(self, path), "model.save")
 
 
 @contextlib.contextmanager

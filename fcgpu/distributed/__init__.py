@@ -67,7 +67,7 @@ def init() -> LocalWorld:
     Launched without an MPI launcher this is the world of one (mpi4py is not imported). With more
     than one rank it also installs the hook that aborts the whole job on an uncaught error, and
     gives each rank the GPU of its local rank for the CuPy backend. Calling it again returns the
-    same communicator. Raises RuntimeError when mpiexec started several ranks but mpi4py is not
+    same communicator. Raises ImportError when mpiexec started several ranks but mpi4py is not
     installed (each rank would otherwise train alone and all would write the same files).
     """
     if isinstance(world(), MPICommunicator) or not launched_under_mpi():
@@ -78,7 +78,7 @@ def init() -> LocalWorld:
         size = _launcher_size()
         if size == 1:
             return world()
-        raise RuntimeError(
+        raise ImportError(
             f"fcgpu.distributed.init: started by an MPI launcher ({size or 'several'} ranks) but mpi4py "
             f"cannot be imported ({e}); install it with pip install 'fcgpu[mpi]'"
         ) from None
