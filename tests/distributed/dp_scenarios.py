@@ -1,0 +1,88 @@
+"""Training scenarios run twice: under mpiexec by ``dp_job.py`` (data parallel) and in one process by
+the tests (the reference). Each returns plain results (weights, history, evaluate, predict) that the
+tests compare; data and settings are fixed, and every rank seeds its generator differently
+(``seed + rank``) so that only rank 0's parameters and generator can explain equal results."""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+import fcgpu as fc
+
+SEED = 1000
+
+
+def _data(n: int, features: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features))
+    y = (x[:, :classes].argmax(axis=1) + rng.integers(0, 2, n)) % classes
+    return x, y
+
+
+def _model(widths: list[int], rank: int) -> Any:
+    fc.set_seed(SEED + rank)
+    model = fc.Sequential([fc.Dense(w, activation="relu", dtype="float64") for w in widths[:-1]]
+                          + [fc.Dense(widths[-1], dtype="float64")])
+    model.build((None, 7))
+    fc.set_seed(SEED + rank)  # fit's shuffling starts from the same generator state as the reference
+    return model
+
+
+def _results(model: Any, history: Any, x_eval: np.ndarray, y_eval: np.ndarray) -> dict[str, Any]:
+    return {
+        "weights": [np.array(w) for w in model.get_weights()],
+        "history": {k: list(v) for k, v in history.history.items()},
+        "epochs": list(history.epoch),
+        "evaluate": model.evaluate(x_eval, y_eval, batch_size=16),
+        "predict": model.predict(x_eval, batch_size=8),
+        "steps": dict(model.optimizer.steps),
+    }
+
+
+def sgd_momentum(rank: int, out_dir: str) -> dict[str, Any]:
+    """SGD with Nesterov momentum, shuffled, 103 samples in batches of 16 (a last batch of 7),
+    validation data, a learning-rate schedule on val_loss, early stopping and a checkpoint."""
+    x, y = _data(103, 7, 3)
+    xv, yv = _data(29, 7, 3, seed=1)
+    model = _model([6, 3], rank)
+    model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.SGD(lr=0.2, momentum=0.9, nesterov=True),
+                  metrics=["accuracy"])
+    callbacks = [
+        fc.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, verbose=1),
+        fc.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True, verbose=1),
+        fc.callbacks.ModelCheckpoint(os.path.join(out_dir, "best.fcgpu"), monitor="val_loss", save_best_only=True,
+                                     verbose=1),
+    ]
+    history = model.fit(x, y, batch_size=16, epochs=20, validation_data=(xv, yv), callbacks=callbacks, verbose=2)
+    result = _results(model, history, xv, yv)
+    result["lr"] = model.optimizer.lr
+    return result
+
+
+def adam_split(rank: int, out_dir: str) -> dict[str, Any]:
+    """Adam on a mean-squared error, validation_split, 53 samples in batches of 10 (a last batch of
+    2 and uneven shares on three ranks), unshuffled."""
+    x, y = _data(66, 7, 2)
+    targets = np.eye(2)[y]
+    model = _model([5, 2], rank)
+    model.compile(loss=fc.losses.MeanSquaredError(), optimizer=fc.optimizers.Adam(lr=0.01))
+    history = model.fit(x, targets, batch_size=10, epochs=4, validation_split=0.2, shuffle=False, verbose=0)
+    return _results(model, history, x[:17], targets[:17])
+
+
+def one_row_batches(rank: int, out_dir: str) -> dict[str, Any]:
+    """Global batches of one row: every step leaves a rank with an empty share (Adam, shuffled)."""
+    x, y = _data(9, 7, 3)
+    model = _model([4, 3], rank)
+    model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.Adam(lr=0.02), metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=1, epochs=2, verbose=0)
+    return _results(model, history, x, y)
+
+
+SCENARIOS: dict[str, Callable[[int, str], dict[str, Any]]] = {
+    "sgd_momentum": sgd_momentum,
+    "adam_split": adam_split,
+    "one_row_batches": one_row_batches,
+}

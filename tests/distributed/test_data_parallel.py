@@ -1,0 +1,166 @@
+"""Data-parallel training under ``mpiexec -n 2``: N ranks give what one process gives on the same
+global batches, on the NumPy backend (MPI) and on the CuPy backend's code through the NCCL
+stand-in; every rank ends bit-identical; History, evaluate and predict are global; files are
+written once; mismatched data fails on every rank."""
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fcgpu as fc
+
+from dp_helpers import HERE, clean_env
+
+sys.path.insert(0, str(HERE))
+from dp_scenarios import SCENARIOS  # noqa: E402
+
+RANKS = 2
+RTOL = 1e-9
+
+
+def _load(folder: Path, name: str) -> list[dict]:
+    results = []
+    for rank in range(RANKS):
+        with open(folder / f"{name}.rank{rank}.pkl", "rb") as f:
+            results.append(pickle.load(f))
+    return results
+
+
+@pytest.fixture(scope="module", params=["numpy", "standin"])
+def job(request, mpirun, tmp_path_factory):
+    """(backend name, output folder, the job's stdout): dp_job.py once per backend."""
+    folder = tmp_path_factory.mktemp(f"dp-{request.param}")
+    env = clean_env(FCGPU_FAKE_CUPY_DEVICES=str(RANKS))
+    done = mpirun(RANKS, str(HERE / "dp_job.py"), str(folder), request.param, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return request.param, folder, done.stdout
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """Each scenario in this process (a world of one), on each backend."""
+    cache: dict[tuple[str, str], dict] = {}
+
+    def get(backend_name: str, scenario: str) -> dict:
+        key = (backend_name, scenario)
+        if key not in cache:
+            if backend_name == "standin":
+                from fcgpu.testing import stand_in_backend
+
+                backend = stand_in_backend()
+            else:
+                backend = fc.backends.resolve_backend("numpy")[0]
+            with fc.use_backend(backend):
+                cache[key] = SCENARIOS[scenario](0, str(tmp_path_factory.mktemp("reference")))
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_ranks_give_what_one_process_gives(job, references, scenario):
+    backend, folder, _ = job
+    reference = references(backend, scenario)
+    for result in _load(folder, scenario):
+        for got, want in zip(result["weights"], reference["weights"]):
+            np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-12)
+        assert result["epochs"] == reference["epochs"]
+        assert result["history"].keys() == reference["history"].keys()
+        for key, values in reference["history"].items():
+            np.testing.assert_allclose(result["history"][key], values, rtol=RTOL, err_msg=key)
+        for key, value in reference["evaluate"].items():
+            assert result["evaluate"][key] == pytest.approx(value, rel=RTOL)
+        np.testing.assert_allclose(result["predict"], reference["predict"], rtol=RTOL, atol=1e-12)
+        assert result["steps"] == reference["steps"]
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_rank_ends_bit_identical(job, scenario):
+    first, *others = _load(job[1], scenario)
+    for other in others:
+        for a, b in zip(first["weights"], other["weights"]):
+            assert np.array_equal(a, b)
+        assert other["history"] == first["history"]  # the global figures, on every rank
+        assert other["evaluate"] == first["evaluate"]
+        assert np.array_equal(other["predict"], first["predict"])
+
+
+def test_callbacks_acted_on_global_figures(job, references):
+    """The learning-rate schedule and early stopping decided the same, on every rank, as one process."""
+    reference = references(job[0], "sgd_momentum")
+    assert len(reference["epochs"]) < 20 and reference["lr"] < 0.2  # both callbacks acted
+    for result in _load(job[1], "sgd_momentum"):
+        assert result["lr"] == reference["lr"]
+        assert result["epochs"] == reference["epochs"]
+
+
+def test_one_gradient_all_reduce_per_step_on_the_flat_buffer(job):
+    backend, folder, _ = job
+    for name in SCENARIOS:
+        for result in _load(folder, name):
+            steps = next(iter(result["steps"].values()))
+            size = sum(w.size for w in result["weights"])
+            if backend == "numpy":  # MPI on the host: the flat float64 gradient buffer, whole
+                assert result["host_allreduces"] == [size] * steps
+            else:  # NCCL between devices; nothing on the host
+                assert result["host_allreduces"] == []
+                assert result["nccl_allreduces"] == steps
+
+
+def test_each_rank_uses_the_device_of_its_local_rank(job):
+    if job[0] != "standin":
+        pytest.skip("devices: the CuPy backend's path")
+    results = _load(job[1], "adam_split")
+    assert [r["device"] for r in results] == [r["local_rank"] for r in results] == list(range(RANKS))
+
+
+def test_model_files_are_written_once_by_rank_0(job):
+    backend, folder, _ = job
+    results = _load(folder, "sgd_momentum")
+    assert len(results[0]["saves"]) >= 1 and all(not r["saves"] for r in results[1:])
+    direct = _load(folder, "direct")
+    assert [len(d["saves"]) for d in direct] == [1] + [0] * (RANKS - 1)
+    with fc.use_backend("numpy"):
+        loaded = fc.load_model(folder / "direct.fcgpu")
+    for a, b in zip(loaded.get_weights(), direct[0]["weights"]):
+        assert np.array_equal(a, b)
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".pkl")) == ["best.fcgpu", "direct.fcgpu"]
+
+
+def test_a_save_failing_on_rank_0_fails_on_every_rank(job):
+    direct = _load(job[1], "direct")
+    assert direct[0]["failed_save"].startswith("FileNotFoundError: ")
+    for other in direct[1:]:
+        assert other["failed_save"].startswith("RootFailed: model.save failed on rank 0: FileNotFoundError")
+
+
+def test_mismatched_data_fails_on_every_rank(job):
+    for d in _load(job[1], "direct"):
+        assert d["mismatch"] is not None
+        assert "every rank must pass the same x" in d["mismatch"] and "rank 1 of 2" in d["mismatch"]
+
+
+def test_only_rank_0_prints(job):
+    out = job[2]
+    assert out.count("Epoch 1/20 - ") == 1  # fit's verbose=2 line
+    assert out.count("Epoch 1: val_loss improved") == 1  # ModelCheckpoint's message
+    assert out.count("early stopping") == 1  # EarlyStopping's
+
+
+def test_fcgpu_train_under_mpiexec_prints_once_and_saves_once(mpirun, tmp_path):
+    pytest.importorskip("sklearn")
+    saved = tmp_path / "digits.fcgpu"
+    done = mpirun(RANKS, os.path.join(os.path.dirname(sys.executable), "fcgpu"), "train", "--backend", "numpy",
+                  "--epochs", "2", "--no-progress", "--save", str(saved))
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.count("test accuracy:") == 1 and done.stdout.count("saved:") == 1
+    assert f"data parallel: {RANKS} ranks (mpi" in done.stdout
+    assert done.stdout.count("Epoch 2/2 - ") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["digits.fcgpu"]
+    with fc.use_backend("numpy"):
+        assert fc.load_model(saved).count_params() == 4810
