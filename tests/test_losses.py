@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
-from fcgpu.losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy
+from fcgpu.losses import (
+    BinaryCrossEntropy,
+    CategoricalCrossentropy,
+    MeanSquaredError,
+    SoftmaxCrossEntropy,
+    SparseCategoricalCrossentropy,
+)
 
 
 def host(a):
@@ -203,15 +209,64 @@ def test_backward_before_forward_and_bad_pred():
         SoftmaxCrossEntropy().forward(np.zeros(3), np.array([0]))
 
 
-def test_get_resolves_names_and_configs():
-    assert isinstance(fc.losses.get("categorical_crossentropy"), SoftmaxCrossEntropy)
-    assert isinstance(fc.losses.get("mse"), MeanSquaredError)
-    # Keras's name takes probabilities whatever the model (fused with a sigmoid output by the model).
-    assert fc.losses.get("binary_crossentropy").from_logits is False
-    restored = fc.losses.get(BinaryCrossEntropy(from_logits=False).get_config())
-    assert isinstance(restored, BinaryCrossEntropy) and restored.from_logits is False
-    with pytest.raises(ValueError, match="loss"):
+@pytest.mark.parametrize(
+    "name, cls, from_logits",
+    [
+        ("softmax_cross_entropy", SoftmaxCrossEntropy, None),
+        ("categorical_crossentropy", fc.losses.CategoricalCrossentropy, False),
+        ("sparse_categorical_crossentropy", fc.losses.SparseCategoricalCrossentropy, False),
+        ("binary_crossentropy", fc.losses.BinaryCrossentropy, False),
+        ("bce", fc.losses.BinaryCrossentropy, False),
+        ("mse", MeanSquaredError, None),
+        ("mean_squared_error", MeanSquaredError, None),
+        ("MSE", MeanSquaredError, None),
+        ("mae", fc.losses.MeanAbsoluteError, None),
+        ("mean_absolute_error", fc.losses.MeanAbsoluteError, None),
+        ("huber", fc.losses.Huber, None),
+        ("Huber", fc.losses.Huber, None),
+    ],
+)
+def test_get_resolves_keras_names_with_keras_semantics(name, cls, from_logits):
+    """Keras's cross-entropy names take probabilities; fcgpu's 'softmax_cross_entropy' takes logits."""
+    loss = fc.losses.get(name)
+    assert type(loss) is cls
+    if from_logits is not None:
+        assert loss.from_logits is from_logits and loss.takes_probabilities
+    assert fc.losses.get(name) is not loss  # a fresh object each time
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        SoftmaxCrossEntropy(),
+        fc.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+        fc.losses.CategoricalCrossentropy(),
+        fc.losses.SparseCategoricalCrossentropy(from_logits=True),
+        fc.losses.BinaryCrossentropy(label_smoothing=0.2),
+        BinaryCrossEntropy(from_logits=False, eps=1e-6),
+        BinaryCrossEntropy(),
+        MeanSquaredError(),
+        fc.losses.MeanAbsoluteError(),
+        fc.losses.Huber(delta=0.5),
+    ],
+    ids=repr,
+)
+def test_get_config_round_trips(loss):
+    restored = fc.losses.get(loss.get_config())
+    assert type(restored) is type(loss) and restored.get_config() == loss.get_config()
+    assert fc.losses.get(loss) is loss
+
+
+def test_get_refuses_unknown_names_and_configs():
+    with pytest.raises(ValueError, match="loss: expected a Loss instance or one of"):
         fc.losses.get("hinge")
+    with pytest.raises(ValueError, match="loss: unknown config"):
+        fc.losses.get({"class_name": "Hinge"})
+    with pytest.raises(ValueError, match="does not fit Huber"):
+        fc.losses.get({"class_name": "Huber", "delta": 1.0, "gamma": 2})
+    # 0.1's configs still load
+    old = fc.losses.get({"class_name": "BinaryCrossEntropy", "from_logits": False, "eps": 1e-7})
+    assert type(old) is BinaryCrossEntropy and old.from_logits is False
 
 
 def test_soft_targets_must_be_distributions(backend):
@@ -256,7 +311,7 @@ def test_float16_values_beyond_half_range_agree_on_every_backend(backend):
     assert ce.forward(logits, np.array([1])) == pytest.approx(120000.0, rel=1e-3)
 
 
-@pytest.mark.parametrize("case", ["ids", "one_hot", "bce_logits", "mse", "mse_two_outputs"])
+@pytest.mark.parametrize("case", ["ids", "one_hot", "bce_logits", "mse", "mse_two_outputs", "mae", "huber", "huber_two_outputs"])
 def test_fused_training_steps_match_the_separate_passes(backend, rng, case):
     """Loss.step (one kernel per batch on CuPy) against the NumPy reference of its separate parts:
     the gradient, the summed loss and the correct count, edge logits included."""
@@ -273,10 +328,16 @@ def test_fused_training_steps_match_the_separate_passes(backend, rng, case):
         loss, z, labels = BinaryCrossEntropy(from_logits=True), z[:, :1], rng.integers(0, 2, size=(6, 1))
     elif case == "mse":
         loss, z, labels = MeanSquaredError(), z[:, :1].copy(), rng.normal(size=(6, 1))
-    else:
+    elif case == "mse_two_outputs":
         loss, z, labels = MeanSquaredError(), z[:, :2].copy(), rng.normal(size=(6, 2))
+    elif case == "mae":
+        loss, z, labels = fc.losses.MeanAbsoluteError(), z[:, :3].copy(), rng.normal(size=(6, 3))
+        labels[2, 0] = z[2, 0]  # a zero error: sign(0) = 0
+    else:
+        loss, z = fc.losses.Huber(delta=0.7), z[:, :2].copy() if case == "huber_two_outputs" else z[:, :1].copy()
+        labels = rng.normal(size=z.shape) * 2
     host_labels = loss.prepare_labels(labels, z.shape, z.dtype, "labels")
-    count = case != "mse_two_outputs"
+    count = not case.endswith("two_outputs") and case != "mae"  # the fused regression steps count nothing
     acc = backend.zeros((2,), np.float64)
     acc[...] = backend.from_numpy(np.array([0.5, 1.0]))  # adds to what is there
     grad = fc.to_numpy(loss.step(backend, backend.from_numpy(z), backend.from_numpy(host_labels), acc, count)).copy()
@@ -289,3 +350,125 @@ def test_fused_training_steps_match_the_separate_passes(backend, rng, case):
     assert got[0] == pytest.approx(expected_loss, rel=1e-6)
     if count:
         assert got[1] == pytest.approx(1.0 + float(reference.correct(numpy_backend, z, host_labels)), rel=1e-12)
+
+
+# -- Keras 3's losses: gradients by float64 central differences -------------------------------------
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"class_name": "CategoricalCrossentropy"},
+        {"class_name": "CategoricalCrossentropy", "label_smoothing": 0.2},
+        {"class_name": "CategoricalCrossentropy", "from_logits": True, "label_smoothing": 0.3},
+        {"class_name": "SparseCategoricalCrossentropy"},
+        {"class_name": "SparseCategoricalCrossentropy", "from_logits": True},
+        {"class_name": "BinaryCrossentropy", "label_smoothing": 0.1},
+        {"class_name": "BinaryCrossentropy", "from_logits": True},
+        {"class_name": "MeanAbsoluteError"},
+        {"class_name": "Huber"},
+        {"class_name": "Huber", "delta": 0.3},
+    ],
+    ids=str,
+)
+def test_keras_loss_gradients_are_central_differences(backend, rng, config):
+    """Away from kinks and clipping: probabilities in [0.2, 0.9] (rows not summing to 1), errors
+    at least 0.05 from 0 and from +-delta."""
+    loss = fc.losses.get(config)
+    ids = np.array([2, 0, 1, 1])
+    if "Categorical" in config["class_name"]:
+        pred = rng.uniform(0.2, 0.9, size=(4, 3))
+        labels = ids if "Sparse" in config["class_name"] else np.eye(3)[ids]
+    elif "Binary" in config["class_name"]:
+        pred, labels = rng.uniform(0.2, 0.9, size=(4, 2)), rng.integers(0, 2, size=(4, 2))
+    else:
+        labels = rng.normal(size=(4, 3))
+        delta = config.get("delta", 1.0)
+        error = rng.uniform(0.05, 3.0, size=(4, 3)) * rng.choice([-1, 1], size=(4, 3))
+        error[np.abs(np.abs(error) - delta) < 0.05] += 0.1
+        pred = labels + error
+    loss.forward(pred, labels)
+    np.testing.assert_allclose(host(loss.backward()), central_differences(loss, pred, labels), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "loss, labels, words",
+    [
+        (SparseCategoricalCrossentropy(), np.eye(3)[[0, 1, 2]], "takes class ids of shape (3,) or (3, 1), got rows of shape (3, 3) (one-hot?); use CategoricalCrossentropy"),
+        (SparseCategoricalCrossentropy(), np.zeros((3, 2)), "expected class ids of shape (3,) or (3, 1), got shape (3, 2)"),
+        (SparseCategoricalCrossentropy(), np.array([0, 1, 3]), "class ids must be in [0, 3), got 3"),
+        (SparseCategoricalCrossentropy(), np.array([0.5, 1, 2]), "whole numbers"),
+        (CategoricalCrossentropy(), np.array([0, 1, 2]), "takes one-hot or probability rows of shape (3, 3), got class ids of shape (3,); use SparseCategoricalCrossentropy"),
+        (CategoricalCrossentropy(), np.array([[0], [1], [2]]), "got class ids of shape (3, 1)"),
+        (CategoricalCrossentropy(), np.zeros((3, 4)), "expected one-hot or probability rows of shape (3, 3), got shape (3, 4)"),
+        (CategoricalCrossentropy(), np.full((3, 3), 0.5), "row 0 sums to 1.5"),
+    ],
+)
+def test_keras_categorical_losses_say_which_labels_they_take(loss, labels, words):
+    with pytest.raises(ValueError, match="^labels: ") as info:
+        loss.forward(np.full((3, 3), 1 / 3), labels)
+    assert words in str(info.value)
+
+
+def test_constructor_arguments_are_checked():
+    with pytest.raises(TypeError, match="from_logits: expected a bool"):
+        CategoricalCrossentropy(from_logits="yes")
+    for bad in (-0.1, 1.5, "0.1", True):
+        with pytest.raises(ValueError, match="label_smoothing: expected a number in \\[0, 1\\]"):
+            fc.losses.BinaryCrossentropy(label_smoothing=bad)
+    for bad in (0, -1.0, float("inf"), float("nan"), "1"):
+        with pytest.raises(ValueError, match="delta: expected a positive finite number"):
+            fc.losses.Huber(delta=bad)
+
+
+# -- the new kernels: host execution, the compile gate ----------------------------------------------
+@pytest.fixture(params=["stand-in", pytest.param("gpu", marks=pytest.mark.gpu)])
+def kernel_target(request):
+    from fcgpu.testing import kernel_checks as kc, stand_in_backend
+
+    if request.param == "stand-in":
+        return stand_in_backend(), kc.HOST
+    try:
+        return fc.backends.resolve_backend("cupy")[0], kc.GPU
+    except fc.BackendUnavailable as e:
+        pytest.skip(f"needs a usable CUDA device: {e}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16], ids=["float32", "float64", "float16"])
+def test_mae_and_huber_kernels_match_the_numpy_backend(kernel_target, dtype, rng):
+    from fcgpu.testing import kernel_checks as kc
+
+    backend, tol = kernel_target
+    kc.check_mae(backend, dtype, rng, tol)
+    for delta in (1.0, 0.3, 4.0):
+        kc.check_huber(backend, dtype, delta, rng, tol)
+
+
+def test_an_mae_kernel_with_sign_0_of_1_fails_its_check(rng):
+    from fcgpu import kernel_sources
+    from fcgpu.backends.cupy_backend import CupyBackend
+    from fcgpu.testing import fake_cupy, kernel_checks as kc
+
+    broken = CupyBackend(fake_cupy)
+    broken._kernels["fcgpu_mae_grad"] = fake_cupy.ElementwiseKernel(
+        "T p, T y, float64 scale", "T dp", "dp = (p - y >= T(0) ? T(1) : T(-1)) * T(scale)", "fcgpu_mae_grad_wrong",
+        preamble=kernel_sources.preamble(),
+    )
+    with pytest.raises(AssertionError, match="mae grad"):
+        kc.check_mae(broken, np.float32, rng)
+
+
+def test_the_loss_kernels_compile_for_every_dtype_and_layout():
+    """The compile gate (NVRTC, CuPy's exact source) for the MAE and Huber kernels, on the layouts
+    the backend's recorded calls use."""
+    from fcgpu.backends.cupy_backend import KERNEL_SPECS
+    from fcgpu.testing import cuda_compile as cc
+
+    specs = {k: v for k, v in KERNEL_SPECS.items() if k.startswith(("fcgpu_mae_", "fcgpu_huber_"))}
+    assert set(specs) == {"fcgpu_mae_grad", "fcgpu_mae_step", "fcgpu_huber_grad", "fcgpu_huber_step"}
+    calls = [c for c in cc.trace_backend_calls() if c.name in specs]
+    assert {c.name for c in calls} == set(specs)
+    try:
+        report = cc.run_sweep(cc.sweep_variants(specs, calls=calls), specs=specs)
+    except cc.CompileGateUnavailable as e:
+        pytest.skip(f"the compile gate cannot run here: {e}")
+    assert report.ok, report.summary()
+    assert {v.dtype for v in report.variants} == set(cc.DTYPES)
