@@ -5,8 +5,9 @@ method does nothing, so a single process runs exactly as before. With N ranks:
 
 - ``_start_from_rank0`` (fit, evaluate, predict): checks that every rank passed the same data,
   settings and model layout (``checks.same_on_every_rank``), then broadcasts rank 0's parameters
-  (fit: also its optimizer state, step counts and seeded generator, so shuffling draws the same
-  permutation on every rank and every rank starts identical whatever its seed);
+  (fit: also its optimizer state, step counts, seeded generator and the layers' dropout seeds and
+  step counters, so shuffling and dropout draw alike on every rank and every rank starts identical
+  whatever its seed);
 - ``_reduce_gradients`` (each step, between backward and the optimizer update): one in-place
   all-reduce per flat gradient buffer of share x gradient, where a rank's share is its rows /
   the global batch's rows; the loss scales each rank's gradient by 1 / its own rows, so the sum is
@@ -63,6 +64,12 @@ class DataParallel:
                 steps.update(root)
             rng = get_rng()
             rng.bit_generator.state = comm.bcast_object(rng.bit_generator.state)
+            # Randomness inside a step (dropout) is keyed by each layer's seed and step count.
+            keyed = [{a: getattr(layer, a) for a in _LAYER_RANDOMNESS if isinstance(getattr(layer, a, None), int)}
+                     for layer in self.layers]
+            for layer, values in zip(self.layers, comm.bcast_object(keyed)):
+                for attribute, value in values.items():
+                    setattr(layer, attribute, value)
 
     def _reduce_gradients(self, share: float | None) -> None:
         """Average the gradients over the ranks, in place: each flat gradient buffer becomes the
@@ -89,6 +96,9 @@ class DataParallel:
         else:
             xs, ys = spare
             self.accumulate_batch(xs, ys, self.backend.zeros(acc.shape, np.float64), 0.0)
+
+
+_LAYER_RANDOMNESS = ("seed", "step")  # what keys a layer's in-step randomness (Dropout's Philox stream)
 
 
 def _state_layout(state: dict[str, dict[str, Array]]) -> list[tuple[Any, ...]]:
