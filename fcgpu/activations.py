@@ -11,6 +11,15 @@ The NumPy functions write into ``out`` with in-place ufuncs and take their scrat
 ``work`` (the backend's reused buffers), so a training step allocates nothing. Only same-shape
 (or scalar) ufunc calls: a broadcast operand sends NumPy through its buffered iterator, which
 allocates on every call. float16 never reaches them: the backend runs half in float32.
+
+Backward reads what forward kept (``backward_from``): the output y where act' is a function of y
+(relu, sigmoid, tanh, elu, selu, leaky_relu, softplus, softsign, softmax), or the pre-activation
+z + b where it is not (silu and gelu are not invertible from y); a Dense layer then keeps z + b in
+a buffer of its own. A ``rows`` entry (softmax) acts on each row of a (B, N) array, and the CuPy
+backend runs it as row kernels (one thread a row) instead of elementwise ones.
+
+Names follow Keras (``get`` resolves them case-insensitively, 'swish' to silu); numerics follow
+PyTorch's torch.nn.functional of the same name.
 """
 from __future__ import annotations
 
@@ -18,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
+
+from .special_functions import erfc
 
 
 class Workspace(Protocol):
@@ -28,15 +39,17 @@ class Workspace(Protocol):
 
 # forward(s, out, work): out = act(s); out may be s.
 Forward = Callable[[np.ndarray, np.ndarray, Workspace], object]
-# backward(y, dy, out, work): out = dy * act'(z) from the output y = act(z); out is neither y nor dy.
+# backward(kept, dy, out, work): out = dy * act'(z) from what forward kept (the entry's
+# backward_from: the output y = act(z), or z itself); out is neither kept nor dy.
 Backward = Callable[[np.ndarray, np.ndarray, np.ndarray, Workspace], object]
 
 
 @dataclass(frozen=True)
 class UlpBudget:
     """How far a kernel may be from the NumPy entry: ulp of the forward and of the backward result;
-    ``backward_dy_eps`` adds an absolute slack of that many eps * |dy| to the backward, where a fused
-    multiply-add cancels without the intermediate rounding NumPy does."""
+    ``backward_dy_eps`` adds an absolute slack of that many eps * |dy| to the backward (for a
+    ``rows`` entry eps * y * the row's largest |dy|), where a sum cancels: a fused multiply-add
+    without the intermediate rounding NumPy does, two math libraries' last bits, a row's dot product."""
 
     forward: int
     backward: int
@@ -57,6 +70,14 @@ class Activation:
     # act(-t) from t, for an entry that starts by negating s: the NumPy backend's bias pass then
     # hands it -(z + b) at no extra cost.
     forward_of_negated: Forward | None = field(default=None, repr=False)
+    # What backward reads: "y" (the output) or "z" (the pre-activation z + b, kept by the layer).
+    backward_from: str = field(default="y", repr=False)
+    # A row operation on (B, N): row kernels on the CuPy backend, NumPy row reductions.
+    rows: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.backward_from not in ("y", "z"):
+            raise ValueError(f"backward_from: expected 'y' or 'z', got {self.backward_from!r}")
 
 
 ACTIVATIONS: dict[str, Activation] = {}
@@ -155,14 +176,324 @@ _add(Activation(
 ))
 
 
+# -- leaky_relu: y = s for s > 0, else 0.2 s (Keras 3's default negative_slope) -----------------
+LEAKY_RELU_SLOPE = 0.2
+
+
+def _leaky_relu_forward(s: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    # A slope below 1 makes max(s, slope * s) the leaky relu; -0.0 and NaN come through as PyTorch's.
+    scaled = work(s.shape, s.dtype, "act_tmp")
+    np.multiply(s, LEAKY_RELU_SLOPE, out=scaled)
+    np.maximum(s, scaled, out=out)
+
+
+def _leaky_relu_backward(y: np.ndarray, dy: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    positive = work(y.shape, np.dtype(np.bool_), "mask")
+    np.greater(y, 0, out=positive)  # y > 0 exactly where s > 0; a NaN takes the slope, as PyTorch
+    np.multiply(dy, LEAKY_RELU_SLOPE, out=out)
+    np.copyto(out, dy, where=positive)
+
+
+_add(Activation(
+    "leaky_relu", "fc_act_leaky_relu",
+    forward=_leaky_relu_forward,
+    backward=_leaky_relu_backward,
+    host_ulp=UlpBudget(0, 0), gpu_ulp=UlpBudget(0, 0), outputs=(-np.inf, np.inf),
+))
+
+
+# -- elu (alpha 1) and selu: scale * (s if s > 0 else alpha * expm1(s)); backward from y ------------
+SELU_ALPHA = 1.6732632423543772848170429916717  # Keras's and PyTorch's constants
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _elu(scale: float, alpha: float) -> tuple[Forward, Backward]:
+    negcoef = scale * alpha
+
+    def forward(s: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+        # max(s, 0) * scale + alpha * scale * expm1(min(s, 0)): one of the two terms is 0.
+        negative = work(s.shape, s.dtype, "act_tmp")
+        np.minimum(s, 0, out=negative)
+        np.expm1(negative, out=negative)
+        np.multiply(negative, negcoef, out=negative)
+        np.maximum(s, 0, out=out)
+        if scale != 1:
+            np.multiply(out, scale, out=out)
+        np.add(out, negative, out=out)
+
+    def backward(y: np.ndarray, dy: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+        # dz = dy * (y + alpha * scale) where y <= 0 (alpha * scale * exp(s)), else dy * scale: a
+        # NaN takes the scale, as PyTorch's s <= 0 test does.
+        positive = work(y.shape, np.dtype(np.bool_), "mask")
+        np.less_equal(y, 0, out=positive)
+        np.logical_not(positive, out=positive)
+        np.add(y, negcoef, out=out)
+        np.multiply(out, dy, out=out)
+        if scale == 1:
+            np.copyto(out, dy, where=positive)
+        else:
+            scaled = work(y.shape, y.dtype, "act_tmp")
+            np.multiply(dy, scale, out=scaled)
+            np.copyto(out, scaled, where=positive)
+
+    return forward, backward
+
+
+_ELU, _SELU = _elu(1.0, 1.0), _elu(SELU_SCALE, SELU_ALPHA)
+_add(Activation(
+    "elu", "fc_act_elu", forward=_ELU[0], backward=_ELU[1],
+    host_ulp=UlpBudget(3, 1), gpu_ulp=UlpBudget(4, 2), outputs=(-1.0, np.inf),
+))
+_add(Activation(
+    "selu", "fc_act_selu", forward=_SELU[0], backward=_SELU[1],
+    host_ulp=UlpBudget(3, 1), gpu_ulp=UlpBudget(4, 2), outputs=(-SELU_SCALE * SELU_ALPHA, np.inf),
+))
+
+
+# -- softplus: log(1 + exp(s)), s itself above 20 (PyTorch's beta 1, threshold 20) ----------------
+SOFTPLUS_THRESHOLD = 20.0
+
+
+def _softplus_forward(s: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    linear = work(s.shape, np.dtype(np.bool_), "mask")
+    np.greater(s, SOFTPLUS_THRESHOLD, out=linear)
+    low = work(s.shape, s.dtype, "act_tmp")
+    np.minimum(s, SOFTPLUS_THRESHOLD, out=low)  # exp cannot overflow; NaN stays NaN
+    np.exp(low, out=low)
+    np.log1p(low, out=low)
+    np.copyto(low, s, where=linear)
+    np.copyto(out, low)
+
+
+def _softplus_backward(y: np.ndarray, dy: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    # softplus' = sigmoid(s) = 1 - exp(-y), as -expm1(-y) so that a tiny y keeps its digits.
+    linear = work(y.shape, np.dtype(np.bool_), "mask")
+    np.greater(y, SOFTPLUS_THRESHOLD, out=linear)
+    np.negative(y, out=out)
+    np.expm1(out, out=out)
+    np.multiply(out, dy, out=out)
+    np.negative(out, out=out)
+    np.copyto(out, dy, where=linear)
+
+
+_add(Activation(
+    "softplus", "fc_act_softplus",
+    forward=_softplus_forward,
+    backward=_softplus_backward,
+    host_ulp=UlpBudget(4, 4), gpu_ulp=UlpBudget(8, 8), outputs=(0.0, np.inf),
+))
+
+
+# -- softsign: s / (1 + |s|); softsign' = (1 - |y|)^2 -----------------------------------------------
+def _softsign_forward(s: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    denominator = work(s.shape, s.dtype, "act_tmp")
+    np.abs(s, out=denominator)
+    np.add(denominator, 1, out=denominator)
+    np.divide(s, denominator, out=out)
+
+
+def _softsign_backward(y: np.ndarray, dy: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    np.abs(y, out=out)
+    np.subtract(1, out, out=out)
+    np.multiply(out, out, out=out)
+    np.multiply(out, dy, out=out)
+
+
+_add(Activation(
+    "softsign", "fc_act_softsign",
+    forward=_softsign_forward,
+    backward=_softsign_backward,
+    host_ulp=UlpBudget(0, 0), gpu_ulp=UlpBudget(1, 1), outputs=(-1.0, 1.0),
+))
+
+
+# -- silu (Keras's swish): s * sigmoid(s) = s / (1 + exp(-s)); backward from z -----------------------
+def _one_plus_exp(t: np.ndarray, out: np.ndarray) -> None:
+    """out = 1 + exp(t) (out may be t); exp's overflow to inf is intended (a sigmoid of 0)."""
+    with np.errstate(over="ignore"):
+        np.exp(t, out=out)
+    np.add(out, 1, out=out)
+
+
+def _silu_forward(s: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    denominator = work(s.shape, s.dtype, "act_tmp")
+    np.negative(s, out=denominator)
+    _one_plus_exp(denominator, denominator)
+    np.divide(s, denominator, out=out)
+
+
+def _silu_backward(z: np.ndarray, dy: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    # dy * sigmoid(z) * (1 + z * (1 - sigmoid(z))), as PyTorch forms it.
+    sig = work(z.shape, z.dtype, "act_tmp")
+    np.negative(z, out=sig)
+    _one_plus_exp(sig, sig)
+    np.reciprocal(sig, out=sig)
+    np.subtract(1, sig, out=out)
+    np.multiply(out, z, out=out)
+    np.add(out, 1, out=out)
+    np.multiply(sig, dy, out=sig)
+    np.multiply(sig, out, out=out)
+
+
+_add(Activation(
+    "silu", "fc_act_silu",
+    forward=_silu_forward,
+    backward=_silu_backward,
+    host_ulp=UlpBudget(5, 6, backward_dy_eps=2.0), gpu_ulp=UlpBudget(8, 8, backward_dy_eps=4.0),
+    outputs=(-0.2785, np.inf), backward_from="z",
+))
+
+
+# -- gelu: s * Phi(s), Phi the standard normal CDF (Keras's default approximate=False); backward from z
+SQRT1_2 = 0.70710678118654752440084436210485
+INV_SQRT_2PI = 0.39894228040143267793994605993438
+
+
+def _gelu_forward(s: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    # 0.5 s erfc(-s / sqrt 2): erfc keeps Phi's relative accuracy where 1 + erf would cancel.
+    phi2 = work(s.shape, s.dtype, "act_tmp")
+    np.multiply(s, -SQRT1_2, out=phi2)
+    erfc(phi2, phi2, work)
+    np.multiply(s, 0.5, out=out)
+    np.multiply(out, phi2, out=out)
+
+
+def _gelu_backward(z: np.ndarray, dy: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    # dy * (Phi(z) + z * phi(z)), phi(z) = exp(-z^2 / 2) / sqrt(2 pi).
+    cdf = work(z.shape, z.dtype, "act_tmp")
+    np.multiply(z, -SQRT1_2, out=cdf)
+    erfc(cdf, cdf, work)
+    np.multiply(cdf, 0.5, out=cdf)
+    np.multiply(z, z, out=out)
+    np.multiply(out, -0.5, out=out)
+    np.exp(out, out=out)
+    np.multiply(out, INV_SQRT_2PI, out=out)
+    np.multiply(out, z, out=out)
+    np.add(cdf, out, out=out)
+    np.multiply(out, dy, out=out)
+
+
+_add(Activation(
+    "gelu", "fc_act_gelu",
+    forward=_gelu_forward,
+    backward=_gelu_backward,
+    host_ulp=UlpBudget(4, 4, backward_dy_eps=2.0), gpu_ulp=UlpBudget(8, 8, backward_dy_eps=4.0),
+    outputs=(-0.17, np.inf), backward_from="z",
+))
+
+
+# -- gelu_approximate: PyTorch's approximate='tanh', 0.5 s (1 + tanh(u)), u = sqrt(2/pi) (s + 0.044715 s^3)
+SQRT_2_PI = 0.79788456080286535587989211986876
+GELU_KAPPA = 0.044715
+
+
+def _gelu_tanh_u(s: np.ndarray, out: np.ndarray) -> None:
+    np.multiply(s, s, out=out)
+    np.multiply(out, s, out=out)
+    np.multiply(out, GELU_KAPPA, out=out)
+    np.add(out, s, out=out)
+    np.multiply(out, SQRT_2_PI, out=out)
+
+
+def _gelu_approximate_forward(s: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    # 1 + tanh(u) = 2 sigmoid(2u): y = s / (1 + exp(-2u)), accurate also where 1 + tanh(u) cancels.
+    denominator = work(s.shape, s.dtype, "act_tmp")
+    _gelu_tanh_u(s, denominator)
+    np.multiply(denominator, -2, out=denominator)
+    _one_plus_exp(denominator, denominator)
+    np.divide(s, denominator, out=out)
+
+
+def _gelu_approximate_backward(z: np.ndarray, dy: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    # With e = exp(-2|u|), r = 1 / (1 + e), q = e r: sigmoid(2u) is r where u >= 0, else q, and
+    # sigmoid(2u) (1 - sigmoid(2u)) = q r. dz = dy * (sigmoid(2u) + 2 u'(z) z q r), the second
+    # term 0 where q underflows (no inf * 0 for a large |z|).
+    u = work(z.shape, z.dtype, "act_tmp")
+    q = work(z.shape, z.dtype, "act_tmp2")
+    r = work(z.shape, z.dtype, "act_tmp3")
+    mask = work(z.shape, np.dtype(np.bool_), "mask")
+    _gelu_tanh_u(z, u)
+    np.abs(u, out=q)
+    np.multiply(q, -2, out=q)
+    np.exp(q, out=q)
+    np.add(q, 1, out=r)
+    np.reciprocal(r, out=r)
+    np.multiply(q, r, out=q)
+    np.multiply(z, z, out=out)
+    np.multiply(out, 3 * GELU_KAPPA, out=out)
+    np.add(out, 1, out=out)
+    np.multiply(out, 2 * SQRT_2_PI, out=out)  # 2 u'(z)
+    np.multiply(out, z, out=out)
+    np.multiply(out, q, out=out)
+    np.multiply(out, r, out=out)
+    np.copyto(out, 0, where=np.equal(q, 0, out=mask))
+    np.copyto(q, r, where=np.greater_equal(u, 0, out=mask))  # q is now sigmoid(2u)
+    np.add(q, out, out=out)
+    np.multiply(out, dy, out=out)
+
+
+_add(Activation(
+    "gelu_approximate", "fc_act_gelu_approximate",
+    forward=_gelu_approximate_forward,
+    backward=_gelu_approximate_backward,
+    host_ulp=UlpBudget(4, 4, backward_dy_eps=2.0), gpu_ulp=UlpBudget(8, 8, backward_dy_eps=4.0),
+    outputs=(-0.1701, np.inf), backward_from="z",
+))
+
+
+# -- softmax over each row: exp(s - max) / sum; backward y * (dy - sum(dy * y)) ----------------------
+def _softmax_forward(s: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    # The row max subtracted (NaN-propagating), so exp never overflows; a row holding NaN or +inf,
+    # or all -inf, is NaN. Row vectors are broadcast by plain copies into a (B, N) scratch.
+    s2, out2 = s.reshape(-1, s.shape[-1]), out.reshape(-1, s.shape[-1])
+    column = work((s2.shape[0], 1), s.dtype, "row_column")
+    spread = work(s2.shape, s.dtype, "rows")
+    np.max(s2, axis=1, keepdims=True, out=column)
+    np.copyto(spread, column)
+    np.subtract(s2, spread, out=out2)
+    np.exp(out2, out=out2)
+    np.add.reduce(out2, axis=1, keepdims=True, out=column)
+    np.copyto(spread, column)
+    np.divide(out2, spread, out=out2)
+
+
+def _softmax_backward(y: np.ndarray, dy: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+    y2, dy2, out2 = (a.reshape(-1, y.shape[-1]) for a in (y, dy, out))
+    column = work((y2.shape[0], 1), y.dtype, "row_column")
+    spread = work(y2.shape, y.dtype, "rows")
+    np.multiply(dy2, y2, out=spread)
+    np.add.reduce(spread, axis=1, keepdims=True, out=column)
+    np.copyto(spread, column)
+    np.subtract(dy2, spread, out=out2)
+    np.multiply(out2, y2, out=out2)
+
+
+_add(Activation(
+    "softmax", "fc_act_softmax",
+    forward=_softmax_forward,
+    backward=_softmax_backward,
+    host_ulp=UlpBudget(12, 2, backward_dy_eps=4.0), gpu_ulp=UlpBudget(16, 4, backward_dy_eps=8.0),
+    outputs=(0.0, 1.0), rows=True,
+))
+
+ALIASES = {"swish": "silu"}  # Keras's other names of an entry
+
+
 def get_activation(name: str | Activation | None) -> Activation:
-    """Resolve ``None`` (linear), an entry, or the name of one (case-insensitive)."""
+    """Resolve ``None`` (linear), an entry, or the name of one (case-insensitive; 'swish' is silu)."""
     if isinstance(name, Activation):
         return name
     if name is None:
         return ACTIVATIONS["linear"]
-    if not isinstance(name, str) or name.lower() not in ACTIVATIONS:
+    key = name.lower() if isinstance(name, str) else None
+    key = ALIASES.get(key, key)
+    if key not in ACTIVATIONS:
         raise ValueError(
-            f"activation: expected one of None, {sorted(ACTIVATIONS)}, got {name!r}"
+            f"activation: expected one of None, {sorted(ACTIVATIONS)} (or {sorted(ALIASES)}), got {name!r}"
         )
-    return ACTIVATIONS[name.lower()]
+    return ACTIVATIONS[key]
+
+
+def get(identifier: str | Activation | None) -> Activation:
+    """Keras's ``keras.activations.get``: the entry of a name (case-insensitive), an entry, or None (linear)."""
+    return get_activation(identifier)
