@@ -24,7 +24,9 @@ class Dense(Layer):
 
     Args:
         units: output features N.
-        activation: None/'linear', 'relu', 'sigmoid' or 'tanh'.
+        activation: None/'linear', 'relu', 'sigmoid', 'tanh', 'softmax' (over each row), 'gelu',
+            'gelu_approximate' (the tanh form), 'leaky_relu' (slope 0.2), 'elu', 'selu', 'silu'
+            (also 'swish'), 'softplus' or 'softsign'; case-insensitive (``fcgpu.activations``).
         use_bias: add a bias vector b of shape (N,).
         kernel_initializer, bias_initializer: names from ``fcgpu.initializers``.
         dtype: 'float32' (default), 'float64' or 'float16'.
@@ -68,6 +70,7 @@ class Dense(Layer):
         self._grad_storage: dict[str, Array] = {}  # gradient views of a model's flat buffer
         self._x: Array | None = None
         self._y: Array | None = None
+        self._kept: Array | None = None  # z + b, for an activation whose backward reads it
         self._squeeze = False
         self._act = self.activation.name  # what the last forward applied (linear when it gave logits)
 
@@ -210,7 +213,7 @@ class Dense(Layer):
 
     # -- computation -------------------------------------------------------------
     def release(self) -> None:
-        self._x = self._y = None
+        self._x = self._y = self._kept = None
 
     def _device_input(self, x: Any) -> tuple[Array, bool]:
         """(x as a (B, M) array of the layer's backend, whether x was 1-D), checked: shape, features,
@@ -241,12 +244,19 @@ class Dense(Layer):
         x_dev = self.backend.asarray(x, self.dtype, "x")
         return (x_dev.reshape(1, -1), True) if x_dev.ndim == 1 else (x_dev, False)
 
-    def _affine(self, x: Array, key: str, activation: str) -> Array:
+    def _affine(self, x: Array, key: str, activation: str, keep: bool = False) -> tuple[Array, Array | None]:
+        """(y, None), or with ``keep`` (an activation whose backward reads z + b) (y, z + b), the
+        latter in a buffer of its own that one fused pass writes beside y."""
         y = self._buffers.get(self.backend, key, (x.shape[0], self.units), self.dtype)
+        if keep:
+            s = self._buffers.get(self.backend, f"{key}_pre", y.shape, self.dtype)
+            self.backend.matmul(x, self.kernel, out=s)
+            self.backend.bias_act_forward(s, self.bias, activation, out=y, keep=s)
+            return y, s
         self.backend.matmul(x, self.kernel, out=y)
         if self.bias is not None or activation != "linear":  # no kernel that copies y onto itself
             self.backend.bias_act_forward(y, self.bias, activation, out=y)
-        return y
+        return y, None
 
     def forward(
         self,
@@ -273,8 +283,8 @@ class Dense(Layer):
         if not input_owned and backend.owns(x) and (x_dev is x or x_dev.base is x):
             x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.dtype))
         act = "linear" if logits else self.activation.name
-        y = self._affine(x_dev, "y", act)
-        self._x, self._y, self._squeeze, self._act = x_dev, y, squeeze, act
+        y, kept = self._affine(x_dev, "y", act, keep=get_activation(act).backward_from == "z")
+        self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, kept, squeeze, act
         if not output_private:
             y = backend.copy(y, out=self._buffers.get(backend, "y_out", y.shape, self.dtype))
         return y[0] if squeeze else y
@@ -283,7 +293,7 @@ class Dense(Layer):
         """forward without keeping anything for backward (predict, evaluate, validation): a
         pending backward still sees the batch of the last ``forward``."""
         x_dev, squeeze = self._device_input(x)
-        y = self._affine(x_dev, "y_infer", "linear" if logits else self.activation.name)
+        y, _ = self._affine(x_dev, "y_infer", "linear" if logits else self.activation.name)
         return y[0] if squeeze else y
 
     def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
@@ -307,7 +317,7 @@ class Dense(Layer):
             dz = dy  # linear: dz is dy, no copy
         else:
             dz = self._buffers.get(backend, "dz", y.shape, self.dtype)
-            backend.act_backward(y, dy, self._act, out=dz)
+            backend.act_backward(y if self._kept is None else self._kept, dy, self._act, out=dz)
         # dx first, while the kernel is still in cache from the forward pass: writing kernel_grad
         # (as large as the kernel) first evicts it, which costs ~15% at batch 1.
         dx = None
