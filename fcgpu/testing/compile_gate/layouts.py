@@ -96,10 +96,12 @@ def trace_backend_calls() -> list[KernelCall]:
         for batch in (1, 4):
             z = b.zeros((batch, 3), f)
             bias = b.zeros((3,), f)
-            for act in ACTIVATIONS:
+            for act, entry in ACTIVATIONS.items():  # a row entry (softmax) records its row kernels
                 b.bias_act_forward(z, bias, act, b.empty((batch, 3), f))
                 b.bias_act_forward(z, None, act, z)
                 b.act_backward(z, z, act, b.empty((batch, 3), f))
+                if entry.backward_from == "z":  # the two-output pass keeping z + b (in place, as Dense)
+                    b.bias_act_forward(z, bias, act, b.empty((batch, 3), f), keep=z)
             # Dropout: forward into a new array, backward in place with a rank's element offset.
             b.dropout_forward(z, b.empty((batch, 3), f), 2**64 - 1, 2**40, 0.5)
             b.dropout_backward(z, z, 7, 1, 0.25, offset=batch * 3)
