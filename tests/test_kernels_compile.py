@@ -40,7 +40,16 @@ def test_sweep_covers_every_kernel_dtype_and_generic_layout(report: cc.SweepRepo
                 assert (name, dtype, layout) in seen
     # The layouts the backend really produces (a broadcast bias row, the lse column) are in the sweep.
     kernels_with_2d_seen = {v.kernel for v in report.variants if v.layout.startswith("seen:") and v.indexer_ndim == 2}
-    assert {f"fcgpu_bias_{a}_fwd" for a in ACTIVATIONS} <= kernels_with_2d_seen
+    elementwise = [a for a, entry in ACTIVATIONS.items() if not entry.rows]
+    assert {f"fcgpu_bias_{a}_fwd" for a in elementwise} <= kernels_with_2d_seen
+    kept = [a for a, entry in ACTIVATIONS.items() if entry.backward_from == "z"]
+    assert kept and {f"fcgpu_bias_{a}_fwd_keep" for a in kept} <= kernels_with_2d_seen
+    # A row activation's kernels run one thread per row over raw arrays: a 1-D indexer of size B.
+    rows = [a for a, entry in ACTIVATIONS.items() if entry.rows]
+    for a in rows:
+        for name in (f"fcgpu_bias_{a}_fwd", f"fcgpu_{a}_fwd", f"fcgpu_{a}_bwd"):
+            seen = [v for v in report.variants if v.kernel == name and v.layout.startswith("seen:")]
+            assert seen and all(v.indexer_ndim == 1 and {x.kind for x in v.args} <= {"r", "s"} for v in seen), name
     assert {"fcgpu_softmax_xent_grad_ids", "fcgpu_softmax_xent_grad_probs"} <= kernels_with_2d_seen
 
 

@@ -168,6 +168,28 @@ def test_a_kernel_with_the_wrong_convention_fails_its_check(rng) -> None:
         kc.check_backward(broken, "relu", np.float32, rng, kc.HOST)
 
 
+def test_a_softmax_row_kernel_without_the_max_shift_fails_its_check(rng) -> None:
+    """exp(z) / sum without subtracting the row's max overflows for large logits: the check must see it."""
+    from fcgpu import kernel_sources
+    from fcgpu.backends.cupy_backend import CupyBackend
+    from fcgpu.testing import fake_cupy
+
+    preamble = kernel_sources.preamble() + """
+template <typename T, typename Z, typename Y> FC_FN void fc_unshifted_softmax(const Z& z, Y& y, long long row, long long n) {
+    typedef typename fc_acc<T>::type A;
+    A sum = A(0);
+    for (long long c = 0; c < n; ++c) sum += fc_exp(A(z[row * n + c]));
+    for (long long c = 0; c < n; ++c) y[row * n + c] = T(fc_exp(A(z[row * n + c])) / sum);
+}
+"""
+    broken = CupyBackend(fake_cupy)
+    broken._kernels["fcgpu_softmax_fwd"] = fake_cupy.ElementwiseKernel(
+        "raw T z, int64 ncols", "raw T y", "fc_unshifted_softmax<T>(z, y, i, ncols)", "fcgpu_softmax_unshifted", preamble=preamble
+    )
+    with pytest.raises(AssertionError, match="softmax forward"):
+        kc.check_forward(broken, "softmax", np.float32, False, rng, kc.HOST)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_gpu_tolerances_accept_the_host_results(cp, dtype, rng) -> None:
     """The GPU profile only widens the host one; its FMA slack terms run here too (no warnings, no NaN)."""
@@ -175,4 +197,8 @@ def test_gpu_tolerances_accept_the_host_results(cp, dtype, rng) -> None:
         kc.check_adam(cp, dtype, case, rng, kc.GPU)
     for case in kc.SGD_CASES:
         kc.check_sgd(cp, dtype, case, rng, kc.GPU)
-    kc.check_backward(cp, "tanh", dtype, rng, kc.GPU)
+    # Every activation's GPU budget covers the host's results; inputs unflushed, as the host reads them.
+    gpu_budgets = dataclasses.replace(kc.GPU, flushes_inputs=False)
+    for act in ACTIVATIONS:
+        kc.check_forward(cp, act, dtype, True, rng, gpu_budgets)
+        kc.check_backward(cp, act, dtype, rng, gpu_budgets)
