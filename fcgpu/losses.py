@@ -267,48 +267,42 @@ class BinaryCrossentropy(BinaryCrossEntropy):
 # -- regression -----------------------------------------------------------------------------------
 class _Regression(ElementwiseLoss):
     """Mean over all elements of an elementwise loss of p - y, in one fused pass a training step
-    (unless 'accuracy' is asked for, which the generic step counts)."""
+    (unless 'accuracy' is asked for, which the generic step counts). The backend methods are
+    ``{kernel}_step`` and ``{kernel}_grad`` and the sum ``total``, each taking ``_options()``
+    after (p, y)."""
+
+    kernel = ""
+    total = ""
+
+    def _options(self) -> tuple[float, ...]:
+        return ()
 
     def step(self, backend, pred, labels, acc, count):
         if count:
             return super().step(backend, pred, labels, acc, count)
         out = self._grad_buffer(backend, pred)
-        return self._fused_step(backend, pred, labels, 1.0 / pred.size, 1.0 / outputs_of(pred), out, acc)
+        step = getattr(backend, f"{self.kernel}_step")
+        return step(pred, labels, *self._options(), 1.0 / pred.size, 1.0 / outputs_of(pred), out, acc)
 
-    def _fused_step(
-        self, backend: Backend, pred: Array, labels: Array, scale: float, weight: float, out: Array, acc: Array
-    ) -> Array:
-        raise NotImplementedError
+    def _value(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
+        return getattr(backend, self.total)(pred, labels, *self._options()) / pred.size
+
+    def _grad(self, backend: Backend, pred: Array, labels: Array, out: Array) -> Array:
+        return getattr(backend, f"{self.kernel}_grad")(pred, labels, *self._options(), 1.0 / pred.size, out)
 
 
 class MeanSquaredError(_Regression):
     """mean((pred - y)^2) over all elements (Keras and PyTorch agree); gradient 2 (pred - y) / n."""
 
     name = "mean_squared_error"
-
-    def _fused_step(self, backend, pred, labels, scale, weight, out, acc):
-        return backend.mse_step(pred, labels, scale, weight, out, acc)
-
-    def _value(self, backend, pred, labels):
-        return backend.mse_sum(pred, labels) / pred.size
-
-    def _grad(self, backend, pred, labels, out):
-        return backend.mse_grad(pred, labels, 1.0 / pred.size, out)
+    kernel, total = "mse", "mse_sum"
 
 
 class MeanAbsoluteError(_Regression):
     """mean(|pred - y|) over all elements; gradient sign(pred - y) / n with sign(0) = 0 (PyTorch's l1_loss)."""
 
     name = "mean_absolute_error"
-
-    def _fused_step(self, backend, pred, labels, scale, weight, out, acc):
-        return backend.mae_step(pred, labels, scale, weight, out, acc)
-
-    def _value(self, backend, pred, labels):
-        return backend.abs_error_sum(pred, labels) / pred.size
-
-    def _grad(self, backend, pred, labels, out):
-        return backend.mae_grad(pred, labels, 1.0 / pred.size, out)
+    kernel, total = "mae", "abs_error_sum"
 
 
 class Huber(_Regression):
@@ -316,6 +310,7 @@ class Huber(_Regression):
     d = pred - y (Keras's and PyTorch's huber_loss); gradient clip(d, -delta, delta) / n."""
 
     name = "huber_loss"
+    kernel, total = "huber", "huber_sum"
 
     def __init__(self, delta: float = 1.0) -> None:
         if isinstance(delta, (bool, np.bool_)) or not isinstance(delta, (int, float, np.floating)) or not (
@@ -328,14 +323,8 @@ class Huber(_Regression):
     def get_config(self):
         return {"class_name": "Huber", "delta": self.delta}
 
-    def _fused_step(self, backend, pred, labels, scale, weight, out, acc):
-        return backend.huber_step(pred, labels, self.delta, scale, weight, out, acc)
-
-    def _value(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
-        return backend.huber_sum(pred, labels, self.delta) / pred.size
-
-    def _grad(self, backend, pred, labels, out):
-        return backend.huber_grad(pred, labels, self.delta, 1.0 / pred.size, out)
+    def _options(self) -> tuple[float, ...]:
+        return (self.delta,)
 
 
 # -- lookup ---------------------------------------------------------------------------------------
