@@ -13,7 +13,7 @@ from .backends import (
     use_backend,
 )
 from .initializers import set_seed
-from .layers import Dense
+from .layers import Activation, Dense, Dropout, Input
 from .model import Sequential
 from .saving import ModelFileError, load_model
 from .training import History
@@ -21,10 +21,13 @@ from .training import History
 __version__ = "0.1.0"
 
 __all__ = [
+    "Activation",
     "BackendMismatch",
     "BackendUnavailable",
     "Dense",
+    "Dropout",
     "History",
+    "Input",
     "ModelFileError",
     "Sequential",
     "activations",

@@ -2,6 +2,8 @@
 
 As in Keras 3, the model class holds the structure and inherits compile/fit/evaluate/predict
 from ``Trainer``. The model drives its layers only through the protocol of ``layers.base.Layer``.
+An ``Input`` given first (or a first layer declaring ``input_shape``) is kept apart from the layers,
+as Keras 3 keeps its InputLayer out of ``model.layers``, and builds each layer as it is added.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 from . import distributed
 from .backends import Backend, get_backend, resolve_backend, use_backend
 from .backends.base import Array
-from .layers import Layer
+from .layers import Input, Layer
 from .saving import save_model
 from .serialization import deserialize, register
 from .training import Trainer
@@ -29,15 +31,17 @@ class Sequential(Trainer):
     """A linear stack of layers.
 
     Shapes: x (B, M) -> layers -> y (B, N_last). Unnamed layers are named 'dense', 'dense_1', ...
-    in the order they are added; names are unique within the model.
+    in the order they are added; names are unique within the model. ``layers`` may start with an
+    ``fc.Input(shape=(M,))``.
     """
 
-    def __init__(self, layers: Sequence[Layer] | None = None, name: str | None = None) -> None:
+    def __init__(self, layers: Sequence[Layer | Input] | None = None, name: str | None = None) -> None:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"name: expected a non-empty string, got {name!r}")
         super().__init__()
         self.name = name or "sequential"
         self._layers: list[Layer] = []
+        self._input: Input | None = None
         self._target: Backend | None = None
         if layers is not None:
             if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)):
@@ -50,8 +54,17 @@ class Sequential(Trainer):
     def layers(self) -> list[Layer]:
         return list(self._layers)
 
-    def add(self, layer: Layer) -> None:
-        """Append a layer, naming it if unnamed; built models build the new layer at once."""
+    def add(self, layer: Layer | Input) -> None:
+        """Append a layer, naming it if unnamed. Where the input is known (an ``Input`` first, a first
+        layer declaring ``input_shape``, or the layers so far built) the new layer is built at once."""
+        if isinstance(layer, Input):
+            if self._layers or self._input is not None:
+                raise ValueError(
+                    f"layer: an Input can only be the first entry of a Sequential; model '{self.name}' already "
+                    f"has {'an input' if self._input is not None else 'layers'}"
+                )
+            self._input = layer
+            return
         if not isinstance(layer, Layer):
             raise TypeError(f"layer: expected a fcgpu layer such as Dense, got {type(layer).__name__}")
         if any(layer is existing for existing in self._layers):
@@ -66,21 +79,40 @@ class Sequential(Trainer):
         elif name in names:
             raise ValueError(f"layer: the name '{name}' is already used in this model; names must be unique")
         previous = self._layers[-1] if self._layers else None
-        if previous is not None and previous.built and layer.built:
-            if layer.in_features != previous.units:
-                raise ValueError(
-                    f"layer: '{name}' takes {layer.in_features} features but '{previous.name}' gives {previous.units}"
-                )
-            _same_backend(previous, layer, name)
-        elif layer.built and self._layers and any(existing.built for existing in self._layers):
-            _same_backend(next(e for e in self._layers if e.built), layer, name)
+        declared = layer.declared_input_shape[0] if layer.declared_input_shape else None
+        width = self._width_after(self._layers)
+        if declared is not None and width is not None and declared != width:
+            source = f"'{previous.name}' gives" if previous is not None else "the model's Input has"
+            raise ValueError(f"layer: '{name}' declares input_shape ({declared},) but {source} {width} features")
+        # The width the new layer is built for now: the input's for a first layer, else a built
+        # previous layer's; None while the layers so far wait for build().
+        if previous is None:
+            build_width = width if width is not None else declared
+        else:
+            build_width = previous.units if previous.built else None
+        if layer.built and build_width is not None and layer.in_features != build_width:
+            source = f"'{previous.name}' gives" if previous is not None else "the model's input has"
+            raise ValueError(f"layer: '{name}' takes {layer.in_features} features but {source} {build_width}")
+        if layer.built and any(existing.built for existing in self._layers):
+            _same_backend(next(e for e in reversed(self._layers) if e.built), layer, name)
         # Checked; now change things (a build that fails leaves the layer unbuilt and unnamed).
-        if previous is not None and previous.built and not layer.built:
-            with _using(previous.backend):
-                layer.build(previous.units)
+        if build_width is not None and not layer.built:
+            with _using(previous.backend if previous is not None else self.backend):
+                layer.build(build_width)
+        dtype = previous.dtype if previous is not None else self._input.dtype if self._input is not None else None
+        if dtype is not None:
+            layer.take_input_dtype(dtype)
+        if previous is None and self._input is None and declared is not None:
+            self._input = Input(shape=(declared,))
         if not layer.name_is_set:
             layer.name = name
         self._layers.append(layer)
+
+    def pop(self) -> Layer:
+        """Remove the last layer and return it (Keras's ``pop``); the model keeps its Input."""
+        if not self._layers:
+            raise TypeError(f"pop: model '{self.name}' has no layers to remove")
+        return self._layers.pop()
 
     @property
     def built(self) -> bool:
@@ -96,17 +128,37 @@ class Sequential(Trainer):
 
     @property
     def input_features(self) -> int | None:
+        """The features M of an input sample: the Input's, else the first layer's once built."""
+        if self._input is not None:
+            return self._input.features
         return self._layers[0].in_features if self._layers and self._layers[0].built else None
 
     @property
     def output_features(self) -> int:
         self._require_layers()
-        return self._layers[-1].units
+        width = self._width_after(self._layers)
+        if width is None:
+            raise ValueError(
+                f"model '{self.name}' does not know its output width before it is built (no layer of it has "
+                f"units of its own): call model.build((None, in_features)) first"
+            )
+        return width
+
+    def _width_after(self, layers: Sequence[Layer]) -> int | None:
+        """The features after ``layers`` (from the model's input), or None where not yet known."""
+        width = self.input_features
+        for layer in layers:
+            width = layer.compute_output_shape((None, width))[-1]
+        return width
 
     def build(self, input_shape: int | Sequence[int | None]) -> None:
         """Create every layer's parameters for inputs of ``input_shape`` (an int or e.g. (None, 784))."""
         self._require_layers()
         features = input_features(input_shape)
+        if self._input is not None and features != self._input.features:
+            raise ValueError(
+                f"input_shape: model '{self.name}' takes {self._input.features} features (its Input), got {features}"
+            )
         if self.built and self.input_features == features:
             return
         for i, layer in enumerate(self._layers):
@@ -115,7 +167,7 @@ class Sequential(Trainer):
                 raise ValueError(
                     f"input_shape: layer '{layer.name}' is built for {layer.in_features} features, but {source}"
                 )
-            features = layer.units
+            features = layer.compute_output_shape((None, features))[-1]
         built = [layer for layer in self._layers if layer.built]
         for layer in built[1:]:
             _same_backend(built[0], layer, layer.name)
@@ -160,6 +212,7 @@ class Sequential(Trainer):
 
         An unbuilt model is built from the first kernel's shape once every array has passed (the
         seeded generator is left as it was: the initial values drawn are overwritten at once).
+        Layers without parameters (Dropout, Activation) take no arrays.
         """
         self._require_layers()
         counts = [layer.weight_count() for layer in self._layers]
@@ -176,14 +229,20 @@ class Sequential(Trainer):
                     f"weights[{first}] (kernel): expected {features} rows (the units of the layer before "
                     f"'{layer.name}'), got {rows}"
                 )
-            features = layer.units
+            features = layer.compute_output_shape((None, features))[-1]
             checked.append(values)
             first += n
         if not self.built:
+            kernels = [np.shape(v[0])[0] for v in checked if isinstance(v, tuple) and v]
+            width = self.input_features or (kernels[0] if kernels else None)
+            if width is None:
+                raise ValueError(
+                    f"weights: model '{self.name}' has no parameters to take its input size from; build it first"
+                )
             rng = get_rng()
             saved = rng.bit_generator.state
             try:
-                self.build(np.shape(checked[0][0])[0])
+                self.build(width)
             finally:
                 rng.bit_generator.state = saved
         for layer, values in zip(self._layers, checked):
@@ -195,19 +254,25 @@ class Sequential(Trainer):
             "class_name": "Sequential",
             "name": self.name,
             "input_features": self.input_features,
+            **({"input": self._input.get_config()} if self._input is not None else {}),
             "layers": [layer.get_config() for layer in self._layers],
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Sequential":
-        """The model ``get_config()`` describes, built when the config has ``input_features``."""
-        model = cls([deserialize(c, "config['layers']") for c in config["layers"]], name=config.get("name"))
+        """The model ``get_config()`` describes, built when the config has ``input_features`` (or an
+        ``input``)."""
+        entries = [deserialize(c, "config['layers']") for c in config["layers"]]
+        if config.get("input") is not None:
+            entries.insert(0, Input.from_config(config["input"]))
+        model = cls(entries, name=config.get("name"))
         if config.get("input_features") is not None:
             model.build(int(config["input_features"]))
         return model
 
     def summary(self, line_length: int = 65, print_fn: Callable[[str], Any] | None = None) -> None:
-        """Print the Keras table: Layer (type) | Output Shape | Param #, then the parameter totals."""
+        """Print the Keras table: Layer (type) | Output Shape | Param #, then the parameter totals
+        (a row for every layer, Dropout and Activation with 0 parameters; none for the Input)."""
         self._require_built("summary")
         line_length = positive_int(line_length, "line_length")
         if line_length < 20:
@@ -230,8 +295,10 @@ class Sequential(Trainer):
         print_fn("_" * line_length)
         print_fn(row(["Layer (type)", "Output Shape", "Param #"]))
         print_fn("=" * line_length)
-        for i, layer in enumerate(self._layers):
-            print_fn(row([f"{layer.name} ({type(layer).__name__})", f"(None, {layer.units})", layer.count_params()]))
+        batch = self._input.batch_size if self._input is not None else None
+        for i, layer in enumerate(self._layers):  # the Input has no row, as in Keras 3
+            shape = (batch, layer.units)
+            print_fn(row([f"{layer.name} ({type(layer).__name__})", str(shape), layer.count_params()]))
             print_fn("=" * line_length if i == len(self._layers) - 1 else "_" * line_length)
         total = self.count_params()
         print_fn(f"Total params: {total:,}")

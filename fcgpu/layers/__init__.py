@@ -1,7 +1,11 @@
-"""Layers: the shared base and protocol (``base``) and the fully connected layer (``dense``)."""
+"""Layers: the shared base and protocol (``base``), the fully connected layer (``dense``), layers
+without parameters (``elementwise``: ``dropout``, ``activation``) and the model's ``Input``."""
 from __future__ import annotations
 
+from .activation import Activation
 from .base import Buffers, Layer
 from .dense import FLOAT_DTYPES, Dense
+from .dropout import Dropout
+from .input import Input
 
-__all__ = ["Buffers", "Dense", "FLOAT_DTYPES", "Layer"]
+__all__ = ["Activation", "Buffers", "Dense", "Dropout", "FLOAT_DTYPES", "Input", "Layer"]

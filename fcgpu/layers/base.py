@@ -4,8 +4,13 @@ The model drives its layers only through the methods of ``Layer`` below (public 
 object reaches into another's private state):
 
 - ``build(input_shape)`` / ``built`` / ``in_features`` / ``units`` / ``dtype`` / ``backend``;
+  ``compute_output_shape(input_shape)`` (a layer without units of its own, such as Dropout, gives
+  its input's width), ``take_input_dtype(dtype)`` (told before build what the layer will receive)
+  and ``declared_input_shape`` (Keras's ``input_shape``/``input_dim``: a model whose first layer
+  declares it is built at once);
 - ``forward(x)`` and ``backward(dy, input_grad=...)``, and ``release()`` which drops what the last
   forward kept for backward, so that the next forward may write into the same buffers;
+  ``device_input(x)``, the input checks every layer shares;
 - ``parameters()`` [(name, parameter, gradient)], ``validate_weights`` then ``assign_weights``
   (the model checks every layer's weights before it changes any), ``adopt_storage`` (parameters
   and gradients become views of the model's flat buffers, ``fcgpu.params``);
@@ -20,8 +25,9 @@ import numpy as np
 from ..backends import Backend
 from ..backends.base import Array
 from ..buffers import Buffers
+from ..validation import float_array
 
-__all__ = ["Buffers", "Layer"]
+__all__ = ["Buffers", "Layer", "declared_input"]
 
 
 class Layer:
@@ -31,6 +37,8 @@ class Layer:
     units: int
     dtype: np.dtype
     backend: Backend | None
+    # The input the layer was told at construction, as (M,), or None (see ``declared_input``).
+    declared_input_shape: tuple[int] | None = None
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
@@ -67,6 +75,15 @@ class Layer:
     def build(self, input_shape: int | Sequence[int | None]) -> None:
         raise NotImplementedError
 
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
+        """The shape of the output for inputs of ``input_shape`` such as (None, 784): (..., units).
+        A width may be None (not known yet); a layer that keeps its input's width passes it on."""
+        return (*tuple(input_shape)[:-1], self.units)
+
+    def take_input_dtype(self, dtype: np.dtype) -> None:
+        """The dtype of what the layer will receive, from the model before it builds the layer. A
+        layer with a dtype of its own (Dense) keeps it; one without (Dropout, Activation) takes it."""
+
     def forward(
         self,
         x: Any,
@@ -82,6 +99,35 @@ class Layer:
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         """y from x, keeping nothing (inference)."""
         raise NotImplementedError
+
+    def device_input(self, x: Any) -> tuple[Array, bool]:
+        """(x as a (B, M) array of the layer's backend and dtype, whether x was 1-D), checked: shape,
+        features, and values that overflow a narrower dtype. Builds the layer on the first call."""
+        ndim = getattr(x, "ndim", None)
+        if ndim is None:
+            try:
+                x = np.asarray(x)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"x: expected a rectangular numeric array for layer '{self.name}', got {e}") from None
+            ndim = x.ndim
+        if ndim not in (1, 2):
+            raise ValueError(
+                f"x: expected shape (batch, in_features) or (in_features,) for layer '{self.name}', "
+                f"got shape {tuple(x.shape)}"
+            )
+        if x.shape[-1] < 1 or (self.built and x.shape[-1] != self.in_features):
+            expected = self.in_features if self.built else "at least 1"
+            raise ValueError(
+                f"x: expected {expected} features (shape (batch, {expected})) for layer "
+                f"'{self.name}', got shape {tuple(x.shape)}"
+            )
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.itemsize > self.dtype.itemsize:
+            # Narrowing (float64 -> float32, float32 -> float16) can overflow: refuse as fit does.
+            float_array(x, "x", self.dtype, owner=f"layer '{self.name}'")
+        if not self.built:
+            self.build(x.shape[-1])
+        x_dev = self.backend.asarray(x, self.dtype, "x")
+        return (x_dev.reshape(1, -1), True) if x_dev.ndim == 1 else (x_dev, False)
 
     def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
         raise NotImplementedError
@@ -120,3 +166,32 @@ class Layer:
 
     def __call__(self, x: Any) -> Array:
         return self.forward(x)
+
+
+def declared_input(input_shape: Any, input_dim: Any = None, argument: str = "input_shape") -> tuple[int] | None:
+    """(M,) from Keras's ``input_shape=(M,)`` or ``input_dim=M`` (at most one of them), or None;
+    ``argument`` names the shape in messages ('shape' for ``Input``).
+
+    fcgpu's layers take flat features, so a shape is one positive int: (784,), not (28, 28).
+    """
+    if input_dim is not None and input_shape is not None:
+        raise ValueError(f"{argument} and input_dim: give one of them, not both")
+    if input_dim is not None:
+        if isinstance(input_dim, bool) or not isinstance(input_dim, (int, np.integer)) or input_dim < 1:
+            raise ValueError(f"input_dim: expected a positive int, got {input_dim!r}")
+        return (int(input_dim),)
+    if input_shape is None:
+        return None
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if (
+        shape is None
+        or len(shape) != 1
+        or isinstance(shape[0], bool)
+        or not isinstance(shape[0], (int, np.integer))
+        or shape[0] < 1
+    ):
+        raise ValueError(
+            f"{argument}: expected a tuple of one positive int such as (784,) (flat features, without "
+            f"the batch), got {input_shape!r}"
+        )
+    return (int(shape[0]),)

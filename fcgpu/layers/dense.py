@@ -13,7 +13,7 @@ from ..backends.base import Array
 from ..initializers import get_initializer
 from ..serialization import register
 from ..validation import float_array, input_features
-from .base import Buffers, Layer
+from .base import Buffers, Layer, declared_input
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
@@ -31,6 +31,7 @@ class Dense(Layer):
         kernel_initializer, bias_initializer: names from ``fcgpu.initializers``.
         dtype: 'float32' (default), 'float64' or 'float16'.
         name: unique within a model; assigned ('dense', 'dense_1', ...) when left None.
+        input_shape, input_dim: Keras's (M,) or M: as a Sequential's first layer, its ``Input``.
 
     Shapes: x (B, M) or (M,) -> y (B, N) or (N,); kernel (M, N); bias (N,).
     """
@@ -44,12 +45,15 @@ class Dense(Layer):
         bias_initializer: str = "zeros",
         dtype: str = "float32",
         name: str | None = None,
+        input_dim: int | None = None,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"units: expected a positive int, got {units!r}")
         if str(np.dtype(dtype) if _is_dtype(dtype) else dtype) not in FLOAT_DTYPES:
             raise TypeError(f"dtype: expected one of {list(FLOAT_DTYPES)}, got {dtype!r}")
         super().__init__(name)
+        self.declared_input_shape = declared_input(input_shape, input_dim)
         self.units = int(units)
         self.activation: Activation = get_activation(activation)
         if not isinstance(use_bias, (bool, np.bool_)):
@@ -88,6 +92,7 @@ class Dense(Layer):
             "bias_initializer": self._bias_init_name,
             "dtype": self.dtype.name,
             "name": self.name,
+            **({"input_shape": list(self.declared_input_shape)} if self.declared_input_shape else {}),
         }
 
     def __repr__(self) -> str:
