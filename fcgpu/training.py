@@ -205,6 +205,7 @@ class Trainer(DataParallel):
         acc = self.backend.zeros((self._columns(),), np.float64)
         comm = distributed.world()
         if comm.size > 1:  # (x, y) is the global batch on every rank: a step on this rank's share
+            self._start_from_rank0_once(comm)
             start, stop = distributed.shard_bounds(x.shape[0], comm.rank, comm.size)
             self._step_share(x, y, acc, start, stop, x.shape[0], (x[0:1], y[0:1]))
             totals = comm.sum_host(self.backend.to_numpy(acc))

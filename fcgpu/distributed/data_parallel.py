@@ -41,6 +41,7 @@ class DataParallel:
         if comm.size == 1:
             return
         flat = self.flat_parameters()
+        self._started_from_rank0 = flat
         backend = self.backend
         layout = [(name, np.dtype(dtype).str, start, stop) for name, (dtype, start, stop) in flat.slices.items()]
         state = getattr(self.optimizer, "state", None) if fit else None
@@ -70,6 +71,12 @@ class DataParallel:
             for layer, values in zip(self.layers, comm.bcast_object(keyed)):
                 for attribute, value in values.items():
                     setattr(layer, attribute, value)
+
+    def _start_from_rank0_once(self, comm: Any) -> None:
+        """``_start_from_rank0`` for a step outside fit (``train_step``), unless these flat buffers
+        already started from rank 0."""
+        if getattr(self, "_started_from_rank0", None) is not self.flat_parameters():
+            self._start_from_rank0(comm, "train_step", {}, None, fit=True)
 
     def _reduce_gradients(self, share: float | None) -> None:
         """Average the gradients over the ranks, in place: each flat gradient buffer becomes the

@@ -1,12 +1,18 @@
-"""Helpers for the data-parallel tests: finding mpiexec and running jobs under it."""
+"""Helpers for the data-parallel tests: finding mpiexec and the ``mpirun`` fixture that runs jobs
+under it (skipped, with the reason, where mpi4py or mpiexec is missing). Test modules import the
+fixture from here: a conftest.py in this folder would shadow the tests' own ``conftest`` module."""
 from __future__ import annotations
 
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 HERE = Path(__file__).resolve().parent
 
@@ -39,3 +45,23 @@ def clean_env(**extra: str) -> dict[str, str]:
     env.setdefault("FCGPU_BACKEND", "numpy")
     env.update(extra)
     return env
+
+
+@pytest.fixture(scope="session")
+def mpirun():
+    """run(ranks, *command, timeout=, env=) -> Job: ``mpiexec -n ranks command`` (a Python script
+    path runs under this Python)."""
+    reason = missing_mpi()
+    if reason:
+        pytest.skip(reason)
+    mpiexec = mpiexec_path()
+
+    def run(ranks: int, *command: str, timeout: float = 240, env: dict[str, str] | None = None) -> Job:
+        argv = [mpiexec, "-n", str(ranks)]
+        argv += [sys.executable, *command] if command[0].endswith(".py") else list(command)
+        start = time.monotonic()
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env or clean_env(),
+                              stdin=subprocess.DEVNULL)
+        return Job(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
+
+    return run

@@ -81,8 +81,25 @@ def one_row_batches(rank: int, out_dir: str) -> dict[str, Any]:
     return _results(model, history, x, y)
 
 
+def train_steps(rank: int, out_dir: str) -> dict[str, Any]:
+    """``train_step`` on a global batch of 7 rows (shares of 3 and 4), four times, outside fit."""
+    x, y = _data(7, 7, 3)
+    model = _model([4, 3], rank)
+    model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.SGD(lr=0.1, momentum=0.5))
+    losses = [model.train_step(x, y) for _ in range(4)]
+    return {
+        "weights": [np.array(w) for w in model.get_weights()],
+        "history": {"loss": losses},
+        "epochs": [],
+        "evaluate": model.evaluate(x, y),
+        "predict": model.predict(x),
+        "steps": dict(model.optimizer.steps),
+    }
+
+
 SCENARIOS: dict[str, Callable[[int, str], dict[str, Any]]] = {
     "sgd_momentum": sgd_momentum,
     "adam_split": adam_split,
     "one_row_batches": one_row_batches,
+    "train_steps": train_steps,
 }

@@ -14,7 +14,7 @@ import pytest
 
 import fcgpu as fc
 
-from dp_helpers import HERE, clean_env
+from dp_helpers import HERE, clean_env, mpirun  # noqa: F401 - mpirun is a fixture
 
 sys.path.insert(0, str(HERE))
 from dp_scenarios import SCENARIOS  # noqa: E402

@@ -5,7 +5,7 @@ import pytest
 
 import fcgpu as fc
 
-from dp_helpers import HERE
+from dp_helpers import HERE, mpirun  # noqa: F401 - mpirun is a fixture
 
 LIMIT = 60  # seconds: the job must be over well within this, never hang
 
