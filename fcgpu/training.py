@@ -203,13 +203,8 @@ class Trainer(DataParallel):
         """One forward/backward/update on arrays from ``prepare_data`` (or slices of them), unchecked:
         returns (mean loss, correct count), both left on the device so that a step does not wait."""
         acc = self.backend.zeros((self._columns(),), np.float64)
-        comm = distributed.world()
-        if comm.size > 1:  # (x, y) is the global batch on every rank: a step on this rank's share
-            self._start_from_rank0_once(comm)
-            start, stop = distributed.shard_bounds(x.shape[0], comm.rank, comm.size)
-            self._step_share(x, y, acc, start, stop, x.shape[0], (x[0:1], y[0:1]))
-            totals = comm.sum_host(self.backend.to_numpy(acc))
-            return totals[0] / x.shape[0], totals[1]
+        if distributed.world().size > 1:  # (x, y): the global batch, the same on every rank
+            return self._train_global_batch(x, y, acc)
         self.accumulate_batch(x, y, acc)
         return acc[0] / x.shape[0], acc[1]
 

@@ -13,7 +13,8 @@ method does nothing, so a single process runs exactly as before. With N ranks:
   the global batch's rows; the loss scales each rank's gradient by 1 / its own rows, so the sum is
   the full batch's mean gradient, an uneven last batch included (a rank whose share is empty
   still runs a step on a borrowed row and contributes exact zeros);
-- ``_step_share``: one rank's step of a global batch, ``quiet_callbacks``: callbacks run on every
+- ``_step_share``: one rank's step of a global batch (``_train_global_batch``: train_step's),
+  ``quiet_callbacks``: callbacks run on every
   rank (they decide alike, on global figures) but print on rank 0 only.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..backends.base import Array
 from ..initializers import get_rng
 from .checks import fingerprint, same_on_every_rank
 from .communicator import world
+from .sharding import shard_bounds
 
 __all__ = ["DataParallel", "quiet_callbacks"]
 
@@ -93,6 +95,16 @@ class DataParallel:
                 self.backend.allreduce_sum(grad, comm)
             else:
                 self.backend.allreduce_sum(grad, comm, weight)
+
+    def _train_global_batch(self, x: Array, y: Array, acc: Array) -> tuple[float, float]:
+        """``train_batch`` on N ranks: (x, y) is the global batch on every rank; this rank steps on
+        its share and the (mean loss, correct count) returned are global (read on the host)."""
+        comm = world()
+        self._start_from_rank0_once(comm)
+        start, stop = shard_bounds(x.shape[0], comm.rank, comm.size)
+        self._step_share(x, y, acc, start, stop, x.shape[0], (x[0:1], y[0:1]))
+        totals = comm.sum_host(self.backend.to_numpy(acc))
+        return totals[0] / x.shape[0], totals[1]
 
     def _step_share(self, x: Array, y: Array, acc: Array, start: int, stop: int, rows: int, spare: Any) -> None:
         """This rank's step of a global batch of ``rows`` rows: rows [start, stop) of (x, y), or, when
