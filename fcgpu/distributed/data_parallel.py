@@ -13,9 +13,9 @@ method does nothing, so a single process runs exactly as before. With N ranks:
   the global batch's rows; the loss scales each rank's gradient by 1 / its own rows, so the sum is
   the full batch's mean gradient, an uneven last batch included (a rank whose share is empty
   still runs a step on a borrowed row and contributes exact zeros);
-- ``_step_share``: one rank's step of a global batch (``_train_global_batch``: train_step's),
-  ``quiet_callbacks``: callbacks run on every
-  rank (they decide alike, on global figures) but print on rank 0 only.
+- ``_step_share``: one rank's step of a global batch (``_train_global_batch``: train_step's);
+  ``quiet_callbacks``: callbacks run on every rank (they decide alike, on global figures) but
+  print on rank 0 only.
 """
 from __future__ import annotations
 
