@@ -110,6 +110,7 @@ class MPICommunicator(LocalWorld):
     def __init__(self, mpi_module: Any, comm: Any | None = None) -> None:
         super().__init__()
         self.MPI = mpi_module
+        self._devnull: Any = None
         self.mpi = comm if comm is not None else mpi_module.COMM_WORLD
         self.rank = self.mpi.Get_rank()
         self.size = self.mpi.Get_size()
@@ -174,7 +175,9 @@ class MPICommunicator(LocalWorld):
         if self.rank == 0:
             yield
             return
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        if self._devnull is None:
+            self._devnull = open(os.devnull, "w")  # kept: callbacks may be called every batch
+        with contextlib.redirect_stdout(self._devnull):
             yield
 
     def agree(self, problem: str | None) -> None:
