@@ -165,6 +165,29 @@ def test_dropout_is_the_identity_outside_training_with_no_device_operation() -> 
         assert ops.names == {"fcgpu_dropout": 2} and ops.total == 2 and layer.step == 1
 
 
+def test_a_model_infers_through_dropout_as_without_it(rng) -> None:
+    """model(x), predict and evaluate: the same numbers and the same device operations as the
+    model without its Dropout layers."""
+    with fc.use_backend(stand_in_backend()):
+        plain = fc.Sequential([fc.Input(shape=(5,)), fc.Dense(7, activation="relu"), fc.Dense(3)])
+        dropped = fc.Sequential([fc.Input(shape=(5,)), fc.Dropout(0.5), fc.Dense(7, activation="relu"),
+                                 fc.Dropout(0.3), fc.Dense(3), fc.Dropout(0.1)])  # fmt: skip
+        dropped.set_weights(plain.get_weights())
+        x, y = rng.normal(size=(9, 5)).astype(np.float32), rng.integers(0, 3, 9)
+        counts = []
+        for model in (plain, dropped):
+            model.compile(loss="softmax_cross_entropy", optimizer="sgd", metrics=["accuracy"])
+            with count_device_ops() as ops:
+                out = fc.to_numpy(model(x)).copy(), model.predict(x), model.evaluate(x, y)
+            counts.append(ops.names)
+            if model is plain:
+                want = out
+        np.testing.assert_array_equal(out[0], want[0])
+        np.testing.assert_array_equal(out[1], want[1])
+        assert out[2] == want[2] and counts[0] == counts[1]
+        assert all(layer.step == 0 for layer in dropped.layers if isinstance(layer, fc.Dropout))
+
+
 def test_rate_zero_is_the_identity_in_training_too(backend) -> None:
     x = backend.from_numpy(np.ones((2, 3), np.float32))
     layer = fc.Dropout(0)

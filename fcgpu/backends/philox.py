@@ -25,20 +25,29 @@ def philox4x32(counters: np.ndarray, key: tuple[int, int], rounds: int = 10) -> 
     uint64), then the new words are (hi(w2 * M1) ^ w1 ^ k0, lo(w2 * M1), hi(w0 * M0) ^ w3 ^ k1,
     lo(w0 * M0)); the key grows by the Weyl increments between rounds.
     """
-    words = np.asarray(counters, dtype=np.uint32).reshape(-1, 4).astype(np.uint64)
-    w0, w1, w2, w3 = (words[:, j].copy() for j in range(4))
+    words = np.asarray(counters, dtype=np.uint32).reshape(-1, 4)
+    w0, w1, w2, w3 = words.T.astype(np.uint64)  # one contiguous row per word
+    p0, p1 = np.empty_like(w0), np.empty_like(w0)
     k0, k1 = int(key[0]) & _WORD, int(key[1]) & _WORD
     m0, m1, low, shift = np.uint64(MULTIPLIERS[0]), np.uint64(MULTIPLIERS[1]), np.uint64(_WORD), np.uint64(32)
     for r in range(rounds):
         if r:
             k0, k1 = (k0 + WEYL[0]) & _WORD, (k1 + WEYL[1]) & _WORD
-        p0 = w0 * m0
-        p1 = w2 * m1
-        w0 = (p1 >> shift) ^ w1 ^ np.uint64(k0)
-        w1 = p1 & low
-        w2 = (p0 >> shift) ^ w3 ^ np.uint64(k1)
-        w3 = p0 & low
-    return np.stack([w0, w1, w2, w3], axis=1).astype(np.uint32)
+        # In place, in an order that reads each old word before it is overwritten.
+        np.multiply(w0, m0, out=p0)
+        np.multiply(w2, m1, out=p1)
+        np.right_shift(p1, shift, out=w0)
+        w0 ^= w1
+        w0 ^= np.uint64(k0)
+        np.bitwise_and(p1, low, out=w1)
+        np.right_shift(p0, shift, out=w2)
+        w2 ^= w3
+        w2 ^= np.uint64(k1)
+        np.bitwise_and(p0, low, out=w3)
+    out = np.empty((4, words.shape[0]), np.uint32)
+    for j, w in enumerate((w0, w1, w2, w3)):
+        out[j] = w
+    return out.T
 
 
 def stream_words(seed: int, step: int, start: int, count: int) -> np.ndarray:
