@@ -11,12 +11,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..serialization import register
 from .base import declared_input
 from .elementwise import optional_float_dtype
 
 __all__ = ["Input"]
 
 
+@register
 class Input:
     """The shape (features,) of the samples a model takes, and optionally their batch size and dtype.
 
