@@ -1,4 +1,5 @@
-// Parameter updates with PyTorch's semantics; each reads p, g and its state once and writes once.
+// Parameter updates with PyTorch's semantics (SGD, Adam, AdamW) or Keras 3's (RMSprop, Adagrad), and the
+// gradient of Keras's L1/L2 penalties; each reads p, g and its state once and writes once.
 // Hyperparameters arrive in double and are rounded once to the arithmetic type (float for half
 // parameters), so eps = 1e-8 does not vanish in a float16 parameter's update. The state S
 // (momentum, moments) has its own type: float32 for half parameters, so Adam's second moment of a
@@ -45,6 +46,72 @@ FC_FN void fc_adam_update(T& p, S& m, S& v, T grad, double beta1, double beta2, 
     m = S(m1);
     v = S(v1);
     p = T(w - A(step_size) * (m1 / (fc_sqrt(v1) / A(bc2_sqrt) + A(eps))));
+}
+
+// Keras 3's RMSprop (keras/src/optimizers/rmsprop.py), each term as Keras writes it:
+// v = rho*v + (1-rho)*g^2; centered: mg = rho*mg + (1-rho)*g and the denominator is v - mg^2 + eps,
+// else v + eps; increment = lr*g / sqrt(denominator); with momentum: mom = momentum*mom + increment
+// and p -= mom, else p -= increment. decay = 1 - lr*wd is Keras's decoupled weight decay
+// (p - p*wd*lr before the update), 1 when there is none. mg and mom are read and written only when
+// centered / use_momentum; a kernel without them passes a local.
+template <typename T, typename S>
+FC_FN void fc_rmsprop_update(T& p, S& v, S& mg, S& mom, T grad, double lr, double rho, double one_minus_rho,
+                             double momentum, double eps, double decay, bool centered, bool use_momentum) {
+    typedef typename fc_acc<T>::type A;
+    A w = A(p) * A(decay);
+    A g = A(grad);
+    A v1 = A(rho) * A(v) + A(one_minus_rho) * (g * g);
+    v = S(v1);
+    A denominator = v1;
+    if (centered) {
+        A mg1 = A(rho) * A(mg) + A(one_minus_rho) * g;
+        mg = S(mg1);
+        denominator = v1 - mg1 * mg1;
+    }
+    A increment = A(lr) * g / fc_sqrt(denominator + A(eps));
+    if (use_momentum) {
+        A m1 = A(momentum) * A(mom) + increment;
+        mom = S(m1);
+        increment = m1;
+    }
+    p = T(w - increment);
+}
+
+// Keras 3's Adagrad (keras/src/optimizers/adagrad.py): acc += g^2; p -= lr*g / sqrt(acc + eps), the
+// accumulator starting at initial_accumulator_value; decay as in fc_rmsprop_update.
+template <typename T, typename S>
+FC_FN void fc_adagrad_update(T& p, S& acc, T grad, double lr, double eps, double decay) {
+    typedef typename fc_acc<T>::type A;
+    A w = A(p) * A(decay);
+    A g = A(grad);
+    A a1 = A(acc) + g * g;
+    acc = S(a1);
+    p = T(w - A(lr) * g / fc_sqrt(a1 + A(eps)));
+}
+
+// sign(x) as NumPy's: -1, +1, the zero itself for +-0, NaN for NaN.
+template <typename A> FC_FN A fc_sign(A x) { return x > A(0) ? A(1) : (x < A(0) ? A(-1) : x); }
+
+// The gradient of Keras's L1L2 penalty l1*sum|w| + l2*sum w^2, added to g: g += 2*l2*w + l1*sign(w)
+// (two_l2 = 2*l2 in double on the host). A zero factor's term is skipped: 0 * inf would be NaN.
+template <typename T>
+FC_FN void fc_l1l2_grad(T& g, T w, double l1, double two_l2) {
+    typedef typename fc_acc<T>::type A;
+    A x = A(w);
+    A r = A(two_l2) != A(0) ? A(two_l2) * x : A(0);
+    if (A(l1) != A(0)) {
+        r = r + A(l1) * fc_sign(x);
+    }
+    g = T(A(g) + r);
+}
+
+// One element's share of the penalty, in double: l1*|w| + l2*w^2 (summed by a reduction).
+template <typename T>
+FC_FN double fc_l1l2_term(T w, double l1, double l2) {
+    typedef typename fc_acc<T>::type A;
+    double x = double(A(w));
+    double r = l1 != 0.0 ? l1 * fc_abs(x) : 0.0;
+    return l2 != 0.0 ? r + l2 * (x * x) : r;
 }
 
 #endif  // FCGPU_OPTIMIZERS_CUH

@@ -129,6 +129,14 @@ def trace_backend_calls() -> list[KernelCall]:
             b.sgd_update(p, g, b.zeros(shape, f), 0.1, 0.9, 1e-4, True)
             b.adam_update(p, g, b.zeros(shape, f), b.zeros(shape, f), 1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False)
             b.adam_update(p, g, b.zeros(shape, f), b.zeros(shape, f), 1e-3, 0.9, 0.999, 1e-8, 0.01, 2, True)
+            z = lambda: b.zeros(shape, f)  # noqa: E731 - a fresh state buffer per call
+            b.rmsprop_update(p, g, z(), None, None, 1e-3, 0.9, 0.0, 1e-7, 0.0)
+            b.rmsprop_update(p, g, z(), None, z(), 1e-3, 0.9, 0.5, 1e-7, 0.0)
+            b.rmsprop_update(p, g, z(), z(), None, 1e-3, 0.9, 0.0, 1e-7, 0.01)
+            b.rmsprop_update(p, g, z(), z(), z(), 1e-3, 0.9, 0.5, 1e-7, 0.0)
+            b.adagrad_update(p, g, z(), 1e-3, 1e-7, 0.0)
+            b.l1l2_grad(g, p, 0.01, 0.01)
+            b.l1l2_penalty(p, 0.01, 0.01)
     return calls
 
 
