@@ -1,12 +1,15 @@
-"""Optimizers with torch.optim's semantics for the same arguments.
+"""The optimizer base class: learning rate (a number or a schedule), state, and the two step paths.
 
 A model's parameters live in flat buffers (``fcgpu.params``): a step updates each buffer in one
-backend call (``sgd_update`` / ``adam_update``: a single fused kernel pass on CuPy, a few
-whole-buffer passes on NumPy), with the state kept in flat buffers beside them. Layers stepped on
-their own are updated one call per parameter. State (momentum buffers, Adam's moments and step counts) is keyed by
-parameter name ('dense/kernel', ...) and lives on the parameter's backend; each name is bound
-to the layer that owns it, so an optimizer instance serves one model and refuses a second one
-instead of mixing two models' state.
+backend call (``sgd_update``, ``adam_update``, ``rmsprop_update``, ``adagrad_update``: a single
+fused kernel pass on CuPy, a few whole-buffer passes on NumPy), with the state kept in flat buffers
+beside them. Layers stepped on their own are updated one call per parameter. State (momentum
+buffers, moments, accumulators and step counts) is keyed by parameter name ('dense/kernel', ...)
+and lives on the parameter's backend; each name is bound to the layer that owns it, so an
+optimizer instance serves one model and refuses a second one instead of mixing two models' state.
+
+``iterations`` counts the updates applied (Keras's name); a learning-rate schedule is evaluated at
+it once per step, before the update, as Keras does.
 """
 from __future__ import annotations
 
@@ -16,13 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Backend, resolve_backend, to_numpy
-from .backends.base import Array
+from ..backends import Backend, resolve_backend, to_numpy
+from ..backends.base import Array
+from . import schedules
+from .schedules import LearningRateSchedule
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get"]
+__all__ = ["Optimizer", "check_number", "layers_of", "one_of", "state_dtype"]
 
 
-def _number(value: Any, argument: str, low: float = 0.0, high: float = math.inf, high_open: bool = False) -> float:
+def check_number(value: Any, argument: str, low: float = 0.0, high: float = math.inf, high_open: bool = False) -> float:
+    """``value`` as a float in [low, high] (or [low, high)), else an error naming ``argument``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{argument}: expected a number, got {value!r}")
     value = float(value)
@@ -32,7 +38,18 @@ def _number(value: Any, argument: str, low: float = 0.0, high: float = math.inf,
     return value
 
 
-def _layers_of(target: Any) -> list[Any]:
+def one_of(value: Any, alias_value: Any, name: str, alias: str, default: Any) -> tuple[Any, str]:
+    """(the value given as ``name`` or as its alias ``alias``, the spelling used); ``default`` when
+    neither was given (both None); both given is an error."""
+    if value is not None and alias_value is not None:
+        raise TypeError(f"{name} and {alias}: {alias} is another name for {name}; give one of them, not both")
+    if alias_value is not None:
+        return alias_value, alias
+    return (default if value is None else value), name
+
+
+def layers_of(target: Any) -> list[Any]:
+    """The layers of a model, a layer or a list of layers."""
     if hasattr(target, "layers"):
         return list(target.layers)
     if hasattr(target, "parameters"):
@@ -54,13 +71,34 @@ def state_dtype(param_dtype: Any) -> np.dtype:
     return np.dtype(np.float32) if dtype.itemsize < 4 and dtype.kind in "fV" else dtype
 
 
+def _checked_rate(value: Any, argument: str) -> float | LearningRateSchedule:
+    if isinstance(value, LearningRateSchedule):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"{argument}: expected a number or a schedule from fcgpu.optimizers.schedules, got {value!r}"
+        )
+    rate = float(value)
+    if not (0.0 < rate < math.inf):
+        raise ValueError(f"{argument}: expected a value in (0, inf) (a finite number > 0), got {value!r}")
+    return rate
+
+
 class Optimizer:
-    """Base class: per-parameter state slots ``_slots`` and one ``_update`` per parameter."""
+    """Base class: per-parameter state slots ``_slots`` and one ``_update`` per parameter or buffer.
+
+    ``learning_rate`` is a number > 0 or a ``schedules.LearningRateSchedule``; ``lr`` is another
+    name for it (give one). Reading ``opt.learning_rate`` (or ``opt.lr``) gives the current value
+    as a float; setting it is checked, and a schedule cannot be replaced by a number (as in Keras).
+    """
 
     _slots: tuple[str, ...] = ()
+    default_learning_rate = 0.001
 
-    def __init__(self, lr: float) -> None:
-        self.lr = lr
+    def __init__(self, learning_rate: float | LearningRateSchedule | None = None, *, lr: float | None = None) -> None:
+        value, spelling = one_of(learning_rate, lr, "learning_rate", "lr", self.default_learning_rate)
+        self._learning_rate: float | LearningRateSchedule = _checked_rate(value, spelling)
+        self.iterations = 0  # updates applied: the step a schedule is evaluated at
         # name -> {slot: backend array}; name -> step count; name -> the layer the state belongs to
         self.state: dict[str, dict[str, Array]] = {}
         self.steps: dict[str, int] = {}
@@ -71,26 +109,68 @@ class Optimizer:
         self._flat_state: dict[np.dtype, dict[str, Array]] = {}
         self._flat_views: dict[str, dict[str, Array]] = {}
 
-    @property
-    def lr(self) -> float:
-        return self._lr
-
-    @lr.setter
-    def lr(self, value: float) -> None:
-        self._lr = _number(value, "lr")
-
+    # -- learning rate -----------------------------------------------------------------
     @property
     def learning_rate(self) -> float:
-        return self._lr
+        """The learning rate of the next update: the schedule's value at ``iterations``, or the number."""
+        rate = self._learning_rate
+        return float(rate(self.iterations)) if isinstance(rate, LearningRateSchedule) else rate
 
     @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
-        self._lr = _number(value, "learning_rate")
+    def learning_rate(self, value: float | LearningRateSchedule) -> None:
+        self._set_rate(value, "learning_rate")
 
+    @property
+    def lr(self) -> float:
+        return self.learning_rate
+
+    @lr.setter
+    def lr(self, value: float | LearningRateSchedule) -> None:
+        self._set_rate(value, "lr")
+
+    @property
+    def schedule(self) -> LearningRateSchedule | None:
+        """The learning-rate schedule, or None for a constant learning rate."""
+        rate = self._learning_rate
+        return rate if isinstance(rate, LearningRateSchedule) else None
+
+    def _set_rate(self, value: Any, argument: str) -> None:
+        checked = _checked_rate(value, argument)
+        if self.schedule is not None and not isinstance(checked, LearningRateSchedule):
+            raise TypeError(
+                f"{argument}: this optimizer's learning rate is the schedule {self.schedule!r}, which a number cannot "
+                f"replace; give the optimizer a number as its learning_rate to set it later"
+            )
+        self._learning_rate = checked
+
+    # -- config ------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """{'class_name', 'learning_rate' (a number, or a schedule's ``schedules.serialize``), ...}: JSON-ready."""
+        rate = self._learning_rate
+        return {
+            "class_name": type(self).__name__,
+            "learning_rate": schedules.serialize(rate) if isinstance(rate, LearningRateSchedule) else rate,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Optimizer":
+        """The optimizer ``get_config()`` described (without state); 0.1's 'lr' key is read too."""
+        config = dict(config)
+        config.pop("class_name", None)
+        for key in ("learning_rate", "lr"):
+            if isinstance(config.get(key), dict):
+                config[key] = schedules.deserialize(config[key])
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "class_name")
+        return f"{type(self).__name__}({args})"
+
+    # -- ownership ---------------------------------------------------------------
     def check_owner(self, model_or_layers: Any) -> None:
         """Raise if this optimizer holds state for a parameter name of ``model_or_layers`` that
         belongs to a different layer (another model): one optimizer instance serves one model."""
-        for layer in _layers_of(model_or_layers):
+        for layer in layers_of(model_or_layers):
             for name, _, _ in layer.parameters():
                 self._check_owner(name, layer)
 
@@ -103,26 +183,22 @@ class Optimizer:
                 f"(layer {owner!r}); an optimizer instance serves one model: give each model its own optimizer"
             )
 
-    def get_config(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "class_name")
-        return f"{type(self).__name__}({args})"
-
+    # -- stepping ----------------------------------------------------------------
     def step(self, model_or_layers: Any) -> None:
         """Update every parameter of a model, a layer or a list of layers from its gradient.
 
         Everything is checked (gradients present, shapes, state) before the first parameter
         changes, so an error leaves the model as it was.
         """
+        lr = self.learning_rate
         flat_parameters = getattr(model_or_layers, "flat_parameters", None)
         flat = flat_parameters() if callable(flat_parameters) else None
-        if flat is not None and self._step_flat(flat, list(model_or_layers.layers)):
+        if flat is not None and self._step_flat(flat, list(model_or_layers.layers), lr):
+            self.iterations += 1
             return
-        entries: list[tuple[Backend, str, Array, Array]] = []
+        entries: list[tuple[Any, str, Array, Array]] = []
         seen: set[str] = set()
-        for layer in _layers_of(model_or_layers):
+        for layer in layers_of(model_or_layers):
             for name, param, grad in layer.parameters():
                 if name in seen:
                     raise ValueError(f"model_or_layers: two parameters are named {name!r}; give the layers unique names")
@@ -133,13 +209,13 @@ class Optimizer:
                 entries.append((layer, name, param, grad))
         states = [self._state_for(layer.backend, name, param) for layer, name, param, _ in entries]
         for (layer, name, param, grad), state in zip(entries, states):
-            backend = layer.backend
             self._owners[name] = weakref.ref(layer)
             step = self.steps.get(name, 0) + 1
-            self._update(backend, param, grad, state, step)
+            self._update(layer.backend, param, grad, state, step, lr)
             self.steps[name] = step
+        self.iterations += 1
 
-    def _step_flat(self, flat: Any, layers: list[Any]) -> bool:
+    def _step_flat(self, flat: Any, layers: list[Any], lr: float) -> bool:
         """One update per flat buffer; False (nothing changed) where the parameters' step counts
         differ, so that the per-parameter path keeps each one's own bias correction."""
         names = list(flat.slices)
@@ -155,12 +231,28 @@ class Optimizer:
             self._lay_out_state(flat)
         step = counts.pop() + 1
         for dtype, params in flat.params.items():
-            self._update(flat.backend, params, flat.grads[dtype], self._flat_state[dtype], step)
+            self._update(flat.backend, params, flat.grads[dtype], self._flat_state[dtype], step, lr)
         for layer in layers:
             for name, _, _ in layer.parameters():
                 self.steps[name] = step
                 self._owners[name] = weakref.ref(layer)
         return True
+
+    def _update(self, backend: Backend, param: Array, grad: Array, state: dict[str, Array], step: int, lr: float) -> None:
+        """One backend call updating ``param`` (a parameter or a flat buffer) and its state."""
+        raise NotImplementedError
+
+    # -- state -------------------------------------------------------------------
+    def initial_value(self, slot: str) -> float:
+        """The value a state slot starts at (0; Adagrad's accumulator starts higher)."""
+        return 0.0
+
+    def _new_slot(self, backend: Backend, shape: tuple[int, ...], dtype: Any, slot: str) -> Array:
+        value = backend.zeros(shape, dtype)
+        start = self.initial_value(slot)
+        if start:
+            value[...] = start
+        return value
 
     def _flat_state_current(self, flat: Any) -> bool:
         """Whether every parameter's state entries are still the views laid out for ``flat``."""
@@ -173,10 +265,10 @@ class Optimizer:
         return True
 
     def _lay_out_state(self, flat: Any) -> None:
-        """Flat state buffers beside ``flat``'s, holding the per-name state so far (zeros where none)."""
+        """Flat state buffers beside ``flat``'s, holding the per-name state so far (initial values where none)."""
         backend = flat.backend
         self._flat_state = {
-            dtype: {slot: backend.zeros(params.shape, state_dtype(params.dtype)) for slot in self._slots}
+            dtype: {slot: self._new_slot(backend, params.shape, state_dtype(params.dtype), slot) for slot in self._slots}
             for dtype, params in flat.params.items()
         }
         for name, (dtype, start, stop) in flat.slices.items():
@@ -201,7 +293,8 @@ class Optimizer:
         state = self.state.get(name)
         if state is None:
             dtype = state_dtype(param.dtype)
-            return self.state.setdefault(name, {s: backend.zeros(tuple(param.shape), dtype) for s in self._slots})
+            shape = tuple(param.shape)
+            return self.state.setdefault(name, {s: self._new_slot(backend, shape, dtype, s) for s in self._slots})
         for slot, value in state.items():
             if tuple(value.shape) != tuple(param.shape):
                 raise ValueError(
@@ -212,9 +305,6 @@ class Optimizer:
                 # The layer was moved without its optimizer: follow it.
                 state[slot] = backend.from_numpy(to_numpy(value).astype(state_dtype(param.dtype)))
         return state
-
-    def _update(self, backend: Backend, param: Array, grad: Array, state: dict[str, Array], step: int) -> None:
-        raise NotImplementedError
 
     def to(self, backend: str | Backend) -> "Optimizer":
         """Move the state to another backend ('numpy' | 'cupy' | 'auto' or a Backend)."""
@@ -230,126 +320,30 @@ class Optimizer:
         self.state.clear()
         self.steps.clear()
         self._owners.clear()
+        self.iterations = 0
         self._flat, self._flat_state, self._flat_views = None, {}, {}
 
     def state_dict(self) -> dict[str, Any]:
-        """{'config', 'steps', 'state': {name: {slot: NumPy array}}} (host copies)."""
+        """{'config', 'iterations', 'steps', 'state': {name: {slot: NumPy array}}} (host copies)."""
         return {
             "config": self.get_config(),
+            "iterations": self.iterations,
             "steps": dict(self.steps),
             "state": {n: {s: np.array(to_numpy(v), copy=True) for s, v in st.items()} for n, st in self.state.items()},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any], backend: Backend) -> None:
-        """Restore ``state_dict()``'s steps and state onto ``backend``."""
+        """Restore ``state_dict()``'s steps, state and iterations onto ``backend``. Without an
+        'iterations' entry (a model file keeps the step counts) it is the largest step count: the
+        updates applied, as every update steps every parameter a model had then."""
         state: dict[str, dict[str, Array]] = {}
         for name, slots in state_dict.get("state", {}).items():
             if set(slots) != set(self._slots):
                 raise ValueError(f"state_dict: parameter {name!r} has slots {sorted(slots)}, expected {sorted(self._slots)}")
             state[name] = {s: backend.from_numpy(np.asarray(a)) for s, a in slots.items()}
-        self.state = state
-        self.steps = {str(k): int(v) for k, v in state_dict.get("steps", {}).items()}
+        steps = {str(k): int(v) for k, v in state_dict.get("steps", {}).items()}
+        iterations = state_dict.get("iterations", max(steps.values(), default=0))
+        if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
+            raise ValueError(f"state_dict: 'iterations' must be an int >= 0, got {iterations!r}")
+        self.state, self.steps, self.iterations = state, steps, int(iterations)
         self._owners = {}  # bound again by the next step
-
-
-class SGD(Optimizer):
-    """torch.optim.SGD (dampening 0): g += wd p; buf = mu buf + g; g = g + mu buf if nesterov else buf; p -= lr g."""
-
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> None:
-        super().__init__(lr)
-        self.momentum = _number(momentum, "momentum")
-        self.weight_decay = _number(weight_decay, "weight_decay")
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov: expected a bool, got {nesterov!r}")
-        if nesterov and self.momentum <= 0:
-            raise ValueError("nesterov: Nesterov momentum requires momentum > 0")
-        self.nesterov = bool(nesterov)
-        self._slots = ("momentum_buffer",) if self.momentum else ()
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "class_name": "SGD",
-            "lr": self.lr,
-            "momentum": self.momentum,
-            "nesterov": self.nesterov,
-            "weight_decay": self.weight_decay,
-        }
-
-    def _update(self, backend, param, grad, state, step):
-        backend.sgd_update(
-            param, grad, state.get("momentum_buffer"), self.lr, self.momentum, self.weight_decay, self.nesterov
-        )
-
-
-class Adam(Optimizer):
-    """torch.optim.Adam: bias-corrected moments; ``weight_decay`` adds wd p to the gradient (L2)."""
-
-    _slots = ("exp_avg", "exp_avg_sq")
-    _decoupled = False
-    default_weight_decay = 0.0  # what weight_decay=None means
-
-    def __init__(
-        self,
-        lr: float = 1e-3,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        eps: float = 1e-8,
-        weight_decay: float | None = None,
-    ) -> None:
-        super().__init__(lr)
-        self.beta1 = _number(beta1, "beta1", 0.0, 1.0, high_open=True)
-        self.beta2 = _number(beta2, "beta2", 0.0, 1.0, high_open=True)
-        self.eps = _number(eps, "eps")
-        decay = self.default_weight_decay if weight_decay is None else weight_decay
-        self.weight_decay = _number(decay, "weight_decay")
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "class_name": type(self).__name__,
-            "lr": self.lr,
-            "beta1": self.beta1,
-            "beta2": self.beta2,
-            "eps": self.eps,
-            "weight_decay": self.weight_decay,
-        }
-
-    def _update(self, backend, param, grad, state, step):
-        backend.adam_update(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            self.lr,
-            self.beta1,
-            self.beta2,
-            self.eps,
-            self.weight_decay,
-            step,
-            self._decoupled,
-        )
-
-
-class AdamW(Adam):
-    """torch.optim.AdamW: Adam with decoupled decay p *= 1 - lr wd before the update (default wd 0.01)."""
-
-    _decoupled = True
-    default_weight_decay = 0.01
-
-
-_NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
-
-
-def get(identifier: str | Optimizer | dict[str, Any]) -> Optimizer:
-    """An optimizer from an instance, a config dict, or a name ('sgd', 'adam', 'adamw') with defaults."""
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, dict):
-        config = dict(identifier)
-        cls = {c.__name__: c for c in _NAMES.values()}.get(config.pop("class_name", None))
-        if cls is None:
-            raise ValueError(f"optimizer: unknown config {identifier!r}")
-        return cls(**config)
-    if isinstance(identifier, str) and identifier.lower() in _NAMES:
-        return _NAMES[identifier.lower()]()
-    raise ValueError(f"optimizer: expected an Optimizer instance or one of {sorted(_NAMES)}, got {identifier!r}")
-

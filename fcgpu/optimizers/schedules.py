@@ -1,0 +1,202 @@
+"""Learning-rate schedules with Keras 3's formulas: ``learning_rate=schedule`` in any optimizer.
+
+A schedule maps the optimizer's iteration count (the number of updates applied so far, 0 for the
+first update) to a learning rate, computed in double on the host once per step. Each schedule's
+``get_config`` is Keras's; ``serialize`` / ``deserialize`` wrap it as
+``{"class_name": ..., "config": {...}}``, the form an optimizer's config holds (saved as JSON).
+Formulas: keras/src/optimizers/schedules/learning_rate_schedule.py.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = [
+    "LearningRateSchedule",
+    "ExponentialDecay",
+    "CosineDecay",
+    "PiecewiseConstantDecay",
+    "serialize",
+    "deserialize",
+    "get",
+]
+
+
+def _finite(value: Any, argument: str, low: float = -math.inf, low_open: bool = False) -> float:
+    """``value`` checked: a finite number (>= or > ``low``); an int stays an int, as in Keras's configs."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{argument}: expected a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < low or (low_open and number == low):
+        bound = f" {'>' if low_open else '>='} {low}" if low > -math.inf else ""
+        raise ValueError(f"{argument}: expected a finite number{bound}, got {value!r}")
+    return int(value) if isinstance(value, (int, np.integer)) else number
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"name: expected a string, got {value!r}")
+    return value
+
+
+class LearningRateSchedule:
+    """Base class: ``schedule(step)`` is the learning rate at iteration ``step`` (a float)."""
+
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError(f"learning-rate schedule {type(self).__name__} must define __call__(step)")
+
+    def get_config(self) -> dict[str, Any]:
+        raise NotImplementedError(f"learning-rate schedule {type(self).__name__} must define get_config()")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "LearningRateSchedule":
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.get_config() == self.get_config()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """initial_learning_rate * decay_rate ** (step / decay_steps), the exponent floored when ``staircase``."""
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: float,
+        decay_rate: float,
+        staircase: bool = False,
+        name: str = "ExponentialDecay",
+    ) -> None:
+        self.initial_learning_rate = _finite(initial_learning_rate, "initial_learning_rate", 0.0)
+        self.decay_steps = _finite(decay_steps, "decay_steps", 0.0, low_open=True)
+        self.decay_rate = _finite(decay_rate, "decay_rate", 0.0)
+        if not isinstance(staircase, (bool, np.bool_)):
+            raise TypeError(f"staircase: expected True or False, got {staircase!r}")
+        self.staircase = bool(staircase)
+        self.name = _name(name)
+
+    def __call__(self, step: int) -> float:
+        p = step / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate * self.decay_rate**p
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+            "name": self.name,
+        }
+
+
+class CosineDecay(LearningRateSchedule):
+    """Cosine decay from the initial rate (or, after a linear warmup from it to ``warmup_target``
+    over ``warmup_steps``, from ``warmup_target``) to ``alpha`` times that over ``decay_steps``:
+    lr0 * ((1 - alpha) * 0.5 * (1 + cos(pi * min(step, decay_steps) / decay_steps)) + alpha)."""
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: float,
+        alpha: float = 0.0,
+        name: str = "CosineDecay",
+        warmup_target: float | None = None,
+        warmup_steps: float = 0,
+    ) -> None:
+        self.initial_learning_rate = _finite(initial_learning_rate, "initial_learning_rate", 0.0)
+        self.decay_steps = _finite(decay_steps, "decay_steps", 0.0, low_open=True)
+        self.alpha = _finite(alpha, "alpha", 0.0)
+        self.name = _name(name)
+        self.warmup_target = None if warmup_target is None else _finite(warmup_target, "warmup_target", 0.0)
+        self.warmup_steps = _finite(warmup_steps, "warmup_steps", 0.0)
+
+    def _decayed(self, step: float, start: float) -> float:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * (step / self.decay_steps)))
+        return start * ((1.0 - self.alpha) * cosine + self.alpha)
+
+    def __call__(self, step: int) -> float:
+        if self.warmup_target is None:
+            return self._decayed(min(step, self.decay_steps), self.initial_learning_rate)
+        step = min(step, self.decay_steps + self.warmup_steps)
+        if step < self.warmup_steps:
+            fraction = step / self.warmup_steps
+            return (self.warmup_target - self.initial_learning_rate) * fraction + self.initial_learning_rate
+        return self._decayed(step - self.warmup_steps, self.warmup_target)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "alpha": self.alpha,
+            "name": self.name,
+            "warmup_target": self.warmup_target,
+            "warmup_steps": self.warmup_steps,
+        }
+
+
+class PiecewiseConstantDecay(LearningRateSchedule):
+    """values[0] while step <= boundaries[0], values[i] while boundaries[i-1] < step <= boundaries[i],
+    values[-1] after boundaries[-1]; boundaries strictly increasing, one fewer than values."""
+
+    def __init__(self, boundaries: Sequence[float], values: Sequence[float], name: str = "PiecewiseConstant") -> None:
+        if not isinstance(boundaries, (list, tuple)) or not isinstance(values, (list, tuple)):
+            raise TypeError(
+                f"boundaries and values: expected lists of numbers, got {type(boundaries).__name__} and "
+                f"{type(values).__name__}"
+            )
+        if not boundaries or len(boundaries) != len(values) - 1:
+            raise ValueError(
+                f"boundaries and values: expected at least one boundary and one more value than boundaries, got "
+                f"{len(boundaries)} boundaries and {len(values)} values"
+            )
+        self.boundaries = [_finite(b, f"boundaries[{i}]") for i, b in enumerate(boundaries)]
+        if any(b >= c for b, c in zip(self.boundaries, self.boundaries[1:])):
+            raise ValueError(f"boundaries: expected strictly increasing numbers, got {list(boundaries)}")
+        self.values = [_finite(v, f"values[{i}]", 0.0) for i, v in enumerate(values)]
+        self.name = _name(name)
+
+    def __call__(self, step: int) -> float:
+        for boundary, value in zip(self.boundaries, self.values):
+            if step <= boundary:
+                return value
+        return self.values[-1]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"boundaries": list(self.boundaries), "values": list(self.values), "name": self.name}
+
+
+_SCHEDULES: dict[str, type[LearningRateSchedule]] = {
+    cls.__name__: cls for cls in (ExponentialDecay, CosineDecay, PiecewiseConstantDecay)
+}
+
+
+def serialize(schedule: LearningRateSchedule) -> dict[str, Any]:
+    """``{"class_name": ..., "config": schedule.get_config()}`` (JSON-ready)."""
+    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+
+
+def deserialize(config: Any) -> LearningRateSchedule:
+    """The schedule ``serialize`` described."""
+    if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
+        raise ValueError(f"learning_rate: expected a schedule config {{'class_name': ..., 'config': {{...}}}}, got {config!r}")
+    cls = _SCHEDULES.get(config.get("class_name"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ValueError(f"learning_rate: unknown schedule {config.get('class_name')!r}; known: {sorted(_SCHEDULES)}")
+    return cls.from_config(dict(config.get("config", {})))
+
+
+def get(identifier: LearningRateSchedule | dict[str, Any]) -> LearningRateSchedule:
+    """A schedule from an instance or a ``serialize`` dict."""
+    if isinstance(identifier, LearningRateSchedule):
+        return identifier
+    return deserialize(identifier)
