@@ -1,7 +1,7 @@
 """fcgpu: fully connected layers with one forward/backward pass for NumPy (CPU) and CuPy (GPU)."""
 from __future__ import annotations
 
-from . import activations, initializers, interop, io, losses, optimizers, saving
+from . import activations, initializers, interop, io, losses, optimizers, regularizers, saving
 from .backends import (
     BackendMismatch,
     BackendUnavailable,
@@ -39,6 +39,7 @@ __all__ = [
     "load_model",
     "losses",
     "optimizers",
+    "regularizers",
     "saving",
     "set_backend",
     "set_seed",

@@ -225,6 +225,7 @@ class Trainer(DataParallel):
         if len(self.metric_objects) > count:
             self._update_metrics(logits, y, on_logits, acc)
         grad = loss.step(self.backend, logits, y, acc, count)
+        self._add_regularization(acc, x.shape[0])
         del logits
         self.backward(grad, input_grad=False)
         del grad
@@ -242,6 +243,19 @@ class Trainer(DataParallel):
             if not metric.fused_with_loss:
                 metric.update(self.backend, out, y, self.loss, acc[column : column + 1])
                 column += 1
+
+    def _add_regularization(self, acc: Array, rows: int) -> None:
+        """Add the layers' weight penalties (``regularization_loss``) x ``rows`` into the loss column
+        of ``acc``, as Keras adds them to the loss; no device work where no layer has a regularizer."""
+        total = None
+        for layer in self.layers:
+            penalty = getattr(layer, "regularization_loss", None)
+            value = penalty(rows) if penalty is not None else None
+            if value is not None:
+                total = value if total is None else total + value
+        if total is not None:
+            column = acc[0:1]  # a view: no copy back as acc[0:1] += ... would make
+            column += total
 
     def train_step(self, x: Any, y: Any) -> float:
         """One forward, backward and optimizer step on a batch; returns the mean loss."""
@@ -447,6 +461,7 @@ class Trainer(DataParallel):
             if len(self.metric_objects) > count:
                 self._update_metrics(logits, yb, on_logits, acc)
             del logits
+        self._add_regularization(acc, n)
         return self._logs(distributed.world().sum_host(backend.to_numpy(acc)) / (n if total is None else total))
 
     def evaluate(

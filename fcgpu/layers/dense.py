@@ -7,9 +7,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import regularizers
 from ..activations import Activation, get_activation
 from ..backends import Backend, get_backend, resolve_backend
-from ..backends.base import Array
+from ..backends.base import Array, Scalar
 from ..initializers import get_initializer
 from ..serialization import register
 from ..validation import float_array, input_features
@@ -29,6 +30,8 @@ class Dense(Layer):
             (also 'swish'), 'softplus' or 'softsign'; case-insensitive (``fcgpu.activations``).
         use_bias: add a bias vector b of shape (N,).
         kernel_initializer, bias_initializer: names from ``fcgpu.initializers``.
+        kernel_regularizer, bias_regularizer: None, 'l1', 'l2', 'l1_l2' or an ``fcgpu.regularizers``
+            object: its penalty joins the loss, its gradient the parameter's (as in Keras).
         dtype: 'float32' (default), 'float64' or 'float16'.
         name: unique within a model; assigned ('dense', 'dense_1', ...) when left None.
         input_shape, input_dim: Keras's (M,) or M: as a Sequential's first layer, its ``Input``.
@@ -43,6 +46,8 @@ class Dense(Layer):
         use_bias: bool = True,
         kernel_initializer: str = "glorot_uniform",
         bias_initializer: str = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
         dtype: str = "float32",
         name: str | None = None,
         input_dim: int | None = None,
@@ -63,6 +68,8 @@ class Dense(Layer):
         self._bias_init_name = bias_initializer
         self.kernel_initializer = get_initializer(kernel_initializer, "kernel_initializer")
         self.bias_initializer = get_initializer(bias_initializer, "bias_initializer")
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
         self.dtype = np.dtype(dtype)
         self.in_features: int | None = None
         self.backend: Backend | None = None
@@ -90,6 +97,8 @@ class Dense(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": self._kernel_init_name,
             "bias_initializer": self._bias_init_name,
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
             "dtype": self.dtype.name,
             "name": self.name,
             **({"input_shape": list(self.declared_input_shape)} if self.declared_input_shape else {}),
@@ -137,6 +146,16 @@ class Dense(Layer):
         if self.use_bias:
             params.append((f"{self.name}/bias", self.bias, self.bias_grad))
         return params
+
+    def regularization_loss(self, scale: float = 1.0) -> Scalar | None:
+        """The kernel's and bias's regularization penalties summed (Keras's ``layer.losses``) times
+        ``scale``, a float64 scalar where the parameters live; None when no regularizer applies."""
+        total = None
+        for param, regularizer in ((self.kernel, self.kernel_regularizer), (self.bias, self.bias_regularizer)):
+            if param is not None and regularizer is not None and regularizer.active:
+                value = regularizer.penalty(self.backend, param, scale)
+                total = value if total is None else total + value
+        return total
 
     def get_weights(self) -> list[np.ndarray]:
         """[kernel (M, N), bias (N,)] (kernel only without bias) as host copies."""
@@ -334,12 +353,16 @@ class Dense(Layer):
             if self.kernel_grad is None:
                 self.kernel_grad = backend.empty(self.kernel.shape, self.dtype)
         backend.matmul_at_b(self._x, dz, out=self.kernel_grad)
+        if self.kernel_regularizer is not None:
+            self.kernel_regularizer.add_gradient(backend, self.kernel, self.kernel_grad)
         if self.use_bias:
             if self.bias_grad is None:
                 self.bias_grad = self._grad_storage.get("bias")
                 if self.bias_grad is None:
                     self.bias_grad = backend.empty(self.bias.shape, self.dtype)
             backend.sum_rows(dz, out=self.bias_grad)
+            if self.bias_regularizer is not None:
+                self.bias_regularizer.add_gradient(backend, self.bias, self.bias_grad)
         return dx[0] if self._squeeze and dx is not None else dx
 
 
