@@ -17,6 +17,7 @@ import numpy as np
 
 from .backends import Backend, to_numpy
 from .backends.base import Array, Scalar
+from .config_objects import ConfigObject
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get", "serialize", "deserialize"]
 
@@ -30,7 +31,7 @@ def _factor(value: Any, argument: str) -> float:
     return value
 
 
-class Regularizer:
+class Regularizer(ConfigObject):
     """A penalty l1 * sum|w| + l2 * sum w**2 (the subclasses fix which factors they take)."""
 
     l1: float = 0.0
@@ -56,21 +57,6 @@ class Regularizer:
         if self.active:
             backend.l1l2_grad(grad, param, self.l1, self.l2)
 
-    def get_config(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Regularizer":
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 class L1L2(Regularizer):

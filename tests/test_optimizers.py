@@ -218,18 +218,22 @@ def test_matches_torch_optim_when_installed():
         (lambda: AdamW(lr=0.01), lambda ps: torch.optim.AdamW(ps, lr=0.01)),
     ]  # fmt: skip
     for ours, theirs in configs:
-        tp = torch.nn.Parameter(torch.tensor(p0))
-        topt = theirs([tp])
-        with fc.use_backend("numpy"):
-            layer = fc.Dense(4, use_bias=False, dtype="float64")
-            layer.set_weights([p0])
-        opt = ours()
-        for g in grads:
-            tp.grad = torch.tensor(g)
-            topt.step()
-            layer.kernel_grad = g.copy()
-            opt.step(layer)
-        np.testing.assert_allclose(layer.get_weights()[0], tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+        assert_same_as_torch(torch, ours(), theirs, p0, grads)
+
+
+def assert_same_as_torch(torch, opt, make_torch_opt, p0, grads):
+    """``opt`` on a float64 NumPy layer and torch.optim's ``make_torch_opt([p])`` take the same steps."""
+    tp = torch.nn.Parameter(torch.tensor(p0))
+    topt = make_torch_opt([tp])
+    with fc.use_backend("numpy"):
+        layer = fc.Dense(p0.shape[1], use_bias=False, dtype="float64")
+        layer.set_weights([p0])
+    for g in grads:
+        tp.grad = torch.tensor(g)
+        topt.step()
+        layer.kernel_grad = g.copy()
+        opt.step(layer)
+    np.testing.assert_allclose(layer.get_weights()[0], tp.detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
 def test_reference_sanity():
@@ -397,18 +401,13 @@ def test_rmsprop_is_not_torchs_but_matches_it_where_the_formulas_meet():
     rng = np.random.default_rng(2)
     p0, grads = rng.normal(size=(3, 4)), [rng.normal(size=(3, 4)) for _ in range(10)]
     for centered, momentum in [(False, 0.0), (True, 0.0), (False, 0.9), (True, 0.5)]:
-        tp = torch.nn.Parameter(torch.tensor(p0))
-        topt = torch.optim.RMSprop([tp], lr=0.01, alpha=0.9, eps=0.0, momentum=momentum, centered=centered)
-        with fc.use_backend("numpy"):
-            layer = fc.Dense(4, use_bias=False, dtype="float64")
-            layer.set_weights([p0])
-        opt = RMSprop(0.01, rho=0.9, momentum=momentum, epsilon=0.0, centered=centered)
-        for g in grads:
-            tp.grad = torch.tensor(g)
-            topt.step()
-            layer.kernel_grad = g.copy()
-            opt.step(layer)
-        np.testing.assert_allclose(layer.get_weights()[0], tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+        assert_same_as_torch(
+            torch,
+            RMSprop(0.01, rho=0.9, momentum=momentum, epsilon=0.0, centered=centered),
+            lambda ps: torch.optim.RMSprop(ps, lr=0.01, alpha=0.9, eps=0.0, momentum=momentum, centered=centered),
+            p0,
+            grads,
+        )
 
 
 def test_keras_optimizer_defaults_and_names():

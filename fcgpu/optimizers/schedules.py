@@ -13,6 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..config_objects import ConfigObject
+
 __all__ = [
     "LearningRateSchedule",
     "ExponentialDecay",
@@ -41,27 +43,11 @@ def _name(value: Any) -> str:
     return value
 
 
-class LearningRateSchedule:
+class LearningRateSchedule(ConfigObject):
     """Base class: ``schedule(step)`` is the learning rate at iteration ``step`` (a float)."""
 
     def __call__(self, step: int) -> float:
         raise NotImplementedError(f"learning-rate schedule {type(self).__name__} must define __call__(step)")
-
-    def get_config(self) -> dict[str, Any]:
-        raise NotImplementedError(f"learning-rate schedule {type(self).__name__} must define get_config()")
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "LearningRateSchedule":
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 class ExponentialDecay(LearningRateSchedule):
