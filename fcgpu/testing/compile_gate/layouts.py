@@ -137,6 +137,13 @@ def trace_backend_calls() -> list[KernelCall]:
             b.adagrad_update(p, g, z(), 1e-3, 1e-7, 0.0)
             b.l1l2_grad(g, p, 0.01, 0.01)
             b.l1l2_penalty(p, 0.01, 0.01)
+        # Half parameters keep float32 state (optimizers.state_dtype): T and S differ in these calls.
+        h, s = b.zeros((3, 4), np.float16), lambda: b.zeros((3, 4), f)
+        b.sgd_update(h, h, s(), 0.1, 0.9, 1e-4, True)
+        b.adam_update(h, h, s(), s(), 1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False)
+        for mg, mom in ((None, None), (None, s()), (s(), None), (s(), s())):
+            b.rmsprop_update(h, h, s(), mg, mom, 1e-3, 0.9, 0.0 if mom is None else 0.5, 1e-7, 0.0)
+        b.adagrad_update(h, h, s(), 1e-3, 1e-7, 0.0)
     return calls
 
 
