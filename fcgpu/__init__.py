@@ -1,7 +1,7 @@
 """fcgpu: fully connected layers with one forward/backward pass for NumPy (CPU) and CuPy (GPU)."""
 from __future__ import annotations
 
-from . import activations, initializers, interop, io, losses, optimizers, regularizers, saving
+from . import activations, callbacks, initializers, interop, io, losses, metrics, optimizers, regularizers, saving, utils
 from .backends import (
     BackendMismatch,
     BackendUnavailable,
@@ -31,6 +31,7 @@ __all__ = [
     "ModelFileError",
     "Sequential",
     "activations",
+    "callbacks",
     "available_backends",
     "backend_info",
     "get_backend",
@@ -38,6 +39,7 @@ __all__ = [
     "interop",
     "load_model",
     "losses",
+    "metrics",
     "optimizers",
     "regularizers",
     "saving",
@@ -45,4 +47,5 @@ __all__ = [
     "set_seed",
     "to_numpy",
     "use_backend",
+    "utils",
 ]
