@@ -99,7 +99,7 @@ class Sequential(Trainer):
         if build_width is not None and not layer.built:
             with _using(previous.backend if previous is not None else self.backend):
                 layer.build(build_width)
-        dtype = previous.dtype if previous is not None else self._input.dtype if self._input is not None else None
+        dtype = getattr(previous, "compute_dtype", previous.dtype) if previous is not None else self._input.dtype if self._input is not None else None
         if dtype is not None:
             layer.take_input_dtype(dtype)
         if previous is None and self._input is None and declared is not None:
@@ -321,13 +321,15 @@ class Sequential(Trainer):
         output_private: bool = False,
         logits: bool = False,
         training: bool = False,
+        row_offset: int = 0,
     ) -> Array:
         """y (B, N_last) from x (B, M): every layer in turn; builds the model on the first call.
 
         As ``Dense.forward``: x and the returned y are copied where backward would otherwise read
         the caller's array, unless ``input_owned`` / ``output_private`` say nobody else sees them.
         ``logits=True``: the last layer stops before its activation. ``training=True`` (fit and
-        train_step) turns on what only acts in training, such as dropout.
+        train_step) turns on what only acts in training, such as dropout; ``row_offset`` is the index
+        of x's first row in the whole batch (a data-parallel rank's share: its dropout masks).
         """
         self._require_layers()
         for layer in self._layers:
@@ -344,6 +346,7 @@ class Sequential(Trainer):
                 output_private=output_private or i < last,
                 logits=logits and i == last,
                 training=training,
+                row_offset=row_offset,
             )
         return h
 

@@ -212,15 +212,20 @@ class Trainer(DataParallel):
         """Accumulator columns: loss, the loss's fused correct count, then one per other metric."""
         return 2 + sum(not m.fused_with_loss for m in self.metric_objects)
 
-    def accumulate_batch(self, x: Array, y: Array, acc: Array, share: float | None = None) -> None:
+    def accumulate_batch(
+        self, x: Array, y: Array, acc: Array, share: float | None = None, row_offset: int = 0
+    ) -> None:
         """The step ``fit`` takes: forward, the loss's fused step, backward (no input gradient) and
         one optimizer update, adding into ``acc`` (float64, of the model's backend, one column per
         ``_columns``) the batch's loss x rows, correct rows and other metrics' sums. On CuPy a
         Dense-ReLU-Dense step with 'accuracy' is 12 device operations. Data parallel: (x, y) are
         this rank's rows, ``share`` their part of the global batch's rows, and the gradients are
-        averaged over the ranks before the update (``_reduce_gradients``)."""
+        averaged over the ranks before the update (``_reduce_gradients``); ``row_offset`` is the index
+        of x's first row in the global batch."""
         loss, on_logits = self._output_loss()
-        logits = self.forward(x, input_owned=True, output_private=True, logits=on_logits, training=True)
+        logits = self.forward(
+            x, input_owned=True, output_private=True, logits=on_logits, training=True, row_offset=row_offset
+        )
         count = any(m.fused_with_loss for m in self.metric_objects)
         if len(self.metric_objects) > count:
             self._update_metrics(logits, y, on_logits, acc)

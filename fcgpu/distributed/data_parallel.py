@@ -111,7 +111,9 @@ class DataParallel:
         its share is empty, a step on ``spare`` (one row, its sums into a scratch row, its gradient
         counted as zero) so that every rank takes part in the all-reduce and the same update."""
         if stop > start:
-            self.accumulate_batch(x[start:stop], y[start:stop], acc, (stop - start) / rows)
+            comm = world()
+            first = shard_bounds(rows, comm.rank, comm.size)[0]  # this share's first row in the batch
+            self.accumulate_batch(x[start:stop], y[start:stop], acc, (stop - start) / rows, first)
         else:
             xs, ys = spare
             self.accumulate_batch(xs, ys, self.backend.zeros(acc.shape, np.float64), 0.0)

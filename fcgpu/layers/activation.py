@@ -48,6 +48,7 @@ class Activation(ElementwiseLayer):
         output_private: bool = False,
         logits: bool = False,
         training: bool = False,
+        row_offset: int = 0,
     ) -> Array:
         """y (B, N) = act(x (B, N)), one device operation; ``logits=True`` (or 'linear'): x itself.
 

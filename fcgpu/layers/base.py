@@ -92,6 +92,7 @@ class Layer:
         output_private: bool = False,
         logits: bool = False,
         training: bool = False,
+        row_offset: int = 0,
     ) -> Array:
         """y from x, keeping what backward needs (see ``Dense.forward`` for the keywords)."""
         raise NotImplementedError

@@ -290,6 +290,7 @@ class Dense(Layer):
         output_private: bool = False,
         logits: bool = False,
         training: bool = False,
+        row_offset: int = 0,
     ) -> Array:
         """y (B, N) = act(x (B, M) @ kernel (M, N) + bias (N,)); a 1-D x (M,) gives y (N,).
 

@@ -58,6 +58,7 @@ class Dropout(ElementwiseLayer):
         self.seed: int | None = None if seed is None else int(seed)
         self.step = 0  # training forwards so far: the counter of the next mask
         self._mask_step: int | None = None  # the step of the last forward's mask; None: it was the identity
+        self._offset = 0  # the element offset of the last forward's mask
 
     def config_entries(self) -> dict[str, Any]:
         # The seed in use (once drawn), so that a model built from the config draws the same masks.
@@ -82,9 +83,11 @@ class Dropout(ElementwiseLayer):
         output_private: bool = False,
         logits: bool = False,
         training: bool = False,
+        row_offset: int = 0,
     ) -> Array:
         """y (B, N) = x * mask / (1 - rate) when ``training`` (one device operation), else x itself.
 
+        ``row_offset``: the index of x's first row in the whole batch (a data-parallel rank's share).
         ``logits`` does not concern dropout; ``input_owned`` / ``output_private`` as in Dense.forward
         (backward reads neither x nor y, so only an input that is another layer's output is copied,
         and only when the caller would get it).
@@ -94,7 +97,10 @@ class Dropout(ElementwiseLayer):
             return self.passed_on(x_dev, squeeze, input_owned, output_private)
         self._mask_step, self.step = self.step, self.step + 1
         y = self._buffers.get(self.backend, "y", x_dev.shape, self.dtype)
-        self.backend.dropout_forward(x_dev, y, self.seed, self._mask_step, self.rate)
+        # Element e of row r has Philox word (row_offset + r) * N + e: a data-parallel rank's rows
+        # draw the mask one process would draw for them.
+        self._offset = row_offset * x_dev.shape[1]
+        self.backend.dropout_forward(x_dev, y, self.seed, self._mask_step, self.rate, self._offset)
         return y[0] if squeeze else y
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
@@ -111,5 +117,5 @@ class Dropout(ElementwiseLayer):
         if self._mask_step is None:
             return self.gradient(dy_dev)
         dx = self._buffers.get(self.backend, "dx", dy_dev.shape, self.dtype)
-        self.backend.dropout_backward(dy_dev, dx, self.seed, self._mask_step, self.rate)
+        self.backend.dropout_backward(dy_dev, dx, self.seed, self._mask_step, self.rate, self._offset)
         return self.gradient(dx)

@@ -97,7 +97,23 @@ def train_steps(rank: int, out_dir: str) -> dict[str, Any]:
     }
 
 
+def dropout(rank: int, out_dir: str) -> dict[str, Any]:
+    """Dropout between the layers (seed drawn at build, so from rank 0's generator): each rank's
+    rows draw the masks one process draws for them (Philox keyed by the global row); 45 samples in
+    batches of 8 (a last batch of 5), shuffled, SGD."""
+    x, y = _data(45, 7, 3)
+    fc.set_seed(SEED + rank)
+    model = fc.Sequential([fc.Dense(6, activation="relu", dtype="float64"), fc.Dropout(0.4),
+                           fc.Dense(3, dtype="float64")])
+    model.build((None, 7))
+    fc.set_seed(SEED + rank)
+    model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.SGD(lr=0.1), metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    return _results(model, history, x, y)
+
+
 SCENARIOS: dict[str, Callable[[int, str], dict[str, Any]]] = {
+    "dropout": dropout,
     "sgd_momentum": sgd_momentum,
     "adam_split": adam_split,
     "one_row_batches": one_row_batches,
