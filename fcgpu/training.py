@@ -185,7 +185,8 @@ class Trainer(DataParallel):
             if low < 0 or high > 1:
                 raise ValueError(
                     f"loss: {self.loss!r} takes probabilities in [0, 1], but the last layer '{last.name}' has "
-                    f"activation '{name}', whose outputs can leave [0, 1]; use activation='sigmoid' or from_logits=True"
+                    f"activation '{name}', whose outputs can leave [0, 1]; end the model with the activation the loss "
+                    f"takes probabilities from (softmax, or sigmoid for a binary loss), or use from_logits=True"
                 )
         return self.loss, False
 

@@ -203,7 +203,8 @@ def test_fit_on_digits_reaches_095_test_accuracy(digits):
 
 def test_fit_learns_on_every_backend(backend, digits):
     (x_train, y_train), (x_test, y_test) = digits
-    model = fc.Sequential([fc.Dense(32, activation="relu"), fc.Dense(10)])
+    # Keras's sparse_categorical_crossentropy takes probabilities: a softmax output (fused with it)
+    model = fc.Sequential([fc.Dense(32, activation="relu"), fc.Dense(10, activation="softmax")])
     model.compile(loss="sparse_categorical_crossentropy", optimizer=fc.optimizers.Adam(lr=3e-3), metrics=["acc"])
     model.fit(x_train, y_train, epochs=3, batch_size=64, verbose=0)
     assert model.evaluate(x_test, y_test)["accuracy"] >= 0.85
@@ -225,7 +226,7 @@ def test_fit_is_reproducible_from_the_seed(rng):
 def test_one_hot_mse_and_binary_losses_train(backend, rng):
     x = rng.normal(size=(64, 3)).astype(np.float32)
     ids = (x[:, 0] + x[:, 1] > 0).astype(int)
-    model = fc.Sequential([fc.Dense(8, activation="tanh"), fc.Dense(2)])
+    model = fc.Sequential([fc.Dense(8, activation="tanh"), fc.Dense(2, activation="softmax")])
     model.compile(loss="categorical_crossentropy", optimizer=fc.optimizers.Adam(lr=0.05), metrics=["accuracy"])
     h = model.fit(x, np.eye(2)[ids], epochs=20, batch_size=16, verbose=0)
     assert h.history["accuracy"][-1] > 0.9
