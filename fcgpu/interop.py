@@ -11,13 +11,21 @@ import numpy as np
 __all__ = ["export_torch_state_dict", "import_torch_state_dict"]
 
 
+def _linear_layers(model: Any) -> list[Any]:
+    """The layers with weights (Dense): each becomes an nn.Linear."""
+    return [layer for layer in model.layers if layer.weight_count()]
+
+
 def _torch_prefixes(model: Any) -> list[str]:
-    # The module indices of nn.Sequential(Linear, act, Linear, act, ..., Linear): each Dense is a
-    # Linear followed by its activation module unless it is linear.
+    # The module indices of the matching nn.Sequential: each Dense is a Linear followed by its
+    # activation module unless it is linear; a Dropout or Activation layer is one module.
     prefixes, index = [], 0
     for layer in model.layers:
-        prefixes.append(str(index))
-        index += 1 if layer.activation.name == "linear" else 2
+        if layer.weight_count():
+            prefixes.append(str(index))
+            index += 1 if layer.activation.name == "linear" else 2
+        else:
+            index += 1
     return prefixes
 
 
@@ -30,11 +38,12 @@ def export_torch_state_dict(model: Any, prefixes: list[str] | None = None) -> di
     """
     if not model.built:
         raise ValueError(f"model '{model.name}' is not built")
+    linear = _linear_layers(model)
     prefixes = prefixes or _torch_prefixes(model)
-    if len(prefixes) != len(model.layers):
-        raise ValueError(f"prefixes: expected {len(model.layers)} names, one per layer, got {len(prefixes)}")
+    if len(prefixes) != len(linear):
+        raise ValueError(f"prefixes: expected {len(linear)} names, one per Dense layer, got {len(prefixes)}")
     out: dict[str, np.ndarray] = {}
-    for prefix, layer in zip(prefixes, model.layers):
+    for prefix, layer in zip(prefixes, linear):
         weights = layer.get_weights()
         out[f"{prefix}.weight"] = np.ascontiguousarray(weights[0].T)
         if layer.use_bias:
@@ -64,7 +73,7 @@ def import_torch_state_dict(model: Any, state_dict: Mapping[str, Any]) -> None:
         except (TypeError, ValueError) as e:
             raise ValueError(f"state_dict[{key!r}]: expected a numeric array or CPU tensor, got {e}") from None
     groups = {p: groups[p] for p in _module_order(list(groups))}
-    layers = model.layers
+    layers = _linear_layers(model)
     if len(groups) != len(layers):
         raise ValueError(f"state_dict: has {len(groups)} linear layers ({list(groups)}), the model has {len(layers)}")
     weights: list[np.ndarray] = []

@@ -52,3 +52,18 @@ def test_torch_round_trip_when_installed(rng):
     net2.load_state_dict({k: torch.from_numpy(v) for k, v in interop.export_torch_state_dict(model).items()})
     with torch.no_grad():
         np.testing.assert_allclose(net2(torch.tensor(x)).numpy(), expected, rtol=1e-12)
+
+
+def test_torch_round_trip_with_dropout_and_activation_layers(rng):
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(5, 4),
+                              torch.nn.Tanh(), torch.nn.Linear(4, 2)).double().eval()
+    model = fc.Sequential([fc.Dense(5, activation="relu", dtype="float64"), fc.Dropout(0.5),
+                           fc.Dense(4, dtype="float64"), fc.Activation("tanh"), fc.Dense(2, dtype="float64")])
+    sd = interop.export_torch_state_dict  # exported keys follow the modules: 0, 3, 5
+    interop.import_torch_state_dict(model, net.state_dict())
+    assert sorted(sd(model)) == ["0.bias", "0.weight", "3.bias", "3.weight", "5.bias", "5.weight"]
+    x = rng.normal(size=(4, 3))
+    with torch.no_grad():
+        expected = net(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(model.predict(x), expected, rtol=1e-12)
