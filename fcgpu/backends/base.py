@@ -44,8 +44,16 @@ class Backend(ABC):
     def from_numpy(self, a: np.ndarray) -> Array:
         """This backend's array with the contents of host array ``a``."""
 
+    #: DLPack's device type of this backend's arrays (kDLCPU = 1, kDLCUDA = 2).
+    dlpack_device_type = 1
+
     def asarray(self, x: object, dtype: Any, argument: str = "x") -> Array:
-        """``x`` (host data or an array of this backend) as this backend's array of ``dtype``."""
+        """``x`` (host data, an array of this backend, or a DLPack array such as a torch tensor or a
+        JAX array) as this backend's array of ``dtype``. A DLPack array of this backend's device is
+        taken without a copy; a CPU one on a GPU backend is copied to the device, as NumPy input."""
+        dlpack_device = getattr(x, "__dlpack_device__", None)
+        if callable(dlpack_device) and not self.owns(x) and not isinstance(x, np.ndarray):
+            x = self._from_dlpack(x, int(dlpack_device()[0]), argument)
         if self.owns(x):
             if x.dtype.kind not in "biuf":
                 raise TypeError(f"{argument}: expected a numeric array, got dtype {x.dtype}")
@@ -64,6 +72,20 @@ class Backend(ABC):
         if host.dtype.kind not in "biuf":
             raise TypeError(f"{argument}: expected a numeric array, got dtype {host.dtype}")
         return self.from_numpy(host.astype(dtype, copy=False))
+
+    def _from_dlpack(self, x: Any, device_type: int, argument: str) -> Any:
+        if device_type not in (1, self.dlpack_device_type):
+            raise BackendMismatch(
+                f"{argument}: expected {self._accepted_arrays()}, got a {type(x).__module__}.{type(x).__name__} "
+                f"on DLPack device type {device_type} (the layer or model lives on the {self.name} backend)"
+            )
+        try:
+            return self.xp.from_dlpack(x) if device_type == self.dlpack_device_type else np.from_dlpack(x)
+        except (RuntimeError, TypeError, BufferError, ValueError) as e:
+            raise TypeError(
+                f"{argument}: a {type(x).__module__}.{type(x).__name__} could not be read through DLPack ({e}); "
+                f"for a torch tensor that requires grad, pass tensor.detach()"
+            ) from None
 
     def _accepted_arrays(self) -> str:
         return f"a NumPy array or a {self.name} array"

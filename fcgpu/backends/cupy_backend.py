@@ -175,6 +175,7 @@ _PEAK_ATTRIBUTES = (13, 16, 36, 37, 75, 76)
 
 class CupyBackend(Backend):
     name = "cupy"
+    dlpack_device_type = 2  # kDLCUDA
 
     def __init__(self, cupy_module: ModuleType | None = None) -> None:
         if cupy_module is None:

@@ -64,7 +64,7 @@ class Activation(ElementwiseLayer):
         backend.bias_act_forward(x_dev, None, self._act, out=y)
         if self.activation.backward_from == "z":
             # Backward reads x: keep the layer's own copy where x is the caller's array.
-            if not input_owned and backend.owns(x) and (x_dev is x or x_dev.base is x):
+            if not input_owned and self.borrowed(x, x_dev):
                 x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.dtype))
             self._kept = x_dev
         else:

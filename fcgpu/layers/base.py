@@ -101,6 +101,12 @@ class Layer:
         """y from x, keeping nothing (inference)."""
         raise NotImplementedError
 
+    @staticmethod
+    def borrowed(x: Any, x_dev: Array) -> bool:
+        """Whether ``x_dev`` (x as the backend's array) may share the caller's memory: x itself, a
+        view of it, or a zero-copy DLPack import. A layer copies such an input before keeping it."""
+        return x_dev is x or getattr(x_dev, "base", None) is not None
+
     def device_input(self, x: Any) -> tuple[Array, bool]:
         """(x as a (B, M) array of the layer's backend and dtype, whether x was 1-D), checked: shape,
         features, and values that overflow a narrower dtype. Builds the layer on the first call."""

@@ -305,13 +305,13 @@ class Dense(Layer):
         self.release()
         x_dev, squeeze = self._device_input(x)
         backend = self.backend
-        if not input_owned and backend.owns(x) and (x_dev is x or x_dev.base is x):
-            x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.dtype))
+        if not input_owned and self.borrowed(x, x_dev):
+            x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.compute_dtype))
         act = "linear" if logits else self.activation.name
         y, kept = self._affine(x_dev, "y", act, keep=get_activation(act).backward_from == "z")
         self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, kept, squeeze, act
         if not output_private:
-            y = backend.copy(y, out=self._buffers.get(backend, "y_out", y.shape, self.dtype))
+            y = backend.copy(y, out=self._buffers.get(backend, "y_out", y.shape, self.compute_dtype))
         return y[0] if squeeze else y
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:

@@ -92,6 +92,7 @@ from .functions import (
     float16,
     float32,
     float64,
+    from_dlpack,
     full,
     full_like,
     get_array_module,

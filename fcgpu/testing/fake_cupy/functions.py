@@ -34,6 +34,29 @@ def asarray(a: Any, dtype: Any = None, order: str | None = None, *, blocking: bo
         return np.array(a, dtype=dtype, order=order or "K", copy=True).view(ndarray)
 
 
+class _HostDLPack:
+    """A stand-in "device" DLPack array seen as the host array it is (the stand-in's device memory
+    is host memory), so NumPy can import it without a copy."""
+
+    def __init__(self, x: Any) -> None:
+        self._x = x
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        return self._x.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)
+
+
+def from_dlpack(x: Any) -> ndarray:
+    """A device array sharing ``x``'s memory (no copy), as cupy.from_dlpack: ``x`` must report a CUDA
+    device (DLPack device type 2); CuPy refuses host arrays here too."""
+    device = x.__dlpack_device__()
+    if int(device[0]) != 2:
+        raise TypeError(f"cupy.from_dlpack: expected a CUDA array (DLPack device type 2), got device {tuple(device)}")
+    return np.from_dlpack(_HostDLPack(x)).view(ndarray)
+
+
 def array(obj: Any, dtype: Any = None, copy: bool = True, order: str = "K", ndmin: int = 0) -> ndarray:
     if isinstance(obj, ndarray):
         obj = obj.view(np.ndarray)
