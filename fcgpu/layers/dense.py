@@ -306,12 +306,12 @@ class Dense(Layer):
         x_dev, squeeze = self._device_input(x)
         backend = self.backend
         if not input_owned and self.borrowed(x, x_dev):
-            x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.compute_dtype))
+            x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.dtype))
         act = "linear" if logits else self.activation.name
         y, kept = self._affine(x_dev, "y", act, keep=get_activation(act).backward_from == "z")
         self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, kept, squeeze, act
         if not output_private:
-            y = backend.copy(y, out=self._buffers.get(backend, "y_out", y.shape, self.compute_dtype))
+            y = backend.copy(y, out=self._buffers.get(backend, "y_out", y.shape, self.dtype))
         return y[0] if squeeze else y
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
