@@ -1,7 +1,20 @@
 """fcgpu: fully connected layers with one forward/backward pass for NumPy (CPU) and CuPy (GPU)."""
 from __future__ import annotations
 
-from . import activations, callbacks, initializers, interop, io, losses, metrics, optimizers, regularizers, saving, utils
+from . import (
+    activations,
+    callbacks,
+    initializers,
+    interop,
+    io,
+    losses,
+    metrics,
+    mixed_precision,
+    optimizers,
+    regularizers,
+    saving,
+    utils,
+)
 from .backends import (
     BackendMismatch,
     BackendUnavailable,
@@ -13,6 +26,7 @@ from .backends import (
     use_backend,
 )
 from .initializers import set_seed
+from .mixed_precision import set_tf32
 from .layers import Activation, Dense, Dropout, Input
 from .model import Sequential
 from .saving import ModelFileError, load_model
@@ -40,11 +54,13 @@ __all__ = [
     "load_model",
     "losses",
     "metrics",
+    "mixed_precision",
     "optimizers",
     "regularizers",
     "saving",
     "set_backend",
     "set_seed",
+    "set_tf32",
     "to_numpy",
     "use_backend",
     "utils",

@@ -77,6 +77,9 @@ class Loss:
     """Base class: subclasses define ``prepare_labels`` (host checks) and ``_value`` / ``_grad``."""
 
     name = "loss"
+    # The training step multiplies its gradient by this (LossScaleOptimizer's loss scale): folded
+    # into the fused steps' ``scale`` = 1/B, so scaling the loss costs no pass.
+    grad_scale: float = 1.0
 
     def __init__(self) -> None:
         self._buffers = Buffers()
@@ -163,6 +166,8 @@ class Loss:
         cross-entropy, binary cross-entropy from logits, MSE, MAE, Huber); this generic form takes several."""
         value = self.compute(backend, pred, labels)
         grad = self.backward()
+        if self.grad_scale != 1.0:  # the loss scale (LossScaleOptimizer), where no fused step takes it
+            grad *= self.grad_scale
         self.release()
         acc[0] += value * pred.shape[0]
         if count:

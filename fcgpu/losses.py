@@ -87,7 +87,7 @@ class SoftmaxCrossEntropy(Loss):
 
     def step(self, backend, pred, labels, acc, count):
         out = self._grad_buffer(backend, pred)
-        return backend.softmax_xent_step(pred, labels, 1.0 / pred.shape[0], 1.0, count, out, acc)
+        return backend.softmax_xent_step(pred, labels, self.grad_scale / pred.shape[0], 1.0, count, out, acc)
 
     def correct(self, backend, pred, labels):
         # The argmax whatever the number of classes, as the fused step counts it.
@@ -233,7 +233,7 @@ class BinaryCrossEntropy(FromLogits, ElementwiseLoss):
         if not self.from_logits:
             return super().step(backend, pred, labels, acc, count)
         out = self._grad_buffer(backend, pred)
-        return backend.bce_logits_step(pred, labels, 1.0 / pred.size, 1.0 / outputs_of(pred), count, out, acc)
+        return backend.bce_logits_step(pred, labels, self.grad_scale / pred.size, 1.0 / outputs_of(pred), count, out, acc)
 
     def _value(self, backend, pred, labels):
         if self.from_logits:
@@ -282,7 +282,7 @@ class _Regression(ElementwiseLoss):
             return super().step(backend, pred, labels, acc, count)
         out = self._grad_buffer(backend, pred)
         step = getattr(backend, f"{self.kernel}_step")
-        return step(pred, labels, *self._options(), 1.0 / pred.size, 1.0 / outputs_of(pred), out, acc)
+        return step(pred, labels, *self._options(), self.grad_scale / pred.size, 1.0 / outputs_of(pred), out, acc)
 
     def _value(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
         return getattr(backend, self.total)(pred, labels, *self._options()) / pred.size

@@ -8,6 +8,11 @@ buffers before its next step.
 
 Shapes: for a dtype with parameters p_1..p_k, ``params[dtype]`` and ``grads[dtype]`` are 1-D of
 length sum(size(p_i)); ``slices`` maps each parameter name to its (dtype, start, stop).
+
+Mixed precision: where a layer keeps a half copy of its float32 master weights (``half_copies``),
+``halves[float32]`` is a buffer of the compute dtype with the same slices as ``params[float32]``;
+the layers compute from views of it, and the optimizer's update writes it in the same pass as the
+master weights (one cast per step, none per forward).
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ class FlatParameters:
     params: dict[np.dtype, Array] = field(default_factory=dict)
     grads: dict[np.dtype, Array] = field(default_factory=dict)
     slices: dict[str, tuple[np.dtype, int, int]] = field(default_factory=dict)
+    halves: dict[np.dtype, Array] = field(default_factory=dict)
     _views: list[tuple[Any, str, Array]] = field(default_factory=list)  # (layer, name, param view)
 
     @classmethod
@@ -57,7 +63,28 @@ class FlatParameters:
             layer.adopt_storage(views, grads)  # copies the values in
             for name, param, _ in layer.parameters():
                 flat._views.append((layer, name, param))
+        flat._lay_out_halves(layers, sizes)
         return flat
+
+    def _lay_out_halves(self, layers: Sequence[Any], sizes: dict[np.dtype, int]) -> None:
+        """The half-copy buffers of mixed-precision layers (one per master dtype), adopted as views."""
+        for layer in layers:
+            copies = layer.half_copies() if callable(getattr(layer, "half_copies", None)) else {}
+            views = {}
+            for name, half in copies.items():
+                dtype, start, stop = self.slices[name]
+                buffer = self.halves.get(dtype)
+                if buffer is None:
+                    buffer = self.halves[dtype] = self.backend.empty((sizes[dtype],), half.dtype)
+                elif buffer.dtype != half.dtype:
+                    raise ValueError(
+                        f"layer '{layer.name}': its {np.dtype(half.dtype).name} computation cannot share a model's "
+                        f"{np.dtype(dtype).name} parameters with layers computing in {np.dtype(buffer.dtype).name}; "
+                        f"give the model's mixed layers one policy"
+                    )
+                views[name] = buffer[start:stop].reshape(half.shape)
+            if views:
+                layer.adopt_half_storage(views)  # copies the values in
 
     def shape(self, name: str) -> tuple[int, ...]:
         """The shape of parameter ``name``."""

@@ -79,6 +79,10 @@ class Trainer(DataParallel):
         layers = self.layers
         loss_obj = losses_module.get(loss)
         opt = optimizers_module.get(optimizer)
+        if any(getattr(getattr(layer, "dtype_policy", None), "needs_loss_scaling", False) for layer in layers) and not (
+            isinstance(opt, optimizers_module.LossScaleOptimizer)
+        ):
+            opt = optimizers_module.LossScaleOptimizer(opt)  # as Keras under 'mixed_float16'
         opt.check_owner(layers)
         if isinstance(metrics, (str, metrics_module.Metric, dict)):
             metrics = [metrics]
@@ -162,7 +166,9 @@ class Trainer(DataParallel):
             )
         # Inputs meet the first layer, labels meet the last layer's predictions.
         last = self.layers[-1]
-        yh = self.loss.prepare_labels(y, (xh.shape[0], self.output_features), last.dtype, names[1])
+        yh = self.loss.prepare_labels(
+            y, (xh.shape[0], self.output_features), getattr(last, "compute_dtype", last.dtype), names[1]
+        )
         return xh, yh
 
     def _ensure_built(self, features: int) -> None:
@@ -230,6 +236,7 @@ class Trainer(DataParallel):
         count = any(m.fused_with_loss for m in self.metric_objects)
         if len(self.metric_objects) > count:
             self._update_metrics(logits, y, on_logits, acc)
+        loss.grad_scale = getattr(self.optimizer, "loss_scale", 1.0)  # mixed_float16: the loss scaled before backward
         grad = loss.step(self.backend, logits, y, acc, count)
         self._add_regularization(acc, x.shape[0])
         del logits

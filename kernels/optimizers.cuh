@@ -89,6 +89,14 @@ FC_FN void fc_adagrad_update(T& p, S& acc, T grad, double lr, double eps, double
     p = T(w - A(lr) * g / fc_sqrt(a1 + A(eps)));
 }
 
+// A loss-scaled gradient unscaled inside the update (LossScaleOptimizer): g * (1/scale) in the
+// arithmetic type; the scale is a power of two, so this is exact unless it underflows.
+template <typename T>
+FC_FN T fc_unscaled(T grad, double unscale) {
+    typedef typename fc_acc<T>::type A;
+    return T(A(grad) * A(unscale));
+}
+
 // sign(x) as NumPy's: -1, +1, the zero itself for +-0, NaN for NaN.
 template <typename A> FC_FN A fc_sign(A x) { return x > A(0) ? A(1) : (x < A(0) ? A(-1) : x); }
 

@@ -333,9 +333,23 @@ class Backend(ABC):
     # -- optimizers --------------------------------------------------------------
     @abstractmethod
     def sgd_update(
-        self, param: Array, grad: Array, buf: Array | None, lr: float, momentum: float, weight_decay: float, nesterov: bool
+        self,
+        param: Array,
+        grad: Array,
+        buf: Array | None,
+        lr: float,
+        momentum: float,
+        weight_decay: float,
+        nesterov: bool,
+        *,
+        half: Array | None = None,
+        unscale: float = 1.0,
     ) -> None:
-        """torch.optim.SGD's update of ``param`` (and ``buf``, zero-initialised) in place."""
+        """torch.optim.SGD's update of ``param`` (and ``buf``, zero-initialised) in place.
+
+        Every update method also takes, for mixed precision: ``half``, the parameter's half copy,
+        written from the new value in the same pass; ``unscale``, 1/loss scale (a power of two),
+        multiplied into the gradient as it is read (the gradient buffer itself is left as it is)."""
 
     @abstractmethod
     def adam_update(
@@ -351,6 +365,9 @@ class Backend(ABC):
         weight_decay: float,
         step: int,
         decoupled: bool,
+        *,
+        half: Array | None = None,
+        unscale: float = 1.0,
     ) -> None:
         """torch.optim.Adam (or AdamW when ``decoupled``) update of ``param``, ``m``, ``v`` in place."""
 
@@ -367,14 +384,33 @@ class Backend(ABC):
         momentum: float,
         eps: float,
         weight_decay: float,
+        *,
+        half: Array | None = None,
+        unscale: float = 1.0,
     ) -> None:
         """Keras 3's RMSprop update of ``param`` and its state in place: centered when ``mg`` (the
         average gradient) is given, with momentum when ``mom`` is; ``weight_decay`` is Keras's
         decoupled decay (p -= p*wd*lr first)."""
 
     @abstractmethod
-    def adagrad_update(self, param: Array, grad: Array, acc: Array, lr: float, eps: float, weight_decay: float) -> None:
+    def adagrad_update(
+        self,
+        param: Array,
+        grad: Array,
+        acc: Array,
+        lr: float,
+        eps: float,
+        weight_decay: float,
+        *,
+        half: Array | None = None,
+        unscale: float = 1.0,
+    ) -> None:
         """Keras 3's Adagrad update of ``param`` and its accumulator ``acc`` in place (decay as RMSprop's)."""
+
+    def all_finite(self, a: Array) -> Scalar:
+        """Whether every element of ``a`` is finite, as a 0-d bool where ``a`` lives (one reduction;
+        the loss scaler reads it on the host once a step)."""
+        return self.xp.all(self.xp.isfinite(a))
 
     # -- regularizers --------------------------------------------------------------
     @abstractmethod

@@ -7,6 +7,7 @@ or against ``fcgpu.testing.fake_cupy`` on a machine without a GPU.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
@@ -164,7 +165,26 @@ def _specs() -> dict[str, KernelSpec]:
                 f"{local}fc_rmsprop_update(p, v, mg, mom, grad, lr, rho, one_minus_rho, momentum, eps, decay, "
                 f"{'true' if centered else 'false'}, {'true' if momentum else 'false'})",
             ))
+    specs += [variant for spec in specs if spec.name in _UPDATE_KERNELS for variant in _mixed_variants(spec)]
     return {s.name: s for s in specs}
+
+
+# The optimizer updates, each also in two variants for mixed precision (``_mixed_variants``).
+_UPDATE_KERNELS = ("fcgpu_sgd", "fcgpu_sgd_momentum", "fcgpu_adam", "fcgpu_adagrad") + tuple(
+    "fcgpu_rmsprop" + c + m for c in ("", "_centered") for m in ("", "_momentum")
+)
+
+
+def _mixed_variants(spec: KernelSpec) -> list[KernelSpec]:
+    """``<name>_unscaled``: the gradient multiplied by ``unscale`` (1/loss scale) as it is read;
+    ``<name>_mixed``: that, and the parameter's half copy ``ph`` (type H) written in the same pass,
+    so a mixed-precision step casts the master weights once, here, and nowhere else."""
+    operation = re.sub(r"\bgrad\b", "fc_unscaled(grad, unscale)", spec.operation)
+    in_params = spec.in_params + ", float64 unscale"
+    return [
+        KernelSpec(spec.name + "_unscaled", in_params, spec.out_params, operation),
+        KernelSpec(spec.name + "_mixed", in_params, spec.out_params + ", H ph", f"{operation}; ph = H(p)"),
+    ]
 
 
 KERNEL_SPECS: dict[str, KernelSpec] = _specs()
@@ -333,28 +353,45 @@ class CupyBackend(Backend):
         return out
 
     # -- optimizers --------------------------------------------------------------
-    def sgd_update(self, param, grad, buf, lr, momentum, weight_decay, nesterov) -> None:
-        if momentum:
-            self.kernel("fcgpu_sgd_momentum")(grad, lr, momentum, weight_decay, bool(nesterov), param, buf)
+    # ``half``: the parameter's half copy, written in the same pass (the ``_mixed`` kernels);
+    # ``unscale``: 1/loss scale, applied to the gradient as it is read (``_unscaled``, ``_mixed``).
+    def _launch_update(self, name: str, ins: tuple, outs: tuple, half: Array | None, unscale: float) -> None:
+        if half is not None:
+            self.kernel(name + "_mixed")(*ins, float(unscale), *outs, half)
+        elif unscale != 1.0:
+            self.kernel(name + "_unscaled")(*ins, float(unscale), *outs)
         else:
-            self.kernel("fcgpu_sgd")(grad, lr, weight_decay, param)
+            self.kernel(name)(*ins, *outs)
 
-    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled) -> None:
+    def sgd_update(self, param, grad, buf, lr, momentum, weight_decay, nesterov, *, half=None, unscale=1.0) -> None:
+        if momentum:
+            ins = (grad, lr, momentum, weight_decay, bool(nesterov))
+            self._launch_update("fcgpu_sgd_momentum", ins, (param, buf), half, unscale)
+        else:
+            self._launch_update("fcgpu_sgd", (grad, lr, weight_decay), (param,), half, unscale)
+
+    def adam_update(
+        self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled, *, half=None, unscale=1.0
+    ) -> None:
         step_size, bc2_sqrt = self.adam_bias_corrections(lr, beta1, beta2, step)
         # 1 - beta and 1 - lr*wd in double here, as PyTorch (and the NumPy backend) compute them.
-        self.kernel("fcgpu_adam")(
-            grad, beta1, beta2, 1.0 - beta1, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay,
-            step_size, bc2_sqrt, bool(decoupled), param, m, v,
-        )
+        ins = (grad, beta1, beta2, 1.0 - beta1, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay,
+               step_size, bc2_sqrt, bool(decoupled))
+        self._launch_update("fcgpu_adam", ins, (param, m, v), half, unscale)
 
-    def rmsprop_update(self, param, grad, v, mg, mom, lr, rho, momentum, eps, weight_decay) -> None:
+    def rmsprop_update(self, param, grad, v, mg, mom, lr, rho, momentum, eps, weight_decay, *, half=None, unscale=1.0) -> None:
         name = "fcgpu_rmsprop" + ("_centered" if mg is not None else "") + ("_momentum" if mom is not None else "")
-        states = [s for s in (v, mg, mom) if s is not None]
+        states = tuple(s for s in (v, mg, mom) if s is not None)
         # 1 - rho and Keras's decoupled decay 1 - lr*wd in double here, as the NumPy backend has them.
-        self.kernel(name)(grad, lr, rho, 1.0 - rho, momentum, eps, 1.0 - lr * weight_decay, param, *states)
+        ins = (grad, lr, rho, 1.0 - rho, momentum, eps, 1.0 - lr * weight_decay)
+        self._launch_update(name, ins, (param, *states), half, unscale)
 
-    def adagrad_update(self, param, grad, acc, lr, eps, weight_decay) -> None:
-        self.kernel("fcgpu_adagrad")(grad, lr, eps, 1.0 - lr * weight_decay, param, acc)
+    def adagrad_update(self, param, grad, acc, lr, eps, weight_decay, *, half=None, unscale=1.0) -> None:
+        self._launch_update("fcgpu_adagrad", (grad, lr, eps, 1.0 - lr * weight_decay), (param, acc), half, unscale)
+
+    def all_finite(self, a: Array) -> Scalar:
+        # isfinite and one all-reduction over the flat buffer; read on the host once per step.
+        return self.cp.all(self.cp.isfinite(a))
 
     # -- regularizers ------------------------------------------------------------
     def l1l2_grad(self, grad: Array, param: Array, l1: float, l2: float) -> Array:

@@ -381,3 +381,26 @@ for _name, _outputs in {
     "l1l2_grad": ("grad",),
 }.items():
     setattr(NumpyBackend, _name, _half_in_float32(getattr(NumpyBackend, _name), _outputs))
+
+
+def _mixed_update(method: Callable[..., Any]) -> Callable[..., Any]:
+    """An update method with the mixed-precision arguments of ``Backend.sgd_update``: the gradient
+    times ``unscale`` in a scratch copy (exact: a power of two), and after the update the half copy
+    ``half`` rounded once from the new parameter (a second pass here, one fused pass on CuPy)."""
+
+    @functools.wraps(method)
+    def wrapper(self: NumpyBackend, param: Any, grad: Any, *args: Any, half: Any = None, unscale: float = 1.0, **kwargs: Any) -> Any:
+        if unscale != 1.0:
+            scaled = self._workspace(grad.shape, grad.dtype, "unscaled")
+            np.multiply(grad, grad.dtype.type(unscale), out=scaled)
+            grad = scaled
+        result = method(self, param, grad, *args, **kwargs)
+        if half is not None:
+            np.copyto(half, param, casting="same_kind")
+        return result
+
+    return wrapper
+
+
+for _name in ("sgd_update", "adam_update", "rmsprop_update", "adagrad_update"):
+    setattr(NumpyBackend, _name, _mixed_update(getattr(NumpyBackend, _name)))

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import regularizers
+from .. import mixed_precision, regularizers
 from ..activations import Activation, get_activation
 from ..backends import Backend, get_backend, resolve_backend
 from ..backends.base import Array, Scalar
@@ -32,7 +32,12 @@ class Dense(Layer):
         kernel_initializer, bias_initializer: names from ``fcgpu.initializers``.
         kernel_regularizer, bias_regularizer: None, 'l1', 'l2', 'l1_l2' or an ``fcgpu.regularizers``
             object: its penalty joins the loss, its gradient the parameter's (as in Keras).
-        dtype: 'float32' (default), 'float64' or 'float16'.
+        dtype: a dtype policy (``fcgpu.mixed_precision``): 'float32', 'float64', 'float16',
+            'mixed_float16' or 'mixed_bfloat16', or a ``Policy``; default the global policy. Under a
+            mixed policy the variables (kernel, bias) are float32 master weights and the layer
+            computes in the half type from a half copy of them, which the optimizer's update
+            writes; inputs, outputs and dx are half, the gradients (``kernel_grad``, ``bias_grad``)
+            float32 (the GEMMs' float accumulation kept, not rounded to half).
         name: unique within a model; assigned ('dense', 'dense_1', ...) when left None.
         input_shape, input_dim: Keras's (M,) or M: as a Sequential's first layer, its ``Input``.
 
@@ -48,15 +53,19 @@ class Dense(Layer):
         bias_initializer: str = "zeros",
         kernel_regularizer: Any = None,
         bias_regularizer: Any = None,
-        dtype: str = "float32",
+        dtype: Any = None,
         name: str | None = None,
         input_dim: int | None = None,
         input_shape: Sequence[int] | None = None,
     ) -> None:
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"units: expected a positive int, got {units!r}")
-        if str(np.dtype(dtype) if _is_dtype(dtype) else dtype) not in FLOAT_DTYPES:
-            raise TypeError(f"dtype: expected one of {list(FLOAT_DTYPES)}, got {dtype!r}")
+        if dtype is not None and not isinstance(dtype, mixed_precision.Policy):
+            name_of = str(np.dtype(dtype)) if _is_dtype(dtype) else dtype
+            if name_of not in mixed_precision.POLICY_NAMES:
+                raise TypeError(f"dtype: expected one of {list(mixed_precision.POLICY_NAMES)} or a Policy, got {dtype!r}")
+            dtype = name_of
+        policy = mixed_precision.get_policy(dtype)
         super().__init__(name)
         self.declared_input_shape = declared_input(input_shape, input_dim)
         self.units = int(units)
@@ -70,7 +79,10 @@ class Dense(Layer):
         self.bias_initializer = get_initializer(bias_initializer, "bias_initializer")
         self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
         self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
-        self.dtype = np.dtype(dtype)
+        self.dtype_policy = policy
+        self.dtype = policy.variable_dtype  # Keras's layer.dtype: the variables'
+        self.compute_dtype = policy.compute_dtype
+        self._halves: dict[str, Array] = {}  # mixed: the half copies of kernel and bias, by attribute
         self.in_features: int | None = None
         self.backend: Backend | None = None
         self.kernel: Array | None = None
@@ -99,7 +111,7 @@ class Dense(Layer):
             "bias_initializer": self._bias_init_name,
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "dtype": self.dtype.name,
+            "dtype": self.dtype_policy.name,
             "name": self.name,
             **({"input_shape": list(self.declared_input_shape)} if self.declared_input_shape else {}),
         }
@@ -118,12 +130,17 @@ class Dense(Layer):
         if self.built and self.in_features == in_features:
             return
         backend = get_backend()
+        check = getattr(backend, "check_compute_dtype", None)
+        if check is not None:
+            check(self.compute_dtype, self.dtype_policy.name)
         kernel = backend.from_numpy(np.asarray(self.kernel_initializer((in_features, self.units)), dtype=self.dtype))
         bias = None
         if self.use_bias:
             bias = backend.from_numpy(np.asarray(self.bias_initializer((self.units,)), dtype=self.dtype))
         # Nothing changes above this line, so a failure leaves the layer as it was.
         self.backend, self.in_features, self.kernel, self.bias = backend, in_features, kernel, bias
+        self._halves = {}
+        self._refresh_halves()
         self._grad_storage = {}
         # No gradient until a backward pass: an optimizer step before one is an error, not an
         # update from zeros (which would still apply weight decay).
@@ -205,6 +222,45 @@ class Dense(Layer):
         self.kernel[...] = self.backend.from_numpy(kernel)
         if bias is not None:
             self.bias[...] = self.backend.from_numpy(bias)
+        self._refresh_halves()
+
+    # -- mixed precision: the half copies of the master weights ------------------------
+    @property
+    def mixed(self) -> bool:
+        return self.dtype_policy.mixed
+
+    def half_copies(self) -> dict[str, Array]:
+        """{'<layer>/kernel': its half copy, ...} under a mixed policy ({} otherwise): what the
+        optimizer's update writes beside the float32 master weights."""
+        return {f"{self.name}/{attr}": h for attr, h in self._halves.items()}
+
+    def adopt_half_storage(self, views: dict[str, Array]) -> None:
+        """Keep the half copies in the given views of a model's half buffer (values copied in)."""
+        for name, view in views.items():
+            attr = name.rpartition("/")[2]
+            view[...] = getattr(self, attr).astype(view.dtype)
+            self._halves[attr] = view
+
+    def _refresh_halves(self) -> None:
+        """Cast the master weights into their half copies (made where missing): after a build, a
+        load or a move, never per forward (the optimizer's update keeps them current)."""
+        if not self.mixed or self.kernel is None:
+            return
+        for attr in ("kernel", "bias"):
+            master = getattr(self, attr)
+            if master is None:
+                continue
+            half = self._halves.get(attr)
+            if half is None or not self.backend.owns(half) or half.shape != master.shape:
+                self._halves[attr] = master.astype(self.compute_dtype)
+            else:
+                half[...] = master.astype(self.compute_dtype)
+
+    def _compute_weights(self) -> tuple[Array, Array | None]:
+        """(kernel, bias) as the GEMMs and kernels read them: the half copies under a mixed policy."""
+        if self._halves:
+            return self._halves["kernel"], self._halves.get("bias")
+        return self.kernel, self.bias
 
     def adopt_storage(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         """Keep the parameters (and gradients) in the given views of a model's flat buffers, by
@@ -230,6 +286,8 @@ class Dense(Layer):
                 if value is not None:
                     setattr(self, attr, target.from_numpy(src.to_numpy(value)))
         self.backend = target if self.built else None
+        self._halves = {}
+        self._refresh_halves()
         self._grad_storage = {}
         self.release()
         self._buffers.clear()
@@ -260,26 +318,29 @@ class Dense(Layer):
                 f"x: expected {expected} features (shape (batch, {expected})) for layer "
                 f"'{self.name}', got shape {tuple(x.shape)}"
             )
-        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.itemsize > self.dtype.itemsize:
+        dtype = self.compute_dtype
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.itemsize > dtype.itemsize and not self.mixed:
             # Narrowing (float64 -> float32, float32 -> float16) can overflow: refuse as fit does.
-            float_array(x, "x", self.dtype, owner=f"layer '{self.name}'")
+            # Under a mixed policy an overflow to inf is the loss scaler's to catch (skip the step).
+            float_array(x, "x", dtype, owner=f"layer '{self.name}'")
         if not self.built:
             self.build(x.shape[-1])
-        x_dev = self.backend.asarray(x, self.dtype, "x")
+        x_dev = self.backend.asarray(x, dtype, "x")
         return (x_dev.reshape(1, -1), True) if x_dev.ndim == 1 else (x_dev, False)
 
     def _affine(self, x: Array, key: str, activation: str, keep: bool = False) -> tuple[Array, Array | None]:
         """(y, None), or with ``keep`` (an activation whose backward reads z + b) (y, z + b), the
         latter in a buffer of its own that one fused pass writes beside y."""
-        y = self._buffers.get(self.backend, key, (x.shape[0], self.units), self.dtype)
+        kernel, bias = self._compute_weights()
+        y = self._buffers.get(self.backend, key, (x.shape[0], self.units), self.compute_dtype)
         if keep:
-            s = self._buffers.get(self.backend, f"{key}_pre", y.shape, self.dtype)
-            self.backend.matmul(x, self.kernel, out=s)
-            self.backend.bias_act_forward(s, self.bias, activation, out=y, keep=s)
+            s = self._buffers.get(self.backend, f"{key}_pre", y.shape, self.compute_dtype)
+            self.backend.matmul(x, kernel, out=s)
+            self.backend.bias_act_forward(s, bias, activation, out=y, keep=s)
             return y, s
-        self.backend.matmul(x, self.kernel, out=y)
-        if self.bias is not None or activation != "linear":  # no kernel that copies y onto itself
-            self.backend.bias_act_forward(y, self.bias, activation, out=y)
+        self.backend.matmul(x, kernel, out=y)
+        if bias is not None or activation != "linear":  # no kernel that copies y onto itself
+            self.backend.bias_act_forward(y, bias, activation, out=y)
         return y, None
 
     def forward(
@@ -306,12 +367,12 @@ class Dense(Layer):
         x_dev, squeeze = self._device_input(x)
         backend = self.backend
         if not input_owned and self.borrowed(x, x_dev):
-            x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.dtype))
+            x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.compute_dtype))
         act = "linear" if logits else self.activation.name
         y, kept = self._affine(x_dev, "y", act, keep=get_activation(act).backward_from == "z")
         self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, kept, squeeze, act
         if not output_private:
-            y = backend.copy(y, out=self._buffers.get(backend, "y_out", y.shape, self.dtype))
+            y = backend.copy(y, out=self._buffers.get(backend, "y_out", y.shape, self.compute_dtype))
         return y[0] if squeeze else y
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
@@ -337,18 +398,18 @@ class Dense(Layer):
                 f"dy: expected shape {expected} (the shape of the last forward output) for layer "
                 f"'{self.name}', got {tuple(np.shape(dy)) if not hasattr(dy, 'shape') else tuple(dy.shape)}"
             )
-        dy = backend.asarray(dy, self.dtype, "dy").reshape(y.shape)
+        dy = backend.asarray(dy, self.compute_dtype, "dy").reshape(y.shape)
         if self._act == "linear":
             dz = dy  # linear: dz is dy, no copy
         else:
-            dz = self._buffers.get(backend, "dz", y.shape, self.dtype)
+            dz = self._buffers.get(backend, "dz", y.shape, self.compute_dtype)
             backend.act_backward(y if self._kept is None else self._kept, dy, self._act, out=dz)
         # dx first, while the kernel is still in cache from the forward pass: writing kernel_grad
         # (as large as the kernel) first evicts it, which costs ~15% at batch 1.
         dx = None
         if input_grad:
-            dx = self._buffers.get(backend, "dx", self._x.shape, self.dtype)
-            backend.matmul_a_bt(dz, self.kernel, out=dx)
+            dx = self._buffers.get(backend, "dx", self._x.shape, self.compute_dtype)
+            backend.matmul_a_bt(dz, self._compute_weights()[0], out=dx)
         if self.kernel_grad is None:
             self.kernel_grad = self._grad_storage.get("kernel")
             if self.kernel_grad is None:

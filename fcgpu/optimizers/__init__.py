@@ -13,10 +13,11 @@ from . import schedules
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .base import Optimizer, state_dtype
+from .loss_scale import LossScaleOptimizer
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "get", "schedules", "state_dtype"]
+__all__ = ["LossScaleOptimizer", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "get", "schedules", "state_dtype"]
 
 _NAMES: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
 
@@ -26,6 +27,10 @@ def get(identifier: str | Optimizer | dict[str, Any]) -> Optimizer:
     'adamw', 'rmsprop', 'adagrad') with its defaults."""
     if isinstance(identifier, Optimizer):
         return identifier
+    if isinstance(identifier, dict) and identifier.get("class_name") == "LossScaleOptimizer":
+        config = dict(identifier)
+        config["inner_optimizer"] = get(config["inner_optimizer"])
+        return LossScaleOptimizer.from_config(config)
     if isinstance(identifier, dict):
         cls = {c.__name__: c for c in _NAMES.values()}.get(identifier.get("class_name"))  # type: ignore[arg-type]
         if cls is None:

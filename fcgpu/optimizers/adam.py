@@ -59,7 +59,7 @@ class Adam(Optimizer):
             "weight_decay": self.weight_decay,
         }
 
-    def _update(self, backend, param, grad, state, step, lr):
+    def _update(self, backend, param, grad, state, step, lr, **mixed):
         backend.adam_update(
             param,
             grad,
@@ -72,6 +72,7 @@ class Adam(Optimizer):
             self.weight_decay,
             step,
             self._decoupled,
+            **mixed,
         )
 
 

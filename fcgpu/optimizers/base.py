@@ -71,6 +71,22 @@ def state_dtype(param_dtype: Any) -> np.dtype:
     return np.dtype(np.float32) if dtype.itemsize < 4 and dtype.kind in "fV" else dtype
 
 
+def _half_copies(layer: Any) -> dict[str, Array]:
+    """A mixed-precision layer's half copies of its parameters by name ({} for other layers)."""
+    copies = getattr(layer, "half_copies", None)
+    return copies() if callable(copies) else {}
+
+
+def _mixed_arguments(half: Array | None, unscale: float) -> dict[str, Any]:
+    """The backend update's mixed-precision keywords, only where they differ from the defaults."""
+    mixed: dict[str, Any] = {}
+    if half is not None:
+        mixed["half"] = half
+    if unscale != 1.0:
+        mixed["unscale"] = unscale
+    return mixed
+
+
 def _checked_rate(value: Any, argument: str) -> float | LearningRateSchedule:
     if isinstance(value, LearningRateSchedule):
         return value
@@ -184,16 +200,18 @@ class Optimizer:
             )
 
     # -- stepping ----------------------------------------------------------------
-    def step(self, model_or_layers: Any) -> None:
+    def step(self, model_or_layers: Any, *, unscale: float = 1.0) -> None:
         """Update every parameter of a model, a layer or a list of layers from its gradient.
 
         Everything is checked (gradients present, shapes, state) before the first parameter
-        changes, so an error leaves the model as it was.
+        changes, so an error leaves the model as it was. ``unscale`` (1/loss scale, from
+        ``LossScaleOptimizer``) multiplies the gradients inside the update. A mixed-precision
+        layer's half copy of its parameters is written by the same update call.
         """
         lr = self.learning_rate
         flat_parameters = getattr(model_or_layers, "flat_parameters", None)
         flat = flat_parameters() if callable(flat_parameters) else None
-        if flat is not None and self._step_flat(flat, list(model_or_layers.layers), lr):
+        if flat is not None and self._step_flat(flat, list(model_or_layers.layers), lr, unscale):
             self.iterations += 1
             return
         entries: list[tuple[Any, str, Array, Array]] = []
@@ -211,11 +229,12 @@ class Optimizer:
         for (layer, name, param, grad), state in zip(entries, states):
             self._owners[name] = weakref.ref(layer)
             step = self.steps.get(name, 0) + 1
-            self._update(layer.backend, param, grad, state, step, lr)
+            half = _half_copies(layer).get(name)
+            self._update(layer.backend, param, grad, state, step, lr, **_mixed_arguments(half, unscale))
             self.steps[name] = step
         self.iterations += 1
 
-    def _step_flat(self, flat: Any, layers: list[Any], lr: float) -> bool:
+    def _step_flat(self, flat: Any, layers: list[Any], lr: float, unscale: float = 1.0) -> bool:
         """One update per flat buffer; False (nothing changed) where the parameters' step counts
         differ, so that the per-parameter path keeps each one's own bias correction."""
         names = list(flat.slices)
@@ -230,16 +249,21 @@ class Optimizer:
         if flat is not self._flat or not self._flat_state_current(flat):
             self._lay_out_state(flat)
         step = counts.pop() + 1
+        halves = getattr(flat, "halves", {})
         for dtype, params in flat.params.items():
-            self._update(flat.backend, params, flat.grads[dtype], self._flat_state[dtype], step, lr)
+            mixed = _mixed_arguments(halves.get(dtype), unscale)
+            self._update(flat.backend, params, flat.grads[dtype], self._flat_state[dtype], step, lr, **mixed)
         for layer in layers:
             for name, _, _ in layer.parameters():
                 self.steps[name] = step
                 self._owners[name] = weakref.ref(layer)
         return True
 
-    def _update(self, backend: Backend, param: Array, grad: Array, state: dict[str, Array], step: int, lr: float) -> None:
-        """One backend call updating ``param`` (a parameter or a flat buffer) and its state."""
+    def _update(
+        self, backend: Backend, param: Array, grad: Array, state: dict[str, Array], step: int, lr: float, **mixed: Any
+    ) -> None:
+        """One backend call updating ``param`` (a parameter or a flat buffer) and its state;
+        ``mixed`` (``half``, ``unscale``) goes to the backend call as it is."""
         raise NotImplementedError
 
     # -- state -------------------------------------------------------------------

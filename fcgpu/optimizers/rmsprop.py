@@ -59,7 +59,7 @@ class RMSprop(Optimizer):
             "weight_decay": self.weight_decay,
         }
 
-    def _update(self, backend, param, grad, state, step, lr):
+    def _update(self, backend, param, grad, state, step, lr, **mixed):
         backend.rmsprop_update(
             param,
             grad,
@@ -71,4 +71,5 @@ class RMSprop(Optimizer):
             self.momentum,
             self.epsilon,
             self.weight_decay or 0.0,
+            **mixed,
         )

@@ -52,5 +52,5 @@ class SGD(Optimizer):
             "weight_decay": self.weight_decay,
         }
 
-    def _update(self, backend, param, grad, state, step, lr):
-        backend.sgd_update(param, grad, state.get("momentum_buffer"), lr, self.momentum, self.weight_decay, self.nesterov)
+    def _update(self, backend, param, grad, state, step, lr, **mixed):
+        backend.sgd_update(param, grad, state.get("momentum_buffer"), lr, self.momentum, self.weight_decay, self.nesterov, **mixed)

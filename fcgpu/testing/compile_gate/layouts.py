@@ -144,6 +144,16 @@ def trace_backend_calls() -> list[KernelCall]:
         for mg, mom in ((None, None), (None, s()), (s(), None), (s(), s())):
             b.rmsprop_update(h, h, s(), mg, mom, 1e-3, 0.9, 0.0 if mom is None else 0.5, 1e-7, 0.0)
         b.adagrad_update(h, h, s(), 1e-3, 1e-7, 0.0)
+        # Mixed precision: float32 masters, the gradient unscaled as read (_unscaled) and the half
+        # copy written in the same pass (_mixed, H = float16).
+        for mixed in ({"unscale": 0.5}, {"unscale": 0.5, "half": b.zeros((3, 4), np.float16)}):
+            p, g = s(), s()
+            b.sgd_update(p, g, None, 0.1, 0.0, 0.0, False, **mixed)
+            b.sgd_update(p, g, s(), 0.1, 0.9, 1e-4, True, **mixed)
+            b.adam_update(p, g, s(), s(), 1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False, **mixed)
+            for mg, mom in ((None, None), (None, s()), (s(), None), (s(), s())):
+                b.rmsprop_update(p, g, s(), mg, mom, 1e-3, 0.9, 0.0 if mom is None else 0.5, 1e-7, 0.0, **mixed)
+            b.adagrad_update(p, g, s(), 1e-3, 1e-7, 0.0, **mixed)
     return calls
 
 

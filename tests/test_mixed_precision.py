@@ -1,0 +1,136 @@
+"""Mixed precision: policies, float32 master weights with a half copy written by the update, and
+the loss scaler's skip / halve / grow rules, on NumPy and the CuPy stand-in."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fcgpu as fc
+from fcgpu import mixed_precision as mp
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy():
+    yield
+    mp.set_global_policy("float32")
+
+
+def _model(policy: str, width: int = 8) -> fc.Sequential:
+    model = fc.Sequential([fc.Dense(16, activation="relu", dtype=policy), fc.Dense(3, activation="softmax", dtype=policy)])
+    model.build(width)
+    return model
+
+
+def test_policies_have_keras_dtypes():
+    assert mp.global_policy().name == "float32"
+    p = mp.Policy("mixed_float16")
+    assert (p.name, p.compute_dtype, p.variable_dtype) == ("mixed_float16", np.float16, np.float32)
+    assert mp.Policy("float64").compute_dtype == np.float64
+    with pytest.raises(ValueError, match="mixed_bfloat16"):
+        mp.Policy("half")
+    mp.set_global_policy("mixed_float16")
+    layer = fc.Dense(4)
+    assert layer.dtype == np.float32 and layer.compute_dtype == np.float16 and layer.dtype_policy.name == "mixed_float16"
+    assert layer.get_config()["dtype"] == "mixed_float16"
+    assert fc.Dense.from_config(layer.get_config()).dtype_policy == p
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16"])  # mixed_bfloat16 layers: not run end to end yet
+def test_master_weights_float32_outputs_half(backend, policy):
+    model = _model(policy)
+    layer = model.layers[0]
+    y = model.predict(np.random.rand(5, 8).astype(np.float32))
+    assert layer.kernel.dtype == np.float32 and layer.bias.dtype == np.float32
+    assert fc.to_numpy(layer(np.ones((2, 8), np.float32))).dtype == mp.Policy(policy).compute_dtype
+    assert np.isfinite(y).all()
+
+
+def test_update_writes_the_half_copy(backend):
+    model = _model("mixed_float16")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    x, y = np.random.rand(32, 8).astype(np.float32), np.random.randint(0, 3, 32)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    for layer in model.layers:
+        for name, half in layer.half_copies().items():
+            master = layer.kernel if name.endswith("kernel") else layer.bias
+            np.testing.assert_array_equal(fc.to_numpy(half), fc.to_numpy(master).astype(np.float16))
+
+
+def test_overflow_skips_the_step_and_halves_the_scale(backend):
+    model = _model("mixed_float16")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    assert isinstance(model.optimizer, fc.optimizers.LossScaleOptimizer)
+    assert model.optimizer.loss_scale == 2.0**15
+    before = [w.copy() for w in model.get_weights()]
+    x = np.full((4, 8), 6e4, np.float32)  # float16 activations overflow: an inf forward, not a crash
+    model.train_step(x, np.zeros(4, np.int64))
+    assert model.optimizer.loss_scale == 2.0**14 and model.optimizer.iterations == 0
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_growth_after_dynamic_growth_steps(backend):
+    model = _model("mixed_float16")
+    opt = fc.optimizers.LossScaleOptimizer(fc.optimizers.SGD(0.01), initial_scale=4.0, dynamic_growth_steps=3)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=opt)
+    x, y = np.random.rand(8, 8).astype(np.float32), np.random.randint(0, 3, 8)
+    for _ in range(3):
+        model.train_step(x, y)
+    assert opt.loss_scale == 8.0 and opt.iterations == 3
+
+
+def test_small_updates_are_kept_as_in_float32(backend):
+    """lr * grad below float16's resolution of the weights still moves the float32 master."""
+    w = np.ones((4, 2), np.float32)
+    layers = {}
+    for policy in ("float32", "mixed_float16"):
+        layer = fc.Dense(2, use_bias=False, dtype=policy)
+        layer.set_weights([w])
+        layer.forward(np.full((1, 4), 1.0, np.float32))
+        layer.backward(np.full((1, 2), 1.0, np.float32), input_grad=False)
+        opt = fc.optimizers.SGD(1e-5)
+        for _ in range(10):
+            opt.step(layer)
+        layers[policy] = layer.get_weights()[0]
+    assert (layers["mixed_float16"] < 1.0).all()
+    np.testing.assert_allclose(layers["mixed_float16"], layers["float32"], rtol=0, atol=1e-6)
+
+
+def test_digits_reach_float32_accuracy():
+    pytest.importorskip("sklearn")
+    from fcgpu.data import load_digits
+
+    (x, y), (xt, yt) = load_digits()
+    accuracy = {}
+    for policy in ("float32", "mixed_float16"):
+        fc.set_seed(0)
+        model = fc.Sequential([fc.Dense(64, activation="relu", dtype=policy), fc.Dense(10, activation="softmax", dtype=policy)])
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+        model.fit(x, y, epochs=10, batch_size=32, verbose=0, shuffle=False)
+        accuracy[policy] = model.evaluate(xt, yt)["accuracy"]
+    assert accuracy["mixed_float16"] >= accuracy["float32"] - 0.01
+
+
+def test_save_load_round_trip(tmp_path):
+    model = _model("mixed_float16")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    path = tmp_path / "m.fcgpu"
+    model.save(path)
+    loaded = fc.load_model(path)
+    assert loaded.layers[0].dtype_policy.name == "mixed_float16"
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.rand(3, 8).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(x), loaded.predict(x))
+
+
+def test_bfloat16_compiles_without_loss_scaling():
+    model = _model("mixed_bfloat16")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    assert not isinstance(model.optimizer, fc.optimizers.LossScaleOptimizer)
+
+
+def test_tf32_switch():
+    assert isinstance(mp.tf32_enabled(), bool)
+    with pytest.raises(TypeError):
+        mp.set_tf32("yes")
