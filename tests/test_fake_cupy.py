@@ -293,4 +293,8 @@ def test_warm_stand_in_builds_every_backend_kernel() -> None:
     from fcgpu.backends.cupy_backend import KERNEL_SPECS
     from fcgpu.testing import warm_stand_in
 
-    assert warm_stand_in(("float32",)) == len(KERNEL_SPECS)  # one library per kernel and dtype
+    from fcgpu.testing.cuda_compile import trace_backend_calls
+
+    # every kernel gets a library (some more than one: half parameters with float32 state)
+    assert {call.name for call in trace_backend_calls()} == set(KERNEL_SPECS)
+    assert warm_stand_in(("float32",)) >= len(KERNEL_SPECS)

@@ -101,11 +101,16 @@ class Layer:
         """y from x, keeping nothing (inference)."""
         raise NotImplementedError
 
-    @staticmethod
-    def borrowed(x: Any, x_dev: Array) -> bool:
+    def borrowed(self, x: Any, x_dev: Array) -> bool:
         """Whether ``x_dev`` (x as the backend's array) may share the caller's memory: x itself, a
-        view of it, or a zero-copy DLPack import. A layer copies such an input before keeping it."""
-        return x_dev is x or getattr(x_dev, "base", None) is not None
+        view of it or of what it views, or a zero-copy DLPack import. A layer copies such an input
+        before keeping it; host data copied to the device, or cast, is the layer's own."""
+        if x_dev is x:
+            return True
+        if self.backend is not None and self.backend.owns(x):
+            base = getattr(x_dev, "base", None)
+            return base is not None and (base is x or base is getattr(x, "base", None))
+        return not isinstance(x, np.ndarray) and hasattr(x, "__dlpack__")
 
     def device_input(self, x: Any) -> tuple[Array, bool]:
         """(x as a (B, M) array of the layer's backend and dtype, whether x was 1-D), checked: shape,
