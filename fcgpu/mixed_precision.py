@@ -94,13 +94,19 @@ class Policy:
         return f'<Policy "{self.name}">'
 
 
-_global = Policy("float32")
+class _Global:
+    """The global policy (Keras's ``set_global_policy``)."""
+
+    policy = Policy("float32")
+
+
+_global = _Global()
 
 
 def get_policy(value: Any) -> Policy:
     """A Policy from a Policy, a policy name or a NumPy dtype (None: the global policy)."""
     if value is None:
-        return _global
+        return _global.policy
     if isinstance(value, Policy):
         return value
     return Policy(value)
@@ -108,23 +114,27 @@ def get_policy(value: Any) -> Policy:
 
 def set_global_policy(policy: str | Policy) -> None:
     """The policy of every layer built afterwards without ``dtype=`` (Keras's name)."""
-    global _global
-    _global = get_policy(policy) if policy is not None else Policy("float32")
+    _global.policy = get_policy(policy) if policy is not None else Policy("float32")
 
 
 def global_policy() -> Policy:
     """The current global policy ('float32' unless set)."""
-    return _global
+    return _global.policy
 
 
 # -- TF32 ------------------------------------------------------------------------------
-_gemms_ran = False
+class _Tf32:
+    """Whether CuPy has read CUPY_TF32 in this process (it does once, when its core is loaded)."""
+
+    locked = False
+
+
+_tf32 = _Tf32()
 
 
 def note_gemm() -> None:
-    """Called by the CuPy backend before its first GEMM: from then on CuPy has read CUPY_TF32."""
-    global _gemms_ran
-    _gemms_ran = True
+    """Called by the CuPy backend when it starts on the real CuPy: from then on CUPY_TF32 is read."""
+    _tf32.locked = True
 
 
 def tf32_enabled() -> bool:
@@ -141,7 +151,7 @@ def set_tf32(enabled: bool) -> None:
     if bool(enabled) == tf32_enabled():
         os.environ["CUPY_TF32"] = "1" if enabled else "0"
         return
-    if _gemms_ran:
+    if _tf32.locked:
         raise RuntimeError(
             "set_tf32: GEMMs already ran in this process, and CuPy reads CUPY_TF32 once before its first "
             "GEMM, so the change would not take effect; call set_tf32 (or set FCGPU_TF32=1) before any training"

@@ -134,3 +134,18 @@ def test_tf32_switch():
     assert isinstance(mp.tf32_enabled(), bool)
     with pytest.raises(TypeError):
         mp.set_tf32("yes")
+
+
+def test_tf32_cannot_change_once_cupy_has_read_it(monkeypatch):
+    from fcgpu import mixed_precision as mp
+
+    monkeypatch.delenv("CUPY_TF32", raising=False)
+    monkeypatch.delenv("FCGPU_TF32", raising=False)
+    monkeypatch.setattr(mp._tf32, "locked", False)
+    fc.set_tf32(True)
+    assert mp.tf32_enabled()
+    fc.set_tf32(False)
+    mp.note_gemm()  # what the CuPy backend does when it starts on the real CuPy
+    with pytest.raises(RuntimeError, match="set_tf32: GEMMs already ran"):
+        fc.set_tf32(True)
+    fc.set_tf32(False)  # no change: fine

@@ -202,6 +202,10 @@ class CupyBackend(Backend):
             import cupy as cupy_module  # noqa: PLC0415 - only where a device was found usable
         self.xp = self.cp = cupy_module
         self._kernels: dict[str, Any] = {}
+        if getattr(cupy_module, "__name__", "") == "cupy":  # the real CuPy has read CUPY_TF32 by now
+            from ..mixed_precision import note_gemm
+
+            note_gemm()
 
     def kernel(self, name: str) -> Any:
         """The compiled-on-first-use ``ElementwiseKernel`` of ``KERNEL_SPECS[name]``."""
