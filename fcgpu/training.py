@@ -169,6 +169,8 @@ class Trainer(DataParallel):
         yh = self.loss.prepare_labels(
             y, (xh.shape[0], self.output_features), getattr(last, "compute_dtype", last.dtype), names[1]
         )
+        for metric in self.metric_objects:  # a metric that cannot compare these labels fails here
+            metric.check((xh.shape[0], self.output_features), yh.shape)
         return xh, yh
 
     def _ensure_built(self, features: int) -> None:
