@@ -295,7 +295,8 @@ class ReduceLROnPlateau(Callback):
 
 
 class CSVLogger(Callback):
-    """Append one row per epoch (epoch, then the logs' keys in sorted order) to a CSV file."""
+    """Append one row per epoch (epoch, then the logs' keys in sorted order) to a CSV file; under
+    data parallel only rank 0 writes it (the logs are the same global figures on every rank)."""
 
     def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False) -> None:
         super().__init__()
@@ -304,8 +305,14 @@ class CSVLogger(Callback):
         if not os.path.isdir(folder):
             raise ValueError(f"filename: the folder {folder!r} does not exist")
         self._keys: list[str] | None = None
+        self._writes = True
 
     def on_train_begin(self, logs=None):
+        from .distributed.communicator import world
+
+        self._writes = world().is_root
+        if not self._writes:
+            return
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         self._file = open(self.filename, "a" if self.append else "w", newline="")
         self._header = not exists
@@ -313,6 +320,8 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if not self._writes:
+            return
         if self._keys is None:
             self._keys = sorted(logs)
         writer = csv.writer(self._file, delimiter=self.sep)
@@ -323,7 +332,8 @@ class CSVLogger(Callback):
         self._file.flush()
 
     def on_train_end(self, logs=None):
-        self._file.close()
+        if self._writes:
+            self._file.close()
 
 
 class LambdaCallback(Callback):
