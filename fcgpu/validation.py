@@ -10,8 +10,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .backends import to_numpy
+from .backends.base import is_float_dtype, is_numeric_dtype
 
-__all__ = ["positive_int", "input_features", "float_array"]
+__all__ = ["positive_int", "input_features", "float_array", "is_float_dtype", "is_numeric_dtype"]
 
 
 def positive_int(value: Any, argument: str, allow_zero: bool = False) -> int:
@@ -63,7 +64,7 @@ def float_array(
         host = to_numpy(a)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{argument}: expected a rectangular numeric array, got {e}") from None
-    if host.dtype.kind not in "biuf":
+    if not is_numeric_dtype(host.dtype):
         raise TypeError(f"{argument}: expected a numeric array, got dtype {host.dtype}")
     if ndim == 2 and host.ndim != 2:
         raise ValueError(f"{argument}: expected shape (samples, features), got {host.shape}")

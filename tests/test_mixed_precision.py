@@ -35,8 +35,10 @@ def test_policies_have_keras_dtypes():
     assert fc.Dense.from_config(layer.get_config()).dtype_policy == p
 
 
-@pytest.mark.parametrize("policy", ["mixed_float16"])  # mixed_bfloat16 layers: not run end to end yet
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_master_weights_float32_outputs_half(backend, policy):
+    if policy == "mixed_bfloat16":
+        pytest.importorskip("ml_dtypes")
     model = _model(policy)
     layer = model.layers[0]
     y = model.predict(np.random.rand(5, 8).astype(np.float32))
@@ -45,15 +47,21 @@ def test_master_weights_float32_outputs_half(backend, policy):
     assert np.isfinite(y).all()
 
 
-def test_update_writes_the_half_copy(backend):
-    model = _model("mixed_float16")
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_update_writes_the_half_copy(backend, policy):
+    if policy == "mixed_bfloat16":
+        pytest.importorskip("ml_dtypes")
+    model = _model(policy)
     model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
     x, y = np.random.rand(32, 8).astype(np.float32), np.random.randint(0, 3, 32)
     model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    compute = mp.Policy(policy).compute_dtype
     for layer in model.layers:
+        assert layer.half_copies()
         for name, half in layer.half_copies().items():
             master = layer.kernel if name.endswith("kernel") else layer.bias
-            np.testing.assert_array_equal(fc.to_numpy(half), fc.to_numpy(master).astype(np.float16))
+            assert fc.to_numpy(half).dtype == compute
+            np.testing.assert_array_equal(fc.to_numpy(half), fc.to_numpy(master).astype(compute))
 
 
 def test_overflow_skips_the_step_and_halves_the_scale(backend):
@@ -109,6 +117,44 @@ def test_digits_reach_float32_accuracy():
         model.fit(x, y, epochs=10, batch_size=32, verbose=0, shuffle=False)
         accuracy[policy] = model.evaluate(xt, yt)["accuracy"]
     assert accuracy["mixed_float16"] >= accuracy["float32"] - 0.01
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "cupy-standin"])
+def test_bfloat16_digits_reach_float32_accuracy(backend_named, backend_name):
+    """mixed_bfloat16 trains with float32 master weights, bfloat16 outputs and no loss scaler, to
+    within 0.02 of float32's accuracy (NumPy computes bfloat16 in float32, rounding once)."""
+    pytest.importorskip("sklearn")
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from fcgpu.data import load_digits
+
+    (x, y), (xt, yt) = load_digits()
+    accuracy = {}
+    with fc.use_backend(backend_named(backend_name)):
+        for policy in ("float32", "mixed_bfloat16"):
+            fc.set_seed(0)
+            model = fc.Sequential(
+                [fc.Dense(64, activation="relu", dtype=policy), fc.Dense(10, activation="softmax", dtype=policy)]
+            )
+            model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+            model.fit(x, y, epochs=10, batch_size=32, verbose=0, shuffle=False)
+            accuracy[policy] = model.evaluate(xt, yt)["accuracy"]
+        assert not isinstance(model.optimizer, fc.optimizers.LossScaleOptimizer)
+        for layer in model.layers:
+            assert layer.kernel.dtype == np.float32 and layer.bias.dtype == np.float32
+        out = fc.to_numpy(model.layers[0](xt[:4]))
+        assert out.dtype == np.dtype(ml_dtypes.bfloat16)
+        probabilities = model.predict(xt[:4])
+        assert np.isfinite(np.asarray(probabilities, np.float32)).all()
+    assert accuracy["mixed_bfloat16"] >= accuracy["float32"] - 0.02
+
+
+def test_bfloat16_without_ml_dtypes_names_the_package(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # import ml_dtypes raises ImportError
+    with pytest.raises(ImportError, match="pip install ml_dtypes"):
+        fc.Dense(4, dtype="mixed_bfloat16")
+    fc.Dense(4, dtype="mixed_float16")  # the float16 policies never need it
 
 
 def test_save_load_round_trip(tmp_path):

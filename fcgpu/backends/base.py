@@ -19,6 +19,30 @@ Array = Any  # numpy.ndarray or cupy.ndarray
 Scalar = Any
 
 
+def is_bfloat16(dtype: Any) -> bool:
+    """Whether ``dtype`` is bfloat16 (ml_dtypes' type in NumPy, CuPy's where it has one): a float
+    type whose NumPy kind is 'V', not 'f'."""
+    return np.dtype(dtype).name == "bfloat16"
+
+
+def is_float_dtype(dtype: Any) -> bool:
+    """Whether ``dtype`` is a floating type the layers compute in: NumPy kind 'f', or bfloat16."""
+    dtype = np.dtype(dtype)
+    return dtype.kind == "f" or dtype.name == "bfloat16"
+
+
+def is_numeric_dtype(dtype: Any) -> bool:
+    """Whether ``dtype`` is bool, an integer or a float type (bfloat16 included)."""
+    dtype = np.dtype(dtype)
+    return dtype.kind in "biuf" or dtype.name == "bfloat16"
+
+
+def is_half_dtype(dtype: Any) -> bool:
+    """float16 or bfloat16: the 16-bit types that the kernels (and the NumPy backend) compute in float32."""
+    dtype = np.dtype(dtype)
+    return dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
+
+
 class BackendUnavailable(RuntimeError):
     """An explicitly requested backend cannot run here; the message says why."""
 
@@ -55,7 +79,7 @@ class Backend(ABC):
         if callable(dlpack_device) and not self.owns(x) and not isinstance(x, np.ndarray):
             x = self._from_dlpack(x, int(dlpack_device()[0]), argument)
         if self.owns(x):
-            if x.dtype.kind not in "biuf":
+            if not is_numeric_dtype(x.dtype):
                 raise TypeError(f"{argument}: expected a numeric array, got dtype {x.dtype}")
             return x if x.dtype == dtype else x.astype(dtype)
         foreign = getattr(x, "__cuda_array_interface__", None) is not None or type(x).__module__.split(".")[0] in (
@@ -69,7 +93,7 @@ class Backend(ABC):
                 f"fcgpu.to_numpy() or move the model with model.to(...)"
             )
         host = np.asarray(x)
-        if host.dtype.kind not in "biuf":
+        if not is_numeric_dtype(host.dtype):
             raise TypeError(f"{argument}: expected a numeric array, got dtype {host.dtype}")
         return self.from_numpy(host.astype(dtype, copy=False))
 
@@ -156,9 +180,9 @@ class Backend(ABC):
 
     # -- losses ------------------------------------------------------------------
     def _widened(self, *arrays: Array) -> list[Array]:
-        """float16 arrays as float32 (others as they are): the kernels compute half in float, and a
-        half difference or sum of squares overflows at 65504."""
-        return [a.astype(self.xp.float32) if a.dtype == self.xp.float16 else a for a in arrays]
+        """float16 and bfloat16 arrays as float32 (others as they are): the kernels compute half in
+        float, a float16 difference or sum of squares overflows at 65504, and bfloat16 keeps 8 bits."""
+        return [a.astype(self.xp.float32) if is_half_dtype(a.dtype) else a for a in arrays]
 
     def logsumexp_rows(self, z: Array) -> Array:
         """(B, 1) log(sum(exp(z), axis=1)) in z's dtype, stable for any logit size."""

@@ -13,10 +13,10 @@ import numpy as np
 
 from ..activations import ACTIVATIONS, Workspace, get_activation
 from . import philox
-from .base import Array, Backend
+from .base import Array, Backend, is_half_dtype
 
 _BOOL = np.dtype(np.bool_)
-_HALF = np.dtype(np.float16)
+_F32 = np.dtype(np.float32)
 # Types NumPy hands to BLAS (float16 products run in NumPy's own loops).
 _BLAS_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -58,7 +58,28 @@ class NumpyBackend(Backend):
 
     # -- GEMMs -------------------------------------------------------------------
     # NumPy hands transposed views (F-ordered) to BLAS as they are, so none of these copies.
+    # bfloat16 (dtype kind 'V', ml_dtypes) has no BLAS: its operands are widened to float32, the
+    # product is taken in float32 and rounded once into out, as a tensor core accumulates in float.
+    def _wide_gemm(self, name: str, a: Array, b: Array, out: Array) -> Array:
+        wa = self._workspace(a.shape, _F32, "gemm_a")
+        wb = self._workspace(b.shape, _F32, "gemm_b")
+        np.copyto(wa, a)
+        np.copyto(wb, b)
+        if out.dtype == _F32:
+            return getattr(self, name)(wa, wb, out)
+        wide = self._workspace(out.shape, _F32, "gemm_out")
+        getattr(self, name)(wa, wb, wide)
+        np.copyto(out, wide, casting="same_kind")
+        return out
+
+    def matmul(self, a: Array, b: Array, out: Array) -> Array:
+        if a.dtype.kind == "V":
+            return self._wide_gemm("matmul", a, b, out)
+        return np.matmul(a, b, out=out)
+
     def matmul_at_b(self, a: Array, b: Array, out: Array) -> Array:
+        if a.dtype.kind == "V":
+            return self._wide_gemm("matmul_at_b", a, b, out)
         if a.shape[0] == 1:
             # An outer product: BLAS GEMM with K = 1 runs several times slower than this, and a
             # broadcast multiply goes through NumPy's buffered iterator, which allocates.
@@ -66,6 +87,8 @@ class NumpyBackend(Backend):
         return np.matmul(a.T, b, out=out)
 
     def matmul_a_bt(self, a: Array, b: Array, out: Array) -> Array:
+        if a.dtype.kind == "V":
+            return self._wide_gemm("matmul_a_bt", a, b, out)
         if a.shape[0] == 1:
             # A matrix-vector product: GEMV instead of a degenerate GEMM.
             np.dot(b, a[0], out=out[0])
@@ -73,7 +96,7 @@ class NumpyBackend(Backend):
         return np.matmul(a, b.T, out=out)
 
     def sum_rows(self, a: Array, out: Array) -> Array:
-        if a.dtype == _HALF:
+        if a.dtype.itemsize == 2:  # float16 or bfloat16: in float32 (_half_in_float32)
             return _HALF_HOT["sum_rows"](self, a, out)
         if a.dtype in _BLAS_TYPES and out.dtype == a.dtype and a.ndim == 2 and a.flags.c_contiguous:
             # ones (B,) @ a (B, N) as a BLAS GEMV: 2-3x faster than add.reduce over axis 0.
@@ -90,7 +113,7 @@ class NumpyBackend(Backend):
     def bias_act_forward(
         self, z: Array, bias: Array | None, activation: str, out: Array, keep: Array | None = None
     ) -> Array:
-        if z.dtype == _HALF:
+        if z.dtype.itemsize == 2:
             return _HALF_HOT["bias_act_forward"](self, z, bias, activation, out, keep)
         act = ACTIVATIONS.get(activation) or get_activation(activation)
         if keep is not None:
@@ -124,7 +147,7 @@ class NumpyBackend(Backend):
 
     def act_backward(self, y: Array, dy: Array, activation: str, out: Array) -> Array:
         # y is what the forward pass kept: the output, or z + b for an entry with backward_from "z".
-        if y.dtype == _HALF:
+        if y.dtype.itemsize == 2:
             return _HALF_HOT["act_backward"](self, y, dy, activation, out)
         (ACTIVATIONS.get(activation) or get_activation(activation)).backward(y, dy, out, self._work)
         return out
@@ -132,12 +155,14 @@ class NumpyBackend(Backend):
     # -- dropout -----------------------------------------------------------------
     def dropout_forward(self, x: Array, out: Array, seed: int, step: int, rate: float, offset: int = 0) -> Array:
         # The mask from the NumPy Philox (backends/philox.py); kept values times the scale in the
-        # kernel's arithmetic type (float32 for half), one rounding, so both backends agree bit for bit.
+        # kernel's arithmetic type (float32 for float16 and bfloat16), one rounding, so both backends
+        # agree bit for bit.
         threshold, scale = philox.dropout_constants(rate)
         drop = philox.dropped(seed, step, offset, x.shape, threshold)
-        if x.dtype == _HALF:
-            wide = self._workspace(x.shape, np.float32, "dropout")
-            np.multiply(x, np.float32(scale), out=wide)
+        if is_half_dtype(x.dtype):
+            wide = self._workspace(x.shape, _F32, "dropout")
+            np.copyto(wide, x)
+            np.multiply(wide, np.float32(scale), out=wide)
             np.copyto(out, wide, casting="same_kind")
         else:
             np.multiply(x, x.dtype.type(scale), out=out)
@@ -328,20 +353,23 @@ class NumpyBackend(Backend):
 
 
 def _half_in_float32(method: Callable[..., Any], outputs: tuple[str, ...]) -> Callable[..., Any]:
-    """Run ``method`` on float16 arrays in float32 and round the ``outputs`` once, as the kernels do
-    (their arithmetic type for half is float: in float16 arithmetic eps = 1e-8 is 0, exp(12)
-    overflows, and a column sum of 4096 ones is 2048)."""
+    """Run ``method`` on float16 and bfloat16 arrays in float32 and round the ``outputs`` once, as
+    the kernels do (their arithmetic type for both is float: in float16 arithmetic eps = 1e-8 is 0,
+    exp(12) overflows, and a column sum of 4096 ones is 2048; bfloat16 keeps 8 significant bits,
+    and ml_dtypes has no BLAS or fast loops for it). A call mixes at most one of the two types."""
     signature = inspect.signature(method)
 
     @functools.wraps(method)
     def wrapper(self: NumpyBackend, first: Any, *args: Any, **kwargs: Any) -> Any:
-        if first.dtype != np.float16:
+        if not is_half_dtype(first.dtype):
             return method(self, first, *args, **kwargs)
         bound = signature.bind(self, first, *args, **kwargs)
         originals = {}
+        half = first.dtype
         for name, value in bound.arguments.items():
-            if isinstance(value, np.ndarray) and value.dtype == np.float16:
+            if isinstance(value, np.ndarray) and is_half_dtype(value.dtype):
                 originals[name] = value
+                half = value.dtype
                 bound.arguments[name] = value.astype(np.float32)
         with np.errstate(over="ignore", invalid="ignore"):
             result = method(*bound.args, **bound.kwargs)
@@ -351,13 +379,13 @@ def _half_in_float32(method: Callable[..., Any], outputs: tuple[str, ...]) -> Ca
                 if result is bound.arguments[name]:
                     result = originals[name]
         if isinstance(result, np.ndarray) and result.dtype == np.float32 and all(result is not o for o in originals.values()):
-            result = result.astype(np.float16)
+            result = result.astype(half)
         return result
 
     return wrapper
 
 
-# The per-layer hot paths check for float16 inline (see _HALF_HOT): at (32, 64, 64) the extra
+# The per-layer hot paths check for a 2-byte dtype inline (see _HALF_HOT): at (32, 64, 64) the extra
 # Python frame of the wrapper costs ~0.5 us a call, 7% of a Dense forward+backward.
 _HALF_HOT: dict[str, Callable[..., Any]] = {
     _name: _half_in_float32(getattr(NumpyBackend, _name), _outputs)
