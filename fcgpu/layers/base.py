@@ -113,8 +113,8 @@ class Layer:
         return not isinstance(x, np.ndarray) and hasattr(x, "__dlpack__")
 
     def device_input(self, x: Any) -> tuple[Array, bool]:
-        """(x as a (B, M) array of the layer's backend and dtype, whether x was 1-D), checked: shape,
-        features, and values that overflow a narrower dtype. Builds the layer on the first call."""
+        """(x as a (B, M) array of the layer's backend and compute dtype, whether x was 1-D), checked:
+        shape, features, and values that overflow a narrower dtype. Builds the layer on the first call."""
         ndim = getattr(x, "ndim", None)
         if ndim is None:
             try:
@@ -133,12 +133,15 @@ class Layer:
                 f"x: expected {expected} features (shape (batch, {expected})) for layer "
                 f"'{self.name}', got shape {tuple(x.shape)}"
             )
-        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.itemsize > self.dtype.itemsize:
+        dtype = np.dtype(getattr(self, "compute_dtype", self.dtype))  # mixed policies compute in half
+        narrowing = isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.itemsize > dtype.itemsize
+        if narrowing and not getattr(self, "mixed", False):
             # Narrowing (float64 -> float32, float32 -> float16) can overflow: refuse as fit does.
-            float_array(x, "x", self.dtype, owner=f"layer '{self.name}'")
+            # Under a mixed policy an overflow to inf is the loss scaler's to catch (skip the step).
+            float_array(x, "x", dtype, owner=f"layer '{self.name}'")
         if not self.built:
             self.build(x.shape[-1])
-        x_dev = self.backend.asarray(x, self.dtype, "x")
+        x_dev = self.backend.asarray(x, dtype, "x")
         return (x_dev.reshape(1, -1), True) if x_dev.ndim == 1 else (x_dev, False)
 
     def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:

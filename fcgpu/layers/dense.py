@@ -297,37 +297,6 @@ class Dense(Layer):
     def release(self) -> None:
         self._x = self._y = self._kept = None
 
-    def _device_input(self, x: Any) -> tuple[Array, bool]:
-        """(x as a (B, M) array of the layer's backend, whether x was 1-D), checked: shape, features,
-        and values that overflow a narrower dtype. Builds the layer on the first call."""
-        ndim = getattr(x, "ndim", None)
-        if ndim is None:
-            try:
-                x = np.asarray(x)
-            except (ValueError, TypeError) as e:
-                raise ValueError(f"x: expected a rectangular numeric array for layer '{self.name}', got {e}") from None
-            ndim = x.ndim
-        if ndim not in (1, 2):
-            raise ValueError(
-                f"x: expected shape (batch, in_features) or (in_features,) for layer '{self.name}', "
-                f"got shape {tuple(x.shape)}"
-            )
-        if x.shape[-1] < 1 or (self.built and x.shape[-1] != self.in_features):
-            expected = self.in_features if self.built else "at least 1"
-            raise ValueError(
-                f"x: expected {expected} features (shape (batch, {expected})) for layer "
-                f"'{self.name}', got shape {tuple(x.shape)}"
-            )
-        dtype = self.compute_dtype
-        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.itemsize > dtype.itemsize and not self.mixed:
-            # Narrowing (float64 -> float32, float32 -> float16) can overflow: refuse as fit does.
-            # Under a mixed policy an overflow to inf is the loss scaler's to catch (skip the step).
-            float_array(x, "x", dtype, owner=f"layer '{self.name}'")
-        if not self.built:
-            self.build(x.shape[-1])
-        x_dev = self.backend.asarray(x, dtype, "x")
-        return (x_dev.reshape(1, -1), True) if x_dev.ndim == 1 else (x_dev, False)
-
     def _affine(self, x: Array, key: str, activation: str, keep: bool = False) -> tuple[Array, Array | None]:
         """(y, None), or with ``keep`` (an activation whose backward reads z + b) (y, z + b), the
         latter in a buffer of its own that one fused pass writes beside y."""
@@ -364,7 +333,7 @@ class Dense(Layer):
         model's path to a loss that fuses with this layer's activation.
         """
         self.release()
-        x_dev, squeeze = self._device_input(x)
+        x_dev, squeeze = self.device_input(x)
         backend = self.backend
         if not input_owned and self.borrowed(x, x_dev):
             x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.compute_dtype))
@@ -378,7 +347,7 @@ class Dense(Layer):
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         """forward without keeping anything for backward (predict, evaluate, validation): a
         pending backward still sees the batch of the last ``forward``."""
-        x_dev, squeeze = self._device_input(x)
+        x_dev, squeeze = self.device_input(x)
         y, _ = self._affine(x_dev, "y_infer", "linear" if logits else self.activation.name)
         return y[0] if squeeze else y
 
