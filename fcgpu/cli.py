@@ -122,11 +122,12 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
         reason += f", from FCGPU_BACKEND={name}"
     print(f"backend: {backend.name} ({reason})")
     fc.set_seed(args.seed)
-    model = fc.Sequential([fc.Dense(h, activation="relu") for h in hidden] + [fc.Dense(10)])
+    policy = args.dtype
+    model = fc.Sequential([fc.Dense(h, activation="relu", dtype=policy) for h in hidden] + [fc.Dense(10, dtype=policy)])
     model.build((None, x_train.shape[1]))
     model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.Adam(lr=args.lr), metrics=["accuracy"])
     print(f"data: {args.dataset}, {len(x_train)} train / {len(x_test)} test samples")
-    print(f"model: {'-'.join(map(str, widths))} ({model.count_params():,} params), Adam lr={args.lr}, "
+    print(f"model: {'-'.join(map(str, widths))} ({model.count_params():,} params), {policy}, Adam lr={args.lr}, "
           f"batch size {batch_size}, {epochs} epochs")
     if comm.size > 1:
         print(f"data parallel: {fc.distributed.describe(comm)}, each with its share of every batch of {batch_size}")
@@ -165,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=number(0, 1e3), default=1e-3, help="Adam's learning rate")
     p.add_argument("--hidden", type=int_list(1, 2**20), default=None,
                    help="hidden layer sizes, e.g. 256,128 (default: 64 / 512)")
+    p.add_argument("--dtype", choices=["float32", "float64", "float16", "mixed_float16", "mixed_bfloat16"],
+                   default="float32", help="the layers' dtype policy (mixed_*: float32 weights, half compute)")
     p.add_argument("--save", default=None, help="save the trained model to this file (checked before training)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="one line per epoch, no bar")
     p.set_defaults(func=_cmd_train)

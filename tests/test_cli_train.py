@@ -28,6 +28,14 @@ def test_train_on_digits_prints_backend_accuracy_and_time(capsys, tmp_path):
     assert model.count_params() == 4810
 
 
+def test_train_under_a_mixed_precision_policy(capsys):
+    pytest.importorskip("sklearn")
+    assert main(["train", "--backend", "numpy", "--epochs", "20", "--dtype", "mixed_float16", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "model: 64-64-10 (4,810 params), mixed_float16" in out
+    assert float(re.search(r"test accuracy: ([0-9.]+)", out).group(1)) >= 0.9
+
+
 def test_train_fashion_mnist_from_a_folder(capsys, tmp_path):
     folder = make_fashion_dir(tmp_path / "fm", n_train=40, n_test=10)
     argv = ["train", "--dataset", "fashion-mnist", "--data-dir", str(folder), "--backend", "numpy"]
