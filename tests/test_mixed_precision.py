@@ -195,3 +195,39 @@ def test_tf32_cannot_change_once_cupy_has_read_it(monkeypatch):
     with pytest.raises(RuntimeError, match="set_tf32: GEMMs already ran"):
         fc.set_tf32(True)
     fc.set_tf32(False)  # no change: fine
+
+
+@pytest.mark.parametrize("half_name", ["float16", "bfloat16"])
+@pytest.mark.parametrize("which", ["sgd", "sgd_momentum", "adam", "adamw", "rmsprop_centered_momentum", "adagrad"])
+def test_mixed_update_kernels_match_the_numpy_backend(backend_named, rng, which, half_name):
+    """The fused updates for mixed precision (float32 master, unscaled gradient, half copy written in
+    the same pass) on the CuPy backend's kernels against the NumPy backend, edge gradients included."""
+    from fcgpu.mixed_precision import Policy
+
+    half = Policy(f"mixed_{half_name}").compute_dtype
+    numpy_backend, standin = backend_named("numpy"), backend_named("cupy-standin")
+    p0 = rng.normal(size=257).astype(np.float32)
+    g0 = (rng.normal(size=257) * 2.0**15).astype(np.float32)
+    g0[:3] = [0.0, -0.0, 6.5e4]
+    states = {k: np.abs(rng.normal(size=257)).astype(np.float32) for k in ("a", "b", "c")}
+    results = []
+    for b in (numpy_backend, standin):
+        p, g = b.from_numpy(p0.copy()), b.from_numpy(g0.copy())
+        s = {k: b.from_numpy(v.copy()) for k, v in states.items()}
+        h = b.from_numpy(np.zeros(257, half))
+        kw = dict(half=h, unscale=2.0**-15)
+        if which == "sgd":
+            b.sgd_update(p, g, None, 0.01, 0.0, 1e-4, False, **kw)
+        elif which == "sgd_momentum":
+            b.sgd_update(p, g, s["a"], 0.01, 0.9, 1e-4, True, **kw)
+        elif which in ("adam", "adamw"):
+            b.adam_update(p, g, s["a"], s["b"], 1e-3, 0.9, 0.999, 1e-8, 0.01, 3, which == "adamw", **kw)
+        elif which == "rmsprop_centered_momentum":
+            b.rmsprop_update(p, g, s["a"], s["b"], s["c"], 1e-3, 0.9, 0.5, 1e-7, 0.0, **kw)
+        else:
+            b.adagrad_update(p, g, s["a"], 1e-2, 1e-7, 0.0, **kw)
+        results.append([fc.to_numpy(a).astype(np.float64) for a in (p, h, *s.values())])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
+    # the half copy is the master rounded once
+    np.testing.assert_array_equal(results[1][1], results[1][0].astype(half).astype(np.float64))
