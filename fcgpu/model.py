@@ -338,8 +338,20 @@ class Sequential(Trainer):
             layer.release()
         self.release_loss()
         self._build_for(x)
-        h, last = x, len(self._layers) - 1
-        for i, layer in enumerate(self._layers):
+        h, last, i = x, len(self._layers) - 1, 0
+        layers = self._layers
+        while i <= last:
+            layer = layers[i]
+            # A Dense followed by an active Dropout in training: one pass for both (Dense.fuses_with).
+            fused = training and i < last and not (logits and i + 1 == last) and getattr(layer, "fuses_with", None)
+            if fused and layer.fuses_with(layers[i + 1]):
+                h = layer.forward(h, input_owned=input_owned or i > 0, output_private=True, training=True,
+                                  row_offset=row_offset, dropout=layers[i + 1])
+                i += 1  # the Dropout's output: copied only where the caller gets it
+                if not (output_private or i < last):
+                    h = self.backend.copy(h)
+                i += 1
+                continue
             h = layer.forward(
                 h,
                 input_owned=input_owned or i > 0,
@@ -348,6 +360,7 @@ class Sequential(Trainer):
                 training=training,
                 row_offset=row_offset,
             )
+            i += 1
         return h
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:

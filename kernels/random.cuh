@@ -68,4 +68,21 @@ FC_FN T fc_dropout(T x, unsigned long long seed, unsigned long long step, unsign
     return T(A(x) * A(scale));
 }
 
+// A Dense's bias + activation with the Dropout after it, in one pass: y = act(z + b) (kept for the
+// Dense's backward) and yd = dropout(y), each rounded as the two separate kernels round them.
+template <typename Act, typename T>
+FC_FN void fc_bias_act_dropout_forward(T z, T b, bool has_bias, T& y, T& yd, unsigned long long seed,
+                                       unsigned long long step, unsigned long long index, unsigned int threshold,
+                                       double scale) {
+    y = has_bias ? fc_bias_act_forward<Act>(z, b) : fc_act_forward<Act>(z);
+    yd = fc_dropout(y, seed, step, index, threshold, scale);
+}
+
+// Its backward: dz = act'(.) from y, applied to the Dropout's backward of dyd (the same mask).
+template <typename Act, typename T>
+FC_FN T fc_act_dropout_backward(T y, T dyd, unsigned long long seed, unsigned long long step,
+                                unsigned long long index, unsigned int threshold, double scale) {
+    return fc_act_backward<Act>(y, fc_dropout(dyd, seed, step, index, threshold, scale));
+}
+
 #endif  // FCGPU_RANDOM_CUH

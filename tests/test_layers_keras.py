@@ -454,3 +454,41 @@ def test_compile_gate_traces_the_dropout_kernel() -> None:
     assert {c.kinds for c in calls} == {("a", "s", "s", "s", "s", "s", "a")}
     variants = cc.sweep_variants({"fcgpu_dropout": KERNEL_SPECS["fcgpu_dropout"]}, calls=calls)
     assert {v.dtype for v in variants} == set(cc.DTYPES)
+
+
+def test_a_dense_runs_the_dropout_after_it_in_its_own_pass(backend, rng, monkeypatch) -> None:
+    """Dense + Dropout in training: one kernel forward and one backward for the pair on CuPy (two
+    device operations fewer than apart), with exactly the numbers the two layers give apart."""
+    from fcgpu.layers.dense import Dense
+
+    x, y = rng.normal(size=(24, 5)).astype(np.float32), rng.integers(0, 3, 24)
+
+    def train(fuse: bool):
+        if not fuse:
+            monkeypatch.setattr(Dense, "fuses_with", lambda self, layer: False)
+        fc.set_seed(11)
+        model = fc.Sequential([fc.Input(shape=(5,)), fc.Dense(8, activation="tanh"), fc.Dropout(0.4),
+                               fc.Dense(6, activation="relu"), fc.Dropout(0.2), fc.Dense(3)])
+        model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.SGD(lr=0.1), metrics=["accuracy"])
+        history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, shuffle=False)
+        monkeypatch.undo()
+        return model.get_weights(), history.history["loss"]
+
+    fused, apart = train(True), train(False)
+    for a, b in zip(fused[0], apart[0]):
+        np.testing.assert_array_equal(a, b)
+    assert fused[1] == apart[1]
+    if backend.name == "cupy":
+        counts = []
+        for fuse in (True, False):
+            if not fuse:
+                monkeypatch.setattr(Dense, "fuses_with", lambda self, layer: False)
+            model = fc.Sequential([fc.Input(shape=(5,)), fc.Dense(8, activation="tanh"), fc.Dropout(0.4), fc.Dense(3)])
+            model.compile(loss="softmax_cross_entropy", optimizer="sgd")
+            xd, yd = model.prepare_data(x, y)
+            model.train_batch(xd, yd)
+            with count_device_ops() as ops:
+                model.train_batch(xd, yd)
+            counts.append(ops.total)
+            monkeypatch.undo()
+        assert counts[0] == counts[1] - 2

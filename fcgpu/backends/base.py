@@ -173,6 +173,23 @@ class Backend(ABC):
         element in the whole batch (data-parallel: the rank's first row x N), so every sharding
         draws the same mask."""
 
+    def bias_act_dropout_forward(
+        self, z: Array, bias: Array | None, activation: str, out: Array, dropped: Array,
+        seed: int, step: int, rate: float, offset: int = 0,
+    ) -> Array:
+        """A Dense's bias + activation and the Dropout after it: out (B, N) = act(z + bias) (out may be
+        z; the Dense's backward reads it) and dropped = dropout(out) as ``dropout_forward`` draws it.
+        Returns ``dropped``. Shown as the two passes; the CuPy backend runs them as one kernel."""
+        self.bias_act_forward(z, bias, activation, out)
+        return self.dropout_forward(out, dropped, seed, step, rate, offset)
+
+    def act_dropout_backward(
+        self, y: Array, dy: Array, activation: str, out: Array, seed: int, step: int, rate: float, offset: int = 0
+    ) -> Array:
+        """Its backward: out = act'(from y) * dropout_backward(dy), in one pass on CuPy."""
+        masked = self.dropout_backward(dy, self.empty(dy.shape, dy.dtype), seed, step, rate, offset)
+        return self.act_backward(y, masked, activation, out)
+
     def dropout_backward(self, dy: Array, out: Array, seed: int, step: int, rate: float, offset: int = 0) -> Array:
         """out (B, N) = dy * mask / (1 - rate), the mask of ``dropout_forward`` with the same seed,
         step and offset, regenerated rather than stored: the same arithmetic, applied to dy."""

@@ -54,6 +54,16 @@ def _specs() -> dict[str, KernelSpec]:
         if act.backward_from == "z":  # two outputs: s = z + b, which backward reads, and y = act(s)
             specs.append(KernelSpec(f"fcgpu_bias_{act.name}_fwd_keep", "T z, T b", "T s, T y",
                                     f"fc_bias_act_forward_keep<{f}>(z, b, s, y)"))
+        else:  # fused with a Dropout after the Dense: the mask as fcgpu_dropout draws it
+            mask = "uint64 seed, uint64 step, int64 offset, uint32 threshold, float64 scale"
+            index = "(unsigned long long)(offset + i)"
+            specs += [
+                KernelSpec(f"fcgpu_bias_{act.name}_dropout_fwd", f"T z, T b, bool has_bias, {mask}", "T y, T yd",
+                           f"fc_bias_act_dropout_forward<{f}>(z, b, has_bias, y, yd, seed, step, {index}, "
+                           f"threshold, scale)"),
+                KernelSpec(f"fcgpu_{act.name}_dropout_bwd", f"T y, T dyd, {mask}", "T dz",
+                           f"dz = fc_act_dropout_backward<{f}>(y, dyd, seed, step, {index}, threshold, scale)"),
+            ]
     # Dropout, forward on x and backward on dy: element i is element offset + i of the batch, its
     # mask bit drawn from (seed, step, offset + i) by Philox both times (kernels/random.cuh).
     specs.append(KernelSpec(
@@ -294,6 +304,21 @@ class CupyBackend(Backend):
         return self.kernel(f"fcgpu_{activation}_bwd")(y, dy, out)
 
     # -- dropout -----------------------------------------------------------------
+    def bias_act_dropout_forward(self, z, bias, activation, out, dropped, seed, step, rate, offset=0):
+        threshold, scale = philox.dropout_constants(rate)
+        b = bias if bias is not None else z[..., :1]  # unread without a bias; any array of z's type
+        self.kernel(f"fcgpu_bias_{activation}_dropout_fwd")(
+            z, b, bias is not None, np.uint64(seed), np.uint64(step), np.int64(offset), np.uint32(threshold), scale,
+            out, dropped,
+        )
+        return dropped
+
+    def act_dropout_backward(self, y, dy, activation, out, seed, step, rate, offset=0):
+        threshold, scale = philox.dropout_constants(rate)
+        return self.kernel(f"fcgpu_{activation}_dropout_bwd")(
+            y, dy, np.uint64(seed), np.uint64(step), np.int64(offset), np.uint32(threshold), scale, out
+        )
+
     def dropout_forward(self, x: Array, out: Array, seed: int, step: int, rate: float, offset: int = 0) -> Array:
         threshold, scale = philox.dropout_constants(rate)
         # NumPy scalars of the parameters' types: a Python int above 2**63 has no CuPy scalar type.

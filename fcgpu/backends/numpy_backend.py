@@ -145,6 +145,11 @@ class NumpyBackend(Backend):
         act.forward(z, out, self._work)
         return out
 
+    def act_dropout_backward(self, y, dy, activation, out, seed, step, rate, offset=0):
+        masked = self._workspace(dy.shape, dy.dtype, "dropout_dy")  # reused: no allocation per step
+        self.dropout_backward(dy, masked, seed, step, rate, offset)
+        return self.act_backward(y, masked, activation, out)
+
     def act_backward(self, y: Array, dy: Array, activation: str, out: Array) -> Array:
         # y is what the forward pass kept: the output, or z + b for an entry with backward_from "z".
         if y.dtype.itemsize == 2:

@@ -96,6 +96,7 @@ class Dense(Layer):
         self._kept: Array | None = None  # z + b, for an activation whose backward reads it
         self._squeeze = False
         self._act = self.activation.name  # what the last forward applied (linear when it gave logits)
+        self._dropout = None
 
     @property
     def built(self) -> bool:
@@ -296,6 +297,14 @@ class Dense(Layer):
     # -- computation -------------------------------------------------------------
     def release(self) -> None:
         self._x = self._y = self._kept = None
+        self._dropout: tuple[int, int, float, int] | None = None  # the fused Dropout's mask, if any
+
+    def fuses_with(self, layer: Any) -> bool:
+        """Whether a training forward may run the Dropout ``layer`` after this one inside this layer's
+        bias + activation pass (and its backward inside this layer's): an active Dropout, and an
+        elementwise activation whose backward reads y."""
+        entry = self.activation
+        return getattr(layer, "fusable_dropout", False) and layer.rate > 0 and not entry.rows and entry.backward_from == "y"
 
     def _affine(self, x: Array, key: str, activation: str, keep: bool = False) -> tuple[Array, Array | None]:
         """(y, None), or with ``keep`` (an activation whose backward reads z + b) (y, z + b), the
@@ -321,6 +330,7 @@ class Dense(Layer):
         logits: bool = False,
         training: bool = False,
         row_offset: int = 0,
+        dropout: Any = None,
     ) -> Array:
         """y (B, N) = act(x (B, M) @ kernel (M, N) + bias (N,)); a 1-D x (M,) gives y (N,).
 
@@ -330,7 +340,8 @@ class Dense(Layer):
         either afterwards cannot change the gradients. The model and the trainer, whose arrays
         nobody else sees, say so with ``input_owned`` / ``output_private`` and skip the copies.
         ``logits=True`` stops before the activation (x @ kernel + bias), and backward follows: the
-        model's path to a loss that fuses with this layer's activation.
+        model's path to a loss that fuses with this layer's activation. ``dropout``: the Dropout
+        layer after this one (``fuses_with``), whose output this pass writes too and returns.
         """
         self.release()
         x_dev, squeeze = self.device_input(x)
@@ -338,6 +349,15 @@ class Dense(Layer):
         if not input_owned and self.borrowed(x, x_dev):
             x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.compute_dtype))
         act = "linear" if logits else self.activation.name
+        if dropout is not None and not logits:
+            kernel, bias = self._compute_weights()
+            y = self._buffers.get(backend, "y", (x_dev.shape[0], self.units), self.compute_dtype)
+            backend.matmul(x_dev, kernel, out=y)
+            out, seed, step, rate, offset = dropout.fused_mask(y.shape, row_offset)
+            backend.bias_act_dropout_forward(y, bias, act, y, out, seed, step, rate, offset)
+            self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, None, squeeze, act
+            self._dropout = (seed, step, rate, offset)
+            return out  # the Dropout's output: the model hands it on as the Dropout's
         y, kept = self._affine(x_dev, "y", act, keep=get_activation(act).backward_from == "z")
         self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, kept, squeeze, act
         if not output_private:
@@ -368,7 +388,10 @@ class Dense(Layer):
                 f"'{self.name}', got {tuple(np.shape(dy)) if not hasattr(dy, 'shape') else tuple(dy.shape)}"
             )
         dy = backend.asarray(dy, self.compute_dtype, "dy").reshape(y.shape)
-        if self._act == "linear":
+        if self._dropout is not None:  # the Dropout after this layer: its mask and act' in one pass
+            dz = self._buffers.get(backend, "dz", y.shape, self.compute_dtype)
+            backend.act_dropout_backward(y, dy, self._act, dz, *self._dropout)
+        elif self._act == "linear":
             dz = dy  # linear: dz is dy, no copy
         else:
             dz = self._buffers.get(backend, "dz", y.shape, self.compute_dtype)

@@ -59,6 +59,7 @@ class Dropout(ElementwiseLayer):
         self.step = 0  # training forwards so far: the counter of the next mask
         self._mask_step: int | None = None  # the step of the last forward's mask; None: it was the identity
         self._offset = 0  # the element offset of the last forward's mask
+        self._fused = False  # whether the last training forward ran inside the Dense before
 
     def config_entries(self) -> dict[str, Any]:
         # The seed in use (once drawn), so that a model built from the config draws the same masks.
@@ -73,6 +74,7 @@ class Dropout(ElementwiseLayer):
     def release(self) -> None:
         super().release()
         self._mask_step = None
+        self._fused = False
 
     # -- computation -------------------------------------------------------------
     def forward(
@@ -103,6 +105,20 @@ class Dropout(ElementwiseLayer):
         self.backend.dropout_forward(x_dev, y, self.seed, self._mask_step, self.rate, self._offset)
         return y[0] if squeeze else y
 
+    fusable_dropout = True  # a Dense before it may run it inside its own pass (Dense.fuses_with)
+
+    def fused_mask(self, shape: tuple[int, ...], row_offset: int = 0) -> tuple[Array, int, int, float, int]:
+        """A training forward run by the Dense before this layer: (this layer's output buffer (B, N),
+        seed, step, rate, element offset) for that pass, with the step counter advanced as forward
+        advances it. This layer's backward then hands dy on untouched: the Dense applies the mask."""
+        self.release()
+        self._out_shape, self._squeeze = tuple(shape), False
+        self._mask_step, self.step = self.step, self.step + 1
+        self._offset = row_offset * shape[1]
+        self._fused = True
+        out = self._buffers.get(self.backend, "y", tuple(shape), self.dtype)
+        return out, self.seed, self._mask_step, self.rate, self._offset
+
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         """x itself (inference): no device operation."""
         x_dev, squeeze = self.device_input(x)
@@ -114,7 +130,7 @@ class Dropout(ElementwiseLayer):
         dy_dev = self.device_dy(dy)
         if not input_grad:
             return None
-        if self._mask_step is None:
+        if self._mask_step is None or self._fused:  # identity, or the Dense before applies the mask
             return self.gradient(dy_dev)
         dx = self._buffers.get(self.backend, "dx", dy_dev.shape, self.dtype)
         self.backend.dropout_backward(dy_dev, dx, self.seed, self._mask_step, self.rate, self._offset)

@@ -102,6 +102,10 @@ def trace_backend_calls() -> list[KernelCall]:
                 b.act_backward(z, z, act, b.empty((batch, 3), f))
                 if entry.backward_from == "z":  # the two-output pass keeping z + b (in place, as Dense)
                     b.bias_act_forward(z, bias, act, b.empty((batch, 3), f), keep=z)
+                elif not entry.rows:  # fused with a Dropout after the Dense (y in place, as Dense)
+                    b.bias_act_dropout_forward(z, bias, act, z, b.empty((batch, 3), f), 2**64 - 1, 2**40, 0.5)
+                    b.bias_act_dropout_forward(z, None, act, z, b.empty((batch, 3), f), 7, 1, 0.25, batch * 3)
+                    b.act_dropout_backward(z, z, act, b.empty((batch, 3), f), 7, 1, 0.25, batch * 3)
             # Dropout: forward into a new array, backward in place with a rank's element offset.
             b.dropout_forward(z, b.empty((batch, 3), f), 2**64 - 1, 2**40, 0.5)
             b.dropout_backward(z, z, 7, 1, 0.25, offset=batch * 3)
