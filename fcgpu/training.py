@@ -239,6 +239,9 @@ class Trainer(DataParallel):
         if len(self.metric_objects) > count:
             self._update_metrics(logits, y, on_logits, acc)
         loss.grad_scale = getattr(self.optimizer, "loss_scale", 1.0)  # mixed_float16: the loss scaled before backward
+        for layer in self.layers:  # a regularizer's gradient is scaled as the loss's is
+            if getattr(layer, "gradient_scale", None) not in (None, loss.grad_scale):
+                layer.gradient_scale = loss.grad_scale
         grad = loss.step(self.backend, logits, y, acc, count)
         self._add_regularization(acc, x.shape[0])
         del logits

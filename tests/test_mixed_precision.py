@@ -231,3 +231,19 @@ def test_mixed_update_kernels_match_the_numpy_backend(backend_named, rng, which,
         np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
     # the half copy is the master rounded once
     np.testing.assert_array_equal(results[1][1], results[1][0].astype(half).astype(np.float64))
+
+
+def test_a_regularizer_is_not_shrunk_by_the_loss_scale(backend):
+    """Under mixed_float16 the penalty's gradient is scaled with the loss's, so the unscaled update
+    is the float32 one: one step of an L2-regularized layer moves as without loss scaling."""
+    results = []
+    for policy in ("float32", "mixed_float16"):
+        fc.set_seed(3)
+        model = fc.Sequential([fc.Dense(2, dtype=policy, kernel_regularizer=fc.regularizers.L2(0.5), use_bias=False)])
+        model.build((None, 3))
+        model.set_weights([np.full((3, 2), 0.5, np.float32)])
+        model.compile(loss="mse", optimizer=fc.optimizers.SGD(lr=0.1))
+        model.train_step(np.zeros((4, 3), np.float32), np.zeros((4, 2), np.float32))  # only the penalty acts
+        results.append(model.get_weights()[0])
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-3)
+    np.testing.assert_allclose(results[0], 0.5 - 0.1 * 2 * 0.5 * 0.5, rtol=1e-6)

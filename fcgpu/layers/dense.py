@@ -97,6 +97,9 @@ class Dense(Layer):
         self._squeeze = False
         self._act = self.activation.name  # what the last forward applied (linear when it gave logits)
         self._dropout = None
+        # The factor the loss gradient carries (the loss scale under mixed_float16, set by the
+        # trainer): the penalty's gradient is scaled alike, so unscaling leaves it as it should be.
+        self.gradient_scale = 1.0
 
     @property
     def built(self) -> bool:
@@ -408,7 +411,7 @@ class Dense(Layer):
                 self.kernel_grad = backend.empty(self.kernel.shape, self.dtype)
         backend.matmul_at_b(self._x, dz, out=self.kernel_grad)
         if self.kernel_regularizer is not None:
-            self.kernel_regularizer.add_gradient(backend, self.kernel, self.kernel_grad)
+            self.kernel_regularizer.add_gradient(backend, self.kernel, self.kernel_grad, self.gradient_scale)
         if self.use_bias:
             if self.bias_grad is None:
                 self.bias_grad = self._grad_storage.get("bias")
@@ -416,7 +419,7 @@ class Dense(Layer):
                     self.bias_grad = backend.empty(self.bias.shape, self.dtype)
             backend.sum_rows(dz, out=self.bias_grad)
             if self.bias_regularizer is not None:
-                self.bias_regularizer.add_gradient(backend, self.bias, self.bias_grad)
+                self.bias_regularizer.add_gradient(backend, self.bias, self.bias_grad, self.gradient_scale)
         return dx[0] if self._squeeze and dx is not None else dx
 
 
