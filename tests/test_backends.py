@@ -218,3 +218,12 @@ def test_device_timer_calls_cupy_benchmark_as_cupy_14_requires(monkeypatch):
     assert Op.count == 3 and calls == [("Op", 3, 0), ("<lambda>", 2, 0)]
     with pytest.raises(ValueError, match="n: expected at least one timed call"):
         time_calls(Op(), 0)
+
+
+def test_to_numpy_does_not_choose_a_backend():
+    """Converting a list or a plain array in a fresh process neither probes CuPy nor fails on an
+    FCGPU_BACKEND naming an unusable backend."""
+    code = "import fcgpu, sys; print(fcgpu.to_numpy([1, 2]).sum(), 'cupy' in sys.modules)"
+    out = run_python(code, FCGPU_BACKEND="cupy")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3", "False"]

@@ -231,7 +231,9 @@ def to_numpy(a: Any) -> np.ndarray:
     """A host ndarray from an array of any backend (or anything ``np.asarray`` accepts)."""
     if type(a) is np.ndarray:
         return a
-    for backend in (get_backend(), _probe.backend):
+    # The active backend only if one was chosen already: converting must not probe CuPy.
+    choice = _active.get() or _default.choice
+    for backend in (choice[0] if choice else None, _probe.backend):
         if backend is not None and backend.owns(a):
             return backend.to_numpy(a)
     get = getattr(a, "get", None)  # cupy.ndarray.get() copies to the host
