@@ -31,6 +31,9 @@ FC_FN double fc_tanh(double x) { return tanh(x); }
 FC_FN float fc_abs(float x) { return fabsf(x); }
 FC_FN double fc_abs(double x) { return fabs(x); }
 
+// sign(x) as NumPy's: -1, +1, the zero itself for +-0, NaN for NaN.
+template <typename A> FC_FN A fc_sign(A x) { return x > A(0) ? A(1) : (x < A(0) ? A(-1) : x); }
+
 // x - x is 0 for finite x and NaN for inf or NaN: no math library call, same on host and device.
 template <typename A> FC_FN bool fc_isfinite(A x) { return x - x == A(0); }
 

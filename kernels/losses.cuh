@@ -139,7 +139,7 @@ template <typename T> FC_FN T fc_mse_step(T p, T y, double scale, double weight,
 template <typename T> FC_FN T fc_mae_grad(T p, T y, double scale) {
     typedef typename fc_acc<T>::type A;
     A d = A(p) - A(y);
-    return T((d > A(0) ? A(1) : (d < A(0) ? A(-1) : d)) * A(scale));
+    return T(fc_sign(d) * A(scale));
 }
 
 // Mean absolute error, one element: returns the gradient, adds |p - y| formed in the arithmetic type.

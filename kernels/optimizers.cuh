@@ -97,8 +97,6 @@ FC_FN T fc_unscaled(T grad, double unscale) {
     return T(A(grad) * A(unscale));
 }
 
-// sign(x) as NumPy's: -1, +1, the zero itself for +-0, NaN for NaN.
-template <typename A> FC_FN A fc_sign(A x) { return x > A(0) ? A(1) : (x < A(0) ? A(-1) : x); }
 
 // The gradient of Keras's L1L2 penalty l1*sum|w| + l2*sum w^2, added to g: g += 2*l2*w + l1*sign(w)
 // (two_l2 = 2*l2 in double on the host). A zero factor's term is skipped: 0 * inf would be NaN.

@@ -28,19 +28,19 @@ def is_bfloat16(dtype: Any) -> bool:
 def is_float_dtype(dtype: Any) -> bool:
     """Whether ``dtype`` is a floating type the layers compute in: NumPy kind 'f', or bfloat16."""
     dtype = np.dtype(dtype)
-    return dtype.kind == "f" or dtype.name == "bfloat16"
+    return dtype.kind == "f" or is_bfloat16(dtype)
 
 
 def is_numeric_dtype(dtype: Any) -> bool:
     """Whether ``dtype`` is bool, an integer or a float type (bfloat16 included)."""
     dtype = np.dtype(dtype)
-    return dtype.kind in "biuf" or dtype.name == "bfloat16"
+    return dtype.kind in "biuf" or is_bfloat16(dtype)
 
 
 def is_half_dtype(dtype: Any) -> bool:
     """float16 or bfloat16: the 16-bit types that the kernels (and the NumPy backend) compute in float32."""
     dtype = np.dtype(dtype)
-    return dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
+    return dtype.itemsize == 2 and is_float_dtype(dtype)
 
 
 class BackendUnavailable(RuntimeError):

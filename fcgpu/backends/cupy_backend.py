@@ -418,10 +418,6 @@ class CupyBackend(Backend):
     def adagrad_update(self, param, grad, acc, lr, eps, weight_decay, *, half=None, unscale=1.0) -> None:
         self._launch_update("fcgpu_adagrad", (grad, lr, eps, 1.0 - lr * weight_decay), (param, acc), half, unscale)
 
-    def all_finite(self, a: Array) -> Scalar:
-        # isfinite and one all-reduction over the flat buffer; read on the host once per step.
-        return self.cp.all(self.cp.isfinite(a))
-
     # -- regularizers ------------------------------------------------------------
     def l1l2_grad(self, grad: Array, param: Array, l1: float, l2: float) -> Array:
         self.kernel("fcgpu_l1l2_grad")(param, l1, 2.0 * l2, grad)

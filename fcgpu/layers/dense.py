@@ -134,9 +134,6 @@ class Dense(Layer):
         if self.built and self.in_features == in_features:
             return
         backend = get_backend()
-        check = getattr(backend, "check_compute_dtype", None)
-        if check is not None:
-            check(self.compute_dtype, self.dtype_policy.name)
         kernel = backend.from_numpy(np.asarray(self.kernel_initializer((in_features, self.units)), dtype=self.dtype))
         bias = None
         if self.use_bias:
