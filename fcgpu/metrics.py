@@ -30,6 +30,7 @@ import numpy as np
 
 from .backends import Backend
 from .backends.base import Array, Scalar
+from .loss_base import outputs_of
 
 __all__ = [
     "Metric",
@@ -145,7 +146,7 @@ class BinaryAccuracy(Metric):
         self.threshold = float(threshold)
 
     def row_sum(self, backend, pred, labels):
-        outputs = pred.shape[1] if pred.ndim == 2 else 1
+        outputs = outputs_of(pred)
         return backend.count_correct(pred, self._labels(pred, labels), self.threshold) / outputs
 
     def get_config(self):
@@ -206,7 +207,7 @@ class MeanAbsoluteError(Metric):
     labels_kind = "same"
 
     def row_sum(self, backend, pred, labels):
-        return backend.abs_error_sum(pred, self._labels(pred, labels)) / (pred.size // pred.shape[0])
+        return backend.abs_error_sum(pred, self._labels(pred, labels)) / (outputs_of(pred))
 
 
 class MeanSquaredError(Metric):
@@ -216,7 +217,7 @@ class MeanSquaredError(Metric):
     labels_kind = "same"
 
     def row_sum(self, backend, pred, labels):
-        return backend.mse_sum(pred, self._labels(pred, labels)) / (pred.size // pred.shape[0])
+        return backend.mse_sum(pred, self._labels(pred, labels)) / (outputs_of(pred))
 
 
 #: Keras's metric names; a metric asked for by name reports under that name.

@@ -4,7 +4,7 @@ The model class (``model.Sequential``) inherits this, as Keras 3's Model inherit
 Inputs are checked once per call on the host (shape, finiteness, labels) before anything
 changes; a data set is then copied to the model's backend once, and batches are slices of it.
 What the trainer needs of the model: ``layers``, ``forward``, ``backward``, ``build``, ``built``,
-``backend``, ``input_features``, ``output_features`` and ``name``.
+``backend``, ``input_features``, ``output_features``, ``name`` and ``_require_layers``.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from .backends import Backend
 from .backends.base import Array, Scalar
+from .buffers import Buffers
 from .distributed.data_parallel import DataParallel, quiet_callbacks
 from .initializers import get_rng
 from .losses import Loss
@@ -64,6 +65,7 @@ class Trainer(DataParallel):
         self.metric_objects: list[metrics_module.Metric] = []
         self.stop_training = False  # set by a callback to end fit after the current batch
         self._flat: FlatParameters | None = None
+        self._metric_buffers = Buffers()  # the outputs metrics read when the loss took logits
 
     # -- compile -----------------------------------------------------------------
     def compile(
@@ -147,11 +149,9 @@ class Trainer(DataParallel):
 
     # -- host-side checks ----------------------------------------------------------
     def _check_x(self, x: Any, argument: str = "x", width: int | None = None) -> np.ndarray:
-        layers = self.layers
-        if not layers:
-            raise ValueError(f"model '{self.name}' has no layers: add some with model.add(Dense(...))")
+        self._require_layers()
         return float_array(
-            x, argument, layers[0].dtype, ndim=2, width=width or self.input_features, owner=f"model '{self.name}'"
+            x, argument, self.layers[0].dtype, ndim=2, width=width or self.input_features, owner=f"model '{self.name}'"
         )
 
     def _prepare(
@@ -255,7 +255,8 @@ class Trainer(DataParallel):
         logits the loss took), each into its column of ``acc``."""
         if on_logits:
             activation = self.layers[-1].activation.name
-            out = self.backend.bias_act_forward(out, None, activation, self.backend.empty(out.shape, out.dtype))
+            probs = self._metric_buffers.get(self.backend, "probabilities", out.shape, out.dtype)  # reused
+            out = self.backend.bias_act_forward(out, None, activation, probs)
         column = 2
         for metric in self.metric_objects:
             if not metric.fused_with_loss:
