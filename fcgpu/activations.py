@@ -132,11 +132,8 @@ _add(Activation(
 # -- sigmoid: y = 1 / (1 + exp(-s)); y' = y (1 - y) -------------------------------------------------
 def _sigmoid_of_negated(t: np.ndarray, out: np.ndarray, work: Workspace) -> None:
     # exp overflows to inf for s < -88 (float32) and the result is then 0 where the true value is
-    # a denormal below 3e-39, as on the GPU, which flushes denormals to zero; the overflow is
-    # expected, so its warning is silenced.
-    with np.errstate(over="ignore"):
-        np.exp(t, out=out)
-    np.add(out, 1, out=out)
+    # a denormal below 3e-39, as on the GPU, which flushes denormals to zero.
+    _one_plus_exp(t, out)
     np.reciprocal(out, out=out)
 
 

@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .validation import positive_int
+
 __all__ = [
     "Callback",
     "CallbackList",
@@ -104,9 +106,7 @@ def _number(value: Any, argument: str, low: float = 0.0) -> float:
 
 
 def _count(value: Any, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{argument}: expected a non-negative int, got {value!r}")
-    return int(value)
+    return positive_int(value, argument, allow_zero=True)
 
 
 class EarlyStopping(Callback):

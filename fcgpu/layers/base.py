@@ -25,7 +25,7 @@ import numpy as np
 from ..backends import Backend
 from ..backends.base import Array
 from ..buffers import Buffers
-from ..validation import float_array
+from ..validation import float_array, positive_int
 
 __all__ = ["Buffers", "Layer", "declared_input"]
 
@@ -192,9 +192,7 @@ def declared_input(input_shape: Any, input_dim: Any = None, argument: str = "inp
     if input_dim is not None and input_shape is not None:
         raise ValueError(f"{argument} and input_dim: give one of them, not both")
     if input_dim is not None:
-        if isinstance(input_dim, bool) or not isinstance(input_dim, (int, np.integer)) or input_dim < 1:
-            raise ValueError(f"input_dim: expected a positive int, got {input_dim!r}")
-        return (int(input_dim),)
+        return (positive_int(input_dim, "input_dim"),)
     if input_shape is None:
         return None
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None

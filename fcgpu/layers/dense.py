@@ -13,7 +13,7 @@ from ..backends import Backend, get_backend, resolve_backend
 from ..backends.base import Array, Scalar
 from ..initializers import get_initializer
 from ..serialization import register
-from ..validation import float_array, input_features
+from ..validation import float_array, input_features, positive_int
 from .base import Buffers, Layer, declared_input
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
@@ -58,8 +58,7 @@ class Dense(Layer):
         input_dim: int | None = None,
         input_shape: Sequence[int] | None = None,
     ) -> None:
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"units: expected a positive int, got {units!r}")
+        positive_int(units, "units")
         if dtype is not None and not isinstance(dtype, mixed_precision.Policy):
             name_of = str(np.dtype(dtype)) if _is_dtype(dtype) else dtype
             if name_of not in mixed_precision.POLICY_NAMES:
