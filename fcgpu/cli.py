@@ -25,13 +25,6 @@ def _backend_name(text: str) -> str:
     return name
 
 
-def _cupy_install(status: str) -> str:
-    """What ``fcgpu info`` says of a CuPy it has no version of: not installed, or broken."""
-    if status.startswith("cupy is not installed"):
-        return "not installed"
-    return "failed to import (see cupy status)" if status.startswith("cupy failed to import") else "-"
-
-
 def _cmd_info(args: argparse.Namespace) -> int:
     """Print what fcgpu sees here; when the default backend cannot be had, say why (and still show the rest)."""
     info = backends.backend_info()
@@ -45,7 +38,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"device         : {info.get('device')}")
     print(f"numpy          : {info['numpy']}")
     status = info["cupy_status"] or ""
-    print(f"cupy           : {info.get('cupy') or _cupy_install(status)}")
+    install = {"not installed": "not installed", "failed to import": "failed to import (see cupy status)"}
+    print(f"cupy           : {info.get('cupy') or install.get(info['cupy_install'], '-')}")
     if info.get("cuda_runtime") is not None:
         print(f"CUDA runtime   : {info['cuda_runtime']}  driver: {info.get('cuda_driver')}")
     if info["active"] != "cupy":

@@ -60,6 +60,10 @@ _default = _Default()
 _active: contextvars.ContextVar[tuple[Backend, str] | None] = contextvars.ContextVar("fcgpu_backend", default=None)
 
 
+_NOT_INSTALLED = "cupy is not installed"
+_BROKEN = "cupy failed to import"
+
+
 def _probe_cupy() -> tuple[Backend | None, str]:
     """Import CuPy, find a device and run one tiny kernel; (backend, reason) with backend None on failure."""
     if _probe.backend is not None:
@@ -81,10 +85,10 @@ def _probe_once() -> tuple[Backend | None, str]:
         import cupy
     except ModuleNotFoundError as e:
         if e.name == "cupy":
-            return None, f"cupy is not installed ({e}); install fcgpu[cuda12] or fcgpu[cuda13]"
-        return None, f"cupy failed to import: {type(e).__name__}: {e}"
+            return None, f"{_NOT_INSTALLED} ({e}); install fcgpu[cuda12] or fcgpu[cuda13]"
+        return None, f"{_BROKEN}: {type(e).__name__}: {e}"
     except Exception as e:  # a broken install must not take fcgpu down with it
-        return None, f"cupy failed to import: {type(e).__name__}: {e}"
+        return None, f"{_BROKEN}: {type(e).__name__}: {e}"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:
@@ -214,6 +218,9 @@ def backend_info() -> dict[str, Any]:
     info["available"] = available_backends()
     cupy_backend, cupy_reason = _probe_cupy()
     info["cupy_status"] = cupy_reason
+    # Why there is no CuPy version to show: None, 'not installed' or 'failed to import'.
+    info["cupy_install"] = next((kind for prefix, kind in ((_NOT_INSTALLED, "not installed"), (_BROKEN, "failed to import"))
+                                 if (cupy_reason or "").startswith(prefix)), None)
     # The probe imported CuPy if it could; never import it a second time here (a broken install
     # would fail again, or half-load).
     info["cupy"] = getattr(sys.modules.get("cupy"), "__version__", None)
