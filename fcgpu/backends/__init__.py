@@ -219,8 +219,10 @@ def backend_info() -> dict[str, Any]:
     cupy_backend, cupy_reason = _probe_cupy()
     info["cupy_status"] = cupy_reason
     # Why there is no CuPy version to show: None, 'not installed' or 'failed to import'.
-    info["cupy_install"] = next((kind for prefix, kind in ((_NOT_INSTALLED, "not installed"), (_BROKEN, "failed to import"))
-                                 if (cupy_reason or "").startswith(prefix)), None)
+    status = cupy_reason or ""
+    info["cupy_install"] = (
+        "not installed" if status.startswith(_NOT_INSTALLED) else "failed to import" if status.startswith(_BROKEN) else None
+    )
     # The probe imported CuPy if it could; never import it a second time here (a broken install
     # would fail again, or half-load).
     info["cupy"] = getattr(sys.modules.get("cupy"), "__version__", None)
