@@ -53,3 +53,10 @@ def _seed():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    """Forget the cached CuPy probe so a test can present its own 'cupy' module (monkeypatch puts
+    the real probe state back afterwards)."""
+    monkeypatch.setattr(fc.backends, "_probe", fc.backends._Probe())

@@ -27,3 +27,17 @@ def make_fashion_dir(path, n_train=6, n_test=4, gzipped=True):
         else:
             (path / name).write_bytes(raw)
     return path
+
+
+def summary_text(model) -> str:
+    """What ``model.summary()`` prints, as one string."""
+    lines: list[str] = []
+    model.summary(print_fn=lines.append)
+    return "\n".join(lines)
+
+
+def host(a):
+    """A host copy of an array of any backend."""
+    import fcgpu as fc
+
+    return np.array(fc.to_numpy(a), copy=True)

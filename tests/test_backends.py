@@ -20,14 +20,6 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=120)
 
 
-@pytest.fixture
-def fresh_probe(monkeypatch):
-    """Forget the cached CuPy probe so a test can present its own 'cupy' module."""
-    monkeypatch.setattr(backends, "_probe", backends._Probe())
-    yield
-    # monkeypatch restores the real probe state afterwards
-
-
 def test_numpy_is_always_available():
     assert fc.available_backends()[0] == "numpy"
     with fc.use_backend("numpy") as b:

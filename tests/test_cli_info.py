@@ -20,12 +20,6 @@ def run_info(**env: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-@pytest.fixture
-def fresh_probe(monkeypatch):
-    """Forget the cached CuPy probe so a test can present its own 'cupy' module."""
-    monkeypatch.setattr(backends, "_probe", backends._Probe())
-
-
 def test_info_with_fcgpu_backend_cupy_and_no_device():
     if "cupy" in fc.available_backends():
         pytest.skip("a CUDA device is usable here")

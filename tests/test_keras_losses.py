@@ -6,11 +6,8 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
+from helpers import host
 from fcgpu.losses import MeanSquaredError
-
-
-def host(a):
-    return np.array(fc.to_numpy(a), copy=True)
 
 
 EPS = 1e-7

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
+from helpers import summary_text
 from fcgpu import kernel_sources
 from fcgpu.activations import ACTIVATIONS
 from fcgpu.backends import philox
@@ -41,12 +42,6 @@ Total params: 407,050
 Trainable params: 407,050
 Non-trainable params: 0
 _________________________________________________________________"""
-
-
-def summary_text(model) -> str:
-    lines: list[str] = []
-    model.summary(print_fn=lines.append)
-    return "\n".join(lines)
 
 
 @pytest.fixture(params=["stand-in", pytest.param("gpu", marks=pytest.mark.gpu)])

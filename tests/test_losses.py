@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
+from helpers import host
 from fcgpu.losses import (
     BinaryCrossEntropy,
     CategoricalCrossentropy,
@@ -12,10 +13,6 @@ from fcgpu.losses import (
     SoftmaxCrossEntropy,
     SparseCategoricalCrossentropy,
 )
-
-
-def host(a):
-    return np.array(fc.to_numpy(a), copy=True)
 
 
 def central_differences(loss, pred: np.ndarray, labels, h: float = 1e-6) -> np.ndarray:

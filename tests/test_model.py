@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
+from helpers import summary_text
 from fcgpu.losses import SoftmaxCrossEntropy
 
 SEED_003_SUMMARY = """\
@@ -22,12 +23,6 @@ Total params: 20
 Trainable params: 20
 Non-trainable params: 0
 _________________________________________________________________"""
-
-
-def summary_text(model) -> str:
-    lines: list[str] = []
-    model.summary(print_fn=lines.append)
-    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
