@@ -52,8 +52,9 @@ def _require_finite(value: np.ndarray, what: str, path: str) -> None:
 def save_model(model: Any, path: str | os.PathLike) -> None:
     """Write ``model`` (built) to ``path`` atomically: config, weights, compile settings and optimizer state.
 
-    Everything is checked (the model built, every value finite, the path writable) before the file
-    is touched.
+    Everything is checked (the model built, every value finite, the path's folder there and the path
+    not a folder) before the file is touched; the write itself (``fileio.atomic_write``) checks the
+    folder is writable.
     """
     if not model.built:
         raise ValueError(f"model '{model.name}' is not built: build it, or train it, before saving")
