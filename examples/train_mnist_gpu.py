@@ -37,7 +37,7 @@ def main(data_dir: str | None = None) -> None:
         x_train, y_train, epochs=epochs, batch_size=batch_size, validation_data=(x_test, y_test), verbose=1
     )
     seconds = time.perf_counter() - start
-    result = model.evaluate(x_test, y_test)
+    result = model.evaluate(x_test, y_test, return_dict=True)
     print(f"{name}: test accuracy {result['accuracy']:.4f}, {seconds / epochs:.2f} s per epoch on {backend.name}")
     print(f"best val_accuracy {max(history.history['val_accuracy']):.4f}")
 

@@ -8,8 +8,10 @@ from . import (
     interop,
     io,
     losses,
+    layers,
     metrics,
     mixed_precision,
+    models,
     optimizers,
     regularizers,
     saving,
@@ -32,7 +34,12 @@ from .model import Sequential
 from .saving import ModelFileError, load_model
 from .training import History
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError as _NotInstalled, version as _version
+
+try:
+    __version__ = _version("fcgpu")  # one source: pyproject.toml
+except _NotInstalled:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Activation",
@@ -53,8 +60,10 @@ __all__ = [
     "interop",
     "load_model",
     "losses",
+    "layers",
     "metrics",
     "mixed_precision",
+    "models",
     "optimizers",
     "regularizers",
     "saving",

@@ -22,6 +22,7 @@ from .validation import positive_int
 __all__ = [
     "Callback",
     "CallbackList",
+    "History",
     "EarlyStopping",
     "ModelCheckpoint",
     "TerminateOnNaN",
@@ -33,12 +34,18 @@ __all__ = [
 
 _HOOKS = (
     "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
-    "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end",
+    "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end",
+    "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
+    "on_predict_begin", "on_predict_end", "on_predict_batch_begin", "on_predict_batch_end",
 )
 
 
 class Callback:
-    """Base class: override the hooks you need; ``self.model`` and ``self.params`` are set by fit."""
+    """Base class: override the hooks you need; ``self.model`` and ``self.params`` are set by fit.
+
+    As in Keras 3, ``on_train_batch_begin``/``on_train_batch_end`` call ``on_batch_begin``/
+    ``on_batch_end`` (the older names), so a subclass may override either.
+    """
 
     def __init__(self) -> None:
         self.model: Any = None
@@ -54,14 +61,36 @@ class Callback:
     def on_train_end(self, logs: dict[str, float] | None = None) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None: ...
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None: ...
-    def on_train_batch_begin(self, batch: int, logs: dict[str, float] | None = None) -> None: ...
-    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None: ...
+    def on_batch_begin(self, batch: int, logs: dict[str, float] | None = None) -> None: ...
+    def on_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None: ...
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        self.on_batch_end(batch, logs=logs)
+
     def on_test_begin(self, logs: dict[str, float] | None = None) -> None: ...
     def on_test_end(self, logs: dict[str, float] | None = None) -> None: ...
+    def on_test_batch_begin(self, batch: int, logs: dict[str, float] | None = None) -> None: ...
+    def on_test_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None: ...
+    def on_predict_begin(self, logs: dict[str, float] | None = None) -> None: ...
+    def on_predict_end(self, logs: dict[str, float] | None = None) -> None: ...
+    def on_predict_batch_begin(self, batch: int, logs: dict[str, float] | None = None) -> None: ...
+    def on_predict_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None: ...
+
+
+_BATCH_HOOKS = {
+    "train": ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"),
+    "test": ("on_test_batch_begin", "on_test_batch_end"),
+    "predict": ("on_predict_batch_begin", "on_predict_batch_end"),
+}
 
 
 class CallbackList:
-    """The callbacks of one fit call; batch hooks only reach callbacks that override them."""
+    """The callbacks of one fit, evaluate or predict call. Batch hooks reach only the callbacks that
+    define one (on the class or, as LambdaCallback does, on the instance): fit reads the running
+    figures from the device for every batch only when some callback asks for them."""
 
     def __init__(self, callbacks: Any, model: Any, params: dict[str, Any]) -> None:
         if callbacks is None:
@@ -75,20 +104,51 @@ class CallbackList:
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_params(params)
-        self._batch = [cb for cb in self.callbacks if _overrides(cb, "on_train_batch_begin") or _overrides(cb, "on_train_batch_end")]
+        self._batch = {
+            mode: [cb for cb in self.callbacks if any(_defines(cb, hook) for hook in hooks)]
+            for mode, hooks in _BATCH_HOOKS.items()
+        }
+
+    def wants(self, mode: str) -> bool:
+        """Whether some callback has a batch hook of ``mode`` ('train', 'test' or 'predict')."""
+        return bool(self._batch[mode])
 
     @property
     def wants_batches(self) -> bool:
-        return bool(self._batch)
+        return self.wants("train")
 
     def call(self, hook: str, *args: Any) -> None:
-        targets = self._batch if hook.startswith("on_train_batch") else self.callbacks
-        for cb in targets:
+        mode = hook[3:].split("_batch")[0] if "_batch_" in hook else None
+        for cb in self._batch[mode] if mode else self.callbacks:
             getattr(cb, hook)(*args)
 
 
-def _overrides(cb: Callback, hook: str) -> bool:
-    return getattr(type(cb), hook) is not getattr(Callback, hook)
+def _defines(cb: Callback, hook: str) -> bool:
+    """Whether ``cb`` has its own ``hook``: set on the instance, or overridden by its class."""
+    return hook in vars(cb) or getattr(type(cb), hook) is not getattr(Callback, hook)
+
+
+class History(Callback):
+    """What ``fit`` returns (Keras's History callback): ``history`` maps 'loss', 'accuracy',
+    'val_loss', ... to one value per epoch, ``epoch`` lists the epochs run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.epoch_times: list[float] = []  # seconds of each epoch, validation included
+        self.params: dict[str, Any] = {}
+        self.stopped: dict[str, int] | None = None  # {'epoch', 'batch'} when a non-finite loss ended fit
+
+    def record(self, epoch: int, logs: dict[str, float], seconds: float) -> None:
+        """Append one epoch's figures."""
+        self.epoch.append(epoch)
+        self.epoch_times.append(seconds)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __repr__(self) -> str:
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
 def _monitor_op(monitor: str, mode: str, argument: str = "mode") -> Callable[[float, float], bool]:

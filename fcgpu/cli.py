@@ -126,7 +126,7 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
     if comm.size > 1:
         print(f"data parallel: {fc.distributed.describe(comm)}, each with its share of every batch of {batch_size}")
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=1 if args.progress else 2)
-    result = model.evaluate(x_test, y_test)
+    result = model.evaluate(x_test, y_test, return_dict=True)
     times = history.epoch_times
     print(f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f})")
     if times:

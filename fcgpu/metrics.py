@@ -240,7 +240,7 @@ _CLASSES: dict[str, type[Metric]] = {cls.__name__: cls for cls in METRICS.values
 def get(identifier: str | Metric | dict[str, Any]) -> Metric:
     """A metric from an instance, a config dict (``get_config()``), a class name or a Keras name
     ('accuracy', 'acc', 'mae', 'top_k_categorical_accuracy', ...). A Keras name reports under
-    itself ('mae' as 'mae'); 'acc' reports as 'accuracy'."""
+    itself ('mae' as 'mae', 'acc' as 'acc'), as Keras 3 logs it."""
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, dict):
@@ -256,7 +256,7 @@ def get(identifier: str | Metric | dict[str, Any]) -> Metric:
         key = identifier.lower()
         if key in METRICS:
             cls = METRICS[key]
-            return cls() if cls is Accuracy else cls(name=key)
+            return cls(name=key)
         if identifier in _CLASSES:
             return _CLASSES[identifier]()
     raise ValueError(f"metrics: expected names from {sorted(METRICS)} or Metric instances, got {identifier!r}")

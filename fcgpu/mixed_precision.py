@@ -15,7 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from .optimizers.loss_scale import LossScaleOptimizer  # Keras's keras.mixed_precision.LossScaleOptimizer
+
 __all__ = [
+    "LossScaleOptimizer",
     "POLICY_NAMES",
     "Policy",
     "bfloat16",

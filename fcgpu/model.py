@@ -108,6 +108,25 @@ class Sequential(Trainer):
             layer.name = name
         self._layers.append(layer)
 
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called ``name``, or at position ``index`` of ``layers`` (Keras's ``get_layer``)."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer: give a layer name or an index, one of them")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"index: expected an int in [0, {len(self._layers)}) for model '{self.name}', got {index!r}")
+            return self._layers[int(index)]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"name: no layer named {name!r} in model '{self.name}'; its layers: {[l.name for l in self._layers]}")
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The architecture as a JSON string (``fcgpu.models.model_from_json`` reads it back)."""
+        import json
+
+        return json.dumps(self.get_config(), **kwargs)
+
     def pop(self) -> Layer:
         """Remove the last layer and return it (Keras's ``pop``); the model keeps its Input."""
         if not self._layers:

@@ -19,7 +19,7 @@ from .backends import Backend, to_numpy
 from .backends.base import Array, Scalar
 from .config_objects import ConfigObject
 
-__all__ = ["Regularizer", "L1", "L2", "L1L2", "get", "serialize", "deserialize"]
+__all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "serialize", "deserialize"]
 
 
 def _factor(value: Any, argument: str) -> float:
@@ -89,6 +89,21 @@ class L2(Regularizer):
 
     def get_config(self) -> dict[str, Any]:
         return {"l2": self.l2}
+
+
+def l1(l1: float = 0.01) -> L1:
+    """Keras's ``regularizers.l1``: the L1 class under its function name."""
+    return L1(l1)
+
+
+def l2(l2: float = 0.01) -> L2:
+    """Keras's ``regularizers.l2``."""
+    return L2(l2)
+
+
+def l1_l2(l1: float = 0.01, l2: float = 0.01) -> L1L2:
+    """Keras's ``regularizers.l1_l2`` (both factors 0.01 by default, as Keras's function)."""
+    return L1L2(l1=l1, l2=l2)
 
 
 _CLASSES: dict[str, type[Regularizer]] = {"L1": L1, "L2": L2, "L1L2": L1L2}

@@ -24,6 +24,7 @@ from . import optimizers as optimizers_module
 from .backends import Backend
 from .backends.base import Array, Scalar
 from .buffers import Buffers
+from .callbacks import History
 from .distributed.data_parallel import DataParallel, quiet_callbacks
 from .initializers import get_rng
 from .losses import Loss
@@ -32,26 +33,6 @@ from .params import FlatParameters
 from .validation import float_array, positive_int
 
 __all__ = ["Trainer", "History"]
-
-class History:
-    """What ``fit`` returns: ``history`` maps 'loss', 'accuracy', 'val_loss', ... to one value per epoch."""
-
-    def __init__(self) -> None:
-        self.history: dict[str, list[float]] = {}
-        self.epoch: list[int] = []
-        self.epoch_times: list[float] = []  # seconds of each epoch, validation included
-        self.params: dict[str, Any] = {}
-        self.stopped: dict[str, int] | None = None  # {'epoch', 'batch'} when a non-finite loss ended fit
-
-    def record(self, epoch: int, logs: dict[str, float], seconds: float) -> None:
-        """Append one epoch's figures."""
-        self.epoch.append(epoch)
-        self.epoch_times.append(seconds)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-
-    def __repr__(self) -> str:
-        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
 class Trainer(DataParallel):
@@ -379,8 +360,8 @@ class Trainer(DataParallel):
                 history.stopped = {"epoch": epoch, "batch": stopped_at}
                 break
             if val_dev is not None:
-                for key, value in self._evaluate_device(val_dev[0], val_dev[1], 256, val_dev[2]).items():
-                    logs[f"val_{key}"] = value
+                val_logs = self._evaluate_device(val_dev[0], val_dev[1], 256, val_dev[2], callback_list)
+                logs.update({f"val_{key}": value for key, value in val_logs.items()})
             backend.synchronize()
             seconds = time.perf_counter() - start
             callback_list.call("on_epoch_end", epoch, logs)
@@ -432,7 +413,7 @@ class Trainer(DataParallel):
             if bar is not None:
                 bar.update(1)
             batch_logs: dict[str, float] = {}
-            if step % report_every == 0 or step == steps:
+            if step % report_every == 0 or step == steps or batch_hooks:  # batch logs: read every batch
                 rows = comm.sum_host(backend.to_numpy(sums[last_read:step]))  # one transfer
                 totals += rows.sum(axis=0)
                 bad = np.nonzero(~np.isfinite(rows[:, 0]))[0]
@@ -462,16 +443,26 @@ class Trainer(DataParallel):
                 column += 1
         return logs
 
-    def _evaluate_device(self, x_dev: Array, y_dev: Array, batch_size: int, total: int | None = None) -> dict[str, float]:
+    def _evaluate_device(
+        self, x_dev: Array, y_dev: Array, batch_size: int, total: int | None = None, callback_list: Any = None
+    ) -> dict[str, float]:
         """Loss and metrics over device arrays, batch by batch, without touching what a pending
-        backward uses; one read of the sums at the end. Data parallel: (x_dev, y_dev) are this
-        rank's share of ``total`` rows, and the sums are added over the ranks."""
-        backend = self.backend
+        backward uses; one read of the sums at the end (one per batch where a callback has a test
+        batch hook). Calls the callbacks' test hooks, as Keras's evaluate. Data parallel: (x_dev,
+        y_dev) are this rank's share of ``total`` rows, and the sums are added over the ranks."""
+        backend, comm = self.backend, distributed.world()
         loss, on_logits = self._output_loss()
         n = x_dev.shape[0]
+        total = n if total is None else total
         acc = backend.zeros((self._columns(),), np.float64)
         count = any(m.fused_with_loss for m in self.metric_objects)
-        for i in range(0, n, batch_size):
+        batch_hooks = callback_list is not None and callback_list.wants("test")
+        if callback_list is not None:
+            callback_list.call("on_test_begin", {})
+        seen = 0
+        for k, i in enumerate(range(0, n, batch_size)):
+            if batch_hooks:
+                callback_list.call("on_test_batch_begin", k, {})
             logits = self.infer(x_dev[i : i + batch_size], logits=on_logits)
             yb = y_dev[i : i + batch_size]
             acc[0:1] += loss.compute(backend, logits, yb, keep=False) * logits.shape[0]
@@ -479,15 +470,27 @@ class Trainer(DataParallel):
                 acc[1:2] += loss.correct(backend, logits, yb)
             if len(self.metric_objects) > count:
                 self._update_metrics(logits, yb, on_logits, acc)
+            seen += logits.shape[0]
             del logits
+            if batch_hooks:  # running figures of this rank's rows so far
+                callback_list.call("on_test_batch_end", k, self._logs(backend.to_numpy(acc) / seen))
         self._add_regularization(acc, n)
-        return self._logs(distributed.world().sum_host(backend.to_numpy(acc)) / (n if total is None else total))
+        logs = self._logs(comm.sum_host(backend.to_numpy(acc)) / total)
+        if callback_list is not None:
+            callback_list.call("on_test_end", dict(logs))
+        return logs
 
     def evaluate(
-        self, x: Any, y: Any, batch_size: int | None = 256, verbose: int | str = 0, return_dict: bool = True
+        self,
+        x: Any,
+        y: Any,
+        batch_size: int | None = 256,
+        verbose: int | str = 0,
+        callbacks: Sequence[callbacks_module.Callback] | None = None,
+        return_dict: bool = False,
     ) -> dict[str, float] | list[float] | float:
-        """Loss and metrics over (x, y): {'loss': ..., 'accuracy': ...} (``return_dict=False``: Keras's
-        [loss, *metrics], or the loss alone without metrics)."""
+        """Loss and metrics over (x, y), as Keras returns them: the loss (a float) without metrics,
+        else [loss, *metrics]; ``return_dict=True`` gives {'loss': ..., 'accuracy': ...}."""
         self._require_compiled("evaluate")
         batch_size = 256 if batch_size is None else positive_int(batch_size, "batch_size")
         verbose = _verbosity(verbose, default=0)
@@ -497,9 +500,12 @@ class Trainer(DataParallel):
         self._output_loss()
         self._ensure_built(xh.shape[1])
         backend, comm = self.backend, distributed.world()
+        params = {"batch_size": batch_size, "steps": -(-xh.shape[0] // batch_size), "verbose": verbose}
+        callback_list = quiet_callbacks(callbacks_module.CallbackList(callbacks, self, params), comm)
         self._start_from_rank0(comm, "evaluate", {"x": xh, "y": yh}, batch_size, fit=False)
         lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)
-        logs = self._evaluate_device(backend.from_numpy(xh[lo:hi]), backend.from_numpy(yh[lo:hi]), batch_size, xh.shape[0])
+        x_dev, y_dev = backend.from_numpy(xh[lo:hi]), backend.from_numpy(yh[lo:hi])
+        logs = self._evaluate_device(x_dev, y_dev, batch_size, xh.shape[0], callback_list)
         if verbose and comm.rank == 0:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
         if return_dict:

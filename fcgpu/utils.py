@@ -1,11 +1,23 @@
-"""Keras's data helpers that MLP programs call (``keras.utils.to_categorical``, ``normalize``)."""
+"""Keras's helpers that MLP programs call (``keras.utils.to_categorical``, ``normalize``, ``set_random_seed``)."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-__all__ = ["to_categorical", "normalize"]
+from .initializers import set_seed
+
+__all__ = ["to_categorical", "normalize", "set_random_seed"]
+
+
+def set_random_seed(seed: int) -> None:
+    """Keras's ``utils.set_random_seed``: seeds fcgpu's generator (initial weights, shuffling) and
+    NumPy's global one and Python's ``random``, as Keras seeds the generators a program may use."""
+    import random
+
+    set_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 def to_categorical(x: Any, num_classes: int | None = None) -> np.ndarray:

@@ -180,7 +180,7 @@ def test_evaluate_return_dict_and_predict_verbose(backend, rng, capsys):
     x, y = _data(rng)
     model = _model()
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
-    logs = model.evaluate(x, y)
+    logs = model.evaluate(x, y, return_dict=True)
     values = model.evaluate(x, y, return_dict=False)
     assert values == pytest.approx([logs["loss"], logs["accuracy"]])
     plain = fc.Sequential([fc.Dense(1)])

@@ -110,7 +110,7 @@ def test_bce_on_a_saturated_sigmoid_still_learns(backend, order):
     model.build((None, 1))
     model.set_weights([np.array([[40.0]]), np.array([0.0])])  # sigmoid(40) rounds to 1 in float32
     x, y = np.ones((4, 1), np.float32), np.zeros(4)
-    first = model.evaluate(x, y)["loss"]
+    first = model.evaluate(x, y, return_dict=True)["loss"]
     assert first == pytest.approx(40.0, rel=1e-5)  # softplus(40), not a clipped -log(1e-7) = 16.1
     history = model.fit(x, y, epochs=20, batch_size=4, verbose=0)
     # z = 40 falls by about 2 lr per step (dW and db are both ~1): the old clipped loss stayed at 16.1

@@ -178,7 +178,7 @@ def test_a_softmax_output_runs_the_fused_loss_and_matches_the_unfused_one(backen
     probabilities = model.predict(x)
     unfused = fc.losses.get(name)
     expected = unfused.forward(probabilities, labels)
-    assert model.evaluate(x, labels)["loss"] == pytest.approx(expected, rel=1e-10)
+    assert model.evaluate(x, labels, return_dict=True)["loss"] == pytest.approx(expected, rel=1e-10)
     # d/dlogits: the fused gradient is the probability gradient through the softmax Jacobian
     logits = x @ weights
     fused.forward(logits, labels)
@@ -195,7 +195,7 @@ def test_the_fused_softmax_loss_is_finite_at_logits_of_1e4(backend, dtype):
     model = softmax_model("categorical_crossentropy", [[1e4, -1e4, 0.0], [0.0, 0.0, 0.0]], dtype)
     x = np.array([[1.0, 0.0], [1.0, 0.0]], dtype)
     y = np.eye(3)[[1, 0]]  # row 0 wrong by 2e4, row 1 right
-    first = model.evaluate(x, y)["loss"]
+    first = model.evaluate(x, y, return_dict=True)["loss"]
     assert first == pytest.approx(1e4, rel=1e-6)
     history = model.fit(x, y, epochs=3, batch_size=2, verbose=0, shuffle=False)
     assert all(np.isfinite(v) for v in history.history["loss"]) and history.history["loss"][-1] < first
@@ -209,7 +209,7 @@ def test_categorical_after_a_sigmoid_layer_is_kerass_normalised_loss(backend, rn
     model = fc.Sequential([fc.Dense(3, activation="sigmoid", dtype="float64")])
     model.compile(loss="categorical_crossentropy", optimizer="sgd")
     x, y = rng.normal(size=(5, 2)), np.eye(3)[[0, 1, 2, 0, 1]]
-    value = model.evaluate(x, y)["loss"]
+    value = model.evaluate(x, y, return_dict=True)["loss"]
     assert model._output_loss() == (model.loss, False)
     assert value == pytest.approx(keras_categorical(model.predict(x), y), rel=1e-10)
 

@@ -178,7 +178,7 @@ def test_a_model_infers_through_dropout_as_without_it(rng) -> None:
         for model in (plain, dropped):
             model.compile(loss="softmax_cross_entropy", optimizer="sgd", metrics=["accuracy"])
             with count_device_ops() as ops:
-                out = fc.to_numpy(model(x)).copy(), model.predict(x), model.evaluate(x, y)
+                out = fc.to_numpy(model(x)).copy(), model.predict(x), model.evaluate(x, y, return_dict=True)
             counts.append(ops.names)
             if model is plain:
                 want = out
@@ -388,7 +388,7 @@ def test_model_with_the_new_layers_trains(backend, rng) -> None:
     history = model.fit(x, y, epochs=15, batch_size=32, verbose=0)
     assert history.history["loss"][-1] < 0.4 * history.history["loss"][0]
     assert model.layers[2].step == 15 * 8
-    assert model.evaluate(x, y)["accuracy"] > 0.85
+    assert model.evaluate(x, y, return_dict=True)["accuracy"] > 0.85
 
 
 def test_same_seed_same_training_on_numpy_and_the_stand_in(rng) -> None:

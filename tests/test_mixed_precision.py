@@ -115,7 +115,7 @@ def test_digits_reach_float32_accuracy():
         model = fc.Sequential([fc.Dense(64, activation="relu", dtype=policy), fc.Dense(10, activation="softmax", dtype=policy)])
         model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
         model.fit(x, y, epochs=10, batch_size=32, verbose=0, shuffle=False)
-        accuracy[policy] = model.evaluate(xt, yt)["accuracy"]
+        accuracy[policy] = model.evaluate(xt, yt, return_dict=True)["accuracy"]
     assert accuracy["mixed_float16"] >= accuracy["float32"] - 0.01
 
 
@@ -137,7 +137,7 @@ def test_bfloat16_digits_reach_float32_accuracy(backend_named, backend_name):
             )
             model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
             model.fit(x, y, epochs=10, batch_size=32, verbose=0, shuffle=False)
-            accuracy[policy] = model.evaluate(xt, yt)["accuracy"]
+            accuracy[policy] = model.evaluate(xt, yt, return_dict=True)["accuracy"]
         assert not isinstance(model.optimizer, fc.optimizers.LossScaleOptimizer)
         for layer in model.layers:
             assert layer.kernel.dtype == np.float32 and layer.bias.dtype == np.float32

@@ -187,7 +187,7 @@ def test_fit_on_digits_reaches_095_test_accuracy(digits):
         model = fc.Sequential([fc.Dense(64, activation="relu"), fc.Dense(10)])
         model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.Adam(lr=1e-3), metrics=["accuracy"])
         history = model.fit(x_train, y_train, epochs=30, batch_size=32, validation_data=(x_test, y_test), verbose=0)
-        result = model.evaluate(x_test, y_test)
+        result = model.evaluate(x_test, y_test, return_dict=True)
     assert result["accuracy"] >= 0.95
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(v) == 30 for v in history.history.values()) and history.epoch == list(range(30))
@@ -202,7 +202,7 @@ def test_fit_learns_on_every_backend(backend, digits):
     model = fc.Sequential([fc.Dense(32, activation="relu"), fc.Dense(10, activation="softmax")])
     model.compile(loss="sparse_categorical_crossentropy", optimizer=fc.optimizers.Adam(lr=3e-3), metrics=["acc"])
     model.fit(x_train, y_train, epochs=3, batch_size=64, verbose=0)
-    assert model.evaluate(x_test, y_test)["accuracy"] >= 0.85
+    assert model.evaluate(x_test, y_test, return_dict=True)["acc"] >= 0.85
     assert all(backend.owns(p) for _, p in model.trainable_variables)
 
 
@@ -243,7 +243,7 @@ def test_predict_and_evaluate_are_batch_size_independent(backend, rng):
     full = model.predict(x)
     assert isinstance(full, np.ndarray) and type(full) is np.ndarray and full.shape == (37, 3)
     np.testing.assert_allclose(model.predict(x, batch_size=5), full, rtol=1e-6)
-    a, b = model.evaluate(x, y), model.evaluate(x, y, batch_size=4)
+    a, b = model.evaluate(x, y, return_dict=True), model.evaluate(x, y, batch_size=4, return_dict=True)
     assert set(a) == {"loss", "accuracy"}
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["accuracy"] == b["accuracy"]
     assert a["accuracy"] == pytest.approx(np.mean(full.argmax(axis=1) == y))
@@ -460,4 +460,4 @@ def test_multi_label_binary_accuracy_counts_each_output(backend):
     model.compile(loss=fc.losses.BinaryCrossEntropy(from_logits=True), optimizer="sgd", metrics=["accuracy"])
     x = np.array([[1.0, -1.0], [1.0, 1.0]])  # logits = x: predictions [[1, 0], [1, 1]]
     y = np.array([[1.0, 1.0], [1.0, 1.0]])  # 3 of 4 outputs right
-    assert model.evaluate(x, y)["accuracy"] == pytest.approx(0.75)
+    assert model.evaluate(x, y, return_dict=True)["accuracy"] == pytest.approx(0.75)

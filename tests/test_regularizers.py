@@ -96,7 +96,7 @@ def test_the_reported_loss_includes_the_penalty(backend, rng):
     model.compile(loss="mse", optimizer=fc.optimizers.SGD(0.01))
     x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
     before = _objective(model, x, y)
-    assert model.evaluate(x, y)["loss"] == pytest.approx(before, rel=1e-12)  # Keras's evaluate adds it too
+    assert model.evaluate(x, y, return_dict=True)["loss"] == pytest.approx(before, rel=1e-12)  # Keras's evaluate adds it too
     history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
     assert history.history["loss"][0] == pytest.approx(before, rel=1e-12)  # the weights before the step
     expected = _objective(model, x, y)
@@ -128,7 +128,7 @@ def test_matches_keras_when_installed(rng):
     x, y = rng.normal(size=(16, 3)).astype(np.float32), rng.normal(size=(16, 2)).astype(np.float32)
     for model in (ours, theirs):
         model.compile(loss="mse", optimizer="sgd")
-    assert ours.evaluate(x, y)["loss"] == pytest.approx(theirs.evaluate(x, y, verbose=0), rel=1e-5)
+    assert ours.evaluate(x, y, return_dict=True)["loss"] == pytest.approx(theirs.evaluate(x, y, verbose=0), rel=1e-5)
     w = rng.normal(size=(5, 4)).astype(np.float32)
     for mine, keras_one in [(L1L2(0.01, 0.02), keras.regularizers.L1L2(0.01, 0.02)), (L2(), keras.regularizers.L2())]:
         assert mine(w) == pytest.approx(float(keras.ops.convert_to_numpy(keras_one(w))), rel=1e-6)

@@ -117,13 +117,13 @@ def test_learning_rate_and_its_alias(cls):
     with pytest.raises(TypeError, match="learning_rate and lr: lr is another name for learning_rate"):
         cls(learning_rate=0.1, lr=0.1)
     with pytest.raises(ValueError, match="lr: expected a value in"):
-        cls(lr=0.0)
+        cls(lr=-0.5)
     with pytest.raises(ValueError, match="learning_rate: expected a value in"):
         cls(learning_rate=float("inf"))
     opt = cls(learning_rate=0.1)
     for attribute in ("lr", "learning_rate"):
         with pytest.raises(ValueError, match=f"{attribute}: expected a value in"):
-            setattr(opt, attribute, 0)
+            setattr(opt, attribute, -1)
         with pytest.raises(TypeError, match=f"{attribute}: expected a number or a schedule"):
             setattr(opt, attribute, "fast")
     opt.lr = 0.5

@@ -8,4 +8,6 @@ from .dense import FLOAT_DTYPES, Dense
 from .dropout import Dropout
 from .input import Input
 
-__all__ = ["Activation", "Buffers", "Dense", "Dropout", "FLOAT_DTYPES", "Input", "Layer"]
+InputLayer = Input  # Keras's layers.InputLayer(shape=...), the first entry of a Sequential
+
+__all__ = ["Activation", "Buffers", "Dense", "Dropout", "FLOAT_DTYPES", "Input", "InputLayer", "Layer"]

@@ -95,15 +95,15 @@ def _checked_rate(value: Any, argument: str) -> float | LearningRateSchedule:
             f"{argument}: expected a number or a schedule from fcgpu.optimizers.schedules, got {value!r}"
         )
     rate = float(value)
-    if not (0.0 < rate < math.inf):
-        raise ValueError(f"{argument}: expected a value in (0, inf) (a finite number > 0), got {value!r}")
+    if not (0.0 <= rate < math.inf):  # 0 is allowed, as in Keras and PyTorch (a schedule may reach it)
+        raise ValueError(f"{argument}: expected a value in [0, inf) (a finite number >= 0), got {value!r}")
     return rate
 
 
 class Optimizer:
     """Base class: per-parameter state slots ``_slots`` and one ``_update`` per parameter or buffer.
 
-    ``learning_rate`` is a number > 0 or a ``schedules.LearningRateSchedule``; ``lr`` is another
+    ``learning_rate`` is a number >= 0 or a ``schedules.LearningRateSchedule``; ``lr`` is another
     name for it (give one). Reading ``opt.learning_rate`` (or ``opt.lr``) gives the current value
     as a float; setting it is checked, and a schedule cannot be replaced by a number (as in Keras).
     """

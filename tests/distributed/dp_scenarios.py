@@ -35,7 +35,7 @@ def _results(model: Any, history: Any, x_eval: np.ndarray, y_eval: np.ndarray) -
         "weights": [np.array(w) for w in model.get_weights()],
         "history": {k: list(v) for k, v in history.history.items()},
         "epochs": list(history.epoch),
-        "evaluate": model.evaluate(x_eval, y_eval, batch_size=16),
+        "evaluate": model.evaluate(x_eval, y_eval, batch_size=16, return_dict=True),
         "predict": model.predict(x_eval, batch_size=8),
         "steps": dict(model.optimizer.steps),
     }
@@ -91,7 +91,7 @@ def train_steps(rank: int, out_dir: str) -> dict[str, Any]:
         "weights": [np.array(w) for w in model.get_weights()],
         "history": {"loss": losses},
         "epochs": [],
-        "evaluate": model.evaluate(x, y),
+        "evaluate": model.evaluate(x, y, return_dict=True),
         "predict": model.predict(x),
         "steps": dict(model.optimizer.steps),
     }
