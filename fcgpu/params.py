@@ -35,6 +35,7 @@ class FlatParameters:
     slices: dict[str, tuple[np.dtype, int, int]] = field(default_factory=dict)
     halves: dict[np.dtype, Array] = field(default_factory=dict)
     _views: list[tuple[Any, str, Array]] = field(default_factory=list)  # (layer, name, param view)
+    _half_views: dict[str, Array] = field(default_factory=dict)  # name -> the half view a layer adopted
 
     @classmethod
     def of(cls, layers: Sequence[Any]) -> "FlatParameters":
@@ -69,7 +70,7 @@ class FlatParameters:
     def _lay_out_halves(self, layers: Sequence[Any], sizes: dict[np.dtype, int]) -> None:
         """The half-copy buffers of mixed-precision layers (one per master dtype), adopted as views."""
         for layer in layers:
-            copies = layer.half_copies() if callable(getattr(layer, "half_copies", None)) else {}
+            copies = layer.half_copies()
             views = {}
             for name, half in copies.items():
                 dtype, start, stop = self.slices[name]
@@ -85,6 +86,7 @@ class FlatParameters:
                 views[name] = buffer[start:stop].reshape(half.shape)
             if views:
                 layer.adopt_half_storage(views)  # copies the values in
+                self._half_views.update(layer.half_copies())
 
     def shape(self, name: str) -> tuple[int, ...]:
         """The shape of parameter ``name``."""
@@ -98,7 +100,10 @@ class FlatParameters:
         names = [(layer, name, p) for layer in layers for name, p, _ in layer.parameters()]
         if len(names) != len(self._views):
             return False
-        return all(a[0] is b[0] and a[1] == b[1] and a[2] is b[2] for a, b in zip(names, self._views))
+        if not all(a[0] is b[0] and a[1] == b[1] and a[2] is b[2] for a, b in zip(names, self._views)):
+            return False
+        halves = {name: h for layer in layers for name, h in layer.half_copies().items()}
+        return halves.keys() == self._half_views.keys() and all(h is self._half_views[n] for n, h in halves.items())
 
     def grads_ready(self) -> bool:
         """Whether every layer's gradients are the flat views (each had a backward pass)."""

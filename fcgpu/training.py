@@ -25,6 +25,7 @@ from .backends import Backend
 from .backends.base import Array, Scalar
 from .buffers import Buffers
 from .callbacks import History
+from .distributed.checks import fingerprint, same_on_every_rank
 from .distributed.data_parallel import DataParallel, quiet_callbacks
 from .initializers import get_rng
 from .losses import Loss
@@ -260,8 +261,13 @@ class Trainer(DataParallel):
     def train_step(self, x: Any, y: Any) -> float:
         """One forward, backward and optimizer step on a batch; returns the mean loss."""
         self._require_compiled("train_step")
-        x_dev, y_dev = self.prepare_data(x, y)
-        value, _ = self.train_batch(x_dev, y_dev)
+        xh, yh = self._prepare(x, y)
+        self._ensure_built(xh.shape[1])
+        comm = distributed.world()
+        if comm.size > 1:  # data parallel: (x, y) is the global batch, the same on every rank
+            same_on_every_rank(comm, "train_step", x=fingerprint(xh), y=fingerprint(yh))
+        backend = self.backend
+        value, _ = self.train_batch(backend.from_numpy(xh), backend.from_numpy(yh))
         return float(value)
 
     # -- loops -------------------------------------------------------------------

@@ -49,11 +49,15 @@ class DataParallel:
         state = getattr(self.optimizer, "state", None) if fit else None
         slots = _state_layout(state) if isinstance(state, dict) else None
         prints = {k: tuple(map(fingerprint, v)) if isinstance(v, tuple) else fingerprint(v) for k, v in arrays.items()}
+        optimizer = self.optimizer.get_config() if fit else None  # settings too: a learning rate, a loss scale
         same_on_every_rank(
-            comm, what, backend=backend.name, settings=settings, parameters=layout, optimizer_state=slots, **prints
+            comm, what, backend=backend.name, settings=settings, parameters=layout, optimizer_state=slots,
+            optimizer=optimizer, **prints
         )
         for buffer in flat.params.values():
             backend.broadcast(buffer, comm)
+        for dtype, half in flat.halves.items():  # mixed precision: what forward and backward read
+            half[...] = flat.params[dtype].astype(half.dtype)
         if slots:
             host = resolve_backend("numpy")[0]
             for name, slot, *_ in slots:

@@ -166,6 +166,14 @@ class Layer:
     def adopt_storage(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         """Move the parameters into the given views (by name) of a model's flat buffers."""
 
+    def half_copies(self) -> dict[str, Array]:
+        """A mixed-precision layer's half copies of its float32 parameters, by parameter name: what
+        forward and backward compute from, and what the optimizer's update writes ({} here)."""
+        return {}
+
+    def adopt_half_storage(self, views: dict[str, Array]) -> None:
+        """Keep the half copies in the given views (by name) of a model's half buffer."""
+
     def validate_weights(self, weights: Sequence[np.ndarray], first: int = 0) -> Any:
         """``weights`` checked and cast, changing nothing; ``first`` is their index in the caller's list."""
         return None

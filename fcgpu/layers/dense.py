@@ -279,6 +279,8 @@ class Dense(Layer):
     def to(self, backend: str | Backend) -> "Dense":
         """Move parameters and gradients to another backend ('numpy' | 'cupy' | 'auto')."""
         target, _ = resolve_backend(backend)
+        if self.built and target is self.backend:
+            return self  # already there: the parameters, half copies and buffers stay as they are
         if self.built and target is not self.backend:
             src = self.backend
             for attr in ("kernel", "bias", "kernel_grad", "bias_grad"):

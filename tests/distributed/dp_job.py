@@ -75,6 +75,20 @@ def main(out_dir: str, backend_name: str) -> None:
         direct["mismatch"] = None
     except ValueError as e:
         direct["mismatch"] = str(e)
+    # An optimizer set up differently on one rank: every rank gets the same error, none hangs.
+    other = fc.Sequential([fc.Dense(3, dtype="float64")])
+    other.compile(loss="mse", optimizer=fc.optimizers.SGD(learning_rate=0.1 * (1 + comm.rank)))
+    try:
+        other.fit(x, np.zeros((4, 3)), batch_size=2, epochs=1, verbose=0)
+        direct["optimizer_mismatch"] = None
+    except ValueError as e:
+        direct["optimizer_mismatch"] = str(e)
+    # train_step with another batch on one rank.
+    try:
+        model.train_step(x + comm.rank, np.zeros((4, 3)))
+        direct["train_step_mismatch"] = None
+    except ValueError as e:
+        direct["train_step_mismatch"] = str(e)
     # A save that fails on rank 0 fails on every rank.
     try:
         model.save(os.path.join(out_dir, "no-such-folder", "m.fcgpu"))

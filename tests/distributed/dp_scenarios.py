@@ -112,7 +112,22 @@ def dropout(rank: int, out_dir: str) -> dict[str, Any]:
     return _results(model, history, x, y)
 
 
+def mixed_float16(rank: int, out_dir: str) -> dict[str, Any]:
+    """mixed_float16 (float32 masters, float16 copies that forward and backward read, loss scaling),
+    ranks seeded differently: only rank 0's masters *and* half copies explain equal results."""
+    x, y = _data(48, 7, 3)
+    fc.set_seed(SEED + rank)
+    model = fc.Sequential([fc.Dense(6, activation="relu", dtype="mixed_float16"),
+                           fc.Dense(3, dtype="mixed_float16")])
+    model.build((None, 7))
+    fc.set_seed(SEED + rank)
+    model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.SGD(lr=0.1), metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    return _results(model, history, x, y)
+
+
 SCENARIOS: dict[str, Callable[[int, str], dict[str, Any]]] = {
+    "mixed_float16": mixed_float16,
     "dropout": dropout,
     "sgd_momentum": sgd_momentum,
     "adam_split": adam_split,
