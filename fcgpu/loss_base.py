@@ -248,9 +248,11 @@ class ElementwiseLoss(Loss):
             if host.size != int(np.prod(pred_shape)) or host.ndim not in (1, 2) or (host.ndim == 2 and host.shape[1] != 1):
                 raise ValueError(f"{argument}: expected shape {tuple(pred_shape)}, got {host.shape}")
             host = host.reshape(pred_shape)
-        out = host.astype(dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = host.astype(dtype)
         if not np.isfinite(out).all():
-            raise ValueError(f"{argument}: expected finite values, got NaN or inf")
+            what = "NaN or inf" if not np.isfinite(host.astype(np.float64)).all() else f"values that overflow {np.dtype(dtype).name}"
+            raise ValueError(f"{argument}: expected finite values, got {what}")
         if self.check_unit_interval and ((out < 0).any() or (out > 1).any()):
             raise ValueError(f"{argument}: binary labels must be in [0, 1]")
         return out

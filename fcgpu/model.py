@@ -131,7 +131,10 @@ class Sequential(Trainer):
         """Remove the last layer and return it (Keras's ``pop``); the model keeps its Input."""
         if not self._layers:
             raise TypeError(f"pop: model '{self.name}' has no layers to remove")
-        return self._layers.pop()
+        layer = self._layers.pop()
+        if self.optimizer is not None:  # the optimizer's state of it goes with it
+            self.optimizer.forget([name for name, _, _ in layer.parameters()])
+        return layer
 
     @property
     def built(self) -> bool:

@@ -37,6 +37,7 @@ from .serialization import deserialize
 __all__ = ["save_model", "load_model", "ModelFileError", "write_archive", "read_archive", "write_npz"]
 
 _MAX_STEP = 2**63 - 1
+_ARRAY_STATE = ("config", "iterations", "steps", "state")  # the state_dict entries saved as arrays or config
 
 
 def _require_finite(value: np.ndarray, what: str, path: str) -> None:
@@ -74,6 +75,8 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
                 arrays[f"opt/{name}/{slot}"] = value
         compiled["optimizer_steps"] = {str(n): int(s) for n, s in state["steps"].items()}
         compiled["optimizer_state"] = {n: sorted(s) for n, s in state["state"].items()}
+        # Scalars beside the arrays, such as a LossScaleOptimizer's scale and its good-step count.
+        compiled["optimizer_scalars"] = {k: v for k, v in state.items() if k not in _ARRAY_STATE}
     write_archive(path, {"model": model.get_config(), "compile": compiled}, arrays)
 
 
@@ -89,6 +92,12 @@ def _optimizer_section(compiled: Any, arrays: dict[str, np.ndarray], params: set
         isinstance(s, list) and all(isinstance(x, str) for x in s) and len(set(s)) == len(s) for s in listed.values()
     ):
         raise ValueError("its optimizer_state is not a dict of parameter names to lists of distinct slot names")
+    scalars: Any = {} if compiled is None else compiled.get("optimizer_scalars", {})
+    if not isinstance(scalars, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and k not in _ARRAY_STATE
+        for k, v in scalars.items()
+    ):
+        raise ValueError("its optimizer_scalars are not a dict of names to finite numbers")
     if not isinstance(steps, dict) or not all(type(v) is int and 0 <= v <= _MAX_STEP for v in steps.values()):
         raise ValueError(f"its optimizer_steps are not a dict of parameter names to step counts in [0, {_MAX_STEP}]")
     for what, names in (("optimizer state", listed), ("optimizer step count", steps)):
@@ -115,7 +124,7 @@ def _optimizer_section(compiled: Any, arrays: dict[str, np.ndarray], params: set
                     f"{state_dtype(param.dtype)})"
                 )
         state[name] = {slot: arrays[f"opt/{name}/{slot}"] for slot in slots}
-    return {"steps": dict(steps), "state": state}
+    return {**scalars, "steps": dict(steps), "state": state}
 
 
 def _build(config: dict[str, Any]) -> Any:

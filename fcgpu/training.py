@@ -61,12 +61,9 @@ class Trainer(DataParallel):
         if loss is None:
             raise ValueError("loss: compile needs a loss, e.g. loss='softmax_cross_entropy'")
         layers = self.layers
+        _check_policies("compile", self.name, layers)
         loss_obj = losses_module.get(loss)
-        opt = optimizers_module.get(optimizer)
-        if any(getattr(getattr(layer, "dtype_policy", None), "needs_loss_scaling", False) for layer in layers) and not (
-            isinstance(opt, optimizers_module.LossScaleOptimizer)
-        ):
-            opt = optimizers_module.LossScaleOptimizer(opt)  # as Keras under 'mixed_float16'
+        opt = _with_loss_scaling(optimizers_module.get(optimizer), layers)
         opt.check_owner(layers)
         if isinstance(metrics, (str, metrics_module.Metric, dict)):
             metrics = [metrics]
@@ -80,6 +77,14 @@ class Trainer(DataParallel):
         self.loss, self.optimizer = loss_obj, opt
         self.metric_objects = objects
         self.metrics = [m.name for m in objects]
+
+    def _start_training(self, what: str) -> None:
+        """What depends on both compile and the layers, decided when training starts (whatever the
+        order of compile and add), before anything changes: the model's mixed policies must agree,
+        and under 'mixed_float16' the optimizer scales the loss (wrapped as Keras wraps it)."""
+        self._require_compiled(what)
+        _check_policies(what, self.name, self.layers)
+        self.optimizer = _with_loss_scaling(self.optimizer, self.layers)
 
     @property
     def compiled(self) -> bool:
@@ -122,6 +127,11 @@ class Trainer(DataParallel):
         """Drop what the loss kept of the last batch (its predictions are a layer's output buffer)."""
         if self.loss is not None:
             self.loss.release()
+
+    def _parameters_finite(self) -> bool:
+        """Whether every parameter is finite (one reduction per flat buffer and one read)."""
+        flat = self.flat_parameters()
+        return all(bool(self.backend.to_numpy(self.backend.all_finite(p))) for p in flat.params.values())
 
     def _require_compiled(self, what: str) -> None:
         if not self.compiled:
@@ -184,7 +194,7 @@ class Trainer(DataParallel):
     def prepare_data(self, x: Any, y: Any) -> tuple[Array, Array]:
         """(x, y) checked on the host as ``fit`` checks them and copied to the model's backend:
         x (B, M) in the first layer's dtype, y as the loss takes it. Builds the model if needed."""
-        self._require_compiled("prepare_data")
+        self._start_training("prepare_data")
         xh, yh = self._prepare(x, y)
         self._ensure_built(xh.shape[1])
         backend = self.backend
@@ -260,7 +270,7 @@ class Trainer(DataParallel):
 
     def train_step(self, x: Any, y: Any) -> float:
         """One forward, backward and optimizer step on a batch; returns the mean loss."""
-        self._require_compiled("train_step")
+        self._start_training("train_step")
         xh, yh = self._prepare(x, y)
         self._ensure_built(xh.shape[1])
         comm = distributed.world()
@@ -296,7 +306,7 @@ class Trainer(DataParallel):
         Data parallel (``fcgpu.distributed``): batch_size is the global batch, every rank passes the
         same data and gets the same, global, figures; only rank 0 prints.
         """
-        self._require_compiled("fit")
+        self._start_training("fit")
         comm = distributed.world()
         epochs = positive_int(epochs, "epochs", allow_zero=True)
         initial_epoch = positive_int(initial_epoch, "initial_epoch", allow_zero=True)
@@ -357,12 +367,14 @@ class Trainer(DataParallel):
                 history.record(epoch, logs, time.perf_counter() - start)
                 if bar is not None:
                     bar.close()
-                warnings.warn(
-                    f"fit: the loss was not finite at epoch {epoch + 1}, batch {stopped_at}: training stopped "
-                    f"there (the parameters are no longer finite); lower the learning rate or check the data",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                if self._parameters_finite():
+                    why = ("the parameters are still finite: the forward pass overflowed (inputs, activations or "
+                           "outputs beyond the layers' dtype range); scale the inputs or check the data")
+                else:
+                    why = "the parameters are no longer finite; lower the learning rate or check the data"
+                if comm.rank == 0:
+                    warnings.warn(f"fit: the loss was not finite at epoch {epoch + 1}, batch {stopped_at}: training "
+                                  f"stopped there ({why})", RuntimeWarning, stacklevel=2)
                 history.stopped = {"epoch": epoch, "batch": stopped_at}
                 break
             if val_dev is not None:
@@ -540,6 +552,25 @@ class Trainer(DataParallel):
         if comm.size > 1:
             comm.allgather_rows(out[lo:hi].copy(), out)
         return out
+
+
+def _check_policies(what: str, name: str, layers: Sequence[Any]) -> None:
+    """Refuse a model whose mixed layers compute in two half types (one half copy buffer per model)."""
+    halves = {layer.dtype_policy.name for layer in layers if layer.mixed}
+    if len(halves) > 1:
+        raise ValueError(
+            f"{what}: model '{name}' mixes the policies {sorted(halves)}; give its mixed layers one policy "
+            f"(fcgpu keeps one buffer of half copies per model)"
+        )
+
+
+def _with_loss_scaling(opt: Optimizer, layers: Sequence[Any]) -> Optimizer:
+    """``opt`` wrapped in a LossScaleOptimizer where a layer computes in float16 (as Keras under
+    'mixed_float16'), else ``opt`` itself."""
+    scaled = any(layer.dtype_policy is not None and layer.dtype_policy.needs_loss_scaling for layer in layers)
+    if scaled and not isinstance(opt, optimizers_module.LossScaleOptimizer):
+        return optimizers_module.LossScaleOptimizer(opt)
+    return opt
 
 
 def _verbosity(verbose: Any, default: int) -> int:

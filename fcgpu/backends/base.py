@@ -106,10 +106,15 @@ class Backend(ABC):
         try:
             return self.xp.from_dlpack(x) if device_type == self.dlpack_device_type else np.from_dlpack(x)
         except (RuntimeError, TypeError, BufferError, ValueError) as e:
-            raise TypeError(
-                f"{argument}: a {type(x).__module__}.{type(x).__name__} could not be read through DLPack ({e}); "
-                f"for a torch tensor that requires grad, pass tensor.detach()"
-            ) from None
+            kind = f"a {type(x).__module__}.{type(x).__name__}"
+            dtype = str(getattr(x, "dtype", ""))
+            if getattr(x, "requires_grad", False):
+                hint = "it requires grad: pass tensor.detach()"
+            elif "bfloat16" in dtype:
+                hint = f"{self.name} cannot take bfloat16 through DLPack: pass tensor.float()"
+            else:
+                hint = f"its dtype is {dtype or 'unknown'}"
+            raise TypeError(f"{argument}: {kind} could not be read through DLPack ({e}); {hint}") from None
 
     def _accepted_arrays(self) -> str:
         return f"a NumPy array or a {self.name} array"

@@ -15,6 +15,8 @@ package imports mpi4py, and only inside ``init``: importing fcgpu never does.
 """
 from __future__ import annotations
 
+import warnings
+
 import os
 from typing import Any
 
@@ -66,7 +68,8 @@ def init() -> LocalWorld:
 
     Launched without an MPI launcher this is the world of one (mpi4py is not imported). With more
     than one rank it also installs the hook that aborts the whole job on an uncaught error, and
-    gives each rank the GPU of its local rank for the CuPy backend. Calling it again returns the
+    gives each rank the GPU of its local rank for the CuPy backend, and silences RuntimeWarnings
+    (NumPy's overflow warnings, fit's stop warning) on every rank but 0. Calling it again returns the
     same communicator. Raises ImportError when mpiexec started several ranks but mpi4py is not
     installed (each rank would otherwise train alone and all would write the same files).
     """
@@ -86,6 +89,8 @@ def init() -> LocalWorld:
     if comm.size > 1:
         install_abort_hook(comm)
         backends.assign_device(comm.local_rank)
+        if comm.rank != 0:  # every rank computes the same figures: their numerical warnings print once
+            warnings.filterwarnings("ignore", category=RuntimeWarning)
     set_world(comm)
     return comm
 

@@ -39,6 +39,14 @@ class Layer:
     backend: Backend | None
     # The input the layer was told at construction, as (M,), or None (see ``declared_input``).
     declared_input_shape: tuple[int] | None = None
+    # The layer's dtype policy (``fcgpu.mixed_precision.Policy``), or None for a layer that takes
+    # its input's dtype (Dropout, Activation).
+    dtype_policy: Any = None
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the layer keeps float32 variables and computes in a half type (a mixed policy)."""
+        return self.dtype_policy is not None and self.dtype_policy.mixed
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
@@ -134,14 +142,19 @@ class Layer:
                 f"'{self.name}', got shape {tuple(x.shape)}"
             )
         dtype = np.dtype(getattr(self, "compute_dtype", self.dtype))  # mixed policies compute in half
-        narrowing = isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.itemsize > dtype.itemsize
-        if narrowing and not getattr(self, "mixed", False):
-            # Narrowing (float64 -> float32, float32 -> float16) can overflow: refuse as fit does.
-            # Under a mixed policy an overflow to inf is the loss scaler's to catch (skip the step).
+        host = isinstance(x, np.ndarray)
+        if host and x.dtype.kind in "iuf" and (x.dtype.kind != "f" or x.dtype.itemsize > dtype.itemsize) and not self.mixed:
+            # Integers and wider floats can overflow the layer's dtype (100000 in float16): refused as
+            # fit and predict refuse them. Under a mixed policy an overflow to inf is the loss
+            # scaler's to catch (skip the step).
             float_array(x, "x", dtype, owner=f"layer '{self.name}'")
         if not self.built:
             self.build(x.shape[-1])
         x_dev = self.backend.asarray(x, dtype, "x")
+        if not host and not self.backend.owns(x) and not self.mixed and dtype.itemsize < 4:
+            # Another library's tensor (DLPack) cast into a half type: the same check, on its values.
+            if not bool(self.backend.to_numpy(self.backend.all_finite(x_dev))):
+                raise ValueError(f"x: expected finite values, got NaN, inf or values that overflow {dtype.name}")
         return (x_dev.reshape(1, -1), True) if x_dev.ndim == 1 else (x_dev, False)
 
     def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:

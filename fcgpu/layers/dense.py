@@ -225,10 +225,6 @@ class Dense(Layer):
         self._refresh_halves()
 
     # -- mixed precision: the half copies of the master weights ------------------------
-    @property
-    def mixed(self) -> bool:
-        return self.dtype_policy.mixed
-
     def half_copies(self) -> dict[str, Array]:
         """{'<layer>/kernel': its half copy, ...} under a mixed policy ({} otherwise): what the
         optimizer's update writes beside the float32 master weights."""

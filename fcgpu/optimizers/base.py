@@ -339,6 +339,16 @@ class Optimizer:
                     state[slot] = target.from_numpy(to_numpy(value))
         return self
 
+    def forget(self, names: Any) -> None:
+        """Drop the state, step counts and owners of parameters ``names`` (a layer left the model:
+        ``pop``), so that nothing of it is saved and a new layer may take the name."""
+        for name in names:
+            self.state.pop(name, None)
+            self.steps.pop(name, None)
+            self._owners.pop(name, None)
+            self._flat_views.pop(name, None)
+        self._flat, self._flat_state = None, {}
+
     def reset(self) -> None:
         """Forget all state (and the model it served), as a freshly constructed optimizer."""
         self.state.clear()

@@ -12,6 +12,7 @@ under 'mixed_float16', as Keras does, and PyTorch's autocast with bfloat16 skips
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,19 @@ class LossScaleOptimizer(Optimizer):
         """The current loss scale."""
         return self._scale
 
+    # Names this wrapper sets on itself; every other attribute is read from the inner optimizer
+    # and is refused here when set (it would shadow the inner optimizer's setting and change nothing).
+    _OWN = frozenset({"inner", "initial_scale", "dynamic_growth_steps", "_scale", "_good_steps", "skipped_steps"})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._OWN or isinstance(getattr(type(self), name, None), property):
+            object.__setattr__(self, name, value)
+        else:
+            raise AttributeError(
+                f"{name}: LossScaleOptimizer does not have a setting {name!r} of its own; set it on the optimizer "
+                f"it wraps (opt.inner.{name} = ...)"
+            )
+
     @property
     def learning_rate(self) -> float:  # type: ignore[override]
         return self.inner.learning_rate
@@ -62,6 +76,14 @@ class LossScaleOptimizer(Optimizer):
     @learning_rate.setter
     def learning_rate(self, value: Any) -> None:
         self.inner.learning_rate = value
+
+    @property
+    def lr(self) -> float:  # type: ignore[override]
+        return self.inner.lr
+
+    @lr.setter
+    def lr(self, value: Any) -> None:
+        self.inner.lr = value
 
     @property
     def iterations(self) -> int:  # type: ignore[override]
@@ -81,6 +103,9 @@ class LossScaleOptimizer(Optimizer):
     def to(self, backend: Any) -> "LossScaleOptimizer":
         self.inner.to(backend)
         return self
+
+    def forget(self, names: Any) -> None:
+        self.inner.forget(names)
 
     def reset(self) -> None:
         self.inner.reset()
@@ -141,9 +166,14 @@ class LossScaleOptimizer(Optimizer):
         return {**self.inner.state_dict(), "loss_scale": self._scale, "good_steps": self._good_steps}
 
     def load_state_dict(self, state_dict: dict[str, Any], backend: Any) -> None:
+        scale = check_number(
+            state_dict.get("loss_scale", self.initial_scale), "state_dict['loss_scale']", 1.0, math.inf, high_open=True
+        )
+        good = state_dict.get("good_steps", 0)
+        if isinstance(good, bool) or not isinstance(good, (int, np.integer, float)) or good != int(good) or good < 0:
+            raise ValueError(f"state_dict['good_steps']: expected an int >= 0, got {good!r}")
         self.inner.load_state_dict(state_dict, backend)
-        self._scale = float(state_dict.get("loss_scale", self.initial_scale))
-        self._good_steps = int(state_dict.get("good_steps", 0))
+        self._scale, self._good_steps = scale, int(good)
 
     def __repr__(self) -> str:
         return f"LossScaleOptimizer({self.inner!r}, loss_scale={self._scale})"
