@@ -102,6 +102,8 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
     hidden = args.hidden or ([64] if digits else [512])
     try:
         _check_train_args(args)
+        if "bfloat16" in args.dtype:
+            fc.mixed_precision.bfloat16()  # ImportError naming the package to install, before any work
         name, source = _requested_backend(args)
         backend, reason = backends.resolve_backend(name)
         fc.set_backend(backend)
@@ -133,7 +135,12 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
         rest = times[1:] or times
         print(f"time per epoch: {sum(rest) / len(rest):.3f} s on {backend.name} (first epoch {times[0]:.3f} s)")
     if args.save:
-        model.save(args.save)
+        try:
+            model.save(args.save)
+        except (ValueError, OSError, fc.distributed.RootFailed) as e:  # a diverged run, a full disk
+            if comm.rank == 0:
+                print(f"fcgpu train: error: not saved: {' '.join(str(e).split())}", file=sys.stderr)
+            return 1
         print(f"saved: {args.save}")
     return 0
 

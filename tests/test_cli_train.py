@@ -170,3 +170,24 @@ def test_a_model_too_big_for_memory_is_refused_before_building(capsys, tmp_path)
     err = capsys.readouterr().err
     assert re.fullmatch(r"fcgpu train: error: the model 784-1048576-1048576-10 needs about [0-9.]+ TiB of memory, "
                         r"but [0-9.]+ [KMGT]iB is available\n", err)
+
+
+def test_a_diverged_run_is_not_saved_and_says_so_in_one_line(capsys, tmp_path):
+    pytest.importorskip("sklearn")
+    saved = tmp_path / "good.fcgpu"
+    saved.write_bytes(b"the last good file")
+    code = main(["train", "--backend", "numpy", "--epochs", "2", "--lr", "1000", "--dtype", "float16",
+                 "--no-progress", "--save", str(saved)])
+    err = capsys.readouterr().err
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("fcgpu train: error:")]
+    assert len(lines) == 1 and "not saved" in lines[0] and "NaN or inf" in lines[0]
+    assert "Traceback" not in err
+    assert saved.read_bytes() == b"the last good file"
+
+
+def test_mixed_bfloat16_without_ml_dtypes_names_what_to_install(capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "ml_dtypes", None)  # as if it were not installed
+    assert main(["train", "--backend", "numpy", "--epochs", "1", "--dtype", "mixed_bfloat16", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install ml_dtypes" in err and "Traceback" not in err
