@@ -89,6 +89,14 @@ def main(out_dir: str, backend_name: str) -> None:
         direct["train_step_mismatch"] = None
     except ValueError as e:
         direct["train_step_mismatch"] = str(e)
+    # A diverging fit: its stop warning (and NumPy's overflow warnings) are shown by rank 0 only.
+    import warnings
+
+    diverging = fc.Sequential([fc.Dense(3, dtype="float16")])
+    diverging.compile(loss="mse", optimizer=fc.optimizers.SGD(1e4))
+    with warnings.catch_warnings(record=True) as caught:
+        diverging.fit(np.full((4, 4), 100.0), np.full((4, 3), 1000.0), batch_size=2, epochs=3, verbose=0)
+    direct["runtime_warnings"] = sum(issubclass(w.category, RuntimeWarning) for w in caught)
     # A save that fails on rank 0 fails on every rank.
     try:
         model.save(os.path.join(out_dir, "no-such-folder", "m.fcgpu"))

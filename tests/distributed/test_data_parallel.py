@@ -164,6 +164,12 @@ def test_train_step_with_another_batch_on_one_rank_fails_on_every_rank(job):
         assert d["train_step_mismatch"] is not None and "every rank must pass the same x" in d["train_step_mismatch"]
 
 
+def test_runtime_warnings_are_shown_by_rank_0_only(job):
+    direct = _load(job[1], "direct")
+    assert direct[0]["runtime_warnings"] >= 1
+    assert all(d["runtime_warnings"] == 0 for d in direct[1:])
+
+
 def test_only_rank_0_prints(job):
     out = job[2]
     assert out.count("Epoch 1/20 - ") == 1  # fit's verbose=2 line
