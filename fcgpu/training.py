@@ -531,26 +531,43 @@ class Trainer(DataParallel):
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x: Any, batch_size: int | None = 256, verbose: int | str = 0) -> np.ndarray:
-        """The model's outputs (N, N_last) for x (N, M), computed in batches, as a NumPy array."""
+    def predict(
+        self,
+        x: Any,
+        batch_size: int | None = 256,
+        verbose: int | str = 0,
+        callbacks: Sequence[callbacks_module.Callback] | None = None,
+    ) -> np.ndarray:
+        """The model's outputs (N, N_last) for x (N, M), computed in batches, as a NumPy array.
+        ``callbacks`` get Keras's predict hooks (a batch's logs hold its outputs, as Keras's)."""
         batch_size = 256 if batch_size is None else positive_int(batch_size, "batch_size")
         verbose = _verbosity(verbose, default=0)
         xh = self._check_x(x)
         self._ensure_built(xh.shape[1])
         backend, comm = self.backend, distributed.world()
+        params = {"batch_size": batch_size, "steps": -(-xh.shape[0] // batch_size), "verbose": verbose}
+        callback_list = quiet_callbacks(callbacks_module.CallbackList(callbacks, self, params), comm)
+        batch_hooks = callback_list.wants("predict")
         self._start_from_rank0(comm, "predict", {"x": xh}, batch_size, fit=False)
         lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)  # data parallel: this rank's rows
         x_dev = backend.from_numpy(xh[lo:hi])
         out = np.empty((xh.shape[0], self.output_features), self.layers[-1].dtype)
         bar = _progress(0, 1, -(-(hi - lo) // batch_size), verbose if comm.rank == 0 else 0, "Predict")
-        for i in range(0, hi - lo, batch_size):
-            out[lo + i : min(lo + i + batch_size, hi)] = backend.to_numpy(self.infer(x_dev[i : i + batch_size]))
+        callback_list.call("on_predict_begin", {})
+        for k, i in enumerate(range(0, hi - lo, batch_size)):
+            if batch_hooks:
+                callback_list.call("on_predict_batch_begin", k, {})
+            rows = slice(lo + i, min(lo + i + batch_size, hi))
+            out[rows] = backend.to_numpy(self.infer(x_dev[i : i + batch_size]))
+            if batch_hooks:
+                callback_list.call("on_predict_batch_end", k, {"outputs": out[rows]})
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
         if comm.size > 1:
             comm.allgather_rows(out[lo:hi].copy(), out)
+        callback_list.call("on_predict_end", {})
         return out
 
 

@@ -66,6 +66,26 @@ def test_keras_batch_aliases_and_test_hooks_are_called(backend, data):
     assert r.calls[4:] == ["test_begin", "test_batch_end", ("test_end", ["loss"])]
 
 
+def test_evaluate_and_predict_call_their_hooks(backend, data):
+    calls = []
+    cb = cbs.LambdaCallback(
+        on_test_begin=lambda logs: calls.append("test_begin"),
+        on_test_batch_end=lambda batch, logs: calls.append(("test_batch", batch, sorted(logs))),
+        on_test_end=lambda logs: calls.append(("test_end", sorted(logs))),
+        on_predict_begin=lambda logs: calls.append("predict_begin"),
+        on_predict_batch_end=lambda batch, logs: calls.append(("predict_batch", batch, logs["outputs"].shape)),
+        on_predict_end=lambda logs: calls.append("predict_end"),
+    )
+    x, y = data
+    model = _model(metrics=["acc"])
+    model.evaluate(x, y, batch_size=40, callbacks=[cb])
+    model.predict(x, batch_size=40, callbacks=[cb])
+    assert calls == [
+        "test_begin", ("test_batch", 0, ["acc", "loss"]), ("test_batch", 1, ["acc", "loss"]), ("test_end", ["acc", "loss"]),
+        "predict_begin", ("predict_batch", 0, (40, 3)), ("predict_batch", 1, (24, 3)), "predict_end",
+    ]
+
+
 def test_batch_logs_hold_the_loss_of_every_batch(backend, data):
     losses = []
     cb = cbs.LambdaCallback(on_train_batch_end=lambda batch, logs: losses.append(logs["loss"]))
