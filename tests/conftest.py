@@ -9,8 +9,13 @@ Every test that takes the ``backend`` fixture runs three times:
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+
+# Keras 3 (the tests' oracle for Keras behaviour) on PyTorch's CPU build, which the test extra brings.
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import fcgpu as fc
 
