@@ -56,6 +56,10 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     not a folder) before the file is touched; the write itself (``fileio.atomic_write``) checks the
     folder is writable.
     """
+    if str(os.fspath(path)).endswith(".keras"):  # Keras 3's own archive, which Keras loads
+        from .interop.keras_archive import save_keras_model
+
+        return save_keras_model(model, path)
     if not model.built:
         raise ValueError(f"model '{model.name}' is not built: build it, or train it, before saving")
     check_output_path(path, "path", probe=False)
@@ -118,6 +122,17 @@ def _optimizer_section(compiled: Any, arrays: dict[str, np.ndarray], params: set
     return {"steps": dict(steps), "state": state}
 
 
+def _is_npz(path: str) -> bool:
+    """Whether ``path`` is a zip holding fcgpu's config member (an fcgpu file under any name)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return "__config__.npy" in zf.namelist()
+    except Exception:
+        return False
+
+
 def _build(config: dict[str, Any]) -> Any:
     """The model a file's config describes, built; the seeded stream left as it was (building draws
     initial values that the file's weights overwrite at once)."""
@@ -132,13 +147,19 @@ def _build(config: dict[str, Any]) -> Any:
     return model
 
 
-def load_model(path: str | os.PathLike, compile: bool = True) -> Any:
+def load_model(path: str | os.PathLike, compile: bool = True, custom_objects: Any = None) -> Any:
     """Read a model saved by ``model.save``, onto the active backend (whichever backend saved it).
 
     With ``compile`` (the default) the loss, optimizer, metrics and optimizer state come back too.
     The whole file is checked either way; any inconsistency is a ModelFileError naming the file.
+    A Keras 3 archive (``.keras`` written by Keras or fcgpu) is read by ``fcgpu.interop.keras_archive``,
+    where ``custom_objects`` maps a Keras layer class name to a converter the caller trusts.
     """
     text = os.fspath(path)
+    from .interop.keras_archive import is_keras_archive, load_keras_model
+
+    if is_keras_archive(text) or (str(text).endswith(".keras") and not _is_npz(text)):
+        return load_keras_model(text, compile=compile, custom_objects=custom_objects)
     config, arrays = read_archive(text)
     try:
         model = _build(config)
