@@ -9,6 +9,12 @@ Every test that takes the ``backend`` fixture runs three times:
 """
 from __future__ import annotations
 
+import os
+
+# Keras 3 (the reference for the .keras and .weights.h5 files) runs on PyTorch's CPU backend here;
+# the variable must be set before keras is first imported.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
 import numpy as np
 import pytest
 

@@ -185,7 +185,7 @@ def load_keras_model(
             except (ValueError, RecursionError) as e:
                 raise ModelFileError(f"{bad}: its config.json is not valid JSON ({e})") from None
             try:
-                model_config, layers, _ = model_from_keras(config, custom_objects)
+                model_config, layers, classes = model_from_keras(config, custom_objects)
             except UnsupportedKeras as e:
                 raise ModelFileError(f"{bad}: {e}") from None
             need = _parameter_bytes(layers, model_config["input_features"])
@@ -202,8 +202,9 @@ def load_keras_model(
     except Exception as e:
         raise ModelFileError(f"{bad}: its architecture cannot be built: {e}") from None
     what = f"{bad} ({WEIGHTS})"
-    found = read_layer_weights(data, _keys(model), what)
-    assign(model, weights_for(model, found, what), what)
+    keys = storage_keys(classes)  # where Keras stored each layer: by its Keras class
+    found = read_layer_weights(data, keys, what)
+    assign(model, weights_for(model, found, what, keys), what)
     if compile and isinstance(config, dict) and config.get("compile_config"):
         settings, why = compile_from_keras(config["compile_config"])
         try:
@@ -215,7 +216,3 @@ def load_keras_model(
             warnings.warn(f"load_model: {text!r} is loaded uncompiled: its compile settings do not translate ({why})",
                           stacklevel=3)
     return model
-
-
-def _keys(model: Any) -> list[str]:
-    return storage_keys([type(layer).__name__ for layer in model.layers])

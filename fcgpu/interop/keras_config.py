@@ -252,18 +252,25 @@ def model_from_keras(
         raise UnsupportedKeras("model: its config has no list of layers")
     model: dict[str, Any] = {"class_name": "Sequential", "name": inner.get("name") or None}
     layers, classes, problems = [], [], []
-    width = None
+    width, policy = None, "float32"
     for i, entry in enumerate(entries):
         if isinstance(entry, dict) and entry.get("class_name") == "InputLayer" and i == 0:
             width, batch, dtype = _input_from_keras(entry)
+            policy = dtype or policy
             model["input"] = {"class_name": "Input", "shape": [width], "batch_size": batch, "dtype": dtype,
                               "name": entry.get("config", {}).get("name") or None}
             continue
         try:
-            layers.append(layer_from_keras(entry, custom_objects))
-            classes.append(entry["class_name"])
+            layer = layer_from_keras(entry, custom_objects)
         except UnsupportedKeras as e:
             problems.append(str(e))
+            continue
+        if isinstance(layer, dict) and layer["class_name"] == "Dense":
+            policy = layer["dtype"] or policy
+        elif isinstance(layer, dict) and (layer.get("dtype") == policy or str(layer.get("dtype")).startswith("mixed")):
+            layer["dtype"] = None  # as fcgpu's layers without parameters do: the dtype of the layer before
+        layers.append(layer)
+        classes.append(entry["class_name"])
     if problems:
         raise UnsupportedKeras("; ".join(problems))
     if width is None:

@@ -128,12 +128,13 @@ def read_layer_weights(data: bytes, keys: list[str], what: str) -> dict[str, lis
         raise ModelFileError(f"{what} is damaged ({type(e).__name__}: {e})") from None
 
 
-def weights_for(model: Any, found: dict[str, list[np.ndarray]], what: str) -> list[np.ndarray]:
+def weights_for(model: Any, found: dict[str, list[np.ndarray]], what: str, keys: list[str] | None = None) -> list[np.ndarray]:
     """The model's ``set_weights`` list from ``read_layer_weights``, each array checked by count and
     shape against the layer stored under that key (built layers; an unbuilt model's ``set_weights``
-    checks the chain)."""
+    checks the chain). ``keys``: the storage keys of the model's layers, by default from their classes."""
     weights = []
-    for key, layer in _layer_entries(model):
+    pairs = _layer_entries(model) if keys is None else list(zip(keys, model.layers))
+    for key, layer in pairs:
         arrays = found[key]
         expected = layer.weight_count()
         if len(arrays) != expected:
