@@ -58,7 +58,7 @@ class _Graph:
 
     def const(self, value: np.ndarray, hint: str) -> str:
         name = self.name(hint)
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(value), name))
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.array(value, order="C"), name))
         return name
 
     def scalar(self, value: float, dtype: np.dtype, hint: str) -> str:
