@@ -290,3 +290,63 @@ def test_without_h5py_the_error_says_what_to_install(tmp_path, monkeypatch):
         model.save_weights(tmp_path / "f.weights.h5")
     model.save(tmp_path / "f.fcgpu")  # fcgpu's own files need nothing more
     assert not (tmp_path / "f.keras").exists()
+
+
+# -- optimizer state -------------------------------------------------------------------------------
+OPTIMIZERS = {
+    "adam": lambda: fc.optimizers.Adam(learning_rate=0.01),
+    "adamw": lambda: fc.optimizers.AdamW(learning_rate=0.01, weight_decay=0.05),
+    "rmsprop": lambda: fc.optimizers.RMSprop(learning_rate=0.01, momentum=0.5, centered=True),
+    "adagrad": lambda: fc.optimizers.Adagrad(learning_rate=0.05),
+    "sgd_nesterov": lambda: fc.optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True),
+}
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_training_goes_on_where_it_stopped_in_keras_and_back(tmp_path, optimizer):
+    x = np.random.default_rng(2).standard_normal((16, 6)).astype(np.float32)
+    y = np.random.default_rng(3).random((16, 3)).astype(np.float32)
+    fc.set_seed(0)
+    ours = fc.Sequential([fc.Input(shape=(6,)), fc.Dense(5, activation="tanh"), fc.Dense(3)])
+    ours.compile(loss="mse", optimizer=OPTIMIZERS[optimizer]())
+    ours.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+    ours.save(tmp_path / "f.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Skipping variable loading for optimizer"
+        theirs = keras.models.load_model(tmp_path / "f.keras")
+    assert int(theirs.optimizer.iterations) == 3
+    for model in (ours, theirs):
+        model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):  # Adam's epsilon sits elsewhere in Keras: 1e-8 apart
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+    theirs.save(tmp_path / "k.keras")
+    again = fc.load_model(tmp_path / "k.keras")
+    assert again.optimizer.iterations == 5
+    for model in (again, theirs):
+        model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(again.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+
+
+def test_optimizer_state_that_does_not_fit_starts_afresh_with_a_warning(tmp_path):
+    model = keras_model("relu")
+    model.fit(X, np.zeros((7, 3)), verbose=0)
+    model.save(tmp_path / "k.keras")
+    import h5py
+
+    with zipfile.ZipFile(tmp_path / "k.keras") as zf:
+        entries = {name: zf.read(name) for name in zf.namelist()}
+    import io
+
+    buffer = io.BytesIO(entries["model.weights.h5"])
+    with h5py.File(buffer, "a") as f:
+        del f["optimizer/vars/3"]
+        f["optimizer/vars"].create_dataset("3", data=np.zeros((2, 2), np.float32))
+    entries["model.weights.h5"] = buffer.getvalue()
+    with zipfile.ZipFile(tmp_path / "bad.keras", "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    with pytest.warns(UserWarning, match="optimizer state does not translate"):
+        loaded = fc.load_model(tmp_path / "bad.keras")
+    assert loaded.optimizer.iterations == 0
+    np.testing.assert_allclose(loaded.predict(X), keras_predict(model), rtol=1e-5, atol=1e-6)

@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 from ..archive import ModelFileError
 from ..fileio import atomic_write, check_output_path
 from ..initializers import get_rng
+from ..optimizers import state_dtype
 from ..serialization import deserialize
 from .keras_config import (
     UnsupportedKeras,
@@ -34,7 +35,8 @@ from .keras_config import (
     model_to_keras,
     storage_keys,
 )
-from .keras_weights import assign, read_layer_weights, weights_for, weights_h5_bytes
+from .keras_optimizer import state_from_keras, state_to_keras
+from .keras_weights import assign, read_layer_weights, read_optimizer_vars, weights_for, weights_h5_bytes
 
 __all__ = ["is_keras_archive", "load_keras_model", "save_keras_model"]
 
@@ -60,8 +62,8 @@ def is_keras_archive(path: str | os.PathLike) -> bool:
 # -- saving ------------------------------------------------------------------------------------
 def save_keras_model(model: Any, path: str | os.PathLike) -> None:
     """Write ``model`` (built) as a Keras 3 ``.keras`` archive, atomically. The compile settings go
-    with it where Keras computes the same (else a warning says why they were left out); fcgpu's
-    optimizer state does not (Keras starts its own)."""
+    with it where Keras computes the same (else a warning says why they were left out), and the
+    optimizer's state where Keras's optimizer keeps the same (``keras_optimizer``)."""
     if not model.built:
         raise ValueError(f"model '{model.name}' is not built: build it, or train it, before saving")
     check_output_path(path, "path", probe=False)
@@ -73,7 +75,13 @@ def save_keras_model(model: Any, path: str | os.PathLike) -> None:
     if compiled is not None and "compile_config" not in config:
         warnings.warn(f"model.save: the .keras file has no compile settings ({compile_to_keras(compiled)[1]}); "
                       f"Keras loads the model uncompiled", stacklevel=3)
-    weights = weights_h5_bytes(model)
+    optimizer = None
+    if "compile_config" in config:
+        names = [name for name, _ in model.trainable_variables]
+        values = state_to_keras(model.optimizer, names)
+        if values is not None:
+            optimizer = (config["compile_config"]["optimizer"]["config"]["name"], values)
+    weights = weights_h5_bytes(model, optimizer)
     metadata = {"keras_version": _KERAS_VERSION,
                 "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
                 "saved_by": f"fcgpu {_fcgpu_version()}"}
@@ -215,4 +223,23 @@ def load_keras_model(
         if settings is None:
             warnings.warn(f"load_model: {text!r} is loaded uncompiled: its compile settings do not translate ({why})",
                           stacklevel=3)
+        else:
+            _load_optimizer_state(model, data, what)
     return model
+
+
+def _load_optimizer_state(model: Any, data: bytes, what: str) -> None:
+    """The optimizer state Keras stored with the weights, where it translates (else a warning: the
+    optimizer starts afresh, as Keras's does when a saved optimizer does not match)."""
+    arrays = read_optimizer_vars(data, what)
+    if arrays is None:
+        return
+    params = [(name, tuple(p.shape)) for name, p in model.trainable_variables]
+    state = state_from_keras(model.optimizer.get_config(), arrays, params)
+    if state is None:
+        warnings.warn(f"load_model: {what}: the optimizer state does not translate to fcgpu's "
+                      f"{type(model.optimizer).__name__}; it starts afresh", stacklevel=4)
+        return
+    dtypes = {name: state_dtype(p.dtype) for name, p in model.trainable_variables}
+    state["state"] = {n: {k: v.astype(dtypes[n]) for k, v in slots.items()} for n, slots in state["state"].items()}
+    model.optimizer.load_state_dict(state, model.backend)

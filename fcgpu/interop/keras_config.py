@@ -375,6 +375,8 @@ def _float32_value(x: Any) -> Any:
 def compile_to_keras(compiled: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     """(Keras's compile_config, '') or (None, why not) for fcgpu's ``get_compile_config()``."""
     loss, opt = compiled.get("loss") or {}, compiled.get("optimizer") or {}
+    if opt.get("class_name") == "LossScaleOptimizer":  # Keras wraps a mixed_float16 model's optimizer itself
+        opt = opt.get("inner_optimizer") or {}
     if loss.get("class_name") not in _LOSSES:
         return None, f"Keras has no loss that computes as fcgpu's {loss.get('class_name')}"
     snake, keys = _LOSSES[loss["class_name"]]
@@ -438,6 +440,8 @@ def compile_from_keras(compiled: Any) -> tuple[dict[str, Any] | None, str]:
     if isinstance(opt, str):
         opt = {"class_name": {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop",
                               "adagrad": "Adagrad"}.get(opt.lower(), opt), "config": {}}
+    if isinstance(opt, dict) and opt.get("class_name") == "LossScaleOptimizer" and isinstance(opt.get("config"), dict):
+        opt = opt["config"].get("inner_optimizer")  # fcgpu's compile wraps a mixed_float16 model's optimizer itself
     if not isinstance(opt, dict) or opt.get("class_name") not in _OPTIMIZERS or not isinstance(opt.get("config"), dict):
         return None, f"fcgpu has no optimizer {opt.get('class_name') if isinstance(opt, dict) else opt!r}"
     cls, inner = opt["class_name"], opt["config"]

@@ -26,7 +26,7 @@ from ..archive import ModelFileError
 from ..fileio import atomic_write, check_output_path
 from .keras_config import storage_keys
 
-__all__ = ["h5py_module", "load_weights", "read_layer_weights", "save_weights", "weights_h5_bytes"]
+__all__ = ["h5py_module", "load_weights", "read_layer_weights", "read_optimizer_vars", "save_weights", "weights_h5_bytes"]
 
 MAX_WEIGHTS_FILE = 2**36  # 64 GiB: larger than any dense model fcgpu trains
 _EXPANSION = 1000  # a dataset may declare at most this many times the bytes the file holds
@@ -49,8 +49,9 @@ def _layer_entries(model: Any) -> list[tuple[str, Any]]:
     return list(zip(storage_keys([type(layer).__name__ for layer in layers]), layers))
 
 
-def weights_h5_bytes(model: Any) -> bytes:
-    """The model's weights as a Keras 3 HDF5 file, in memory (the model built, every value finite)."""
+def weights_h5_bytes(model: Any, optimizer: tuple[str, list[np.ndarray]] | None = None) -> bytes:
+    """The model's weights as a Keras 3 HDF5 file, in memory (the model built, every value finite);
+    ``optimizer``: (its Keras name, its variables in Keras's order), stored under ``optimizer/vars``."""
     h5py = h5py_module()
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
@@ -60,6 +61,13 @@ def weights_h5_bytes(model: Any) -> bytes:
             for i, value in enumerate(layer.get_weights()):
                 if value.dtype.kind == "f" and not np.isfinite(value).all():
                     raise ValueError(f"model: layer '{layer.name}' holds NaN or inf; refusing to save it")
+                group.create_dataset(str(i), data=value)
+        if optimizer is not None:
+            group = f.create_group("optimizer").create_group("vars")
+            group.attrs["name"] = optimizer[0]
+            for i, value in enumerate(optimizer[1]):
+                if value.dtype.kind == "f" and not np.isfinite(value).all():
+                    raise ValueError("model: the optimizer state holds NaN or inf; refusing to save it")
                 group.create_dataset(str(i), data=value)
         f.create_group("vars").attrs["name"] = model.name
     return buffer.getvalue()
@@ -103,28 +111,47 @@ def read_layer_weights(data: bytes, keys: list[str], what: str) -> dict[str, lis
             for key in keys:
                 where = f"{what}: {key}"
                 group = _child(_child(layers, key.split("/", 1)[1], "group", what), "vars", "group", where)
-                names = list(group.keys())
-                if sorted(names, key=lambda n: (len(n), n)) != [str(i) for i in range(len(names))]:
-                    raise ModelFileError(f"{where}: expected variables named 0, 1, ..., got {names}")
-                arrays = []
-                for i in range(len(names)):
-                    ds = _child(group, str(i), "dataset", where)
-                    if ds.external or ds.is_virtual:
-                        raise ModelFileError(f"{where}/vars/{i}: external or virtual datasets are not read")
-                    if ds.dtype.kind not in "fiu" or ds.dtype.fields is not None or len(ds.shape) > 2:
-                        raise ModelFileError(f"{where}/vars/{i}: dtype {ds.dtype} and shape {ds.shape} are not a weight")
-                    declared = math.prod(ds.shape) * ds.dtype.itemsize
-                    if declared > budget:
-                        raise ModelFileError(
-                            f"{where}/vars/{i}: declares {declared} bytes in a file of {len(data)} (a shape bomb?)"
-                        )
-                    budget -= declared
-                    arrays.append(np.asarray(ds[()]))
-                out[key] = arrays
+                out[key], budget = _read_vars(group, where, budget, len(data))
             return out
     except ModelFileError:
         raise
     except Exception as e:  # whatever h5py raised on a damaged file
+        raise ModelFileError(f"{what} is damaged ({type(e).__name__}: {e})") from None
+
+
+def _read_vars(group: Any, where: str, budget: int, size: int) -> tuple[list[np.ndarray], int]:
+    """The datasets 0, 1, ... of a ``vars`` group, each checked before it is read, and the budget left."""
+    names = list(group.keys())
+    if sorted(names, key=lambda n: (len(n), n)) != [str(i) for i in range(len(names))]:
+        raise ModelFileError(f"{where}: expected variables named 0, 1, ..., got {names[:10]}")
+    arrays = []
+    for i in range(len(names)):
+        ds = _child(group, str(i), "dataset", where)
+        if ds.external or ds.is_virtual:
+            raise ModelFileError(f"{where}/vars/{i}: external or virtual datasets are not read")
+        if ds.dtype.kind not in "fiu" or ds.dtype.fields is not None or len(ds.shape) > 2:
+            raise ModelFileError(f"{where}/vars/{i}: dtype {ds.dtype} and shape {ds.shape} are not a weight")
+        declared = math.prod(ds.shape) * ds.dtype.itemsize
+        if declared > budget:
+            raise ModelFileError(f"{where}/vars/{i}: declares {declared} bytes in a file of {size} (a shape bomb?)")
+        budget -= declared
+        arrays.append(np.asarray(ds[()]))
+    return arrays, budget
+
+
+def read_optimizer_vars(data: bytes, what: str) -> list[np.ndarray] | None:
+    """The ``optimizer/vars`` arrays of a Keras weights file (checked as layers' are), or None."""
+    h5py = h5py_module()
+    where = f"{what}: optimizer"
+    try:
+        with h5py.File(io.BytesIO(data), "r") as f:
+            if "optimizer" not in f:
+                return None
+            group = _child(_child(f, "optimizer", "group", what), "vars", "group", where)
+            return _read_vars(group, where, max(len(data), 1) * _EXPANSION, len(data))[0]
+    except ModelFileError:
+        raise
+    except Exception as e:
         raise ModelFileError(f"{what} is damaged ({type(e).__name__}: {e})") from None
 
 
