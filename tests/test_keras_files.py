@@ -350,3 +350,26 @@ def test_optimizer_state_that_does_not_fit_starts_afresh_with_a_warning(tmp_path
         loaded = fc.load_model(tmp_path / "bad.keras")
     assert loaded.optimizer.iterations == 0
     np.testing.assert_allclose(loaded.predict(X), keras_predict(model), rtol=1e-5, atol=1e-6)
+
+
+def test_a_mixed_model_keeps_its_optimizer_state_both_ways(tmp_path):
+    x = np.random.default_rng(4).standard_normal((16, 6)).astype(np.float32)
+    y = np.random.default_rng(5).random((16, 2)).astype(np.float32)
+    fc.set_seed(0)
+    ours = fc.Sequential([fc.Input(shape=(6,)), fc.Dense(4, activation="relu", dtype="mixed_float16"),
+                          fc.Dense(2, dtype="mixed_float16")])
+    ours.compile(loss="mse", optimizer=fc.optimizers.Adam(learning_rate=0.01))  # wrapped in a LossScaleOptimizer
+    ours.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    ours.save(tmp_path / "f.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        theirs = keras.models.load_model(tmp_path / "f.keras")  # Keras wraps it only under a global policy
+    assert int(theirs.optimizer.iterations) == 3
+    m_ours = ours.optimizer.state_dict()["state"]["dense/kernel"]["exp_avg"]
+    np.testing.assert_array_equal(np.asarray(theirs.optimizer.variables[2]), m_ours)
+    theirs.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    theirs.save(tmp_path / "k.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = fc.load_model(tmp_path / "k.keras")
+    assert again.optimizer.iterations == 4 and type(again.optimizer).__name__ == "LossScaleOptimizer"

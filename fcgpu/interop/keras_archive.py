@@ -35,7 +35,7 @@ from .keras_config import (
     model_to_keras,
     storage_keys,
 )
-from .keras_optimizer import state_from_keras, state_to_keras
+from .keras_optimizer import plain, state_from_keras, state_to_keras
 from .keras_weights import assign, read_layer_weights, read_optimizer_vars, weights_for, weights_h5_bytes
 
 __all__ = ["is_keras_archive", "load_keras_model", "save_keras_model"]
@@ -235,11 +235,12 @@ def _load_optimizer_state(model: Any, data: bytes, what: str) -> None:
     if arrays is None:
         return
     params = [(name, tuple(p.shape)) for name, p in model.trainable_variables]
-    state = state_from_keras(model.optimizer.get_config(), arrays, params)
+    optimizer = plain(model.optimizer)
+    state = state_from_keras(optimizer.get_config(), arrays, params)
     if state is None:
         warnings.warn(f"load_model: {what}: the optimizer state does not translate to fcgpu's "
-                      f"{type(model.optimizer).__name__}; it starts afresh", stacklevel=4)
+                      f"{type(optimizer).__name__}; it starts afresh", stacklevel=4)
         return
     dtypes = {name: state_dtype(p.dtype) for name, p in model.trainable_variables}
     state["state"] = {n: {k: v.astype(dtypes[n]) for k, v in slots.items()} for n, slots in state["state"].items()}
-    model.optimizer.load_state_dict(state, model.backend)
+    optimizer.load_state_dict(state, model.backend)

@@ -13,8 +13,10 @@ each layer in order):
   b = mu b + g, so m = -lr b for a constant learning rate.
 
 ``state_to_keras`` and ``state_from_keras`` translate fcgpu's ``optimizer.state_dict()`` for those
-optimizers (a plain one, not a loss-scale wrapper); anything else gives None and the file goes
-without optimizer state (Keras then starts its own, as fcgpu does).
+optimizers; anything else gives None and the file goes without optimizer state (Keras then starts
+its own, as fcgpu does). fcgpu wraps a mixed_float16 model's optimizer in a LossScaleOptimizer
+where Keras does so only under a global mixed_float16 policy: the wrapped optimizer's state is what
+translates (the loss scale starts afresh), and a Keras LossScaleOptimizer's nested state does not.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["state_from_keras", "state_to_keras"]
+__all__ = ["plain", "state_from_keras", "state_to_keras"]
 
 # optimizer class -> (fcgpu slot <- Keras slot, in Keras's order), per-variable interleaving or not
 _SLOTS = {
@@ -55,9 +57,15 @@ def _order(names: list[str], slots: tuple[str, ...], interleaved: bool) -> list[
     return [(n, s) for s in slots for n in names]
 
 
+def plain(optimizer: Any) -> Any:
+    """The optimizer that holds the state: a LossScaleOptimizer's inner one, else ``optimizer``."""
+    return optimizer.inner if type(optimizer).__name__ == "LossScaleOptimizer" else optimizer
+
+
 def state_to_keras(optimizer: Any, names: list[str]) -> list[np.ndarray] | None:
     """Keras's ``optimizer/vars`` for fcgpu's ``optimizer`` over the parameters ``names`` (in the
     model's order), or None where they do not translate (or before the first step)."""
+    optimizer = plain(optimizer)
     config = optimizer.get_config()
     layout = _slots(config)
     rate = config.get("learning_rate")
