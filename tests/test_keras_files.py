@@ -373,3 +373,12 @@ def test_a_mixed_model_keeps_its_optimizer_state_both_ways(tmp_path):
         warnings.simplefilter("error")
         again = fc.load_model(tmp_path / "k.keras")
     assert again.optimizer.iterations == 4 and type(again.optimizer).__name__ == "LossScaleOptimizer"
+
+
+def test_a_frozen_keras_layer_is_loaded_with_a_warning(tmp_path):
+    model = keras_model(compile=False)
+    model.layers[0].trainable = False
+    model.save(tmp_path / "k.keras")
+    with pytest.warns(UserWarning, match="'dense[_0-9]*' is frozen in Keras"):
+        loaded = fc.load_model(tmp_path / "k.keras")
+    np.testing.assert_allclose(loaded.predict(X), keras_predict(model), rtol=1e-5, atol=1e-6)

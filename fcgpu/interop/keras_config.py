@@ -18,6 +18,8 @@ caller leaves the model uncompiled (what Keras does when a compile config cannot
 """
 from __future__ import annotations
 
+import re
+import warnings
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -51,8 +53,6 @@ _REGULARIZERS = {"L1": ("l1",), "L2": ("l2",), "L1L2": ("l1", "l2")}
 _POLICIES = ("float32", "float64", "float16", "mixed_float16", "mixed_bfloat16")
 _SEED_LIMIT = 2**31  # Keras's seed generators take 32-bit seeds on every backend
 
-# Keras class names of the storage path in the weights file (``naming.to_snake_case``).
-_SNAKE = {"Dense": "dense", "Dropout": "dropout", "Activation": "activation"}
 
 
 class UnsupportedKeras(ValueError):
@@ -221,13 +221,20 @@ def layer_to_keras(config: dict[str, Any], policy: str, input_width: int | None)
     return out
 
 
+def _snake_case(name: str) -> str:
+    """Keras's ``naming.to_snake_case``: 'Dense' -> 'dense', 'BatchNormalization' -> 'batch_normalization'."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
 def storage_keys(class_names: list[str]) -> list[str]:
     """Where Keras stores each layer of a Sequential in a weights file: ``layers/<snake class name>``
     numbered per class ('dense', 'dense_1', 'dropout', ...), as ``saving_lib`` names container entries."""
     used: dict[str, int] = {}
     keys = []
     for cls in class_names:
-        base = _SNAKE.get(cls) or "".join("_" + c.lower() if c.isupper() else c for c in cls).lstrip("_")
+        base = _snake_case(cls)
         if base in used:
             used[base] += 1
             keys.append(f"layers/{base}_{used[base]}")
@@ -265,6 +272,9 @@ def model_from_keras(
         except UnsupportedKeras as e:
             problems.append(str(e))
             continue
+        if entry.get("config", {}).get("trainable") is False:
+            warnings.warn(f"layer {layer_name(entry)!r} is frozen in Keras (trainable=False); fcgpu trains every layer",
+                          stacklevel=4)
         if isinstance(layer, dict) and layer["class_name"] == "Dense":
             policy = layer["dtype"] or policy
         elif isinstance(layer, dict) and (layer.get("dtype") == policy or str(layer.get("dtype")).startswith("mixed")):
@@ -281,6 +291,10 @@ def model_from_keras(
         raise UnsupportedKeras("model: the Keras model was saved unbuilt (no input shape, so no weights)")
     model["input_features"] = width
     return model, layers, classes
+
+
+def layer_name(entry: dict[str, Any]) -> Any:
+    return entry.get("config", {}).get("name") if isinstance(entry.get("config"), dict) else None
 
 
 def _input_from_keras(entry: dict[str, Any]) -> tuple[int, int | None, str | None]:
