@@ -382,3 +382,19 @@ def test_a_frozen_keras_layer_is_loaded_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="'dense[_0-9]*' is frozen in Keras"):
         loaded = fc.load_model(tmp_path / "k.keras")
     np.testing.assert_allclose(loaded.predict(X), keras_predict(model), rtol=1e-5, atol=1e-6)
+
+
+def test_h5py_onnx_and_torch_are_imported_only_when_their_files_are_used(tmp_path):
+    import subprocess
+    import sys
+
+    program = (
+        "import sys, numpy as np, fcgpu as fc, fcgpu.interop, fcgpu.cli\n"
+        "m = fc.Sequential([fc.Input(shape=(3,)), fc.Dense(2)])\n"
+        f"m.save({str(tmp_path / 'm.fcgpu')!r}); fc.load_model({str(tmp_path / 'm.fcgpu')!r})\n"
+        "fc.cli.build_parser()\n"
+        "print(sorted(n for n in ('h5py', 'onnx', 'onnxruntime', 'torch', 'keras') if n in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
