@@ -13,6 +13,10 @@ A model file is a NumPy ``.npz`` archive, never unpickled:
 - ``param/<layer>/<kernel|bias>``: the weights, host arrays;
 - ``opt/<layer>/<kernel|bias>/<slot>``: optimizer state (momentum, Adam moments).
 
+A name ending in ``.keras`` is Keras 3's own archive instead, which ``fcgpu.interop.keras_archive``
+writes and reads (``load_model`` also reads a Keras archive under another name, and an fcgpu file
+under a ``.keras`` name, as 0.3 wrote them).
+
 Saving refuses NaN or inf in any parameter or optimizer state (such a file would replace the last
 good one with one that cannot be trained from), and writes atomically through
 :func:`fcgpu.fileio.atomic_write`: a crash mid-save leaves the previous file intact. Loading
@@ -122,17 +126,6 @@ def _optimizer_section(compiled: Any, arrays: dict[str, np.ndarray], params: set
     return {"steps": dict(steps), "state": state}
 
 
-def _is_npz(path: str) -> bool:
-    """Whether ``path`` is a zip holding fcgpu's config member (an fcgpu file under any name)."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return "__config__.npy" in zf.namelist()
-    except Exception:
-        return False
-
-
 def _build(config: dict[str, Any]) -> Any:
     """The model a file's config describes, built; the seeded stream left as it was (building draws
     initial values that the file's weights overwrite at once)."""
@@ -156,9 +149,9 @@ def load_model(path: str | os.PathLike, compile: bool = True, custom_objects: An
     where ``custom_objects`` maps a Keras layer class name to a converter the caller trusts.
     """
     text = os.fspath(path)
-    from .interop.keras_archive import is_keras_archive, load_keras_model
+    from .interop.keras_archive import load_keras_model, reads_as_keras
 
-    if is_keras_archive(text) or (str(text).endswith(".keras") and not _is_npz(text)):
+    if reads_as_keras(text):
         return load_keras_model(text, compile=compile, custom_objects=custom_objects)
     config, arrays = read_archive(text)
     try:

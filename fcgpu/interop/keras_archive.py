@@ -38,7 +38,7 @@ from .keras_config import (
 from .keras_optimizer import plain, state_from_keras, state_to_keras
 from .keras_weights import assign, read_layer_weights, read_optimizer_vars, weights_for, weights_h5_bytes
 
-__all__ = ["is_keras_archive", "load_keras_model", "save_keras_model"]
+__all__ = ["is_keras_archive", "load_keras_model", "reads_as_keras", "save_keras_model"]
 
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 MAX_JSON_BYTES = 16 * 2**20
@@ -48,15 +48,28 @@ _INFLATION = 1100  # deflate expands at most 1032-fold: more is a forged size
 _KERAS_VERSION = "3.0.0"  # the format's version (Keras 3's saving_lib); Keras does not check it
 
 
+def _names(path: str | os.PathLike) -> set[str] | None:
+    try:
+        with zipfile.ZipFile(os.fspath(path)) as zf:
+            return set(zf.namelist())
+    except Exception:
+        return None
+
+
 def is_keras_archive(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a zip that looks like Keras's (a ``config.json``) rather than fcgpu's
     ``.npz`` archive; False for anything unreadable (its own reader then says what is wrong)."""
-    try:
-        with zipfile.ZipFile(os.fspath(path)) as zf:
-            names = set(zf.namelist())
-    except Exception:
+    names = _names(path)
+    return names is not None and CONFIG in names and "__config__.npy" not in names
+
+
+def reads_as_keras(path: str | os.PathLike) -> bool:
+    """Whether ``fc.load_model`` reads ``path`` as a Keras archive: one that looks like Keras's, or
+    any file named ``.keras`` that is not fcgpu's own archive (0.3 wrote those under that name)."""
+    names = _names(path)
+    if names is not None and "__config__.npy" in names:
         return False
-    return CONFIG in names and "__config__.npy" not in names
+    return (names is not None and CONFIG in names) or str(os.fspath(path)).endswith(".keras")
 
 
 # -- saving ------------------------------------------------------------------------------------
