@@ -413,11 +413,11 @@ class Sequential(Trainer):
         distributed.world().run_on_root(lambda: keras_weights.save_weights(self, path), "model.save_weights")
 
     def load_weights(self, path: str | os.PathLike) -> None:
-        """Load a Keras 3 ``.weights.h5`` file (Keras's or fcgpu's), checked by layer and shape first:
-        a failure (``ModelFileError``) changes nothing."""
-        from .interop import keras_weights
+        """Load a Keras 3 ``.weights.h5`` file, or the weights of a ``.keras`` archive (Keras's or fcgpu's),
+        checked by layer and shape first: a failure (``ModelFileError``) changes nothing."""
+        from .interop import keras_archive
 
-        keras_weights.load_weights(self, path)
+        keras_archive.load_weights(self, path)
 
 
 @contextlib.contextmanager

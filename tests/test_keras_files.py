@@ -261,6 +261,21 @@ def test_weights_files_both_ways(tmp_path):
     np.testing.assert_allclose(ours.predict(X), keras_predict(other), rtol=1e-5, atol=1e-6)
 
 
+def test_load_weights_takes_a_keras_archive_too(tmp_path):
+    other = keras_model("relu", compile=False)
+    other.save(tmp_path / "k.keras")
+    ours = fcgpu_model("relu", compile=False)
+    ours.load_weights(tmp_path / "k.keras")  # as Keras's load_weights does
+    np.testing.assert_allclose(ours.predict(X), keras_predict(other), rtol=1e-5, atol=1e-6)
+    before = ours.get_weights()
+    wrong = fc.Sequential([fc.Input(shape=(6,)), fc.Dense(5), fc.Dense(2)])
+    wrong.save(tmp_path / "w.keras")
+    with pytest.raises(fc.ModelFileError, match="activation"):
+        ours.load_weights(tmp_path / "w.keras")
+    for a, b in zip(before, ours.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_an_unbuilt_model_is_built_from_a_weights_file(tmp_path):
     fcgpu_model("relu").save_weights(tmp_path / "f.weights.h5")
     fresh = fc.Sequential([fc.Dense(5, activation="relu"), fc.Dropout(0.25), fc.Activation("tanh"),

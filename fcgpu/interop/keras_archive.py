@@ -36,9 +36,10 @@ from .keras_config import (
     storage_keys,
 )
 from .keras_optimizer import plain, state_from_keras, state_to_keras
+from . import keras_weights
 from .keras_weights import assign, read_layer_weights, read_optimizer_vars, weights_for, weights_h5_bytes
 
-__all__ = ["is_keras_archive", "load_keras_model", "reads_as_keras", "save_keras_model"]
+__all__ = ["is_keras_archive", "load_keras_model", "load_weights", "reads_as_keras", "save_keras_model"]
 
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 MAX_JSON_BYTES = 16 * 2**20
@@ -152,6 +153,32 @@ def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, bad: str) -> b
     if len(data) != info.file_size:
         raise ModelFileError(f"{bad}: member {info.filename!r} does not hold the bytes it declares")
     return data
+
+
+def _weights_member(path: str, bad: str) -> bytes:
+    """The ``model.weights.h5`` bytes of a ``.keras`` archive, the zip checked as ``load_keras_model`` does."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return _read(zf, _members(zf, bad)[WEIGHTS], MAX_WEIGHTS_BYTES, bad)
+    except ModelFileError:
+        raise
+    except Exception as e:
+        raise ModelFileError(f"{bad} is not a readable .keras archive (truncated or corrupted: {type(e).__name__}: {e})") from None
+
+
+def load_weights(model: Any, path: str | os.PathLike) -> None:
+    """``model.load_weights``: a ``.weights.h5`` file (``keras_weights.load_weights``) or, as Keras
+    allows, the weights of a ``.keras`` archive; checked by layer and shape before anything changes."""
+    text = os.fspath(path)
+    if not str(text).endswith(".keras"):
+        return keras_weights.load_weights(model, text)
+    if not os.path.exists(text):
+        raise FileNotFoundError(f"path: no model file at {text!r}")
+    bad = f"path: {text!r}"
+    what = f"{bad} ({WEIGHTS})"
+    keys = storage_keys([type(layer).__name__ for layer in model.layers])
+    found = read_layer_weights(_weights_member(text, bad), keys, what)
+    assign(model, weights_for(model, found, what, keys), what)
 
 
 def _parameter_bytes(layers: list[Any], width: int) -> int:
