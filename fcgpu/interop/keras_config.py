@@ -142,7 +142,10 @@ def layer_from_keras(entry: Any, custom_objects: Mapping[str, Callable[[dict[str
     what = f"layer {name!r} ({cls})"
     convert = (custom_objects or {}).get(cls) or (custom_objects or {}).get(entry.get("registered_name") or "")
     if convert is not None:
-        return convert(dict(config))  # the caller's own code, registered by the caller
+        try:
+            return convert(dict(config))  # the caller's own code, registered by the caller
+        except Exception as e:
+            raise UnsupportedKeras(f"{what}: the converter registered for it raised {type(e).__name__}: {e}") from None
     refused = []
     for key in ("kernel_constraint", "bias_constraint", "activity_regularizer", "lora_rank", "quantization_config",
                 "noise_shape"):
@@ -160,7 +163,7 @@ def layer_from_keras(entry: Any, custom_objects: Mapping[str, Callable[[dict[str
             **base,
             "units": units,
             "activation": _activation_from_keras(config.get("activation"), what),
-            "use_bias": bool(config.get("use_bias", True)),
+            "use_bias": _flag(config.get("use_bias", True), "use_bias", what),
             "kernel_initializer": _initializer_from_keras(config.get("kernel_initializer"), "glorot_uniform"),
             "bias_initializer": _initializer_from_keras(config.get("bias_initializer"), "zeros"),
             "kernel_regularizer": _regularizer_from_keras(config.get("kernel_regularizer"), what),
@@ -177,6 +180,12 @@ def layer_from_keras(entry: Any, custom_objects: Mapping[str, Callable[[dict[str
     if cls == "Activation":
         return {**base, "activation": _activation_from_keras(config.get("activation"), what), "dtype": dtype}
     raise UnsupportedKeras(f"{what}: fcgpu has no {cls} layer")
+
+
+def _flag(value: Any, key: str, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise UnsupportedKeras(f"{what}: {key} {value!r} is not true or false")
+    return value
 
 
 def layer_to_keras(config: dict[str, Any], policy: str, input_width: int | None) -> dict[str, Any]:
