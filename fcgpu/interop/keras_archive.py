@@ -46,7 +46,7 @@ MAX_JSON_BYTES = 16 * 2**20
 MAX_WEIGHTS_BYTES = 2**36
 MAX_MEMBERS = 1000
 _INFLATION = 1100  # deflate expands at most 1032-fold: more is a forged size
-_KERAS_VERSION = "3.0.0"  # the format's version (Keras 3's saving_lib); Keras does not check it
+_KERAS_VERSION = "3.15.1"  # the Keras release whose files this layout was checked against (Keras reads it for display)
 
 
 def _names(path: str | os.PathLike) -> set[str] | None:
