@@ -50,6 +50,17 @@ def test_onnx_runtime_gives_predict_for_every_activation(tmp_path, activation, o
         np.testing.assert_allclose(run(tmp_path / "m.onnx", x), model.predict(x), rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_large_pre_activations_stay_finite_and_equal(tmp_path, activation):
+    fc.set_seed(0)
+    model = fc.Sequential([fc.Input(shape=(6,)), fc.Dense(5, activation=activation)])
+    export_onnx(model, tmp_path / "m.onnx")
+    x = inputs(7, scale=300.0)  # |z| in the hundreds: exp overflows where a formula is not written for it
+    out, expected = run(tmp_path / "m.onnx", x), model.predict(x)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+
+
 def test_the_graph_is_checked_and_its_batch_dimension_is_dynamic(tmp_path):
     export_onnx(mlp("relu"), tmp_path / "m.onnx")
     proto = onnx.load(str(tmp_path / "m.onnx"))
