@@ -1,4 +1,4 @@
-"""Command line: ``fcgpu info | train | bench`` (also ``python -m fcgpu``).
+"""Command line: ``fcgpu info | train | bench | convert`` (also ``python -m fcgpu``).
 
 Bad input (a flag out of range, flags that contradict each other, an output path that cannot be
 written, data that does not fit the model) is reported in one line with exit status 2 before any
@@ -172,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", default=None, help="save the trained model to this file (checked before training)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="one line per epoch, no bar")
     p.set_defaults(func=_cmd_train)
+    from .interop import convert  # light: h5py, onnx and torch load only for the files that need them
+
+    p = sub.add_parser("convert", help="a model between .fcgpu, .keras, .weights.h5 (with --model), .pt and .onnx files")
+    convert.add_arguments(p)
+    p.set_defaults(func=convert.run_from_args)
     return parser
 
 

@@ -428,6 +428,19 @@ class Sequential(Trainer):
         error there is raised on every rank."""
         distributed.world().run_on_root(lambda: save_model(self, path), "model.save")
 
+    def save_weights(self, path: str | os.PathLike) -> None:
+        """Write the weights alone to a Keras 3 ``.weights.h5`` file, atomically (``fcgpu.interop.keras_weights``)."""
+        from .interop import keras_weights
+
+        distributed.world().run_on_root(lambda: keras_weights.save_weights(self, path), "model.save_weights")
+
+    def load_weights(self, path: str | os.PathLike) -> None:
+        """Load a Keras 3 ``.weights.h5`` file, or the weights of a ``.keras`` archive (Keras's or fcgpu's),
+        checked by layer and shape first: a failure (``ModelFileError``) changes nothing."""
+        from .interop import keras_archive
+
+        keras_archive.load_weights(self, path)
+
 
 @contextlib.contextmanager
 def _using(backend: Backend | None) -> Iterator[None]:

@@ -13,6 +13,10 @@ A model file is a NumPy ``.npz`` archive, never unpickled:
 - ``param/<layer>/<kernel|bias>``: the weights, host arrays;
 - ``opt/<layer>/<kernel|bias>/<slot>``: optimizer state (momentum, Adam moments).
 
+A name ending in ``.keras`` is Keras 3's own archive instead, which ``fcgpu.interop.keras_archive``
+writes and reads (``load_model`` also reads a Keras archive under another name, and an fcgpu file
+under a ``.keras`` name, as 0.3 wrote them).
+
 Saving refuses NaN or inf in any parameter or optimizer state (such a file would replace the last
 good one with one that cannot be trained from), and writes atomically through
 :func:`fcgpu.fileio.atomic_write`: a crash mid-save leaves the previous file intact. Loading
@@ -57,6 +61,10 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     not a folder) before the file is touched; the write itself (``fileio.atomic_write``) checks the
     folder is writable.
     """
+    if str(os.fspath(path)).endswith(".keras"):  # Keras 3's own archive, which Keras loads
+        from .interop.keras_archive import save_keras_model
+
+        return save_keras_model(model, path)
     if not model.built:
         raise ValueError(f"model '{model.name}' is not built: build it, or train it, before saving")
     check_output_path(path, "path", probe=False)
@@ -141,13 +149,19 @@ def _build(config: dict[str, Any]) -> Any:
     return model
 
 
-def load_model(path: str | os.PathLike, compile: bool = True) -> Any:
+def load_model(path: str | os.PathLike, compile: bool = True, custom_objects: Any = None) -> Any:
     """Read a model saved by ``model.save``, onto the active backend (whichever backend saved it).
 
     With ``compile`` (the default) the loss, optimizer, metrics and optimizer state come back too.
     The whole file is checked either way; any inconsistency is a ModelFileError naming the file.
+    A Keras 3 archive (``.keras`` written by Keras or fcgpu) is read by ``fcgpu.interop.keras_archive``,
+    where ``custom_objects`` maps a Keras layer class name to a converter the caller trusts.
     """
     text = os.fspath(path)
+    from .interop.keras_archive import load_keras_model, reads_as_keras
+
+    if reads_as_keras(text):
+        return load_keras_model(text, compile=compile, custom_objects=custom_objects)
     config, arrays = read_archive(text)
     try:
         model = _build(config)

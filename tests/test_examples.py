@@ -1,6 +1,7 @@
 """The examples run as users run them, and reach what they claim."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -31,6 +32,11 @@ def test_a_keras_mlp_program_runs_with_only_its_imports_changed(tmp_path):
     assert accuracy >= 0.95, out  # Keras 3 (torch backend) reaches 0.97 with this program
     assert (tmp_path / "best_mlp.keras").is_file()
     assert "dropout (Dropout)" in out and "Total params: 26,122" in out
+    # ModelCheckpoint("best_mlp.keras") wrote Keras's own archive: Keras itself loads it
+    if importlib.util.find_spec("keras") and importlib.util.find_spec("h5py"):
+        import keras
+
+        assert keras.models.load_model(tmp_path / "best_mlp.keras").count_params() == 26_122
 
 
 def test_the_keras_mlp_on_fashion_mnist_when_its_files_are_here(tmp_path):

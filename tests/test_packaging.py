@@ -31,6 +31,6 @@ def test_wheel_contains_the_kernels(tmp_path):
         assert f"fcgpu/kernels/{header}" in names
     assert "fcgpu/backends/cupy_backend.py" in names and "fcgpu/testing/fake_cupy/__init__.py" in names
     assert "fcgpu/testing/fake_cupy/host_runtime.h" in names
-    for package in ("fcgpu/layers", "fcgpu/bench", "fcgpu/testing/compile_gate"):
+    for package in ("fcgpu/layers", "fcgpu/bench", "fcgpu/interop", "fcgpu/testing/compile_gate"):
         assert f"{package}/__init__.py" in names
     assert fcgpu.__version__ in wheel.name
