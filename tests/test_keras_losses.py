@@ -172,9 +172,9 @@ def test_a_softmax_output_runs_the_fused_loss_and_matches_the_unfused_one(backen
     x = rng.normal(size=(4, 2))
     weights = rng.normal(size=(2, 3))
     model = softmax_model(name, weights)
-    fused, on_logits = model._output_loss()
+    fused, on_logits = model.output_loss()
     assert on_logits and fused.from_logits and type(fused) is type(model.loss)
-    assert model._output_loss()[0] is fused  # built once
+    assert model.output_loss()[0] is fused  # built once
     probabilities = model.predict(x)
     unfused = fc.losses.get(name)
     expected = unfused.forward(probabilities, labels)
@@ -210,7 +210,7 @@ def test_categorical_after_a_sigmoid_layer_is_kerass_normalised_loss(backend, rn
     model.compile(loss="categorical_crossentropy", optimizer="sgd")
     x, y = rng.normal(size=(5, 2)), np.eye(3)[[0, 1, 2, 0, 1]]
     value = model.evaluate(x, y, return_dict=True)["loss"]
-    assert model._output_loss() == (model.loss, False)
+    assert model.output_loss() == (model.loss, False)
     assert value == pytest.approx(keras_categorical(model.predict(x), y), rel=1e-10)
 
 

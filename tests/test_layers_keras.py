@@ -306,7 +306,7 @@ def test_activation_last_fuses_with_its_loss_as_dense_does(backend, rng) -> None
     split.set_weights(fused.get_weights())
     for model in (fused, split):
         model.compile(loss="binary_crossentropy", optimizer=fc.optimizers.SGD(lr=0.5), metrics=["accuracy"])
-        assert model._output_loss()[1]  # computed from the logits
+        assert model.output_loss()[1]  # computed from the logits
         model.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0)
     for a, b in zip(split.get_weights(), fused.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

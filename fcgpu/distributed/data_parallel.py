@@ -1,6 +1,6 @@
 """What the trainer does differently on N ranks: start from rank 0, average gradients, share rows.
 
-``DataParallel`` is a part of ``fcgpu.training.Trainer`` (which inherits it); with one rank each
+``DataParallel`` is a part of ``fcgpu.training.trainer.Trainer`` (which inherits it); with one rank each
 method does nothing, so a single process runs exactly as before. With N ranks:
 
 - ``_start_from_rank0`` (fit, evaluate, predict): checks that every rank passed the same data,
@@ -13,7 +13,7 @@ method does nothing, so a single process runs exactly as before. With N ranks:
   the global batch's rows; the loss scales each rank's gradient by 1 / its own rows, so the sum is
   the full batch's mean gradient, an uneven last batch included (a rank whose share is empty
   still runs a step on a borrowed row and contributes exact zeros);
-- ``_step_share``: one rank's step of a global batch (``_train_global_batch``: train_step's);
+- ``step_share``: one rank's step of a global batch (``_train_global_batch``: train_step's);
   ``quiet_callbacks``: callbacks run on every rank (they decide alike, on global figures) but
   print on rank 0 only.
 """
@@ -106,11 +106,11 @@ class DataParallel:
         comm = world()
         self._start_from_rank0_once(comm)
         start, stop = shard_bounds(x.shape[0], comm.rank, comm.size)
-        self._step_share(x, y, acc, start, stop, x.shape[0], (x[0:1], y[0:1]))
+        self.step_share(x, y, acc, start, stop, x.shape[0], (x[0:1], y[0:1]))
         totals = comm.sum_host(self.backend.to_numpy(acc))
         return totals[0] / x.shape[0], totals[1]
 
-    def _step_share(self, x: Array, y: Array, acc: Array, start: int, stop: int, rows: int, spare: Any) -> None:
+    def step_share(self, x: Array, y: Array, acc: Array, start: int, stop: int, rows: int, spare: Any) -> None:
         """This rank's step of a global batch of ``rows`` rows: rows [start, stop) of (x, y), or, when
         its share is empty, a step on ``spare`` (one row, its sums into a scratch row, its gradient
         counted as zero) so that every rank takes part in the all-reduce and the same update."""

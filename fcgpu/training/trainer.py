@@ -1,11 +1,10 @@
-"""Trainer: compile, fit, evaluate, predict and train_step, and the History that fit returns.
+"""Trainer: compile, fit, evaluate, predict, train_step and the step itself (``accumulate_batch``).
 
 The model class (``model.Sequential``) inherits this, as Keras 3's Model inherits its trainer.
-Inputs are checked once per call on the host (shape, finiteness, labels) before anything
-changes; a data set is then copied to the model's backend once, and batches are slices of it.
-What the trainer needs of the model: ``layers``, ``forward``, ``backward``, ``build``, ``built``,
-``backend``, ``input_features``, ``output_features``, ``name`` and ``_require_layers``.
-"""
+Inputs are checked once per call on the host before anything changes; a data set is then copied
+to the model's backend once, and batches are slices of it. What the trainer needs of the model:
+``layers``, ``forward``, ``backward``, ``build``, ``built``, ``backend``, ``input_features``,
+``output_features``, ``name`` and ``_require_layers``."""
 from __future__ import annotations
 
 import math
@@ -16,22 +15,23 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import callbacks as callbacks_module
-from . import distributed
-from . import losses as losses_module
-from . import metrics as metrics_module
-from . import optimizers as optimizers_module
-from .backends import Backend
-from .backends.base import Array, Scalar
-from .buffers import Buffers
-from .callbacks import History
-from .distributed.checks import fingerprint, same_on_every_rank
-from .distributed.data_parallel import DataParallel, quiet_callbacks
-from .initializers import get_rng
-from .losses import Loss
-from .optimizers import Optimizer
-from .params import FlatParameters
-from .validation import float_array, positive_int
+from .. import callbacks as callbacks_module
+from .. import distributed
+from .. import losses as losses_module
+from .. import metrics as metrics_module
+from .. import optimizers as optimizers_module
+from ..backends import Backend
+from ..backends.base import Array, Scalar
+from ..buffers import Buffers
+from ..callbacks import History
+from ..distributed.checks import fingerprint, same_on_every_rank
+from ..distributed.data_parallel import DataParallel, quiet_callbacks
+from ..initializers import get_rng
+from ..losses import Loss
+from ..optimizers import Optimizer
+from ..params import FlatParameters
+from ..validation import float_array, positive_int
+from .epoch import evaluate_arrays, progress_bar, run_epoch, verbosity
 
 __all__ = ["Trainer", "History"]
 
@@ -169,7 +169,7 @@ class Trainer(DataParallel):
         if not self.built:
             self.build(features)
 
-    def _output_loss(self) -> tuple[Loss, bool]:
+    def output_loss(self) -> tuple[Loss, bool]:
         """(the loss to compute, whether it takes the last layer's logits), decided when the loss
         meets the model's output, whatever the order of compile and add: a probability
         cross-entropy after its matching activation runs on the logits (``Loss.fused_with``).
@@ -203,13 +203,13 @@ class Trainer(DataParallel):
     def train_batch(self, x: Array, y: Array) -> tuple[Scalar, Scalar]:
         """One forward/backward/update on arrays from ``prepare_data`` (or slices of them), unchecked:
         returns (mean loss, correct count), both left on the device so that a step does not wait."""
-        acc = self.backend.zeros((self._columns(),), np.float64)
+        acc = self.backend.zeros((self.metric_columns(),), np.float64)
         if distributed.world().size > 1:  # (x, y): the global batch, the same on every rank
             return self._train_global_batch(x, y, acc)
         self.accumulate_batch(x, y, acc)
         return acc[0] / x.shape[0], acc[1]
 
-    def _columns(self) -> int:
+    def metric_columns(self) -> int:
         """Accumulator columns: loss, the loss's fused correct count, then one per other metric."""
         return 2 + sum(not m.fused_with_loss for m in self.metric_objects)
 
@@ -218,31 +218,31 @@ class Trainer(DataParallel):
     ) -> None:
         """The step ``fit`` takes: forward, the loss's fused step, backward (no input gradient) and
         one optimizer update, adding into ``acc`` (float64, of the model's backend, one column per
-        ``_columns``) the batch's loss x rows, correct rows and other metrics' sums. On CuPy a
+        ``metric_columns``) the batch's loss x rows, correct rows and other metrics' sums. On CuPy a
         Dense-ReLU-Dense step with 'accuracy' is 12 device operations. Data parallel: (x, y) are
         this rank's rows, ``share`` their part of the global batch's rows, and the gradients are
         averaged over the ranks before the update (``_reduce_gradients``); ``row_offset`` is the index
         of x's first row in the global batch."""
-        loss, on_logits = self._output_loss()
+        loss, on_logits = self.output_loss()
         logits = self.forward(
             x, input_owned=True, output_private=True, logits=on_logits, training=True, row_offset=row_offset
         )
         count = any(m.fused_with_loss for m in self.metric_objects)
         if len(self.metric_objects) > count:
-            self._update_metrics(logits, y, on_logits, acc)
+            self.update_metrics(logits, y, on_logits, acc)
         loss.grad_scale = getattr(self.optimizer, "loss_scale", 1.0)  # mixed_float16: the loss scaled before backward
         for layer in self.layers:  # a regularizer's gradient is scaled as the loss's is
             if getattr(layer, "gradient_scale", None) not in (None, loss.grad_scale):
                 layer.gradient_scale = loss.grad_scale
         grad = loss.step(self.backend, logits, y, acc, count)
-        self._add_regularization(acc, x.shape[0])
+        self.add_regularization(acc, x.shape[0])
         del logits
         self.backward(grad, input_grad=False)
         del grad
         self._reduce_gradients(share)
         self.optimizer.step(self)
 
-    def _update_metrics(self, out: Array, y: Array, on_logits: bool, acc: Array) -> None:
+    def update_metrics(self, out: Array, y: Array, on_logits: bool, acc: Array) -> None:
         """The metrics not fused with the loss, on the model's outputs (the activation applied to
         logits the loss took), each into its column of ``acc``."""
         if on_logits:
@@ -255,7 +255,7 @@ class Trainer(DataParallel):
                 metric.update(self.backend, out, y, self.loss, acc[column : column + 1])
                 column += 1
 
-    def _add_regularization(self, acc: Array, rows: int) -> None:
+    def add_regularization(self, acc: Array, rows: int) -> None:
         """Add the layers' weight penalties (``regularization_loss``) x ``rows`` into the loss column
         of ``acc``, as Keras adds them to the loss; no device work where no layer has a regularizer."""
         total = None
@@ -311,13 +311,13 @@ class Trainer(DataParallel):
         epochs = positive_int(epochs, "epochs", allow_zero=True)
         initial_epoch = positive_int(initial_epoch, "initial_epoch", allow_zero=True)
         batch_size = 32 if batch_size is None else positive_int(batch_size, "batch_size")
-        verbose = _verbosity(verbose, default=1) if comm.rank == 0 else 0
+        verbose = verbosity(verbose, default=1) if comm.rank == 0 else 0
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
         if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
             raise ValueError(f"validation_split: expected a fraction in [0, 1), got {validation_split!r}")
         xh, yh = self._prepare(x, y)
-        self._output_loss()  # a loss that cannot meet this output fails before anything changes
+        self.output_loss()  # a loss that cannot meet this output fails before anything changes
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -361,8 +361,8 @@ class Trainer(DataParallel):
                 del perm
             else:
                 xe, ye = x_dev, y_dev
-            bar = _progress(epoch, epochs, history.params["steps"], verbose)
-            logs, stopped_at = self._train_epoch(xe, ye, batches, (x_dev[0:1], y_dev[0:1]), bar, callback_list)
+            bar = progress_bar(epoch, epochs, history.params["steps"], verbose)
+            logs, stopped_at = run_epoch(self, xe, ye, batches, (x_dev[0:1], y_dev[0:1]), bar, callback_list)
             if stopped_at is not None:
                 history.record(epoch, logs, time.perf_counter() - start)
                 if bar is not None:
@@ -378,7 +378,7 @@ class Trainer(DataParallel):
                 history.stopped = {"epoch": epoch, "batch": stopped_at}
                 break
             if val_dev is not None:
-                val_logs = self._evaluate_device(val_dev[0], val_dev[1], 256, val_dev[2], callback_list)
+                val_logs = evaluate_arrays(self, val_dev[0], val_dev[1], 256, val_dev[2], callback_list)
                 logs.update({f"val_{key}": value for key, value in val_logs.items()})
             backend.synchronize()
             seconds = time.perf_counter() - start
@@ -396,60 +396,7 @@ class Trainer(DataParallel):
         callback_list.call("on_train_end", logs)
         return history
 
-    def _train_epoch(
-        self,
-        xe: Array,
-        ye: Array,
-        batches: list[distributed.Batch],
-        spare: tuple[Array, Array],
-        bar: Any,
-        callback_list: callbacks_module.CallbackList,
-    ) -> tuple[dict[str, float], int | None]:
-        """One pass over ``batches`` of (xe, ye): (the epoch's logs, the first batch whose loss was not
-        finite or None). ``spare``: a row for a rank whose share of a batch is empty.
-
-        Row k of a device array holds batch k's sums (``_columns``); they are read, not reduced on
-        the device, about 20 times an epoch and at most once in 10 batches (a read waits for the
-        device), so a non-finite loss is still traced to its batch. Data parallel: each read is
-        summed over the ranks (global figures, the same on every rank).
-        """
-        backend, comm = self.backend, distributed.world()
-        steps = len(batches)
-        report_every = max(10, -(-steps // 20))
-        sums = backend.zeros((steps, self._columns()), np.float64)
-        totals = np.zeros(self._columns())
-        seen, last_read = 0, 0
-        batch_hooks = callback_list.wants_batches
-        for step, batch in enumerate(batches, 1):
-            if batch_hooks:
-                callback_list.call("on_train_batch_begin", step - 1, {})
-            if comm.size == 1:
-                self.accumulate_batch(xe[batch.start : batch.stop], ye[batch.start : batch.stop], sums[step - 1])
-            else:
-                self._step_share(xe, ye, sums[step - 1], batch.start, batch.stop, batch.rows, spare)
-            seen += batch.rows
-            if bar is not None:
-                bar.update(1)
-            batch_logs: dict[str, float] = {}
-            if step % report_every == 0 or step == steps or batch_hooks:  # batch logs: read every batch
-                rows = comm.sum_host(backend.to_numpy(sums[last_read:step]))  # one transfer
-                totals += rows.sum(axis=0)
-                bad = np.nonzero(~np.isfinite(rows[:, 0]))[0]
-                if bad.size:
-                    return self._logs(totals / seen), last_read + int(bad[0]) + 1
-                last_read = step
-                batch_logs = self._logs(totals / seen)
-                if bar is not None:
-                    bar.set_postfix(batch_logs, refresh=False)
-            if batch_hooks:
-                callback_list.call("on_train_batch_end", step - 1, batch_logs)
-            if self.stop_training:
-                if last_read < step:
-                    totals += comm.sum_host(backend.to_numpy(sums[last_read:step])).sum(axis=0)
-                break
-        return self._logs(totals / seen), None
-
-    def _logs(self, means: np.ndarray) -> dict[str, float]:
+    def logs_from(self, means: np.ndarray) -> dict[str, float]:
         """{'loss': ..., metric name: ...} from the accumulator's column means."""
         logs = {"loss": float(means[0])}
         column = 2
@@ -459,43 +406,6 @@ class Trainer(DataParallel):
             else:
                 logs[metric.name] = float(means[column])
                 column += 1
-        return logs
-
-    def _evaluate_device(
-        self, x_dev: Array, y_dev: Array, batch_size: int, total: int | None = None, callback_list: Any = None
-    ) -> dict[str, float]:
-        """Loss and metrics over device arrays, batch by batch, without touching what a pending
-        backward uses; one read of the sums at the end (one per batch where a callback has a test
-        batch hook). Calls the callbacks' test hooks, as Keras's evaluate. Data parallel: (x_dev,
-        y_dev) are this rank's share of ``total`` rows, and the sums are added over the ranks."""
-        backend, comm = self.backend, distributed.world()
-        loss, on_logits = self._output_loss()
-        n = x_dev.shape[0]
-        total = n if total is None else total
-        acc = backend.zeros((self._columns(),), np.float64)
-        count = any(m.fused_with_loss for m in self.metric_objects)
-        batch_hooks = callback_list is not None and callback_list.wants("test")
-        if callback_list is not None:
-            callback_list.call("on_test_begin", {})
-        seen = 0
-        for k, i in enumerate(range(0, n, batch_size)):
-            if batch_hooks:
-                callback_list.call("on_test_batch_begin", k, {})
-            logits = self.infer(x_dev[i : i + batch_size], logits=on_logits)
-            yb = y_dev[i : i + batch_size]
-            acc[0:1] += loss.compute(backend, logits, yb, keep=False) * logits.shape[0]
-            if count:
-                acc[1:2] += loss.correct(backend, logits, yb)
-            if len(self.metric_objects) > count:
-                self._update_metrics(logits, yb, on_logits, acc)
-            seen += logits.shape[0]
-            del logits
-            if batch_hooks:  # running figures of this rank's rows so far
-                callback_list.call("on_test_batch_end", k, self._logs(backend.to_numpy(acc) / seen))
-        self._add_regularization(acc, n)
-        logs = self._logs(comm.sum_host(backend.to_numpy(acc)) / total)
-        if callback_list is not None:
-            callback_list.call("on_test_end", dict(logs))
         return logs
 
     def evaluate(
@@ -511,11 +421,11 @@ class Trainer(DataParallel):
         else [loss, *metrics]; ``return_dict=True`` gives {'loss': ..., 'accuracy': ...}."""
         self._require_compiled("evaluate")
         batch_size = 256 if batch_size is None else positive_int(batch_size, "batch_size")
-        verbose = _verbosity(verbose, default=0)
+        verbose = verbosity(verbose, default=0)
         if not isinstance(return_dict, (bool, np.bool_)):
             raise TypeError(f"return_dict: expected True or False, got {return_dict!r}")
         xh, yh = self._prepare(x, y)
-        self._output_loss()
+        self.output_loss()
         self._ensure_built(xh.shape[1])
         backend, comm = self.backend, distributed.world()
         params = {"batch_size": batch_size, "steps": -(-xh.shape[0] // batch_size), "verbose": verbose}
@@ -523,7 +433,7 @@ class Trainer(DataParallel):
         self._start_from_rank0(comm, "evaluate", {"x": xh, "y": yh}, batch_size, fit=False)
         lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)
         x_dev, y_dev = backend.from_numpy(xh[lo:hi]), backend.from_numpy(yh[lo:hi])
-        logs = self._evaluate_device(x_dev, y_dev, batch_size, xh.shape[0], callback_list)
+        logs = evaluate_arrays(self, x_dev, y_dev, batch_size, xh.shape[0], callback_list)
         if verbose and comm.rank == 0:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
         if return_dict:
@@ -541,7 +451,7 @@ class Trainer(DataParallel):
         """The model's outputs (N, N_last) for x (N, M), computed in batches, as a NumPy array.
         ``callbacks`` get Keras's predict hooks (a batch's logs hold its outputs, as Keras's)."""
         batch_size = 256 if batch_size is None else positive_int(batch_size, "batch_size")
-        verbose = _verbosity(verbose, default=0)
+        verbose = verbosity(verbose, default=0)
         xh = self._check_x(x)
         self._ensure_built(xh.shape[1])
         backend, comm = self.backend, distributed.world()
@@ -552,7 +462,7 @@ class Trainer(DataParallel):
         lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)  # data parallel: this rank's rows
         x_dev = backend.from_numpy(xh[lo:hi])
         out = np.empty((xh.shape[0], self.output_features), self.layers[-1].dtype)
-        bar = _progress(0, 1, -(-(hi - lo) // batch_size), verbose if comm.rank == 0 else 0, "Predict")
+        bar = progress_bar(0, 1, -(-(hi - lo) // batch_size), verbose if comm.rank == 0 else 0, "Predict")
         callback_list.call("on_predict_begin", {})
         for k, i in enumerate(range(0, hi - lo, batch_size)):
             if batch_hooks:
@@ -588,20 +498,3 @@ def _with_loss_scaling(opt: Optimizer, layers: Sequence[Any]) -> Optimizer:
     if scaled and not isinstance(opt, optimizers_module.LossScaleOptimizer):
         return optimizers_module.LossScaleOptimizer(opt)
     return opt
-
-
-def _verbosity(verbose: Any, default: int) -> int:
-    if verbose == "auto":
-        return default if default else 1
-    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
-        raise ValueError(f"verbose: expected 0, 1, 2 or 'auto', got {verbose!r}")
-    return int(verbose)
-
-
-def _progress(epoch: int, epochs: int, steps: int, verbose: int, desc: str | None = None):
-    if verbose != 1:
-        return None
-    from tqdm import tqdm
-
-    desc = desc or f"Epoch {epoch + 1}/{epochs}"
-    return tqdm(total=steps, desc=desc, unit="batch", leave=True, dynamic_ncols=True)
