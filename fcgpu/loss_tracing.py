@@ -123,14 +123,15 @@ def squeeze_or_expand_to_same_rank(x1: Any, x2: Any, expand_rank_1: bool = True)
 
 
 def reduce_values(values: Any, reduction: str | None, dtype: Any, sample_weight: Any = None) -> Any:
-    """Keras's ``reduce_weighted_values`` with ``fcgpu.ops`` (so it traces): the values (times the
+    """Keras's ``reduce_weighted_values`` with ``fcgpu.ops`` (so it traces; operators on plain
+    arrays would be NumPy's, so the ops are called by name): the values (times the
     sample weights, if any) summed, then divided by their number of elements (or by the weights' sum
     for 'mean_with_sample_weight'); 'none' and 0-d values are returned as they are."""
     values = ops.convert_to_tensor(values, dtype)
     if sample_weight is not None:
         weight = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
         values, weight = squeeze_or_expand_to_same_rank(values, weight)
-        values = values * weight
+        values = ops.multiply(values, weight)
     shape = ops.shape(values)
     if reduction in (None, "none") or shape in ((), (0,)):
         return values
@@ -139,9 +140,9 @@ def reduce_values(values: Any, reduction: str | None, dtype: Any, sample_weight:
         return total
     if reduction == "mean_with_sample_weight" and sample_weight is not None:
         divisor = ops.sum(weight)
-        return ops.where(ops.equal(divisor, 0), ops.zeros_like(total), total / ops.where(ops.equal(divisor, 0), 1, divisor))
+        return ops.where(ops.equal(divisor, 0), ops.zeros_like(total), ops.divide(total, ops.where(ops.equal(divisor, 0), 1, divisor)))
     count = int(np.prod(shape))
-    return total / count if count else ops.zeros_like(total)
+    return ops.divide(total, count) if count else ops.zeros_like(total)
 
 
 def keras_call(loss: OpsLoss, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:

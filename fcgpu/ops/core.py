@@ -281,7 +281,8 @@ def to_array(x: Any, backend: Backend, dtype: Any = None) -> Array:
     elif is_number(x) or isinstance(x, (list, tuple)):
         x = np.asarray(x, dtype or default_dtype(x))
     if not backend.owns(x):
-        x = backend.from_numpy(np.asarray(x))
+        host = np.asarray(x)
+        x = backend.from_numpy(host) if host.ndim else backend.xp.asarray(host)  # from_numpy makes 0-d 1-d
     return x if dtype is None or x.dtype == np.dtype(dtype) else x.astype(dtype)
 
 
