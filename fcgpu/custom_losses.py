@@ -34,7 +34,7 @@ class LossFunctionWrapper(Loss):
         return self.fn(y_true, y_pred, **self.fn_kwargs)
 
     def get_config(self) -> dict[str, Any]:
-        fn = f"{getattr(self.fn, '__module__', None) or ''}.{callable_name(self.fn)}".lstrip(".")
+        fn = f"{self.fn.__module__ or ''}.{callable_name(self.fn)}".lstrip(".")  # a name: code is not stored
         return {**super().get_config(), "fn": fn, **self.fn_kwargs}
 
     def __repr__(self) -> str:

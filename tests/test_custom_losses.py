@@ -273,3 +273,16 @@ def test_a_loss_reused_on_another_backend(backend_named):
             with fc.use_backend(b):
                 loss.forward(b.from_numpy(y * 0.5), y)
                 assert b.owns(loss.backward())
+
+
+def test_mixed_float16_computes_the_loss_in_float32(data):
+    """16-bit predictions: the loss in float32 (as Keras's floatx), its gradient back in float16 and
+    scaled by the LossScaleOptimizer as the built-in's is."""
+    x, y, _, _ = data
+    runs = []
+    for loss in (mse_fn, "mse"):
+        fc.set_seed(0)
+        model = fc.Sequential([fc.Dense(8, activation="relu", dtype="mixed_float16"), fc.Dense(3, dtype="mixed_float16")])
+        model.compile(loss=loss, optimizer="adam")
+        runs.append(model.fit(x.astype(np.float32), y.astype(np.float32), epochs=3, batch_size=8, verbose=0).history["loss"])
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5)
