@@ -38,7 +38,8 @@ class Buffers:
 
     def get(self, backend: Backend, key: str, shape: tuple[int, ...], dtype: Any) -> Array:
         a = self._arrays.get(key)
-        if a is not None and a.shape == shape and a.dtype == dtype and sys.getrefcount(a) <= _UNSHARED:
+        if (a is not None and a.shape == shape and a.dtype == dtype and sys.getrefcount(a) <= _UNSHARED
+                and backend.owns(a)):  # a loss reused by a model on another backend gets a new one
             return a
         a = self._arrays[key] = backend.empty(shape, dtype)
         return a

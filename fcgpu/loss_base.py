@@ -7,6 +7,9 @@ reused for the next batch of the same shape (unless the caller still holds it).
 
 Labels are checked on the host; the model checks a whole data set once per ``fit`` and then
 calls ``compute`` / ``step`` with labels already prepared on the device.
+
+A subclass may instead define Keras's ``call(y_true, y_pred)`` with ``fcgpu.ops`` (constructor
+``name``, ``reduction``, ``dtype``): ``fcgpu.loss_tracing`` then computes it and its gradient.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import loss_tracing
 from .backends import Backend, get_backend, to_numpy
 from .backends.base import Array, Scalar
 from .buffers import Buffers
@@ -74,19 +78,42 @@ def check_fraction(value: Any, argument: str) -> float:
 
 
 class Loss:
-    """Base class: subclasses define ``prepare_labels`` (host checks) and ``_value`` / ``_grad``."""
+    """Base class: subclasses define ``prepare_labels`` (host checks) and ``_value`` / ``_grad``,
+    or, as in Keras 3, ``call(y_true, y_pred)`` written with ``fcgpu.ops``, returning per-sample
+    values that ``reduction`` ('sum_over_batch_size', 'sum', 'mean'; 'none' outside training)
+    makes one number."""
 
     name = "loss"
     # The training step multiplies its gradient by this (LossScaleOptimizer's loss scale): folded
     # into the fused steps' ``scale`` = 1/B, so scaling the loss costs no pass.
     grad_scale: float = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, name: str | None = None, reduction: str | None = "sum_over_batch_size", dtype: Any = None) -> None:
         self._buffers = Buffers()
         self.release()
+        if name is not None or self.written_with_ops:
+            self.name = loss_tracing.loss_name(name, type(self).__name__)
+        self.reduction = loss_tracing.check_reduction(reduction)
+        self.dtype = loss_tracing.check_dtype(dtype)
+
+    @property
+    def written_with_ops(self) -> bool:
+        """Whether this loss is Keras's ``call`` written with ``fcgpu.ops`` (not the protocol below)."""
+        return type(self).call is not Loss.call
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        """Keras's hook: the per-sample losses of y_pred (B, ...) against y_true, with ``fcgpu.ops``."""
+        raise NotImplementedError(f"{type(self).__name__}: define call(self, y_true, y_pred) with fcgpu.ops")
 
     # -- public ------------------------------------------------------------------
-    def __call__(self, pred: Any, labels: Any) -> float:
+    def __call__(self, pred: Any, labels: Any, sample_weight: Any = None) -> Any:
+        """fcgpu's losses: ``loss(pred, labels)``, the mean loss as a float. A loss written with
+        ``call``: Keras's ``loss(y_true, y_pred, sample_weight=None)``, the reduced value as a
+        backend array (a Tensor inside ``fcgpu.ops`` tracing)."""
+        if self.written_with_ops:
+            return loss_tracing.keras_call(self, pred, labels, sample_weight)
+        if sample_weight is not None:
+            raise TypeError(f"{type(self).__name__}: sample_weight is not supported")
         return self.forward(pred, labels)
 
     def forward(self, pred: Any, labels: Any) -> float:
@@ -112,6 +139,8 @@ class Loss:
         return self._grad(self._backend, self._pred, self._labels, out)
 
     def get_config(self) -> dict[str, Any]:
+        if self.written_with_ops:
+            return {"class_name": type(self).__name__, "name": self.name, "reduction": self.reduction}
         return {"class_name": type(self).__name__}
 
     #: Whether predictions are probabilities in [0, 1] (checked), not logits or values.
@@ -131,7 +160,9 @@ class Loss:
     # -- for subclasses and the model -------------------------------------------
     def prepare_labels(self, labels: Any, pred_shape: tuple[int, ...], dtype: Any, argument: str) -> np.ndarray:
         """Check ``labels`` against predictions of ``pred_shape`` on the host; the array to upload."""
-        raise NotImplementedError
+        if not self.written_with_ops:
+            raise NotImplementedError(f"{type(self).__name__}: define call(self, y_true, y_pred) with fcgpu.ops")
+        return loss_tracing.prepare_labels(self, labels, pred_shape, dtype, argument)
 
     def _pred_array(self, backend: Backend, pred: Any) -> Array:
         dtype = getattr(pred, "dtype", None)
@@ -142,7 +173,7 @@ class Loss:
             raise ValueError(f"pred: expected shape (batch, outputs) with batch >= 1, got {tuple(pred.shape)}")
         return pred
 
-    _cache = ("_backend", "_pred", "_labels")  # what compute keeps for backward
+    _cache = ("_backend", "_pred", "_labels", "_traced")  # what compute keeps for backward
 
     def compute(self, backend: Backend, pred: Array, labels: Array, keep: bool = True) -> Scalar:
         """The loss for prepared labels (no checks), left where it was computed: the model's
@@ -180,6 +211,8 @@ class Loss:
         (sparse categorical accuracy) or against the argmax of label rows (categorical accuracy)."""
         outputs = outputs_of(pred)
         if outputs > 1:
+            if labels.ndim == 2 and labels.shape[1] == 1:  # class ids (B, 1), as Keras reads them
+                labels = labels[:, 0]
             return backend.count_correct(pred, labels, None)
         return backend.count_correct(pred, labels, 0.5) / outputs
 
@@ -191,16 +224,20 @@ class Loss:
         self._backend: Backend | None = None
         self._pred: Array | None = None
         self._labels: Array | None = None
+        self._traced: Any = None  # a loss written with call: its traced result (loss_tracing.traced_value)
 
     def clear_buffers(self) -> None:
         self.release()
         self._buffers.clear()
 
     def _value(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
-        raise NotImplementedError
+        value, self._traced = loss_tracing.traced_value(self, backend, pred, labels)
+        return value
 
     def _grad(self, backend: Backend, pred: Array, labels: Array, out: Array) -> Array:
-        raise NotImplementedError
+        if self._traced is None:
+            self._value(backend, pred, labels)
+        return loss_tracing.traced_grad(self._traced, backend, out)
 
 
 class FromLogits:

@@ -8,17 +8,21 @@
   ``BinaryCrossEntropy`` (fcgpu 0.1's, logits by default).
 - ``MeanSquaredError``, ``MeanAbsoluteError``, ``Huber(delta)``: mean over all elements.
 
+Custom losses, as in Keras 3: a ``Loss`` subclass defining ``call(y_true, y_pred)``, or a function
+``fn(y_true, y_pred)`` (``get`` wraps it in ``LossFunctionWrapper``), written with ``fcgpu.ops``.
+
 ``get`` resolves an instance, a config dict (what saving stores) or a Keras name. The protocol
 (``forward``/``backward``, ``compute``/``step`` for the model) is ``fcgpu.loss_base.Loss``.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .backends import Backend
 from .backends.base import Array, Scalar
+from .custom_losses import LossFunctionWrapper
 from .loss_base import (
     ElementwiseLoss,
     FromLogits,
@@ -40,6 +44,7 @@ __all__ = [
     "MeanSquaredError",
     "MeanAbsoluteError",
     "Huber",
+    "LossFunctionWrapper",
     "get",
 ]
 
@@ -356,8 +361,10 @@ _CLASSES: dict[str, type[Loss]] = {
 }
 
 
-def get(identifier: str | Loss | dict[str, Any]) -> Loss:
-    """A loss from an instance, a config dict (``get_config()``), a class name or a Keras name.
+def get(identifier: str | Loss | type[Loss] | Callable[..., Any] | dict[str, Any]) -> Loss:
+    """A loss from an instance, a config dict (``get_config()``), a class name or a Keras name;
+    a Loss subclass is instantiated, and a function ``fn(y_true, y_pred)`` written with
+    ``fcgpu.ops`` is wrapped in ``LossFunctionWrapper`` (as Keras's ``compile`` wraps it).
 
     Keras's names take probabilities ('categorical_crossentropy', 'sparse_categorical_crossentropy',
     'binary_crossentropy'): after a softmax (sigmoid) output layer the model computes them from that
@@ -365,11 +372,18 @@ def get(identifier: str | Loss | dict[str, Any]) -> Loss:
     """
     if isinstance(identifier, Loss):
         return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if callable(identifier) and not isinstance(identifier, (str, dict, type)):
+        return LossFunctionWrapper(identifier)
     if isinstance(identifier, dict):
         config = dict(identifier)
         cls = _CLASSES.get(config.pop("class_name", None))
         if cls is None:
-            raise ValueError(f"loss: unknown config {identifier!r}; known classes: {sorted(_CLASSES)}")
+            raise ValueError(
+                f"loss: unknown config {identifier!r}; known classes: {sorted(_CLASSES)} (a custom loss, a function or "
+                f"a Loss subclass, is not stored as code: load the model with compile=False and compile it again)"
+            )
         try:
             return cls(**config)
         except TypeError as e:
@@ -379,5 +393,5 @@ def get(identifier: str | Loss | dict[str, Any]) -> Loss:
         if cls is not None:
             return cls()
     raise ValueError(
-        f"loss: expected a Loss instance or one of {sorted(_ALIASES)}, got {identifier!r}"
+        f"loss: expected a Loss instance or one of {sorted(_ALIASES)} (or a function fn(y_true, y_pred)), got {identifier!r}"
     )
