@@ -234,12 +234,22 @@ class EarlyStopping(Callback):
 class ModelCheckpoint(Callback):
     """Save the model (``model.save``: atomic, code-free) at the end of every epoch, or only when
     ``monitor`` improved (``save_best_only``). ``filepath`` may hold ``{epoch}`` (1-based) and log
-    keys with a format, e.g. ``'ckpt-{epoch:02d}-{val_loss:.3f}.fcgpu'``."""
+    keys with a format, e.g. ``'ckpt-{epoch:02d}-{val_loss:.3f}.fcgpu'``. ``save_weights_only``
+    writes ``model.save_weights`` (a ``.weights.h5`` name, as Keras 3 requires). A Keras file name
+    (``.keras``, ``.weights.h5``) needs h5py: checked here, not at the first epoch's end."""
 
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
-                 save_best_only: bool = False, mode: str = "auto", initial_value_threshold: float | None = None) -> None:
+                 save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",
+                 initial_value_threshold: float | None = None) -> None:
         super().__init__()
         self.filepath = os.fspath(filepath)
+        self.save_weights_only = bool(save_weights_only)
+        if self.save_weights_only and not self.filepath.endswith(".weights.h5"):
+            raise ValueError(f"filepath: with save_weights_only=True it must end in '.weights.h5', got {self.filepath!r}")
+        if self.filepath.endswith((".keras", ".weights.h5")):
+            from .interop.keras_weights import h5py_module
+
+            h5py_module()  # an ImportError saying what to install, before training starts
         self.monitor = str(monitor)
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
@@ -272,7 +282,10 @@ class ModelCheckpoint(Callback):
             self.best = current
         elif self.verbose > 0:
             print(f"Epoch {epoch + 1}: saving model to {path}", flush=True)
-        self.model.save(path)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
 
 
 class TerminateOnNaN(Callback):

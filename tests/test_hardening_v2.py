@@ -345,3 +345,22 @@ def test_version_is_single_sourced():
 
     assert fc.__version__ == version("fcgpu")
     assert fc.__version__.startswith("0.3")
+
+
+def test_model_checkpoint_to_keras_files_checks_h5py_before_training(monkeypatch, tmp_path):
+    monkeypatch.setitem(__import__("sys").modules, "h5py", None)
+    with pytest.raises(ImportError, match="h5py"):
+        cbs.ModelCheckpoint(str(tmp_path / "best.keras"))
+    with pytest.raises(ValueError, match="weights.h5"):
+        cbs.ModelCheckpoint(str(tmp_path / "w.fcgpu"), save_weights_only=True)
+
+
+def test_model_checkpoint_saves_weights_only(backend, data, tmp_path):
+    pytest.importorskip("h5py")
+    model = _model()
+    path = tmp_path / "w-{epoch}.weights.h5"
+    model.fit(*data, epochs=2, verbose=0, callbacks=[cbs.ModelCheckpoint(str(path), save_weights_only=True, monitor="loss")])
+    other = _model()
+    other.load_weights(str(tmp_path / "w-2.weights.h5"))
+    for a, b in zip(other.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
