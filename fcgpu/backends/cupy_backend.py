@@ -7,6 +7,7 @@ or against ``fcgpu.testing.fake_cupy`` on a machine without a GPU.
 """
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
 from types import ModuleType
@@ -436,7 +437,7 @@ class CupyBackend(Backend):
         # on the current (compute) stream: the update that follows waits for neither on the host.
         if weight != 1.0:
             buffer *= weight
-        nccl = self.cp.cuda.nccl
+        nccl = self.nccl_module()
         pointer = _device_pointer(buffer, "allreduce_sum")
         self._nccl(comm).allReduce(
             pointer, pointer, buffer.size, _nccl_type(nccl, buffer.dtype), nccl.NCCL_SUM, self._stream()
@@ -444,10 +445,15 @@ class CupyBackend(Backend):
         return buffer
 
     def broadcast(self, buffer: Array, comm: Any, root: int = 0) -> Array:
-        nccl = self.cp.cuda.nccl
+        nccl = self.nccl_module()
         pointer = _device_pointer(buffer, "broadcast")
         self._nccl(comm).broadcast(pointer, pointer, buffer.size, _nccl_type(nccl, buffer.dtype), root, self._stream())
         return buffer
+
+    def nccl_module(self) -> ModuleType:
+        """``cupy.cuda.nccl``, imported as ``from cupy.cuda import nccl`` does: ``import cupy`` loads
+        no such attribute (CuPy 14.2's ``cupy/cuda/__init__.py`` neither imports nor lazily serves it)."""
+        return importlib.import_module(f"{self.cp.__name__}.cuda.nccl")
 
     def _stream(self) -> int:
         return self.cp.cuda.get_current_stream().ptr
@@ -458,7 +464,7 @@ class CupyBackend(Backend):
         key = ("nccl", id(self))
         nccl_comm = comm.attachments.get(key)
         if nccl_comm is None:
-            nccl = self.cp.cuda.nccl
+            nccl = self.nccl_module()
             if not getattr(nccl, "available", True):
                 raise RuntimeError("data parallel on the cupy backend needs NCCL: pip install nvidia-nccl-cu12 (or -cu13)")
             uid = comm.bcast_object(nccl.get_unique_id() if comm.rank == 0 else None)

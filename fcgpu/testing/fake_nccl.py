@@ -1,6 +1,6 @@
 """A host stand-in for ``cupy.cuda.nccl``, so the CuPy backend's data-parallel code runs without a GPU.
 
-Exposed as ``fcgpu.testing.fake_cupy.cuda.nccl``. It has CuPy 14's surface for what fcgpu uses:
+Served as ``fcgpu.testing.fake_cupy.cuda.nccl`` (imported, as CuPy's is, not an attribute of ``import cupy``). It has CuPy 14's surface for what fcgpu uses:
 ``get_unique_id()`` (128 bytes), ``NcclCommunicator(ndev, commId, rank)`` with ``allReduce``,
 ``broadcast``, ``bcast``, ``rank_id``, ``size``, ``device_id`` and ``destroy``, taking device
 addresses, element counts, NCCL's type and operation constants and a stream address as the real
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .fake_cupy.counting import counted
-from .fake_cupy.device import cuda
+from .fake_cupy.device import _Runtime
 
 __all__ = ["NcclCommunicator", "NcclError", "available", "get_unique_id", "get_version", "get_build_version"]
 
@@ -113,7 +113,7 @@ class NcclCommunicator:
             )
         self._comm = world.Split(0, int(rank))
         self._rank, self._size = int(rank), int(ndev)
-        self._device = cuda.runtime.getDevice()
+        self._device = _Runtime.getDevice()
 
     def _live(self) -> Any:
         if self._comm is None:

@@ -37,7 +37,8 @@ What it does NOT reproduce (checked elsewhere or only on a real GPU):
   invisible; CUDA built-ins (``threadIdx``, ``__syncthreads``, ``__ldg``, ...) do not exist.
 - Streams, events, asynchronous execution, the memory pool, and peer access; several devices
   (``FCGPU_FAKE_CUPY_DEVICES``) are all the host, told apart only by the current-device number.
-- NCCL's own algorithms: ``cuda.nccl`` (``fcgpu.testing.fake_nccl``) runs its collectives over
+- NCCL's own algorithms: ``cuda.nccl`` (``fcgpu.testing.fake_nccl``; a submodule, imported as
+  ``from cupy.cuda import nccl`` imports CuPy's) runs its collectives over
   MPI on the host buffers behind the device arrays.
 - ``ReductionKernel``, ``RawKernel``, ``RawModule``, ``cupy.fuse`` and ``cupyx`` are absent.
 - ``isinstance(x, numpy.ndarray)`` is true for a stand-in array, and ``numpy.asarray(x)``
@@ -51,7 +52,7 @@ The package, by concern (every public name is re-exported here; this module's ``
 forwards any other NumPy name as ``functions.forward_numpy`` describes):
 
 - ``arrays``: ``ndarray`` and the routing of NumPy calls on it; ``functions``: the module
-  functions; ``device``: ``cuda`` (runtime, Device, the null stream; ``cuda.nccl`` is ``fcgpu.testing.fake_nccl``).
+  functions; ``device`` and ``cuda``: ``cuda`` (runtime, Device, the null stream; the submodule ``cuda.nccl`` is ``fcgpu.testing.fake_nccl``).
 - ``kernel``: ``ElementwiseKernel`` and ``precompile``; ``params``: parameter parsing and type
   resolution; ``host_source``: the host C++ (``host_runtime.h`` and the generated loop) and the
   launch; ``host_library``: compiler, cache and loading; ``recording``: ``KernelCall`` and
@@ -63,7 +64,8 @@ from __future__ import annotations
 from typing import Any
 
 from .arrays import ndarray
-from .device import DEVICE_NAME, cuda
+from . import cuda
+from .device import DEVICE_NAME
 from .functions import forward_numpy as _forward_numpy
 from .functions import (
     abs,
@@ -135,10 +137,6 @@ from .host_source import host_kernel_source
 from .kernel import ElementwiseKernel, precompile
 from .params import ParameterInfo
 from .recording import KernelCall, record_kernel_calls
-
-from .. import fake_nccl as _fake_nccl
-
-cuda.nccl = _fake_nccl  # cupy.cuda.nccl's stand-in: collectives over MPI on the host buffers
 
 API_VERSION = "14.2.0"  # the CuPy release whose behaviour this module mirrors
 __version__ = f"{API_VERSION}+host-stand-in"

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .counting import counted, counted_method, function_kind, index_kind, note, ufunc_kind
-from .device import cuda
+from .device import _Device
 
 
 def mixed_error(what: str, x: object) -> TypeError:
@@ -115,8 +115,8 @@ class ndarray(np.ndarray):  # noqa: N801 - mirrors cupy.ndarray
         }
 
     @property
-    def device(self) -> "cuda.Device":
-        return cuda.Device(0)
+    def device(self) -> _Device:
+        return _Device(0)
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         what = f"numpy.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")

@@ -1,7 +1,7 @@
 """The stand-in's ``cupy.cuda``: a runtime and a ``Device`` that answer for the host as device 0.
 
 Part of ``fcgpu.testing.fake_cupy`` (its package docstring says what the stand-in reproduces);
-the package exposes this as ``fake_cupy.cuda`` (with ``fcgpu.testing.fake_nccl`` as its ``nccl``).
+the subpackage ``fake_cupy.cuda`` serves these as ``cupy.cuda`` does.
 ``FCGPU_FAKE_CUPY_DEVICES=N`` makes it answer for N devices (default 1), all of them the host, so
 that one process per device (data parallel, ``Device(local_rank).use()``) can be run; the current
 device is tracked, nothing else differs between them. Streams: only the null stream (address 0).
@@ -9,7 +9,6 @@ device is tracked, nothing else differs between them. Streams: only the null str
 from __future__ import annotations
 
 import os
-import types
 from typing import Any
 
 DEVICE_NAME = "host stand-in"
@@ -108,12 +107,3 @@ class _Stream:
 
 
 _Stream.null = _Stream(0)  # type: ignore[attr-defined]
-
-cuda = types.SimpleNamespace(
-    runtime=_Runtime(),
-    Device=_Device,
-    Stream=_Stream,
-    get_current_stream=lambda: _Stream.null,
-    is_available=lambda: True,
-    get_device_id=lambda: _Runtime.current,
-)
