@@ -165,8 +165,10 @@ def test_bool_and_int64_scalars() -> None:
 def test_argument_errors_match_cupy() -> None:
     with pytest.raises(TypeError, match="Wrong number of arguments"):
         ADD(dev([1.0]))
-    with pytest.raises(TypeError, match="host array"):
+    with pytest.raises(TypeError, match="Unsupported type"):
         ADD(np.array([1.0]), dev([1.0]))
+    with pytest.raises(TypeError, match="Unsupported type"):  # a 0-d host array is no scalar to CuPy either
+        ADD(np.array(1.0), dev([1.0]))
     with pytest.raises(TypeError, match="Unsupported type"):
         ADD(dev([1.0]), dev([1.0]), np.empty(1))
     with pytest.raises(TypeError, match="Output arguments type must be cupy.ndarray"):

@@ -61,7 +61,7 @@ forwards any other NumPy name as ``functions.forward_numpy`` describes):
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any as _Any
 
 from .arrays import ndarray
 from . import cuda
@@ -138,10 +138,21 @@ from .kernel import ElementwiseKernel, precompile
 from .params import ParameterInfo
 from .recording import KernelCall, record_kernel_calls
 
+# Names of the stand-in's own tooling, which CuPy does not have (every other public name here is
+# CuPy's, at the same path: tests/test_real_cupy.py checks it against the real module).
+STAND_IN_TOOLS = frozenset({
+    "API_VERSION", "DEVICE_NAME", "DeviceOps", "HostCompileError", "KernelCall", "OpCounts", "ParameterInfo",
+    "STAND_IN_TOOLS", "TRANSFER_KINDS", "cache_dir", "compile_host_library", "count_device_ops", "host_compiler",
+    "host_kernel_source", "precompile", "record_kernel_calls",
+    # its submodules
+    "arrays", "counting", "cupy_names", "device", "functions", "host_library", "host_source", "kernel", "params",
+    "recording",
+})
+
 API_VERSION = "14.2.0"  # the CuPy release whose behaviour this module mirrors
 __version__ = f"{API_VERSION}+host-stand-in"
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     """Any other NumPy function, taking and returning stand-in arrays; NumPy types and constants as they are."""
     return _forward_numpy(name, globals())
