@@ -17,7 +17,7 @@ from .. import kernel_sources
 from ..activations import ACTIVATIONS
 from . import philox
 from .device_specs import device_peak
-from .base import Array, Backend, Scalar
+from .base import Array, Backend, Scalar, is_bfloat16
 from .kernel_specs import KERNEL_SPECS, KernelSpec
 
 __all__ = ["KERNEL_SPECS", "CupyBackend", "KernelSpec"]
@@ -52,6 +52,23 @@ class CupyBackend(Backend):
         return k
 
     # -- arrays ------------------------------------------------------------------
+    @staticmethod
+    def _check_dtype(dtype: Any) -> None:
+        if is_bfloat16(dtype):
+            from ..mixed_precision import cupy_bfloat16_problem
+
+            problem = cupy_bfloat16_problem()
+            if problem:
+                raise TypeError(problem)
+
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        self._check_dtype(dtype)
+        return self.cp.empty(shape, dtype=dtype)
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        self._check_dtype(dtype)
+        return self.cp.zeros(shape, dtype=dtype)
+
     def owns(self, a: object) -> bool:
         return isinstance(a, self.cp.ndarray)
 
@@ -61,6 +78,7 @@ class CupyBackend(Backend):
     def from_numpy(self, a: np.ndarray) -> Array:
         # cupy.array(copy=True), not asarray: with CUPY_ENABLE_UMP=1 on HMM/ATS systems asarray is
         # zero-copy, and the device array would alias the caller's memory.
+        self._check_dtype(a.dtype)
         return self.cp.array(np.ascontiguousarray(a), copy=True)
 
     def synchronize(self) -> None:
