@@ -36,6 +36,7 @@ class CupyBackend(Backend):
             import cupy as cupy_module  # noqa: PLC0415 - only where a device was found usable
         self.xp = self.cp = cupy_module
         self._kernels: dict[str, Any] = {}
+        self._grid_work: dict[int, tuple[Array, Array]] = {}  # the loss steps' partials and ticket
         if getattr(cupy_module, "__name__", "") == "cupy":  # the real CuPy has read CUPY_TF32 by now
             from ..mixed_precision import note_gemm
 
@@ -159,9 +160,10 @@ class CupyBackend(Backend):
     ) -> Array:
         if ACTIVATIONS[activation].rows:
             ncols = z.shape[-1]
+            size = _WARP * (z.size // ncols)  # one warp a row (kernels/blocks.cuh)
             if bias is None:
-                return self.kernel(f"fcgpu_{activation}_fwd")(z, ncols, out, size=z.size // ncols)
-            return self.kernel(f"fcgpu_bias_{activation}_fwd")(z, bias, ncols, out, size=z.size // ncols)
+                return self.kernel(f"fcgpu_{activation}_fwd")(z, ncols, out, size=size)
+            return self.kernel(f"fcgpu_bias_{activation}_fwd")(z, bias, ncols, out, size=size)
         if keep is not None:
             # z + b into keep (may be z) for a backward from z; without a bias z itself is kept.
             if bias is not None:
@@ -177,7 +179,7 @@ class CupyBackend(Backend):
         # y is what the forward pass kept: the output, or z + b for an entry with backward_from "z".
         if ACTIVATIONS[activation].rows:
             ncols = y.shape[-1]
-            return self.kernel(f"fcgpu_{activation}_bwd")(y, dy, ncols, out, size=y.size // ncols)
+            return self.kernel(f"fcgpu_{activation}_bwd")(y, dy, ncols, out, size=_WARP * (y.size // ncols))
         return self.kernel(f"fcgpu_{activation}_bwd")(y, dy, out)
 
     # -- dropout -----------------------------------------------------------------
@@ -212,19 +214,35 @@ class CupyBackend(Backend):
     def softmax_xent_step(
         self, z: Array, labels: Array, scale: float, weight: float, count: bool, out: Array, acc: Array
     ) -> Array:
-        # One thread per row: log-sum-exp, loss, gradient and correct count in one launch.
+        # One warp per row: log-sum-exp, loss, gradient and correct count in one launch.
         name = "fcgpu_softmax_xent_rows_ids" if labels.ndim == 1 else "fcgpu_softmax_xent_rows_probs"
-        self.kernel(name)(z, labels, z.shape[1], scale, weight, bool(count), out, acc, size=z.shape[0])
+        self.kernel(name)(z, labels, z.shape[1], scale, weight, bool(count), out, acc, size=_WARP * z.shape[0])
         return out
+
+    def _loss_grid(self, name: str, p: Array, y: Array, params: tuple, out: Array, acc: Array) -> bool:
+        """One launch of an elementwise loss step over contiguous p, y, out of one shape (False
+        otherwise): the sums reduced per block into ``partials`` and added in block order
+        (kernels/blocks.cuh, fc_loss_grid); a workspace per block count, allocated once."""
+        if not (p.shape == y.shape == out.shape and p.flags.c_contiguous and y.flags.c_contiguous
+                and out.flags.c_contiguous):
+            return False
+        blocks = loss_grid_blocks(p.size)
+        work = self._grid_work.get(blocks)
+        if work is None:  # the ticket must start at zero; the last block leaves it at zero
+            work = self._grid_work[blocks] = (self.cp.zeros(2 * blocks, np.float64), self.cp.zeros(1, np.uint32))
+        self.kernel(name)(p, y, p.size, *params, out, acc, *work, size=blocks * LOSS_BLOCK, block_size=LOSS_BLOCK)
+        return True
 
     def bce_logits_step(
         self, z: Array, y: Array, scale: float, weight: float, count: bool, out: Array, acc: Array
     ) -> Array:
-        self.kernel("fcgpu_bce_logits_step")(z, y, scale, weight, bool(count), out, acc)
+        if not self._loss_grid("fcgpu_bce_logits_step", z, y, (scale, weight, bool(count)), out, acc):
+            return super().bce_logits_step(z, y, scale, weight, count, out, acc)
         return out
 
     def mse_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
-        self.kernel("fcgpu_mse_step")(p, y, scale, weight, out, acc)
+        if not self._loss_grid("fcgpu_mse_step", p, y, (scale, weight), out, acc):
+            return super().mse_step(p, y, scale, weight, out, acc)
         return out
 
     def bce_logits_sum(self, z: Array, y: Array) -> Scalar:
@@ -246,7 +264,8 @@ class CupyBackend(Backend):
         return self.kernel("fcgpu_mae_grad")(p, y, scale, out)
 
     def mae_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
-        self.kernel("fcgpu_mae_step")(p, y, scale, weight, out, acc)
+        if not self._loss_grid("fcgpu_mae_step", p, y, (scale, weight), out, acc):
+            return super().mae_step(p, y, scale, weight, out, acc)
         return out
 
     def huber_grad(self, p: Array, y: Array, delta: float, scale: float, out: Array) -> Array:
@@ -255,7 +274,8 @@ class CupyBackend(Backend):
     def huber_step(
         self, p: Array, y: Array, delta: float, scale: float, weight: float, out: Array, acc: Array
     ) -> Array:
-        self.kernel("fcgpu_huber_step")(p, y, delta, scale, weight, out, acc)
+        if not self._loss_grid("fcgpu_huber_step", p, y, (delta, scale, weight), out, acc):
+            return super().huber_step(p, y, delta, scale, weight, out, acc)
         return out
 
     # -- optimizers --------------------------------------------------------------
@@ -346,6 +366,19 @@ class CupyBackend(Backend):
             uid = comm.bcast_object(nccl.get_unique_id() if comm.rank == 0 else None)
             nccl_comm = comm.attachments[key] = nccl.NcclCommunicator(comm.size, uid, comm.rank)
         return nccl_comm
+
+
+# kernels/blocks.cuh: a warp's lanes (FC_WARP) and the loss steps' block (FC_LOSS_BLOCK).
+_WARP = 32
+LOSS_BLOCK = 256
+_MAX_LOSS_BLOCKS = 1024
+
+
+def loss_grid_blocks(n: int) -> int:
+    """Blocks of the loss-step kernels for n elements: a block per LOSS_BLOCK elements, at most
+    _MAX_LOSS_BLOCKS (threads then take several elements), at least 1. Fixed by n, so the sum's
+    order, and its rounding, is the same on every call."""
+    return max(1, min(_MAX_LOSS_BLOCKS, -(-int(n) // LOSS_BLOCK)))
 
 
 # cudaDataType of the half operands of _gemm_at_b_wide (cupy.cuda.runtime's constants), and its

@@ -26,14 +26,16 @@ def _specs() -> dict[str, KernelSpec]:
     for act in ACTIVATIONS.values():
         f = act.kernel_functor
         if act.rows:
-            # One thread per row (size=B): i is the row of the C-ordered (B, ncols) arrays.
+            # One warp per row (size = B x 32, kernels/blocks.cuh): i = row x 32 + lane over the
+            # C-ordered (B, ncols) arrays.
+            fwd, bwd = f"fc_{act.name}_warp_forward", f"fc_{act.name}_warp_backward"
             specs += [
                 KernelSpec(f"fcgpu_bias_{act.name}_fwd", "raw T z, raw T b, int64 ncols", "raw T y",
-                           f"{f}::row_forward<T>(z, b, true, y, i, ncols)"),
+                           f"{fwd}<T>(z, b, true, y, i, ncols)"),
                 KernelSpec(f"fcgpu_{act.name}_fwd", "raw T z, int64 ncols", "raw T y",
-                           f"{f}::row_forward<T>(z, z, false, y, i, ncols)"),
+                           f"{fwd}<T>(z, z, false, y, i, ncols)"),
                 KernelSpec(f"fcgpu_{act.name}_bwd", "raw T y, raw T dy, int64 ncols", "raw T dz",
-                           f"{f}::row_backward<T>(y, dy, dz, i, ncols)"),
+                           f"{bwd}<T>(y, dy, dz, i, ncols)"),
             ]
             continue
         specs += [
@@ -76,32 +78,34 @@ def _specs() -> dict[str, KernelSpec]:
             "T dz",
             "dz = fc_softmax_xent_grad(z, lse, target, scale)",
         ),
-        # The fused training steps: one thread per row (size=B) or per element; the running sums
-        # land in a float64 accumulator acc (2,): [loss x weight, correct x weight].
+        # The fused training steps; the running sums land in a float64 accumulator acc (2,): [loss x
+        # weight, correct x weight]. Softmax cross-entropy: one warp per row (size = B x 32).
         KernelSpec(
             "fcgpu_softmax_xent_rows_ids",
             "raw T z, raw I labels, int64 ncols, float64 scale, float64 weight, bool count",
             "raw T dz, raw float64 acc",
-            "fc_softmax_xent_row_ids<T>(z, dz, i, ncols, (long long)labels[i], scale, weight, count, &acc[0])",
+            "fc_softmax_xent_warp_ids<T>(z, labels, dz, i, ncols, scale, weight, count, &acc[0])",
         ),
         KernelSpec(
             "fcgpu_softmax_xent_rows_probs",
             "raw T z, raw T t, int64 ncols, float64 scale, float64 weight, bool count",
             "raw T dz, raw float64 acc",
-            "fc_softmax_xent_row_probs<T>(z, t, dz, i, ncols, scale, weight, count, &acc[0])",
+            "fc_softmax_xent_warp_probs<T>(z, t, dz, i, ncols, scale, weight, count, &acc[0])",
         ),
-        KernelSpec(
-            "fcgpu_bce_logits_step",
-            "T z, T y, float64 scale, float64 weight, bool count",
-            "T dz, raw float64 acc",
-            "dz = fc_bce_logits_step(z, y, scale, weight, count, &acc[0])",
-        ),
-        KernelSpec(
-            "fcgpu_mse_step",
-            "T p, T y, float64 scale, float64 weight",
-            "T dp, raw float64 acc",
-            "dp = fc_mse_step(p, y, scale, weight, &acc[0])",
-        ),
+    ]
+    # The elementwise losses' steps over n contiguous elements, size = blocks x FC_LOSS_BLOCK: sums
+    # reduced in each block, one partial a block, added in block order by the last block.
+    grid_outs = "raw T dp, raw float64 acc, raw float64 partials, raw uint32 ticket"
+    grid_tail = "p, y, dp, n, i, _ind.size(), weight, &partials[0], &ticket[0], &acc[0])"
+    for name, extra, term in (
+        ("fcgpu_bce_logits_step", "float64 scale, float64 weight, bool count", "fc_bce_logits_term(scale, count)"),
+        ("fcgpu_mse_step", "float64 scale, float64 weight", "fc_mse_term(scale)"),
+        ("fcgpu_mae_step", "float64 scale, float64 weight", "fc_mae_term(scale)"),
+        ("fcgpu_huber_step", "float64 delta, float64 scale, float64 weight", "fc_huber_term(delta, scale)"),
+    ):
+        specs.append(KernelSpec(name, f"raw T p, raw T y, int64 n, {extra}", grid_outs,
+                                f"fc_loss_grid<T>({term}, {grid_tail}"))
+    specs += [
         KernelSpec("fcgpu_bce_logits_loss", "T z, T y", "T loss", "loss = fc_bce_logits_loss(z, y)"),
         KernelSpec("fcgpu_bce_logits_grad", "T z, T y, float64 scale", "T dz", "dz = fc_bce_logits_grad(z, y, scale)"),
         KernelSpec("fcgpu_bce_prob_loss", "T p, T y, float64 eps", "T loss", "loss = fc_bce_prob_loss(p, y, eps)"),
@@ -109,19 +113,7 @@ def _specs() -> dict[str, KernelSpec]:
         KernelSpec("fcgpu_mse_grad", "T p, T y, float64 scale", "T dp", "dp = fc_mse_grad(p, y, scale)"),
         KernelSpec("fcgpu_mae_grad", "T p, T y, float64 scale", "T dp", "dp = fc_mae_grad(p, y, scale)"),
         KernelSpec(
-            "fcgpu_mae_step",
-            "T p, T y, float64 scale, float64 weight",
-            "T dp, raw float64 acc",
-            "dp = fc_mae_step(p, y, scale, weight, &acc[0])",
-        ),
-        KernelSpec(
             "fcgpu_huber_grad", "T p, T y, float64 delta, float64 scale", "T dp", "dp = fc_huber_grad(p, y, delta, scale)"
-        ),
-        KernelSpec(
-            "fcgpu_huber_step",
-            "T p, T y, float64 delta, float64 scale, float64 weight",
-            "T dp, raw float64 acc",
-            "dp = fc_huber_step(p, y, delta, scale, weight, &acc[0])",
         ),
         KernelSpec(
             "fcgpu_sgd",
