@@ -15,6 +15,11 @@
 #if defined(__CUDACC__) || defined(FC_BLOCK_EMULATOR)
 #define FC_BLOCKS 1
 #define FC_BLOCK_FN __device__ __forceinline__
+#ifdef FC_BLOCK_EMULATOR  // a block-shared array whose reads and writes the emulator records per phase
+#define FC_SHARED(type, name, n) static fc_emu::shared_array<type, n> name(#name)
+#else
+#define FC_SHARED(type, name, n) __shared__ type name[n]
+#endif
 #else
 #define FC_BLOCK_FN FC_FN
 #endif
@@ -75,9 +80,9 @@ template <typename A> FC_BLOCK_FN void fc_warp_argmax(A& m, long long& best) {
 // block order into acc[0], acc[1] and resets the ticket. partials: 2 x gridDim.x doubles; ticket:
 // zero before the launch, zero after.
 FC_BLOCK_FN void fc_grid_sum2(double v, double w, double* partials, unsigned int* ticket, double* acc) {
-    __shared__ double warp_v[FC_LOSS_BLOCK / FC_WARP];
-    __shared__ double warp_w[FC_LOSS_BLOCK / FC_WARP];
-    __shared__ bool last;
+    FC_SHARED(double, warp_v, FC_LOSS_BLOCK / FC_WARP);
+    FC_SHARED(double, warp_w, FC_LOSS_BLOCK / FC_WARP);
+    FC_SHARED(bool, last, 1);
     int lane = threadIdx.x % FC_WARP, warp = threadIdx.x / FC_WARP;
     v = fc_warp_sum(v);
     w = fc_warp_sum(w);
@@ -95,10 +100,10 @@ FC_BLOCK_FN void fc_grid_sum2(double v, double w, double* partials, unsigned int
         partials[2 * blockIdx.x] = bv;
         partials[2 * blockIdx.x + 1] = bw;
         __threadfence();
-        last = atomicAdd(ticket, 1u) == gridDim.x - 1;
+        last[0] = atomicAdd(ticket, 1u) == gridDim.x - 1;
     }
     __syncthreads();
-    if (last && threadIdx.x == 0) {
+    if (last[0] && threadIdx.x == 0) {
         volatile double* vp = partials;
         double tv = 0.0, tw = 0.0;
         for (unsigned int b = 0; b < gridDim.x; ++b) {
