@@ -1,23 +1,18 @@
-// A CUDA block on the host: one OS thread per CUDA thread, barriers and warp shuffles emulated, and
-// every read and write of a block-shared array (FC_SHARED in kernels/blocks.cuh) recorded with the
+// A CUDA block on the host: one fiber (ucontext) per CUDA thread, switched at every barrier and
+// warp shuffle, which are emulated, and every read and write of a block-shared array (FC_SHARED in kernels/blocks.cuh) recorded with the
 // barrier phase it happened in. Two threads touching one shared element in one phase, at least one
 // of them writing, is a race; a barrier that not every thread of the block (or a shuffle that not
-// every lane of the warp) reaches is a divergence. Blocks run one after another on the same team of
-// threads, in block order. Included before the kernel headers, with FC_BLOCK_EMULATOR defined.
+// every lane of the warp) reaches is a divergence: the block stalls with some threads waiting and no
+// other able to run. Blocks run one after another, in block order. Included before the kernel headers, with FC_BLOCK_EMULATOR defined.
 #ifndef FCGPU_BLOCK_EMULATOR_H
 #define FCGPU_BLOCK_EMULATOR_H
 
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <string>
-#include <thread>
-#include <tuple>
+#include <ucontext.h>
 #include <vector>
 
 struct fc_dim3 {
@@ -26,79 +21,63 @@ struct fc_dim3 {
 
 namespace fc_emu {
 
-struct Failure {};  // thrown in a thread to leave the kernel once the run has failed
+struct Failure {};  // thrown in a fiber to leave the kernel once the run has failed
 
 inline std::string& error() {
     static std::string e;
     return e;
 }
-inline std::mutex& error_mutex() {
-    static std::mutex m;
-    return m;
-}
-inline std::atomic<bool>& failed() {
-    static std::atomic<bool> f(false);
+inline bool& failed() {
+    static bool f = false;
     return f;
 }
 inline void fail(const std::string& why) {
-    std::lock_guard<std::mutex> lock(error_mutex());
-    if (!failed().exchange(true)) {
+    if (!failed()) {
+        failed() = true;
         error() = why;
     }
     throw Failure();
 }
 
-inline thread_local fc_dim3 tid = {0, 0, 0};
-inline thread_local fc_dim3 bid = {0, 0, 0};
+inline fc_dim3 tid = {0, 0, 0};
+inline fc_dim3 bid = {0, 0, 0};
 inline fc_dim3 bdim = {1, 1, 1};
 inline fc_dim3 gdim = {1, 1, 1};
-inline long long phase = 0;         // barrier phases completed in the current block
-inline long long barriers = 0;      // __syncthreads completed, all blocks
-inline long long shuffles = 0;      // warp shuffles completed, all blocks
+inline long long phase = 0;     // barrier phases completed in the current block
+inline long long barriers = 0;  // __syncthreads completed, all blocks
+inline long long shuffles = 0;  // warp-wide waits completed (two a shuffle), all blocks
 
-// A reusable barrier for n threads; the last to arrive runs `done` before releasing the others.
-// Waiting longer than the timeout means some thread never arrives: a divergence.
-struct Barrier {
-    int n = 0, count = 0;
-    long long generation = 0;
-    std::mutex m;
-    std::condition_variable cv;
-    void wait(const char* what, const std::function<void()>& done = {}) {
-        std::unique_lock<std::mutex> lock(m);
-        long long g = generation;
-        if (++count == n) {
-            count = 0;
-            if (done) {
-                done();
-            }
-            ++generation;
-            cv.notify_all();
-            return;
-        }
-        while (generation == g) {
-            if (failed()) {
-                throw Failure();
-            }
-            if (cv.wait_for(lock, std::chrono::milliseconds(3000)) == std::cv_status::timeout && generation == g) {
-                lock.unlock();
-                fail(std::string(what) + ": not every thread reached it (divergence) in block " +
-                     std::to_string(bid.x));
-            }
-        }
-    }
+// The block's threads as fibers: each runs until it waits (at a barrier or a shuffle) or ends, then
+// the scheduler runs the next. A barrier opens when every thread it names waits at it.
+enum State { RUNNABLE, AT_SYNCTHREADS, AT_SHUFFLE, DONE };
+struct Fiber {
+    ucontext_t context;
+    std::vector<char> stack;
+    State state = RUNNABLE;
 };
+inline ucontext_t scheduler;
+inline std::vector<Fiber> fibers;
+inline unsigned int current = 0;
+inline const std::function<void(long long)>* body = nullptr;
+inline long long loop_size = 0;
 
-inline Barrier& block_barrier() {
-    static Barrier b;
-    return b;
+inline void wait_as(State state) {
+    fibers[current].state = state;
+    swapcontext(&fibers[current].context, &scheduler);
+    if (failed()) {
+        throw Failure();
+    }
 }
-inline std::vector<Barrier>& warp_barriers() {
-    static std::vector<Barrier> b(1);
-    return b;
-}
-inline std::vector<unsigned long long>& lanes() {  // each lane's shuffle value, as 8 raw bytes
-    static std::vector<unsigned long long> v;
-    return v;
+
+inline void fiber_main() {
+    long long block = bdim.x, grid = gdim.x;
+    try {
+        for (long long i = (long long)bid.x * block + tid.x; i < loop_size; i += block * grid) {
+            (*body)(i);
+        }
+    } catch (const Failure&) {
+    }
+    fibers[current].state = DONE;
 }
 
 // Shared-memory accesses of the current block: (array, element) -> (phase, thread, wrote) list.
@@ -107,10 +86,6 @@ struct Access {
     unsigned int thread;
     bool wrote;
 };
-inline std::mutex& log_mutex() {
-    static std::mutex m;
-    return m;
-}
 inline std::map<std::pair<const void*, long long>, std::vector<Access>>& accesses() {
     static std::map<std::pair<const void*, long long>, std::vector<Access>> a;
     return a;
@@ -125,7 +100,6 @@ inline long long& access_count() {
 }
 
 inline void record(const void* array, long long index, bool wrote) {
-    std::lock_guard<std::mutex> lock(log_mutex());
     accesses()[{array, index}].push_back({phase, tid.x, wrote});
     ++access_count();
 }
@@ -137,8 +111,8 @@ inline void check_block_races() {
             for (size_t b = a + 1; b < list.size(); ++b) {
                 const Access &x = list[a], &y = list[b];
                 if (x.phase == y.phase && x.thread != y.thread && (x.wrote || y.wrote)) {
-                    std::lock_guard<std::mutex> lock(error_mutex());
-                    if (!failed().exchange(true)) {
+                    if (!failed()) {
+                        failed() = true;
                         error() = "shared-memory race on " + array_names()[key.first] + "[" +
                                   std::to_string(key.second) + "] in block " + std::to_string(bid.x) + ", phase " +
                                   std::to_string(x.phase) + ": threads " + std::to_string(x.thread) + " (" +
@@ -155,10 +129,7 @@ inline void check_block_races() {
 
 template <typename T, int N> struct shared_array {
     T data[N];
-    explicit shared_array(const char* name) {
-        std::lock_guard<std::mutex> lock(log_mutex());
-        array_names()[this] = name;
-    }
+    explicit shared_array(const char* name) { array_names()[this] = name; }
     struct ref {
         shared_array* a;
         long long k;
@@ -180,9 +151,9 @@ template <typename T, int N> struct shared_array {
     }
 };
 
-inline std::mutex& atomic_mutex() {
-    static std::mutex m;
-    return m;
+inline std::vector<unsigned long long>& lanes() {  // each lane's shuffle value, as 8 raw bytes
+    static std::vector<unsigned long long> v;
+    return v;
 }
 
 }  // namespace fc_emu
@@ -192,14 +163,9 @@ inline std::mutex& atomic_mutex() {
 #define blockDim fc_emu::bdim
 #define gridDim fc_emu::gdim
 
-inline void __syncthreads() {
-    fc_emu::block_barrier().wait("__syncthreads", [] {
-        ++fc_emu::phase;
-        ++fc_emu::barriers;
-    });
-}
+inline void __syncthreads() { fc_emu::wait_as(fc_emu::AT_SYNCTHREADS); }
 
-inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void __threadfence() {}
 
 template <typename T> T __shfl_xor_sync(unsigned int mask, T v, int lane_mask) {
     static_assert(sizeof(T) <= 8, "a shuffle moves at most 8 bytes");
@@ -211,24 +177,21 @@ template <typename T> T __shfl_xor_sync(unsigned int mask, T v, int lane_mask) {
     unsigned long long bits = 0;
     std::memcpy(&bits, &v, sizeof(T));
     slots[t] = bits;
-    auto& barrier = fc_emu::warp_barriers()[warp];
-    barrier.wait("__shfl_xor_sync");
+    fc_emu::wait_as(fc_emu::AT_SHUFFLE);  // every lane has written
     unsigned long long theirs = slots[warp * 32 + (lane ^ (unsigned int)lane_mask)];
-    barrier.wait("__shfl_xor_sync", [] { ++fc_emu::shuffles; });
+    fc_emu::wait_as(fc_emu::AT_SHUFFLE);  // every lane has read
     T out;
     std::memcpy(&out, &theirs, sizeof(T));
     return out;
 }
 
 inline double atomicAdd(double* p, double v) {
-    std::lock_guard<std::mutex> lock(fc_emu::atomic_mutex());
     double old = *p;
     *p = old + v;
     return old;
 }
 
 inline unsigned int atomicAdd(unsigned int* p, unsigned int v) {
-    std::lock_guard<std::mutex> lock(fc_emu::atomic_mutex());
     unsigned int old = *p;
     *p = old + v;
     return old;
@@ -241,9 +204,77 @@ struct Indexer {
     long long size() const { return n; }
 };
 
+// Run the fibers of one block until all are done; false on a failure or a divergence.
+inline bool run_block() {
+    size_t n = fibers.size();
+    for (size_t t = 0; t < n; ++t) {
+        Fiber& f = fibers[t];
+        f.state = RUNNABLE;
+        getcontext(&f.context);
+        f.context.uc_stack.ss_sp = f.stack.data();
+        f.context.uc_stack.ss_size = f.stack.size();
+        f.context.uc_link = &scheduler;
+        makecontext(&f.context, fiber_main, 0);
+    }
+    while (true) {
+        bool ran = false;
+        for (size_t t = 0; t < n; ++t) {
+            if (fibers[t].state == RUNNABLE) {
+                current = (unsigned int)t;
+                tid = {(unsigned int)t, 0, 0};
+                swapcontext(&scheduler, &fibers[t].context);
+                ran = true;
+            }
+        }
+        if (failed()) {
+            return false;
+        }
+        if (ran) {
+            continue;
+        }
+        size_t done = 0, at_sync = 0;
+        for (auto& f : fibers) {
+            done += f.state == DONE;
+            at_sync += f.state == AT_SYNCTHREADS;
+        }
+        if (done == n) {
+            return true;
+        }
+        if (at_sync == n) {  // every thread at __syncthreads: the next phase
+            ++phase;
+            ++barriers;
+            for (auto& f : fibers) {
+                f.state = RUNNABLE;
+            }
+            continue;
+        }
+        bool opened = false;  // warps whose 32 lanes all wait at a shuffle
+        for (size_t w = 0; w * 32 < n; ++w) {
+            bool all = true;
+            for (size_t t = w * 32; t < w * 32 + 32 && t < n; ++t) {
+                all = all && fibers[t].state == AT_SHUFFLE;
+            }
+            if (all) {
+                for (size_t t = w * 32; t < w * 32 + 32 && t < n; ++t) {
+                    fibers[t].state = RUNNABLE;
+                }
+                ++shuffles;
+                opened = true;
+            }
+        }
+        if (opened) {
+            continue;
+        }
+        failed() = true;
+        error() = "block " + std::to_string(bid.x) + " stalls: " + std::to_string(at_sync) + " threads wait at " +
+                  "__syncthreads, " + std::to_string(done) + " have ended, the rest wait at a shuffle (divergence)";
+        return false;
+    }
+}
+
 // CuPy's launch of an ElementwiseKernel (cupy/cuda/function.pyx, linear_launch): block =
 // min(block_size, size), grid = ceil(size / block); each thread runs CUPY_FOR's grid-stride loop.
-inline int launch(long long size, long long block_size, const std::function<void(long long)>& body, char* report,
+inline int launch(long long size, long long block_size, const std::function<void(long long)>& loop_body, char* report,
                   int report_len) {
     failed() = false;
     error().clear();
@@ -253,41 +284,21 @@ inline int launch(long long size, long long block_size, const std::function<void
     long long grid = (size + block - 1) / block;
     bdim = {(unsigned int)block, 1, 1};
     gdim = {(unsigned int)grid, 1, 1};
-    block_barrier().n = (int)block;
-    block_barrier().count = 0;
-    warp_barriers() = std::vector<Barrier>((block + 31) / 32);
-    for (size_t w = 0; w < warp_barriers().size(); ++w) {
-        warp_barriers()[w].n = (int)((long long)(w + 1) * 32 <= block ? 32 : block - (long long)w * 32);
+    body = &loop_body;
+    loop_size = size;
+    fibers.resize(block);
+    for (auto& f : fibers) {
+        f.stack.resize(256 * 1024);
     }
     lanes().assign(block, 0);
-    Barrier boundary;
-    boundary.n = (int)block;
-    std::vector<std::thread> team;
-    for (long long t = 0; t < block; ++t) {
-        team.emplace_back([&, t] {
-            tid = {(unsigned int)t, 0, 0};
-            try {
-                for (long long b = 0; b < grid; ++b) {
-                    bid = {(unsigned int)b, 0, 0};
-                    for (long long i = b * block + t; i < size; i += block * grid) {
-                        body(i);
-                    }
-                    boundary.wait("the end of a block", [] {
-                        check_block_races();
-                        phase = 0;
-                    });
-                    if (failed()) {
-                        return;
-                    }
-                }
-            } catch (const Failure&) {
-            }
-        });
+    for (long long b = 0; b < grid && !failed(); ++b) {
+        bid = {(unsigned int)b, 0, 0};
+        phase = 0;
+        if (run_block()) {
+            check_block_races();
+        }
     }
-    for (auto& th : team) {
-        th.join();
-    }
-    std::snprintf(report, report_len, "%s|blocks=%lld threads=%lld barriers=%lld shuffles=%lld shared_accesses=%lld",
+    std::snprintf(report, report_len, "%s|blocks=%lld threads=%lld barriers=%lld warp_syncs=%lld shared_accesses=%lld",
                   error().c_str(), grid, block, barriers, shuffles, access_count());
     return failed() ? 1 : 0;
 }

@@ -3,9 +3,10 @@
 Host execution (the stand-in) runs one element at a time, so it cannot see a missing
 ``__syncthreads``, a shared-memory race or a shuffle that some lanes skip; and for the block-level
 kernels (``kernels/blocks.cuh``) it runs their sequential equivalent, not the block code. This
-runs the block code itself: ``block_emulator.h`` gives every CUDA thread an OS thread, makes each
-``__syncthreads`` a phase boundary, records the shared-memory reads and writes of each phase and
-fails on a race or a divergent barrier.
+runs the block code itself: ``block_emulator.h`` gives every CUDA thread a fiber (ucontext), makes
+each ``__syncthreads`` a phase boundary and each shuffle a warp-wide exchange, records the
+shared-memory reads and writes of each phase and fails on a race or a barrier or shuffle that not
+every thread it names reaches (the block stalls).
 
 ``emulated_backend()`` is the CuPy backend on the stand-in whose block-level kernels (every kernel
 whose operation calls a ``blocks.cuh`` function) run here instead, launched exactly as the backend
