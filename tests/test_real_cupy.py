@@ -6,6 +6,7 @@ the state of ``sys.modules`` matters (a submodule imported once is an attribute 
 """
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -91,25 +92,51 @@ def test_allreduce_on_real_cupy_reaches_nccl_with_cupys_constants(monkeypatch):
 _ROOTS = {"cp", "xp", "cupy"}  # the CuPy module's names in the shipped code (xp: NumPy or CuPy)
 
 
-def _chains(path) -> set[str]:
-    import ast
+def _dotted(node) -> list[str] | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return parts[::-1]
 
+
+def _from_cupy(parts: list[str], aliases: dict[str, list[str]]) -> list[str] | None:
+    """The chain below the CuPy module that ``parts`` names, or None: rooted at cp/xp/cupy (also as
+    ``self.cp``), or at a local alias of such a chain (``cuda = self.cp.cuda``)."""
+    for k, p in enumerate(parts):
+        if p in _ROOTS and (k == 0 or parts[k - 1] in ("self", "backend")):
+            return parts[k + 1 :]
+    if parts[0] in aliases:
+        return aliases[parts[0]] + parts[1:]
+    return None
+
+
+def _chains(path) -> set[str]:
     tree = ast.parse(path.read_text())
+    aliases: dict[str, list[str]] = {}
+    for _ in range(3):  # aliases of aliases
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Assign) or len(node.targets) != 1:
+                continue
+            target, value = node.targets[0], node.value
+            pairs = (zip(target.elts, value.elts) if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple)
+                     else [(target, value)])
+            for t, v in pairs:
+                parts = _dotted(v) if isinstance(t, ast.Name) else None
+                chain = _from_cupy(parts, aliases) if parts else None
+                if chain and t.id not in _ROOTS:
+                    aliases[t.id] = chain
     inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     found = set()
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Attribute) or id(node) in inner:
-            continue
-        parts = []
-        while isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        if isinstance(node, ast.Name):
-            parts.append(node.id)
-        parts.reverse()
-        roots = [k for k, p in enumerate(parts[:-1]) if p in _ROOTS]
-        if roots:
-            found.add(".".join(parts[roots[0] + 1 :]))
+        if isinstance(node, ast.Attribute) and id(node) not in inner:
+            parts = _dotted(node)
+            chain = _from_cupy(parts, aliases) if parts else None
+            if chain:
+                found.add(".".join(chain))
     return found
 
 
@@ -133,7 +160,20 @@ def shipped_cupy_chains() -> dict[str, list[str]]:
 
 def test_the_chain_walker_finds_the_backends_cupy_calls():
     chains = shipped_cupy_chains()
-    assert {"cuda.runtime.deviceSynchronize", "ElementwiseKernel", "matmul", "sum", "cuda.Device"} <= set(chains)
+    assert {"cuda.runtime.deviceSynchronize", "ElementwiseKernel", "matmul", "sum", "cuda.Device",
+            "cuda.cublas.gemmEx", "cuda.runtime.CUDA_R_32F", "cuda.device.get_cublas_handle"} <= set(chains)
+
+
+def test_constants_the_backend_looks_up_by_name_exist_on_real_cupy():
+    from fcgpu.backends import cupy_backend
+
+    for name in cupy_backend._CUDA_TYPES.values():
+        assert isinstance(getattr(cupy.cuda.runtime, name), int), name
+    from cupy.cuda import nccl
+
+    if nccl.available:
+        for name in cupy_backend._NCCL_TYPES.values():
+            assert isinstance(getattr(nccl, name), int), name
 
 
 def test_every_cupy_attribute_chain_of_the_shipped_code_resolves_on_real_cupy():
