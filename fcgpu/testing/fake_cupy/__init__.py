@@ -34,7 +34,13 @@ What it does NOT reproduce (checked elsewhere or only on a real GPU):
   ``__nv_bfloat16`` or CuPy's ``float16`` class: code that compiles here can still fail to compile
   for the device (the NVRTC compile gate in ``fcgpu.testing.cuda_compile`` covers that).
 - Concurrency: the loop is sequential, so data races, ``atomicAdd`` and block/warp behaviour are
-  invisible; CUDA built-ins (``threadIdx``, ``__syncthreads``, ``__ldg``, ...) do not exist.
+  invisible; CUDA built-ins (``threadIdx``, ``__syncthreads``, ``__ldg``, ...) do not exist. The
+  block-level kernels (``kernels/blocks.cuh``: warp-per-row softmax, block-reduced loss sums) run
+  their sequential equivalent here; their block code runs in the repository's block emulator
+  (``tests/support/block_emulator``) and on the GPU.
+- cuBLAS: ``cuda.cublas.gemmEx`` (the mixed-precision weight gradient) multiplies on the host
+  in float32; ``cupy.matmul(out=)`` follows CuPy's rule (the product in the inputs' promoted type,
+  then a copy into ``out`` of another type).
 - Streams, events, asynchronous execution, the memory pool, and peer access; several devices
   (``FCGPU_FAKE_CUPY_DEVICES``) are all the host, told apart only by the current-device number.
 - NCCL's own algorithms: ``cuda.nccl`` (``fcgpu.testing.fake_nccl``; a submodule, imported as
