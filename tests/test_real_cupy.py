@@ -323,3 +323,21 @@ def test_stand_in_resolves_kernel_types_as_cupy_for_every_backend_call():
             assert fake[2] == tuple(sorted(real[2]._pairs)), (call.name, dtypes)
             checked += 1
     assert checked > 50
+
+
+# -- result types the code relies on, where CuPy decides them only on a device: pinned to its source --
+def test_stand_in_sums_half_into_a_float32_out_as_cupy_does():
+    """The mixed-precision bias gradient: ``cupy.sum(half, axis=0, out=float32)``. CuPy 14.2 reduces
+    float16 with a float accumulator (``_core/_routines_math.pyx``, ``_sum_auto_dtype``: ``('e->e',
+    (None, None, None, 'float'))``) and writes ``out`` in its own type (``_core/_reduction.pyx``,
+    ``_get_expressions_and_types``: ``type_out0_raw`` is ``out_args[0].dtype``): no half rounding,
+    so 4096 x 20 = 81920 is finite. With no ``out``, the result is float16 (81920 overflows)."""
+    from fcgpu.testing import fake_cupy
+
+    half = fake_cupy.full((4096, 3), 20.0, np.float16)
+    out = fake_cupy.empty(3, np.float32)
+    fake_cupy.sum(half, axis=0, out=out)
+    np.testing.assert_array_equal(out.get(), np.full(3, 81920.0, np.float32))
+    with np.errstate(over="ignore"):
+        assert fake_cupy.sum(half, axis=0).dtype == np.float16 and np.isinf(fake_cupy.sum(half, axis=0).get()).all()
+    assert fake_cupy.sum(fake_cupy.full(4096, 1.0, np.float16)).get() == 4096  # float accumulation
