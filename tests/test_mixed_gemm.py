@@ -92,3 +92,14 @@ def test_a_mixed_float16_dense_step_keeps_a_large_weight_gradient_finite():
         grad = fc.to_numpy(layer.kernel_grad)
         assert grad.dtype == np.float32 and np.isfinite(grad).all(), backend
         np.testing.assert_allclose(grad, 102400.0)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_a_mixed_training_step_takes_each_weight_gradient_in_one_gemm_and_no_copy(policy):
+    from fcgpu.testing import launches_per_step
+
+    report = launches_per_step((20, 16, 4), batch=8, loss="softmax_cross_entropy", optimizer="adam", dtype=policy)
+    calls = report.step_calls
+    assert calls.count(("gemm", "cublasGemmEx")) == 2  # dW1, dW2: float32 products of half operands
+    assert ("copy", "copyto") not in calls  # no half product copied into float32 (17 ops a step on real CuPy before)
+    assert report.per_step.total == (15 if policy == "mixed_float16" else 13)
