@@ -76,10 +76,11 @@ template <typename A> FC_BLOCK_FN void fc_warp_argmax(A& m, long long& best) {
     }
 
 // Sums (v, w) over the block (warps by shuffles, then warp 0's lane 0 over the warps in order) and
-// over the grid: each block writes its partial, and the last block to finish adds the partials in
-// block order into acc[0], acc[1] and resets the ticket. partials: 2 x gridDim.x doubles; ticket:
-// zero before the launch, zero after.
-FC_BLOCK_FN void fc_grid_sum2(double v, double w, double* partials, unsigned int* ticket, double* acc) {
+// over the grid: each block writes its partial, and the last block to finish sums the partials in
+// block order into total[0], total[1] and resets the ticket; true for that one thread (thread 0 of
+// the last block), which then finishes the launch. partials: 2 x gridDim.x doubles; ticket: zero
+// before the launch, zero after.
+FC_BLOCK_FN bool fc_grid_reduce2(double v, double w, double* partials, unsigned int* ticket, double* total) {
     FC_SHARED(double, warp_v, FC_LOSS_BLOCK / FC_WARP);
     FC_SHARED(double, warp_w, FC_LOSS_BLOCK / FC_WARP);
     FC_SHARED(bool, last, 1);
@@ -110,10 +111,12 @@ FC_BLOCK_FN void fc_grid_sum2(double v, double w, double* partials, unsigned int
             tv += vp[2 * b];
             tw += vp[2 * b + 1];
         }
-        acc[0] += tv;
-        acc[1] += tw;
+        total[0] = tv;
+        total[1] = tw;
         *ticket = 0u;
+        return true;
     }
+    return false;
 }
 #endif  // FC_BLOCKS
 
@@ -296,10 +299,39 @@ FC_BLOCK_FN void fc_loss_grid(const Term& term, const P& p, const Y& y, G& g, lo
         g[e] = term(T(p[e]), T(y[e]), &loss, &correct);
     }
 #ifdef FC_BLOCKS
-    fc_grid_sum2(loss * weight, correct * weight, partials, ticket, acc);
+    double total[2];
+    if (fc_grid_reduce2(loss * weight, correct * weight, partials, ticket, total)) {
+        acc[0] += total[0];
+        acc[1] += total[1];
+    }
 #else
     acc[0] += loss * weight;
     acc[1] += correct * weight;
+#endif
+}
+
+// Whether every one of n elements is finite, into ok[0] (one launch, the overflow check of loss
+// scaling): non-finite elements counted per thread, per block, then over the grid as the loss sums.
+template <typename T, typename G>
+FC_BLOCK_FN void fc_all_finite_grid(const G& g, long long n, long long i, long long threads, double* partials,
+                                    unsigned int* ticket, bool* ok) {
+    typedef typename fc_acc<T>::type A;
+    double bad = 0.0;
+    for (long long e = i; e < n; e += threads) {
+        bad += fc_isfinite(A(g[e])) ? 0.0 : 1.0;
+    }
+#ifdef FC_BLOCKS
+    double total[2];
+    if (fc_grid_reduce2(bad, 0.0, partials, ticket, total)) {
+        ok[0] = total[0] == 0.0;
+    }
+#else
+    if (i == 0) {
+        ok[0] = true;
+    }
+    if (bad != 0.0) {
+        ok[0] = false;
+    }
 #endif
 }
 

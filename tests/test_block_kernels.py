@@ -122,9 +122,27 @@ def test_every_block_level_kernel_is_covered_here():
     names = {n for n in KERNEL_SPECS if block_level(n)}
     assert {"fcgpu_softmax_xent_rows_ids", "fcgpu_softmax_xent_rows_probs", "fcgpu_softmax_fwd", "fcgpu_bias_softmax_fwd",
             "fcgpu_softmax_bwd", "fcgpu_mse_step", "fcgpu_mae_step", "fcgpu_huber_step",
-            "fcgpu_bce_logits_step"} == names
+            "fcgpu_bce_logits_step", "fcgpu_all_finite"} == names
     for name in names:  # no per-element atomic left in a step kernel
         assert "fc_atomic_add" not in KERNEL_SPECS[name].operation
+
+
+@pytest.mark.parametrize("n", [1, 10, 1000, 100_000, 300_000])
+def test_the_overflow_check_is_one_race_free_launch(n):
+    """Loss scaling's check of the flat gradient buffer: one kernel instead of isfinite and all
+    (300,000 elements: more than 1024 blocks' worth, so threads take several)."""
+    rng = np.random.default_rng(n)
+    g = rng.standard_normal(n).astype(np.float32)  # the float32 master gradients
+    be = emulated_backend()
+    assert bool(be.all_finite(cp.asarray(g)).get()) is True
+    for bad in (np.inf, -np.inf, np.nan):
+        spoiled = g.copy()
+        spoiled[rng.integers(0, n)] = bad
+        assert bool(be.all_finite(cp.asarray(spoiled)).get()) is False
+    assert bool(be.all_finite(cp.asarray(g)).get()) is True  # the flag is rewritten, not kept
+    blocks = loss_grid_blocks(n)
+    assert all((x.size, x.figure("blocks")) == (blocks * LOSS_BLOCK, blocks) for x in be.launches)
+    assert len(be.launches) == 5
 
 
 # -- the emulator itself: it must see what host execution cannot -------------------------------

@@ -36,7 +36,8 @@ class CupyBackend(Backend):
             import cupy as cupy_module  # noqa: PLC0415 - only where a device was found usable
         self.xp = self.cp = cupy_module
         self._kernels: dict[str, Any] = {}
-        self._grid_work: dict[int, tuple[Array, Array]] = {}  # the loss steps' partials and ticket
+        self._grid_work: dict[int, tuple[Array, Array]] = {}  # grid-reduced launches' partials and ticket
+        self._finite_flags: dict[tuple[int, int], Array] = {}  # all_finite's result, one per buffer
         if getattr(cupy_module, "__name__", "") == "cupy":  # the real CuPy has read CUPY_TF32 by now
             from ..mixed_precision import note_gemm
 
@@ -219,6 +220,28 @@ class CupyBackend(Backend):
         self.kernel(name)(z, labels, z.shape[1], scale, weight, bool(count), out, acc, size=_WARP * z.shape[0])
         return out
 
+    def _grid(self, n: int) -> tuple[int, tuple[Array, Array]]:
+        """(blocks, (partials, ticket)) of a grid-reduced launch over n elements; the workspace per
+        block count is allocated once (the ticket starts at zero; the last block leaves it at zero)."""
+        blocks = loss_grid_blocks(n)
+        work = self._grid_work.get(blocks)
+        if work is None:
+            work = self._grid_work[blocks] = (self.cp.zeros(2 * blocks, np.float64), self.cp.zeros(1, np.uint32))
+        return blocks, work
+
+    def all_finite(self, a: Array) -> Scalar:
+        # One launch (kernels/blocks.cuh, fc_all_finite_grid) instead of isfinite and all. The 0-d
+        # result is this buffer's own, rewritten by the next call on it: read it before.
+        if not a.flags.c_contiguous:
+            return super().all_finite(a)
+        blocks, work = self._grid(a.size)
+        key = (id(a), a.size)
+        ok = self._finite_flags.get(key)
+        if ok is None:
+            ok = self._finite_flags[key] = self.cp.zeros(1, np.bool_)
+        self.kernel("fcgpu_all_finite")(a, a.size, ok, *work, size=blocks * LOSS_BLOCK, block_size=LOSS_BLOCK)
+        return ok.reshape(())  # a 0-d device array, as a reduction gives
+
     def _loss_grid(self, name: str, p: Array, y: Array, params: tuple, out: Array, acc: Array) -> bool:
         """One launch of an elementwise loss step over contiguous p, y, out of one shape (False
         otherwise): the sums reduced per block into ``partials`` and added in block order
@@ -226,10 +249,7 @@ class CupyBackend(Backend):
         if not (p.shape == y.shape == out.shape and p.flags.c_contiguous and y.flags.c_contiguous
                 and out.flags.c_contiguous):
             return False
-        blocks = loss_grid_blocks(p.size)
-        work = self._grid_work.get(blocks)
-        if work is None:  # the ticket must start at zero; the last block leaves it at zero
-            work = self._grid_work[blocks] = (self.cp.zeros(2 * blocks, np.float64), self.cp.zeros(1, np.uint32))
+        blocks, work = self._grid(p.size)
         self.kernel(name)(p, y, p.size, *params, out, acc, *work, size=blocks * LOSS_BLOCK, block_size=LOSS_BLOCK)
         return True
 

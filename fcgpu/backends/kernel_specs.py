@@ -105,6 +105,8 @@ def _specs() -> dict[str, KernelSpec]:
     ):
         specs.append(KernelSpec(name, f"raw T p, raw T y, int64 n, {extra}", grid_outs,
                                 f"fc_loss_grid<T>({term}, {grid_tail}"))
+    specs.append(KernelSpec("fcgpu_all_finite", "raw T g, int64 n", "raw bool ok, raw float64 partials, raw uint32 ticket",
+                            "fc_all_finite_grid<T>(g, n, i, _ind.size(), &partials[0], &ticket[0], &ok[0])"))
     specs += [
         KernelSpec("fcgpu_bce_logits_loss", "T z, T y", "T loss", "loss = fc_bce_logits_loss(z, y)"),
         KernelSpec("fcgpu_bce_logits_grad", "T z, T y, float64 scale", "T dz", "dz = fc_bce_logits_grad(z, y, scale)"),

@@ -87,7 +87,12 @@ class ndarray(np.ndarray):  # noqa: N801 - mirrors cupy.ndarray
     def __getitem__(self, key: Any) -> Any:
         name, uploads = index_kind(key)
         if name is None:
-            return super().__getitem__(key)  # a view
+            view = super().__getitem__(key)  # a view
+            # Integers for every axis give a 0-d device array in CuPy, not a host scalar: reading it
+            # is a device-to-host transfer (counted when it happens), as a reduction's result is.
+            if isinstance(view, np.ndarray):
+                return view
+            return super().__getitem__((*key, Ellipsis) if isinstance(key, tuple) else (key, Ellipsis))
         if uploads:
             note("to_device", "index")
         with counted("gather", name):
