@@ -43,6 +43,26 @@ def bfloat16() -> np.dtype:
     return np.dtype(ml_dtypes.bfloat16)
 
 
+def cupy_bfloat16_problem() -> str | None:
+    """Why CuPy would not know bfloat16 in this environment, or None. CuPy 14 registers the type only
+    when ``ml_dtypes`` imports and NumPy is 2.1.2 or newer (``cupy/_core/_scalar.pyx``,
+    ``_setup_type_dict``, and ``cupy/_core/_util.pyx``): older NumPy crashes on its bfloat16 loops."""
+    missing = []
+    if np.lib.NumpyVersion(np.__version__) < "2.1.2":
+        missing.append(f"NumPy >= 2.1.2 (this is NumPy {np.__version__})")
+    try:
+        import ml_dtypes  # noqa: F401, PLC0415
+    except ImportError:
+        missing.append("the ml_dtypes package")
+    if not missing:
+        return None
+    return (
+        "bfloat16 on the cupy backend ('mixed_bfloat16') needs " + " and ".join(missing)
+        + ", without which CuPy has no bfloat16 type: pip install 'fcgpu[cuda13]' (or [cuda12]), "
+        "or pip install 'numpy>=2.1.2' ml_dtypes"
+    )
+
+
 class Policy:
     """A dtype policy (Keras 3's ``keras.DTypePolicy``): ``name``, ``compute_dtype``, ``variable_dtype``.
 

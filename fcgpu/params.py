@@ -6,8 +6,10 @@ gradients). Layers keep working on their own: a layer rebuilt or moved to anothe
 arrays of its own again, ``FlatParameters.current`` then says so, and the model lays out new
 buffers before its next step.
 
-Shapes: for a dtype with parameters p_1..p_k, ``params[dtype]`` and ``grads[dtype]`` are 1-D of
-length sum(size(p_i)); ``slices`` maps each parameter name to its (dtype, start, stop).
+Shapes: for a dtype with parameters p_1..p_k, ``params[dtype]`` and ``grads[dtype]`` are 1-D, each
+parameter's slice starting at a multiple of ``ALIGN_ELEMENTS`` (256 bytes in the 2-byte half copies,
+512 in float32: cuBLAS and cuBLASLt pick faster kernels for 256-byte aligned operands), the gaps
+zero; ``slices`` maps each parameter name to its (dtype, start, stop).
 
 Mixed precision: where a layer keeps a half copy of its float32 master weights (``half_copies``),
 ``halves[float32]`` is a buffer of the compute dtype with the same slices as ``params[float32]``;
@@ -24,7 +26,15 @@ import numpy as np
 from .backends import Backend
 from .backends.base import Array
 
-__all__ = ["FlatParameters"]
+__all__ = ["ALIGN_ELEMENTS", "FlatParameters"]
+
+# Slice starts are multiples of this many elements: 256 bytes for the smallest (2-byte) type, so the
+# half copies, which share the float32 master's slices, are aligned as well.
+ALIGN_ELEMENTS = 128
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN_ELEMENTS) * ALIGN_ELEMENTS
 
 
 @dataclass
@@ -48,12 +58,12 @@ class FlatParameters:
         for layer in layers:
             for name, param, _ in layer.parameters():
                 dtype = np.dtype(param.dtype)
-                start = sizes.get(dtype, 0)
+                start = _aligned(sizes.get(dtype, 0))
                 sizes[dtype] = start + int(param.size)
                 flat.slices[name] = (dtype, start, sizes[dtype])
                 entries.append((layer, name, param))
         for dtype, size in sizes.items():
-            flat.params[dtype] = backend.empty((size,), dtype)
+            flat.params[dtype] = backend.zeros((size,), dtype)  # the gaps stay zero
             flat.grads[dtype] = backend.zeros((size,), dtype)
         for layer in layers:
             views, grads = {}, {}
@@ -76,7 +86,7 @@ class FlatParameters:
                 dtype, start, stop = self.slices[name]
                 buffer = self.halves.get(dtype)
                 if buffer is None:
-                    buffer = self.halves[dtype] = self.backend.empty((sizes[dtype],), half.dtype)
+                    buffer = self.halves[dtype] = self.backend.zeros((sizes[dtype],), half.dtype)
                 elif buffer.dtype != half.dtype:
                     raise ValueError(
                         f"layer '{layer.name}': its {np.dtype(half.dtype).name} computation cannot share a model's "

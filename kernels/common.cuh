@@ -37,10 +37,10 @@ template <typename A> FC_FN A fc_sign(A x) { return x > A(0) ? A(1) : (x < A(0) 
 // x - x is 0 for finite x and NaN for inf or NaN: no math library call, same on host and device.
 template <typename A> FC_FN bool fc_isfinite(A x) { return x - x == A(0); }
 
-// Add into a double accumulator: one atomic on the device, a plain add on the host (its loop runs
-// one element at a time). The training loop's running sums live in such an accumulator.
+// Add into a double accumulator: one atomic on the device (and in the host block emulator, whose
+// threads run concurrently), a plain add on the host (its loop runs one element at a time).
 FC_FN void fc_atomic_add(double* p, double v) {
-#ifdef __CUDA_ARCH__
+#if defined(__CUDA_ARCH__) || defined(FC_BLOCK_EMULATOR)
     atomicAdd(p, v);
 #else
     *p += v;

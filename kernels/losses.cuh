@@ -1,7 +1,8 @@
 // The losses. Elementwise parts (fc_*_grad, fc_*_loss) for the array library's reductions, and the
-// fused training steps (fc_*_step, fc_softmax_xent_row_*): the loss, its gradient and the correct
-// count of a row or element in one pass, the sums added into a double accumulator acc[0] (loss x
-// weight) and acc[1] (correct x weight). Scalars (scale = 1/B, eps) arrive in double and are
+// sequential rows of the fused softmax step (fc_softmax_xent_row_*): the loss, its gradient and the
+// correct count of a row in one pass, the sums added into a double accumulator acc[0] (loss x
+// weight) and acc[1] (correct x weight). blocks.cuh runs the fused steps a warp a row (softmax) or
+// with block-reduced sums (the elementwise losses). Scalars (scale = 1/B, eps) arrive in double and are
 // rounded once to the arithmetic type.
 #ifndef FCGPU_LOSSES_CUH
 #define FCGPU_LOSSES_CUH
@@ -115,38 +116,12 @@ FC_FN void fc_softmax_xent_row_probs(const Z& z, const P& t, G& dz, long long ro
     }
 }
 
-// Binary cross-entropy from logits, one element: returns the gradient; adds the loss and (with
-// count) whether (z > 0) matches (y > 0.5).
-template <typename T> FC_FN T fc_bce_logits_step(T z, T y, double scale, double weight, bool count, double* acc) {
-    typedef typename fc_acc<T>::type A;
-    fc_atomic_add(&acc[0], double(A(fc_bce_logits_loss(z, y))) * weight);
-    if (count && ((A(z) > A(0)) == (A(y) > A(0.5)))) {
-        fc_atomic_add(&acc[1], weight);
-    }
-    return fc_bce_logits_grad(z, y, scale);
-}
-
-// Mean squared error, one element: returns the gradient, adds (p - y)^2 formed in the arithmetic type.
-template <typename T> FC_FN T fc_mse_step(T p, T y, double scale, double weight, double* acc) {
-    typedef typename fc_acc<T>::type A;
-    A d = A(p) - A(y);
-    fc_atomic_add(&acc[0], double(d * d) * weight);
-    return fc_mse_grad(p, y, scale);
-}
-
 // Mean absolute error: the gradient sign(p - y) * scale, sign(0) = 0 as PyTorch's l1_loss; 0, -0
 // and NaN differences are kept as they are.
 template <typename T> FC_FN T fc_mae_grad(T p, T y, double scale) {
     typedef typename fc_acc<T>::type A;
     A d = A(p) - A(y);
     return T(fc_sign(d) * A(scale));
-}
-
-// Mean absolute error, one element: returns the gradient, adds |p - y| formed in the arithmetic type.
-template <typename T> FC_FN T fc_mae_step(T p, T y, double scale, double weight, double* acc) {
-    typedef typename fc_acc<T>::type A;
-    fc_atomic_add(&acc[0], double(fc_abs(A(p) - A(y))) * weight);
-    return fc_mae_grad(p, y, scale);
 }
 
 // Huber loss of d = p - y as PyTorch's huber_loss: 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta).
@@ -161,13 +136,6 @@ template <typename T> FC_FN T fc_huber_grad(T p, T y, double delta, double scale
     A d = A(p) - A(y), k = A(delta);
     A g = d < -k ? -k : (d > k ? k : d);
     return T(g * A(scale));
-}
-
-// Huber loss, one element: returns the gradient, adds the loss formed in the arithmetic type.
-template <typename T> FC_FN T fc_huber_step(T p, T y, double delta, double scale, double weight, double* acc) {
-    typedef typename fc_acc<T>::type A;
-    fc_atomic_add(&acc[0], double(fc_huber_value(A(p) - A(y), A(delta))) * weight);
-    return fc_huber_grad(p, y, delta, scale);
 }
 
 #endif  // FCGPU_LOSSES_CUH

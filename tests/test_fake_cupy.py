@@ -165,8 +165,10 @@ def test_bool_and_int64_scalars() -> None:
 def test_argument_errors_match_cupy() -> None:
     with pytest.raises(TypeError, match="Wrong number of arguments"):
         ADD(dev([1.0]))
-    with pytest.raises(TypeError, match="host array"):
+    with pytest.raises(TypeError, match="Unsupported type"):
         ADD(np.array([1.0]), dev([1.0]))
+    with pytest.raises(TypeError, match="Unsupported type"):  # a 0-d host array is no scalar to CuPy either
+        ADD(np.array(1.0), dev([1.0]))
     with pytest.raises(TypeError, match="Unsupported type"):
         ADD(dev([1.0]), dev([1.0]), np.empty(1))
     with pytest.raises(TypeError, match="Output arguments type must be cupy.ndarray"):
@@ -298,3 +300,16 @@ def test_warm_stand_in_builds_every_backend_kernel() -> None:
     # every kernel gets a library (some more than one: half parameters with float32 state)
     assert {call.name for call in trace_backend_calls()} == set(KERNEL_SPECS)
     assert warm_stand_in(("float32",)) >= len(KERNEL_SPECS)
+
+
+def test_an_integer_index_gives_a_0d_device_view_as_cupy_does() -> None:
+    """CuPy returns a 0-d cupy.ndarray for a[i] (a view), not a host scalar: reading it is a
+    device-to-host transfer. The stand-in returned NumPy's scalar, hiding that read."""
+    a = cp.arange(3.0)
+    b = a[1]
+    assert type(b) is cp.ndarray and b.shape == ()
+    b[...] = 7.0
+    assert a.get()[1] == 7.0
+    with cp.count_device_ops() as ops:
+        float(cp.asnumpy(a[2]))
+    assert ops.transfers["to_host"] == 1

@@ -184,7 +184,8 @@ template <typename T, typename Z, typename Y> FC_FN void fc_unshifted_softmax(co
 """
     broken = CupyBackend(fake_cupy)
     broken._kernels["fcgpu_softmax_fwd"] = fake_cupy.ElementwiseKernel(
-        "raw T z, int64 ncols", "raw T y", "fc_unshifted_softmax<T>(z, y, i, ncols)", "fcgpu_softmax_unshifted", preamble=preamble
+        "raw T z, int64 ncols", "raw T y", "if (i % 32 == 0) fc_unshifted_softmax<T>(z, y, i / 32, ncols)",  # launched a warp a row
+        "fcgpu_softmax_unshifted", preamble=preamble
     )
     with pytest.raises(AssertionError, match="softmax forward"):
         kc.check_forward(broken, "softmax", np.float32, False, rng, kc.HOST)

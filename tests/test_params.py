@@ -21,8 +21,9 @@ def test_layers_hold_views_of_one_buffer_per_dtype(backend, rng):
     flat = model.flat_parameters()
     (dtype,) = flat.params
     buffer = fc.to_numpy(flat.params[dtype])
-    assert buffer.size == model.count_params()
-    np.testing.assert_array_equal(np.concatenate([w.ravel() for w in model.get_weights()]), buffer)
+    assert sum(stop - start for _, start, stop in flat.slices.values()) == model.count_params()
+    parts = [buffer[start:stop] for _, start, stop in flat.slices.values()]
+    np.testing.assert_array_equal(np.concatenate([w.ravel() for w in model.get_weights()]), np.concatenate(parts))
     flat.params[dtype][...] = backend.from_numpy(np.zeros(buffer.size, np.float32))
     assert not any(w.any() for w in model.get_weights())  # the layers see the buffer
 
@@ -76,3 +77,21 @@ def test_rebuilt_moved_or_reloaded_models_get_new_buffers(backend, backend_named
     loaded = fc.load_model(tmp_path / "m.fcgpu")
     loaded.fit(x, y, epochs=1, batch_size=8, verbose=0)
     model.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16", "float64"])
+def test_every_slice_starts_256_byte_aligned_in_every_buffer(backend, policy):
+    """784-100-10 in half put W2 at byte 157000 before slices were padded (issue 18, 7)."""
+    with fc.use_backend(backend):
+        model = fc.Sequential([fc.Dense(100, activation="relu", dtype=policy), fc.Dense(10, dtype=policy)])
+        model.build(784)
+    model.compile(loss="softmax_cross_entropy", optimizer="adam")
+    model.fit(np.zeros((4, 784), np.float32), np.zeros(4, np.int64), epochs=1, batch_size=4, verbose=0)
+    flat = model.flat_parameters()
+    buffers = [*flat.params.values(), *flat.grads.values(), *flat.halves.values()]
+    assert len(buffers) == (3 if policy == "mixed_float16" else 2)
+    for dtype, start, stop in flat.slices.values():
+        for buffer in buffers:
+            if buffer.size == flat.params[dtype].size:
+                assert (start * buffer.dtype.itemsize) % 256 == 0, (start, buffer.dtype)
+        assert fc.to_numpy(flat.grads[dtype][stop:stop + 1]).sum() == 0 or stop == flat.grads[dtype].size

@@ -1,14 +1,13 @@
 """The CuPy backend: cuBLAS GEMMs through ``cupy.matmul`` and fcgpu's own elementwise kernels.
 
-Every kernel's arithmetic lives in ``kernels/*.cuh``; this module only declares the
-``cupy.ElementwiseKernel`` signatures (``KERNEL_SPECS``), builds each kernel on first use
+Every kernel's arithmetic lives in ``kernels/*.cuh``; ``kernel_specs`` declares the
+``cupy.ElementwiseKernel`` signatures (``KERNEL_SPECS``); this module builds each kernel on first use
 and caches it. The module object is injected, so the same code runs against the real CuPy
 or against ``fcgpu.testing.fake_cupy`` on a machine without a GPU.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import importlib
 from types import ModuleType
 from typing import Any, Callable
 
@@ -18,186 +17,11 @@ from .. import kernel_sources
 from ..activations import ACTIVATIONS
 from . import philox
 from .device_specs import device_peak
-from .base import Array, Backend, Scalar
+from .base import Array, Backend, Scalar, is_bfloat16
+from .kernel_specs import KERNEL_SPECS, KernelSpec
 
+__all__ = ["KERNEL_SPECS", "CupyBackend", "KernelSpec"]
 
-@dataclass(frozen=True)
-class KernelSpec:
-    """The arguments of one ``cupy.ElementwiseKernel``; its preamble is every header in kernels/."""
-
-    name: str
-    in_params: str
-    out_params: str
-    operation: str
-
-
-def _specs() -> dict[str, KernelSpec]:
-    specs = []
-    for act in ACTIVATIONS.values():
-        f = act.kernel_functor
-        if act.rows:
-            # One thread per row (size=B): i is the row of the C-ordered (B, ncols) arrays.
-            specs += [
-                KernelSpec(f"fcgpu_bias_{act.name}_fwd", "raw T z, raw T b, int64 ncols", "raw T y",
-                           f"{f}::row_forward<T>(z, b, true, y, i, ncols)"),
-                KernelSpec(f"fcgpu_{act.name}_fwd", "raw T z, int64 ncols", "raw T y",
-                           f"{f}::row_forward<T>(z, z, false, y, i, ncols)"),
-                KernelSpec(f"fcgpu_{act.name}_bwd", "raw T y, raw T dy, int64 ncols", "raw T dz",
-                           f"{f}::row_backward<T>(y, dy, dz, i, ncols)"),
-            ]
-            continue
-        specs += [
-            KernelSpec(f"fcgpu_bias_{act.name}_fwd", "T z, T b", "T y", f"y = fc_bias_act_forward<{f}>(z, b)"),
-            KernelSpec(f"fcgpu_{act.name}_fwd", "T z", "T y", f"y = fc_act_forward<{f}>(z)"),
-            KernelSpec(f"fcgpu_{act.name}_bwd", "T y, T dy", "T dz", f"dz = fc_act_backward<{f}>(y, dy)"),
-        ]
-        if act.backward_from == "z":  # two outputs: s = z + b, which backward reads, and y = act(s)
-            specs.append(KernelSpec(f"fcgpu_bias_{act.name}_fwd_keep", "T z, T b", "T s, T y",
-                                    f"fc_bias_act_forward_keep<{f}>(z, b, s, y)"))
-        else:  # fused with a Dropout after the Dense: the mask as fcgpu_dropout draws it
-            mask = "uint64 seed, uint64 step, int64 offset, uint32 threshold, float64 scale"
-            index = "(unsigned long long)(offset + i)"
-            specs += [
-                KernelSpec(f"fcgpu_bias_{act.name}_dropout_fwd", f"T z, T b, bool has_bias, {mask}", "T y, T yd",
-                           f"fc_bias_act_dropout_forward<{f}>(z, b, has_bias, y, yd, seed, step, {index}, "
-                           f"threshold, scale)"),
-                KernelSpec(f"fcgpu_{act.name}_dropout_bwd", f"T y, T dyd, {mask}", "T dz",
-                           f"dz = fc_act_dropout_backward<{f}>(y, dyd, seed, step, {index}, threshold, scale)"),
-            ]
-    # Dropout, forward on x and backward on dy: element i is element offset + i of the batch, its
-    # mask bit drawn from (seed, step, offset + i) by Philox both times (kernels/random.cuh).
-    specs.append(KernelSpec(
-        "fcgpu_dropout",
-        "T x, uint64 seed, uint64 step, int64 offset, uint32 threshold, float64 scale",
-        "T y",
-        "y = fc_dropout(x, seed, step, (unsigned long long)(offset + i), threshold, scale)",
-    ))
-    specs += [
-        # i indexes the contiguous (B, C) output, so row = i / ncols and class = i % ncols.
-        KernelSpec(
-            "fcgpu_softmax_xent_grad_ids",
-            "T z, T lse, raw I labels, int64 ncols, float64 scale",
-            "T dz",
-            "dz = fc_softmax_xent_grad(z, lse, (long long)labels[i / ncols] == (long long)(i % ncols) ? T(1) : T(0), scale)",
-        ),
-        KernelSpec(
-            "fcgpu_softmax_xent_grad_probs",
-            "T z, T lse, T target, float64 scale",
-            "T dz",
-            "dz = fc_softmax_xent_grad(z, lse, target, scale)",
-        ),
-        # The fused training steps: one thread per row (size=B) or per element; the running sums
-        # land in a float64 accumulator acc (2,): [loss x weight, correct x weight].
-        KernelSpec(
-            "fcgpu_softmax_xent_rows_ids",
-            "raw T z, raw I labels, int64 ncols, float64 scale, float64 weight, bool count",
-            "raw T dz, raw float64 acc",
-            "fc_softmax_xent_row_ids<T>(z, dz, i, ncols, (long long)labels[i], scale, weight, count, &acc[0])",
-        ),
-        KernelSpec(
-            "fcgpu_softmax_xent_rows_probs",
-            "raw T z, raw T t, int64 ncols, float64 scale, float64 weight, bool count",
-            "raw T dz, raw float64 acc",
-            "fc_softmax_xent_row_probs<T>(z, t, dz, i, ncols, scale, weight, count, &acc[0])",
-        ),
-        KernelSpec(
-            "fcgpu_bce_logits_step",
-            "T z, T y, float64 scale, float64 weight, bool count",
-            "T dz, raw float64 acc",
-            "dz = fc_bce_logits_step(z, y, scale, weight, count, &acc[0])",
-        ),
-        KernelSpec(
-            "fcgpu_mse_step",
-            "T p, T y, float64 scale, float64 weight",
-            "T dp, raw float64 acc",
-            "dp = fc_mse_step(p, y, scale, weight, &acc[0])",
-        ),
-        KernelSpec("fcgpu_bce_logits_loss", "T z, T y", "T loss", "loss = fc_bce_logits_loss(z, y)"),
-        KernelSpec("fcgpu_bce_logits_grad", "T z, T y, float64 scale", "T dz", "dz = fc_bce_logits_grad(z, y, scale)"),
-        KernelSpec("fcgpu_bce_prob_loss", "T p, T y, float64 eps", "T loss", "loss = fc_bce_prob_loss(p, y, eps)"),
-        KernelSpec("fcgpu_bce_prob_grad", "T p, T y, float64 eps, float64 scale", "T dp", "dp = fc_bce_prob_grad(p, y, eps, scale)"),
-        KernelSpec("fcgpu_mse_grad", "T p, T y, float64 scale", "T dp", "dp = fc_mse_grad(p, y, scale)"),
-        KernelSpec("fcgpu_mae_grad", "T p, T y, float64 scale", "T dp", "dp = fc_mae_grad(p, y, scale)"),
-        KernelSpec(
-            "fcgpu_mae_step",
-            "T p, T y, float64 scale, float64 weight",
-            "T dp, raw float64 acc",
-            "dp = fc_mae_step(p, y, scale, weight, &acc[0])",
-        ),
-        KernelSpec(
-            "fcgpu_huber_grad", "T p, T y, float64 delta, float64 scale", "T dp", "dp = fc_huber_grad(p, y, delta, scale)"
-        ),
-        KernelSpec(
-            "fcgpu_huber_step",
-            "T p, T y, float64 delta, float64 scale, float64 weight",
-            "T dp, raw float64 acc",
-            "dp = fc_huber_step(p, y, delta, scale, weight, &acc[0])",
-        ),
-        KernelSpec(
-            "fcgpu_sgd",
-            "T grad, float64 lr, float64 wd",
-            "T p",
-            "T no_buf = T(0); fc_sgd_update(p, no_buf, grad, lr, 0.0, wd, false)",
-        ),
-        KernelSpec(
-            "fcgpu_sgd_momentum",
-            "T grad, float64 lr, float64 mu, float64 wd, bool nesterov",
-            "T p, S buf",
-            "fc_sgd_update(p, buf, grad, lr, mu, wd, nesterov)",
-        ),
-        KernelSpec(
-            "fcgpu_adam",
-            "T grad, float64 beta1, float64 beta2, float64 one_minus_beta1, float64 one_minus_beta2, float64 eps, "
-            "float64 wd, float64 decay, float64 step_size, float64 bc2_sqrt, bool decoupled",
-            "T p, S m, S v",
-            "fc_adam_update(p, m, v, grad, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, wd, decay, "
-            "step_size, bc2_sqrt, decoupled)",
-        ),
-        KernelSpec(
-            "fcgpu_adagrad",
-            "T grad, float64 lr, float64 eps, float64 decay",
-            "T p, S acc",
-            "fc_adagrad_update(p, acc, grad, lr, eps, decay)",
-        ),
-        KernelSpec("fcgpu_l1l2_grad", "T w, float64 l1, float64 two_l2", "T g", "fc_l1l2_grad(g, w, l1, two_l2)"),
-        KernelSpec("fcgpu_l1l2_terms", "T w, float64 l1, float64 l2", "float64 r", "r = fc_l1l2_term(w, l1, l2)"),
-    ]
-    # RMSprop with and without the centered average and the momentum buffer: a state a variant does
-    # not keep is a local, so no kernel reads or writes an unused buffer.
-    for centered in (False, True):
-        for momentum in (False, True):
-            outs = "T p, S v" + (", S mg" if centered else "") + (", S mom" if momentum else "")
-            local = "".join(f"S {n} = S(0); " for n, kept in (("mg", centered), ("mom", momentum)) if not kept)
-            specs.append(KernelSpec(
-                "fcgpu_rmsprop" + ("_centered" if centered else "") + ("_momentum" if momentum else ""),
-                "T grad, float64 lr, float64 rho, float64 one_minus_rho, float64 momentum, float64 eps, float64 decay",
-                outs,
-                f"{local}fc_rmsprop_update(p, v, mg, mom, grad, lr, rho, one_minus_rho, momentum, eps, decay, "
-                f"{'true' if centered else 'false'}, {'true' if momentum else 'false'})",
-            ))
-    specs += [variant for spec in specs if spec.name in _UPDATE_KERNELS for variant in _mixed_variants(spec)]
-    return {s.name: s for s in specs}
-
-
-# The optimizer updates, each also in two variants for mixed precision (``_mixed_variants``).
-_UPDATE_KERNELS = ("fcgpu_sgd", "fcgpu_sgd_momentum", "fcgpu_adam", "fcgpu_adagrad") + tuple(
-    "fcgpu_rmsprop" + c + m for c in ("", "_centered") for m in ("", "_momentum")
-)
-
-
-def _mixed_variants(spec: KernelSpec) -> list[KernelSpec]:
-    """``<name>_unscaled``: the gradient multiplied by ``unscale`` (1/loss scale) as it is read;
-    ``<name>_mixed``: that, and the parameter's half copy ``ph`` (type H) written in the same pass,
-    so a mixed-precision step casts the master weights once, here, and nowhere else."""
-    operation = re.sub(r"\bgrad\b", "fc_unscaled(grad, unscale)", spec.operation)
-    in_params = spec.in_params + ", float64 unscale"
-    return [
-        KernelSpec(spec.name + "_unscaled", in_params, spec.out_params, operation),
-        KernelSpec(spec.name + "_mixed", in_params, spec.out_params + ", H ph", f"{operation}; ph = H(p)"),
-    ]
-
-
-KERNEL_SPECS: dict[str, KernelSpec] = _specs()
 
 # cudaDeviceAttr: clock rate (kHz), SM count, memory clock (kHz), bus width (bits), compute capability.
 _PEAK_ATTRIBUTES = (13, 16, 36, 37, 75, 76)
@@ -212,6 +36,8 @@ class CupyBackend(Backend):
             import cupy as cupy_module  # noqa: PLC0415 - only where a device was found usable
         self.xp = self.cp = cupy_module
         self._kernels: dict[str, Any] = {}
+        self._grid_work: dict[int, tuple[Array, Array]] = {}  # grid-reduced launches' partials and ticket
+        self._finite_flags: dict[tuple[int, int], Array] = {}  # all_finite's result, one per buffer
         if getattr(cupy_module, "__name__", "") == "cupy":  # the real CuPy has read CUPY_TF32 by now
             from ..mixed_precision import note_gemm
 
@@ -228,6 +54,23 @@ class CupyBackend(Backend):
         return k
 
     # -- arrays ------------------------------------------------------------------
+    @staticmethod
+    def _check_dtype(dtype: Any) -> None:
+        if is_bfloat16(dtype):
+            from ..mixed_precision import cupy_bfloat16_problem
+
+            problem = cupy_bfloat16_problem()
+            if problem:
+                raise TypeError(problem)
+
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        self._check_dtype(dtype)
+        return self.cp.empty(shape, dtype=dtype)
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        self._check_dtype(dtype)
+        return self.cp.zeros(shape, dtype=dtype)
+
     def owns(self, a: object) -> bool:
         return isinstance(a, self.cp.ndarray)
 
@@ -237,6 +80,7 @@ class CupyBackend(Backend):
     def from_numpy(self, a: np.ndarray) -> Array:
         # cupy.array(copy=True), not asarray: with CUPY_ENABLE_UMP=1 on HMM/ATS systems asarray is
         # zero-copy, and the device array would alias the caller's memory.
+        self._check_dtype(a.dtype)
         return self.cp.array(np.ascontiguousarray(a), copy=True)
 
     def synchronize(self) -> None:
@@ -276,15 +120,51 @@ class CupyBackend(Backend):
             info["peak_error"] = f"{type(e).__name__}: {e}"
         return info
 
+    # -- GEMMs -------------------------------------------------------------------
+    def matmul_at_b(self, a: Array, b: Array, out: Array) -> Array:
+        # A float32 weight gradient of half a and b (mixed precision): cupy.matmul would compute it
+        # in half and copy (CuPy 14.2, _core/_routines_linalg.pyx, matmul: the product takes
+        # numpy.promote_types(a.dtype, b.dtype); another out dtype gets elementwise_copy), rounding
+        # the gradient to half (inf above 65504 under loss scaling) and costing a kernel and a
+        # temporary. cublasGemmEx takes half operands, float32 compute and a float32 C instead.
+        if out.dtype == a.dtype:
+            return self.cp.matmul(a.T, b, out=out)
+        return self._gemm_at_b_wide(a, b, out)
+
+    def _gemm_at_b_wide(self, a: Array, b: Array, out: Array) -> Array:
+        """out (M, N) float32 = a.T @ b for float16 or bfloat16 a (B, M), b (B, N), all C-ordered: in
+        column-major terms out.T (N, M) = b.T (N, B, ld N) @ op_T(a.T (M, B), ld M), one gemmEx."""
+        if a.dtype != b.dtype or out.dtype != np.float32 or a.dtype.name not in _CUDA_TYPES:
+            raise TypeError(f"matmul_at_b: {a.dtype} x {b.dtype} into {out.dtype} is not a mixed-precision GEMM")
+        cuda = self.cp.cuda
+        cublas, rt = cuda.cublas, cuda.runtime
+        (batch, m), n = a.shape, b.shape[1]
+        in_type = getattr(rt, _CUDA_TYPES[a.dtype.name])
+        pa, pb = _device_pointer(a, "matmul_at_b"), _device_pointer(b, "matmul_at_b")
+        pc = _device_pointer(out, "matmul_at_b")
+        handle = cuda.device.get_cublas_handle()
+        mode = cublas.getPointerMode(handle)
+        cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+        try:
+            cublas.gemmEx(
+                handle, cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_T, n, m, batch,
+                _ONE_F32.ctypes.data, pb, in_type, max(1, n), pa, in_type, max(1, m),
+                _ZERO_F32.ctypes.data, pc, rt.CUDA_R_32F, max(1, n), cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_GEMM_DEFAULT,
+            )
+        finally:
+            cublas.setPointerMode(handle, mode)
+        return out
+
     # -- activations -------------------------------------------------------------
     def bias_act_forward(
         self, z: Array, bias: Array | None, activation: str, out: Array, keep: Array | None = None
     ) -> Array:
         if ACTIVATIONS[activation].rows:
             ncols = z.shape[-1]
+            size = _WARP * (z.size // ncols)  # one warp a row (kernels/blocks.cuh)
             if bias is None:
-                return self.kernel(f"fcgpu_{activation}_fwd")(z, ncols, out, size=z.size // ncols)
-            return self.kernel(f"fcgpu_bias_{activation}_fwd")(z, bias, ncols, out, size=z.size // ncols)
+                return self.kernel(f"fcgpu_{activation}_fwd")(z, ncols, out, size=size)
+            return self.kernel(f"fcgpu_bias_{activation}_fwd")(z, bias, ncols, out, size=size)
         if keep is not None:
             # z + b into keep (may be z) for a backward from z; without a bias z itself is kept.
             if bias is not None:
@@ -300,7 +180,7 @@ class CupyBackend(Backend):
         # y is what the forward pass kept: the output, or z + b for an entry with backward_from "z".
         if ACTIVATIONS[activation].rows:
             ncols = y.shape[-1]
-            return self.kernel(f"fcgpu_{activation}_bwd")(y, dy, ncols, out, size=y.size // ncols)
+            return self.kernel(f"fcgpu_{activation}_bwd")(y, dy, ncols, out, size=_WARP * (y.size // ncols))
         return self.kernel(f"fcgpu_{activation}_bwd")(y, dy, out)
 
     # -- dropout -----------------------------------------------------------------
@@ -335,19 +215,54 @@ class CupyBackend(Backend):
     def softmax_xent_step(
         self, z: Array, labels: Array, scale: float, weight: float, count: bool, out: Array, acc: Array
     ) -> Array:
-        # One thread per row: log-sum-exp, loss, gradient and correct count in one launch.
+        # One warp per row: log-sum-exp, loss, gradient and correct count in one launch.
         name = "fcgpu_softmax_xent_rows_ids" if labels.ndim == 1 else "fcgpu_softmax_xent_rows_probs"
-        self.kernel(name)(z, labels, z.shape[1], scale, weight, bool(count), out, acc, size=z.shape[0])
+        self.kernel(name)(z, labels, z.shape[1], scale, weight, bool(count), out, acc, size=_WARP * z.shape[0])
         return out
+
+    def _grid(self, n: int) -> tuple[int, tuple[Array, Array]]:
+        """(blocks, (partials, ticket)) of a grid-reduced launch over n elements; the workspace per
+        block count is allocated once (the ticket starts at zero; the last block leaves it at zero)."""
+        blocks = loss_grid_blocks(n)
+        work = self._grid_work.get(blocks)
+        if work is None:
+            work = self._grid_work[blocks] = (self.cp.zeros(2 * blocks, np.float64), self.cp.zeros(1, np.uint32))
+        return blocks, work
+
+    def all_finite(self, a: Array) -> Scalar:
+        # One launch (kernels/blocks.cuh, fc_all_finite_grid) instead of isfinite and all. The 0-d
+        # result is this buffer's own, rewritten by the next call on it: read it before.
+        if not a.flags.c_contiguous:
+            return super().all_finite(a)
+        blocks, work = self._grid(a.size)
+        key = (id(a), a.size)
+        ok = self._finite_flags.get(key)
+        if ok is None:
+            ok = self._finite_flags[key] = self.cp.zeros(1, np.bool_)
+        self.kernel("fcgpu_all_finite")(a, a.size, ok, *work, size=blocks * LOSS_BLOCK, block_size=LOSS_BLOCK)
+        return ok.reshape(())  # a 0-d device array, as a reduction gives
+
+    def _loss_grid(self, name: str, p: Array, y: Array, params: tuple, out: Array, acc: Array) -> bool:
+        """One launch of an elementwise loss step over contiguous p, y, out of one shape (False
+        otherwise): the sums reduced per block into ``partials`` and added in block order
+        (kernels/blocks.cuh, fc_loss_grid); a workspace per block count, allocated once."""
+        if not (p.shape == y.shape == out.shape and p.flags.c_contiguous and y.flags.c_contiguous
+                and out.flags.c_contiguous):
+            return False
+        blocks, work = self._grid(p.size)
+        self.kernel(name)(p, y, p.size, *params, out, acc, *work, size=blocks * LOSS_BLOCK, block_size=LOSS_BLOCK)
+        return True
 
     def bce_logits_step(
         self, z: Array, y: Array, scale: float, weight: float, count: bool, out: Array, acc: Array
     ) -> Array:
-        self.kernel("fcgpu_bce_logits_step")(z, y, scale, weight, bool(count), out, acc)
+        if not self._loss_grid("fcgpu_bce_logits_step", z, y, (scale, weight, bool(count)), out, acc):
+            return super().bce_logits_step(z, y, scale, weight, count, out, acc)
         return out
 
     def mse_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
-        self.kernel("fcgpu_mse_step")(p, y, scale, weight, out, acc)
+        if not self._loss_grid("fcgpu_mse_step", p, y, (scale, weight), out, acc):
+            return super().mse_step(p, y, scale, weight, out, acc)
         return out
 
     def bce_logits_sum(self, z: Array, y: Array) -> Scalar:
@@ -369,7 +284,8 @@ class CupyBackend(Backend):
         return self.kernel("fcgpu_mae_grad")(p, y, scale, out)
 
     def mae_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
-        self.kernel("fcgpu_mae_step")(p, y, scale, weight, out, acc)
+        if not self._loss_grid("fcgpu_mae_step", p, y, (scale, weight), out, acc):
+            return super().mae_step(p, y, scale, weight, out, acc)
         return out
 
     def huber_grad(self, p: Array, y: Array, delta: float, scale: float, out: Array) -> Array:
@@ -378,7 +294,8 @@ class CupyBackend(Backend):
     def huber_step(
         self, p: Array, y: Array, delta: float, scale: float, weight: float, out: Array, acc: Array
     ) -> Array:
-        self.kernel("fcgpu_huber_step")(p, y, delta, scale, weight, out, acc)
+        if not self._loss_grid("fcgpu_huber_step", p, y, (delta, scale, weight), out, acc):
+            return super().huber_step(p, y, delta, scale, weight, out, acc)
         return out
 
     # -- optimizers --------------------------------------------------------------
@@ -436,7 +353,7 @@ class CupyBackend(Backend):
         # on the current (compute) stream: the update that follows waits for neither on the host.
         if weight != 1.0:
             buffer *= weight
-        nccl = self.cp.cuda.nccl
+        nccl = self.nccl_module()
         pointer = _device_pointer(buffer, "allreduce_sum")
         self._nccl(comm).allReduce(
             pointer, pointer, buffer.size, _nccl_type(nccl, buffer.dtype), nccl.NCCL_SUM, self._stream()
@@ -444,10 +361,15 @@ class CupyBackend(Backend):
         return buffer
 
     def broadcast(self, buffer: Array, comm: Any, root: int = 0) -> Array:
-        nccl = self.cp.cuda.nccl
+        nccl = self.nccl_module()
         pointer = _device_pointer(buffer, "broadcast")
         self._nccl(comm).broadcast(pointer, pointer, buffer.size, _nccl_type(nccl, buffer.dtype), root, self._stream())
         return buffer
+
+    def nccl_module(self) -> ModuleType:
+        """``cupy.cuda.nccl``, imported as ``from cupy.cuda import nccl`` does: ``import cupy`` loads
+        no such attribute (CuPy 14.2's ``cupy/cuda/__init__.py`` neither imports nor lazily serves it)."""
+        return importlib.import_module(f"{self.cp.__name__}.cuda.nccl")
 
     def _stream(self) -> int:
         return self.cp.cuda.get_current_stream().ptr
@@ -458,13 +380,32 @@ class CupyBackend(Backend):
         key = ("nccl", id(self))
         nccl_comm = comm.attachments.get(key)
         if nccl_comm is None:
-            nccl = self.cp.cuda.nccl
+            nccl = self.nccl_module()
             if not getattr(nccl, "available", True):
                 raise RuntimeError("data parallel on the cupy backend needs NCCL: pip install nvidia-nccl-cu12 (or -cu13)")
             uid = comm.bcast_object(nccl.get_unique_id() if comm.rank == 0 else None)
             nccl_comm = comm.attachments[key] = nccl.NcclCommunicator(comm.size, uid, comm.rank)
         return nccl_comm
 
+
+# kernels/blocks.cuh: a warp's lanes (FC_WARP) and the loss steps' block (FC_LOSS_BLOCK).
+_WARP = 32
+LOSS_BLOCK = 256
+_MAX_LOSS_BLOCKS = 1024
+
+
+def loss_grid_blocks(n: int) -> int:
+    """Blocks of the loss-step kernels for n elements: a block per LOSS_BLOCK elements, at most
+    _MAX_LOSS_BLOCKS (threads then take several elements), at least 1. Fixed by n, so the sum's
+    order, and its rounding, is the same on every call."""
+    return max(1, min(_MAX_LOSS_BLOCKS, -(-int(n) // LOSS_BLOCK)))
+
+
+# cudaDataType of the half operands of _gemm_at_b_wide (cupy.cuda.runtime's constants), and its
+# float32 alpha = 1 and beta = 0, read by cuBLAS from host memory (CUBLAS_POINTER_MODE_HOST).
+_CUDA_TYPES = {"float16": "CUDA_R_16F", "bfloat16": "CUDA_R_16BF"}
+_ONE_F32 = np.ones(1, np.float32)
+_ZERO_F32 = np.zeros(1, np.float32)
 
 # NCCL's element types by NumPy dtype name (cupy.cuda.nccl's constants).
 _NCCL_TYPES = {"float16": "NCCL_FLOAT16", "float32": "NCCL_FLOAT32", "float64": "NCCL_FLOAT64", "bfloat16": "NCCL_BFLOAT16"}

@@ -78,7 +78,9 @@ class NumpyBackend(Backend):
         return np.matmul(a, b, out=out)
 
     def matmul_at_b(self, a: Array, b: Array, out: Array) -> Array:
-        if a.dtype.kind == "V":
+        # bfloat16, or half operands into a float32 weight gradient (mixed precision): products and
+        # sums in float32, as the CuPy backend's cublasGemmEx, not rounded to half first.
+        if a.dtype.kind == "V" or out.dtype != a.dtype:
             return self._wide_gemm("matmul_at_b", a, b, out)
         if a.shape[0] == 1:
             # An outer product: BLAS GEMM with K = 1 runs several times slower than this, and a

@@ -1,6 +1,6 @@
 """A host stand-in for ``cupy.cuda.nccl``, so the CuPy backend's data-parallel code runs without a GPU.
 
-Exposed as ``fcgpu.testing.fake_cupy.cuda.nccl``. It has CuPy 14's surface for what fcgpu uses:
+Served as ``fcgpu.testing.fake_cupy.cuda.nccl`` (imported, as CuPy's is, not an attribute of ``import cupy``). It has CuPy 14's surface for what fcgpu uses:
 ``get_unique_id()`` (128 bytes), ``NcclCommunicator(ndev, commId, rank)`` with ``allReduce``,
 ``broadcast``, ``bcast``, ``rank_id``, ``size``, ``device_id`` and ``destroy``, taking device
 addresses, element counts, NCCL's type and operation constants and a stream address as the real
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .fake_cupy.counting import counted
-from .fake_cupy.device import cuda
+from .fake_cupy.device import current_device
 
 __all__ = ["NcclCommunicator", "NcclError", "available", "get_unique_id", "get_version", "get_build_version"]
 
@@ -44,7 +44,7 @@ NCCL_FLOAT32 = NCCL_FLOAT = 7
 NCCL_FLOAT64 = NCCL_DOUBLE = 8
 NCCL_BFLOAT16 = 9
 
-NCCL_UNIQUE_ID_BYTES = 128
+_UNIQUE_ID_BYTES = 128
 _VERSION = 22805  # reported as NCCL 2.28.5
 
 _DTYPES = {
@@ -66,7 +66,7 @@ class NcclError(RuntimeError):
 
 def get_unique_id() -> bytes:
     """A fresh communicator id (``ncclGetUniqueId``), to be broadcast to every rank."""
-    return os.urandom(NCCL_UNIQUE_ID_BYTES)
+    return os.urandom(_UNIQUE_ID_BYTES)
 
 
 def get_version() -> int:
@@ -97,8 +97,8 @@ class NcclCommunicator:
     """``cupy.cuda.nccl.NcclCommunicator`` for one device per process, over MPI's world."""
 
     def __init__(self, ndev: int, commId: bytes, rank: int) -> None:  # noqa: N803 - CuPy's names
-        if not isinstance(commId, bytes) or len(commId) != NCCL_UNIQUE_ID_BYTES:
-            raise ValueError(f"commId length {len(commId) if isinstance(commId, bytes) else '?'} != {NCCL_UNIQUE_ID_BYTES}.")
+        if not isinstance(commId, bytes) or len(commId) != _UNIQUE_ID_BYTES:
+            raise ValueError(f"commId length {len(commId) if isinstance(commId, bytes) else '?'} != {_UNIQUE_ID_BYTES}.")
         from mpi4py import MPI
 
         self._MPI = MPI
@@ -113,7 +113,7 @@ class NcclCommunicator:
             )
         self._comm = world.Split(0, int(rank))
         self._rank, self._size = int(rank), int(ndev)
-        self._device = cuda.runtime.getDevice()
+        self._device = current_device()
 
     def _live(self) -> Any:
         if self._comm is None:

@@ -127,4 +127,6 @@ def test_the_stand_in_has_as_many_devices_as_asked(monkeypatch):
         assert rt.getDevice() == 1 and fake_cupy.cuda.get_current_stream().ptr == 0
     finally:
         fake_cupy.cuda.Device(0).use()
-    assert fake_cupy.cuda.nccl.NCCL_FLOAT32 == 7 and len(fake_cupy.cuda.nccl.get_unique_id()) == 128
+    from fcgpu.testing.fake_cupy.cuda import nccl
+
+    assert nccl.NCCL_FLOAT32 == 7 and len(nccl.get_unique_id()) == 128

@@ -127,6 +127,7 @@ def trace_backend_calls() -> list[KernelCall]:
             b.mae_step(z, z, 0.25, 1.0 / 3, b.empty((batch, 3), f), b.zeros((4, 2), np.float64)[1])
             b.huber_grad(z, z, 1.0, 0.25, b.empty((batch, 3), f))
             b.huber_step(z, z, 1.0, 0.25, 1.0 / 3, b.empty((batch, 3), f), b.zeros((4, 2), np.float64)[1])
+            b.all_finite(z)  # loss scaling's overflow check
         for shape in ((3, 4), (4,)):
             p, g = b.zeros(shape, f), b.zeros(shape, f)
             b.sgd_update(p, g, None, 0.1, 0.0, 0.0, False)

@@ -34,10 +34,17 @@ What it does NOT reproduce (checked elsewhere or only on a real GPU):
   ``__nv_bfloat16`` or CuPy's ``float16`` class: code that compiles here can still fail to compile
   for the device (the NVRTC compile gate in ``fcgpu.testing.cuda_compile`` covers that).
 - Concurrency: the loop is sequential, so data races, ``atomicAdd`` and block/warp behaviour are
-  invisible; CUDA built-ins (``threadIdx``, ``__syncthreads``, ``__ldg``, ...) do not exist.
+  invisible; CUDA built-ins (``threadIdx``, ``__syncthreads``, ``__ldg``, ...) do not exist. The
+  block-level kernels (``kernels/blocks.cuh``: warp-per-row softmax, block-reduced loss sums) run
+  their sequential equivalent here; their block code runs in the repository's block emulator
+  (``tests/support/block_emulator``) and on the GPU.
+- cuBLAS: ``cuda.cublas.gemmEx`` (the mixed-precision weight gradient) multiplies on the host
+  in float32; ``cupy.matmul(out=)`` follows CuPy's rule (the product in the inputs' promoted type,
+  then a copy into ``out`` of another type).
 - Streams, events, asynchronous execution, the memory pool, and peer access; several devices
   (``FCGPU_FAKE_CUPY_DEVICES``) are all the host, told apart only by the current-device number.
-- NCCL's own algorithms: ``cuda.nccl`` (``fcgpu.testing.fake_nccl``) runs its collectives over
+- NCCL's own algorithms: ``cuda.nccl`` (``fcgpu.testing.fake_nccl``; a submodule, imported as
+  ``from cupy.cuda import nccl`` imports CuPy's) runs its collectives over
   MPI on the host buffers behind the device arrays.
 - ``ReductionKernel``, ``RawKernel``, ``RawModule``, ``cupy.fuse`` and ``cupyx`` are absent.
 - ``isinstance(x, numpy.ndarray)`` is true for a stand-in array, and ``numpy.asarray(x)``
@@ -51,7 +58,7 @@ The package, by concern (every public name is re-exported here; this module's ``
 forwards any other NumPy name as ``functions.forward_numpy`` describes):
 
 - ``arrays``: ``ndarray`` and the routing of NumPy calls on it; ``functions``: the module
-  functions; ``device``: ``cuda`` (runtime, Device, the null stream; ``cuda.nccl`` is ``fcgpu.testing.fake_nccl``).
+  functions; ``device`` and ``cuda``: ``cuda`` (runtime, Device, the null stream; the submodule ``cuda.nccl`` is ``fcgpu.testing.fake_nccl``).
 - ``kernel``: ``ElementwiseKernel`` and ``precompile``; ``params``: parameter parsing and type
   resolution; ``host_source``: the host C++ (``host_runtime.h`` and the generated loop) and the
   launch; ``host_library``: compiler, cache and loading; ``recording``: ``KernelCall`` and
@@ -60,10 +67,11 @@ forwards any other NumPy name as ``functions.forward_numpy`` describes):
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any as _Any
 
 from .arrays import ndarray
-from .device import DEVICE_NAME, cuda
+from . import cuda
+from .device import DEVICE_NAME
 from .functions import forward_numpy as _forward_numpy
 from .functions import (
     abs,
@@ -136,14 +144,21 @@ from .kernel import ElementwiseKernel, precompile
 from .params import ParameterInfo
 from .recording import KernelCall, record_kernel_calls
 
-from .. import fake_nccl as _fake_nccl
-
-cuda.nccl = _fake_nccl  # cupy.cuda.nccl's stand-in: collectives over MPI on the host buffers
+# Names of the stand-in's own tooling, which CuPy does not have (every other public name here is
+# CuPy's, at the same path: tests/test_real_cupy.py checks it against the real module).
+STAND_IN_TOOLS = frozenset({
+    "API_VERSION", "DEVICE_NAME", "DeviceOps", "HostCompileError", "KernelCall", "OpCounts", "ParameterInfo",
+    "STAND_IN_TOOLS", "TRANSFER_KINDS", "cache_dir", "compile_host_library", "count_device_ops", "host_compiler",
+    "host_kernel_source", "precompile", "record_kernel_calls",
+    # its submodules
+    "arrays", "counting", "cupy_names", "device", "functions", "host_library", "host_source", "kernel", "params",
+    "recording",
+})
 
 API_VERSION = "14.2.0"  # the CuPy release whose behaviour this module mirrors
 __version__ = f"{API_VERSION}+host-stand-in"
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     """Any other NumPy function, taking and returning stand-in arrays; NumPy types and constants as they are."""
     return _forward_numpy(name, globals())

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .counting import counted, counted_method, function_kind, index_kind, note, ufunc_kind
-from .device import cuda
+from .device import Device
 
 
 def mixed_error(what: str, x: object) -> TypeError:
@@ -87,7 +87,12 @@ class ndarray(np.ndarray):  # noqa: N801 - mirrors cupy.ndarray
     def __getitem__(self, key: Any) -> Any:
         name, uploads = index_kind(key)
         if name is None:
-            return super().__getitem__(key)  # a view
+            view = super().__getitem__(key)  # a view
+            # Integers for every axis give a 0-d device array in CuPy, not a host scalar: reading it
+            # is a device-to-host transfer (counted when it happens), as a reduction's result is.
+            if isinstance(view, np.ndarray):
+                return view
+            return super().__getitem__((*key, Ellipsis) if isinstance(key, tuple) else (key, Ellipsis))
         if uploads:
             note("to_device", "index")
         with counted("gather", name):
@@ -115,8 +120,8 @@ class ndarray(np.ndarray):  # noqa: N801 - mirrors cupy.ndarray
         }
 
     @property
-    def device(self) -> "cuda.Device":
-        return cuda.Device(0)
+    def device(self) -> Device:
+        return Device(0)
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         what = f"numpy.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
@@ -188,3 +193,15 @@ def device_function(func: Callable) -> Callable:
     wrapper.__qualname__ = wrapper.__name__
     wrapper.__doc__ = f"Stand-in for cupy.{wrapper.__name__}: numpy.{wrapper.__name__} on stand-in arrays."
     return wrapper
+
+
+def _absent(name: str) -> property:
+    def missing(self: ndarray) -> Any:
+        raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r}")
+
+    return property(missing)
+
+
+# numpy.ndarray's attributes that cupy.ndarray (14.2) lacks: absent from the stand-in's arrays too.
+for _name in ("ctypes", "getfield", "resize", "setfield", "setflags", "to_device"):
+    setattr(ndarray, _name, _absent(_name))

@@ -1,7 +1,7 @@
 """The stand-in's ``cupy.cuda``: a runtime and a ``Device`` that answer for the host as device 0.
 
 Part of ``fcgpu.testing.fake_cupy`` (its package docstring says what the stand-in reproduces);
-the package exposes this as ``fake_cupy.cuda`` (with ``fcgpu.testing.fake_nccl`` as its ``nccl``).
+the subpackage ``fake_cupy.cuda`` serves these as ``cupy.cuda`` does.
 ``FCGPU_FAKE_CUPY_DEVICES=N`` makes it answer for N devices (default 1), all of them the host, so
 that one process per device (data parallel, ``Device(local_rank).use()``) can be run; the current
 device is tracked, nothing else differs between them. Streams: only the null stream (address 0).
@@ -9,7 +9,6 @@ device is tracked, nothing else differs between them. Streams: only the null str
 from __future__ import annotations
 
 import os
-import types
 from typing import Any
 
 DEVICE_NAME = "host stand-in"
@@ -21,11 +20,12 @@ def device_count() -> int:
     return max(1, int(text)) if text.isdigit() else 1
 
 
-class _Runtime:
+class Runtime:
     """``cupy.cuda.runtime`` for one device, the host."""
 
-    CUDA_VERSION = 13000
-    current = 0  # the device setDevice chose
+    _CUDA_VERSION = 13000
+    CUDA_R_32F, CUDA_R_64F, CUDA_R_16F, CUDA_R_16BF = 0, 1, 2, 14  # cudaDataType, as CuPy's runtime has them
+    _current = 0  # the device setDevice chose
 
     @staticmethod
     def getDeviceCount() -> int:  # noqa: N802 - CUDA's names
@@ -33,10 +33,10 @@ class _Runtime:
 
     @staticmethod
     def getDevice() -> int:  # noqa: N802
-        return _Runtime.current
+        return Runtime._current
 
     @staticmethod
-    def check(device: int) -> None:
+    def _check(device: int) -> None:
         count = device_count()
         if not 0 <= device < count:
             devices = "one device (0)" if count == 1 else f"{count} devices (0..{count - 1})"
@@ -44,12 +44,12 @@ class _Runtime:
 
     @staticmethod
     def setDevice(device: int) -> None:  # noqa: N802
-        _Runtime.check(device)
-        _Runtime.current = int(device)
+        Runtime._check(device)
+        Runtime._current = int(device)
 
     @staticmethod
     def getDeviceProperties(device: int) -> dict[str, Any]:  # noqa: N802
-        _Runtime.check(device)
+        Runtime._check(device)
         return {
             "name": DEVICE_NAME.encode(),
             "major": 0,
@@ -61,23 +61,23 @@ class _Runtime:
 
     @staticmethod
     def runtimeGetVersion() -> int:  # noqa: N802
-        return _Runtime.CUDA_VERSION
+        return Runtime._CUDA_VERSION
 
     @staticmethod
     def driverGetVersion() -> int:  # noqa: N802
-        return _Runtime.CUDA_VERSION
+        return Runtime._CUDA_VERSION
 
     @staticmethod
     def deviceSynchronize() -> None:  # noqa: N802
         """Kernels run synchronously on the host, so there is nothing to wait for."""
 
 
-class _Device:
+class Device:
     """``cupy.cuda.Device``: devices 0 .. ``device_count() - 1`` (None: the current one)."""
 
     def __init__(self, device: int | None = None) -> None:
-        self.id = _Runtime.current if device is None else int(device)
-        _Runtime.check(self.id)
+        self.id = Runtime._current if device is None else int(device)
+        Runtime._check(self.id)
         self._previous: list[int] = []
 
     compute_capability = "00"
@@ -86,18 +86,18 @@ class _Device:
         pass
 
     def use(self) -> None:
-        _Runtime.setDevice(self.id)
+        Runtime.setDevice(self.id)
 
-    def __enter__(self) -> "_Device":
-        self._previous.append(_Runtime.current)
-        _Runtime.setDevice(self.id)
+    def __enter__(self) -> "Device":
+        self._previous.append(Runtime._current)
+        Runtime.setDevice(self.id)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _Runtime.setDevice(self._previous.pop())
+        Runtime.setDevice(self._previous.pop())
 
 
-class _Stream:
+class Stream:
     """``cupy.cuda.Stream``: only the null stream, address 0 (the stand-in runs everything in order)."""
 
     def __init__(self, ptr: int = 0) -> None:
@@ -107,13 +107,9 @@ class _Stream:
         pass
 
 
-_Stream.null = _Stream(0)  # type: ignore[attr-defined]
+Stream.null = Stream(0)  # type: ignore[attr-defined]
 
-cuda = types.SimpleNamespace(
-    runtime=_Runtime(),
-    Device=_Device,
-    Stream=_Stream,
-    get_current_stream=lambda: _Stream.null,
-    is_available=lambda: True,
-    get_device_id=lambda: _Runtime.current,
-)
+
+def current_device() -> int:
+    """The device ``setDevice`` (or ``Device.use``) chose last."""
+    return Runtime._current

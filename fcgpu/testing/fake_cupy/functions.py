@@ -14,6 +14,7 @@ import numpy as np
 
 from .arrays import device_function, mixed_error, ndarray
 from .counting import counted
+from .cupy_names import CUPY_NUMPY_NAMES
 
 float16 = np.float16
 float32 = np.float32
@@ -127,7 +128,27 @@ zeros_like = device_function(np.zeros_like)
 ones_like = device_function(np.ones_like)
 full_like = device_function(np.full_like)
 
-matmul = device_function(np.matmul)
+_gemm = device_function(np.matmul)
+
+
+def matmul(a: Any, b: Any, out: Any = None, **kwargs: Any) -> Any:
+    """``cupy.matmul``: CuPy 14.2 (``_core/_routines_linalg.pyx``, ``matmul``: ``ret_dtype =
+    numpy.promote_types(a.dtype, b.dtype)``; unless ``out`` is C-contiguous of that dtype, ``dot``
+    into a temporary, then ``elementwise_copy`` into ``out``) computes the product in the inputs'
+    promoted dtype: half inputs with a float32 ``out`` give a half product, copied (one more kernel).
+    ml_dtypes' bfloat16 matmul answers in float32; CuPy's in bfloat16, so the product is rounded."""
+    promoted = np.promote_types(a.dtype, b.dtype)
+    if out is not None and out.dtype == promoted and out.flags.c_contiguous:
+        return _gemm(a, b, out=out, **kwargs)
+    product = _gemm(a, b, **kwargs)
+    if product.dtype != promoted:
+        product = product.view(np.ndarray).astype(promoted).view(ndarray)
+    if out is None:
+        return product
+    globals()["copyto"](out, product, casting="unsafe")
+    return out
+
+
 dot = device_function(np.dot)
 
 
@@ -192,6 +213,8 @@ def forward_numpy(name: str, namespace: dict[str, Any]) -> Any:
         raise AttributeError(f"cupy.{name} is not provided by fcgpu's host stand-in for CuPy (see fake_cupy's docstring)")
     if name.startswith("__") or name in _NOT_MIRRORED:
         raise AttributeError(f"module 'fake_cupy' has no attribute {name!r} (not part of the stand-in)")
+    if name not in CUPY_NUMPY_NAMES:  # NumPy has it, CuPy 14.2 does not: neither does the stand-in
+        raise AttributeError(f"module 'cupy' has no attribute {name!r} (NumPy has it, CuPy 14.2 does not)")
     try:
         value = getattr(np, name)
     except AttributeError:

@@ -74,10 +74,11 @@ class ElementwiseKernel:
         for p, a in zip(self.params, args):
             if isinstance(a, ndarray):
                 values.append(a)
-            elif isinstance(a, np.ndarray) and a.ndim > 0:
-                raise TypeError(f"Unsupported type {type(a)} for kernel argument {p.name!r} (a host array)")
-            elif isinstance(a, (bool, int, float, complex, np.generic, np.ndarray)):
-                values.append(np.asarray(a))  # a 0-d host value: a scalar argument
+            elif type(a) in (bool, int, float, complex) or isinstance(a, np.generic):
+                # CuPy 14.2 wraps a scalar argument in _scalar.CScalar (_core/_kernel.pyx,
+                # _preprocess_arg), which takes a Python or NumPy scalar and refuses anything else
+                # with TypeError, a 0-d numpy.ndarray included (_core/_scalar.pyx, CScalar.__init__).
+                values.append(_scalar_value(a))
             else:
                 raise TypeError(f"Unsupported type {type(a)} for kernel argument {p.name!r}")
         out_args = values[self.nin :]
@@ -122,7 +123,7 @@ class ElementwiseKernel:
         in_args = list(values[: self.nin])
         for k, (a, t) in enumerate(zip(in_args, in_types)):
             if not isinstance(a, ndarray):
-                in_args[k] = _cast_scalar(a, t, self.in_params[k].name)
+                in_args[k] = _cast_scalar(args[k], t, self.in_params[k].name)
 
         args_all = in_args + out_args
         kinds = argument_kinds(self.params, args_all)
@@ -160,10 +161,28 @@ class ElementwiseKernel:
         )
 
 
-def _cast_scalar(a: np.ndarray, t: np.dtype, name: str) -> np.ndarray:
+def _scalar_value(a: Any) -> np.ndarray:
+    """A scalar argument's own type, as CuPy's ``CScalar`` gives it (``_core/_scalar.pyx``,
+    ``numpy_dtype_from_pyscalar``): bool, int64 (uint64 from 2**63), float64, complex128 for Python
+    scalars, its dtype for a NumPy scalar; an int beyond uint64 raises ``OverflowError``."""
+    if type(a) is int and a >= 2**63:
+        return np.asarray(a, dtype=np.uint64)
+    return np.asarray(a)
+
+
+def _cast_scalar(a: Any, t: np.dtype, name: str) -> np.ndarray:
+    """``a`` (the argument as given) in its parameter's type ``t``, as ``CScalar.apply_dtype`` stores
+    it (NumPy's assignment: an out-of-range Python int or a NaN into an integer type raises)."""
     try:
-        with np.errstate(over="ignore"):
-            return np.asarray(a.item() if a.dtype.kind != "V" else a, dtype=t)
+        if isinstance(a, np.generic) and t.kind == "i" and a.dtype.kind in "iuf":
+            # NumPy stores a NumPy scalar into a signed integer through a Python int, range-checked
+            # (NaN: ValueError; inf or out of range: OverflowError); unsigned targets wrap.
+            value, info = int(a), np.iinfo(t)
+            if not info.min <= value <= info.max:
+                raise OverflowError(f"{a!r} is out of the range of {t}")
+            return np.asarray(value, dtype=t)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.asarray(a, dtype=t)
     except (OverflowError, ValueError, TypeError) as e:
         raise TypeError(f"kernel argument {name!r}: cannot convert {a!r} to {t}: {e}") from None
 

@@ -1,0 +1,184 @@
+"""The CuPy backend's kernels: each ``cupy.ElementwiseKernel``'s parameters and operation.
+
+``KERNEL_SPECS`` declares every kernel the CuPy backend builds (its arithmetic lives in
+``kernels/*.cuh``, the preamble of each); the compile gate and the stand-in's tests read it too.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..activations import ACTIVATIONS
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """The arguments of one ``cupy.ElementwiseKernel``; its preamble is every header in kernels/."""
+
+    name: str
+    in_params: str
+    out_params: str
+    operation: str
+
+
+def _specs() -> dict[str, KernelSpec]:
+    specs = []
+    for act in ACTIVATIONS.values():
+        f = act.kernel_functor
+        if act.rows:
+            # One warp per row (size = B x 32, kernels/blocks.cuh): i = row x 32 + lane over the
+            # C-ordered (B, ncols) arrays.
+            fwd, bwd = f"fc_{act.name}_warp_forward", f"fc_{act.name}_warp_backward"
+            specs += [
+                KernelSpec(f"fcgpu_bias_{act.name}_fwd", "raw T z, raw T b, int64 ncols", "raw T y",
+                           f"{fwd}<T>(z, b, true, y, i, ncols)"),
+                KernelSpec(f"fcgpu_{act.name}_fwd", "raw T z, int64 ncols", "raw T y",
+                           f"{fwd}<T>(z, z, false, y, i, ncols)"),
+                KernelSpec(f"fcgpu_{act.name}_bwd", "raw T y, raw T dy, int64 ncols", "raw T dz",
+                           f"{bwd}<T>(y, dy, dz, i, ncols)"),
+            ]
+            continue
+        specs += [
+            KernelSpec(f"fcgpu_bias_{act.name}_fwd", "T z, T b", "T y", f"y = fc_bias_act_forward<{f}>(z, b)"),
+            KernelSpec(f"fcgpu_{act.name}_fwd", "T z", "T y", f"y = fc_act_forward<{f}>(z)"),
+            KernelSpec(f"fcgpu_{act.name}_bwd", "T y, T dy", "T dz", f"dz = fc_act_backward<{f}>(y, dy)"),
+        ]
+        if act.backward_from == "z":  # two outputs: s = z + b, which backward reads, and y = act(s)
+            specs.append(KernelSpec(f"fcgpu_bias_{act.name}_fwd_keep", "T z, T b", "T s, T y",
+                                    f"fc_bias_act_forward_keep<{f}>(z, b, s, y)"))
+        else:  # fused with a Dropout after the Dense: the mask as fcgpu_dropout draws it
+            mask = "uint64 seed, uint64 step, int64 offset, uint32 threshold, float64 scale"
+            index = "(unsigned long long)(offset + i)"
+            specs += [
+                KernelSpec(f"fcgpu_bias_{act.name}_dropout_fwd", f"T z, T b, bool has_bias, {mask}", "T y, T yd",
+                           f"fc_bias_act_dropout_forward<{f}>(z, b, has_bias, y, yd, seed, step, {index}, "
+                           f"threshold, scale)"),
+                KernelSpec(f"fcgpu_{act.name}_dropout_bwd", f"T y, T dyd, {mask}", "T dz",
+                           f"dz = fc_act_dropout_backward<{f}>(y, dyd, seed, step, {index}, threshold, scale)"),
+            ]
+    # Dropout, forward on x and backward on dy: element i is element offset + i of the batch, its
+    # mask bit drawn from (seed, step, offset + i) by Philox both times (kernels/random.cuh).
+    specs.append(KernelSpec(
+        "fcgpu_dropout",
+        "T x, uint64 seed, uint64 step, int64 offset, uint32 threshold, float64 scale",
+        "T y",
+        "y = fc_dropout(x, seed, step, (unsigned long long)(offset + i), threshold, scale)",
+    ))
+    specs += [
+        # i indexes the contiguous (B, C) output, so row = i / ncols and class = i % ncols.
+        KernelSpec(
+            "fcgpu_softmax_xent_grad_ids",
+            "T z, T lse, raw I labels, int64 ncols, float64 scale",
+            "T dz",
+            "dz = fc_softmax_xent_grad(z, lse, (long long)labels[i / ncols] == (long long)(i % ncols) ? T(1) : T(0), scale)",
+        ),
+        KernelSpec(
+            "fcgpu_softmax_xent_grad_probs",
+            "T z, T lse, T target, float64 scale",
+            "T dz",
+            "dz = fc_softmax_xent_grad(z, lse, target, scale)",
+        ),
+        # The fused training steps; the running sums land in a float64 accumulator acc (2,): [loss x
+        # weight, correct x weight]. Softmax cross-entropy: one warp per row (size = B x 32).
+        KernelSpec(
+            "fcgpu_softmax_xent_rows_ids",
+            "raw T z, raw I labels, int64 ncols, float64 scale, float64 weight, bool count",
+            "raw T dz, raw float64 acc",
+            "fc_softmax_xent_warp_ids<T>(z, labels, dz, i, ncols, scale, weight, count, &acc[0])",
+        ),
+        KernelSpec(
+            "fcgpu_softmax_xent_rows_probs",
+            "raw T z, raw T t, int64 ncols, float64 scale, float64 weight, bool count",
+            "raw T dz, raw float64 acc",
+            "fc_softmax_xent_warp_probs<T>(z, t, dz, i, ncols, scale, weight, count, &acc[0])",
+        ),
+    ]
+    # The elementwise losses' steps over n contiguous elements, size = blocks x FC_LOSS_BLOCK: sums
+    # reduced in each block, one partial a block, added in block order by the last block.
+    grid_outs = "raw T dp, raw float64 acc, raw float64 partials, raw uint32 ticket"
+    grid_tail = "p, y, dp, n, i, _ind.size(), weight, &partials[0], &ticket[0], &acc[0])"
+    for name, extra, term in (
+        ("fcgpu_bce_logits_step", "float64 scale, float64 weight, bool count", "fc_bce_logits_term(scale, count)"),
+        ("fcgpu_mse_step", "float64 scale, float64 weight", "fc_mse_term(scale)"),
+        ("fcgpu_mae_step", "float64 scale, float64 weight", "fc_mae_term(scale)"),
+        ("fcgpu_huber_step", "float64 delta, float64 scale, float64 weight", "fc_huber_term(delta, scale)"),
+    ):
+        specs.append(KernelSpec(name, f"raw T p, raw T y, int64 n, {extra}", grid_outs,
+                                f"fc_loss_grid<T>({term}, {grid_tail}"))
+    specs.append(KernelSpec("fcgpu_all_finite", "raw T g, int64 n", "raw bool ok, raw float64 partials, raw uint32 ticket",
+                            "fc_all_finite_grid<T>(g, n, i, _ind.size(), &partials[0], &ticket[0], &ok[0])"))
+    specs += [
+        KernelSpec("fcgpu_bce_logits_loss", "T z, T y", "T loss", "loss = fc_bce_logits_loss(z, y)"),
+        KernelSpec("fcgpu_bce_logits_grad", "T z, T y, float64 scale", "T dz", "dz = fc_bce_logits_grad(z, y, scale)"),
+        KernelSpec("fcgpu_bce_prob_loss", "T p, T y, float64 eps", "T loss", "loss = fc_bce_prob_loss(p, y, eps)"),
+        KernelSpec("fcgpu_bce_prob_grad", "T p, T y, float64 eps, float64 scale", "T dp", "dp = fc_bce_prob_grad(p, y, eps, scale)"),
+        KernelSpec("fcgpu_mse_grad", "T p, T y, float64 scale", "T dp", "dp = fc_mse_grad(p, y, scale)"),
+        KernelSpec("fcgpu_mae_grad", "T p, T y, float64 scale", "T dp", "dp = fc_mae_grad(p, y, scale)"),
+        KernelSpec(
+            "fcgpu_huber_grad", "T p, T y, float64 delta, float64 scale", "T dp", "dp = fc_huber_grad(p, y, delta, scale)"
+        ),
+        KernelSpec(
+            "fcgpu_sgd",
+            "T grad, float64 lr, float64 wd",
+            "T p",
+            "T no_buf = T(0); fc_sgd_update(p, no_buf, grad, lr, 0.0, wd, false)",
+        ),
+        KernelSpec(
+            "fcgpu_sgd_momentum",
+            "T grad, float64 lr, float64 mu, float64 wd, bool nesterov",
+            "T p, S buf",
+            "fc_sgd_update(p, buf, grad, lr, mu, wd, nesterov)",
+        ),
+        KernelSpec(
+            "fcgpu_adam",
+            "T grad, float64 beta1, float64 beta2, float64 one_minus_beta1, float64 one_minus_beta2, float64 eps, "
+            "float64 wd, float64 decay, float64 step_size, float64 bc2_sqrt, bool decoupled",
+            "T p, S m, S v",
+            "fc_adam_update(p, m, v, grad, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, wd, decay, "
+            "step_size, bc2_sqrt, decoupled)",
+        ),
+        KernelSpec(
+            "fcgpu_adagrad",
+            "T grad, float64 lr, float64 eps, float64 decay",
+            "T p, S acc",
+            "fc_adagrad_update(p, acc, grad, lr, eps, decay)",
+        ),
+        KernelSpec("fcgpu_l1l2_grad", "T w, float64 l1, float64 two_l2", "T g", "fc_l1l2_grad(g, w, l1, two_l2)"),
+        KernelSpec("fcgpu_l1l2_terms", "T w, float64 l1, float64 l2", "float64 r", "r = fc_l1l2_term(w, l1, l2)"),
+    ]
+    # RMSprop with and without the centered average and the momentum buffer: a state a variant does
+    # not keep is a local, so no kernel reads or writes an unused buffer.
+    for centered in (False, True):
+        for momentum in (False, True):
+            outs = "T p, S v" + (", S mg" if centered else "") + (", S mom" if momentum else "")
+            local = "".join(f"S {n} = S(0); " for n, kept in (("mg", centered), ("mom", momentum)) if not kept)
+            specs.append(KernelSpec(
+                "fcgpu_rmsprop" + ("_centered" if centered else "") + ("_momentum" if momentum else ""),
+                "T grad, float64 lr, float64 rho, float64 one_minus_rho, float64 momentum, float64 eps, float64 decay",
+                outs,
+                f"{local}fc_rmsprop_update(p, v, mg, mom, grad, lr, rho, one_minus_rho, momentum, eps, decay, "
+                f"{'true' if centered else 'false'}, {'true' if momentum else 'false'})",
+            ))
+    specs += [variant for spec in specs if spec.name in _UPDATE_KERNELS for variant in _mixed_variants(spec)]
+    return {s.name: s for s in specs}
+
+
+# The optimizer updates, each also in two variants for mixed precision (``_mixed_variants``).
+_UPDATE_KERNELS = ("fcgpu_sgd", "fcgpu_sgd_momentum", "fcgpu_adam", "fcgpu_adagrad") + tuple(
+    "fcgpu_rmsprop" + c + m for c in ("", "_centered") for m in ("", "_momentum")
+)
+
+
+def _mixed_variants(spec: KernelSpec) -> list[KernelSpec]:
+    """``<name>_unscaled``: the gradient multiplied by ``unscale`` (1/loss scale) as it is read;
+    ``<name>_mixed``: that, and the parameter's half copy ``ph`` (type H) written in the same pass,
+    so a mixed-precision step casts the master weights once, here, and nowhere else."""
+    operation = re.sub(r"\bgrad\b", "fc_unscaled(grad, unscale)", spec.operation)
+    in_params = spec.in_params + ", float64 unscale"
+    return [
+        KernelSpec(spec.name + "_unscaled", in_params, spec.out_params, operation),
+        KernelSpec(spec.name + "_mixed", in_params, spec.out_params + ", H ph", f"{operation}; ph = H(p)"),
+    ]
+
+
+KERNEL_SPECS: dict[str, KernelSpec] = _specs()
