@@ -179,7 +179,7 @@ FC_BLOCK_FN void fc_softmax_xent_warp_probs(const Z& z, const P& t, G& dz, long 
             truth = c;
         }
         loss += target * (A(lse) - A(z[base + c]));
-        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, T(t[base + c]), scale);
+        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, t[base + c], scale);
     }
     fc_warp_argmax(top, truth);
     loss = fc_warp_sum(loss);
@@ -249,7 +249,7 @@ FC_BLOCK_FN void fc_softmax_warp_backward(const Y& y, const D& dy, G& dz, long l
 struct fc_mse_term {
     double scale;
     FC_FN explicit fc_mse_term(double s) : scale(s) {}
-    template <typename T> FC_FN T operator()(T p, T y, double* loss, double*) const {
+    template <typename T, typename Y> FC_FN T operator()(T p, Y y, double* loss, double*) const {
         typedef typename fc_acc<T>::type A;
         A d = A(p) - A(y);
         *loss += double(d * d);
@@ -260,7 +260,7 @@ struct fc_mse_term {
 struct fc_mae_term {
     double scale;
     FC_FN explicit fc_mae_term(double s) : scale(s) {}
-    template <typename T> FC_FN T operator()(T p, T y, double* loss, double*) const {
+    template <typename T, typename Y> FC_FN T operator()(T p, Y y, double* loss, double*) const {
         typedef typename fc_acc<T>::type A;
         *loss += double(fc_abs(A(p) - A(y)));
         return fc_mae_grad(p, y, scale);
@@ -270,7 +270,7 @@ struct fc_mae_term {
 struct fc_huber_term {
     double delta, scale;
     FC_FN fc_huber_term(double d, double s) : delta(d), scale(s) {}
-    template <typename T> FC_FN T operator()(T p, T y, double* loss, double*) const {
+    template <typename T, typename Y> FC_FN T operator()(T p, Y y, double* loss, double*) const {
         typedef typename fc_acc<T>::type A;
         *loss += double(fc_huber_value(A(p) - A(y), A(delta)));
         return fc_huber_grad(p, y, delta, scale);
@@ -281,7 +281,7 @@ struct fc_bce_logits_term {
     double scale;
     bool count;
     FC_FN fc_bce_logits_term(double s, bool c) : scale(s), count(c) {}
-    template <typename T> FC_FN T operator()(T z, T y, double* loss, double* correct) const {
+    template <typename T, typename Y> FC_FN T operator()(T z, Y y, double* loss, double* correct) const {
         typedef typename fc_acc<T>::type A;
         *loss += double(A(fc_bce_logits_loss(z, y)));
         if (count && ((A(z) > A(0)) == (A(y) > A(0.5)))) {
@@ -296,7 +296,7 @@ FC_BLOCK_FN void fc_loss_grid(const Term& term, const P& p, const Y& y, G& g, lo
                               long long threads, double weight, double* partials, unsigned int* ticket, double* acc) {
     double loss = 0.0, correct = 0.0;
     for (long long e = i; e < n; e += threads) {
-        g[e] = term(T(p[e]), T(y[e]), &loss, &correct);
+        g[e] = term(T(p[e]), y[e], &loss, &correct);
     }
 #ifdef FC_BLOCKS
     double total[2];

@@ -1,27 +1,28 @@
 // The losses. Elementwise parts (fc_*_grad, fc_*_loss) for the array library's reductions, and the
 // sequential rows of the fused softmax step (fc_softmax_xent_row_*): the loss, its gradient and the
 // correct count of a row in one pass, the sums added into a double accumulator acc[0] (loss x
-// weight) and acc[1] (correct x weight). blocks.cuh runs the fused steps a warp a row (softmax) or
+// weight) and acc[1] (correct x weight). Targets have a type Y of their own: float32 targets of a
+// half model are read as they are (losses computed in float32, as Keras), never rounded to half. blocks.cuh runs the fused steps a warp a row (softmax) or
 // with block-reduced sums (the elementwise losses). Scalars (scale = 1/B, eps) arrive in double and are
 // rounded once to the arithmetic type.
 #ifndef FCGPU_LOSSES_CUH
 #define FCGPU_LOSSES_CUH
 
 // d/dz of mean softmax cross-entropy: (softmax(z) - target) * scale, with lse = logsumexp of z's row.
-template <typename T> FC_FN T fc_softmax_xent_grad(T z, T lse, T target, double scale) {
+template <typename T, typename Y> FC_FN T fc_softmax_xent_grad(T z, T lse, Y target, double scale) {
     typedef typename fc_acc<T>::type A;
     return T((fc_exp(A(z) - A(lse)) - A(target)) * A(scale));
 }
 
 // Binary cross-entropy from a logit: softplus(z) - y*z, written so exp never overflows.
-template <typename T> FC_FN T fc_bce_logits_loss(T z, T y) {
+template <typename T, typename Y> FC_FN T fc_bce_logits_loss(T z, Y y) {
     typedef typename fc_acc<T>::type A;
     A a = A(z);
     A pos = a > A(0) ? a : A(0);
     return T(pos - a * A(y) + fc_log1p(fc_exp(-fc_abs(a))));
 }
 
-template <typename T> FC_FN T fc_bce_logits_grad(T z, T y, double scale) {
+template <typename T, typename Y> FC_FN T fc_bce_logits_grad(T z, Y y, double scale) {
     typedef typename fc_acc<T>::type A;
     return T((fc_sigmoid(A(z)) - A(y)) * A(scale));
 }
@@ -31,14 +32,14 @@ template <typename A> FC_FN A fc_clip(A p, A eps) {
     return p < eps ? eps : (p > A(1) - eps ? A(1) - eps : p);
 }
 
-template <typename T> FC_FN T fc_bce_prob_loss(T p, T y, double eps) {
+template <typename T, typename Y> FC_FN T fc_bce_prob_loss(T p, Y y, double eps) {
     typedef typename fc_acc<T>::type A;
     A q = fc_clip(A(p), A(eps));
     return T(-(A(y) * fc_log(q) + (A(1) - A(y)) * fc_log(A(1) - q)));
 }
 
 // Zero where p was clipped: the clipped loss is flat there (Keras's gradient through the clip).
-template <typename T> FC_FN T fc_bce_prob_grad(T p, T y, double eps, double scale) {
+template <typename T, typename Y> FC_FN T fc_bce_prob_grad(T p, Y y, double eps, double scale) {
     typedef typename fc_acc<T>::type A;
     A a = A(p);
     if (a < A(eps) || a > A(1) - A(eps)) {
@@ -48,7 +49,7 @@ template <typename T> FC_FN T fc_bce_prob_grad(T p, T y, double eps, double scal
 }
 
 // (p - y) * (2 * scale), as PyTorch's 2/N factor: 2 * (p - y) first would overflow for |p - y| > max/2.
-template <typename T> FC_FN T fc_mse_grad(T p, T y, double scale) {
+template <typename T, typename Y> FC_FN T fc_mse_grad(T p, Y y, double scale) {
     typedef typename fc_acc<T>::type A;
     return T((A(p) - A(y)) * (A(2) * A(scale)));
 }
@@ -108,7 +109,7 @@ FC_FN void fc_softmax_xent_row_probs(const Z& z, const P& t, G& dz, long long ro
             truth = c;
         }
         loss += target * (A(lse) - A(z[base + c]));
-        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, T(t[base + c]), scale);
+        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, t[base + c], scale);
     }
     fc_atomic_add(&acc[0], double(loss) * weight);
     if (count && best == truth) {
@@ -118,7 +119,7 @@ FC_FN void fc_softmax_xent_row_probs(const Z& z, const P& t, G& dz, long long ro
 
 // Mean absolute error: the gradient sign(p - y) * scale, sign(0) = 0 as PyTorch's l1_loss; 0, -0
 // and NaN differences are kept as they are.
-template <typename T> FC_FN T fc_mae_grad(T p, T y, double scale) {
+template <typename T, typename Y> FC_FN T fc_mae_grad(T p, Y y, double scale) {
     typedef typename fc_acc<T>::type A;
     A d = A(p) - A(y);
     return T(fc_sign(d) * A(scale));
@@ -131,7 +132,7 @@ template <typename A> FC_FN A fc_huber_value(A d, A delta) {
 }
 
 // The gradient: d clamped to [-delta, delta], times scale (NaN kept).
-template <typename T> FC_FN T fc_huber_grad(T p, T y, double delta, double scale) {
+template <typename T, typename Y> FC_FN T fc_huber_grad(T p, Y y, double delta, double scale) {
     typedef typename fc_acc<T>::type A;
     A d = A(p) - A(y), k = A(delta);
     A g = d < -k ? -k : (d > k ? k : d);

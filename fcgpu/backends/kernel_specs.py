@@ -74,7 +74,7 @@ def _specs() -> dict[str, KernelSpec]:
         ),
         KernelSpec(
             "fcgpu_softmax_xent_grad_probs",
-            "T z, T lse, T target, float64 scale",
+            "T z, T lse, Y target, float64 scale",
             "T dz",
             "dz = fc_softmax_xent_grad(z, lse, target, scale)",
         ),
@@ -88,7 +88,7 @@ def _specs() -> dict[str, KernelSpec]:
         ),
         KernelSpec(
             "fcgpu_softmax_xent_rows_probs",
-            "raw T z, raw T t, int64 ncols, float64 scale, float64 weight, bool count",
+            "raw T z, raw Y t, int64 ncols, float64 scale, float64 weight, bool count",
             "raw T dz, raw float64 acc",
             "fc_softmax_xent_warp_probs<T>(z, t, dz, i, ncols, scale, weight, count, &acc[0])",
         ),
@@ -103,19 +103,19 @@ def _specs() -> dict[str, KernelSpec]:
         ("fcgpu_mae_step", "float64 scale, float64 weight", "fc_mae_term(scale)"),
         ("fcgpu_huber_step", "float64 delta, float64 scale, float64 weight", "fc_huber_term(delta, scale)"),
     ):
-        specs.append(KernelSpec(name, f"raw T p, raw T y, int64 n, {extra}", grid_outs,
+        specs.append(KernelSpec(name, f"raw T p, raw Y y, int64 n, {extra}", grid_outs,
                                 f"fc_loss_grid<T>({term}, {grid_tail}"))
     specs.append(KernelSpec("fcgpu_all_finite", "raw T g, int64 n", "raw bool ok, raw float64 partials, raw uint32 ticket",
                             "fc_all_finite_grid<T>(g, n, i, _ind.size(), &partials[0], &ticket[0], &ok[0])"))
     specs += [
-        KernelSpec("fcgpu_bce_logits_loss", "T z, T y", "T loss", "loss = fc_bce_logits_loss(z, y)"),
-        KernelSpec("fcgpu_bce_logits_grad", "T z, T y, float64 scale", "T dz", "dz = fc_bce_logits_grad(z, y, scale)"),
-        KernelSpec("fcgpu_bce_prob_loss", "T p, T y, float64 eps", "T loss", "loss = fc_bce_prob_loss(p, y, eps)"),
-        KernelSpec("fcgpu_bce_prob_grad", "T p, T y, float64 eps, float64 scale", "T dp", "dp = fc_bce_prob_grad(p, y, eps, scale)"),
-        KernelSpec("fcgpu_mse_grad", "T p, T y, float64 scale", "T dp", "dp = fc_mse_grad(p, y, scale)"),
-        KernelSpec("fcgpu_mae_grad", "T p, T y, float64 scale", "T dp", "dp = fc_mae_grad(p, y, scale)"),
+        KernelSpec("fcgpu_bce_logits_loss", "T z, Y y", "T loss", "loss = fc_bce_logits_loss(z, y)"),
+        KernelSpec("fcgpu_bce_logits_grad", "T z, Y y, float64 scale", "T dz", "dz = fc_bce_logits_grad(z, y, scale)"),
+        KernelSpec("fcgpu_bce_prob_loss", "T p, Y y, float64 eps", "T loss", "loss = fc_bce_prob_loss(p, y, eps)"),
+        KernelSpec("fcgpu_bce_prob_grad", "T p, Y y, float64 eps, float64 scale", "T dp", "dp = fc_bce_prob_grad(p, y, eps, scale)"),
+        KernelSpec("fcgpu_mse_grad", "T p, Y y, float64 scale", "T dp", "dp = fc_mse_grad(p, y, scale)"),
+        KernelSpec("fcgpu_mae_grad", "T p, Y y, float64 scale", "T dp", "dp = fc_mae_grad(p, y, scale)"),
         KernelSpec(
-            "fcgpu_huber_grad", "T p, T y, float64 delta, float64 scale", "T dp", "dp = fc_huber_grad(p, y, delta, scale)"
+            "fcgpu_huber_grad", "T p, Y y, float64 delta, float64 scale", "T dp", "dp = fc_huber_grad(p, y, delta, scale)"
         ),
         KernelSpec(
             "fcgpu_sgd",

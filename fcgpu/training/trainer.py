@@ -156,11 +156,11 @@ class Trainer(DataParallel):
             raise ValueError(
                 f"{names[0]} and {names[1]}: expected the same number of samples, got {xh.shape[0]} and {y_len}"
             )
-        # Inputs meet the first layer, labels meet the last layer's predictions.
+        # Inputs meet the first layer, labels meet the last layer's predictions: in their dtype, but
+        # float32 under a mixed policy (the loss is computed in float32, as Keras; 1000.3 stays 1000.3).
         last = self.layers[-1]
-        yh = self.loss.prepare_labels(
-            y, (xh.shape[0], self.output_features), getattr(last, "compute_dtype", last.dtype), names[1]
-        )
+        dtype = np.dtype(np.float32) if any(layer.mixed for layer in self.layers) else np.dtype(getattr(last, "compute_dtype", last.dtype))
+        yh = self.loss.prepare_labels(y, (xh.shape[0], self.output_features), dtype, names[1])
         for metric in self.metric_objects:  # a metric that cannot compare these labels fails here
             metric.check((xh.shape[0], self.output_features), yh.shape)
         return xh, yh
