@@ -260,6 +260,8 @@ class ModelCheckpoint(Callback):
             self.filepath.format(epoch=1, **{k: 0.0 for k in ("loss", "val_loss", "accuracy", "val_accuracy")})
         except (KeyError, IndexError, ValueError):
             pass  # other log keys are only known at the first epoch's end
+        if "{" not in self.filepath and os.path.isdir(self.filepath):
+            raise ValueError(f"filepath: expected a file name, but {self.filepath!r} is a folder")
         folder = os.path.dirname(os.path.abspath(self.filepath.split("{")[0] or "."))
         if "{" not in os.path.dirname(self.filepath) and not os.path.isdir(folder):
             raise ValueError(f"filepath: the folder {folder!r} does not exist")
@@ -317,6 +319,10 @@ class LearningRateScheduler(Callback):
         opt.learning_rate = lr  # checked by the optimizer's setter
         if self.verbose > 0:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(lr)}.", flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:  # as Keras 3: the epoch's learning rate in the logs (and so in History)
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
 
 class ReduceLROnPlateau(Callback):

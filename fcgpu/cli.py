@@ -88,7 +88,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         comm = distributed.init()  # a world of one unless an MPI launcher started this process
     except ImportError as e:
         return report_usage_error("fcgpu train", e)
-    with comm.quiet_unless_root():
+    import warnings
+
+    import numpy as np
+
+    def one_line(message: Any, category: Any, *rest: Any, **kw: Any) -> None:
+        print(f"fcgpu train: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    # A diverging run is told once, by fit's own warning on one line; NumPy's overflow warnings on
+    # the way there (one per operation) would only repeat it.
+    with comm.quiet_unless_root(), warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.showwarning = one_line
         return _train(args, comm)
 
 
@@ -135,6 +145,11 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
         rest = times[1:] or times
         print(f"time per epoch: {sum(rest) / len(rest):.3f} s on {backend.name} (first epoch {times[0]:.3f} s)")
     if args.save:
+        if history.stopped is not None:  # a diverged run replaces no file, whatever its weights
+            where = f"epoch {history.stopped['epoch'] + 1}, batch {history.stopped['batch']}"
+            if comm.rank == 0:
+                print(f"fcgpu train: error: not saved: the loss was not finite at {where}", file=sys.stderr)
+            return 1
         try:
             model.save(args.save)
         except (ValueError, OSError, fc.distributed.RootFailed) as e:  # a diverged run, a full disk

@@ -39,6 +39,10 @@ class CommandParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
+        from .distributed import launcher_rank
+
+        if launcher_rank() not in (None, 0):  # under mpiexec every rank fails alike: rank 0 says why
+            self.exit(2)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

@@ -332,8 +332,9 @@ class Sequential(Trainer):
         return f"Sequential(name={self.name!r}, layers={self._layers!r})"
 
     # -- computation -------------------------------------------------------------
-    def __call__(self, x: Any) -> Array:
-        return self.forward(x)
+    def __call__(self, x: Any, training: bool = False) -> Array:
+        """``forward``; ``training=True`` turns on what acts only in training (dropout), as Keras's."""
+        return self.forward(x, training=bool(training))
 
     def forward(
         self,

@@ -63,6 +63,9 @@ def float_array(
     try:
         host = to_numpy(a)
     except (ValueError, TypeError) as e:
+        if "bfloat16" in str(getattr(a, "dtype", "")).lower():
+            raise TypeError(f"{argument}: a bfloat16 {type(a).__name__} cannot be read as a NumPy array; pass "
+                            f"a float32 one (for a torch tensor: tensor.float())") from None
         raise ValueError(f"{argument}: expected a rectangular numeric array, got {e}") from None
     if not is_numeric_dtype(host.dtype):
         raise TypeError(f"{argument}: expected a numeric array, got dtype {host.dtype}")

@@ -364,3 +364,43 @@ def test_model_checkpoint_saves_weights_only(backend, data, tmp_path):
     other.load_weights(str(tmp_path / "w-2.weights.h5"))
     for a, b in zip(other.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_history_among_the_callbacks_is_the_one_fit_fills(backend, data):
+    given = cbs.History()
+    model = _model()
+    returned = model.fit(*data, epochs=2, verbose=0, callbacks=[given])
+    assert returned is given and model.history is given and given.epoch == [0, 1]
+    assert len(given.history["loss"]) == 2
+
+
+def test_learning_rate_scheduler_logs_the_learning_rate(backend, data):
+    history = _model().fit(*data, epochs=2, verbose=0,
+                           callbacks=[cbs.LearningRateScheduler(lambda epoch, lr: lr * 0.5)])
+    assert history.history["learning_rate"] == pytest.approx([0.005, 0.0025])
+
+
+def test_model_checkpoint_refuses_a_folder_before_training(tmp_path):
+    with pytest.raises(ValueError, match="is a folder"):
+        cbs.ModelCheckpoint(str(tmp_path))
+
+
+def test_calling_a_model_with_training_applies_dropout(backend):
+    model = fc.Sequential([fc.Input(shape=(50,)), fc.Dropout(0.5)])
+    x = np.ones((4, 50), np.float32)
+    np.testing.assert_array_equal(fc.to_numpy(model(x, training=False)), x)
+    dropped = fc.to_numpy(model(x, training=True))
+    assert (dropped == 0).any() and set(np.unique(dropped)) <= {0.0, 2.0}
+    assert fc.to_numpy(model.layers[0](x, training=False)).sum() == x.sum()
+
+
+def test_mixed_precision_predict_gives_the_compute_dtype_as_keras(backend, data):
+    x, _ = data
+    assert _model(dtype="mixed_float16").predict(x).dtype == np.float16
+
+
+def test_a_torch_bfloat16_tensor_given_to_fit_is_named(backend, data):
+    torch = pytest.importorskip("torch")
+    x, y = data
+    with pytest.raises(TypeError, match="bfloat16"):
+        _model().fit(torch.tensor(x).to(torch.bfloat16), y, verbose=0)

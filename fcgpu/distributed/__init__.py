@@ -37,6 +37,7 @@ __all__ = [
     "launched_under_mpi",
     "same_on_every_rank",
     "set_world",
+    "launcher_rank",
     "shard_bounds",
     "world",
 ]
@@ -53,6 +54,15 @@ LAUNCHER_VARIABLES = (
 def launched_under_mpi() -> bool:
     """Whether this process was started by an MPI launcher (mpiexec, mpirun, srun with PMI)."""
     return any(os.environ.get(rank) is not None for rank, _ in LAUNCHER_VARIABLES)
+
+
+def launcher_rank() -> int | None:
+    """This process's rank as its MPI launcher set it (before MPI is initialised), or None."""
+    for rank, _ in LAUNCHER_VARIABLES:
+        value = os.environ.get(rank)
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    return None
 
 
 def _launcher_size() -> int | None:

@@ -200,8 +200,9 @@ class Layer:
     def to(self, backend: str | Backend) -> "Layer":
         return self
 
-    def __call__(self, x: Any) -> Array:
-        return self.forward(x)
+    def __call__(self, x: Any, training: bool = False) -> Array:
+        """``forward``; ``training=True`` turns on what acts only in training (dropout), as Keras's."""
+        return self.forward(x, training=bool(training))
 
 
 def declared_input(input_shape: Any, input_dim: Any = None, argument: str = "input_shape") -> tuple[int] | None:

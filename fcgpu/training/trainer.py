@@ -46,6 +46,7 @@ class Trainer(DataParallel):
         self.metrics: list[str] = []  # the metrics' names, as in the logs
         self.metric_objects: list[metrics_module.Metric] = []
         self.stop_training = False  # set by a callback to end fit after the current batch
+        self.history: History | None = None  # the last fit's, as Keras's model.history
         self._flat: FlatParameters | None = None
         self._metric_buffers = Buffers()  # the outputs metrics read when the loss took logits
 
@@ -332,7 +333,10 @@ class Trainer(DataParallel):
                 )
             xh, yh, val = xh[:split], yh[:split], (xh[split:], yh[split:])
         n = xh.shape[0]
-        history = History()
+        given = [cb for cb in callbacks if isinstance(cb, History)] if isinstance(callbacks, (list, tuple)) else []
+        history = given[0] if given else History()  # Keras: fit returns the History among the callbacks
+        history.epoch, history.epoch_times, history.stopped = [], [], None
+        self.history = history
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n, "steps": -(-n // batch_size),
                           "verbose": verbose}
         callback_list = quiet_callbacks(callbacks_module.CallbackList(callbacks, self, history.params), comm)
@@ -461,7 +465,8 @@ class Trainer(DataParallel):
         self._start_from_rank0(comm, "predict", {"x": xh}, batch_size, fit=False)
         lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)  # data parallel: this rank's rows
         x_dev = backend.from_numpy(xh[lo:hi])
-        out = np.empty((xh.shape[0], self.output_features), self.layers[-1].dtype)
+        last = self.layers[-1]
+        out = np.empty((xh.shape[0], self.output_features), getattr(last, "compute_dtype", last.dtype))
         bar = progress_bar(0, 1, -(-(hi - lo) // batch_size), verbose if comm.rank == 0 else 0, "Predict")
         callback_list.call("on_predict_begin", {})
         for k, i in enumerate(range(0, hi - lo, batch_size)):

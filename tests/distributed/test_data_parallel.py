@@ -192,3 +192,9 @@ def test_fcgpu_train_under_mpiexec_prints_once_and_saves_once(mpirun, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["digits.fcgpu"]
     with fc.use_backend("numpy"):
         assert fc.load_model(saved).count_params() == 4810
+
+
+def test_fcgpu_train_argument_errors_print_once_under_mpiexec(mpirun):
+    done = mpirun(RANKS, os.path.join(os.path.dirname(sys.executable), "fcgpu"), "train", "--epochs", "-1")
+    assert done.returncode != 0
+    assert done.stderr.count("fcgpu train: error:") == 1, done.stderr
