@@ -19,15 +19,6 @@ from fcgpu.testing import kernel_checks as kc
 
 pytestmark = pytest.mark.gpu
 
-@pytest.fixture(scope="module")
-def gpu():
-    try:
-        backend, _ = fc.backends.resolve_backend("cupy")
-    except fc.BackendUnavailable as e:
-        pytest.skip(f"needs a usable CUDA device: {e}")
-    return backend
-
-
 def test_device_is_real(gpu) -> None:
     info = gpu.info()
     assert info["device"] and info["device"] != "host stand-in"

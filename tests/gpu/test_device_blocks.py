@@ -5,20 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import fcgpu as fc
 from fcgpu.backends.numpy_backend import NumpyBackend
 
 pytestmark = pytest.mark.gpu
 NP = NumpyBackend()
-
-
-@pytest.fixture(scope="module")
-def gpu():
-    try:
-        backend, _ = fc.backends.resolve_backend("cupy")
-    except fc.BackendUnavailable as e:
-        pytest.skip(f"needs a usable CUDA device: {e}")
-    return backend
 
 
 @pytest.mark.parametrize("cols", [1, 10, 1000, 100_000])
