@@ -118,6 +118,21 @@ FC_BLOCK_FN bool fc_grid_reduce2(double v, double w, double* partials, unsigned 
     }
     return false;
 }
+// The warp's log-sum-exp of row z[base, base + ncols), formed as the row version forms it (max,
+// shifted exp sum, rounded to T), and the row's first argmax into *first: every lane gets both.
+template <typename T, typename Z>
+FC_BLOCK_FN T fc_warp_row_lse(const Z& z, long long base, long long ncols, long long lane, long long* first) {
+    typedef typename fc_acc<T>::type A;
+    FC_LANE_ARGMAX(A, m, best, A(z[base + c]))
+    fc_warp_argmax(m, best);
+    A shift = fc_isfinite(m) ? m : A(0);
+    A s = A(0);
+    for (long long c = lane; c < ncols; c += FC_WARP) {
+        s += fc_exp(A(z[base + c]) - shift);
+    }
+    *first = best;
+    return T(fc_log(fc_warp_sum(s)) + shift);
+}
 #endif  // FC_BLOCKS
 
 // -- softmax cross-entropy, one warp a row: i = row x 32 + lane (size = B x 32) --------------------
@@ -127,15 +142,8 @@ FC_BLOCK_FN void fc_softmax_xent_warp_ids(const Z& z, const L& labels, G& dz, lo
     long long row = i / FC_WARP, lane = i % FC_WARP;
 #ifdef FC_BLOCKS
     typedef typename fc_acc<T>::type A;
-    long long base = row * ncols, label = (long long)labels[row];
-    FC_LANE_ARGMAX(A, m, best, A(z[base + c]))
-    fc_warp_argmax(m, best);
-    A shift = fc_isfinite(m) ? m : A(0);
-    A s = A(0);
-    for (long long c = lane; c < ncols; c += FC_WARP) {
-        s += fc_exp(A(z[base + c]) - shift);
-    }
-    T lse = T(fc_log(fc_warp_sum(s)) + shift);
+    long long base = row * ncols, label = (long long)labels[row], best;
+    T lse = fc_warp_row_lse<T>(z, base, ncols, lane, &best);
     for (long long c = lane; c < ncols; c += FC_WARP) {
         dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, c == label ? T(1) : T(0), scale);
     }
@@ -159,15 +167,8 @@ FC_BLOCK_FN void fc_softmax_xent_warp_probs(const Z& z, const P& t, G& dz, long 
     long long row = i / FC_WARP, lane = i % FC_WARP;
 #ifdef FC_BLOCKS
     typedef typename fc_acc<T>::type A;
-    long long base = row * ncols;
-    FC_LANE_ARGMAX(A, m, best, A(z[base + c]))
-    fc_warp_argmax(m, best);
-    A shift = fc_isfinite(m) ? m : A(0);
-    A s = A(0);
-    for (long long c = lane; c < ncols; c += FC_WARP) {
-        s += fc_exp(A(z[base + c]) - shift);
-    }
-    T lse = T(fc_log(fc_warp_sum(s)) + shift);
+    long long base = row * ncols, best;
+    T lse = fc_warp_row_lse<T>(z, base, ncols, lane, &best);
     // The targets' first argmax, as the row version takes it: strictly greater than t[0] onwards
     // (NaN never is), so a NaN t[0] keeps class 0.
     A top = A(0), loss = A(0);
