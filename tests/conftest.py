@@ -42,6 +42,16 @@ def backend(request):
         yield b
 
 
+@pytest.fixture(scope="module")
+def gpu():
+    """The real CuPy backend for the device suite (tests/gpu/), or a skip saying why there is none."""
+    try:
+        backend, _ = fc.backends.resolve_backend("cupy")
+    except fc.BackendUnavailable as e:
+        pytest.skip(f"needs a usable CUDA device: {e}")
+    return backend
+
+
 @pytest.fixture
 def backend_named():
     """``make_backend`` for tests that use two backends at once (moving between them), by the
