@@ -17,6 +17,7 @@ from . import distributed
 from .backends import Backend, get_backend, resolve_backend, use_backend
 from .backends.base import Array
 from .layers import Input, Layer
+from .layers.base import refuse_freezing
 from .saving import save_model
 from .serialization import deserialize, register
 from .training import Trainer
@@ -107,6 +108,15 @@ class Sequential(Trainer):
         if not layer.name_is_set:
             layer.name = name
         self._layers.append(layer)
+
+    @property
+    def trainable(self) -> bool:
+        """Whether fit updates the model's weights: always, in this release."""
+        return True
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        refuse_freezing(value, f"model '{self.name}'")
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """The layer called ``name``, or at position ``index`` of ``layers`` (Keras's ``get_layer``)."""

@@ -404,3 +404,16 @@ def test_a_torch_bfloat16_tensor_given_to_fit_is_named(backend, data):
     x, y = data
     with pytest.raises(TypeError, match="bfloat16"):
         _model().fit(torch.tensor(x).to(torch.bfloat16), y, verbose=0)
+
+
+def test_freezing_is_refused_not_ignored(backend, data):
+    model = _model()
+    before = model.get_weights()
+    with pytest.raises(NotImplementedError, match="trainable: layer 'dense' cannot be frozen"):
+        model.layers[0].trainable = False
+    with pytest.raises(NotImplementedError, match="trainable: model"):
+        model.trainable = False
+    model.layers[0].trainable = True  # what every layer is
+    assert model.layers[0].trainable and model.trainable
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -27,7 +27,7 @@ from ..backends.base import Array
 from ..buffers import Buffers
 from ..validation import float_array, positive_int
 
-__all__ = ["Buffers", "Layer", "declared_input"]
+__all__ = ["Buffers", "Layer", "declared_input", "refuse_freezing"]
 
 
 class Layer:
@@ -42,6 +42,15 @@ class Layer:
     # The layer's dtype policy (``fcgpu.mixed_precision.Policy``), or None for a layer that takes
     # its input's dtype (Dropout, Activation).
     dtype_policy: Any = None
+
+    @property
+    def trainable(self) -> bool:
+        """Whether fit updates the layer's weights: always, in this release."""
+        return True
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        refuse_freezing(value, f"layer '{self.name}'")
 
     @property
     def mixed(self) -> bool:
@@ -203,6 +212,18 @@ class Layer:
     def __call__(self, x: Any, training: bool = False) -> Array:
         """``forward``; ``training=True`` turns on what acts only in training (dropout), as Keras's."""
         return self.forward(x, training=bool(training))
+
+
+def refuse_freezing(value: Any, owner: str) -> None:
+    """``trainable = False`` is refused, not ignored: fcgpu 0.3 trains every layer of a model, so a
+    layer a program believes frozen would train silently."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"trainable: expected True or False, got {value!r}")
+    if not value:
+        raise NotImplementedError(
+            f"trainable: {owner} cannot be frozen in this release (fit updates every layer); build the model "
+            f"without the layers to keep fixed, or train it in Keras"
+        )
 
 
 def declared_input(input_shape: Any, input_dim: Any = None, argument: str = "input_shape") -> tuple[int] | None:
