@@ -5,7 +5,8 @@ a dynamic batch dimension, output ``output`` (batch, N); a Dense layer is ``MatM
 its bias) and its activation; an Activation layer is its activation; Dropout is the identity at
 inference and writes nothing. Activations map to ONNX operators (Relu, Sigmoid, Tanh, Softmax on
 the last axis, LeakyRelu alpha 0.2, Elu, Selu, Softplus, Softsign, Gelu from opset 20, else its
-Erf / Tanh formula; silu is x * Sigmoid(x)).
+Erf / Tanh formula; silu is x * Sigmoid(x)). In a float64 graph elu, selu, softplus, softsign and
+gelu are written out in operations ONNX Runtime has in float64 (its erf is float32 only).
 
 dtypes: a float32 or float64 model exports in its type. A half model (float16, mixed_float16,
 mixed_bfloat16) has half inputs, outputs and weights (the half copies it computes with) and,
@@ -71,6 +72,8 @@ def _activation(g: _Graph, x: str, name: str, dtype: np.dtype, hint: str) -> str
               "softsign": "Softsign"}
     if name == "linear":
         return x
+    if dtype == np.float64 and name in _FLOAT64_FORMULAS:
+        return _FLOAT64_FORMULAS[name](g, x, hint)
     if name in simple:
         return g.node(simple[name], [x], f"{hint}_{name}")
     if name == "softmax":
@@ -95,6 +98,50 @@ def _activation(g: _Graph, x: str, name: str, dtype: np.dtype, hint: str) -> str
         half_x = g.node("Mul", [x, g.scalar(0.5, dtype, "half")], f"{hint}_halfx")
         return g.node("Mul", [half_x, g.node("Add", [inner, g.scalar(1.0, dtype, "one")], f"{hint}_1p")], f"{hint}_gelu")
     raise ValueError(f"model: activation {name!r} has no ONNX export")
+
+
+# ONNX Runtime has no float64 kernels for Elu, Selu, Softplus, Softsign and Erf: in a float64
+# graph they are written out in operations it has in float64 (erf alone is computed in float32).
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def _expm1_branch(g: _Graph, x: str, alpha: float, hint: str) -> str:
+    """Where(x > 0, x, alpha (exp(x) - 1)) in float64."""
+    f64 = np.dtype(np.float64)
+    negative = g.node("Mul", [g.node("Sub", [g.node("Exp", [x], f"{hint}_exp"), g.scalar(1.0, f64, "one")], f"{hint}_em1"),
+                              g.scalar(alpha, f64, "alpha")], f"{hint}_neg")
+    positive = g.node("Greater", [x, g.scalar(0.0, f64, "zero")], f"{hint}_pos")
+    return g.node("Where", [positive, x, negative], f"{hint}_elu")
+
+
+def _softplus64(g: _Graph, x: str, hint: str) -> str:
+    """max(x, 0) + log(1 + exp(-|x|)): no overflow for any x."""
+    f64 = np.dtype(np.float64)
+    tail = g.node("Exp", [g.node("Neg", [g.node("Abs", [x], f"{hint}_abs")], f"{hint}_nabs")], f"{hint}_e")
+    log = g.node("Log", [g.node("Add", [tail, g.scalar(1.0, f64, "one")], f"{hint}_1p")], f"{hint}_log")
+    return g.node("Add", [g.node("Relu", [x], f"{hint}_relu"), log], f"{hint}_softplus")
+
+
+def _gelu64(g: _Graph, x: str, hint: str) -> str:
+    """x/2 (1 + erf(x / sqrt 2)), erf in float32 (the only precision ONNX Runtime has it in)."""
+    f64 = np.dtype(np.float64)
+    scaled = g.node("Mul", [x, g.scalar(math.sqrt(0.5), f64, "rsqrt2")], f"{hint}_scaled")
+    erf32 = g.node("Erf", [g.node("Cast", [scaled], f"{hint}_to32", to=g.onnx.TensorProto.FLOAT)], f"{hint}_erf")
+    erf = g.node("Cast", [erf32], f"{hint}_to64", to=g.onnx.TensorProto.DOUBLE)
+    half_x = g.node("Mul", [x, g.scalar(0.5, f64, "half")], f"{hint}_halfx")
+    return g.node("Mul", [half_x, g.node("Add", [erf, g.scalar(1.0, f64, "one")], f"{hint}_1p")], f"{hint}_gelu")
+
+
+_FLOAT64_FORMULAS = {
+    "elu": lambda g, x, hint: _expm1_branch(g, x, 1.0, hint),
+    "selu": lambda g, x, hint: g.node("Mul", [_expm1_branch(g, x, _SELU_ALPHA, hint),
+                                              g.scalar(_SELU_SCALE, np.dtype(np.float64), "scale")], f"{hint}_selu"),
+    "softplus": _softplus64,
+    "softsign": lambda g, x, hint: g.node(
+        "Div", [x, g.node("Add", [g.node("Abs", [x], f"{hint}_abs"), g.scalar(1.0, np.dtype(np.float64), "one")],
+                          f"{hint}_den")], f"{hint}_softsign"),
+    "gelu": _gelu64,
+}
 
 
 def _types(model: Any) -> tuple[np.dtype, np.dtype, int, int]:
