@@ -231,6 +231,25 @@ class Sequential(Trainer):
         return [p for layer in self._layers for p in layer.parameters()]
 
     @property
+    def weights(self) -> list[Array]:
+        """Every layer's variables, live backend arrays in layer order (Keras's ``model.weights``)."""
+        return [w for layer in self._layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list[Array]:
+        return self.weights
+
+    @property
+    def non_trainable_weights(self) -> list[Array]:
+        return []
+
+    @property
+    def losses(self) -> list[float]:
+        """The layers' regularization penalties, one float a layer that has one (Keras's ``model.losses``)."""
+        values = [layer.regularization_loss() for layer in self._layers]
+        return [float(self.backend.to_numpy(v)) for v in values if v is not None]
+
+    @property
     def trainable_variables(self) -> list[tuple[str, Array]]:
         """[(name, backend array)] such as ('dense/kernel', W): the live parameters, not copies."""
         return [(name, p) for name, p, _ in self.parameters()]

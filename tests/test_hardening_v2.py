@@ -417,3 +417,13 @@ def test_freezing_is_refused_not_ignored(backend, data):
     assert model.layers[0].trainable and model.trainable
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_keras_weight_attributes(backend, data):
+    model = fc.Sequential([fc.Input(shape=(5,)), fc.Dense(4, kernel_regularizer=fc.regularizers.l2(0.1), dtype="mixed_float16"),
+                           fc.Dropout(0.1), fc.Dense(3, activation="softmax")])
+    assert [w.shape for w in model.weights] == [(5, 4), (4,), (4, 3), (3,)]
+    assert len(model.trainable_weights) == 4 and model.non_trainable_weights == []
+    assert model.layers[1].weights == [] and model.layers[0].variable_dtype == np.float32
+    kernel = fc.to_numpy(model.layers[0].kernel)
+    assert model.losses == [pytest.approx(0.1 * float((kernel.astype(np.float64) ** 2).sum()))]

@@ -175,6 +175,28 @@ class Layer:
     def parameters(self) -> list[tuple[str, Array, Array | None]]:
         return []
 
+    @property
+    def weights(self) -> list[Array]:
+        """The layer's variables (kernel, then bias), live backend arrays, as Keras's ``weights``."""
+        return [p for _, p, _ in self.parameters()]
+
+    @property
+    def trainable_weights(self) -> list[Array]:
+        return self.weights
+
+    @property
+    def non_trainable_weights(self) -> list[Array]:
+        return []
+
+    @property
+    def variable_dtype(self) -> np.dtype:
+        """The dtype of the variables (float32 under a mixed policy), as Keras's ``variable_dtype``."""
+        return np.dtype(self.dtype)
+
+    def regularization_loss(self, scale: float = 1.0) -> Any:
+        """The layer's weight penalties times ``scale`` as a float64 scalar where they live, or None."""
+        return None
+
     def count_params(self) -> int:
         return 0
 

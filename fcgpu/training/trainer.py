@@ -261,8 +261,7 @@ class Trainer(DataParallel):
         of ``acc``, as Keras adds them to the loss; no device work where no layer has a regularizer."""
         total = None
         for layer in self.layers:
-            penalty = getattr(layer, "regularization_loss", None)
-            value = penalty(rows) if penalty is not None else None
+            value = layer.regularization_loss(rows)
             if value is not None:
                 total = value if total is None else total + value
         if total is not None:
