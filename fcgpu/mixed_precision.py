@@ -19,6 +19,8 @@ from .optimizers.loss_scale import LossScaleOptimizer  # Keras's keras.mixed_pre
 
 __all__ = [
     "LossScaleOptimizer",
+    "check_policies",
+    "with_loss_scaling",
     "POLICY_NAMES",
     "Policy",
     "bfloat16",
@@ -189,3 +191,22 @@ def _apply_env() -> None:
 
 
 _apply_env()
+
+
+def check_policies(what: str, name: str, layers: Any) -> None:
+    """Refuse a model whose mixed layers compute in two half types (one half copy buffer per model)."""
+    halves = {layer.dtype_policy.name for layer in layers if layer.mixed}
+    if len(halves) > 1:
+        raise ValueError(
+            f"{what}: model '{name}' mixes the policies {sorted(halves)}; give its mixed layers one policy "
+            f"(fcgpu keeps one buffer of half copies per model)"
+        )
+
+
+def with_loss_scaling(opt: Any, layers: Any) -> Any:
+    """``opt`` wrapped in a LossScaleOptimizer where a layer computes in float16 (as Keras under
+    'mixed_float16'), else ``opt`` itself."""
+    scaled = any(layer.dtype_policy is not None and layer.dtype_policy.needs_loss_scaling for layer in layers)
+    if scaled and not isinstance(opt, LossScaleOptimizer):
+        return LossScaleOptimizer(opt)
+    return opt

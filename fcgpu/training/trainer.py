@@ -28,6 +28,7 @@ from ..distributed.checks import fingerprint, same_on_every_rank
 from ..distributed.data_parallel import DataParallel, quiet_callbacks
 from ..initializers import get_rng
 from ..losses import Loss
+from ..mixed_precision import check_policies, with_loss_scaling
 from ..optimizers import Optimizer
 from ..params import FlatParameters
 from ..validation import float_array, positive_int
@@ -62,9 +63,9 @@ class Trainer(DataParallel):
         if loss is None:
             raise ValueError("loss: compile needs a loss, e.g. loss='softmax_cross_entropy'")
         layers = self.layers
-        _check_policies("compile", self.name, layers)
+        check_policies("compile", self.name, layers)
         loss_obj = losses_module.get(loss)
-        opt = _with_loss_scaling(optimizers_module.get(optimizer), layers)
+        opt = with_loss_scaling(optimizers_module.get(optimizer), layers)
         opt.check_owner(layers)
         if isinstance(metrics, (str, metrics_module.Metric, dict)):
             metrics = [metrics]
@@ -84,8 +85,8 @@ class Trainer(DataParallel):
         order of compile and add), before anything changes: the model's mixed policies must agree,
         and under 'mixed_float16' the optimizer scales the loss (wrapped as Keras wraps it)."""
         self._require_compiled(what)
-        _check_policies(what, self.name, self.layers)
-        self.optimizer = _with_loss_scaling(self.optimizer, self.layers)
+        check_policies(what, self.name, self.layers)
+        self.optimizer = with_loss_scaling(self.optimizer, self.layers)
 
     @property
     def compiled(self) -> bool:
@@ -483,22 +484,3 @@ class Trainer(DataParallel):
             comm.allgather_rows(out[lo:hi].copy(), out)
         callback_list.call("on_predict_end", {})
         return out
-
-
-def _check_policies(what: str, name: str, layers: Sequence[Any]) -> None:
-    """Refuse a model whose mixed layers compute in two half types (one half copy buffer per model)."""
-    halves = {layer.dtype_policy.name for layer in layers if layer.mixed}
-    if len(halves) > 1:
-        raise ValueError(
-            f"{what}: model '{name}' mixes the policies {sorted(halves)}; give its mixed layers one policy "
-            f"(fcgpu keeps one buffer of half copies per model)"
-        )
-
-
-def _with_loss_scaling(opt: Optimizer, layers: Sequence[Any]) -> Optimizer:
-    """``opt`` wrapped in a LossScaleOptimizer where a layer computes in float16 (as Keras under
-    'mixed_float16'), else ``opt`` itself."""
-    scaled = any(layer.dtype_policy is not None and layer.dtype_policy.needs_loss_scaling for layer in layers)
-    if scaled and not isinstance(opt, optimizers_module.LossScaleOptimizer):
-        return optimizers_module.LossScaleOptimizer(opt)
-    return opt
