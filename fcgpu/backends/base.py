@@ -106,15 +106,12 @@ class Backend(ABC):
         try:
             return self.xp.from_dlpack(x) if device_type == self.dlpack_device_type else np.from_dlpack(x)
         except (RuntimeError, TypeError, BufferError, ValueError) as e:
-            kind = f"a {type(x).__module__}.{type(x).__name__}"
-            dtype = str(getattr(x, "dtype", ""))
-            if getattr(x, "requires_grad", False):
-                hint = "it requires grad: pass tensor.detach()"
-            elif "bfloat16" in dtype:
-                hint = f"{self.name} cannot take bfloat16 through DLPack: pass tensor.float()"
-            else:
-                hint = f"its dtype is {dtype or 'unknown'}"
-            raise TypeError(f"{argument}: {kind} could not be read through DLPack ({e}); {hint}") from None
+            dtype = str(getattr(x, "dtype", "unknown"))
+            hint = ("it requires grad: pass tensor.detach()" if getattr(x, "requires_grad", False) else
+                    f"{self.name} cannot take bfloat16 through DLPack: pass tensor.float()" if "bfloat16" in dtype
+                    else f"its dtype is {dtype}")
+            raise TypeError(f"{argument}: a {type(x).__module__}.{type(x).__name__} could not be read through "
+                            f"DLPack ({e}); {hint}") from None
 
     def _accepted_arrays(self) -> str:
         return f"a NumPy array or a {self.name} array"
