@@ -8,7 +8,14 @@ from .model import Sequential
 from .saving import ModelFileError, load_model, save_model
 from .serialization import deserialize
 
-__all__ = ["Sequential", "ModelFileError", "load_model", "save_model", "model_from_json", "model_from_config"]
+__all__ = [
+    "Sequential", "ModelFileError", "clone_model", "load_model", "save_model", "model_from_json", "model_from_config",
+]
+
+
+def clone_model(model: Any) -> Any:
+    """Keras's ``clone_model``: the same architecture with new weights (drawn from the seed), uncompiled."""
+    return model_from_config(model.get_config())
 
 
 def model_from_config(config: dict[str, Any]) -> Any:

@@ -427,3 +427,19 @@ def test_keras_weight_attributes(backend, data):
     assert model.layers[1].weights == [] and model.layers[0].variable_dtype == np.float32
     kernel = fc.to_numpy(model.layers[0].kernel)
     assert model.losses == [pytest.approx(0.1 * float((kernel.astype(np.float64) ** 2).sum()))]
+
+
+def test_keras_batch_methods_and_clone_model(backend, data):
+    x, y = data
+    model = _model(metrics=["acc"])
+    loss, acc = model.train_on_batch(x[:16], y[:16])
+    assert isinstance(loss, float) and 0 <= acc <= 1
+    assert set(model.train_on_batch(x[:16], y[:16], return_dict=True)) == {"loss", "acc"}
+    assert model.test_on_batch(x[:16], y[:16]) == pytest.approx(model.evaluate(x[:16], y[:16]))
+    np.testing.assert_array_equal(model.predict_on_batch(x[:5]), model.predict(x[:5]))
+    alone = _model()
+    first = alone.train_on_batch(x, y)
+    assert isinstance(first, float) and alone.train_step(x, y) < first  # the step updated the weights
+    clone = fc.models.clone_model(model)
+    assert clone.count_params() == model.count_params() and clone is not model
+    assert not all(np.array_equal(a, b) for a, b in zip(clone.get_weights(), model.get_weights()))

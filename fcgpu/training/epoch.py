@@ -17,7 +17,7 @@ from .. import callbacks as callbacks_module
 from .. import distributed
 from ..backends.base import Array
 
-__all__ = ["run_epoch", "evaluate_arrays", "verbosity", "progress_bar"]
+__all__ = ["run_epoch", "evaluate_arrays", "keras_values", "verbosity", "progress_bar"]
 
 
 def run_epoch(
@@ -129,3 +129,11 @@ def progress_bar(epoch: int, epochs: int, steps: int, verbose: int, desc: str | 
 
     desc = desc or f"Epoch {epoch + 1}/{epochs}"
     return tqdm(total=steps, desc=desc, unit="batch", leave=True, dynamic_ncols=True)
+
+
+def keras_values(logs: dict[str, float], return_dict: bool) -> Any:
+    """What Keras's evaluate and *_on_batch return: the dict, else the loss alone or [loss, *metrics]."""
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values

@@ -32,7 +32,7 @@ from ..mixed_precision import check_policies, with_loss_scaling
 from ..optimizers import Optimizer
 from ..params import FlatParameters
 from ..validation import float_array, positive_int
-from .epoch import evaluate_arrays, progress_bar, run_epoch, verbosity
+from .epoch import evaluate_arrays, keras_values, progress_bar, run_epoch, verbosity
 
 __all__ = ["Trainer", "History"]
 
@@ -81,9 +81,8 @@ class Trainer(DataParallel):
         self.metrics = [m.name for m in objects]
 
     def _start_training(self, what: str) -> None:
-        """What depends on both compile and the layers, decided when training starts (whatever the
-        order of compile and add), before anything changes: the model's mixed policies must agree,
-        and under 'mixed_float16' the optimizer scales the loss (wrapped as Keras wraps it)."""
+        """Decided when training starts, whatever the order of compile and add, before anything changes:
+        one mixed policy per model, and loss scaling under 'mixed_float16' (as Keras wraps it)."""
         self._require_compiled(what)
         check_policies(what, self.name, self.layers)
         self.optimizer = with_loss_scaling(self.optimizer, self.layers)
@@ -271,15 +270,33 @@ class Trainer(DataParallel):
 
     def train_step(self, x: Any, y: Any) -> float:
         """One forward, backward and optimizer step on a batch; returns the mean loss."""
-        self._start_training("train_step")
+        return self._step_logs(x, y, "train_step")["loss"]
+
+    def train_on_batch(self, x: Any, y: Any, return_dict: bool = False) -> Any:
+        """Keras's ``train_on_batch``: one step; the batch's loss and metrics (before the update), as evaluate's."""
+        return keras_values(self._step_logs(x, y, "train_on_batch"), return_dict)
+
+    def test_on_batch(self, x: Any, y: Any, return_dict: bool = False) -> Any:
+        """Keras's ``test_on_batch``: ``evaluate`` on one batch."""
+        return self.evaluate(x, y, batch_size=max(len(x), 1), return_dict=return_dict)
+
+    def predict_on_batch(self, x: Any) -> np.ndarray:
+        """Keras's ``predict_on_batch``: ``predict`` on one batch."""
+        return self.predict(x, batch_size=max(len(x), 1))
+
+    def _step_logs(self, x: Any, y: Any, what: str) -> dict[str, float]:
+        self._start_training(what)
         xh, yh = self._prepare(x, y)
         self._ensure_built(xh.shape[1])
-        comm = distributed.world()
+        backend, comm = self.backend, distributed.world()
+        x_dev, y_dev = backend.from_numpy(xh), backend.from_numpy(yh)
+        acc = backend.zeros((self.metric_columns(),), np.float64)
         if comm.size > 1:  # data parallel: (x, y) is the global batch, the same on every rank
-            same_on_every_rank(comm, "train_step", x=fingerprint(xh), y=fingerprint(yh))
-        backend = self.backend
-        value, _ = self.train_batch(backend.from_numpy(xh), backend.from_numpy(yh))
-        return float(value)
+            same_on_every_rank(comm, what, x=fingerprint(xh), y=fingerprint(yh))
+            self._train_global_batch(x_dev, y_dev, acc)
+        else:
+            self.accumulate_batch(x_dev, y_dev, acc)
+        return self.logs_from(comm.sum_host(backend.to_numpy(acc)) / xh.shape[0])
 
     # -- loops -------------------------------------------------------------------
     def fit(
@@ -440,10 +457,7 @@ class Trainer(DataParallel):
         logs = evaluate_arrays(self, x_dev, y_dev, batch_size, xh.shape[0], callback_list)
         if verbose and comm.rank == 0:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
+        return keras_values(logs, return_dict)
 
     def predict(
         self,
