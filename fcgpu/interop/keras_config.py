@@ -109,7 +109,10 @@ def _initializer_from_keras(value: Any, default: str) -> str:
     return default
 
 
-def _initializer_to_keras(name: str) -> dict[str, Any]:
+def _initializer_to_keras(name: Any) -> dict[str, Any]:
+    if isinstance(name, dict):  # an fcgpu initializer instance, serialized as Keras serializes its own
+        return {"module": "keras.initializers", "class_name": name["class_name"], "config": dict(name["config"]),
+                "registered_name": None}
     cls = _TO_KERAS_INITIALIZER.get(name, "GlorotUniform")
     config: dict[str, Any] = {} if cls in ("Zeros", "Ones") else {"seed": None}
     return {"module": "keras.initializers", "class_name": cls, "config": config, "registered_name": None}

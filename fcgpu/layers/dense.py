@@ -11,7 +11,7 @@ from .. import mixed_precision, regularizers
 from ..activations import Activation, get_activation
 from ..backends import Backend, get_backend, resolve_backend
 from ..backends.base import Array, Scalar
-from ..initializers import get_initializer
+from ..initializers import get_initializer, serialize as serialize_initializer
 from ..serialization import register
 from ..validation import float_array, input_features, positive_int
 from .base import Buffers, Layer, declared_input
@@ -29,7 +29,8 @@ class Dense(Layer):
             'gelu_approximate' (the tanh form), 'leaky_relu' (slope 0.2), 'elu', 'selu', 'silu'
             (also 'swish'), 'softplus' or 'softsign'; case-insensitive (``fcgpu.activations``).
         use_bias: add a bias vector b of shape (N,).
-        kernel_initializer, bias_initializer: names from ``fcgpu.initializers``.
+        kernel_initializer, bias_initializer: names ('he_normal', ...) or instances (``HeNormal()``)
+            from ``fcgpu.initializers``.
         kernel_regularizer, bias_regularizer: None, 'l1', 'l2', 'l1_l2' or an ``fcgpu.regularizers``
             object: its penalty joins the loss, its gradient the parameter's (as in Keras).
         dtype: a dtype policy (``fcgpu.mixed_precision``): 'float32', 'float64', 'float16',
@@ -49,8 +50,8 @@ class Dense(Layer):
         units: int,
         activation: str | None = None,
         use_bias: bool = True,
-        kernel_initializer: str = "glorot_uniform",
-        bias_initializer: str = "zeros",
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
         kernel_regularizer: Any = None,
         bias_regularizer: Any = None,
         dtype: Any = None,
@@ -72,10 +73,10 @@ class Dense(Layer):
         if not isinstance(use_bias, (bool, np.bool_)):
             raise TypeError(f"use_bias: expected True or False, got {use_bias!r}")
         self.use_bias = bool(use_bias)
-        self._kernel_init_name = kernel_initializer
-        self._bias_init_name = bias_initializer
         self.kernel_initializer = get_initializer(kernel_initializer, "kernel_initializer")
         self.bias_initializer = get_initializer(bias_initializer, "bias_initializer")
+        self._kernel_init_name = serialize_initializer(kernel_initializer)  # a name stays a name
+        self._bias_init_name = serialize_initializer(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
         self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
         self.dtype_policy = policy
