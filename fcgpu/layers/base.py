@@ -155,8 +155,8 @@ class Layer:
         if host and x.dtype.kind in "iuf" and (x.dtype.kind != "f" or x.dtype.itemsize > dtype.itemsize) and not self.mixed:
             # Integers and wider floats can overflow the layer's dtype (100000 in float16): refused as
             # fit and predict refuse them. Under a mixed policy an overflow to inf is the loss
-            # scaler's to catch (skip the step).
-            float_array(x, "x", dtype, owner=f"layer '{self.name}'")
+            # scaler's to catch (skip the step). The checked cast is the one uploaded.
+            x = float_array(x, "x", dtype, owner=f"layer '{self.name}'")
         if not self.built:
             self.build(x.shape[-1])
         x_dev = self.backend.asarray(x, dtype, "x")
