@@ -87,6 +87,9 @@ _BATCH_HOOKS = {
 }
 
 
+_MODE_OF = {hook: mode for mode, hooks in _BATCH_HOOKS.items() for hook in hooks}
+
+
 class CallbackList:
     """The callbacks of one fit, evaluate or predict call. Batch hooks reach only the callbacks that
     define one (on the class or, as LambdaCallback does, on the instance): fit reads the running
@@ -118,7 +121,7 @@ class CallbackList:
         return self.wants("train")
 
     def call(self, hook: str, *args: Any) -> None:
-        mode = hook[3:].split("_batch")[0] if "_batch_" in hook else None
+        mode = _MODE_OF.get(hook)
         for cb in self._batch[mode] if mode else self.callbacks:
             getattr(cb, hook)(*args)
 
