@@ -100,15 +100,14 @@ class DataParallel:
             else:
                 self.backend.allreduce_sum(grad, comm, weight)
 
-    def _train_global_batch(self, x: Array, y: Array, acc: Array) -> tuple[float, float]:
-        """``train_batch`` on N ranks: (x, y) is the global batch on every rank; this rank steps on
-        its share and the (mean loss, correct count) returned are global (read on the host)."""
+    def _train_global_batch(self, x: Array, y: Array, acc: Array) -> np.ndarray:
+        """One step on N ranks: (x, y) is the global batch on every rank; this rank steps on its
+        share, and the accumulator's sums returned are global (summed over the ranks, on the host)."""
         comm = world()
         self._start_from_rank0_once(comm)
         start, stop = shard_bounds(x.shape[0], comm.rank, comm.size)
         self.step_share(x, y, acc, start, stop, x.shape[0], (x[0:1], y[0:1]))
-        totals = comm.sum_host(self.backend.to_numpy(acc))
-        return totals[0] / x.shape[0], totals[1]
+        return comm.sum_host(self.backend.to_numpy(acc))
 
     def step_share(self, x: Array, y: Array, acc: Array, start: int, stop: int, rows: int, spare: Any) -> None:
         """This rank's step of a global batch of ``rows`` rows: rows [start, stop) of (x, y), or, when

@@ -206,7 +206,7 @@ class Trainer(DataParallel):
         returns (mean loss, correct count), both left on the device so that a step does not wait."""
         acc = self.backend.zeros((self.metric_columns(),), np.float64)
         if distributed.world().size > 1:  # (x, y): the global batch, the same on every rank
-            return self._train_global_batch(x, y, acc)
+            return tuple(self._train_global_batch(x, y, acc)[:2] / (x.shape[0], 1))
         self.accumulate_batch(x, y, acc)
         return acc[0] / x.shape[0], acc[1]
 
@@ -291,12 +291,11 @@ class Trainer(DataParallel):
         backend, comm = self.backend, distributed.world()
         x_dev, y_dev = backend.from_numpy(xh), backend.from_numpy(yh)
         acc = backend.zeros((self.metric_columns(),), np.float64)
-        if comm.size > 1:  # data parallel: (x, y) is the global batch, the same on every rank
-            same_on_every_rank(comm, what, x=fingerprint(xh), y=fingerprint(yh))
-            self._train_global_batch(x_dev, y_dev, acc)
-        else:
+        if comm.size == 1:
             self.accumulate_batch(x_dev, y_dev, acc)
-        return self.logs_from(comm.sum_host(backend.to_numpy(acc)) / xh.shape[0])
+            return self.logs_from(backend.to_numpy(acc) / xh.shape[0])
+        same_on_every_rank(comm, what, x=fingerprint(xh), y=fingerprint(yh))  # the global batch on every rank
+        return self.logs_from(self._train_global_batch(x_dev, y_dev, acc) / xh.shape[0])
 
     # -- loops -------------------------------------------------------------------
     def fit(
