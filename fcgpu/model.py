@@ -237,11 +237,11 @@ class Sequential(Trainer):
 
     @property
     def trainable_weights(self) -> list[Array]:
-        return self.weights
+        return [w for layer in self._layers for w in layer.trainable_weights]
 
     @property
     def non_trainable_weights(self) -> list[Array]:
-        return []
+        return [w for layer in self._layers for w in layer.non_trainable_weights]
 
     @property
     def losses(self) -> list[float]:
