@@ -13,34 +13,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .dtypes import is_half_dtype, is_numeric_dtype
+
 Array = Any  # numpy.ndarray or cupy.ndarray
 # A reduction's result where it was computed: a NumPy scalar on the host, a 0-d array on a GPU.
 # Reading it (float(), int()) waits for the device, so training loops add these up and read once.
 Scalar = Any
-
-
-def is_bfloat16(dtype: Any) -> bool:
-    """Whether ``dtype`` is bfloat16 (ml_dtypes' type in NumPy, CuPy's where it has one): a float
-    type whose NumPy kind is 'V', not 'f'."""
-    return np.dtype(dtype).name == "bfloat16"
-
-
-def is_float_dtype(dtype: Any) -> bool:
-    """Whether ``dtype`` is a floating type the layers compute in: NumPy kind 'f', or bfloat16."""
-    dtype = np.dtype(dtype)
-    return dtype.kind == "f" or is_bfloat16(dtype)
-
-
-def is_numeric_dtype(dtype: Any) -> bool:
-    """Whether ``dtype`` is bool, an integer or a float type (bfloat16 included)."""
-    dtype = np.dtype(dtype)
-    return dtype.kind in "biuf" or is_bfloat16(dtype)
-
-
-def is_half_dtype(dtype: Any) -> bool:
-    """float16 or bfloat16: the 16-bit types that the kernels (and the NumPy backend) compute in float32."""
-    dtype = np.dtype(dtype)
-    return dtype.itemsize == 2 and is_float_dtype(dtype)
 
 
 class BackendUnavailable(RuntimeError):
@@ -49,6 +27,16 @@ class BackendUnavailable(RuntimeError):
 
 class BackendMismatch(TypeError):
     """An array of one backend was handed to another."""
+
+
+def _dlpack_hint(x: Any, backend: str) -> str:
+    """Why a tensor could not cross DLPack, as far as its attributes tell."""
+    dtype = str(getattr(x, "dtype", "unknown"))
+    if getattr(x, "requires_grad", False):
+        return "it requires grad: pass tensor.detach()"
+    if "bfloat16" in dtype:
+        return f"{backend} cannot take bfloat16 through DLPack: pass tensor.float()"
+    return f"its dtype is {dtype}"
 
 
 class Backend(ABC):
@@ -106,12 +94,8 @@ class Backend(ABC):
         try:
             return self.xp.from_dlpack(x) if device_type == self.dlpack_device_type else np.from_dlpack(x)
         except (RuntimeError, TypeError, BufferError, ValueError) as e:
-            dtype = str(getattr(x, "dtype", "unknown"))
-            hint = ("it requires grad: pass tensor.detach()" if getattr(x, "requires_grad", False) else
-                    f"{self.name} cannot take bfloat16 through DLPack: pass tensor.float()" if "bfloat16" in dtype
-                    else f"its dtype is {dtype}")
             raise TypeError(f"{argument}: a {type(x).__module__}.{type(x).__name__} could not be read through "
-                            f"DLPack ({e}); {hint}") from None
+                            f"DLPack ({e}); {_dlpack_hint(x, self.name)}") from None
 
     def _accepted_arrays(self) -> str:
         return f"a NumPy array or a {self.name} array"

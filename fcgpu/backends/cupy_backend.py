@@ -17,7 +17,8 @@ from .. import kernel_sources
 from ..activations import ACTIVATIONS
 from . import philox
 from .device_specs import device_peak
-from .base import Array, Backend, Scalar, is_bfloat16
+from .base import Array, Backend, Scalar
+from .dtypes import is_bfloat16
 from .kernel_specs import KERNEL_SPECS, KernelSpec
 
 __all__ = ["KERNEL_SPECS", "CupyBackend", "KernelSpec"]

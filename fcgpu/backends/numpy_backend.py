@@ -13,7 +13,8 @@ import numpy as np
 
 from ..activations import ACTIVATIONS, Workspace, get_activation
 from . import philox
-from .base import Array, Backend, is_half_dtype
+from .base import Array, Backend
+from .dtypes import is_half_dtype
 
 _BOOL = np.dtype(np.bool_)
 _F32 = np.dtype(np.float32)
