@@ -7,7 +7,12 @@ from .base import Buffers, Layer
 from .dense import FLOAT_DTYPES, Dense
 from .dropout import Dropout
 from .input import Input
+from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from .reshaping import Flatten, Reshape
 
-InputLayer = Input  # Keras's layers.InputLayer(shape=...), the first entry of a Sequential
+InputLayer = Input  # Keras's layers.InputLayer(shape=...)
 
-__all__ = ["Activation", "Buffers", "Dense", "Dropout", "FLOAT_DTYPES", "Input", "InputLayer", "Layer"]
+__all__ = [
+    "Activation", "Add", "Average", "Buffers", "Concatenate", "Dense", "Dropout", "FLOAT_DTYPES", "Flatten", "Input",
+    "InputLayer", "Layer", "Maximum", "Minimum", "Multiply", "Reshape", "Subtract",
+]
