@@ -20,6 +20,7 @@ from ..backends import Backend, get_backend
 from ..backends.base import Array
 from ..layers import Layer
 from ..layers.base import refuse_freezing
+from ..layers.symbolic import is_symbolic
 from ..saving import save_model
 from ..validation import float_array
 from ..training import Trainer
@@ -344,8 +345,15 @@ class Model(Trainer, Layer):
 
     def __call__(self, x: Any, training: bool = False) -> Any:
         """``forward``; ``training=True`` turns on what acts only in training (dropout), as Keras's.
-        On a symbolic tensor: this model as a layer of a functional graph."""
-        return Layer.__call__(self, x, training=training)
+        On a symbolic tensor: this model as a layer of a functional graph. Several inputs (a list or a
+        dict by input name) and samples of rank > 1 are checked and arranged as ``fit`` arranges them."""
+        if is_symbolic(x):
+            return Layer.__call__(self, x, training=training)
+        if isinstance(x, (list, tuple, dict)) or len(self.input_specs()) > 1:
+            x = self.host_inputs(x)
+        elif np.ndim(x) > 2 and self.flattens_input():
+            x = x.reshape(x.shape[0], -1)
+        return self.forward(x, training=bool(training))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, weights, and compile settings with optimizer state to ``path`` (see fcgpu.saving).
