@@ -76,6 +76,7 @@ def keras_graph(merge):
 def test_a_graph_trains_as_keras_trains_it(merge):
     """Same graph, same initial weights, SGD on the same batches in float64: the same weights after (to
     1e-6: Keras's torch backend loses float64 digits in its Dense)."""
+    keras.utils.set_random_seed(0)
     keras.config.set_dtype_policy("float64")  # else Keras's InputLayer computes in float32
     try:
         theirs = keras_graph(merge)

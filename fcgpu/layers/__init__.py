@@ -6,11 +6,10 @@ from .activation import Activation
 from .base import Buffers, Layer
 from .dense import FLOAT_DTYPES, Dense
 from .dropout import Dropout
-from .input import Input
+from .input import Input, InputLayer
 from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from .reshaping import Flatten, Reshape
 
-InputLayer = Input  # Keras's layers.InputLayer(shape=...)
 
 __all__ = [
     "Activation", "Add", "Average", "Buffers", "Concatenate", "Dense", "Dropout", "FLOAT_DTYPES", "Flatten", "Input",

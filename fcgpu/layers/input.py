@@ -14,16 +14,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..serialization import register
+from ..serialization import register, register_alias
 from .base import Layer
 from .elementwise import optional_float_dtype
 from .symbolic import KerasTensor
 
-__all__ = ["Input"]
+__all__ = ["Input", "InputLayer"]
 
 
 @register
-class Input(KerasTensor, Layer):
+class InputLayer(KerasTensor, Layer):
     """The shape of the samples a model takes, and optionally their batch size and dtype.
 
     Args:
@@ -44,7 +44,17 @@ class Input(KerasTensor, Layer):
         batch_size: int | None = None,
         dtype: str | None = None,
         name: str | None = None,
+        batch_shape: Sequence[int | None] | None = None,
+        sparse: bool | None = None,
     ) -> None:
+        if sparse:
+            raise ValueError("sparse: fcgpu takes dense inputs only")
+        if batch_shape is not None:
+            if shape is not None or batch_size is not None:
+                raise ValueError("batch_shape: give batch_shape, or shape (and batch_size), not both")
+            if not isinstance(batch_shape, (tuple, list)) or len(batch_shape) < 2:
+                raise ValueError(f"batch_shape: expected (batch_size or None, *sample shape), got {batch_shape!r}")
+            batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
         if shape is None:
             raise ValueError("shape: expected the shape of one sample such as (784,), got None")
         sample = sample_shape(shape, "shape")
@@ -77,7 +87,7 @@ class Input(KerasTensor, Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {
-            "class_name": "Input",
+            "class_name": "InputLayer",
             "shape": list(self.sample_shape),
             "batch_size": self.batch_size,
             "dtype": None if self.dtype is None else self.dtype.name,
@@ -85,15 +95,19 @@ class Input(KerasTensor, Layer):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Input":
+    def from_config(cls, config: dict[str, Any]) -> "InputLayer":
         config = dict(config)
-        if config.pop("class_name", "Input") != "Input":
-            raise ValueError("config: expected class_name 'Input'")
+        if config.pop("class_name", "InputLayer") not in ("Input", "InputLayer"):
+            raise ValueError("config: expected class_name 'InputLayer'")
         shape = config.pop("shape", None)
         return cls(tuple(shape) if isinstance(shape, list) else shape, **config)
 
     def __repr__(self) -> str:
-        return f"Input(shape={self.sample_shape}, name={self.name!r})"
+        return f"InputLayer(shape={self.sample_shape}, name={self.name!r})"
+
+
+Input = InputLayer  # Keras's keras.Input(shape=...): the input tensor of a functional graph
+register_alias("Input", InputLayer)  # the class name in configs written by fcgpu 0.2
 
 
 def sample_shape(shape: Any, argument: str) -> tuple[int, ...]:

@@ -185,7 +185,7 @@ class Functional(Model):
         tensors: dict[str, KerasTensor] = {}
         for entry in config["layers"]:
             layer_config = entry["config"]
-            if layer_config.get("class_name") == "Input":
+            if layer_config.get("class_name") in ("Input", "InputLayer"):
                 tensors[layer_config["name"]] = Input.from_config(layer_config)
                 continue
             layer = deserialize(layer_config, "config['layers']")
