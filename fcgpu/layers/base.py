@@ -75,6 +75,27 @@ class Layer:
             self.build(width)
         return tuple(self.compute_output_shape(shapes[0]))
 
+    _call: tuple[Any, Any] | None = None  # (input tensors, output tensor) of the layer's functional-API call
+
+    def record_call(self, inputs: Any, output: Any) -> None:
+        """Keep the symbolic call that made ``output`` (``layers.symbolic``), for ``input``/``output``."""
+        self._call = (inputs, output)
+
+    @property
+    def input(self) -> Any:
+        """The symbolic tensor(s) the layer was called on in a functional graph (Keras's ``layer.input``)."""
+        if self._call is None:
+            raise AttributeError(f"layer '{self.name}' has never been called on a symbolic tensor, so it has no input")
+        return self._call[0]
+
+    @property
+    def output(self) -> Any:
+        """The symbolic tensor its call returned (Keras's ``layer.output``): e.g. for a feature extractor
+        ``Model(model.inputs, model.get_layer('hidden').output)``."""
+        if self._call is None:
+            raise AttributeError(f"layer '{self.name}' has never been called on a symbolic tensor, so it has no output")
+        return self._call[1]
+
     @property
     def trainable(self) -> bool:
         """Whether fit updates the layer's weights: always, in this release."""

@@ -69,6 +69,7 @@ class InputLayer(KerasTensor, Layer):
         self.batch_size = None if batch_size is None else int(batch_size)
         KerasTensor.__init__(self, (self.batch_size, *sample), resolved, self, ())
         self.in_features = self.units = int(math.prod(sample))
+        self.record_call([], self)  # Keras: an InputLayer's output is its tensor
 
     @property
     def name(self) -> str:  # type: ignore[override]

@@ -19,7 +19,10 @@ from ..backends.base import Array
 from ..serialization import register
 from .base import Buffers, Layer
 
-__all__ = ["Add", "Average", "Concatenate", "Maximum", "Merge", "Minimum", "Multiply", "Subtract"]
+__all__ = [
+    "Add", "Average", "Concatenate", "Maximum", "Merge", "Minimum", "Multiply", "Subtract",
+    "add", "average", "concatenate", "maximum", "minimum", "multiply", "subtract",
+]
 
 
 class Merge(Layer):
@@ -302,3 +305,32 @@ class Concatenate(Merge):
             grads.append(self.backend.copy(dy[:, start : start + n], out=self._buffers.get(self.backend, f"dx{i}", x.shape, self.dtype)))
             start += n
         return grads
+
+
+# Keras's functional forms: ``layers.add([a, b])`` is ``layers.Add()([a, b])``.
+def add(inputs: Any, **kwargs: Any) -> Any:
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs: Any, **kwargs: Any) -> Any:
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs: Any, **kwargs: Any) -> Any:
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs: Any, **kwargs: Any) -> Any:
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs: Any, **kwargs: Any) -> Any:
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs: Any, **kwargs: Any) -> Any:
+    return Minimum(**kwargs)(inputs)
+
+
+def concatenate(inputs: Any, axis: int = -1, **kwargs: Any) -> Any:
+    return Concatenate(axis=axis, **kwargs)(inputs)

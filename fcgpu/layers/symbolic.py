@@ -106,8 +106,9 @@ def call_layer(layer: Any, x: Any) -> KerasTensor:
             f"layer '{layer.name}' is built for {layer.in_features} features, but its input has shape {shapes[0]}"
         )
     out_shape = layer.symbolic_output_shape(shapes)  # checks the shapes and builds the layer
-    out_dtype = layer.compute_dtype
-    return KerasTensor(out_shape, out_dtype, layer, tensors)
+    out = KerasTensor(out_shape, layer.compute_dtype, layer, tensors)
+    layer.record_call(tensors if several else tensors[0], out)
+    return out
 
 
 def map_graph(inputs: Sequence[KerasTensor], outputs: Sequence[KerasTensor]) -> list[KerasTensor]:

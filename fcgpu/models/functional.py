@@ -118,6 +118,19 @@ class Functional(Model):
         return list(self._outputs)
 
     @property
+    def input(self) -> Any:
+        return self._inputs[0] if len(self._inputs) == 1 else list(self._inputs)
+
+    @property
+    def output(self) -> Any:
+        return self._outputs[0]
+
+    @property
+    def input_shape(self) -> Any:
+        shapes = [t.shape for t in self._inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
     def built(self) -> bool:
         return all(layer.built for layer in self.compute_layers)
 
