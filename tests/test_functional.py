@@ -89,13 +89,13 @@ def test_a_graph_trains_as_keras_trains_it(merge):
     rng = np.random.default_rng(3)
     # Keras casts float data to floatx (float32) first: data that float32 holds exactly.
     x, y = (rng.normal(size=s).astype(np.float32).astype(np.float64) for s in ((24, 5), (24, 3)))
-    np.testing.assert_allclose(ours.predict(x), np.asarray(theirs.predict(x, verbose=0)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ours.predict(x), np.asarray(theirs.predict(x, verbose=0)), rtol=1e-6, atol=1e-6)
     theirs.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
     ours.compile(optimizer=fc.optimizers.SGD(learning_rate=0.1), loss="mse")
     theirs.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
     ours.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
-        np.testing.assert_allclose(a, np.asarray(b), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(a, np.asarray(b), rtol=1e-6, atol=1e-6)
 
 
 def test_maximum_splits_tied_gradients_as_torch_does(backend):
