@@ -45,6 +45,8 @@ class Dense(Layer):
     Shapes: x (B, M) or (M,) -> y (B, N) or (N,); kernel (M, N); bias (N,).
     """
 
+    compute_dtype: np.dtype = None  # type: ignore[assignment]  # set per layer from its policy (a plain attribute)
+
     def __init__(
         self,
         units: int,

@@ -68,8 +68,9 @@ class Model(Trainer, Layer):
 
     @property
     def compute_layers(self) -> list[Layer]:
-        """The layers that compute, in order (``layers`` without the inputs a functional model lists)."""
-        return [layer for layer in self._layers if not layer.is_input]
+        """The layers that compute, in order (``layers`` without the inputs a functional model lists);
+        the model's own list: read it, do not change it."""
+        return self._layers
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """The layer called ``name``, or at position ``index`` of ``layers`` (Keras's ``get_layer``)."""

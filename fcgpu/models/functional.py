@@ -70,6 +70,7 @@ class Functional(Model):
         slot = {id(t): i for i, t in enumerate(order)}
         self._tensors = order
         self._layers = [t.layer for t in order]
+        self._compute = [layer for layer in self._layers if not layer.is_input]
         self._nodes = [_Node(t.layer, [slot[id(p)] for p in t.inputs], slot[id(t)]) for t in order if t.inputs]
         self._input_slots = [slot[id(t)] for t in self._inputs]
         self._output_slot = slot[id(self._outputs[0])]
@@ -116,6 +117,15 @@ class Functional(Model):
     @property
     def outputs(self) -> list[KerasTensor]:
         return list(self._outputs)
+
+    @property
+    def layers(self) -> list[Layer]:
+        """Every layer in Keras's order, the Inputs included (as Keras lists its InputLayers)."""
+        return list(self._layers)
+
+    @property
+    def compute_layers(self) -> list[Layer]:
+        return self._compute
 
     @property
     def input(self) -> Any:
