@@ -211,6 +211,15 @@ class Model(Trainer, Layer):
         prefix = f"{self.name}/" if self.nested_in is not None else ""
         return [(prefix + n, p, g) for layer in self.compute_layers for n, p, g in layer.parameters()]
 
+    def variables(self) -> list[tuple[str, Array, bool]]:
+        """[(name, live array, trainable)] of every layer in ``get_weights`` order, named as ``parameters``."""
+        prefix = f"{self.name}/" if self.nested_in is not None else ""
+        return [(prefix + n, v, t) for layer in self.compute_layers for n, v, t in layer.variables()]
+
+    @property
+    def updates_state_in_training(self) -> bool:  # type: ignore[override]
+        return any(layer.updates_state_in_training for layer in self.compute_layers)
+
     def adopt_storage(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         self._route(params, grads, lambda layer, p, g: layer.adopt_storage(p, g))
 
