@@ -19,7 +19,7 @@ from .. import distributed
 from ..backends import Backend, get_backend
 from ..backends.base import Array
 from ..layers import Layer
-from ..layers.base import refuse_freezing
+from ..layers.base import trainable_flag
 from ..layers.symbolic import is_symbolic
 from ..saving import save_model
 from ..validation import float_array
@@ -112,12 +112,16 @@ class Model(Trainer, Layer):
 
     @property
     def trainable(self) -> bool:
-        """Whether fit updates the model's weights: always, in this release."""
-        return True
+        """The model's own flag; setting it sets every layer's (Keras's ``model.trainable = False``
+        freezes the whole model, e.g. a base model inside another)."""
+        return self._trainable
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
-        refuse_freezing(value, f"model '{self.name}'")
+        flag = trainable_flag(value)
+        for layer in self.compute_layers:
+            layer.trainable = flag
+        self._trainable = flag
 
     def _require_layers(self) -> None:
         if not self.compute_layers:

@@ -50,8 +50,7 @@ class Functional(Model):
     """
 
     def __init__(self, inputs: Any, outputs: Any, name: str | None = None, **kwargs: Any) -> None:
-        if kwargs.pop("trainable", True) is not True:
-            raise NotImplementedError("trainable: freezing a model is not supported in this release")
+        trainable = kwargs.pop("trainable", True)
         if kwargs:
             raise TypeError(f"Model: unexpected arguments {sorted(kwargs)}")
         super().__init__(name)
@@ -80,6 +79,8 @@ class Functional(Model):
         for layer in self._layers:
             if isinstance(layer, Model):
                 layer.nested_in = self
+        if trainable is not True:
+            self.trainable = trainable
 
     def _name_layers(self, layers: Sequence[Layer]) -> None:
         """Name unnamed layers 'dense', 'dense_1', ... in order; refuse a name given twice."""
@@ -199,6 +200,7 @@ class Functional(Model):
             ],
             "input_layers": [t.layer.name for t in self._inputs],
             "output_layers": [t.layer.name for t in self._outputs],
+            **({"trainable": False} if not self.trainable else {}),
         }
 
     @classmethod
@@ -216,7 +218,10 @@ class Functional(Model):
             tensors[layer.name] = layer(inbound if layer.input_count != 1 else inbound[0])
         inputs = [tensors[name] for name in config["input_layers"]]
         outputs = [tensors[name] for name in config["output_layers"]]
-        return cls(inputs, outputs[0] if len(outputs) == 1 else outputs, name=config.get("name"))
+        model = cls(inputs, outputs[0] if len(outputs) == 1 else outputs, name=config.get("name"))
+        if config.get("trainable", True) is False:
+            model._trainable = False  # the layers' own configs carry their flags
+        return model
 
     def __repr__(self) -> str:
         return f"Functional(name={self.name!r}, layers={[l.name for l in self._layers]!r})"
