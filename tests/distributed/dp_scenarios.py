@@ -126,7 +126,29 @@ def mixed_float16(rank: int, out_dir: str) -> dict[str, Any]:
     return _results(model, history, x, y)
 
 
+def graph(rank: int, out_dir: str) -> dict[str, Any]:
+    """A functional graph: two inputs, a frozen layer (its weights, drawn from each rank's own seed,
+    come from rank 0 although they are outside the flat buffers), a fan-out into Add and
+    Concatenate, Dropout; 50 samples in batches of 8, shuffled, Adam."""
+    x, y = _data(50, 7, 3)
+    fc.set_seed(SEED + rank)
+    left, right = fc.Input(shape=(4,), dtype="float64"), fc.Input(shape=(3,), dtype="float64")
+    h = fc.Dense(5, activation="tanh", dtype="float64", name="frozen")(left)
+    a = fc.Dense(5, activation="relu", dtype="float64")(h)
+    b = fc.Dropout(0.3)(fc.Dense(5, dtype="float64")(right))
+    merged = fc.layers.Concatenate()([fc.layers.Add()([a, b]), h])
+    model = fc.Model([left, right], fc.Dense(3, dtype="float64")(merged))
+    model.get_layer("frozen").trainable = False
+    fc.set_seed(SEED + rank)
+    model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.Adam(lr=0.05), metrics=["accuracy"])
+    history = model.fit([x[:, :4], x[:, 4:]], y, batch_size=8, epochs=3, verbose=0)
+    result = _results(model, history, [x[:, :4], x[:, 4:]], y)
+    result["frozen"] = [np.array(w) for w in model.get_layer("frozen").get_weights()]
+    return result
+
+
 SCENARIOS: dict[str, Callable[[int, str], dict[str, Any]]] = {
+    "graph": graph,
     "mixed_float16": mixed_float16,
     "dropout": dropout,
     "sgd_momentum": sgd_momentum,
