@@ -350,6 +350,10 @@ class Model(Trainer, Layer):
     def output_shape(self) -> tuple[int | None, ...]:
         return (None, self.output_features)
 
+    def structure_outputs(self, out: Any) -> Any:
+        """What ``forward`` or ``predict`` computed, as Keras returns it (one output: as it is)."""
+        return out
+
     # -- files and calls -----------------------------------------------------------------
     def summary(self, line_length: int | None = None, print_fn: Callable[[str], Any] | None = None, **kwargs: Any) -> None:
         """Print Keras's table: Layer (type) | Output Shape | Param # (| Connected to, for a graph that
@@ -367,7 +371,7 @@ class Model(Trainer, Layer):
             x = self.host_inputs(x)
         elif np.ndim(x) > 2 and self.flattens_input():
             x = x.reshape(x.shape[0], -1)
-        return self.forward(x, training=bool(training))
+        return self.structure_outputs(self.forward(x, training=bool(training)))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, weights, and compile settings with optimizer state to ``path`` (see fcgpu.saving).

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..backends import Backend, resolve_backend
 from ..backends.base import Array
+from ..buffers import Buffers
 from ..layers import Input, Layer
 from ..layers.symbolic import KerasTensor, map_graph
 from ..serialization import deserialize, register
@@ -55,7 +56,7 @@ class Functional(Model):
             raise TypeError(f"Model: unexpected arguments {sorted(kwargs)}")
         super().__init__(name)
         self._inputs = _input_list(inputs)
-        self._outputs = _output_list(outputs)
+        self._outputs, self._output_keys = _output_list(outputs)
         order = map_graph(self._inputs, self._outputs)
         seen: dict[int, KerasTensor] = {}
         for t in order:
@@ -72,10 +73,14 @@ class Functional(Model):
         self._compute = [layer for layer in self._layers if not layer.is_input]
         self._nodes = [_Node(t.layer, [slot[id(p)] for p in t.inputs], slot[id(t)]) for t in order if t.inputs]
         self._input_slots = [slot[id(t)] for t in self._inputs]
-        self._output_slot = slot[id(self._outputs[0])]
+        self._output_slots = [slot[id(t)] for t in self._outputs]
+        self._output_slot = self._output_slots[0] if len(self._outputs) == 1 else -1
+        out_widths = [t.features for t in self._outputs]
+        self._out_columns = list(zip(np.cumsum([0, *out_widths[:-1]]).tolist(), np.cumsum(out_widths).tolist()))
         widths = [t.features for t in self._inputs]
         self._columns = list(zip(np.cumsum([0, *widths[:-1]]).tolist(), np.cumsum(widths).tolist()))
-        self._chain = self._as_chain()
+        self._chain = self._as_chain() if len(self._outputs) == 1 else None
+        self._joined_buffers = Buffers()
         for layer in self._layers:
             if isinstance(layer, Model):
                 layer.nested_in = self
@@ -158,15 +163,42 @@ class Functional(Model):
 
     @property
     def output_features(self) -> int:
-        return self._outputs[0].features
+        """The output's features; for several outputs, theirs side by side (as ``forward`` returns them)."""
+        return int(sum(t.features for t in self._outputs))
 
     @property
-    def output_shape(self) -> tuple[int | None, ...]:
-        return self._outputs[0].shape
+    def output_shape(self) -> Any:
+        shapes = [t.shape for t in self._outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
 
     @property
     def output_layer(self) -> Layer:
         return self._outputs[0].layer
+
+    @property
+    def output_layers(self) -> list[Layer]:
+        """The layer of each output, in order."""
+        return [t.layer for t in self._outputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        """Each output's name (its layer's, as Keras's ``model.output_names``)."""
+        return [t.layer.name for t in self._outputs]
+
+    @property
+    def output_columns(self) -> list[tuple[int, int]]:
+        """Each output's columns in what ``forward`` returns: (start, stop)."""
+        return list(self._out_columns)
+
+    def structure_outputs(self, out: Any) -> Any:
+        """``out`` (B, N_1 + N_2 + ...) as Keras returns several outputs: a list in order, or a dict by
+        name where the model was made with a dict; one output as it is."""
+        if len(self._outputs) == 1:
+            return out
+        parts = [out[:, a:b] for a, b in self._out_columns]
+        if self._output_keys is not None:
+            return dict(zip(self._output_keys, parts))
+        return parts
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -189,6 +221,14 @@ class Functional(Model):
             kind = "InputLayer" if t.layer.is_input else type(t.layer).__name__
             rows.append((t.layer.name, kind, t.shape, t.layer.count_params(), inbound))
         return rows, self._chain is None
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        if len(self._outputs) > 1:
+            raise NotImplementedError(
+                f"compile: model '{self.name}' has {len(self._outputs)} outputs; training several outputs (a loss "
+                f"per output) is not supported in this release: predict works; to train, make one model per output"
+            )
+        super().compile(*args, **kwargs)
 
     # -- config ------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -258,18 +298,35 @@ class Functional(Model):
         for s, part in zip(self._input_slots, parts):
             values[s] = part
         inputs = set(self._input_slots)
+        on_logits = self._logits_by_slot(logits)
+        single = len(self._outputs) == 1
         for node in self._nodes:
             args = [values[s] for s in node.inputs]
-            last = node.output == self._output_slot
+            last = single and node.output == self._output_slot
             values[node.output] = node.layer.forward(
                 args if node.layer.input_count != 1 else args[0],
                 input_owned=owned or not inputs.intersection(node.inputs),
                 output_private=output_private or not last,
-                logits=logits and last,
+                logits=on_logits.get(node.output, False),
                 training=training,
                 row_offset=row_offset,
             )
-        return values[self._output_slot]
+        return values[self._output_slot] if single else self._joined(values, "y")
+
+    def _logits_by_slot(self, logits: Any) -> dict[int, bool]:
+        """{output slot: whether its layer stops before its activation}: ``logits`` is one bool, or
+        one per output."""
+        flags = list(logits) if isinstance(logits, (list, tuple)) else [bool(logits)] * len(self._outputs)
+        return {s: bool(f) for s, f in zip(self._output_slots, flags) if f}
+
+    def _joined(self, values: list[Any], key: str) -> Array:
+        """The outputs side by side in one (B, N_1 + N_2 + ...) array (reused from step to step)."""
+        first = values[self._output_slots[0]]
+        backend = self.backend
+        out = self._joined_buffers.get(backend, key, (first.shape[0], self.output_features), first.dtype)
+        for s, (a, b) in zip(self._output_slots, self._out_columns):
+            backend.copy(values[s], out=out[:, a:b])
+        return out
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         """y (B, N) from x (B, M) without keeping anything for backward."""
@@ -279,12 +336,14 @@ class Functional(Model):
         parts, _ = self._input_values(x, True)
         for s, part in zip(self._input_slots, parts):
             values[s] = part
+        on_logits = self._logits_by_slot(logits)
         for node in self._nodes:
             args = [values[s] for s in node.inputs]
-            values[node.output] = node.layer.infer(
-                args if node.layer.input_count != 1 else args[0], logits=logits and node.output == self._output_slot
-            )
-        return values[self._output_slot]
+            values[node.output] = node.layer.infer(args if node.layer.input_count != 1 else args[0],
+                                                   logits=on_logits.get(node.output, False))
+        if len(self._outputs) == 1:
+            return values[self._output_slot]
+        return self.backend.copy(self._joined(values, "y_infer"))
 
     def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
         """dx (B, M) from dy = dL/dy (B, N); sets every layer's gradients. A tensor read by several
@@ -292,7 +351,14 @@ class Functional(Model):
         if self._chain is not None:
             return chain.backward(self._chain, dy, input_grad=input_grad)
         grads: list[Any] = [None] * len(self._tensors)
-        grads[self._output_slot] = dy
+        if len(self._outputs) == 1:
+            grads[self._output_slot] = dy
+        else:  # each output's columns of dy, contiguous, added where an output also feeds another layer
+            backend = self.backend
+            dy = backend.asarray(dy, self.output_layer.compute_dtype, "dy")
+            for s, (a, b) in zip(self._output_slots, self._out_columns):
+                part = backend.copy(dy[:, a:b])
+                grads[s] = part if grads[s] is None else grads[s] + part
         inputs = set(self._input_slots)
         for node in reversed(self._nodes):
             g = grads[node.output]
@@ -336,13 +402,12 @@ def _input_list(inputs: Any) -> list[Input]:
     return given
 
 
-def _output_list(outputs: Any) -> list[KerasTensor]:
+def _output_list(outputs: Any) -> tuple[list[KerasTensor], list[str] | None]:
+    """(the output tensors in order, their dict keys where ``outputs`` is a dict)."""
+    keys = list(outputs) if isinstance(outputs, dict) else None
     given = list(outputs.values()) if isinstance(outputs, dict) else list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
     if not all(isinstance(t, KerasTensor) for t in given) or not given:
         raise TypeError(f"outputs: expected the tensor a layer call returned, got {outputs!r}")
-    if len(given) > 1:
-        raise NotImplementedError(
-            f"outputs: fcgpu models have one output in this release, got {len(given)}; concatenate the heads "
-            f"(layers.Concatenate) or make one model per output"
-        )
-    return given
+    if len({id(t) for t in given}) != len(given):
+        raise ValueError("outputs: a tensor is given twice")
+    return given, keys

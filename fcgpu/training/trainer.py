@@ -501,4 +501,4 @@ class Trainer(DataParallel):
         if comm.size > 1:
             comm.allgather_rows(out[lo:hi].copy(), out)
         callback_list.call("on_predict_end", {})
-        return out
+        return self.structure_outputs(out)
