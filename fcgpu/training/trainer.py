@@ -56,10 +56,12 @@ class Trainer(DataParallel):
         self,
         loss: str | Loss | None = None,
         optimizer: str | Optimizer = "adam",
-        metrics: Sequence[str] | None = None,
+        metrics: Any = None,
     ) -> None:
         """Set the loss ('softmax_cross_entropy', 'categorical_crossentropy', 'binary_crossentropy', 'mse' or an
-        instance), the optimizer ('sgd', 'adam', 'adamw' or an instance) and metrics (['accuracy'] or none)."""
+        instance), the optimizer ('sgd', 'adam', 'adamw' or an instance) and metrics: a list of Keras names
+        ('accuracy', 'auc', 'precision', 'mse', ...), ``fcgpu.metrics`` instances or classes, and functions
+        ``fn(y_true, y_pred)``; or a dict {output name: such a list} (one output here)."""
         if loss is None:
             raise ValueError("loss: compile needs a loss, e.g. loss='softmax_cross_entropy'")
         layers = self.layers
@@ -67,18 +69,29 @@ class Trainer(DataParallel):
         loss_obj = losses_module.get(loss)
         opt = with_loss_scaling(optimizers_module.get(optimizer), layers)
         opt.check_owner(layers)
-        if isinstance(metrics, (str, metrics_module.Metric, dict)):
-            metrics = [metrics]
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
-            raise TypeError(f"metrics: expected a list of metric names or Metric instances, got {type(metrics).__name__}")
-        objects: list[metrics_module.Metric] = []
-        for m in metrics or []:
-            metric = metrics_module.get(m)
-            if all(metric.name != o.name for o in objects):
-                objects.append(metric)
+        objects = self._metric_objects(metrics)
         self.loss, self.optimizer = loss_obj, opt
         self.metric_objects = objects
         self.metrics = [m.name for m in objects]
+        self.compiled_metrics_spec = metrics  # as given: a dict keeps its output names
+
+    def _metric_objects(self, metrics: Any) -> list[metrics_module.Metric]:
+        """The metrics ``compile`` was given, resolved (``fcgpu.metrics.get``), duplicates by name dropped."""
+        if isinstance(metrics, dict):  # {output name: metrics}: a model with one output takes one entry
+            if len(metrics) > 1:
+                raise ValueError(f"metrics: a dict maps output names to metrics, and model '{self.name}' has one "
+                                 f"output; got entries for {sorted(metrics)}")
+            metrics = next(iter(metrics.values()), None)
+        if metrics is None:
+            return []
+        if not isinstance(metrics, (list, tuple)):
+            metrics = [metrics]
+        objects: list[metrics_module.Metric] = []
+        for m in metrics:
+            metric = metrics_module.get(m)
+            if all(metric.name != o.name for o in objects):
+                objects.append(metric)
+        return objects
 
     def _start_training(self, what: str) -> None:
         """Decided when training starts, whatever the order of compile and add, before anything changes:
@@ -95,8 +108,7 @@ class Trainer(DataParallel):
         """The compile settings as JSON-ready values (Keras 3's name), or None before compile."""
         if not self.compiled:
             return None
-        metrics = [m.name if type(m) is metrics_module.METRICS.get(m.name) and m.get_config() == type(m)().get_config()
-                   else m.get_config() for m in self.metric_objects]
+        metrics = [metrics_module.plain_name(m) or m.get_config() for m in self.metric_objects]
         return {"loss": self.loss.get_config(), "optimizer": self.optimizer.get_config(), "metrics": metrics}
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
@@ -205,14 +217,35 @@ class Trainer(DataParallel):
         """One forward/backward/update on arrays from ``prepare_data`` (or slices of them), unchecked:
         returns (mean loss, correct count), both left on the device so that a step does not wait."""
         acc = self.backend.zeros((self.metric_columns(),), np.float64)
+        if acc.shape[0] > 2:
+            self.bind_metrics(acc[2:])
         if distributed.world().size > 1:  # (x, y): the global batch, the same on every rank
             return tuple(self._train_global_batch(x, y, acc)[:2] / (x.shape[0], 1))
         self.accumulate_batch(x, y, acc)
         return acc[0] / x.shape[0], acc[1]
 
     def metric_columns(self) -> int:
-        """Accumulator columns: loss, the loss's fused correct count, then one per other metric."""
-        return 2 + sum(not m.fused_with_loss for m in self.metric_objects)
+        """Accumulator entries of one step: loss x rows, the loss's fused correct count, then every
+        other metric's state (``Metric.state_size``), in the order of ``metric_objects``."""
+        unfused = [m for m in self.metric_objects if not m.fused_with_loss]
+        if not unfused:
+            return 2
+        outputs = self.output_features if self.built else 1
+        return 2 + sum(m.state_size(outputs) for m in unfused)
+
+    def bind_metrics(self, state: Array) -> None:
+        """Bind the metrics not fused with the loss to consecutive views of ``state`` (float64, zeroed,
+        ``metric_columns() - 2`` entries, on the model's backend): Keras's reset of the metrics at the
+        start of an epoch or an evaluation; a subclass's own ``reset_state`` then runs."""
+        outputs = self.output_features if self.built else 1
+        offset = 0
+        for metric in self.metric_objects:
+            if not metric.fused_with_loss:
+                size = metric.state_size(outputs)
+                metric.bind(state[offset : offset + size], self.backend, outputs)
+                if metric.custom_reset():
+                    metric.reset_state()
+                offset += size
 
     def accumulate_batch(
         self, x: Array, y: Array, acc: Array, share: float | None = None, row_offset: int = 0
@@ -229,8 +262,8 @@ class Trainer(DataParallel):
             x, input_owned=True, output_private=True, logits=on_logits, training=True, row_offset=row_offset
         )
         count = any(m.fused_with_loss for m in self.metric_objects)
-        if len(self.metric_objects) > count:
-            self.update_metrics(logits, y, on_logits, acc)
+        if len(self.metric_objects) > count and share != 0.0:  # share 0: a spare row, not data
+            self.update_metrics(logits, y, on_logits)
         loss.grad_scale = getattr(self.optimizer, "loss_scale", 1.0)  # mixed_float16: the loss scaled before backward
         for layer in self.layers:  # a regularizer's gradient is scaled as the loss's is
             if getattr(layer, "gradient_scale", None) not in (None, loss.grad_scale):
@@ -243,18 +276,17 @@ class Trainer(DataParallel):
         self._reduce_gradients(share)
         self.optimizer.step(self)
 
-    def update_metrics(self, out: Array, y: Array, on_logits: bool, acc: Array) -> None:
+    def update_metrics(self, out: Array, y: Array, on_logits: bool, sample_weight: Array | None = None) -> None:
         """The metrics not fused with the loss, on the model's outputs (the activation applied to
-        logits the loss took), each into its column of ``acc``."""
+        logits the loss took), each adding into its bound state (``bind_metrics``) on the device.
+        ``sample_weight``: None or a per-row weight vector (B,) of the model's backend."""
         if on_logits:
             activation = self.layers[-1].activation.name
             probs = self._metric_buffers.get(self.backend, "probabilities", out.shape, out.dtype)  # reused
             out = self.backend.bias_act_forward(out, None, activation, probs)
-        column = 2
         for metric in self.metric_objects:
             if not metric.fused_with_loss:
-                metric.update(self.backend, out, y, self.loss, acc[column : column + 1])
-                column += 1
+                metric.update(self.backend, out, y, sample_weight)
 
     def add_regularization(self, acc: Array, rows: int) -> None:
         """Add the layers' weight penalties (``regularization_loss``) x ``rows`` into the loss column
@@ -291,11 +323,12 @@ class Trainer(DataParallel):
         backend, comm = self.backend, distributed.world()
         x_dev, y_dev = backend.from_numpy(xh), backend.from_numpy(yh)
         acc = backend.zeros((self.metric_columns(),), np.float64)
+        self.bind_metrics(acc[2:])
         if comm.size == 1:
             self.accumulate_batch(x_dev, y_dev, acc)
-            return self.logs_from(backend.to_numpy(acc) / xh.shape[0])
+            return self.logs_from(backend.to_numpy(acc), xh.shape[0])
         same_on_every_rank(comm, what, x=fingerprint(xh), y=fingerprint(yh))  # the global batch on every rank
-        return self.logs_from(self._train_global_batch(x_dev, y_dev, acc) / xh.shape[0])
+        return self.logs_from(self._train_global_batch(x_dev, y_dev, acc), xh.shape[0])
 
     # -- loops -------------------------------------------------------------------
     def fit(
@@ -416,16 +449,20 @@ class Trainer(DataParallel):
         callback_list.call("on_train_end", logs)
         return history
 
-    def logs_from(self, means: np.ndarray) -> dict[str, float]:
-        """{'loss': ..., metric name: ...} from the accumulator's column means."""
-        logs = {"loss": float(means[0])}
-        column = 2
+    def logs_from(self, totals: np.ndarray, rows: int) -> dict[str, Any]:
+        """{'loss': ..., metric name: ...} from a host copy of the accumulator (``metric_columns``
+        entries: the sums over ``rows`` rows, then the metrics' states), without device work."""
+        rows = max(rows, 1)
+        logs: dict[str, Any] = {"loss": float(totals[0] / rows)}
+        outputs = self.output_features if self.built else 1
+        offset = 2
         for metric in self.metric_objects:
             if metric.fused_with_loss:
-                logs[metric.name] = float(means[1])
+                logs[metric.name] = float(totals[1] / rows)
             else:
-                logs[metric.name] = float(means[column])
-                column += 1
+                size = metric.state_size(outputs)
+                logs[metric.name] = metric.result_from(totals[offset : offset + size])
+                offset += size
         return logs
 
     def evaluate(
