@@ -117,8 +117,8 @@ def test_names_are_kerass(rng):
                  "RootMeanSquaredError", "CategoricalCrossentropy", "Mean", "Sum"):
         assert getattr(metrics, name)().name == getattr(keras.metrics, name)().name, name
     first, second = metrics.AUC(), metrics.AUC()
-    assert second.name == f"{first.name.rsplit('_', 1)[0]}_{int(first.name.rsplit('_', 1)[1]) + 1}" if "_" in first.name \
-        else second.name == "auc_1"
+    n = int(first.name[4:]) if first.name != "auc" else 0  # 'auc', then 'auc_1', 'auc_2', ... as Keras's auto_name
+    assert second.name == f"auc_{n + 1}"
     assert metrics.Precision(name="prec").name == "prec"
 
 

@@ -112,3 +112,9 @@ def plain_name(metric: Metric) -> str | None:
         base.NAME_COUNTS.clear()
         base.NAME_COUNTS.update(counts)
     return metric.name if same else None
+
+
+def restorable(config: Any) -> bool:
+    """Whether ``get`` rebuilds a metric from ``config`` (an entry of ``get_compile_config``'s
+    metrics): a string or a config of one of fcgpu's classes, not a function or a user's subclass."""
+    return isinstance(config, str) or (isinstance(config, dict) and config.get("class_name") in _CLASSES)

@@ -112,11 +112,19 @@ class Trainer(DataParallel):
         return {"loss": self.loss.get_config(), "optimizer": self.optimizer.get_config(), "metrics": metrics}
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
-        """``compile`` with what ``get_compile_config`` returned."""
+        """``compile`` with what ``get_compile_config`` returned. A metric whose code is not stored (a
+        function, a ``Metric`` subclass) is left out with a warning naming it: compile again to use it."""
+        metrics, dropped = [], []
+        for m in config["metrics"] or []:
+            (metrics if metrics_module.restorable(m) else dropped).append(m)
+        if dropped:
+            names = ", ".join(repr(m.get("name")) for m in dropped)
+            warnings.warn(f"compile_from_config: the metrics {names} are code (functions or Metric subclasses), which "
+                          f"is not stored; the model is compiled without them", UserWarning, stacklevel=2)
         self.compile(
             loss=losses_module.get(config["loss"]),
             optimizer=optimizers_module.get(config["optimizer"]),
-            metrics=config["metrics"],
+            metrics=metrics,
         )
 
     def flat_parameters(self) -> FlatParameters | None:
