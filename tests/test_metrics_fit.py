@@ -198,3 +198,13 @@ def test_saved_models_keep_the_metrics_they_can(tmp_path, rng):
     plain.save(tmp_path / "m.keras")
     assert keras.saving.load_model(tmp_path / "m.keras").get_compile_config()["metrics"] == ["auc", "precision", "binary_crossentropy"]
     assert fc.load_model(tmp_path / "m.keras").metrics == ["auc", "precision", "binary_crossentropy"]
+
+
+def test_labels_a_confusion_metric_cannot_compare_are_refused_before_fit_starts(rng):
+    x = rng.normal(size=(32, 8)).astype(np.float32)
+    model = fc.Sequential([fc.Input(shape=(8,)), fc.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["auc"])
+    weights = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match="'auc' expects labels of the predictions' shape"):
+        model.fit(x, rng.integers(0, 3, 32), epochs=1, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))

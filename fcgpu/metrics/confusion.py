@@ -81,6 +81,7 @@ class ConfusionCounts(Metric):
     """Weighted confusion counts per threshold; ``kinds`` says which of 'tp', 'fp', 'tn', 'fn' it keeps."""
 
     kinds: tuple[str, ...] = ()
+    labels_kind = "same"
 
     def __init__(self, thresholds: Any = None, name: str | None = None, dtype: Any = None, top_k: int | None = None,
                  class_id: int | None = None) -> None:
@@ -197,6 +198,8 @@ class AUC(Metric):
     (Keras's ``AUC``: 0 - eps, i/(T-1) for i in 1..T-2, 1 + eps), with Keras's default
     'interpolation' summation (trapezoids for ROC, Davis & Goadrich's interpolation for PR), or
     'minoring' / 'majoring'. ``from_logits``: the predictions are logits (a sigmoid first)."""
+
+    labels_kind = "same"
 
     def __init__(self, num_thresholds: int = 200, curve: str = "ROC", summation_method: str = "interpolation",
                  name: str | None = None, dtype: Any = None, thresholds: Any = None, multi_label: bool = False,

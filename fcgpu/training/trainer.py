@@ -32,6 +32,7 @@ from ..mixed_precision import check_policies, with_loss_scaling
 from ..optimizers import Optimizer
 from ..params import FlatParameters
 from ..validation import float_array, positive_int
+from . import metric_state
 from .epoch import evaluate_arrays, keras_values, progress_bar, run_epoch, verbosity
 
 __all__ = ["Trainer", "History"]
@@ -69,29 +70,11 @@ class Trainer(DataParallel):
         loss_obj = losses_module.get(loss)
         opt = with_loss_scaling(optimizers_module.get(optimizer), layers)
         opt.check_owner(layers)
-        objects = self._metric_objects(metrics)
+        objects = metric_state.resolve(metrics, self.name)
         self.loss, self.optimizer = loss_obj, opt
         self.metric_objects = objects
         self.metrics = [m.name for m in objects]
         self.compiled_metrics_spec = metrics  # as given: a dict keeps its output names
-
-    def _metric_objects(self, metrics: Any) -> list[metrics_module.Metric]:
-        """The metrics ``compile`` was given, resolved (``fcgpu.metrics.get``), duplicates by name dropped."""
-        if isinstance(metrics, dict):  # {output name: metrics}: a model with one output takes one entry
-            if len(metrics) > 1:
-                raise ValueError(f"metrics: a dict maps output names to metrics, and model '{self.name}' has one "
-                                 f"output; got entries for {sorted(metrics)}")
-            metrics = next(iter(metrics.values()), None)
-        if metrics is None:
-            return []
-        if not isinstance(metrics, (list, tuple)):
-            metrics = [metrics]
-        objects: list[metrics_module.Metric] = []
-        for m in metrics:
-            metric = metrics_module.get(m)
-            if all(metric.name != o.name for o in objects):
-                objects.append(metric)
-        return objects
 
     def _start_training(self, what: str) -> None:
         """Decided when training starts, whatever the order of compile and add, before anything changes:
@@ -114,17 +97,10 @@ class Trainer(DataParallel):
     def compile_from_config(self, config: dict[str, Any]) -> None:
         """``compile`` with what ``get_compile_config`` returned. A metric whose code is not stored (a
         function, a ``Metric`` subclass) is left out with a warning naming it: compile again to use it."""
-        metrics, dropped = [], []
-        for m in config["metrics"] or []:
-            (metrics if metrics_module.restorable(m) else dropped).append(m)
-        if dropped:
-            names = ", ".join(repr(m.get("name")) for m in dropped)
-            warnings.warn(f"compile_from_config: the metrics {names} are code (functions or Metric subclasses), which "
-                          f"is not stored; the model is compiled without them", UserWarning, stacklevel=2)
         self.compile(
             loss=losses_module.get(config["loss"]),
             optimizer=optimizers_module.get(config["optimizer"]),
-            metrics=metrics,
+            metrics=metric_state.restorable(config["metrics"]),
         )
 
     def flat_parameters(self) -> FlatParameters | None:
@@ -235,25 +211,14 @@ class Trainer(DataParallel):
     def metric_columns(self) -> int:
         """Accumulator entries of one step: loss x rows, the loss's fused correct count, then every
         other metric's state (``Metric.state_size``), in the order of ``metric_objects``."""
-        unfused = [m for m in self.metric_objects if not m.fused_with_loss]
-        if not unfused:
+        if all(m.fused_with_loss for m in self.metric_objects):
             return 2
-        outputs = self.output_features if self.built else 1
-        return 2 + sum(m.state_size(outputs) for m in unfused)
+        return 2 + metric_state.state_size(self.metric_objects, self.output_features if self.built else 1)
 
     def bind_metrics(self, state: Array) -> None:
-        """Bind the metrics not fused with the loss to consecutive views of ``state`` (float64, zeroed,
-        ``metric_columns() - 2`` entries, on the model's backend): Keras's reset of the metrics at the
-        start of an epoch or an evaluation; a subclass's own ``reset_state`` then runs."""
-        outputs = self.output_features if self.built else 1
-        offset = 0
-        for metric in self.metric_objects:
-            if not metric.fused_with_loss:
-                size = metric.state_size(outputs)
-                metric.bind(state[offset : offset + size], self.backend, outputs)
-                if metric.custom_reset():
-                    metric.reset_state()
-                offset += size
+        """The metrics' states as views of ``state`` (zeroed, ``metric_columns() - 2`` entries, on the
+        model's backend): Keras's reset of the metrics at the start of an epoch or an evaluation."""
+        metric_state.bind(self.metric_objects, state, self.backend, self.output_features if self.built else 1)
 
     def accumulate_batch(
         self, x: Array, y: Array, acc: Array, share: float | None = None, row_offset: int = 0
@@ -460,18 +425,7 @@ class Trainer(DataParallel):
     def logs_from(self, totals: np.ndarray, rows: int) -> dict[str, Any]:
         """{'loss': ..., metric name: ...} from a host copy of the accumulator (``metric_columns``
         entries: the sums over ``rows`` rows, then the metrics' states), without device work."""
-        rows = max(rows, 1)
-        logs: dict[str, Any] = {"loss": float(totals[0] / rows)}
-        outputs = self.output_features if self.built else 1
-        offset = 2
-        for metric in self.metric_objects:
-            if metric.fused_with_loss:
-                logs[metric.name] = float(totals[1] / rows)
-            else:
-                size = metric.state_size(outputs)
-                logs[metric.name] = metric.result_from(totals[offset : offset + size])
-                offset += size
-        return logs
+        return metric_state.logs(self.metric_objects, totals, rows, self.output_features if self.built else 1)
 
     def evaluate(
         self,
