@@ -173,3 +173,19 @@ def test_strings_resolve_as_kerass_get(string, cls, key):
     metric = metrics.get(string)
     assert type(metric) is cls and metric.name == key
     assert type(keras.metrics.get(string)).__name__ == cls.__name__
+
+
+def test_a_metric_moves_between_backends(backend_named, rng):
+    """The same object, used on the stand-in and then on NumPy (as a model moved with ``to``)."""
+    y, p = data("binary", rng, 30)
+    m, ref = metrics.Precision(thresholds=[0.3, 0.6]), keras.metrics.Precision(thresholds=[0.3, 0.6])
+    ref.update_state(y, p)
+    for name in ("cupy-standin", "numpy"):
+        with fc.use_backend(backend_named(name)) as b:
+            state = b.zeros((m.state_size(1),), np.float64)
+            m.bind(state, b, 1)  # as fit binds it after model.to(...)
+            m.update_state(y, p)
+            assert b.owns(m._state) and m._state is state
+            np.testing.assert_allclose(m.result(), keras_value(ref), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"\(3,\)"):
+        m.update_state(y, p, sample_weight=[1.0, 2.0, 3.0])

@@ -59,7 +59,7 @@ def as_weights(backend: Backend, sample_weight: Any, rows: int) -> Array | None:
         return xp.full((rows,), float(backend.to_numpy(w).reshape(-1)[0]), np.float64)
     w = w.reshape(-1)
     if w.shape[0] != rows:
-        raise ValueError(f"sample_weight: expected {rows} weights (one per sample), got shape {tuple(sample_weight.shape)}")
+        raise ValueError(f"sample_weight: expected {rows} weights (one per sample), got shape {np.shape(sample_weight)}")
     return w
 
 
@@ -175,7 +175,7 @@ class Metric:
     #: What the labels must be: 'same' (the predictions' shape), 'ids' (class ids), 'rows' or 'any'.
     labels_kind = "any"
 
-    def __init__(self, name: str | None = None, dtype: Any = None) -> None:
+    def __init__(self, dtype: Any = None, name: str | None = None) -> None:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"name: expected a non-empty string, got {name!r}")
         self.name = name or self.default_name or unique_name(type(self).__name__)
@@ -354,6 +354,9 @@ class Mean(Metric):
     one axis are first averaged over the non-batch axes, per sample."""
 
     default_name = "mean"
+
+    def __init__(self, name: str | None = None, dtype: Any = None) -> None:
+        super().__init__(dtype=dtype, name=name)
 
     def state_size(self, outputs: int) -> int:
         return 2

@@ -69,12 +69,18 @@ def flat(backend: Backend, y_pred: Array, y_true: Array, sample_weight: Array | 
     return p.reshape(-1), y.reshape(-1), None if w is None else xp.ascontiguousarray(w).reshape(-1)
 
 
+def on_backend(metric: Metric, key: str, backend: Backend, make: Any) -> Array:
+    """A constant array of ``metric`` on ``backend`` (``make(backend)``), made once per backend, not
+    at every reset."""
+    cache = metric.__dict__.setdefault("_constants", {})
+    if (key, id(backend)) not in cache:
+        cache[(key, id(backend))] = make(backend)
+    return cache[(key, id(backend))]
+
+
 def device_thresholds(metric: Metric, backend: Backend) -> Array:
-    """``metric.thresholds`` on ``backend``: uploaded once per backend, not at every reset."""
-    thr = getattr(metric, "_thr", None)
-    if thr is None or not backend.owns(thr):
-        thr = backend.from_numpy(np.asarray(metric.thresholds, np.float64))
-    return thr
+    """``metric.thresholds`` on ``backend``."""
+    return on_backend(metric, "thresholds", backend, lambda b: b.from_numpy(np.asarray(metric.thresholds, np.float64)))
 
 
 class ConfusionCounts(Metric):
@@ -236,8 +242,7 @@ class AUC(Metric):
         n = self.num_thresholds
         self._hist = state.reshape(2, n)
         self._thr = device_thresholds(self, backend)
-        if getattr(self, "_buckets", None) is None or not backend.owns(self._buckets):
-            self._buckets = backend.xp.arange(n)[None, :]  # made once, not per batch
+        self._buckets = on_backend(self, "buckets", backend, lambda b: b.xp.arange(n)[None, :])
 
     def update(self, backend, y_pred, y_true, sample_weight=None):
         xp = backend.xp
