@@ -32,6 +32,7 @@ from ..mixed_precision import check_policies, with_loss_scaling
 from ..optimizers import Optimizer
 from ..params import FlatParameters
 from ..validation import float_array, positive_int
+from . import metric_state
 from .epoch import evaluate_arrays, keras_values, progress_bar, run_epoch, verbosity
 
 __all__ = ["Trainer", "History"]
@@ -56,10 +57,12 @@ class Trainer(DataParallel):
         self,
         loss: str | Loss | None = None,
         optimizer: str | Optimizer = "adam",
-        metrics: Sequence[str] | None = None,
+        metrics: Any = None,
     ) -> None:
         """Set the loss ('softmax_cross_entropy', 'categorical_crossentropy', 'binary_crossentropy', 'mse' or an
-        instance), the optimizer ('sgd', 'adam', 'adamw' or an instance) and metrics (['accuracy'] or none)."""
+        instance), the optimizer ('sgd', 'adam', 'adamw' or an instance) and metrics: a list of Keras names
+        ('accuracy', 'auc', 'precision', 'mse', ...), ``fcgpu.metrics`` instances or classes, and functions
+        ``fn(y_true, y_pred)``; or a dict {output name: such a list} (one output here)."""
         if loss is None:
             raise ValueError("loss: compile needs a loss, e.g. loss='softmax_cross_entropy'")
         layers = self.compute_layers
@@ -67,18 +70,11 @@ class Trainer(DataParallel):
         loss_obj = losses_module.get(loss)
         opt = with_loss_scaling(optimizers_module.get(optimizer), layers)
         opt.check_owner(layers)
-        if isinstance(metrics, (str, metrics_module.Metric, dict)):
-            metrics = [metrics]
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
-            raise TypeError(f"metrics: expected a list of metric names or Metric instances, got {type(metrics).__name__}")
-        objects: list[metrics_module.Metric] = []
-        for m in metrics or []:
-            metric = metrics_module.get(m)
-            if all(metric.name != o.name for o in objects):
-                objects.append(metric)
+        objects = metric_state.resolve(metrics, self.name)
         self.loss, self.optimizer = loss_obj, opt
         self.metric_objects = objects
         self.metrics = [m.name for m in objects]
+        self.compiled_metrics_spec = metrics  # as given: a dict keeps its output names
 
     def _start_training(self, what: str) -> None:
         """Decided when training starts, whatever the order of compile and add, before anything changes:
@@ -95,16 +91,16 @@ class Trainer(DataParallel):
         """The compile settings as JSON-ready values (Keras 3's name), or None before compile."""
         if not self.compiled:
             return None
-        metrics = [m.name if type(m) is metrics_module.METRICS.get(m.name) and m.get_config() == type(m)().get_config()
-                   else m.get_config() for m in self.metric_objects]
+        metrics = [metrics_module.plain_name(m) or m.get_config() for m in self.metric_objects]
         return {"loss": self.loss.get_config(), "optimizer": self.optimizer.get_config(), "metrics": metrics}
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
-        """``compile`` with what ``get_compile_config`` returned."""
+        """``compile`` with what ``get_compile_config`` returned. A metric whose code is not stored (a
+        function, a ``Metric`` subclass) is left out with a warning naming it: compile again to use it."""
         self.compile(
             loss=losses_module.get(config["loss"]),
             optimizer=optimizers_module.get(config["optimizer"]),
-            metrics=config["metrics"],
+            metrics=metric_state.restorable(config["metrics"]),
         )
 
     def flat_parameters(self) -> FlatParameters | None:
@@ -210,14 +206,24 @@ class Trainer(DataParallel):
         """One forward/backward/update on arrays from ``prepare_data`` (or slices of them), unchecked:
         returns (mean loss, correct count), both left on the device so that a step does not wait."""
         acc = self.backend.zeros((self.metric_columns(),), np.float64)
+        if acc.shape[0] > 2:
+            self.bind_metrics(acc[2:])
         if distributed.world().size > 1:  # (x, y): the global batch, the same on every rank
             return tuple(self._train_global_batch(x, y, acc)[:2] / (x.shape[0], 1))
         self.accumulate_batch(x, y, acc)
         return acc[0] / x.shape[0], acc[1]
 
     def metric_columns(self) -> int:
-        """Accumulator columns: loss, the loss's fused correct count, then one per other metric."""
-        return 2 + sum(not m.fused_with_loss for m in self.metric_objects)
+        """Accumulator entries of one step: loss x rows, the loss's fused correct count, then every
+        other metric's state (``Metric.state_size``), in the order of ``metric_objects``."""
+        if all(m.fused_with_loss for m in self.metric_objects):
+            return 2
+        return 2 + metric_state.state_size(self.metric_objects, self.output_features if self.built else 1)
+
+    def bind_metrics(self, state: Array) -> None:
+        """The metrics' states as views of ``state`` (zeroed, ``metric_columns() - 2`` entries, on the
+        model's backend): Keras's reset of the metrics at the start of an epoch or an evaluation."""
+        metric_state.bind(self.metric_objects, state, self.backend, self.output_features if self.built else 1)
 
     def accumulate_batch(
         self, x: Array, y: Array, acc: Array, share: float | None = None, row_offset: int = 0
@@ -234,8 +240,8 @@ class Trainer(DataParallel):
             x, input_owned=True, output_private=True, logits=on_logits, training=True, row_offset=row_offset
         )
         count = any(m.fused_with_loss for m in self.metric_objects)
-        if len(self.metric_objects) > count:
-            self.update_metrics(logits, y, on_logits, acc)
+        if len(self.metric_objects) > count and share != 0.0:  # share 0: a spare row, not data
+            self.update_metrics(logits, y, on_logits)
         loss.grad_scale = getattr(self.optimizer, "loss_scale", 1.0)  # mixed_float16: the loss scaled before backward
         for layer in self.compute_layers:  # a regularizer's gradient is scaled as the loss's is
             if getattr(layer, "gradient_scale", None) not in (None, loss.grad_scale):
@@ -248,18 +254,17 @@ class Trainer(DataParallel):
         self._reduce_gradients(share)
         self.optimizer.step(self)
 
-    def update_metrics(self, out: Array, y: Array, on_logits: bool, acc: Array) -> None:
+    def update_metrics(self, out: Array, y: Array, on_logits: bool, sample_weight: Array | None = None) -> None:
         """The metrics not fused with the loss, on the model's outputs (the activation applied to
-        logits the loss took), each into its column of ``acc``."""
+        logits the loss took), each adding into its bound state (``bind_metrics``) on the device.
+        ``sample_weight``: None or a per-row weight vector (B,) of the model's backend."""
         if on_logits:
             activation = self.output_layer.activation.name
             probs = self._metric_buffers.get(self.backend, "probabilities", out.shape, out.dtype)  # reused
             out = self.backend.bias_act_forward(out, None, activation, probs)
-        column = 2
         for metric in self.metric_objects:
             if not metric.fused_with_loss:
-                metric.update(self.backend, out, y, self.loss, acc[column : column + 1])
-                column += 1
+                metric.update(self.backend, out, y, sample_weight)
 
     def add_regularization(self, acc: Array, rows: int) -> None:
         """Add the layers' weight penalties (``regularization_loss``) x ``rows`` into the loss column
@@ -296,11 +301,12 @@ class Trainer(DataParallel):
         backend, comm = self.backend, distributed.world()
         x_dev, y_dev = backend.from_numpy(xh), backend.from_numpy(yh)
         acc = backend.zeros((self.metric_columns(),), np.float64)
+        self.bind_metrics(acc[2:])
         if comm.size == 1:
             self.accumulate_batch(x_dev, y_dev, acc)
-            return self.logs_from(backend.to_numpy(acc) / xh.shape[0])
+            return self.logs_from(backend.to_numpy(acc), xh.shape[0])
         same_on_every_rank(comm, what, x=fingerprint(xh), y=fingerprint(yh))  # the global batch on every rank
-        return self.logs_from(self._train_global_batch(x_dev, y_dev, acc) / xh.shape[0])
+        return self.logs_from(self._train_global_batch(x_dev, y_dev, acc), xh.shape[0])
 
     # -- loops -------------------------------------------------------------------
     def fit(
@@ -421,17 +427,10 @@ class Trainer(DataParallel):
         callback_list.call("on_train_end", logs)
         return history
 
-    def logs_from(self, means: np.ndarray) -> dict[str, float]:
-        """{'loss': ..., metric name: ...} from the accumulator's column means."""
-        logs = {"loss": float(means[0])}
-        column = 2
-        for metric in self.metric_objects:
-            if metric.fused_with_loss:
-                logs[metric.name] = float(means[1])
-            else:
-                logs[metric.name] = float(means[column])
-                column += 1
-        return logs
+    def logs_from(self, totals: np.ndarray, rows: int) -> dict[str, Any]:
+        """{'loss': ..., metric name: ...} from a host copy of the accumulator (``metric_columns``
+        entries: the sums over ``rows`` rows, then the metrics' states), without device work."""
+        return metric_state.logs(self.metric_objects, totals, rows, self.output_features if self.built else 1)
 
     def evaluate(
         self,
