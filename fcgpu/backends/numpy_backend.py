@@ -242,9 +242,10 @@ class NumpyBackend(Backend):
         np.multiply(out, 2 * scale, out=out)
         return out
 
-    def mse_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
+    def mse_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array, *, gscale=None) -> Array:
         # p - y once, for both the sum and the gradient, with the squares in a reused workspace:
         # the roundings of mse_sum and mse_grad, without their second subtraction and temporaries.
+        scale = self.times_scale(scale, gscale)
         if p.dtype.itemsize == 2 or p.shape != y.shape or out is p or out is y:
             return super().mse_step(p, y, scale, weight, out, acc)
         np.subtract(p, y, out=out)
@@ -289,8 +290,9 @@ class NumpyBackend(Backend):
         np.multiply(g, lr, out=step)
         param -= step
 
-    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled) -> None:
-        step_size, bc2_sqrt = self.adam_bias_corrections(lr, beta1, beta2, step)
+    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled, corrections=None) -> None:
+        # corrections: (step size, sqrt(1 - beta2^t)) of loss scaling's device step count, else from step.
+        step_size, bc2_sqrt = corrections or self.adam_bias_corrections(lr, beta1, beta2, step)
         g = grad
         if weight_decay and decoupled:
             param *= 1 - lr * weight_decay
@@ -355,8 +357,10 @@ class NumpyBackend(Backend):
         param -= increment
 
     # -- regularizers ------------------------------------------------------------
-    def l1l2_grad(self, grad, param, l1, l2):
-        # The kernel's order: (2 l2 w + l1 sign(w)), then added to g.
+    def l1l2_grad(self, grad, param, l1, l2, *, gscale=None):
+        # The kernel's order: (2 l2 w + l1 sign(w)), then added to g; gscale[0] folded into both factors.
+        if gscale is not None:
+            l1, l2 = l1 * float(gscale[0]), l2 * float(gscale[0])
         term = self._workspace(param.shape, grad.dtype, "penalty")
         if l2:
             np.multiply(param, 2.0 * l2, out=term)
@@ -437,7 +441,16 @@ def _mixed_update(method: Callable[..., Any]) -> Callable[..., Any]:
     ``half`` rounded once from the new parameter (a second pass here, one fused pass on CuPy)."""
 
     @functools.wraps(method)
-    def wrapper(self: NumpyBackend, param: Any, grad: Any, *args: Any, half: Any = None, unscale: float = 1.0, **kwargs: Any) -> Any:
+    def wrapper(
+        self: NumpyBackend, param: Any, grad: Any, *args: Any, half: Any = None, unscale: float = 1.0, guard: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        if guard is not None:  # loss scaling's decision (Backend.loss_scale_check): skip, or unscale by it
+            if guard[self.LS_SKIP] != 0.0:
+                return None
+            unscale = float(guard[self.LS_UNSCALE])
+            if method.__name__ == "adam_update":
+                kwargs["corrections"] = (float(guard[self.LS_STEP_SIZE]), float(guard[self.LS_BC2_SQRT]))
         if unscale != 1.0:
             scaled = self._workspace(grad.shape, grad.dtype, "unscaled")
             np.multiply(grad, grad.dtype.type(unscale), out=scaled)

@@ -59,6 +59,9 @@ class Adam(Optimizer):
             "weight_decay": self.weight_decay,
         }
 
+    def bias_correction_betas(self) -> tuple[float, float]:
+        return self.beta1, self.beta2
+
     def _update(self, backend, param, grad, state, step, lr, **mixed):
         backend.adam_update(
             param,

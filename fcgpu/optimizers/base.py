@@ -77,12 +77,14 @@ def _half_copies(layer: Any) -> dict[str, Array]:
     return copies() if callable(copies) else {}
 
 
-def _mixed_arguments(half: Array | None, unscale: float) -> dict[str, Any]:
+def _mixed_arguments(half: Array | None, unscale: float, guard: Array | None = None) -> dict[str, Any]:
     """The backend update's mixed-precision keywords, only where they differ from the defaults."""
     mixed: dict[str, Any] = {}
     if half is not None:
         mixed["half"] = half
-    if unscale != 1.0:
+    if guard is not None:
+        mixed["guard"] = guard
+    elif unscale != 1.0:
         mixed["unscale"] = unscale
     return mixed
 
@@ -200,20 +202,24 @@ class Optimizer:
             )
 
     # -- stepping ----------------------------------------------------------------
-    def step(self, model_or_layers: Any, *, unscale: float = 1.0) -> None:
+    def step(self, model_or_layers: Any, *, unscale: float = 1.0, guard: Array | None = None) -> None:
         """Update every parameter of a model, a layer or a list of layers from its gradient.
 
         Everything is checked (gradients present, shapes, state) before the first parameter
         changes, so an error leaves the model as it was. ``unscale`` (1/loss scale, from
         ``LossScaleOptimizer``) multiplies the gradients inside the update. A mixed-precision
-        layer's half copy of its parameters is written by the same update call.
+        layer's half copy of its parameters is written by the same update call. ``guard``
+        (LossScaleOptimizer's device state, flat buffers only) decides on the device whether the
+        update applies (``Backend.sgd_update``).
         """
         lr = self.learning_rate
         flat_parameters = getattr(model_or_layers, "flat_parameters", None)
         flat = flat_parameters() if callable(flat_parameters) else None
-        if flat is not None and self._step_flat(flat, list(model_or_layers.layers), lr, unscale):
+        if flat is not None and self._step_flat(flat, list(model_or_layers.layers), lr, unscale, guard):
             self.iterations += 1
             return
+        if guard is not None:
+            raise RuntimeError("optimizer: a device-guarded step needs the model's flat buffers (flat_step_ready)")
         entries: list[tuple[Any, str, Array, Array]] = []
         seen: set[str] = set()
         for layer in layers_of(model_or_layers):
@@ -234,7 +240,12 @@ class Optimizer:
             self.steps[name] = step
         self.iterations += 1
 
-    def _step_flat(self, flat: Any, layers: list[Any], lr: float, unscale: float = 1.0) -> bool:
+    def flat_step_ready(self, flat: Any) -> bool:
+        """Whether the next step can update ``flat`` one buffer at a time: every parameter has the
+        same step count (else each keeps its own bias correction on the per-parameter path)."""
+        return flat is not None and flat.grads_ready() and len({self.steps.get(name, 0) for name in flat.slices}) == 1
+
+    def _step_flat(self, flat: Any, layers: list[Any], lr: float, unscale: float = 1.0, guard: Array | None = None) -> bool:
         """One update per flat buffer; False (nothing changed) where the parameters' step counts
         differ, so that the per-parameter path keeps each one's own bias correction."""
         names = list(flat.slices)
@@ -251,7 +262,7 @@ class Optimizer:
         step = counts.pop() + 1
         halves = getattr(flat, "halves", {})
         for dtype, params in flat.params.items():
-            mixed = _mixed_arguments(halves.get(dtype), unscale)
+            mixed = _mixed_arguments(halves.get(dtype), unscale, guard)
             self._update(flat.backend, params, flat.grads[dtype], self._flat_state[dtype], step, lr, **mixed)
         for layer in layers:
             for name, _, _ in layer.parameters():
@@ -265,6 +276,16 @@ class Optimizer:
         """One backend call updating ``param`` (a parameter or a flat buffer) and its state;
         ``mixed`` (``half``, ``unscale``) goes to the backend call as it is."""
         raise NotImplementedError
+
+    def loss_scale_state(self, flat: Any) -> Array | None:
+        """The device array whose first element the loss step multiplies its gradient by (a loss
+        scale, ``LossScaleOptimizer``), or None: no scaling."""
+        return None
+
+    def bias_correction_betas(self) -> tuple[float, float]:
+        """(beta1, beta2) of a bias-corrected update (Adam's), whose corrections a device-guarded
+        step computes on the device from the applied step count; (0, 0): none."""
+        return 0.0, 0.0
 
     # -- state -------------------------------------------------------------------
     def initial_value(self, slot: str) -> float:

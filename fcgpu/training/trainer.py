@@ -231,11 +231,12 @@ class Trainer(DataParallel):
         count = any(m.fused_with_loss for m in self.metric_objects)
         if len(self.metric_objects) > count:
             self.update_metrics(logits, y, on_logits, acc)
-        loss.grad_scale = getattr(self.optimizer, "loss_scale", 1.0)  # mixed_float16: the loss scaled before backward
+        scale = self.optimizer.loss_scale_state(self.flat_parameters())  # mixed_float16: on the device
         for layer in self.layers:  # a regularizer's gradient is scaled as the loss's is
-            if getattr(layer, "gradient_scale", None) not in (None, loss.grad_scale):
-                layer.gradient_scale = loss.grad_scale
-        grad = loss.step(self.backend, logits, y, acc, count)
+            current = getattr(layer, "gradient_scale", None)
+            if current is not None and current is not scale and (scale is not None or current != 1.0):
+                layer.gradient_scale = 1.0 if scale is None else scale
+        grad = loss.step(self.backend, logits, y, acc, count, scale=scale)
         self.add_regularization(acc, x.shape[0])
         del logits
         self.backward(grad, input_grad=False)

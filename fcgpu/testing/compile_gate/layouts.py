@@ -128,6 +128,8 @@ def trace_backend_calls() -> list[KernelCall]:
             b.huber_grad(z, z, 1.0, 0.25, b.empty((batch, 3), f))
             b.huber_step(z, z, 1.0, 0.25, 1.0 / 3, b.empty((batch, 3), f), b.zeros((4, 2), np.float64)[1])
             b.all_finite(z)  # loss scaling's overflow check
+            ls = b.zeros((b.LS_SIZE,), np.float64)
+            b.loss_scale_check([z, col], ls, 2000, 1e-3, 0.9, 0.999)  # its device decision, two buffers
         for shape in ((3, 4), (4,)):
             p, g = b.zeros(shape, f), b.zeros(shape, f)
             b.sgd_update(p, g, None, 0.1, 0.0, 0.0, False)
@@ -159,6 +161,17 @@ def trace_backend_calls() -> list[KernelCall]:
             for mg, mom in ((None, None), (None, s()), (s(), None), (s(), s())):
                 b.rmsprop_update(p, g, s(), mg, mom, 1e-3, 0.9, 0.0 if mom is None else 0.5, 1e-7, 0.0, **mixed)
             b.adagrad_update(p, g, s(), 1e-3, 1e-7, 0.0, **mixed)
+        # Loss scaling decided on the device: the updates guarded by its state (_guarded, _guarded_mixed).
+        for mixed in ({"guard": b.zeros((b.LS_SIZE,), np.float64)},
+                      {"guard": b.zeros((b.LS_SIZE,), np.float64), "half": b.zeros((3, 4), np.float16)}):
+            p, g = s(), s()
+            b.sgd_update(p, g, None, 0.1, 0.0, 0.0, False, **mixed)
+            b.sgd_update(p, g, s(), 0.1, 0.9, 1e-4, True, **mixed)
+            b.adam_update(p, g, s(), s(), 1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False, **mixed)
+            for mg, mom in ((None, None), (None, s()), (s(), None), (s(), s())):
+                b.rmsprop_update(p, g, s(), mg, mom, 1e-3, 0.9, 0.0 if mom is None else 0.5, 1e-7, 0.0, **mixed)
+            b.adagrad_update(p, g, s(), 1e-3, 1e-7, 0.0, **mixed)
+        b.l1l2_grad(g, p, 0.01, 0.01, gscale=b.zeros((b.LS_SIZE,), np.float64))
     return calls
 
 
