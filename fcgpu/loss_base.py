@@ -182,6 +182,7 @@ class Loss:
         if saved is not None:
             for k, v in saved.items():
                 setattr(self, k, v)
+        self.keeps_batch = self._pred is not None
         return value
 
     def _prepare_value(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
@@ -222,6 +223,7 @@ class Loss:
 
     def release(self) -> None:
         """Drop references to the last batch so the layers can reuse their output buffers."""
+        self.keeps_batch = False  # whether compute kept a batch for backward (release drops it)
         self._backend: Backend | None = None
         self._pred: Array | None = None
         self._labels: Array | None = None

@@ -91,7 +91,7 @@ class SoftmaxCrossEntropy(Loss):
     _cache = Loss._cache + ("_lse",)
 
     def step(self, backend, pred, labels, acc, count, *, scale=None):
-        out = self._grad_buffer(backend, pred)
+        out = self._buffers.get(backend, "grad", pred.shape, pred.dtype)
         return backend.softmax_xent_step(pred, labels, 1.0 / pred.shape[0], 1.0, count, out, acc, gscale=scale)
 
     def correct(self, backend, pred, labels):
@@ -237,7 +237,7 @@ class BinaryCrossEntropy(FromLogits, ElementwiseLoss):
     def step(self, backend, pred, labels, acc, count, *, scale=None):
         if not self.from_logits:
             return super().step(backend, pred, labels, acc, count, scale=scale)
-        out = self._grad_buffer(backend, pred)
+        out = self._buffers.get(backend, "grad", pred.shape, pred.dtype)
         return backend.bce_logits_step(pred, labels, 1.0 / pred.size, 1.0 / outputs_of(pred), count, out, acc,
                                        gscale=scale)
 
@@ -286,7 +286,7 @@ class _Regression(ElementwiseLoss):
     def step(self, backend, pred, labels, acc, count, *, scale=None):
         if count:
             return super().step(backend, pred, labels, acc, count, scale=scale)
-        out = self._grad_buffer(backend, pred)
+        out = self._buffers.get(backend, "grad", pred.shape, pred.dtype)
         step = getattr(backend, f"{self.kernel}_step")
         return step(pred, labels, *self._options(), 1.0 / pred.size, 1.0 / outputs_of(pred), out, acc, gscale=scale)
 

@@ -186,7 +186,7 @@ class Backend(FusedSteps, ABC):
     def _widened(self, *arrays: Array) -> list[Array]:
         """float16 and bfloat16 arrays as float32 (others as they are): the kernels compute half in
         float, a float16 difference or sum of squares overflows at 65504, and bfloat16 keeps 8 bits."""
-        return [a.astype(self.xp.float32) if is_half_dtype(a.dtype) else a for a in arrays]
+        return [a.astype(self.xp.float32) if a.dtype.itemsize == 2 and is_half_dtype(a.dtype) else a for a in arrays]
 
     def logsumexp_rows(self, z: Array) -> Array:
         """(B, 1) log(sum(exp(z), axis=1)) in z's dtype, stable for any logit size."""

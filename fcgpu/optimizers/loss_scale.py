@@ -56,6 +56,9 @@ class LossScaleOptimizer(Optimizer):
         self._skipped = 0
         self._device: Any = None  # the device state (Backend.LS_SIZE float64), made at the first step
         self._unread = False  # whether steps ran on the device since the host values were read
+        self._stale = False  # whether the host's step counts changed since the device state was written
+        self._bound: Any = None  # the flat buffers bound to (bind)
+        self._device_backend: Any = None
 
     # -- the inner optimizer's surface -------------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -96,7 +99,8 @@ class LossScaleOptimizer(Optimizer):
     # Names this wrapper sets on itself; every other attribute is read from the inner optimizer
     # and is refused here when set (it would shadow the inner optimizer's setting and change nothing).
     _OWN = frozenset({"inner", "initial_scale", "dynamic_growth_steps", "_scale", "_good_steps", "_skipped", "_device",
-                      "_unread"})
+                      "_unread", "_stale", "_bound",
+                      "_device_backend"})
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in self._OWN or isinstance(getattr(type(self), name, None), property):
@@ -130,36 +134,46 @@ class LossScaleOptimizer(Optimizer):
 
     @iterations.setter
     def iterations(self, value: int) -> None:
-        self._settle()
+        self._read()
         self.inner.iterations = value
 
     @property
     def steps(self) -> dict:  # type: ignore[override]
         """The inner optimizer's step counts, read and settled: a caller may change them (the
-        device state is made again from them at the next step)."""
-        self._settle()
+        device's step count is taken from them again at the next step)."""
+        self._read()
+        self._stale = True
         return self.inner.steps
 
     @property
     def state(self) -> dict:  # type: ignore[override]
         return self.inner.state
 
+    @property
+    def bound_flat(self) -> Any:  # type: ignore[override]
+        """The flat buffers ``bind`` bound this optimizer (and its inner one) to, or None."""
+        bound = self._bound
+        return bound if bound is not None and self.inner.bound_flat is bound else None
+
     def check_owner(self, model_or_layers: Any) -> None:
         self.inner.check_owner(model_or_layers)
 
     def to(self, backend: Any) -> "LossScaleOptimizer":
-        self._settle()
+        self._read()
+        self._device, self._bound = None, None  # made again on the new backend by the next bind
         self.inner.to(backend)
         return self
 
     def forget(self, names: Any) -> None:
-        self._settle()
+        self._read()
+        self._bound = None
         self.inner.forget(names)
 
     def reset(self) -> None:
         self.inner.reset()
         self._scale, self._good_steps, self._skipped = self.initial_scale, 0, 0
-        self._device, self._unread = None, False
+        self._unread, self._bound = False, None
+        self._push()
 
     # -- the device state -------------------------------------------------------------
     def _read(self) -> None:
@@ -179,28 +193,58 @@ class LossScaleOptimizer(Optimizer):
                 inner.steps[name] -= skipped
         self._unread = False
 
-    def _settle(self) -> None:
-        """Read the device state and drop it: the next step makes it again from the host values
-        (after a load, a move, a changed step count)."""
-        self._read()
-        self._device = None
+    def _push(self) -> None:
+        """Write the host values (scale, good steps, skips, the inner optimizer's step count) into
+        the device state where there is one: after a load, a reset, a host-decided step. The array
+        stays the same, so what the loss steps and layers were given keeps serving."""
+        state = self._device
+        self._stale = False
+        if state is None:
+            return
+        values = np.zeros(Backend.LS_SIZE, np.float64)
+        t = max(self.inner.steps.values(), default=0)
+        values[[Backend.LS_SCALE, Backend.LS_GOOD, Backend.LS_UNSCALE, Backend.LS_SKIPPED, Backend.LS_T]] = (
+            self._scale, self._good_steps, 1.0 / self._scale, self._skipped, t)
+        state[...] = self._device_backend.from_numpy(values)
 
     def loss_scale_state(self, flat: Any) -> Any:
-        return None if flat is None else self._state_on(flat.backend, flat)
+        return None if flat is None else self._state_on(flat.backend)
 
-    def _state_on(self, backend: Any, flat: Any) -> Any:
-        """The device state on ``backend``, made from the host values where there is none."""
+    def _state_on(self, backend: Any) -> Any:
+        """The device state on ``backend`` (made there, from the host values, where it is not)."""
         state = self._device
         if state is None or not backend.owns(state):
-            self._settle()
-            t = max((self.inner.steps.get(name, 0) for name in flat.slices), default=0)
-            values = np.zeros(Backend.LS_SIZE, np.float64)
-            values[[Backend.LS_SCALE, Backend.LS_GOOD, Backend.LS_UNSCALE, Backend.LS_SKIPPED, Backend.LS_T]] = (
-                self._scale, self._good_steps, 1.0 / self._scale, self._skipped, t)
-            state = self._device = backend.from_numpy(values)
-        return state
+            self._read()
+            self._device, self._device_backend = backend.zeros((Backend.LS_SIZE,), np.float64), backend
+            self._push()
+        elif self._stale:
+            self._push()
+        return self._device
 
     # -- stepping ----------------------------------------------------------------------
+    def bind(self, flat: Any) -> bool:
+        """Bind the inner optimizer to the model's flat buffers, and the device state beside them."""
+        self._bound = None
+        if not self.inner.bind(flat):
+            return False
+        self._state_on(flat.backend)
+        self._bound = flat
+        return True
+
+    def apply(self, *, unscale: float = 1.0, guard: Any = None) -> None:
+        """One step of the bound flat buffers, decided on the device: one overflow check a gradient
+        buffer (which halves or grows the scale there), then the inner update guarded by it."""
+        flat = self._bound
+        state = self._state_on(flat.backend) if self._stale or self._device is None else self._device
+        inner = self.inner
+        if inner.schedule is not None:
+            self._read()  # the schedule at the applied step count: one read a step
+        beta1, beta2 = inner.bias_correction_betas()
+        flat.backend.loss_scale_check(list(flat.grads.values()), state, self.dynamic_growth_steps,
+                                      inner.learning_rate, beta1, beta2)
+        inner.apply(guard=state)
+        self._unread = True
+
     def step(self, model_or_layers: Any, *, unscale: float = 1.0) -> None:
         """Apply the inner optimizer's update with the gradients unscaled, or skip a non-finite
         step: decided on the device for a model's flat buffers, on the host otherwise."""
@@ -209,29 +253,27 @@ class LossScaleOptimizer(Optimizer):
         if unscale != 1.0 or not self.inner.flat_step_ready(flat):
             self._host_step(model_or_layers, unscale)
             return
-        state = self._state_on(flat.backend, flat)
-        if self.inner.schedule is not None:
-            self._read()  # the schedule at the applied step count: one read a step
-        beta1, beta2 = self.inner.bias_correction_betas()
-        flat.backend.loss_scale_check(
-            list(flat.grads.values()), state, self.dynamic_growth_steps, self.inner.learning_rate, beta1, beta2
-        )
-        self.inner.step(model_or_layers, guard=state)
-        self._unread = True
+        if self.bound_flat is not flat:
+            self.inner.check_owner(model_or_layers)
+            if not self.bind(flat):
+                self._host_step(model_or_layers, unscale)
+                return
+        self.apply()
 
     def _host_step(self, model_or_layers: Any, unscale: float) -> None:
         """The step decided on the host: one overflow check and one read."""
-        self._settle()
+        self._read()
         if not self._grads_finite(model_or_layers):
             self._scale = max(self._scale / 2.0, 1.0)
             self._good_steps = 0
             self._skipped += 1
-            return
-        self.inner.step(model_or_layers, unscale=unscale / self._scale)
-        self._good_steps += 1
-        if self._good_steps >= self.dynamic_growth_steps:
-            self._scale *= 2.0
-            self._good_steps = 0
+        else:
+            self.inner.step(model_or_layers, unscale=unscale / self._scale)
+            self._good_steps += 1
+            if self._good_steps >= self.dynamic_growth_steps:
+                self._scale *= 2.0
+                self._good_steps = 0
+        self._push()
 
     def _grads_finite(self, model_or_layers: Any) -> bool:
         """One reduction per gradient buffer (one for a float32-master model) and one host read."""
@@ -281,9 +323,11 @@ class LossScaleOptimizer(Optimizer):
         good = state_dict.get("good_steps", 0)
         if isinstance(good, bool) or not isinstance(good, (int, np.integer, float)) or good != int(good) or good < 0:
             raise ValueError(f"state_dict['good_steps']: expected an int >= 0, got {good!r}")
-        self._settle()
+        self._read()
+        self._bound = None
         self.inner.load_state_dict(state_dict, backend)
         self._scale, self._good_steps = scale, int(good)
+        self._push()
 
     def __repr__(self) -> str:
         return f"LossScaleOptimizer({self.inner!r}, loss_scale={self.loss_scale})"

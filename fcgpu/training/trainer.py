@@ -1,4 +1,5 @@
-"""Trainer: compile, fit, evaluate, predict, train_step and the step itself (``accumulate_batch``).
+"""Trainer: compile, fit, evaluate, predict, train_step and the *_on_batch methods; the step itself
+(``accumulate_batch``) is ``fcgpu.training.step``'s, which ``Trainer`` inherits.
 
 The model class (``model.Sequential``) inherits this, as Keras 3's Model inherits its trainer.
 Inputs are checked once per call on the host before anything changes; a data set is then copied
@@ -21,7 +22,7 @@ from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..backends import Backend
-from ..backends.base import Array, Scalar
+from ..backends.base import Array
 from ..buffers import Buffers
 from ..callbacks import History
 from ..distributed.checks import fingerprint, same_on_every_rank
@@ -33,13 +34,15 @@ from ..optimizers import Optimizer
 from ..params import FlatParameters
 from ..validation import float_array, positive_int
 from .epoch import evaluate_arrays, keras_values, progress_bar, run_epoch, verbosity
+from .step import TrainingStep
 
 __all__ = ["Trainer", "History"]
 
 
-class Trainer(DataParallel):
-    """compile / fit / evaluate / predict / train_step for a model that subclasses it; after
-    ``fcgpu.distributed.init`` on N ranks, data-parallel (``fcgpu.distributed.data_parallel``)."""
+class Trainer(TrainingStep, DataParallel):
+    """compile / fit / evaluate / predict / train_step for a model that subclasses it; the step
+    itself is ``TrainingStep``'s (``fcgpu.training.step``); after ``fcgpu.distributed.init`` on N
+    ranks, data-parallel (``fcgpu.distributed.data_parallel``)."""
 
     def __init__(self) -> None:
         self.loss: Loss | None = None
@@ -49,6 +52,7 @@ class Trainer(DataParallel):
         self.stop_training = False  # set by a callback to end fit after the current batch
         self.history: History | None = None  # the last fit's, as Keras's model.history
         self._flat: FlatParameters | None = None
+        self._step_binding = None  # what the step is bound to (training.step.StepBinding)
         self._metric_buffers = Buffers()  # the outputs metrics read when the loss took logits
 
     # -- compile -----------------------------------------------------------------
@@ -124,11 +128,6 @@ class Trainer(DataParallel):
         if self.loss is not None:
             self.loss.clear_buffers()
 
-    def release_loss(self) -> None:
-        """Drop what the loss kept of the last batch (its predictions are a layer's output buffer)."""
-        if self.loss is not None:
-            self.loss.release()
-
     def _parameters_finite(self) -> bool:
         """Whether every parameter is finite (one reduction per flat buffer and one read)."""
         flat = self.flat_parameters()
@@ -201,48 +200,9 @@ class Trainer(DataParallel):
         backend = self.backend
         return backend.from_numpy(xh), backend.from_numpy(yh)
 
-    def train_batch(self, x: Array, y: Array) -> tuple[Scalar, Scalar]:
-        """One forward/backward/update on arrays from ``prepare_data`` (or slices of them), unchecked:
-        returns (mean loss, correct count), both left on the device so that a step does not wait."""
-        acc = self.backend.zeros((self.metric_columns(),), np.float64)
-        if distributed.world().size > 1:  # (x, y): the global batch, the same on every rank
-            return tuple(self._train_global_batch(x, y, acc)[:2] / (x.shape[0], 1))
-        self.accumulate_batch(x, y, acc)
-        return acc[0] / x.shape[0], acc[1]
-
     def metric_columns(self) -> int:
         """Accumulator columns: loss, the loss's fused correct count, then one per other metric."""
         return 2 + sum(not m.fused_with_loss for m in self.metric_objects)
-
-    def accumulate_batch(
-        self, x: Array, y: Array, acc: Array, share: float | None = None, row_offset: int = 0
-    ) -> None:
-        """The step ``fit`` takes: forward, the loss's fused step, backward (no input gradient) and
-        one optimizer update, adding into ``acc`` (float64, of the model's backend, one column per
-        ``metric_columns``) the batch's loss x rows, correct rows and other metrics' sums. On CuPy a
-        Dense-ReLU-Dense step with 'accuracy' is 12 device operations. Data parallel: (x, y) are
-        this rank's rows, ``share`` their part of the global batch's rows, and the gradients are
-        averaged over the ranks before the update (``_reduce_gradients``); ``row_offset`` is the index
-        of x's first row in the global batch."""
-        loss, on_logits = self.output_loss()
-        logits = self.forward(
-            x, input_owned=True, output_private=True, logits=on_logits, training=True, row_offset=row_offset
-        )
-        count = any(m.fused_with_loss for m in self.metric_objects)
-        if len(self.metric_objects) > count:
-            self.update_metrics(logits, y, on_logits, acc)
-        scale = self.optimizer.loss_scale_state(self.flat_parameters())  # mixed_float16: on the device
-        for layer in self.layers:  # a regularizer's gradient is scaled as the loss's is
-            current = getattr(layer, "gradient_scale", None)
-            if current is not None and current is not scale and (scale is not None or current != 1.0):
-                layer.gradient_scale = 1.0 if scale is None else scale
-        grad = loss.step(self.backend, logits, y, acc, count, scale=scale)
-        self.add_regularization(acc, x.shape[0])
-        del logits
-        self.backward(grad, input_grad=False)
-        del grad
-        self._reduce_gradients(share)
-        self.optimizer.step(self)
 
     def update_metrics(self, out: Array, y: Array, on_logits: bool, acc: Array) -> None:
         """The metrics not fused with the loss, on the model's outputs (the activation applied to
