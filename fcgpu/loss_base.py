@@ -188,15 +188,23 @@ class Loss:
     def _prepare_value(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
         return self._value(backend, pred, labels)
 
+    #: Whether ``step`` weighs rows (``sample_weight``) in its fused pass.
+    weighs_rows = False
+
     def step(
-        self, backend: Backend, pred: Array, labels: Array, acc: Array, count: bool, *, scale: Array | None = None
+        self, backend: Backend, pred: Array, labels: Array, acc: Array, count: bool, *, scale: Array | None = None,
+        sample_weight: Array | None = None,
     ) -> Array:
         """The training step's loss: returns dL/dpred (the loss's reused buffer) and adds the batch's
         loss x rows (and, with ``count``, its correct rows) into ``acc``, a float64 device array (2,).
         ``scale``: None, or a float64 device array whose first element multiplies the gradient
         (LossScaleOptimizer's loss scale, read there by the kernel: no host read). Keeps nothing for
         a later ``backward``. One fused pass where the backend has one (softmax cross-entropy,
-        binary cross-entropy from logits, MSE, MAE, Huber); this generic form takes several."""
+        binary cross-entropy from logits, MSE, MAE, Huber); this generic form takes several.
+        ``sample_weight``: one weight a row (a device array), which the fused steps read
+        (``weighs_rows``); this generic form refuses them."""
+        if sample_weight is not None:
+            raise ValueError(f"sample_weight: {self!r} does not weigh rows in its step; the fused losses do")
         value = self.compute(backend, pred, labels)
         grad = self.backward()
         if scale is not None:  # the loss scale, where no fused step takes it: one pass on the device

@@ -216,13 +216,19 @@ class CupyBackend(Backend):
 
     def softmax_xent_step(
         self, z: Array, labels: Array, scale: float, weight: float, count: bool, out: Array, acc: Array,
-        *, gscale: Array | None = None,
+        *, gscale: Array | None = None, sample_weight: Array | None = None,
     ) -> Array:
         # One warp per row: log-sum-exp, loss, gradient and correct count in one launch.
         name = "fcgpu_softmax_xent_rows_ids" if labels.ndim == 1 else "fcgpu_softmax_xent_rows_probs"
-        self.kernel(name)(z, labels, z.shape[1], scale, weight, bool(count), self._gscale(gscale), out, acc,
-                          size=_WARP * z.shape[0])
+        self.kernel(name)(z, labels, z.shape[1], scale, weight, bool(count), self._gscale(gscale),
+                          *self._row_weights(sample_weight), out, acc, size=_WARP * z.shape[0])
         return out
+
+    def _row_weights(self, sample_weight: Array | None) -> tuple[Array, bool]:
+        """(the rows' weights, whether to read them): a kernel's ``sw, weighted`` arguments."""
+        if sample_weight is None:
+            return self._gscale(None), False  # any float array: not read
+        return sample_weight, True
 
     def _gscale(self, gscale: Array | None) -> Array:
         """The device factor of a loss step's gradient scale: ``gscale``, or a float64 1 made once."""
@@ -254,7 +260,10 @@ class CupyBackend(Backend):
         self.kernel("fcgpu_all_finite")(a, a.size, ok, *work, size=blocks * LOSS_BLOCK, block_size=LOSS_BLOCK)
         return ok.reshape(())  # a 0-d device array, as a reduction gives
 
-    def _loss_grid(self, name: str, p: Array, y: Array, params: tuple, out: Array, acc: Array, gscale: Array | None) -> bool:
+    def _loss_grid(
+        self, name: str, p: Array, y: Array, params: tuple, out: Array, acc: Array, gscale: Array | None,
+        sample_weight: Array | None = None,
+    ) -> bool:
         """One launch of an elementwise loss step over contiguous p, y, out of one shape (False
         otherwise): the sums reduced per block into ``partials`` and added in block order
         (kernels/blocks.cuh, fc_loss_grid); a workspace per block count, allocated once."""
@@ -262,21 +271,24 @@ class CupyBackend(Backend):
                 and out.flags.c_contiguous):
             return False
         blocks, work = self._grid(p.size)
-        self.kernel(name)(p, y, p.size, *params, self._gscale(gscale), out, acc, *work, size=blocks * LOSS_BLOCK,
-                          block_size=LOSS_BLOCK)
+        cols = p.shape[-1] if p.ndim == 2 else 1  # element e is in row e / cols
+        self.kernel(name)(p, y, p.size, *params, self._gscale(gscale), *self._row_weights(sample_weight), cols, out, acc,
+                          *work, size=blocks * LOSS_BLOCK, block_size=LOSS_BLOCK)
         return True
 
     def bce_logits_step(
         self, z: Array, y: Array, scale: float, weight: float, count: bool, out: Array, acc: Array,
-        *, gscale: Array | None = None,
+        *, gscale: Array | None = None, sample_weight: Array | None = None,
     ) -> Array:
-        if not self._loss_grid("fcgpu_bce_logits_step", z, y, (scale, weight, bool(count)), out, acc, gscale):
-            return super().bce_logits_step(z, y, scale, weight, count, out, acc, gscale=gscale)
+        if not self._loss_grid("fcgpu_bce_logits_step", z, y, (scale, weight, bool(count)), out, acc, gscale,
+                               sample_weight):
+            return super().bce_logits_step(z, y, scale, weight, count, out, acc, gscale=gscale,
+                                           sample_weight=sample_weight)
         return out
 
-    def mse_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array, *, gscale=None) -> Array:
-        if not self._loss_grid("fcgpu_mse_step", p, y, (scale, weight), out, acc, gscale):
-            return super().mse_step(p, y, scale, weight, out, acc, gscale=gscale)
+    def mse_step(self, p, y, scale, weight, out, acc, *, gscale=None, sample_weight=None) -> Array:
+        if not self._loss_grid("fcgpu_mse_step", p, y, (scale, weight), out, acc, gscale, sample_weight):
+            return super().mse_step(p, y, scale, weight, out, acc, gscale=gscale, sample_weight=sample_weight)
         return out
 
     def bce_logits_sum(self, z: Array, y: Array) -> Scalar:
@@ -297,9 +309,9 @@ class CupyBackend(Backend):
     def mae_grad(self, p: Array, y: Array, scale: float, out: Array) -> Array:
         return self.kernel("fcgpu_mae_grad")(p, y, scale, out)
 
-    def mae_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array, *, gscale=None) -> Array:
-        if not self._loss_grid("fcgpu_mae_step", p, y, (scale, weight), out, acc, gscale):
-            return super().mae_step(p, y, scale, weight, out, acc, gscale=gscale)
+    def mae_step(self, p, y, scale, weight, out, acc, *, gscale=None, sample_weight=None) -> Array:
+        if not self._loss_grid("fcgpu_mae_step", p, y, (scale, weight), out, acc, gscale, sample_weight):
+            return super().mae_step(p, y, scale, weight, out, acc, gscale=gscale, sample_weight=sample_weight)
         return out
 
     def huber_grad(self, p: Array, y: Array, delta: float, scale: float, out: Array) -> Array:
@@ -307,10 +319,10 @@ class CupyBackend(Backend):
 
     def huber_step(
         self, p: Array, y: Array, delta: float, scale: float, weight: float, out: Array, acc: Array,
-        *, gscale: Array | None = None,
+        *, gscale: Array | None = None, sample_weight: Array | None = None,
     ) -> Array:
-        if not self._loss_grid("fcgpu_huber_step", p, y, (delta, scale, weight), out, acc, gscale):
-            return super().huber_step(p, y, delta, scale, weight, out, acc, gscale=gscale)
+        if not self._loss_grid("fcgpu_huber_step", p, y, (delta, scale, weight), out, acc, gscale, sample_weight):
+            return super().huber_step(p, y, delta, scale, weight, out, acc, gscale=gscale, sample_weight=sample_weight)
         return out
 
     # -- optimizers --------------------------------------------------------------

@@ -80,32 +80,36 @@ def _specs() -> dict[str, KernelSpec]:
         ),
         # The fused training steps; the running sums land in a float64 accumulator acc (2,): [loss x
         # weight, correct x weight]. gs[0] multiplies the gradient's scale: the loss scale, read from
-        # LossScaleOptimizer's device state (1 without one). Softmax cross-entropy: one warp per row
-        # (size = B x 32).
+        # LossScaleOptimizer's device state (1 without one); sw, weighted: a sample weight a row (read
+        # only when weighted; Keras's sample_weight / class_weight). Softmax cross-entropy: one warp per
+        # row (size = B x 32).
         KernelSpec(
             "fcgpu_softmax_xent_rows_ids",
-            "raw T z, raw I labels, int64 ncols, float64 scale, float64 weight, bool count, raw float64 gs",
+            "raw T z, raw I labels, int64 ncols, float64 scale, float64 weight, bool count, raw float64 gs, raw W sw, "
+            "bool weighted",
             "raw T dz, raw float64 acc",
-            "fc_softmax_xent_warp_ids<T>(z, labels, dz, i, ncols, scale * gs[0], weight, count, &acc[0])",
+            "fc_softmax_xent_warp_ids<T>(z, labels, dz, i, ncols, scale * gs[0], weight, count, &acc[0], sw, weighted)",
         ),
         KernelSpec(
             "fcgpu_softmax_xent_rows_probs",
-            "raw T z, raw Y t, int64 ncols, float64 scale, float64 weight, bool count, raw float64 gs",
+            "raw T z, raw Y t, int64 ncols, float64 scale, float64 weight, bool count, raw float64 gs, raw W sw, "
+            "bool weighted",
             "raw T dz, raw float64 acc",
-            "fc_softmax_xent_warp_probs<T>(z, t, dz, i, ncols, scale * gs[0], weight, count, &acc[0])",
+            "fc_softmax_xent_warp_probs<T>(z, t, dz, i, ncols, scale * gs[0], weight, count, &acc[0], sw, weighted)",
         ),
     ]
     # The elementwise losses' steps over n contiguous elements, size = blocks x FC_LOSS_BLOCK: sums
     # reduced in each block, one partial a block, added in block order by the last block.
     grid_outs = "raw T dp, raw float64 acc, raw float64 partials, raw uint32 ticket"
-    grid_tail = "p, y, dp, n, i, _ind.size(), weight, &partials[0], &ticket[0], &acc[0])"
+    grid_tail = "p, y, dp, n, i, _ind.size(), weight, &partials[0], &ticket[0], &acc[0], sw, weighted, cols)"
     for name, extra, term in (
         ("fcgpu_bce_logits_step", "float64 scale, float64 weight, bool count", "fc_bce_logits_term(scale * gs[0], count)"),
         ("fcgpu_mse_step", "float64 scale, float64 weight", "fc_mse_term(scale * gs[0])"),
         ("fcgpu_mae_step", "float64 scale, float64 weight", "fc_mae_term(scale * gs[0])"),
         ("fcgpu_huber_step", "float64 delta, float64 scale, float64 weight", "fc_huber_term(delta, scale * gs[0])"),
     ):
-        specs.append(KernelSpec(name, f"raw T p, raw Y y, int64 n, {extra}, raw float64 gs", grid_outs,
+        specs.append(KernelSpec(name, f"raw T p, raw Y y, int64 n, {extra}, raw float64 gs, raw W sw, bool weighted, "
+                                      "int64 cols", grid_outs,
                                 f"fc_loss_grid<T>({term}, {grid_tail}"))
     specs.append(KernelSpec("fcgpu_all_finite", "raw T g, int64 n", "raw bool ok, raw float64 partials, raw uint32 ticket",
                             "fc_all_finite_grid<T>(g, n, i, _ind.size(), &partials[0], &ticket[0], &ok[0])"))

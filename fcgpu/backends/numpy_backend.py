@@ -203,8 +203,11 @@ class NumpyBackend(Backend):
         np.add(lse, m, out=lse)
         return lse
 
-    def softmax_xent_step(self, z, labels, scale, weight, count, out, acc, *, gscale=None):
+    def softmax_xent_step(self, z, labels, scale, weight, count, out, acc, *, gscale=None, sample_weight=None):
         # FusedSteps.softmax_xent_step's composition, with gscale read here (the host is the device).
+        if sample_weight is not None:
+            return super().softmax_xent_step(z, labels, scale, weight, count, out, acc, gscale=gscale,
+                                             sample_weight=sample_weight)
         if gscale is not None:
             scale = scale * float(gscale[0])
         lse = self.logsumexp_rows(z)
@@ -258,12 +261,12 @@ class NumpyBackend(Backend):
         np.multiply(out, 2 * scale, out=out)
         return out
 
-    def mse_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array, *, gscale=None) -> Array:
+    def mse_step(self, p, y, scale, weight, out, acc, *, gscale=None, sample_weight=None) -> Array:
         # p - y once, for both the sum and the gradient, with the squares in a reused workspace:
         # the roundings of mse_sum and mse_grad, without their second subtraction and temporaries.
         scale = self.times_scale(scale, gscale)
-        if p.dtype.itemsize == 2 or p.shape != y.shape or out is p or out is y:
-            return super().mse_step(p, y, scale, weight, out, acc)
+        if p.dtype.itemsize == 2 or p.shape != y.shape or out is p or out is y or sample_weight is not None:
+            return super().mse_step(p, y, scale, weight, out, acc, sample_weight=sample_weight)
         np.subtract(p, y, out=out)
         squares = self._workspace(out.shape, out.dtype, "mse_squares")
         np.multiply(out, out, out=squares)

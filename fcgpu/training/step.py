@@ -96,7 +96,8 @@ class TrainingStep:
         return binding
 
     def accumulate_batch(
-        self, x: Array, y: Array, acc: Array | None = None, share: float | None = None, row_offset: int = 0
+        self, x: Array, y: Array, acc: Array | None = None, share: float | None = None, row_offset: int = 0,
+        *, sample_weight: Array | None = None,
     ) -> Array:
         """The step ``fit`` takes: forward, the loss's fused step, backward (no input gradient) and
         one optimizer update, adding into ``acc`` (float64, of the model's backend, one column per
@@ -104,7 +105,8 @@ class TrainingStep:
         metrics' sums; returns ``acc``. On CuPy a Dense-ReLU-Dense step with 'accuracy' is 12 device
         operations. Data parallel: (x, y) are this rank's rows, ``share`` their part of the global
         batch's rows, and the gradients are averaged over the ranks before the update
-        (``_reduce_gradients``); ``row_offset`` is the index of x's first row in the global batch."""
+        (``_reduce_gradients``); ``row_offset`` is the index of x's first row in the global batch.
+        ``sample_weight``: the rows' weights (a device array, or None), read by the loss's fused step."""
         step = self._step_binding
         if step is None or not step.current(self):
             step = self.bound_step()
@@ -114,8 +116,9 @@ class TrainingStep:
             x, input_owned=True, output_private=True, logits=step.on_logits, training=True, row_offset=row_offset
         )
         if step.other_metrics:  # the metrics not fused with the loss, each into its column of acc
+            # (the rows' weights, for weighted metrics to come: sample_weight, None when unweighted)
             self.update_metrics(logits, y, step.on_logits, acc)
-        grad = step.loss.step(step.backend, logits, y, acc, step.count, scale=step.scale)
+        grad = step.loss.step(step.backend, logits, y, acc, step.count, scale=step.scale, sample_weight=sample_weight)
         if step.regularized:  # the penalties into the loss column (their gradients: in backward)
             self.add_regularization(acc, x.shape[0])
         del logits
