@@ -28,9 +28,11 @@ def run_epoch(
     spare: tuple[Array, Array],
     bar: Any,
     callback_list: callbacks_module.CallbackList,
+    we: Array | None = None,
 ) -> tuple[dict[str, float], int | None]:
-    """One pass over ``batches`` of (xe, ye): (the epoch's logs, the first batch whose loss was not
-    finite or None). ``spare``: a row for a rank whose share of a batch is empty.
+    """One pass over ``batches`` of (xe, ye) (and their rows' sample weights ``we``, or None): (the
+    epoch's logs, the first batch whose loss was not finite or None). ``spare``: a row for a rank
+    whose share of a batch is empty.
 
     Row k of a device array holds batch k's loss and correct count, beside the metrics' state
     (``bind_metrics``) in the same array; they are read, not reduced on the device, about 20 times an epoch and at most once in 10 batches (a read waits for the
@@ -59,9 +61,11 @@ def run_epoch(
         if batch_hooks:
             callback_list.call("on_train_batch_begin", step - 1, {})
         if comm.size == 1:
-            model.accumulate_batch(xe[batch.start : batch.stop], ye[batch.start : batch.stop], sums[step - 1])
+            weights = None if we is None else we[batch.start : batch.stop]
+            model.accumulate_batch(xe[batch.start : batch.stop], ye[batch.start : batch.stop], sums[step - 1],
+                                   sample_weight=weights)
         else:
-            model.step_share(xe, ye, sums[step - 1], batch.start, batch.stop, batch.rows, spare)
+            model.step_share(xe, ye, sums[step - 1], batch.start, batch.stop, batch.rows, spare, we)
         seen += batch.rows
         if bar is not None:
             bar.update(1)
@@ -85,12 +89,15 @@ def run_epoch(
 
 
 def evaluate_arrays(
-    model: Any, x_dev: Array, y_dev: Array, batch_size: int, total: int | None = None, callback_list: Any = None
+    model: Any, x_dev: Array, y_dev: Array, batch_size: int, total: int | None = None, callback_list: Any = None,
+    w_dev: Array | None = None,
 ) -> dict[str, float]:
     """Loss and metrics over device arrays, batch by batch, without touching what a pending
     backward uses; one read of the sums at the end (one per batch where a callback has a test
     batch hook). Calls the callbacks' test hooks, as Keras's evaluate. Data parallel: (x_dev,
-    y_dev) are this rank's share of ``total`` rows, and the sums are added over the ranks."""
+    y_dev) are this rank's share of ``total`` rows, and the sums are added over the ranks.
+    ``w_dev``: the rows' sample weights (or None), weighing each row's loss in the loss's fused
+    step (its gradient, into the loss's own buffer, is not used)."""
     backend, comm = model.backend, distributed.world()
     loss, on_logits = model.output_loss()
     n = x_dev.shape[0]
@@ -107,11 +114,14 @@ def evaluate_arrays(
             callback_list.call("on_test_batch_begin", k, {})
         logits = model.infer(x_dev[i : i + batch_size], logits=on_logits)
         yb = y_dev[i : i + batch_size]
-        acc[0:1] += loss.compute(backend, logits, yb, keep=False) * logits.shape[0]
-        if count:
-            acc[1:2] += loss.correct(backend, logits, yb)
+        if w_dev is not None:
+            loss.step(backend, logits, yb, acc, count, sample_weight=w_dev[i : i + batch_size])
+        else:
+            acc[0:1] += loss.compute(backend, logits, yb, keep=False) * logits.shape[0]
+            if count:
+                acc[1:2] += loss.correct(backend, logits, yb)
         if len(model.metric_objects) > count:
-            model.update_metrics(logits, yb, on_logits)
+            model.update_metrics(logits, yb, on_logits, None if w_dev is None else w_dev[i : i + batch_size])
         seen += logits.shape[0]
         del logits
         if batch_hooks:  # running figures of this rank's rows so far

@@ -147,8 +147,24 @@ def graph(rank: int, out_dir: str) -> dict[str, Any]:
     return result
 
 
+def sample_weights(rank: int, out_dir: str) -> dict[str, Any]:
+    """Sample weights shuffled and sharded with their rows (43 samples in batches of 8, a last
+    batch of 3), validation data with its own weights, and a weighted evaluate."""
+    x, y = _data(43, 7, 3)
+    xv, yv = _data(13, 7, 3, seed=1)
+    rng = np.random.default_rng(7)
+    w, wv = rng.uniform(0.0, 3.0, 43), rng.uniform(0.0, 2.0, 13)
+    model = _model([6, 3], rank)
+    model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.SGD(lr=0.1, momentum=0.5))
+    history = model.fit(x, y, batch_size=8, epochs=3, sample_weight=w, validation_data=(xv, yv, wv), verbose=0)
+    result = _results(model, history, xv, yv)
+    result["weighted_evaluate"] = model.evaluate(xv, yv, sample_weight=wv, batch_size=4)
+    return result
+
+
 SCENARIOS: dict[str, Callable[[int, str], dict[str, Any]]] = {
     "graph": graph,
+    "sample_weights": sample_weights,
     "mixed_float16": mixed_float16,
     "dropout": dropout,
     "sgd_momentum": sgd_momentum,

@@ -84,6 +84,8 @@ def test_ranks_give_what_one_process_gives(job, references, scenario):
             assert result["evaluate"][key] == pytest.approx(value, rel=tol["rtol"])
         np.testing.assert_allclose(result["predict"], reference["predict"], **tol)
         assert result["steps"] == reference["steps"]
+        if "weighted_evaluate" in reference:
+            assert result["weighted_evaluate"] == pytest.approx(reference["weighted_evaluate"], rel=tol["rtol"])
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
