@@ -71,6 +71,10 @@ class Layer:
     def compute_dtype(self, value: Any) -> None:
         self._compute_dtype = np.dtype(value)
 
+    def sublayers(self) -> list["Layer"]:
+        """The layers inside this one (a model used as a layer); none for a layer."""
+        return []
+
     def fuses_with(self, layer: "Layer") -> bool:
         """Whether a training forward may run ``layer`` (the next one) inside this layer's own pass."""
         return False

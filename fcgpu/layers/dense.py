@@ -370,7 +370,8 @@ class Dense(Layer):
             self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, None, squeeze, act
             self._dropout = (seed, step, rate, offset)
             return out  # the Dropout's output: the model hands it on as the Dropout's
-        y, kept = self._affine(x_dev, "y", act, keep=get_activation(act).backward_from == "z")
+        entry = self.activation if act == self.activation.name else get_activation(act)
+        y, kept = self._affine(x_dev, "y", act, keep=entry.backward_from == "z")
         self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, kept, squeeze, act
         if not output_private:
             y = backend.copy(y, out=self._buffers.get(backend, "y_out", y.shape, self.compute_dtype))
@@ -414,7 +415,7 @@ class Dense(Layer):
         if input_grad:
             dx = self._buffers.get(backend, "dx", self._x.shape, self.compute_dtype)
             backend.matmul_a_bt(dz, self._compute_weights()[0], out=dx)
-        if not self.trainable:  # frozen: no parameter gradients
+        if not self._trainable:  # frozen: no parameter gradients
             return dx[0] if self._squeeze and dx is not None else dx
         if self.kernel_grad is None:
             self.kernel_grad = self._grad_storage.get("kernel")

@@ -58,6 +58,9 @@ class Model(Trainer, Layer):
         Trainer.__init__(self)
         Layer.__init__(self, name)
         self._layers: list[Layer] = []
+        # The layers that compute, in order (``layers`` without the inputs a functional model lists):
+        # the model's own list (a Sequential's is ``_layers`` itself): read it, do not change it.
+        self.compute_layers: list[Layer] = self._layers
         self._target: Backend | None = None
         self.nested_in: Any = None  # the model this one is a layer of (its parameters then carry its name)
 
@@ -66,11 +69,8 @@ class Model(Trainer, Layer):
     def layers(self) -> list[Layer]:
         return list(self._layers)
 
-    @property
-    def compute_layers(self) -> list[Layer]:
-        """The layers that compute, in order (``layers`` without the inputs a functional model lists);
-        the model's own list: read it, do not change it."""
-        return self._layers
+    def sublayers(self) -> list[Layer]:
+        return self.compute_layers
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """The layer called ``name``, or at position ``index`` of ``layers`` (Keras's ``get_layer``)."""
@@ -124,7 +124,7 @@ class Model(Trainer, Layer):
         self._trainable = flag
 
     def _require_layers(self) -> None:
-        if not self.compute_layers:
+        if not self.compute_layers:  # noqa: SIM102
             raise ValueError(f"model '{self.name}' has no layers: add some with model.add(Dense(...))")
 
     def _require_built(self, what: str) -> None:
@@ -135,6 +135,12 @@ class Model(Trainer, Layer):
             )
 
     # -- inputs ----------------------------------------------------------------------
+    @property
+    def declared_input_shape(self) -> tuple[int, ...] | None:  # type: ignore[override]
+        """A model used as a first layer declares its own input (a Sequential's Input then has its shape)."""
+        specs = self.input_specs()
+        return specs[0][1] if len(specs) == 1 else None
+
     def input_specs(self) -> list[tuple[str, tuple[int, ...] | None]]:
         """[(name, sample shape or None where not yet known)] of each input, in order."""
         raise NotImplementedError

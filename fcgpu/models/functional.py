@@ -4,7 +4,7 @@ several inputs.
 
 The graph is fixed when the model is made: the layer calls between the inputs and the outputs in
 Keras's order (``layers.symbolic.map_graph``), each a node reading tensors by slot. A graph that is
-a chain runs exactly as a Sequential does (``models.chain``: the same fusion, buffers and device
+a chain runs exactly as a Sequential does (``models.sequential``'s chain: the same fusion, buffers and device
 operations per step). Several inputs reach the trainer side by side in one (B, M_1 + M_2 + ...)
 array, so that shuffling, batching and data parallel treat them as one; each node that reads an
 input gets its own contiguous columns.
@@ -22,8 +22,8 @@ from ..buffers import Buffers
 from ..layers import Input, Layer
 from ..layers.symbolic import KerasTensor, map_graph
 from ..serialization import deserialize, register
-from . import chain
 from .base import Model
+from .sequential import backward_chain, forward_chain, infer_chain
 
 __all__ = ["Functional"]
 
@@ -70,7 +70,7 @@ class Functional(Model):
         slot = {id(t): i for i, t in enumerate(order)}
         self._tensors = order
         self._layers = [t.layer for t in order]
-        self._compute = [layer for layer in self._layers if not layer.is_input]
+        self.compute_layers = [layer for layer in self._layers if not layer.is_input]
         self._nodes = [_Node(t.layer, [slot[id(p)] for p in t.inputs], slot[id(t)]) for t in order if t.inputs]
         self._input_slots = [slot[id(t)] for t in self._inputs]
         self._output_slots = [slot[id(t)] for t in self._outputs]
@@ -128,10 +128,6 @@ class Functional(Model):
     def layers(self) -> list[Layer]:
         """Every layer in Keras's order, the Inputs included (as Keras lists its InputLayers)."""
         return list(self._layers)
-
-    @property
-    def compute_layers(self) -> list[Layer]:
-        return self._compute
 
     @property
     def input(self) -> Any:
@@ -289,7 +285,7 @@ class Functional(Model):
         keywords as ``Sequential.forward``."""
         self.release_loss()
         if self._chain is not None:
-            return chain.forward(self.backend, self._chain, x, input_owned=input_owned, output_private=output_private,
+            return forward_chain(self._chain, x, input_owned=input_owned, output_private=output_private,
                                  logits=logits, training=training, row_offset=row_offset)
         for layer in self.compute_layers:
             layer.release()
@@ -331,7 +327,7 @@ class Functional(Model):
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         """y (B, N) from x (B, M) without keeping anything for backward."""
         if self._chain is not None:
-            return chain.infer(self._chain, x, logits=logits)
+            return infer_chain(self._chain, x, logits=logits)
         values: list[Any] = [None] * len(self._tensors)
         parts, _ = self._input_values(x, True)
         for s, part in zip(self._input_slots, parts):
@@ -349,7 +345,7 @@ class Functional(Model):
         """dx (B, M) from dy = dL/dy (B, N); sets every layer's gradients. A tensor read by several
         layers gets the sum of their gradients. ``input_grad=False`` skips the inputs' gradients."""
         if self._chain is not None:
-            return chain.backward(self._chain, dy, input_grad=input_grad)
+            return backward_chain(self._chain, dy, input_grad=input_grad)
         grads: list[Any] = [None] * len(self._tensors)
         if len(self._outputs) == 1:
             grads[self._output_slot] = dy

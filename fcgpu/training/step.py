@@ -30,7 +30,7 @@ class StepBinding:
     """
 
     def __init__(self, model: Any) -> None:
-        self.layers = model.layers
+        self.layers = list(model.compute_layers)  # a copy: a Sequential's list changes in place
         self.source_loss, self.optimizer, self.metrics = model.loss, model.optimizer, model.metric_objects
         self.flat = flat = model.flat_parameters()
         self.backend = flat.backend
@@ -45,7 +45,7 @@ class StepBinding:
         self.regularized = [layer for layer in self.layers if layer.regularization_loss(1.0) is not None]
         for layer in self.regularized:  # a penalty's gradient is scaled as the loss's is
             layer.gradient_scale = 1.0 if self.scale is None else self.scale
-        self.watch = [entry for layer in self.layers for entry in _places(layer)]
+        self.watch = [entry for layer in _leaves(self.layers) for entry in _places(layer)]
 
     def current(self, model: Any) -> bool:
         """Whether ``model`` still has this layout, loss, optimizer and metrics (no call into a layer)."""
@@ -53,12 +53,21 @@ class StepBinding:
             return False
         if model.metric_objects is not self.metrics or (self.flat_update and self.optimizer.bound_flat is not self.flat):
             return False
-        if model.layers != self.layers:
+        if model.compute_layers != self.layers:
             return False
         for namespace, key, value in self.watch:
             if namespace.get(key) is not value:
                 return False
         return True
+
+
+def _leaves(layers: Any) -> list[Any]:
+    """The layers and, inside a model used as a layer, its own layers (``Layer.sublayers``)."""
+    out = []
+    for layer in layers:
+        out.append(layer)
+        out += _leaves(layer.sublayers())
+    return out
 
 
 def _places(layer: Any) -> list[tuple[dict, str, Any]]:
@@ -67,8 +76,8 @@ def _places(layer: Any) -> list[tuple[dict, str, Any]]:
     arrays = {id(a) for _, p, g in layer.parameters() for a in (p, g) if a is not None}
     arrays |= {id(h) for h in layer.half_copies().values()}
     name = layer.name
-    places = []
     namespace = vars(layer)
+    places = [(namespace, "_trainable", namespace.get("_trainable"))]  # frozen or unfrozen since
     for key, value in namespace.items():
         if id(value) in arrays or (isinstance(value, str) and value == name):
             places.append((namespace, key, value))
