@@ -32,7 +32,9 @@ from ..mixed_precision import check_policies, with_loss_scaling
 from ..optimizers import Optimizer
 from ..params import FlatParameters
 from ..validation import float_array, positive_int
+from .data_adapter import host_data, is_stream
 from .epoch import evaluate_arrays, keras_values, progress_bar, run_epoch, verbosity
+from .streaming import evaluate_from, fit_stream, predict_from
 
 __all__ = ["Trainer", "History"]
 
@@ -144,7 +146,7 @@ class Trainer(DataParallel):
     def _check_x(self, x: Any, argument: str = "x", width: int | None = None) -> np.ndarray:
         self._require_layers()
         return float_array(
-            x, argument, self.layers[0].dtype, ndim=2, width=width or self.input_features, owner=f"model '{self.name}'"
+            host_data(x), argument, self.layers[0].dtype, ndim=2, width=width or self.input_features, owner=f"model '{self.name}'"
         )
 
     def _prepare(
@@ -301,7 +303,7 @@ class Trainer(DataParallel):
     def fit(
         self,
         x: Any,
-        y: Any,
+        y: Any = None,
         batch_size: int | None = 32,
         epochs: int = 1,
         verbose: int | str = 1,
@@ -310,6 +312,8 @@ class Trainer(DataParallel):
         validation_data: tuple[Any, Any] | None = None,
         shuffle: bool = True,
         initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
     ) -> History:
         """Train from epoch ``initial_epoch`` up to ``epochs`` over (x (N, M), y), as Keras's fit.
 
@@ -321,8 +325,12 @@ class Trainer(DataParallel):
         non-finite loss stops training with a warning naming the epoch and batch.
         Returns a History whose ``history`` has 'loss', the metrics, and 'val_'-prefixed ones.
         Data parallel (``fcgpu.distributed``): batch_size is the global batch, every rank passes the
-        same data and gets the same, global, figures; only rank 0 prints.
+        same data and gets the same, global, figures; only rank 0 prints. x may also be a generator
+        or PyDataset of (x, y) batches, and validation_data too (``streaming``, ``data_adapter``).
         """
+        if is_stream(x) or is_stream(validation_data) or steps_per_epoch is not None or validation_steps is not None:
+            return fit_stream(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+                              shuffle, initial_epoch, steps_per_epoch, validation_steps)
         self._start_training("fit")
         comm = distributed.world()
         epochs = positive_int(epochs, "epochs", allow_zero=True)
@@ -356,6 +364,7 @@ class Trainer(DataParallel):
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n, "steps": -(-n // batch_size),
                           "verbose": verbose}
         callback_list = quiet_callbacks(callbacks_module.CallbackList(callbacks, self, history.params), comm)
+        verbose = 0 if callback_list.draws_progress else verbose  # a given ProgbarLogger draws it
         self._ensure_built(xh.shape[1])
         backend = self.backend
         settings = (batch_size, epochs, initial_epoch, bool(shuffle), float(validation_split))
@@ -368,6 +377,7 @@ class Trainer(DataParallel):
         rng = get_rng()
         self.stop_training = False
         callback_list.call("on_train_begin", {})
+        initial_epoch = self.__dict__.pop("_initial_epoch", None) or initial_epoch  # set by BackupAndRestore
         logs: dict[str, float] = {}
         for epoch in range(initial_epoch, epochs):
             start = time.perf_counter()
@@ -431,14 +441,18 @@ class Trainer(DataParallel):
     def evaluate(
         self,
         x: Any,
-        y: Any,
+        y: Any = None,
         batch_size: int | None = 256,
         verbose: int | str = 0,
         callbacks: Sequence[callbacks_module.Callback] | None = None,
         return_dict: bool = False,
+        steps: int | None = None,
     ) -> dict[str, float] | list[float] | float:
         """Loss and metrics over (x, y), as Keras returns them: the loss (a float) without metrics,
-        else [loss, *metrics]; ``return_dict=True`` gives {'loss': ..., 'accuracy': ...}."""
+        else [loss, *metrics]; ``return_dict=True`` gives {'loss': ..., 'accuracy': ...}. x may be
+        a generator or PyDataset (``steps`` batches of it, else all)."""
+        if is_stream(x):
+            return evaluate_from(self, x, y, steps, verbose, callbacks, return_dict)
         self._require_compiled("evaluate")
         batch_size = 256 if batch_size is None else positive_int(batch_size, "batch_size")
         verbose = verbosity(verbose, default=0)
@@ -464,9 +478,13 @@ class Trainer(DataParallel):
         batch_size: int | None = 256,
         verbose: int | str = 0,
         callbacks: Sequence[callbacks_module.Callback] | None = None,
+        steps: int | None = None,
     ) -> np.ndarray:
         """The model's outputs (N, N_last) for x (N, M), computed in batches, as a NumPy array.
-        ``callbacks`` get Keras's predict hooks (a batch's logs hold its outputs, as Keras's)."""
+        ``callbacks`` get Keras's predict hooks (a batch's logs hold its outputs, as Keras's).
+        x may be a generator or PyDataset (``steps`` batches of it, else all)."""
+        if is_stream(x):
+            return predict_from(self, x, steps, verbose, callbacks)
         batch_size = 256 if batch_size is None else positive_int(batch_size, "batch_size")
         verbose = verbosity(verbose, default=0)
         xh = self._check_x(x)
