@@ -120,14 +120,13 @@ class BatchStream:
 
     def peek(self) -> Any:
         """The next batch, without taking it (a generator that is already empty raises ValueError)."""
+        if self.indexed:
+            return self.data[0]  # read again in its epoch: a PyDataset is indexed at will
         if not self._ahead:
-            if self.indexed:
-                self._ahead.append(self.data[0])
-            else:
-                try:
-                    self._ahead.append(next(self._iterator))
-                except StopIteration:
-                    raise ValueError(f"{self.argument}: the generator yielded no batch") from None
+            try:
+                self._ahead.append(next(self._iterator))
+            except StopIteration:
+                raise ValueError(f"{self.argument}: the generator yielded no batch") from None
         return self._ahead[0]
 
     def _next_indexed(self) -> Any:
@@ -136,9 +135,6 @@ class BatchStream:
             self._order = list(get_rng().permutation(count)) if self.shuffle and count else []
         index = self._order[self._position] if self._order else self._position
         self._position += 1
-        if index == 0 and self._ahead:
-            return self._ahead.pop()
-        self._ahead.clear()
         return self.data[int(index)]
 
     def epoch(self) -> Iterator[Any]:
