@@ -79,8 +79,7 @@ class BackupAndRestore(Callback):
         world().run_on_root(write, "BackupAndRestore")
 
     def on_epoch_end(self, epoch, logs=None):
-        self._current_epoch = epoch + 1
-        self._batches_since_save = 0
+        self._current_epoch = epoch + 1  # batches keep counting across epochs, as Keras's
         if self.save_freq == "epoch":
             self._save()
 
