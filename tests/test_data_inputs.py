@@ -237,6 +237,7 @@ def test_three_tuples_without_weights_and_argument_errors():
         (dict(x=X, y=Y, validation_data=(VX, VY), validation_steps=2), ValueError, "validation_steps: only for"),
         (dict(x=batches(X, Y), steps_per_epoch=0), ValueError, "steps_per_epoch"),
         (dict(x=iter([])), ValueError, "x: the generator yielded no batch"),
+        (dict(x=X), ValueError, "y: expected targets, got None"),
         (dict(x=Batches(X[:0], Y[:0])), ValueError, "no batches"),
         (dict(x=batches(X, Y), validation_data=(VX,)), ValueError, "validation_data: expected a tuple"),
     ]:

@@ -153,6 +153,8 @@ class Trainer(DataParallel):
         self, x: Any, y: Any, names: tuple[str, str] = ("x", "y"), width: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Host-checked x (in the first layer's dtype) and labels prepared by the loss."""
+        if y is None:
+            raise ValueError(f"{names[1]}: expected targets, got None (x as arrays needs y; a generator or PyDataset yields (x, y))")
         xh = self._check_x(x, names[0], width)
         y_len = len(y) if hasattr(y, "__len__") else None
         if y_len is not None and y_len != xh.shape[0] and np.ndim(y) > 0:
