@@ -30,8 +30,8 @@ from .backends import (
 )
 from .initializers import set_seed
 from .mixed_precision import set_tf32
-from .layers import Activation, Dense, Dropout, Input
-from .model import Sequential
+from .layers import Activation, Dense, Dropout, Input, InputLayer
+from .models import Model, Sequential
 from .saving import ModelFileError, load_model
 from .training import History
 
@@ -50,6 +50,8 @@ __all__ = [
     "Dropout",
     "History",
     "Input",
+    "InputLayer",
+    "Model",
     "ModelFileError",
     "Sequential",
     "activations",

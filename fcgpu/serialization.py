@@ -20,6 +20,11 @@ def register(cls: C) -> C:
     return cls
 
 
+def register_alias(name: str, cls: type) -> None:
+    """Configs naming ``name`` (an earlier class name) rebuild ``cls``."""
+    _CLASSES[name] = cls
+
+
 def registered() -> list[str]:
     return sorted(_CLASSES)
 

@@ -260,3 +260,18 @@ def test_a_stream_stops_on_a_non_finite_loss_naming_the_batch():
 
 def test_ran_out_message_is_keras():
     assert RAN_OUT.startswith("Your input ran out of data; interrupting training.")
+
+
+def test_a_functional_model_takes_streams_as_well():
+    def make():
+        fc.set_seed(0)
+        inputs = fc.Input(shape=(6,))
+        outputs = fc.layers.Dense(2)(fc.layers.Dense(7, activation="relu")(inputs))
+        m = fc.Model(inputs, outputs)
+        m.compile(loss="softmax_cross_entropy", optimizer="adam", metrics=["accuracy"])
+        return m
+
+    want = make().fit(X, Y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+    m = make()
+    assert_same_history(m.fit(Batches(X, Y), epochs=2, shuffle=False, verbose=0).history, want)
+    np.testing.assert_allclose(m.predict(Batches(X, Y)), m.predict(X), rtol=1e-6)

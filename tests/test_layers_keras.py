@@ -335,7 +335,8 @@ def test_a_declared_input_builds_the_model_as_it_is_created(first) -> None:
 
 
 @pytest.mark.parametrize("make, error, words", [
-    (lambda: fc.Input(shape=(28, 28)), ValueError, "shape: expected a tuple of one positive int"),
+    (lambda: fc.Input(shape=(28, 0)), ValueError, "shape: expected a tuple of positive ints"),
+    (lambda: fc.Sequential([fc.Input(shape=(28, 28)), fc.Dense(3)]), ValueError, "add a Flatten"),
     (lambda: fc.Input(shape=None), ValueError, "shape"),
     (lambda: fc.Input(shape=(4,), batch_size=0), ValueError, "batch_size"),
     (lambda: fc.Dense(3, input_shape=(0,)), ValueError, "input_shape"),

@@ -309,7 +309,7 @@ def assert_unchanged(model, snap):
         (lambda m, x, y: m.fit(x, y + 3, verbose=0), ValueError, "y: class ids must be in [0, 3)"),
         (lambda m, x, y: m.fit(x, np.zeros((10, 4)), verbose=0), ValueError, "y: expected class ids of shape (10,)"),
         (lambda m, x, y: m.fit(x, y.astype(str), verbose=0), TypeError, "y: expected numeric labels"),
-        (lambda m, x, y: m.fit(x.reshape(-1), y, verbose=0), ValueError, "x: expected shape (samples, features)"),
+        (lambda m, x, y: m.fit(x.reshape(-1), y, verbose=0), ValueError, "a 1-D x is one feature per sample"),
         (lambda m, x, y: m.fit(x, y, validation_data=(x[:, :3], y), verbose=0), ValueError, "validation_data[0]"),
         (lambda m, x, y: m.fit(x, y, validation_data=(x, y + 5), verbose=0), ValueError, "validation_data[1]"),
         (lambda m, x, y: m.fit(x, y, batch_size=0, verbose=0), ValueError, "batch_size"),

@@ -73,8 +73,8 @@ class DataParallel:
             rng.bit_generator.state = comm.bcast_object(rng.bit_generator.state)
             # Randomness inside a step (dropout) is keyed by each layer's seed and step count.
             keyed = [{a: getattr(layer, a) for a in _LAYER_RANDOMNESS if isinstance(getattr(layer, a, None), int)}
-                     for layer in self.layers]
-            for layer, values in zip(self.layers, comm.bcast_object(keyed)):
+                     for layer in self.compute_layers]
+            for layer, values in zip(self.compute_layers, comm.bcast_object(keyed)):
                 for attribute, value in values.items():
                     setattr(layer, attribute, value)
 

@@ -147,7 +147,7 @@ _FLOAT64_FORMULAS = {
 def _types(model: Any) -> tuple[np.dtype, np.dtype, int, int]:
     """(the dtype of inputs, outputs and weights; the dtype computed in; their ONNX element types)."""
     onnx = _onnx()
-    dtypes = {np.dtype(getattr(layer, "compute_dtype", layer.dtype)) for layer in model.layers}
+    dtypes = {layer.compute_dtype for layer in model.layers}
     if len(dtypes) != 1:
         raise ValueError(f"model: its layers compute in several dtypes ({sorted(map(str, dtypes))}); ONNX export needs one")
     io_dtype = dtypes.pop()

@@ -6,8 +6,16 @@ from .activation import Activation
 from .base import Buffers, Layer
 from .dense import FLOAT_DTYPES, Dense
 from .dropout import Dropout
-from .input import Input
+from .input import Input, InputLayer
+from .merging import (
+    Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average, concatenate, maximum, minimum,
+    multiply, subtract,
+)
+from .reshaping import Flatten, Reshape
 
-InputLayer = Input  # Keras's layers.InputLayer(shape=...), the first entry of a Sequential
 
-__all__ = ["Activation", "Buffers", "Dense", "Dropout", "FLOAT_DTYPES", "Input", "InputLayer", "Layer"]
+__all__ = [
+    "Activation", "Add", "Average", "Buffers", "Concatenate", "Dense", "Dropout", "FLOAT_DTYPES", "Flatten", "Input",
+    "InputLayer", "Layer", "Maximum", "Minimum", "Multiply", "Reshape", "Subtract", "add", "average", "concatenate",
+    "maximum", "minimum", "multiply", "subtract",
+]

@@ -25,6 +25,7 @@ import numpy as np
 from ..backends import Backend
 from ..backends.base import Array
 from ..buffers import Buffers
+from .symbolic import call_layer, is_symbolic
 from ..validation import float_array, positive_int
 
 __all__ = ["Buffers", "Layer", "declared_input", "refuse_freezing"]
@@ -42,6 +43,58 @@ class Layer:
     # The layer's dtype policy (``fcgpu.mixed_precision.Policy``), or None for a layer that takes
     # its input's dtype (Dropout, Activation).
     dtype_policy: Any = None
+    #: Whether this is a model's input (an ``Input`` in a functional model's ``layers``): nothing to compute.
+    is_input = False
+    #: How many tensors a call takes: 1, or 0 for a list of at least two (the merge layers).
+    input_count = 1
+    #: Whether the layer takes samples of any shape (layers acting elementwise, Flatten, Reshape);
+    #: the others take flat features (batch, M).
+    any_rank = False
+    #: Whether the layer flattens a sample of any shape into flat features (Flatten).
+    flattens = False
+    _compute_dtype: np.dtype | None = None
+
+    @property
+    def compute_dtype(self) -> np.dtype:
+        """The dtype the layer computes in: a half type under a mixed policy, else its ``dtype``."""
+        return self._compute_dtype if self._compute_dtype is not None else np.dtype(self.dtype)
+
+    @compute_dtype.setter
+    def compute_dtype(self, value: Any) -> None:
+        self._compute_dtype = np.dtype(value)
+
+    def fuses_with(self, layer: "Layer") -> bool:
+        """Whether a training forward may run ``layer`` (the next one) inside this layer's own pass."""
+        return False
+
+    def symbolic_output_shape(self, shapes: Sequence[tuple[int | None, ...]]) -> tuple[int | None, ...]:
+        """The output shape of a call on symbolic inputs of ``shapes`` [(None, *sample)]: the layer is
+        built for them (``build``) and ``compute_output_shape`` says the rest."""
+        width = int(np.prod(shapes[0][1:]))
+        if not self.built:
+            self.build(width)
+        return tuple(self.compute_output_shape(shapes[0]))
+
+    _call: tuple[Any, Any] | None = None  # (input tensors, output tensor) of the layer's functional-API call
+
+    def record_call(self, inputs: Any, output: Any) -> None:
+        """Keep the symbolic call that made ``output`` (``layers.symbolic``), for ``input``/``output``."""
+        self._call = (inputs, output)
+
+    @property
+    def input(self) -> Any:
+        """The symbolic tensor(s) the layer was called on in a functional graph (Keras's ``layer.input``)."""
+        if self._call is None:
+            raise AttributeError(f"layer '{self.name}' has never been called on a symbolic tensor, so it has no input")
+        return self._call[0]
+
+    @property
+    def output(self) -> Any:
+        """The symbolic tensor its call returned (Keras's ``layer.output``): e.g. for a feature extractor
+        ``Model(model.inputs, model.get_layer('hidden').output)``."""
+        if self._call is None:
+            raise AttributeError(f"layer '{self.name}' has never been called on a symbolic tensor, so it has no output")
+        return self._call[1]
 
     @property
     def trainable(self) -> bool:
@@ -150,7 +203,7 @@ class Layer:
                 f"x: expected {expected} features (shape (batch, {expected})) for layer "
                 f"'{self.name}', got shape {tuple(x.shape)}"
             )
-        dtype = np.dtype(getattr(self, "compute_dtype", self.dtype))  # mixed policies compute in half
+        dtype = self.compute_dtype  # mixed policies compute in half
         host = isinstance(x, np.ndarray)
         if host and x.dtype.kind in "iuf" and (x.dtype.kind != "f" or x.dtype.itemsize > dtype.itemsize) and not self.mixed:
             # Integers and wider floats can overflow the layer's dtype (100000 in float16): refused as
@@ -231,8 +284,12 @@ class Layer:
     def to(self, backend: str | Backend) -> "Layer":
         return self
 
-    def __call__(self, x: Any, training: bool = False) -> Array:
-        """``forward``; ``training=True`` turns on what acts only in training (dropout), as Keras's."""
+    def __call__(self, x: Any, training: bool = False) -> Any:
+        """``forward``; ``training=True`` turns on what acts only in training (dropout), as Keras's.
+        On symbolic tensors (``fcgpu.Input`` and what layers made of it): the functional API's call,
+        which builds the layer and returns the symbolic output (``layers.symbolic``)."""
+        if is_symbolic(x):
+            return call_layer(self, x)
         return self.forward(x, training=bool(training))
 
 

@@ -27,6 +27,8 @@ __all__ = ["ElementwiseLayer", "optional_float_dtype"]
 class ElementwiseLayer(Layer):
     """A layer y = f(x) of x's shape, without parameters; subclasses give forward, infer, backward."""
 
+    any_rank = True
+
     def __init__(self, dtype: str | None = None, name: str | None = None) -> None:
         super().__init__(name)
         self._dtype_given = optional_float_dtype(dtype)

@@ -21,7 +21,7 @@ from .fake_cupy import TRANSFER_KINDS, DeviceOps, OpCounts, count_device_ops
 
 if TYPE_CHECKING:
     from ..losses import Loss
-    from ..model import Sequential
+    from ..models import Sequential
     from ..optimizers import Optimizer
 
 __all__ = ["LaunchReport", "launches_per_step"]
@@ -151,7 +151,7 @@ def launches_per_step(
 def _stand_in_model(model_or_widths: Any, activation: str, dtype: str) -> "Sequential":
     from ..backends import use_backend
     from ..layers import Dense
-    from ..model import Sequential
+    from ..models import Sequential
     from . import stand_in_backend
 
     if isinstance(model_or_widths, Sequential):

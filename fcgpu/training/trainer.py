@@ -3,8 +3,8 @@
 The model class (``model.Sequential``) inherits this, as Keras 3's Model inherits its trainer.
 Inputs are checked once per call on the host before anything changes; a data set is then copied
 to the model's backend once, and batches are slices of it. What the trainer needs of the model:
-``layers``, ``forward``, ``backward``, ``build``, ``built``, ``backend``, ``input_features``,
-``output_features``, ``name`` and ``_require_layers``."""
+``compute_layers``, ``output_layer``, ``host_inputs``, ``forward``, ``backward``, ``build``,
+``built``, ``backend``, ``input_features``, ``output_features``, ``name`` and ``_require_layers``."""
 from __future__ import annotations
 
 import math
@@ -64,7 +64,7 @@ class Trainer(DataParallel):
         instance), the optimizer ('sgd', 'adam', 'adamw' or an instance) and metrics (['accuracy'] or none)."""
         if loss is None:
             raise ValueError("loss: compile needs a loss, e.g. loss='softmax_cross_entropy'")
-        layers = self.layers
+        layers = self.compute_layers
         check_policies("compile", self.name, layers)
         loss_obj = losses_module.get(loss)
         opt = with_loss_scaling(optimizers_module.get(optimizer), layers)
@@ -86,8 +86,8 @@ class Trainer(DataParallel):
         """Decided when training starts, whatever the order of compile and add, before anything changes:
         one mixed policy per model, and loss scaling under 'mixed_float16' (as Keras wraps it)."""
         self._require_compiled(what)
-        check_policies(what, self.name, self.layers)
-        self.optimizer = with_loss_scaling(self.optimizer, self.layers)
+        check_policies(what, self.name, self.compute_layers)
+        self.optimizer = with_loss_scaling(self.optimizer, self.compute_layers)
 
     @property
     def compiled(self) -> bool:
@@ -114,7 +114,7 @@ class Trainer(DataParallel):
         laid out again when a layer was rebuilt, moved or renamed since."""
         if not self.built:
             return None
-        layers = self.layers
+        layers = self.compute_layers
         if self._flat is None or not self._flat.current(layers):
             self._flat = FlatParameters.of(layers)
         return self._flat
@@ -145,9 +145,7 @@ class Trainer(DataParallel):
     # -- host-side checks ----------------------------------------------------------
     def _check_x(self, x: Any, argument: str = "x", width: int | None = None) -> np.ndarray:
         self._require_layers()
-        return float_array(
-            host_data(x), argument, self.layers[0].dtype, ndim=2, width=width or self.input_features, owner=f"model '{self.name}'"
-        )
+        return self.host_inputs(host_data(x), argument, width)
 
     def _prepare(
         self, x: Any, y: Any, names: tuple[str, str] = ("x", "y"), width: int | None = None
@@ -163,8 +161,8 @@ class Trainer(DataParallel):
             )
         # Inputs meet the first layer, labels meet the last layer's predictions: in their dtype, but
         # float32 under a mixed policy (the loss is computed in float32, as Keras; 1000.3 stays 1000.3).
-        last = self.layers[-1]
-        dtype = np.dtype(np.float32) if any(layer.mixed for layer in self.layers) else np.dtype(getattr(last, "compute_dtype", last.dtype))
+        last = self.output_layer
+        dtype = np.dtype(np.float32) if any(layer.mixed for layer in self.compute_layers) else last.compute_dtype
         yh = self.loss.prepare_labels(y, (xh.shape[0], self.output_features), dtype, names[1])
         for metric in self.metric_objects:  # a metric that cannot compare these labels fails here
             metric.check((xh.shape[0], self.output_features), yh.shape)
@@ -179,7 +177,7 @@ class Trainer(DataParallel):
         meets the model's output, whatever the order of compile and add: a probability
         cross-entropy after its matching activation runs on the logits (``Loss.fused_with``).
         A probability loss after a layer whose outputs can leave [0, 1] is refused."""
-        last = self.layers[-1]
+        last = self.output_layer
         activation = getattr(last, "activation", None)
         name = activation.name if activation is not None else "linear"
         fused = self.loss.fused_with(name)
@@ -236,7 +234,7 @@ class Trainer(DataParallel):
         if len(self.metric_objects) > count:
             self.update_metrics(logits, y, on_logits, acc)
         loss.grad_scale = getattr(self.optimizer, "loss_scale", 1.0)  # mixed_float16: the loss scaled before backward
-        for layer in self.layers:  # a regularizer's gradient is scaled as the loss's is
+        for layer in self.compute_layers:  # a regularizer's gradient is scaled as the loss's is
             if getattr(layer, "gradient_scale", None) not in (None, loss.grad_scale):
                 layer.gradient_scale = loss.grad_scale
         grad = loss.step(self.backend, logits, y, acc, count)
@@ -251,7 +249,7 @@ class Trainer(DataParallel):
         """The metrics not fused with the loss, on the model's outputs (the activation applied to
         logits the loss took), each into its column of ``acc``."""
         if on_logits:
-            activation = self.layers[-1].activation.name
+            activation = self.output_layer.activation.name
             probs = self._metric_buffers.get(self.backend, "probabilities", out.shape, out.dtype)  # reused
             out = self.backend.bias_act_forward(out, None, activation, probs)
         column = 2
@@ -264,7 +262,7 @@ class Trainer(DataParallel):
         """Add the layers' weight penalties (``regularization_loss``) x ``rows`` into the loss column
         of ``acc``, as Keras adds them to the loss; no device work where no layer has a regularizer."""
         total = None
-        for layer in self.layers:
+        for layer in self.compute_layers:
             value = layer.regularization_loss(rows)
             if value is not None:
                 total = value if total is None else total + value
@@ -498,8 +496,8 @@ class Trainer(DataParallel):
         self._start_from_rank0(comm, "predict", {"x": xh}, batch_size, fit=False)
         lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)  # data parallel: this rank's rows
         x_dev = backend.from_numpy(xh[lo:hi])
-        last = self.layers[-1]
-        out = np.empty((xh.shape[0], self.output_features), getattr(last, "compute_dtype", last.dtype))
+        last = self.output_layer
+        out = np.empty((xh.shape[0], self.output_features), last.compute_dtype)
         bar = progress_bar(0, 1, -(-(hi - lo) // batch_size), verbose if comm.rank == 0 else 0, "Predict")
         callback_list.call("on_predict_begin", {})
         for k, i in enumerate(range(0, hi - lo, batch_size)):

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import fcgpu as fc  # noqa: E402
-import fcgpu.model  # noqa: E402
+import fcgpu.models.base  # noqa: E402
 from dp_scenarios import SCENARIOS, SEED  # noqa: E402
 
 
@@ -34,8 +34,8 @@ def main(out_dir: str, backend_name: str) -> None:
         fc.set_backend("numpy")
 
     saves = []
-    real_save = fcgpu.model.save_model
-    fcgpu.model.save_model = lambda model, path: (saves.append(os.fspath(path)), real_save(model, path))[1]
+    real_save = fcgpu.models.base.save_model
+    fcgpu.models.base.save_model = lambda model, path: (saves.append(os.fspath(path)), real_save(model, path))[1]
 
     reduced = []  # (size, whether the buffer is the model's flat gradient buffer itself)
     host_allreduce = comm.allreduce_host

@@ -1,4 +1,5 @@
-"""Sequential: the layer stack, build, weights, config and summary (training is in ``training``).
+"""Sequential: the layer stack, build, config (weights, files and summary are ``models.base``'s;
+training is ``training``'s).
 
 As in Keras 3, the model class holds the structure and inherits compile/fit/evaluate/predict
 from ``Trainer``. The model drives its layers only through the protocol of ``layers.base.Layer``.
@@ -8,42 +9,36 @@ as Keras 3 keeps its InputLayer out of ``model.layers``, and builds each layer a
 from __future__ import annotations
 
 import contextlib
-import os
-from typing import Any, Callable, Iterator, Sequence
+import math
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from . import distributed
-from .backends import Backend, get_backend, resolve_backend, use_backend
-from .backends.base import Array
-from .layers import Input, Layer
-from .layers.base import refuse_freezing
-from .saving import save_model
-from .serialization import deserialize, register
-from .training import Trainer
-from .initializers import get_rng
-from .validation import input_features, positive_int
+from ..backends import Backend, get_backend, resolve_backend, use_backend
+from ..backends.base import Array
+from ..initializers import get_rng
+from ..layers import Input, Layer
+from ..serialization import deserialize, register
+from ..validation import input_features
+from . import chain
+from .base import Model
 
 __all__ = ["Sequential"]
 
 
 @register
-class Sequential(Trainer):
+class Sequential(Model):
     """A linear stack of layers.
 
-    Shapes: x (B, M) -> layers -> y (B, N_last). Unnamed layers are named 'dense', 'dense_1', ...
-    in the order they are added; names are unique within the model. ``layers`` may start with an
-    ``fc.Input(shape=(M,))``.
+    Shapes: x (B, *sample) -> layers -> y (B, N_last); layers compute on flat features (B, M), so a
+    sample of higher rank (an image) is flattened on the host for a first ``Flatten`` layer.
+    Unnamed layers are named 'dense', 'dense_1', ... in the order they are added; names are unique
+    within the model. ``layers`` may start with an ``fc.Input(shape=(M,))``.
     """
 
     def __init__(self, layers: Sequence[Layer | Input] | None = None, name: str | None = None) -> None:
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"name: expected a non-empty string, got {name!r}")
-        super().__init__()
-        self.name = name or "sequential"
-        self._layers: list[Layer] = []
+        super().__init__(name)
         self._input: Input | None = None
-        self._target: Backend | None = None
         if layers is not None:
             if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)):
                 raise TypeError(f"layers: expected a list of layers, got {type(layers).__name__}")
@@ -51,10 +46,6 @@ class Sequential(Trainer):
                 self.add(layer)
 
     # -- structure ---------------------------------------------------------------
-    @property
-    def layers(self) -> list[Layer]:
-        return list(self._layers)
-
     def add(self, layer: Layer | Input) -> None:
         """Append a layer, naming it if unnamed. Where the input is known (an ``Input`` first, a first
         layer declaring ``input_shape``, or the layers so far built) the new layer is built at once."""
@@ -80,11 +71,17 @@ class Sequential(Trainer):
         elif name in names:
             raise ValueError(f"layer: the name '{name}' is already used in this model; names must be unique")
         previous = self._layers[-1] if self._layers else None
-        declared = layer.declared_input_shape[0] if layer.declared_input_shape else None
+        declared = int(math.prod(layer.declared_input_shape)) if layer.declared_input_shape else None
         width = self._width_after(self._layers)
         if declared is not None and width is not None and declared != width:
             source = f"'{previous.name}' gives" if previous is not None else "the model's Input has"
-            raise ValueError(f"layer: '{name}' declares input_shape ({declared},) but {source} {width} features")
+            raise ValueError(f"layer: '{name}' declares input_shape {tuple(layer.declared_input_shape)} but {source} {width} features")
+        shape = self._shape_after(self._layers)
+        if len(shape) > 1 and not layer.any_rank:
+            raise ValueError(
+                f"layer: '{name}' ({type(layer).__name__}) takes inputs of shape (batch, features), but the model gives "
+                f"(None, {', '.join(map(str, shape))}): add a Flatten() before it"
+            )
         # The width the new layer is built for now: the input's for a first layer, else a built
         # previous layer's; None while the layers so far wait for build().
         if previous is None:
@@ -100,48 +97,34 @@ class Sequential(Trainer):
         if build_width is not None and not layer.built:
             with _using(previous.backend if previous is not None else self.backend):
                 layer.build(build_width)
-        dtype = getattr(previous, "compute_dtype", previous.dtype) if previous is not None else self._input.dtype if self._input is not None else None
+        dtype = previous.compute_dtype if previous is not None else self._input.dtype if self._input is not None else None
         if dtype is not None:
             layer.take_input_dtype(dtype)
         if previous is None and self._input is None and declared is not None:
-            self._input = Input(shape=(declared,))
+            self._input = Input(shape=layer.declared_input_shape)
         if not layer.name_is_set:
             layer.name = name
+        if isinstance(layer, Model):
+            layer.nested_in = self
         self._layers.append(layer)
 
-    @property
-    def trainable(self) -> bool:
-        """Whether fit updates the model's weights: always, in this release."""
-        return True
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        refuse_freezing(value, f"model '{self.name}'")
-
-    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
-        """The layer called ``name``, or at position ``index`` of ``layers`` (Keras's ``get_layer``)."""
-        if (name is None) == (index is None):
-            raise ValueError("get_layer: give a layer name or an index, one of them")
-        if index is not None:
-            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(self._layers) <= index < len(self._layers):
-                raise ValueError(f"index: expected an int in [0, {len(self._layers)}) for model '{self.name}', got {index!r}")
-            return self._layers[int(index)]
-        for layer in self._layers:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"name: no layer named {name!r} in model '{self.name}'; its layers: {[l.name for l in self._layers]}")
-
-    def to_json(self, **kwargs: Any) -> str:
-        """The architecture as a JSON string (``fcgpu.models.model_from_json`` reads it back)."""
-        import json
-
-        return json.dumps(self.get_config(), **kwargs)
+    def add_input(self, given: Input) -> None:
+        """Give the model its Input after its layers (``build`` with a sample shape of rank > 1)."""
+        first = self._layers[0] if self._layers else None
+        if len(given.sample_shape) > 1 and first is not None and not first.any_rank:
+            raise ValueError(
+                f"input_shape: layer '{first.name}' ({type(first).__name__}) takes inputs of shape (batch, features), got "
+                f"(None, {', '.join(map(str, given.sample_shape))}): add a Flatten() before it"
+            )
+        self._input = given
 
     def pop(self) -> Layer:
         """Remove the last layer and return it (Keras's ``pop``); the model keeps its Input."""
         if not self._layers:
             raise TypeError(f"pop: model '{self.name}' has no layers to remove")
         layer = self._layers.pop()
+        if isinstance(layer, Model):
+            layer.nested_in = None
         if self.optimizer is not None:  # the optimizer's state of it goes with it
             self.optimizer.forget([name for name, _, _ in layer.parameters()])
         return layer
@@ -149,14 +132,6 @@ class Sequential(Trainer):
     @property
     def built(self) -> bool:
         return bool(self._layers) and all(layer.built for layer in self._layers)
-
-    @property
-    def backend(self) -> Backend:
-        """The backend the parameters live on (before the model is built: the one given to ``to``, else the active one)."""
-        for layer in self._layers:
-            if layer.built:
-                return layer.backend
-        return self._target or get_backend()
 
     @property
     def input_features(self) -> int | None:
@@ -177,16 +152,55 @@ class Sequential(Trainer):
         return width
 
     def _width_after(self, layers: Sequence[Layer]) -> int | None:
-        """The features after ``layers`` (from the model's input), or None where not yet known."""
-        width = self.input_features
+        """The flat features after ``layers`` (from the model's input), or None where not yet known."""
+        shape = self._shape_after(layers)
+        return None if any(d is None for d in shape) else int(math.prod(shape))
+
+    def _shape_after(self, layers: Sequence[Layer]) -> tuple[int | None, ...]:
+        """A sample's shape after ``layers`` (from the model's input); None for a width not yet known."""
+        if self._input is not None:
+            shape: tuple[int | None, ...] = self._input.sample_shape
+        else:
+            first = self._layers[0] if self._layers else None
+            shape = (first.in_features if first is not None and first.built else None,)
         for layer in layers:
-            width = layer.compute_output_shape((None, width))[-1]
-        return width
+            shape = tuple(layer.compute_output_shape((None, *shape))[1:])
+        return shape
+
+    def input_specs(self) -> list[tuple[str, tuple[int, ...] | None]]:
+        if self._input is not None:
+            return [(self._input.name, self._input.sample_shape)]
+        width = self.input_features
+        return [("input_layer", None if width is None else (width,))]
+
+    def flattens_input(self) -> bool:
+        for layer in self._layers:
+            if layer.flattens:
+                return True
+            if not layer.any_rank:
+                return False
+        return False
+
+    @property
+    def output_shape(self) -> tuple[int | None, ...]:
+        return (None, *self._shape_after(self._layers))
+
+    def summary_rows(self) -> tuple[list[tuple[str, str, tuple, int, list[str]]], bool]:
+        """(rows of ``summary``: name, class, output shape, parameters, inbound; whether to show inbound)."""
+        batch = self._input.batch_size if self._input is not None else None
+        rows = []
+        for i, layer in enumerate(self._layers):  # the Input has no row, as in Keras 3
+            shape = (batch, *self._shape_after(self._layers[: i + 1]))
+            rows.append((layer.name, type(layer).__name__, shape, layer.count_params(), []))
+        return rows, False
 
     def build(self, input_shape: int | Sequence[int | None]) -> None:
         """Create every layer's parameters for inputs of ``input_shape`` (an int or e.g. (None, 784))."""
         self._require_layers()
-        features = input_features(input_shape)
+        if isinstance(input_shape, (tuple, list)) and len(input_shape) > 2 and self._input is None:
+            self.add_input(Input(shape=tuple(input_shape[1:])))
+        features = input_features(input_shape) if not isinstance(input_shape, (tuple, list)) or len(input_shape) <= 2 \
+            else int(math.prod(input_shape[1:]))
         if self._input is not None and features != self._input.features:
             raise ValueError(
                 f"input_shape: model '{self.name}' takes {self._input.features} features (its Input), got {features}"
@@ -209,54 +223,6 @@ class Sequential(Trainer):
                 if not layer.built:
                     layer.build(features)
                 features = layer.units
-
-    def _require_layers(self) -> None:
-        if not self._layers:
-            raise ValueError(f"model '{self.name}' has no layers: add some with model.add(Dense(...))")
-
-    def _require_built(self, what: str) -> None:
-        if not self.built:
-            raise ValueError(
-                f"{what}: model '{self.name}' is not built yet: call model.build((None, in_features)) or call the "
-                f"model on a batch of data first"
-            )
-
-    # -- weights -------------------------------------------------------------------
-    def count_params(self) -> int:
-        self._require_built("count_params")
-        return sum(layer.count_params() for layer in self._layers)
-
-    def parameters(self) -> list[tuple[str, Array, Array | None]]:
-        """[(name, parameter, gradient)] of every layer, as the optimizers take them."""
-        return [p for layer in self._layers for p in layer.parameters()]
-
-    @property
-    def weights(self) -> list[Array]:
-        """Every layer's variables, live backend arrays in layer order (Keras's ``model.weights``)."""
-        return [w for layer in self._layers for w in layer.weights]
-
-    @property
-    def trainable_weights(self) -> list[Array]:
-        return [w for layer in self._layers for w in layer.trainable_weights]
-
-    @property
-    def non_trainable_weights(self) -> list[Array]:
-        return [w for layer in self._layers for w in layer.non_trainable_weights]
-
-    @property
-    def losses(self) -> list[float]:
-        """The layers' regularization penalties, one float a layer that has one (Keras's ``model.losses``)."""
-        values = [layer.regularization_loss() for layer in self._layers]
-        return [float(self.backend.to_numpy(v)) for v in values if v is not None]
-
-    @property
-    def trainable_variables(self) -> list[tuple[str, Array]]:
-        """[(name, backend array)] such as ('dense/kernel', W): the live parameters, not copies."""
-        return [(name, p) for name, p, _ in self.parameters()]
-
-    def get_weights(self) -> list[np.ndarray]:
-        """Host copies [kernel_0, bias_0, kernel_1, ...] in layer order."""
-        return [w for layer in self._layers for w in layer.get_weights()]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Load ``get_weights()``-style host arrays; all are checked before any layer changes.
@@ -321,50 +287,10 @@ class Sequential(Trainer):
             model.build(int(config["input_features"]))
         return model
 
-    def summary(self, line_length: int = 65, print_fn: Callable[[str], Any] | None = None) -> None:
-        """Print the Keras table: Layer (type) | Output Shape | Param #, then the parameter totals
-        (a row for every layer, Dropout and Activation with 0 parameters; none for the Input)."""
-        self._require_built("summary")
-        line_length = positive_int(line_length, "line_length")
-        if line_length < 20:
-            raise ValueError(f"line_length: expected at least 20 characters, got {line_length}")
-        if print_fn is not None and not callable(print_fn):
-            raise TypeError(f"print_fn: expected a callable taking a string, got {type(print_fn).__name__}")
-        print_fn = print_fn or print
-        positions = [int(line_length * 0.45), int(line_length * 0.85), line_length]
-
-        def row(fields: Sequence[Any]) -> str:
-            line = ""
-            for field, end in zip(fields, positions):
-                if line:
-                    line = line[:-1] + " "
-                line = (line + str(field))[:end]
-                line += " " * (end - len(line))
-            return line
-
-        print_fn(f'Model: "{self.name}"')
-        print_fn("_" * line_length)
-        print_fn(row(["Layer (type)", "Output Shape", "Param #"]))
-        print_fn("=" * line_length)
-        batch = self._input.batch_size if self._input is not None else None
-        for i, layer in enumerate(self._layers):  # the Input has no row, as in Keras 3
-            shape = (batch, layer.units)
-            print_fn(row([f"{layer.name} ({type(layer).__name__})", str(shape), layer.count_params()]))
-            print_fn("=" * line_length if i == len(self._layers) - 1 else "_" * line_length)
-        total = self.count_params()
-        print_fn(f"Total params: {total:,}")
-        print_fn(f"Trainable params: {total:,}")
-        print_fn("Non-trainable params: 0")
-        print_fn("_" * line_length)
-
     def __repr__(self) -> str:
         return f"Sequential(name={self.name!r}, layers={self._layers!r})"
 
     # -- computation -------------------------------------------------------------
-    def __call__(self, x: Any, training: bool = False) -> Array:
-        """``forward``; ``training=True`` turns on what acts only in training (dropout), as Keras's."""
-        return self.forward(x, training=bool(training))
-
     def forward(
         self,
         x: Any,
@@ -384,46 +310,17 @@ class Sequential(Trainer):
         of x's first row in the whole batch (a data-parallel rank's share: its dropout masks).
         """
         self._require_layers()
-        for layer in self._layers:
-            # A layer's cached input is the previous layer's output buffer; dropping all of them
-            # first lets every layer write into its own buffer again instead of allocating.
-            layer.release()
         self.release_loss()
         self._build_for(x)
-        h, last, i = x, len(self._layers) - 1, 0
-        layers = self._layers
-        while i <= last:
-            layer = layers[i]
-            # A Dense followed by an active Dropout in training: one pass for both (Dense.fuses_with).
-            fused = training and i < last and not (logits and i + 1 == last) and getattr(layer, "fuses_with", None)
-            if fused and layer.fuses_with(layers[i + 1]):
-                h = layer.forward(h, input_owned=input_owned or i > 0, output_private=True, training=True,
-                                  row_offset=row_offset, dropout=layers[i + 1])
-                i += 1  # the Dropout's output: copied only where the caller gets it
-                if not (output_private or i < last):
-                    h = self.backend.copy(h)
-                i += 1
-                continue
-            h = layer.forward(
-                h,
-                input_owned=input_owned or i > 0,
-                output_private=output_private or i < last,
-                logits=logits and i == last,
-                training=training,
-                row_offset=row_offset,
-            )
-            i += 1
-        return h
+        return chain.forward(self.backend, self._layers, x, input_owned=input_owned, output_private=output_private,
+                             logits=logits, training=training, row_offset=row_offset)
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         """y (B, N_last) from x (B, M) without keeping anything for backward: inference (predict,
         evaluate, validation) never changes what the next ``backward`` uses."""
         self._require_layers()
         self._build_for(x)
-        h, last = x, len(self._layers) - 1
-        for i, layer in enumerate(self._layers):
-            h = layer.infer(h, logits=logits and i == last)
-        return h
+        return chain.infer(self._layers, x, logits=logits)
 
     def _build_for(self, x: Any) -> None:
         if not self.built:
@@ -437,10 +334,7 @@ class Sequential(Trainer):
         ``input_grad=False`` skips the first layer's input gradient (training does not need it).
         """
         self._require_layers()
-        g = dy
-        for i in range(len(self._layers) - 1, -1, -1):
-            g = self._layers[i].backward(g, input_grad=input_grad or i > 0)
-        return g
+        return chain.backward(self._layers, dy, input_grad=input_grad)
 
     def to(self, backend: str | Backend) -> "Sequential":
         """Move parameters, gradients and optimizer state to 'numpy' | 'cupy' | 'auto' (or a Backend)."""
@@ -450,26 +344,6 @@ class Sequential(Trainer):
             layer.to(target)
         self.move_training_state(target)
         return self
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write architecture, weights, and compile settings with optimizer state to ``path`` (see fcgpu.saving).
-
-        Data parallel (``fcgpu.distributed``): rank 0 writes, once, while the other ranks wait; an
-        error there is raised on every rank."""
-        distributed.world().run_on_root(lambda: save_model(self, path), "model.save")
-
-    def save_weights(self, path: str | os.PathLike) -> None:
-        """Write the weights alone to a Keras 3 ``.weights.h5`` file, atomically (``fcgpu.interop.keras_weights``)."""
-        from .interop import keras_weights
-
-        distributed.world().run_on_root(lambda: keras_weights.save_weights(self, path), "model.save_weights")
-
-    def load_weights(self, path: str | os.PathLike) -> None:
-        """Load a Keras 3 ``.weights.h5`` file, or the weights of a ``.keras`` archive (Keras's or fcgpu's),
-        checked by layer and shape first: a failure (``ModelFileError``) changes nothing."""
-        from .interop import keras_archive
-
-        keras_archive.load_weights(self, path)
 
 
 @contextlib.contextmanager

@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import Sequential
-from .saving import ModelFileError, load_model, save_model
-from .serialization import deserialize
+from .base import Model
+from .functional import Functional
+from .sequential import Sequential
+from ..saving import ModelFileError, load_model, save_model
+from ..serialization import deserialize
 
 __all__ = [
-    "Sequential", "ModelFileError", "clone_model", "load_model", "save_model", "model_from_json", "model_from_config",
+    "Functional", "Model", "Sequential", "ModelFileError", "clone_model", "load_model", "save_model", "model_from_json", "model_from_config",
 ]
 
 

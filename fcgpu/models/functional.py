@@ -1,0 +1,333 @@
+"""The functional model: ``fcgpu.Model(inputs, outputs)`` over a directed acyclic graph of layers
+(Keras's functional API): chains, fan-out (a tensor used twice: its gradients add), merges and
+several inputs.
+
+The graph is fixed when the model is made: the layer calls between the inputs and the outputs in
+Keras's order (``layers.symbolic.map_graph``), each a node reading tensors by slot. A graph that is
+a chain runs exactly as a Sequential does (``models.chain``: the same fusion, buffers and device
+operations per step). Several inputs reach the trainer side by side in one (B, M_1 + M_2 + ...)
+array, so that shuffling, batching and data parallel treat them as one; each node that reads an
+input gets its own contiguous columns.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..backends import Backend, resolve_backend
+from ..backends.base import Array
+from ..layers import Input, Layer
+from ..layers.symbolic import KerasTensor, map_graph
+from ..serialization import deserialize, register
+from . import chain
+from .base import Model
+
+__all__ = ["Functional"]
+
+
+class _Node:
+    """One layer call: the layer, the slots of the tensors it reads, the slot it writes."""
+
+    __slots__ = ("layer", "inputs", "output")
+
+    def __init__(self, layer: Layer, inputs: list[int], output: int) -> None:
+        self.layer, self.inputs, self.output = layer, inputs, output
+
+
+@register
+@Model.makes_graphs
+class Functional(Model):
+    """A model over a graph of layers, from ``fcgpu.Input`` tensors to one output tensor.
+
+    Args:
+        inputs: an ``Input``, or a list (or dict by name) of them.
+        outputs: the tensor a layer call returned (or a list of one).
+        name: the model's name (default 'functional').
+
+    Shapes: x (B, *sample) or, for several inputs, a list (or dict by input name) of them -> y (B, N).
+    """
+
+    def __init__(self, inputs: Any, outputs: Any, name: str | None = None, **kwargs: Any) -> None:
+        if kwargs.pop("trainable", True) is not True:
+            raise NotImplementedError("trainable: freezing a model is not supported in this release")
+        if kwargs:
+            raise TypeError(f"Model: unexpected arguments {sorted(kwargs)}")
+        super().__init__(name)
+        self._inputs = _input_list(inputs)
+        self._outputs = _output_list(outputs)
+        order = map_graph(self._inputs, self._outputs)
+        seen: dict[int, KerasTensor] = {}
+        for t in order:
+            if id(t.layer) in seen:
+                raise NotImplementedError(
+                    f"layer '{t.layer.name}' is called twice in this graph; fcgpu does not share a layer between calls: "
+                    f"make a second layer"
+                )
+            seen[id(t.layer)] = t
+        self._name_layers([t.layer for t in order])
+        slot = {id(t): i for i, t in enumerate(order)}
+        self._tensors = order
+        self._layers = [t.layer for t in order]
+        self._nodes = [_Node(t.layer, [slot[id(p)] for p in t.inputs], slot[id(t)]) for t in order if t.inputs]
+        self._input_slots = [slot[id(t)] for t in self._inputs]
+        self._output_slot = slot[id(self._outputs[0])]
+        widths = [t.features for t in self._inputs]
+        self._columns = list(zip(np.cumsum([0, *widths[:-1]]).tolist(), np.cumsum(widths).tolist()))
+        self._chain = self._as_chain()
+        for layer in self._layers:
+            if isinstance(layer, Model):
+                layer.nested_in = self
+
+    def _name_layers(self, layers: Sequence[Layer]) -> None:
+        """Name unnamed layers 'dense', 'dense_1', ... in order; refuse a name given twice."""
+        names: set[str] = set()
+        for layer in layers:
+            if layer.name_is_set:
+                if layer.name in names:
+                    raise ValueError(f"layers: the name '{layer.name}' is used twice in the model; names must be unique")
+                names.add(layer.name)
+        for layer in layers:
+            if not layer.name_is_set:
+                base, k, name = layer.name, 0, layer.name
+                while name in names:
+                    k += 1
+                    name = f"{base}_{k}"
+                layer.name = name
+                names.add(name)
+
+    def _as_chain(self) -> list[Layer] | None:
+        """The computing layers in order where the graph is a chain from one input, else None."""
+        if len(self._inputs) != 1:
+            return None
+        previous = self._input_slots[0]
+        for node in self._nodes:
+            if node.inputs != [previous] or node.layer.input_count != 1:
+                return None
+            previous = node.output
+        return [node.layer for node in self._nodes] if previous == self._output_slot else None
+
+    # -- structure ---------------------------------------------------------------
+    @property
+    def inputs(self) -> list[KerasTensor]:
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> list[KerasTensor]:
+        return list(self._outputs)
+
+    @property
+    def input(self) -> Any:
+        return self._inputs[0] if len(self._inputs) == 1 else list(self._inputs)
+
+    @property
+    def output(self) -> Any:
+        return self._outputs[0]
+
+    @property
+    def input_shape(self) -> Any:
+        shapes = [t.shape for t in self._inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def built(self) -> bool:
+        return all(layer.built for layer in self.compute_layers)
+
+    def build(self, input_shape: Any = None) -> None:
+        """A functional model is built when it is made; ``build`` checks the shape it is given."""
+        if input_shape is not None and len(self._inputs) == 1:
+            width = input_shape if isinstance(input_shape, int) else int(math.prod(tuple(input_shape)[1:]))
+            if width != self.input_features:
+                raise ValueError(f"input_shape: model '{self.name}' takes {self.input_features} features, got {input_shape!r}")
+
+    @property
+    def input_features(self) -> int:
+        return int(sum(t.features for t in self._inputs))
+
+    @property
+    def output_features(self) -> int:
+        return self._outputs[0].features
+
+    @property
+    def output_shape(self) -> tuple[int | None, ...]:
+        return self._outputs[0].shape
+
+    @property
+    def output_layer(self) -> Layer:
+        return self._outputs[0].layer
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        dtypes = [t.dtype for t in self._inputs if t.dtype is not None]
+        if dtypes:
+            return dtypes[0]
+        readers = [node.layer for node in self._nodes if set(node.inputs) & set(self._input_slots)]
+        return readers[0].dtype if readers else np.dtype("float32")
+
+    def input_specs(self) -> list[tuple[str, tuple[int, ...] | None]]:
+        return [(t.name, t.sample_shape) for t in self._inputs]
+
+    def flattens_input(self) -> bool:
+        return True  # the graph was checked when it was made: a sample of rank > 1 reaches a Flatten
+
+    def summary_rows(self) -> tuple[list[tuple[str, str, tuple, int, list[str]]], bool]:
+        rows = []
+        for t in self._tensors:
+            inbound = [f"{p.layer.name}[0][0]" for p in t.inputs]
+            kind = "InputLayer" if t.layer.is_input else type(t.layer).__name__
+            rows.append((t.layer.name, kind, t.shape, t.layer.count_params(), inbound))
+        return rows, self._chain is None
+
+    # -- config ------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "class_name": "Functional",
+            "name": self.name,
+            "layers": [
+                {"config": t.layer.get_config(), "inbound": [p.layer.name for p in t.inputs]} for t in self._tensors
+            ],
+            "input_layers": [t.layer.name for t in self._inputs],
+            "output_layers": [t.layer.name for t in self._outputs],
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Functional":
+        """The model ``get_config()`` describes: every layer made from its config and called on its
+        inbound tensors in order (weights drawn from the seed)."""
+        tensors: dict[str, KerasTensor] = {}
+        for entry in config["layers"]:
+            layer_config = entry["config"]
+            if layer_config.get("class_name") in ("Input", "InputLayer"):
+                tensors[layer_config["name"]] = Input.from_config(layer_config)
+                continue
+            layer = deserialize(layer_config, "config['layers']")
+            inbound = [tensors[name] for name in entry["inbound"]]
+            tensors[layer.name] = layer(inbound if layer.input_count != 1 else inbound[0])
+        inputs = [tensors[name] for name in config["input_layers"]]
+        outputs = [tensors[name] for name in config["output_layers"]]
+        return cls(inputs, outputs[0] if len(outputs) == 1 else outputs, name=config.get("name"))
+
+    def __repr__(self) -> str:
+        return f"Functional(name={self.name!r}, layers={[l.name for l in self._layers]!r})"
+
+    # -- computation -------------------------------------------------------------
+    def _input_values(self, x: Any, owned: bool) -> tuple[list[Any], bool]:
+        """The value of each input slot: x itself for one input, else each input's columns (contiguous)."""
+        if len(self._inputs) == 1:
+            return [x], owned
+        backend = self.backend
+        x = backend.asarray(x, self.input_dtype, "x")
+        return [backend.copy(x[:, a:b]) for a, b in self._columns], True
+
+    def forward(
+        self,
+        x: Any,
+        *,
+        input_owned: bool = False,
+        output_private: bool = False,
+        logits: bool = False,
+        training: bool = False,
+        row_offset: int = 0,
+    ) -> Array:
+        """y (B, N) from x (B, M) (several inputs side by side), keeping what backward needs; the
+        keywords as ``Sequential.forward``."""
+        self.release_loss()
+        if self._chain is not None:
+            return chain.forward(self.backend, self._chain, x, input_owned=input_owned, output_private=output_private,
+                                 logits=logits, training=training, row_offset=row_offset)
+        for layer in self.compute_layers:
+            layer.release()
+        values: list[Any] = [None] * len(self._tensors)
+        parts, owned = self._input_values(x, input_owned)
+        for s, part in zip(self._input_slots, parts):
+            values[s] = part
+        inputs = set(self._input_slots)
+        for node in self._nodes:
+            args = [values[s] for s in node.inputs]
+            last = node.output == self._output_slot
+            values[node.output] = node.layer.forward(
+                args if node.layer.input_count != 1 else args[0],
+                input_owned=owned or not inputs.intersection(node.inputs),
+                output_private=output_private or not last,
+                logits=logits and last,
+                training=training,
+                row_offset=row_offset,
+            )
+        return values[self._output_slot]
+
+    def infer(self, x: Any, *, logits: bool = False) -> Array:
+        """y (B, N) from x (B, M) without keeping anything for backward."""
+        if self._chain is not None:
+            return chain.infer(self._chain, x, logits=logits)
+        values: list[Any] = [None] * len(self._tensors)
+        parts, _ = self._input_values(x, True)
+        for s, part in zip(self._input_slots, parts):
+            values[s] = part
+        for node in self._nodes:
+            args = [values[s] for s in node.inputs]
+            values[node.output] = node.layer.infer(
+                args if node.layer.input_count != 1 else args[0], logits=logits and node.output == self._output_slot
+            )
+        return values[self._output_slot]
+
+    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+        """dx (B, M) from dy = dL/dy (B, N); sets every layer's gradients. A tensor read by several
+        layers gets the sum of their gradients. ``input_grad=False`` skips the inputs' gradients."""
+        if self._chain is not None:
+            return chain.backward(self._chain, dy, input_grad=input_grad)
+        grads: list[Any] = [None] * len(self._tensors)
+        grads[self._output_slot] = dy
+        inputs = set(self._input_slots)
+        for node in reversed(self._nodes):
+            g = grads[node.output]
+            wanted = input_grad or not inputs.issuperset(node.inputs)
+            result = node.layer.backward(g, input_grad=wanted)
+            if not wanted:
+                continue
+            for s, d in zip(node.inputs, result if node.layer.input_count != 1 else [result]):
+                if s in inputs and not input_grad:
+                    continue
+                grads[s] = d if grads[s] is None else grads[s] + d
+        if not input_grad:
+            return None
+        backend = self.backend
+        parts = [grads[s] if grads[s] is not None else backend.zeros((dy.shape[0], t.features), self.input_dtype)
+                 for s, t in zip(self._input_slots, self._inputs)]
+        return parts[0] if len(parts) == 1 else backend.xp.concatenate(parts, axis=1)
+
+    def to(self, backend: str | Backend) -> "Functional":
+        """Move parameters, gradients and optimizer state to 'numpy' | 'cupy' | 'auto' (or a Backend)."""
+        target, _ = resolve_backend(backend)
+        self._target = target
+        for layer in self.compute_layers:
+            layer.to(target)
+        self.move_training_state(target)
+        return self
+
+
+def _input_list(inputs: Any) -> list[Input]:
+    given = list(inputs.values()) if isinstance(inputs, dict) else list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if not given:
+        raise ValueError("inputs: expected at least one fcgpu.Input")
+    for t in given:
+        if not isinstance(t, Input):
+            raise TypeError(
+                f"inputs: expected fcgpu.Input tensors (keras.Input(shape=...)), got {type(t).__name__}"
+                + (f" made by layer '{t.layer.name}'" if isinstance(t, KerasTensor) else "")
+            )
+    if len({id(t) for t in given}) != len(given):
+        raise ValueError("inputs: an Input is given twice")
+    return given
+
+
+def _output_list(outputs: Any) -> list[KerasTensor]:
+    given = list(outputs.values()) if isinstance(outputs, dict) else list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    if not all(isinstance(t, KerasTensor) for t in given) or not given:
+        raise TypeError(f"outputs: expected the tensor a layer call returned, got {outputs!r}")
+    if len(given) > 1:
+        raise NotImplementedError(
+            f"outputs: fcgpu models have one output in this release, got {len(given)}; concatenate the heads "
+            f"(layers.Concatenate) or make one model per output"
+        )
+    return given
