@@ -30,7 +30,10 @@ from .backends import (
 )
 from .initializers import set_seed
 from .mixed_precision import set_tf32
-from .layers import Activation, Dense, Dropout, Input, InputLayer
+from .layers import (
+    ELU, Activation, BatchNormalization, Dense, Dropout, GaussianNoise, Input, InputLayer, LayerNormalization, LeakyReLU,
+    Normalization, PReLU, ReLU, Softmax,
+)
 from .models import Model, Sequential
 from .saving import ModelFileError, load_model
 from .training import History
@@ -43,6 +46,8 @@ except _NotInstalled:  # run from a source tree that was never installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "ELU", "BatchNormalization", "GaussianNoise", "LayerNormalization", "LeakyReLU", "Normalization", "PReLU", "ReLU",
+    "Softmax",
     "Activation",
     "BackendMismatch",
     "BackendUnavailable",

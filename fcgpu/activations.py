@@ -1,30 +1,18 @@
 """The activations a Dense layer accepts: one table entry each, the only place that lists them.
 
-An entry holds all fcgpu knows of an activation: its name, the functor in ``kernels/activations.cuh``
-the CUDA kernels instantiate, its NumPy forward and backward (the host implementation, and the
-reference the kernels are tested against, so written without the kernel code), and what the kernel
-checks need (ulp budgets on the host and on a GPU, the range of the outputs y). Adding an
-activation is one ``_add(Activation(...))`` block here plus one functor in kernels/activations.cuh;
-the NumPy backend, the CuPy backend's kernel specs, the kernel checks and the tests iterate the table.
-
-The NumPy functions write into ``out`` with in-place ufuncs and take their scratch arrays from
-``work`` (the backend's reused buffers), so a training step allocates nothing. Only same-shape
-(or scalar) ufunc calls: a broadcast operand sends NumPy through its buffered iterator, which
-allocates on every call. float16 never reaches them: the backend runs half in float32.
-
-Backward reads what forward kept (``backward_from``): the output y where act' is a function of y
-(relu, sigmoid, tanh, elu, selu, leaky_relu, softplus, softsign, softmax), or the pre-activation
-z + b where it is not (silu and gelu are not invertible from y); a Dense layer then keeps z + b in
-a buffer of its own. A ``rows`` entry (softmax) acts on each row of a (B, N) array, and the CuPy
-backend runs it as row kernels (one thread a row) instead of elementwise ones.
-
-Names follow Keras (``get`` resolves them case-insensitively, 'swish' to silu); numerics follow
-PyTorch's torch.nn.functional of the same name.
+An entry holds its name, the functor in ``kernels/activations.cuh`` the CUDA kernels instantiate,
+its NumPy forward and backward (the host implementation and the kernels' reference, written without
+the kernel code: same-shape in-place ufuncs into ``out``, scratch from ``work``; half runs in
+float32), and the kernel checks' ulp budgets and output range. Backward reads what forward kept
+(``backward_from``): y where act' is a function of y, else z + b (silu, gelu); a ``rows`` entry
+(softmax) acts on each row. Names follow Keras (``get``: case-insensitive, 'swish' is silu, and
+Keras's or fcgpu's activation functions by name; ``relu``, ``sigmoid``, ... below are those
+functions, callables on arrays); numerics follow PyTorch's torch.nn.functional of the same name.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -37,10 +25,9 @@ class Workspace(Protocol):
     def __call__(self, shape: tuple[int, ...], dtype: np.dtype, tag: str) -> np.ndarray: ...
 
 
-# forward(s, out, work): out = act(s); out may be s.
+# forward(s, out, work): out = act(s), out may be s; backward(kept, dy, out, work): out = dy * act'(z)
+# from what forward kept (y = act(z), or z itself: the entry's backward_from), out neither kept nor dy.
 Forward = Callable[[np.ndarray, np.ndarray, Workspace], object]
-# backward(kept, dy, out, work): out = dy * act'(z) from what forward kept (the entry's
-# backward_from: the output y = act(z), or z itself); out is neither kept nor dy.
 Backward = Callable[[np.ndarray, np.ndarray, np.ndarray, Workspace], object]
 
 
@@ -476,21 +463,38 @@ _add(Activation(
 ALIASES = {"swish": "silu"}  # Keras's other names of an entry
 
 
-def get_activation(name: str | Activation | None) -> Activation:
-    """Resolve ``None`` (linear), an entry, or the name of one (case-insensitive; 'swish' is silu)."""
+def get_activation(name: str | Activation | Callable[..., Any] | None) -> Activation:
+    """``None`` (linear), an entry, a name (case-insensitive; 'swish' is silu), or fcgpu's or Keras's
+    activation function (``keras.activations.relu``, recognised by its module and ``__name__``)."""
     if isinstance(name, Activation):
         return name
     if name is None:
         return ACTIVATIONS["linear"]
+    module = str(getattr(name, "__module__", None) or "")
+    if callable(name) and module.split(".")[0] in ("keras", "fcgpu") and isinstance(getattr(name, "__name__", None), str):
+        name = name.__name__
     key = name.lower() if isinstance(name, str) else None
     key = ALIASES.get(key, key)
     if key not in ACTIVATIONS:
-        raise ValueError(
-            f"activation: expected one of None, {sorted(ACTIVATIONS)} (or {sorted(ALIASES)}), got {name!r}"
-        )
+        raise ValueError(f"activation: expected one of None, {sorted(ACTIVATIONS)} (or {sorted(ALIASES)}) or "
+                         f"keras.activations/fcgpu.activations functions of those names, got {name!r}")
     return ACTIVATIONS[key]
 
 
-def get(identifier: str | Activation | None) -> Activation:
-    """Keras's ``keras.activations.get``: the entry of a name (case-insensitive), an entry, or None (linear)."""
+def get(identifier: str | Activation | Callable[..., Any] | None) -> Activation:  # keras.activations.get
     return get_activation(identifier)
+
+
+def _function(name: str) -> Callable[[Any], np.ndarray]:
+    def apply(x: Any) -> np.ndarray:  # a float32 or float64 copy of x (float64 for ints), its last axis the rows'
+        a = np.array(x, dtype=np.result_type(np.asarray(x).dtype, np.float32), ndmin=1)
+        ACTIVATIONS[name].forward(a.reshape(-1, a.shape[-1]), a.reshape(-1, a.shape[-1]), lambda s, d, t="": np.empty(s, d))
+        return a.reshape(np.shape(x))
+
+    apply.__name__ = apply.__qualname__ = name
+    return apply
+
+
+linear, relu, sigmoid, tanh, softmax, gelu, leaky_relu, elu, selu, silu, softplus, softsign = map(_function, (
+    "linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "leaky_relu", "elu", "selu", "silu", "softplus", "softsign"))
+swish = silu

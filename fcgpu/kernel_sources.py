@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-HEADERS = ("common.cuh", "activations.cuh", "losses.cuh", "blocks.cuh", "optimizers.cuh", "random.cuh")
+HEADERS = ("common.cuh", "activations.cuh", "losses.cuh", "blocks.cuh", "optimizers.cuh", "random.cuh", "layers.cuh")
 
 
 def kernels_dir() -> Path:

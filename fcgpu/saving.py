@@ -70,7 +70,7 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     check_output_path(path, "path", probe=False)
     text = os.fspath(path)
     arrays: dict[str, np.ndarray] = {}
-    names = [name for name, _ in model.trainable_variables]
+    names = _weight_names(model)
     for name, value in zip(names, model.get_weights()):
         _require_finite(value, f"parameter {name!r}", text)
         arrays[f"param/{name}"] = value
@@ -149,6 +149,11 @@ def _build(config: dict[str, Any]) -> Any:
     return model
 
 
+def _weight_names(model: Any) -> list[str]:
+    """Every variable's name in ``get_weights`` order: parameters and non-trainable state (moving statistics)."""
+    return [name for layer in model.layers for name, _, _ in layer.variables()]
+
+
 def load_model(path: str | os.PathLike, compile: bool = True, custom_objects: Any = None) -> Any:
     """Read a model saved by ``model.save``, onto the active backend (whichever backend saved it).
 
@@ -165,7 +170,7 @@ def load_model(path: str | os.PathLike, compile: bool = True, custom_objects: An
     config, arrays = read_archive(text)
     try:
         model = _build(config)
-        names = [name for name, _ in model.trainable_variables]
+        names = _weight_names(model)
         expected = {f"param/{n}" for n in names}
         present = {k for k in arrays if not k.startswith("opt/")}
         if expected != present:
@@ -174,7 +179,7 @@ def load_model(path: str | os.PathLike, compile: bool = True, custom_objects: An
                 f"unexpected {sorted(present - expected)})"
             )
         compiled = config.get("compile")
-        optimizer_state = _optimizer_section(compiled, arrays, set(names))
+        optimizer_state = _optimizer_section(compiled, arrays, {name for name, _ in model.trainable_variables})
         model.set_weights([arrays[f"param/{name}"] for name in names])
         if compile and compiled:
             model.compile_from_config(compiled)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .dtypes import is_half_dtype, is_numeric_dtype
+from .layer_ops import LayerOps
 
 Array = Any  # numpy.ndarray or cupy.ndarray
 # A reduction's result where it was computed: a NumPy scalar on the host, a 0-d array on a GPU.
@@ -39,7 +40,7 @@ def _dlpack_hint(x: Any, backend: str) -> str:
     return f"its dtype is {dtype}"
 
 
-class Backend(ABC):
+class Backend(LayerOps, ABC):
     name: str
     xp: ModuleType
 

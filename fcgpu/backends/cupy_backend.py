@@ -18,6 +18,7 @@ from ..activations import ACTIVATIONS
 from . import philox
 from .device_specs import device_peak
 from .base import Array, Backend, Scalar
+from .cupy_layer_ops import CupyLayerOps
 from .dtypes import is_bfloat16
 from .kernel_specs import KERNEL_SPECS, KernelSpec
 
@@ -28,7 +29,7 @@ __all__ = ["KERNEL_SPECS", "CupyBackend", "KernelSpec"]
 _PEAK_ATTRIBUTES = (13, 16, 36, 37, 75, 76)
 
 
-class CupyBackend(Backend):
+class CupyBackend(CupyLayerOps, Backend):
     name = "cupy"
     dlpack_device_type = 2  # kDLCUDA
 

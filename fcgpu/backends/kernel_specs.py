@@ -160,7 +160,51 @@ def _specs() -> dict[str, KernelSpec]:
                 f"{'true' if centered else 'false'}, {'true' if momentum else 'false'})",
             ))
     specs += [variant for spec in specs if spec.name in _UPDATE_KERNELS for variant in _mixed_variants(spec)]
+    specs += _layer_specs()
     return {s.name: s for s in specs}
+
+
+def _layer_specs() -> list[KernelSpec]:
+    """The kernels of the layers beyond Dense (kernels/layers.cuh). Elementwise ones broadcast a
+    per-feature array (N,) over the rows of x (B, N); the column reductions run FC_COL_BLOCK threads
+    a block of 32 columns (size = ceil(N / 32) x 256), the row ones a warp a row (size = B x 32)."""
+    relu = "float64 max_value, bool has_max, float64 slope, float64 threshold"
+    noise = "uint64 seed, uint64 step, int64 offset, float64 stddev"
+    return [
+        KernelSpec("fcgpu_relu_param_fwd", f"T x, {relu}", "T y",
+                   "y = fc_relu_param(x, max_value, has_max, slope, threshold)"),
+        KernelSpec("fcgpu_relu_param_bwd", f"T x, T dy, {relu}", "T dx",
+                   "dx = fc_relu_param_grad(x, dy, max_value, has_max, slope, threshold)"),
+        KernelSpec("fcgpu_elu_alpha_fwd", "T x, float64 alpha", "T y", "y = fc_elu_alpha(x, alpha)"),
+        KernelSpec("fcgpu_elu_alpha_bwd", "T x, T dy, float64 alpha", "T dx", "dx = fc_elu_alpha_grad(x, dy, alpha)"),
+        KernelSpec("fcgpu_prelu_fwd", "T x, T alpha", "T y", "y = fc_prelu_forward(x, alpha)"),
+        KernelSpec("fcgpu_prelu_bwd", "T x, T dy, T alpha", "T dx, T dalpha", "fc_prelu_backward(x, dy, alpha, dx, dalpha)"),
+        KernelSpec("fcgpu_gaussian_noise", f"T x, {noise}", "T y",
+                   "y = fc_gaussian_noise(x, seed, step, (unsigned long long)(offset + i), stddev)"),
+        KernelSpec("fcgpu_normalize", "T x, T mean, T denom, bool invert", "T y", "y = fc_normalize(x, mean, denom, invert)"),
+        KernelSpec("fcgpu_normalize_bwd", "T dy, T denom, bool invert", "T dx", "dx = fc_normalize_backward(dy, denom, invert)"),
+        KernelSpec("fcgpu_bn_apply", "T x, T mean, T var, T gamma, T beta, float64 eps, bool has_gamma, bool has_beta",
+                   "T y", "y = fc_bn_apply(x, mean, var, gamma, beta, eps, has_gamma, has_beta)"),
+        KernelSpec("fcgpu_bn_dx",
+                   "T x, T dy, T mean, T var, T gamma, T sdy, T sdyx, float64 eps, float64 rows, bool has_gamma, "
+                   "bool batch_stats", "T dx",
+                   "dx = fc_bn_dx(x, dy, mean, var, gamma, sdy, sdyx, eps, rows, has_gamma, batch_stats)"),
+        KernelSpec("fcgpu_bn_stats", "raw T x, int64 rows, int64 ncols, float64 momentum, bool update",
+                   "raw T mean, raw T var, raw T moving_mean, raw T moving_var",
+                   "fc_bn_stats<T>(x, rows, ncols, momentum, update, mean, var, moving_mean, moving_var, i)"),
+        KernelSpec("fcgpu_bn_param_grads", "raw T x, raw T dy, raw T mean, raw T var, float64 eps, int64 rows, int64 ncols",
+                   "raw T sdy, raw T sdyx",
+                   "fc_param_grads<T>(fc_column_stats{eps}, x, dy, mean, var, rows, ncols, sdy, sdyx, i)"),
+        KernelSpec("fcgpu_ln_param_grads", "raw T x, raw T dy, raw T mean, raw T rstd, int64 rows, int64 ncols",
+                   "raw T sdy, raw T sdyx",
+                   "fc_param_grads<T>(fc_row_stats{0.0}, x, dy, mean, rstd, rows, ncols, sdy, sdyx, i)"),
+        KernelSpec("fcgpu_ln_forward",
+                   "raw T x, raw T gamma, raw T beta, bool has_gamma, bool has_beta, float64 eps, int64 ncols",
+                   "raw T y, raw T mean, raw T rstd",
+                   "fc_ln_forward<T>(x, gamma, beta, has_gamma, has_beta, eps, ncols, y, mean, rstd, i)"),
+        KernelSpec("fcgpu_ln_dx", "raw T x, raw T dy, raw T mean, raw T rstd, raw T gamma, bool has_gamma, int64 ncols",
+                   "raw T dx", "fc_ln_dx<T>(x, dy, mean, rstd, gamma, has_gamma, ncols, dx, i)"),
+    ]
 
 
 # The optimizer updates, each also in two variants for mixed precision (``_mixed_variants``).

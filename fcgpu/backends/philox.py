@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MULTIPLIERS", "WEYL", "philox4x32", "stream_words", "dropout_constants", "dropped"]
+__all__ = ["MULTIPLIERS", "WEYL", "philox4x32", "stream_words", "dropout_constants", "dropped", "normals"]
 
 _WORD = 0xFFFFFFFF
 MULTIPLIERS = (0xD2511F53, 0xCD9E8D57)  # PHILOX_M4x32_0, PHILOX_M4x32_1
@@ -77,3 +77,14 @@ def dropped(seed: int, step: int, offset: int, shape: tuple[int, ...], threshold
     stream of (seed, step): True where the element is dropped (C order, as the kernel's index)."""
     count = int(np.prod(shape, dtype=np.int64))
     return (stream_words(seed, step, offset, count) < np.uint32(threshold)).reshape(shape)
+
+
+def normals(seed: int, step: int, offset: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normals (float64) of an array of ``shape`` whose first element is element ``offset``:
+    element e from words 2e and 2e + 1 of the stream of (seed, step) by Box-Muller, u1 = (w0 + 1) / 2**32
+    in (0, 1], u2 = w1 / 2**32, z = sqrt(-2 log u1) cos(2 pi u2) (GaussianNoise)."""
+    count = int(np.prod(shape, dtype=np.int64))
+    words = stream_words(seed, step, 2 * offset, 2 * count).reshape(-1, 2)
+    u1 = (words[:, 0].astype(np.float64) + 1.0) * 2.0**-32
+    u2 = words[:, 1].astype(np.float64) * 2.0**-32
+    return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).reshape(shape)

@@ -56,6 +56,9 @@ class DataParallel:
         )
         for buffer in flat.params.values():
             backend.broadcast(buffer, comm)
+        for name, value, _ in (v for layer in self.compute_layers for v in layer.variables()):
+            if name not in flat.slices:  # frozen weights and non-trainable state (moving statistics)
+                backend.broadcast(value, comm)
         for dtype, half in flat.halves.items():  # mixed precision: what forward and backward read
             half[...] = flat.params[dtype].astype(half.dtype)
         if slots:

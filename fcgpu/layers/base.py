@@ -14,10 +14,18 @@ object reaches into another's private state):
 - ``parameters()`` [(name, parameter, gradient)], ``validate_weights`` then ``assign_weights``
   (the model checks every layer's weights before it changes any), ``adopt_storage`` (parameters
   and gradients become views of the model's flat buffers, ``fcgpu.params``);
-- ``get_config()`` / ``from_config(config)``, symmetric, and ``to(backend)``.
+- ``get_config()`` / ``from_config(config)``, symmetric, and ``to(backend)``;
+- ``variables()`` [(name, array, trainable)]: every variable in ``get_weights`` order (Keras's
+  ``layer.weights`` order), from which ``weights``, ``trainable_weights`` and
+  ``non_trainable_weights`` follow. Only the trainable ones are ``parameters()`` (flat buffers,
+  gradients, optimizer updates); non-trainable ones (BatchNormalization's moving statistics,
+  Normalization's mean and variance) stay the layer's own arrays, saved and loaded with the rest;
+- ``updates_state_in_training``: whether ``forward(training=True)`` changes non-trainable
+  variables (BatchNormalization), so a trainer knows the layer is not a pure function of x.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -28,7 +36,7 @@ from ..buffers import Buffers
 from .symbolic import call_layer, is_symbolic
 from ..validation import float_array, positive_int
 
-__all__ = ["Buffers", "Layer", "declared_input", "refuse_freezing"]
+__all__ = ["Buffers", "Layer", "declared_input", "trainable_flag", "snake_case"]
 
 
 class Layer:
@@ -96,14 +104,20 @@ class Layer:
             raise AttributeError(f"layer '{self.name}' has never been called on a symbolic tensor, so it has no output")
         return self._call[1]
 
+    _trainable = True
+
     @property
     def trainable(self) -> bool:
-        """Whether fit updates the layer's weights: always, in this release."""
-        return True
+        """Whether fit updates the layer's variables (Keras's ``layer.trainable``). A frozen layer's
+        variables are not ``parameters()``: no gradient, no update, no optimizer state, no weight
+        penalty; its variables are ``non_trainable_weights``; a frozen BatchNormalization runs in
+        inference mode. The change takes effect at the next step (the model lays out its flat
+        buffers again); recompile to start the optimizer afresh, as Keras programs do."""
+        return self._trainable
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
-        refuse_freezing(value, f"layer '{self.name}'")
+        self._trainable = trainable_flag(value)
 
     @property
     def mixed(self) -> bool:
@@ -118,7 +132,7 @@ class Layer:
     # -- identity ----------------------------------------------------------------
     @property
     def name(self) -> str:
-        return self._name or type(self).__name__.lower()
+        return self._name or snake_case(type(self).__name__)
 
     @name.setter
     def name(self, value: str) -> None:
@@ -135,7 +149,10 @@ class Layer:
         config = dict(config)
         if config.pop("class_name", cls.__name__) != cls.__name__:
             raise ValueError(f"config: expected class_name {cls.__name__!r}")
-        return cls(**config)
+        trainable = trainable_flag(config.pop("trainable", True))
+        layer = cls(**config)
+        layer.trainable = trainable
+        return layer
 
     # -- the model's protocol (see the module docstring) ------------------------
     @property
@@ -228,18 +245,25 @@ class Layer:
     def parameters(self) -> list[tuple[str, Array, Array | None]]:
         return []
 
+    #: Whether a training forward changes non-trainable variables (BatchNormalization's moving statistics).
+    updates_state_in_training = False
+
+    def variables(self) -> list[tuple[str, Array, bool]]:
+        """[(name, live array, trainable)] in ``get_weights`` order; by default the parameters."""
+        return [(name, p, True) for name, p, _ in self.parameters()]
+
     @property
     def weights(self) -> list[Array]:
-        """The layer's variables (kernel, then bias), live backend arrays, as Keras's ``weights``."""
-        return [p for _, p, _ in self.parameters()]
+        """The layer's variables (Dense: kernel, then bias), live backend arrays, as Keras's ``weights``."""
+        return [v for _, v, _ in self.variables()]
 
     @property
     def trainable_weights(self) -> list[Array]:
-        return self.weights
+        return [v for _, v, trainable in self.variables() if trainable]
 
     @property
     def non_trainable_weights(self) -> list[Array]:
-        return []
+        return [v for _, v, trainable in self.variables() if not trainable]
 
     @property
     def variable_dtype(self) -> np.dtype:
@@ -293,16 +317,17 @@ class Layer:
         return self.forward(x, training=bool(training))
 
 
-def refuse_freezing(value: Any, owner: str) -> None:
-    """``trainable = False`` is refused, not ignored: fcgpu 0.3 trains every layer of a model, so a
-    layer a program believes frozen would train silently."""
+def snake_case(name: str) -> str:
+    """Keras's default layer name of a class: 'BatchNormalization' -> 'batch_normalization', 'ReLU' -> 're_lu'."""
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def trainable_flag(value: Any) -> bool:
+    """``value`` checked as a ``trainable`` setting: True or False."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"trainable: expected True or False, got {value!r}")
-    if not value:
-        raise NotImplementedError(
-            f"trainable: {owner} cannot be frozen in this release (fit updates every layer); build the model "
-            f"without the layers to keep fixed, or train it in Keras"
-        )
+    return bool(value)
 
 
 def declared_input(input_shape: Any, input_dim: Any = None, argument: str = "input_shape") -> tuple[int] | None:

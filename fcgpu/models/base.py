@@ -19,7 +19,7 @@ from .. import distributed
 from ..backends import Backend, get_backend
 from ..backends.base import Array
 from ..layers import Layer
-from ..layers.base import refuse_freezing
+from ..layers.base import trainable_flag
 from ..layers.symbolic import is_symbolic
 from ..saving import save_model
 from ..validation import float_array
@@ -68,8 +68,9 @@ class Model(Trainer, Layer):
 
     @property
     def compute_layers(self) -> list[Layer]:
-        """The layers that compute, in order (``layers`` without the inputs a functional model lists)."""
-        return [layer for layer in self._layers if not layer.is_input]
+        """The layers that compute, in order (``layers`` without the inputs a functional model lists);
+        the model's own list: read it, do not change it."""
+        return self._layers
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """The layer called ``name``, or at position ``index`` of ``layers`` (Keras's ``get_layer``)."""
@@ -111,12 +112,16 @@ class Model(Trainer, Layer):
 
     @property
     def trainable(self) -> bool:
-        """Whether fit updates the model's weights: always, in this release."""
-        return True
+        """The model's own flag; setting it sets every layer's (Keras's ``model.trainable = False``
+        freezes the whole model, e.g. a base model inside another)."""
+        return self._trainable
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
-        refuse_freezing(value, f"model '{self.name}'")
+        flag = trainable_flag(value)
+        for layer in self.compute_layers:
+            layer.trainable = flag
+        self._trainable = flag
 
     def _require_layers(self) -> None:
         if not self.compute_layers:
@@ -209,6 +214,15 @@ class Model(Trainer, Layer):
         model, prefixed by this model's name."""
         prefix = f"{self.name}/" if self.nested_in is not None else ""
         return [(prefix + n, p, g) for layer in self.compute_layers for n, p, g in layer.parameters()]
+
+    def variables(self) -> list[tuple[str, Array, bool]]:
+        """[(name, live array, trainable)] of every layer in ``get_weights`` order, named as ``parameters``."""
+        prefix = f"{self.name}/" if self.nested_in is not None else ""
+        return [(prefix + n, v, t) for layer in self.compute_layers for n, v, t in layer.variables()]
+
+    @property
+    def updates_state_in_training(self) -> bool:  # type: ignore[override]
+        return any(layer.updates_state_in_training for layer in self.compute_layers)
 
     def adopt_storage(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         self._route(params, grads, lambda layer, p, g: layer.adopt_storage(p, g))

@@ -50,8 +50,7 @@ class Functional(Model):
     """
 
     def __init__(self, inputs: Any, outputs: Any, name: str | None = None, **kwargs: Any) -> None:
-        if kwargs.pop("trainable", True) is not True:
-            raise NotImplementedError("trainable: freezing a model is not supported in this release")
+        trainable = kwargs.pop("trainable", True)
         if kwargs:
             raise TypeError(f"Model: unexpected arguments {sorted(kwargs)}")
         super().__init__(name)
@@ -70,6 +69,7 @@ class Functional(Model):
         slot = {id(t): i for i, t in enumerate(order)}
         self._tensors = order
         self._layers = [t.layer for t in order]
+        self._compute = [layer for layer in self._layers if not layer.is_input]
         self._nodes = [_Node(t.layer, [slot[id(p)] for p in t.inputs], slot[id(t)]) for t in order if t.inputs]
         self._input_slots = [slot[id(t)] for t in self._inputs]
         self._output_slot = slot[id(self._outputs[0])]
@@ -79,6 +79,8 @@ class Functional(Model):
         for layer in self._layers:
             if isinstance(layer, Model):
                 layer.nested_in = self
+        if trainable is not True:
+            self.trainable = trainable
 
     def _name_layers(self, layers: Sequence[Layer]) -> None:
         """Name unnamed layers 'dense', 'dense_1', ... in order; refuse a name given twice."""
@@ -116,6 +118,15 @@ class Functional(Model):
     @property
     def outputs(self) -> list[KerasTensor]:
         return list(self._outputs)
+
+    @property
+    def layers(self) -> list[Layer]:
+        """Every layer in Keras's order, the Inputs included (as Keras lists its InputLayers)."""
+        return list(self._layers)
+
+    @property
+    def compute_layers(self) -> list[Layer]:
+        return self._compute
 
     @property
     def input(self) -> Any:
@@ -189,6 +200,7 @@ class Functional(Model):
             ],
             "input_layers": [t.layer.name for t in self._inputs],
             "output_layers": [t.layer.name for t in self._outputs],
+            **({"trainable": False} if not self.trainable else {}),
         }
 
     @classmethod
@@ -206,7 +218,10 @@ class Functional(Model):
             tensors[layer.name] = layer(inbound if layer.input_count != 1 else inbound[0])
         inputs = [tensors[name] for name in config["input_layers"]]
         outputs = [tensors[name] for name in config["output_layers"]]
-        return cls(inputs, outputs[0] if len(outputs) == 1 else outputs, name=config.get("name"))
+        model = cls(inputs, outputs[0] if len(outputs) == 1 else outputs, name=config.get("name"))
+        if config.get("trainable", True) is False:
+            model._trainable = False  # the layers' own configs carry their flags
+        return model
 
     def __repr__(self) -> str:
         return f"Functional(name={self.name!r}, layers={[l.name for l in self._layers]!r})"

@@ -273,6 +273,7 @@ class Sequential(Model):
             "input_features": self.input_features,
             **({"input": self._input.get_config()} if self._input is not None else {}),
             "layers": [layer.get_config() for layer in self._layers],
+            **({"trainable": False} if not self.trainable else {}),
         }
 
     @classmethod
@@ -285,6 +286,8 @@ class Sequential(Model):
         model = cls(entries, name=config.get("name"))
         if config.get("input_features") is not None:
             model.build(int(config["input_features"]))
+        if config.get("trainable", True) is False:
+            model._trainable = False  # the layers' own configs carry their flags
         return model
 
     def __repr__(self) -> str:

@@ -116,7 +116,14 @@ class Trainer(DataParallel):
             return None
         layers = self.compute_layers
         if self._flat is None or not self._flat.current(layers):
+            previous = self._flat
             self._flat = FlatParameters.of(layers)
+            if previous is not None and self.optimizer is not None:
+                # A layer frozen since: its parameters leave the optimizer with their state, as Keras
+                # keeps no optimizer state for variables that do not train.
+                gone = set(previous.slices) - set(self._flat.slices)
+                if gone:
+                    self.optimizer.forget(sorted(gone))
         return self._flat
 
     def move_training_state(self, target: Backend) -> None:

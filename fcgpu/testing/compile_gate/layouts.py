@@ -159,7 +159,31 @@ def trace_backend_calls() -> list[KernelCall]:
             for mg, mom in ((None, None), (None, s()), (s(), None), (s(), s())):
                 b.rmsprop_update(p, g, s(), mg, mom, 1e-3, 0.9, 0.0 if mom is None else 0.5, 1e-7, 0.0, **mixed)
             b.adagrad_update(p, g, s(), 1e-3, 1e-7, 0.0, **mixed)
+        _trace_layer_calls(b, f)
     return calls
+
+
+def _trace_layer_calls(b: Any, f: Any) -> None:
+    """The layer methods' kernels (kernels/layers.cuh): per-feature rows broadcast over a batch."""
+    for batch in (1, 4):
+        x, v = b.zeros((batch, 3), f), b.zeros((3,), f)
+        out = lambda: b.empty((batch, 3), f)  # noqa: E731 - a fresh output per call
+        b.relu_forward(x, None, 0.0, 0.0, out())
+        b.relu_backward(x, x, 6.0, 0.1, 0.5, out())
+        b.elu_forward(x, 1.0, out())
+        b.elu_backward(x, x, 0.5, out())
+        b.prelu_forward(x, v, out())
+        b.prelu_backward(x, x, v, out(), b.empty((3,), f))
+        b.gaussian_noise(x, out(), 2**64 - 1, 2**40, 0.1, batch * 3)
+        b.normalize_forward(x, v, v, False, out())
+        b.normalize_backward(x, v, True, out())
+        b.bn_stats(x, b.empty((3,), f), b.empty((3,), f), v, v, 0.99)
+        b.bn_forward(x, v, v, v, v, 1e-3, out())
+        b.bn_forward(x, v, v, None, None, 1e-3, out())
+        b.bn_backward(x, x, v, v, v, 1e-3, True, b.empty((3,), f), b.empty((3,), f), out())
+        rows = b.zeros((batch,), f)
+        b.ln_forward(x, v, v, 1e-3, out(), b.empty((batch,), f), b.empty((batch,), f))
+        b.ln_backward(x, x, rows, rows, v, b.empty((3,), f), b.empty((3,), f), out())
 
 
 def _generic_layouts(kinds: Sequence[str], dtypes: Sequence[str]) -> dict[str, tuple[tuple[ArgLayout, ...], int, bool]]:
