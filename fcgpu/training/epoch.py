@@ -17,7 +17,7 @@ from .. import callbacks as callbacks_module
 from .. import distributed
 from ..backends.base import Array
 
-__all__ = ["run_epoch", "evaluate_arrays", "keras_values", "verbosity", "progress_bar"]
+__all__ = ["run_epoch", "evaluate_arrays", "evaluate_batch", "keras_values", "verbosity", "progress_bar"]
 
 
 def run_epoch(
@@ -112,18 +112,8 @@ def evaluate_arrays(
     for k, i in enumerate(range(0, n, batch_size)):
         if batch_hooks:
             callback_list.call("on_test_batch_begin", k, {})
-        logits = model.infer(x_dev[i : i + batch_size], logits=on_logits)
-        yb = y_dev[i : i + batch_size]
-        if w_dev is not None:
-            loss.step(backend, logits, yb, acc, count, sample_weight=w_dev[i : i + batch_size])
-        else:
-            acc[0:1] += loss.compute(backend, logits, yb, keep=False) * logits.shape[0]
-            if count:
-                acc[1:2] += loss.correct(backend, logits, yb)
-        if len(model.metric_objects) > count:
-            model.update_metrics(logits, yb, on_logits, None if w_dev is None else w_dev[i : i + batch_size])
-        seen += logits.shape[0]
-        del logits
+        wb = None if w_dev is None else w_dev[i : i + batch_size]
+        seen += evaluate_batch(model, x_dev[i : i + batch_size], y_dev[i : i + batch_size], acc, loss, on_logits, count, wb)
         if batch_hooks:  # running figures of this rank's rows so far
             callback_list.call("on_test_batch_end", k, model.logs_from(backend.to_numpy(acc), seen))
     model.add_regularization(acc, n)
@@ -131,6 +121,25 @@ def evaluate_arrays(
     if callback_list is not None:
         callback_list.call("on_test_end", dict(logs))
     return logs
+
+
+def evaluate_batch(
+    model: Any, xb: Array, yb: Array, acc: Array, loss: Any, on_logits: bool, count: bool, wb: Array | None = None
+) -> int:
+    """Add one batch's loss x rows, correct count and other metrics' state into ``acc`` (and the
+    metrics' bound state); its rows. ``wb``: the rows' weights (or None), weighing the loss in its
+    fused step (whose gradient, into the loss's own buffer, is not used) and the metrics."""
+    backend = model.backend
+    logits = model.infer(xb, logits=on_logits)
+    if wb is not None:
+        loss.step(backend, logits, yb, acc, count, sample_weight=wb)
+    else:
+        acc[0:1] += loss.compute(backend, logits, yb, keep=False) * logits.shape[0]
+        if count:
+            acc[1:2] += loss.correct(backend, logits, yb)
+    if len(model.metric_objects) > count:
+        model.update_metrics(logits, yb, on_logits, wb)
+    return logits.shape[0]
 
 
 def verbosity(verbose: Any, default: int) -> int:

@@ -34,8 +34,10 @@ from ..optimizers import Optimizer
 from ..params import FlatParameters
 from ..validation import float_array, positive_int
 from . import metric_state
+from .data_adapter import host_data, is_stream
 from .epoch import evaluate_arrays, keras_values, progress_bar, run_epoch, verbosity
 from .step import TrainingStep
+from .streaming import evaluate_from, fit_stream, predict_from
 from .weights import sample_weights, weight_dtype
 
 __all__ = ["Trainer", "History"]
@@ -146,12 +148,14 @@ class Trainer(TrainingStep, DataParallel):
     # -- host-side checks ----------------------------------------------------------
     def _check_x(self, x: Any, argument: str = "x", width: int | None = None) -> np.ndarray:
         self._require_layers()
-        return self.host_inputs(x, argument, width)
+        return self.host_inputs(host_data(x), argument, width)
 
     def _prepare(
         self, x: Any, y: Any, names: tuple[str, str] = ("x", "y"), width: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Host-checked x (in the first layer's dtype) and labels prepared by the loss."""
+        if y is None:
+            raise ValueError(f"{names[1]}: expected targets, got None (x as arrays needs y; a generator or PyDataset yields (x, y))")
         xh = self._check_x(x, names[0], width)
         y_len = len(y) if hasattr(y, "__len__") else None
         if y_len is not None and y_len != xh.shape[0] and np.ndim(y) > 0:
@@ -289,7 +293,7 @@ class Trainer(TrainingStep, DataParallel):
     def fit(
         self,
         x: Any,
-        y: Any,
+        y: Any = None,
         batch_size: int | None = 32,
         epochs: int = 1,
         verbose: int | str = 1,
@@ -300,6 +304,8 @@ class Trainer(TrainingStep, DataParallel):
         initial_epoch: int = 0,
         sample_weight: Any = None,
         class_weight: dict[int, float] | None = None,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
     ) -> History:
         """Train from epoch ``initial_epoch`` up to ``epochs`` over (x (N, M), y), as Keras's fit.
 
@@ -313,8 +319,15 @@ class Trainer(TrainingStep, DataParallel):
         non-finite loss stops training with a warning naming the epoch and batch.
         Returns a History whose ``history`` has 'loss', the metrics, and 'val_'-prefixed ones.
         Data parallel (``fcgpu.distributed``): batch_size is the global batch, every rank passes the
-        same data and gets the same, global, figures; only rank 0 prints.
+        same data and gets the same, global, figures; only rank 0 prints. x may also be a generator
+        or PyDataset of (x, y) batches, and validation_data too (``streaming``, ``data_adapter``).
         """
+        if is_stream(x) or is_stream(validation_data) or steps_per_epoch is not None or validation_steps is not None:
+            if sample_weight is not None or class_weight is not None:
+                raise ValueError("sample_weight and class_weight: with a generator or PyDataset, weights are not supported "
+                                 "in this release; give arrays to weigh the samples")
+            return fit_stream(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+                              shuffle, initial_epoch, steps_per_epoch, validation_steps)
         self._start_training("fit")
         comm = distributed.world()
         epochs = positive_int(epochs, "epochs", allow_zero=True)
@@ -352,6 +365,7 @@ class Trainer(TrainingStep, DataParallel):
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n, "steps": -(-n // batch_size),
                           "verbose": verbose}
         callback_list = quiet_callbacks(callbacks_module.CallbackList(callbacks, self, history.params), comm)
+        verbose = 0 if callback_list.draws_progress else verbose  # a given ProgbarLogger draws it
         self._ensure_built(xh.shape[1])
         backend = self.backend
         settings = (batch_size, epochs, initial_epoch, bool(shuffle), float(validation_split))
@@ -368,6 +382,7 @@ class Trainer(TrainingStep, DataParallel):
         rng = get_rng()
         self.stop_training = False
         callback_list.call("on_train_begin", {})
+        initial_epoch = self.__dict__.pop("_initial_epoch", None) or initial_epoch  # set by BackupAndRestore
         logs: dict[str, float] = {}
         for epoch in range(initial_epoch, epochs):
             start = time.perf_counter()
@@ -425,16 +440,22 @@ class Trainer(TrainingStep, DataParallel):
     def evaluate(
         self,
         x: Any,
-        y: Any,
+        y: Any = None,
         batch_size: int | None = 256,
         verbose: int | str = 0,
         callbacks: Sequence[callbacks_module.Callback] | None = None,
         return_dict: bool = False,
         sample_weight: Any = None,
+        steps: int | None = None,
     ) -> dict[str, float] | list[float] | float:
         """Loss and metrics over (x, y), as Keras returns them: the loss (a float) without metrics,
         else [loss, *metrics]; ``return_dict=True`` gives {'loss': ..., 'accuracy': ...}.
-        ``sample_weight`` weighs each row's loss as ``fit``'s does."""
+        ``sample_weight`` weighs each row's loss as ``fit``'s does. x may be a generator or
+        PyDataset (``steps`` batches of it, else all)."""
+        if is_stream(x):
+            if sample_weight is not None:
+                raise ValueError("sample_weight: with a generator or PyDataset, give the weights in its batches")
+            return evaluate_from(self, x, y, steps, verbose, callbacks, return_dict)
         self._require_compiled("evaluate")
         batch_size = 256 if batch_size is None else positive_int(batch_size, "batch_size")
         verbose = verbosity(verbose, default=0)
@@ -462,9 +483,13 @@ class Trainer(TrainingStep, DataParallel):
         batch_size: int | None = 256,
         verbose: int | str = 0,
         callbacks: Sequence[callbacks_module.Callback] | None = None,
+        steps: int | None = None,
     ) -> np.ndarray:
         """The model's outputs (N, N_last) for x (N, M), computed in batches, as a NumPy array.
-        ``callbacks`` get Keras's predict hooks (a batch's logs hold its outputs, as Keras's)."""
+        ``callbacks`` get Keras's predict hooks (a batch's logs hold its outputs, as Keras's).
+        x may be a generator or PyDataset (``steps`` batches of it, else all)."""
+        if is_stream(x):
+            return predict_from(self, x, steps, verbose, callbacks)
         batch_size = 256 if batch_size is None else positive_int(batch_size, "batch_size")
         verbose = verbosity(verbose, default=0)
         xh = self._check_x(x)
