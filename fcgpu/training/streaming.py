@@ -50,15 +50,17 @@ def _upload(model: Any, xh: np.ndarray, yh: np.ndarray) -> tuple[Any, Any, int, 
 def run_stream_epoch(model: Any, stream: BatchStream, width: int, bar: Any, callback_list: Any) -> tuple[dict, int | None]:
     """One epoch over the stream's batches: (logs, the 1-based batch whose loss was not finite or None)."""
     backend, comm = model.backend, distributed.world()
-    columns = model.metric_columns()
+    width = model.metric_columns() - 2  # the metrics' state, bound apart from the two sums a batch
+    state = backend.zeros((max(width, 1),), np.float64)
+    model.bind_metrics(state[:width])
     batches = enumerate(stream.epoch())
 
     def load() -> Any:
         k, batch = next(batches, (None, None))
         return None if k is None else _upload(model, *_host_batch(model, batch, f"{stream.argument}, batch {k}", width))
 
-    sums, base, read, seen, step = backend.zeros((BLOCK, columns), np.float64), 0, 0, 0, 0
-    totals = np.zeros(columns)
+    sums, base, read, seen, step = backend.zeros((BLOCK, 2), np.float64), 0, 0, 0, 0
+    totals = np.zeros(2 + width)
     batch_hooks = callback_list.wants_batches
     batch_logs: dict[str, float] = {}
     current = load()
@@ -78,14 +80,16 @@ def run_stream_epoch(model: Any, stream: BatchStream, width: int, bar: Any, call
         step += 1
         if step - base == BLOCK or current is None or batch_hooks or model.stop_training:
             part = comm.sum_host(backend.to_numpy(sums[read - base : step - base]))
-            totals += part.sum(axis=0)
+            totals[:2] += part.sum(axis=0)
+            if width:
+                totals[2:] = comm.sum_host(backend.to_numpy(state[:width]))
             bad = np.nonzero(~np.isfinite(part[:, 0]))[0]
             if bad.size:
-                return model.logs_from(totals / seen), read + int(bad[0]) + 1
+                return model.logs_from(totals, seen), read + int(bad[0]) + 1
             read = step
             if step - base == BLOCK:
-                sums, base = backend.zeros((BLOCK, columns), np.float64), step
-            batch_logs = model.logs_from(totals / seen)
+                sums, base = backend.zeros((BLOCK, 2), np.float64), step
+            batch_logs = model.logs_from(totals, seen)
             if bar is not None:
                 bar.set_postfix(batch_logs, refresh=False)
         if batch_hooks:
@@ -94,7 +98,7 @@ def run_stream_epoch(model: Any, stream: BatchStream, width: int, bar: Any, call
             break
     if seen == 0:
         return {}, None
-    return model.logs_from(totals / seen), None
+    return model.logs_from(totals, seen), None
 
 
 def evaluate_stream(model: Any, stream: BatchStream, width: int | None, callback_list: Any) -> dict[str, float] | None:
@@ -102,7 +106,8 @@ def evaluate_stream(model: Any, stream: BatchStream, width: int | None, callback
     backend, comm = model.backend, distributed.world()
     loss, on_logits = model.output_loss()
     count = any(m.fused_with_loss for m in model.metric_objects)
-    acc = backend.zeros((model.metric_columns(),), np.float64)
+    acc = backend.zeros((model.metric_columns(),), np.float64)  # loss, correct count, the metrics' state
+    model.bind_metrics(acc[2:])
     batch_hooks = callback_list is not None and callback_list.wants("test")
     if callback_list is not None:
         callback_list.call("on_test_begin", {})
@@ -115,11 +120,11 @@ def evaluate_stream(model: Any, stream: BatchStream, width: int | None, callback
             seen += evaluate_batch(model, xb, yb, acc, loss, on_logits, count)
         total += rows
         if batch_hooks:
-            callback_list.call("on_test_batch_end", k, model.logs_from(backend.to_numpy(acc) / max(seen, 1)))
+            callback_list.call("on_test_batch_end", k, model.logs_from(backend.to_numpy(acc), max(seen, 1)))
     if total == 0:
         return None
     model.add_regularization(acc, seen)
-    logs = model.logs_from(comm.sum_host(backend.to_numpy(acc)) / total)
+    logs = model.logs_from(comm.sum_host(backend.to_numpy(acc)), total)
     if callback_list is not None:
         callback_list.call("on_test_end", dict(logs))
     return logs

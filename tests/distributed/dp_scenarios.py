@@ -144,6 +144,7 @@ def graph(rank: int, out_dir: str) -> dict[str, Any]:
     history = model.fit([x[:, :4], x[:, 4:]], y, batch_size=8, epochs=3, verbose=0)
     result = _results(model, history, [x[:, :4], x[:, 4:]], y)
     result["frozen"] = [np.array(w) for w in model.get_layer("frozen").get_weights()]
+    result["flat_weights"] = [fc.to_numpy(w) for w in model.trainable_weights]  # what the flat buffer holds
     return result
 
 
