@@ -218,12 +218,27 @@ def hostile(bad, at=2):
     ("text", TypeError, r"x, batch 2: expected a tuple"),
     ((X[:16],), ValueError, r"x, batch 2: expected \(x, y\) with targets"),
     ((X[:16], Y[:16], np.ones(16), 1), ValueError, r"x, batch 2: expected a tuple .* got 4 entries"),
-    ((X[:16], Y[:16], np.ones(16)), NotImplementedError, r"x, batch 2: .*sample_weight"),
+    ((X[:16], Y[:16], np.ones(15)), ValueError, r"x, batch 2: sample_weight"),
+    ((X[:16], Y[:16], np.full(16, -1.0)), ValueError, r"x, batch 2: sample_weight"),
 ])  # fmt: skip
 def test_a_bad_batch_mid_epoch_is_named(bad, error, words):
     m = model()
     with pytest.raises(error, match=words):
         m.fit(hostile(bad), epochs=1, verbose=0)
+
+
+def test_weighted_batches_train_as_weighted_arrays(backend):
+    """(x, y, sample_weight) batches weigh the loss and the metrics as fit(sample_weight=) does."""
+    w = np.random.default_rng(3).uniform(0.0, 2.0, len(X))
+    want = model().fit(X, Y, batch_size=16, epochs=2, shuffle=False, sample_weight=w, verbose=0)
+    got = model().fit(((X[i : i + 16], Y[i : i + 16], w[i : i + 16]) for _ in range(2) for i in range(0, len(X), 16)),
+                      steps_per_epoch=-(-len(X) // 16), epochs=2, verbose=0)
+    assert_same_history(got.history, want.history)
+    unweighted = model().fit(X, Y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    assert abs(unweighted.history["loss"][-1] - got.history["loss"][-1]) > 1e-4
+    m = model()
+    batches_w = [(X[i : i + 16], Y[i : i + 16], w[i : i + 16]) for i in range(0, len(X), 16)]
+    assert m.evaluate(iter(batches_w), verbose=0) == pytest.approx(m.evaluate(X, Y, sample_weight=w, batch_size=16))
 
 
 def test_three_tuples_without_weights_and_argument_errors():

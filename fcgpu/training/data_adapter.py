@@ -67,8 +67,8 @@ def is_stream(data: Any) -> bool:
 
 
 def split_batch(batch: Any, where: str, predicting: bool = False) -> tuple[Any, Any]:
-    """(x, y) of one batch; y is None for a batch of inputs alone (only ``predict`` takes one).
-    A sample_weight (a third entry that is not None) is refused: fit has no per-sample weights yet."""
+    """(x, y) of one batch; y is None for a batch of inputs alone (only ``predict`` takes one). Its
+    sample weights, where it has them, are ``batch_weights``'s."""
     if isinstance(batch, list):
         batch = tuple(batch)
     if not isinstance(batch, tuple):
@@ -77,16 +77,16 @@ def split_batch(batch: Any, where: str, predicting: bool = False) -> tuple[Any, 
         raise TypeError(f"{where}: expected a tuple (x, y) or (x, y, sample_weight), got {type(batch).__name__}")
     if not 1 <= len(batch) <= 3:
         raise ValueError(f"{where}: expected a tuple (x,), (x, y) or (x, y, sample_weight), got {len(batch)} entries")
-    if len(batch) == 3 and batch[2] is not None:
-        # Hook: per-sample weights pass on from here once the step takes sample_weight.
-        raise NotImplementedError(
-            f"{where}: yields (x, y, sample_weight), but sample_weight is not supported by fit yet; yield (x, y)"
-        )
     if len(batch) == 1 or batch[1] is None:
         if not predicting:
             raise ValueError(f"{where}: expected (x, y) with targets y, got x alone")
         return batch[0], None
     return batch[0], batch[1]
+
+
+def batch_weights(batch: Any) -> Any:
+    """The third entry of an (x, y, sample_weight) batch, or None."""
+    return batch[2] if isinstance(batch, (tuple, list)) and len(batch) == 3 else None
 
 
 class BatchStream:

@@ -22,7 +22,7 @@ from .. import distributed
 from ..distributed.data_parallel import quiet_callbacks
 from ..initializers import get_rng
 from ..validation import positive_int
-from .data_adapter import RAN_OUT, BatchStream, host_data, is_stream, split_batch
+from .data_adapter import RAN_OUT, BatchStream, batch_weights, host_data, is_stream, split_batch
 from .epoch import evaluate_arrays, evaluate_batch, keras_values, progress_bar, run_epoch, verbosity
 
 __all__ = ["fit_stream", "evaluate_from", "predict_from", "evaluate_stream", "predict_stream", "steps_argument"]
@@ -34,17 +34,23 @@ def steps_argument(value: Any, argument: str) -> int | None:
     return None if value is None else positive_int(value, argument)
 
 
-def _host_batch(model: Any, batch: Any, where: str, width: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _host_batch(model: Any, batch: Any, where: str, width: int | None) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(x, y, sample weights or None) of one batch, checked on the host as fit checks arrays."""
     x, y = split_batch(batch, where)
-    return model._prepare(host_data(x), host_data(y), (f"{where}: x", f"{where}: y"), width=width)
+    xh, yh = model._prepare(host_data(x), host_data(y), (f"{where}: x", f"{where}: y"), width=width)
+    w = batch_weights(batch)
+    wh = None if w is None else model._weights(host_data(w), None, host_data(y), xh.shape[0], f"{where}: sample_weight")
+    return xh, yh, wh
 
 
-def _upload(model: Any, xh: np.ndarray, yh: np.ndarray) -> tuple[Any, Any, int, Any]:
-    """(x, y) of this rank's share on the device, the global rows, a spare row for an empty share."""
+def _upload(model: Any, xh: np.ndarray, yh: np.ndarray, wh: Any = None) -> tuple[Any, Any, int, Any, Any]:
+    """(x, y) of this rank's share on the device, the global rows, a spare row for an empty share,
+    and the share's sample weights (or None)."""
     backend, comm = model.backend, distributed.world()
     lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)
     spare = (backend.from_numpy(xh[:1]), backend.from_numpy(yh[:1])) if hi == lo else None
-    return backend.from_numpy(xh[lo:hi]), backend.from_numpy(yh[lo:hi]), xh.shape[0], spare
+    wb = None if wh is None else backend.from_numpy(wh[lo:hi])
+    return backend.from_numpy(xh[lo:hi]), backend.from_numpy(yh[lo:hi]), xh.shape[0], spare, wb
 
 
 def run_stream_epoch(model: Any, stream: BatchStream, width: int, bar: Any, callback_list: Any) -> tuple[dict, int | None]:
@@ -65,15 +71,15 @@ def run_stream_epoch(model: Any, stream: BatchStream, width: int, bar: Any, call
     batch_logs: dict[str, float] = {}
     current = load()
     while current is not None:
-        xb, yb, rows, spare = current
+        xb, yb, rows, spare, wb = current
         if batch_hooks:
             callback_list.call("on_train_batch_begin", step, {})
         if comm.size == 1:
-            model.accumulate_batch(xb, yb, sums[step - base])
+            model.accumulate_batch(xb, yb, sums[step - base], sample_weight=wb)
         else:
-            model.step_share(xb, yb, sums[step - base], 0, xb.shape[0], rows, spare)
+            model.step_share(xb, yb, sums[step - base], 0, xb.shape[0], rows, spare, wb)
         seen += rows
-        del xb, yb, current
+        del xb, yb, wb, current
         current = load()  # the next batch, read and uploaded while the device computes this one
         if bar is not None:
             bar.update(1)
@@ -115,9 +121,9 @@ def evaluate_stream(model: Any, stream: BatchStream, width: int | None, callback
     for k, batch in enumerate(stream.epoch()):
         if batch_hooks:
             callback_list.call("on_test_batch_begin", k, {})
-        xb, yb, rows, _ = _upload(model, *_host_batch(model, batch, f"{stream.argument}, batch {k}", width))
+        xb, yb, rows, _, wb = _upload(model, *_host_batch(model, batch, f"{stream.argument}, batch {k}", width))
         if xb.shape[0]:
-            seen += evaluate_batch(model, xb, yb, acc, loss, on_logits, count)
+            seen += evaluate_batch(model, xb, yb, acc, loss, on_logits, count, wb)
         total += rows
         if batch_hooks:
             callback_list.call("on_test_batch_end", k, model.logs_from(backend.to_numpy(acc), max(seen, 1)))
