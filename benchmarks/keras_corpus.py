@@ -279,6 +279,27 @@ def pct(phases: dict) -> str:
     return " / ".join(f"{100 * phases[p] / total:.0f}" for p in short)
 
 
+def torch_blas(lines: list[str]) -> str:
+    import re
+
+    found = [m.group(0) for ln in lines for m in [re.search(r"BLAS_INFO=\w+|MKL-DNN v[0-9.]+", ln)] if m]
+    return ", ".join(found) or "not reported"
+
+
+def swing(summary: dict, library: str) -> float:
+    runs = [r[library]["all_seconds"] for r in summary.values() if r[library].get("all_seconds")]
+    return max(max(x) / min(x) for x in runs)
+
+
+def min_ratio(data: dict, program: str) -> float:
+    libs = data["runs"][program]
+    return min(k["seconds"] / f["seconds"] for k, f in zip(libs["keras"], libs["fcgpu"]))
+
+
+def spread(lib: dict) -> str:
+    return f"{min(lib['all_seconds']):.3g}-{max(lib['all_seconds']):.3g}"
+
+
 def markdown(data: dict, summary: dict) -> str:
     f = data["machine"]
     blas = ", ".join(f"{b['internal_api']} {b['version']} {b['architecture']} ({b['num_threads']} threads)"
@@ -295,7 +316,18 @@ def markdown(data: dict, summary: dict) -> str:
         "large; the runs of one program on the two libraries are interleaved so that it hits both alike)",
         f"- Python {f.get('python')}, NumPy {f.get('numpy')} with {blas}",
         f"- fcgpu {f.get('fcgpu')} on its NumPy backend; Keras {f.get('keras')} on torch {f.get('torch')} "
-        f"({f.get('torch_threads')} threads; torch's build: {'; '.join(f.get('torch_blas', [])) or 'not reported'})",
+        f"({f.get('torch_threads')} threads; torch's build: {torch_blas(f.get('torch_blas', []))})",
+        "",
+        "## Notes on this run",
+        "",
+        "- The machine was shared during the run: its 1-minute load average (`uptime`) read 2.0 to 4.8 at "
+        f"four checks, on 2 CPUs. Between repetitions Keras's time of one program varied by up to {swing(summary, 'keras'):.0f}x "
+        f"(max / min), fcgpu's by up to {swing(summary, 'fcgpu'):.0f}x. torch runs its operators on 2 OpenMP threads, "
+        "which suffer most when other jobs take the cores, so the largest ratios reflect this contention as "
+        "much as per-step overhead; the 'min' column is each program's smallest per-repetition ratio.",
+        "- Every program in this corpus is a small model: at most 15 % of fcgpu's time is in GEMMs, so the "
+        "corpus has no GEMM-bound program and the 'no slower when GEMM-bound' goal is not exercised here "
+        "(`benchmarks/RESULTS.md` covers large layers).",
         "",
         "## How",
         "",
@@ -311,18 +343,18 @@ def markdown(data: dict, summary: dict) -> str:
         "GEMM methods (one extra run with timers around them). Goal (issue 20): programs whose time is not "
         "in GEMMs at least 3x faster on fcgpu; GEMM-bound ones (GEMM share over half) no slower.",
         "",
-        "| program | Keras s | fcgpu s | Keras / fcgpu | goal | fcgpu split % (build/compile/fit/eval/pred/other) "
+        "| program | Keras s (min-max) | fcgpu s (min-max) | Keras / fcgpu | min | goal | fcgpu split % (build/compile/fit/eval/pred/other) "
         "| fcgpu GEMM % | Keras split % (same order) |",
-        "|---|---:|---:|---:|---|---|---:|---|",
+        "|---|---:|---:|---:|---:|---|---|---:|---|",
     ]
     met = missed = 0
     for program, row in summary.items():
         k, g = row["keras"], row["fcgpu"]
         if k.get("failed") or g.get("failed"):
             why = "; ".join(f"{lib} failed: {row[lib]['failed']}" for lib in ("keras", "fcgpu") if row[lib].get("failed"))
-            ks = f"{k['seconds']:.2f}" if "seconds" in k else "failed"
-            gs = f"{g['seconds']:.2f}" if "seconds" in g else "failed"
-            lines.append(f"| {program} | {ks} | {gs} | - | {why.replace('|', '/')} | "
+            ks = f"{k['seconds']:.3f} ({spread(k)})" if "seconds" in k else "failed"
+            gs = f"{g['seconds']:.4f} ({spread(g)})" if "seconds" in g else "failed"
+            lines.append(f"| {program} | {ks} | {gs} | - | - | {why.replace('|', '/')} | "
                          f"{pct(g['phases']) if 'phases' in g else '-'} | - | {pct(k['phases']) if 'phases' in k else '-'} |")
             continue
         share = row.get("fcgpu_gemm", {}).get("share")
@@ -330,14 +362,13 @@ def markdown(data: dict, summary: dict) -> str:
         ok = row["ratio"] >= (1.0 if bound else 3.0)
         met, missed = met + ok, missed + (not ok)
         goal = ("GEMM-bound, >= 1x: " if bound else ">= 3x: ") + ("met" if ok else "**missed**")
-        lines.append(f"| {program} | {k['seconds']:.2f} | {g['seconds']:.3f} | {row['ratio']:.1f}x | {goal} | "
-                     f"{pct(g['phases'])} | {100 * share:.1f} | {pct(k['phases'])} |" if share is not None else
-                     f"| {program} | {k['seconds']:.2f} | {g['seconds']:.3f} | {row['ratio']:.1f}x | {goal} | "
-                     f"{pct(g['phases'])} | - | {pct(k['phases'])} |")
+        gemm = f"{100 * share:.1f}" if share is not None else "-"
+        lines.append(f"| {program} | {k['seconds']:.3f} ({spread(k)}) | {g['seconds']:.4f} ({spread(g)}) | "
+                     f"{row['ratio']:.0f}x | {min_ratio(data, program):.0f}x | {goal} | {pct(g['phases'])} | {gemm} | {pct(k['phases'])} |")
     ratios = [r["ratio"] for r in summary.values() if "ratio" in r]
     if ratios:
         lines += ["", f"Goal met by {met} of {met + missed} programs that ran on both; ratio median "
-                      f"{statistics.median(ratios):.1f}x, range {min(ratios):.1f}x to {max(ratios):.1f}x."]
+                      f"{statistics.median(ratios):.0f}x, range {min(ratios):.0f}x to {max(ratios):.0f}x."]
     lines += ["", "## fcgpu's functions with the most own time (cProfile, one run per program)", "",
               "cProfile adds a cost to every Python call, so these runs take longer than the timed ones and "
               "over-weight Python; read them for where, not for how much.", ""]
