@@ -190,6 +190,8 @@ class Loss:
 
     #: Whether ``step`` weighs rows (``sample_weight``) in its fused pass.
     weighs_rows = False
+    #: Whether labels come as a structure (a list or dict, one entry per output), checked by the loss.
+    structured_labels = False
 
     def step(
         self, backend: Backend, pred: Array, labels: Array, acc: Array, count: bool, *, scale: Array | None = None,

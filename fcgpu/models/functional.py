@@ -19,9 +19,13 @@ import numpy as np
 from ..backends import Backend, resolve_backend
 from ..backends.base import Array
 from ..buffers import Buffers
+from .. import metrics as metrics_module
 from ..layers import Input, Layer
 from ..layers.symbolic import KerasTensor, map_graph
 from ..serialization import deserialize, register
+from .. import optimizers as optimizers_module
+from ..training.metric_state import restorable
+from ..training.outputs import OutputMetric, compile_outputs
 from .base import Model
 from .sequential import backward_chain, forward_chain, infer_chain
 
@@ -218,13 +222,64 @@ class Functional(Model):
             rows.append((t.layer.name, kind, t.shape, t.layer.count_params(), inbound))
         return rows, self._chain is None
 
-    def compile(self, *args: Any, **kwargs: Any) -> None:
-        if len(self._outputs) > 1:
-            raise NotImplementedError(
-                f"compile: model '{self.name}' has {len(self._outputs)} outputs; training several outputs (a loss "
-                f"per output) is not supported in this release: predict works; to train, make one model per output"
-            )
-        super().compile(*args, **kwargs)
+    def compile(self, loss: Any = None, optimizer: Any = "adam", metrics: Any = None, loss_weights: Any = None) -> None:
+        """As ``Sequential.compile``; with several outputs, as Keras: ``loss`` one for every output, a
+        list in output order or a dict by output name, ``loss_weights`` likewise (the total loss is
+        sum_k w_k loss_k), ``metrics`` a list with one entry (a metric or a list) per output or a dict
+        by output name; logged as 'loss', '<output>_loss' and '<output>_<metric>'."""
+        if len(self._outputs) == 1:
+            if loss_weights is not None:
+                weights = list(loss_weights.values()) if isinstance(loss_weights, dict) else list(loss_weights) \
+                    if isinstance(loss_weights, (list, tuple)) else [loss_weights]
+                if weights != [1] and weights != [1.0]:
+                    raise ValueError(f"loss_weights: model '{self.name}' has one output; a weight other than 1 scales "
+                                     f"its loss, which fcgpu does not do: got {loss_weights!r}")
+            super().compile(loss=loss, optimizer=optimizer, metrics=metrics)
+            return
+        if loss is None:
+            raise ValueError("loss: compile needs a loss, e.g. loss='mse' (one for every output) or one per output")
+        outputs_loss, objects = compile_outputs(self.output_names, self.output_columns, loss, loss_weights, metrics)
+        super().compile(loss=outputs_loss, optimizer=optimizer, metrics=objects)
+        self.compiled_metrics_spec = metrics
+
+    def output_loss(self) -> tuple[Any, Any]:
+        if len(self._outputs) == 1:
+            return super().output_loss()
+        activations = [_activation_name(layer) for layer in self.output_layers]
+        return self.loss.for_outputs(activations)
+
+    def update_metrics(self, out: Any, y: Any, on_logits: Any, sample_weight: Any = None) -> None:
+        if len(self._outputs) == 1:
+            super().update_metrics(out, y, on_logits, sample_weight)
+            return
+        if any(on_logits):  # the activation of each output whose loss took its logits
+            backend = self.backend
+            out = backend.copy(out)
+            for flag, layer, (a, b) in zip(on_logits, self.output_layers, self._out_columns):
+                if flag:
+                    part = backend.copy(out[:, a:b])
+                    backend.copy(backend.bias_act_forward(part, None, layer.activation.name, part), out=out[:, a:b])
+        for metric in self.metric_objects:
+            metric.update(self.backend, out, y, sample_weight)
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        if len(self._outputs) == 1:
+            super().compile_from_config(config)
+            return
+        metrics = config.get("metrics") or {}
+        self.compile(loss=config["loss"], optimizer=optimizers_module.get(config["optimizer"]),
+                     metrics={name: restorable(entries) for name, entries in metrics.items()} or None)
+
+    def get_compile_config(self) -> dict[str, Any] | None:
+        config = super().get_compile_config()
+        if config is not None and len(self._outputs) > 1:  # the metrics by output name, as compile takes them
+            by_output: dict[str, list[Any]] = {name: [] for name in self.output_names}
+            for metric in self.metric_objects:
+                if isinstance(metric, OutputMetric):
+                    by_output[self.output_names[metric.k]].append(metrics_module.plain_name(metric.metric)
+                                                                  or metric.metric.get_config())
+            config["metrics"] = by_output
+        return config
 
     # -- config ------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -407,3 +462,9 @@ def _output_list(outputs: Any) -> tuple[list[KerasTensor], list[str] | None]:
     if len({id(t) for t in given}) != len(given):
         raise ValueError("outputs: a tensor is given twice")
     return given, keys
+
+
+def _activation_name(layer: Layer) -> str:
+    """The activation an output layer ends with (Dense, Activation), 'linear' for other layers."""
+    activation = getattr(layer, "activation", None)
+    return activation.name if activation is not None else "linear"

@@ -157,7 +157,7 @@ class Trainer(TrainingStep, DataParallel):
         if y is None:
             raise ValueError(f"{names[1]}: expected targets, got None (x as arrays needs y; a generator or PyDataset yields (x, y))")
         xh = self._check_x(x, names[0], width)
-        y_len = len(y) if hasattr(y, "__len__") else None
+        y_len = len(y) if hasattr(y, "__len__") and not self.loss.structured_labels else None
         if y_len is not None and y_len != xh.shape[0] and np.ndim(y) > 0:
             raise ValueError(
                 f"{names[0]} and {names[1]}: expected the same number of samples, got {xh.shape[0]} and {y_len}"
@@ -177,11 +177,13 @@ class Trainer(TrainingStep, DataParallel):
         if sample_weight is None and class_weight is None:
             return None
         loss, _ = self.output_loss()
+        if class_weight is not None and loss.structured_labels:
+            raise ValueError("class_weight: Keras takes it for models of one output only; give sample_weight instead")
         if not loss.weighs_rows:
             raise ValueError(f"{argument}: {loss!r} does not take sample weights here (the fused losses do: "
                              f"cross-entropies from logits or after their softmax/sigmoid, MSE, MAE, Huber)")
-        last = self.layers[-1]
-        dtype = np.float32 if any(layer.mixed for layer in self.layers) else getattr(last, "compute_dtype", last.dtype)
+        last = self.output_layer
+        dtype = np.float32 if any(layer.mixed for layer in self.compute_layers) else last.compute_dtype
         return sample_weights(sample_weight, class_weight, y, rows, self.output_features, weight_dtype(dtype), argument)
 
     def _ensure_built(self, features: int) -> None:
