@@ -330,3 +330,15 @@ def test_models_nest_as_layers(backend, rng):
     for a, b in zip(outer.get_weights(), flat.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert stacked.predict(x).shape == (32, 3)
+
+
+def test_a_model_of_images_nested_first_in_a_sequential(rng):
+    """Keras's classification tutorial: Sequential([model, Softmax()]) around a Flatten model."""
+    model = fc.Sequential([layers.Flatten(input_shape=(4, 3)), layers.Dense(5)])
+    probability_model = fc.Sequential([model, layers.Softmax()])
+    assert probability_model.output_shape == (None, 5)
+    x = rng.normal(size=(6, 4, 3)).astype(np.float32)
+    out = probability_model.predict(x)
+    logits = model.predict(x)
+    want = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(out, want / want.sum(1, keepdims=True), rtol=1e-5)

@@ -352,6 +352,10 @@ class Model(Trainer, Layer):
     def take_input_dtype(self, dtype: np.dtype) -> None:
         pass
 
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
+        """As a layer: whatever shape it is given (it checks its input itself), its output's."""
+        return (tuple(input_shape)[0], *tuple(self.output_shape)[1:])
+
     @property
     def output_shape(self) -> tuple[int | None, ...]:
         return (None, self.output_features)
