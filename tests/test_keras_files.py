@@ -113,11 +113,11 @@ def test_keras_compile_settings_fcgpu_lacks_leave_the_model_uncompiled_with_a_wa
 
 def test_layers_fcgpu_lacks_are_refused_by_name(tmp_path):
     model = keras.Sequential([keras.Input(shape=(6,)), keras.layers.Dense(4, activation="relu6"),
-                              keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+                              keras.layers.UnitNormalization(), keras.layers.Dense(2)])
     model.save(tmp_path / "k.keras")
     with pytest.raises(fc.ModelFileError, match="relu6") as info:
         fc.load_model(tmp_path / "k.keras")
-    assert "BatchNormalization" in str(info.value)  # every unsupported part is named at once
+    assert "fcgpu has no UnitNormalization layer" in str(info.value)  # every unsupported part is named at once
 
 
 def test_a_converter_registered_by_the_caller_maps_a_keras_layer(tmp_path):
@@ -141,11 +141,11 @@ def test_a_lambda_layer_is_refused_and_never_run(tmp_path):
     assert not marker.exists()
 
 
-def test_a_functional_keras_model_is_refused_with_the_reason(tmp_path):
+def test_a_keras_model_of_several_outputs_is_refused_with_the_reason(tmp_path):
     inputs = keras.Input(shape=(6,))
-    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model = keras.Model(inputs, [keras.layers.Dense(2)(inputs), keras.layers.Dense(3)(inputs)])
     model.save(tmp_path / "k.keras")
-    with pytest.raises(fc.ModelFileError, match="functional models are not supported yet"):
+    with pytest.raises(fc.ModelFileError, match="2 outputs; fcgpu models have one"):
         fc.load_model(tmp_path / "k.keras")
 
 
