@@ -119,8 +119,10 @@ def _input_from_keras(entry: dict[str, Any]) -> dict[str, Any]:
             "name": name if isinstance(name, str) and name else None}
 
 
-def _history(value: Any, names: set[str], what: str) -> str:
-    """The layer a ``__keras_tensor__`` argument (or a [name, node, tensor] triple) comes from."""
+def _history(value: Any, names: set[str] | dict[str, int], what: str) -> str:
+    """The layer a ``__keras_tensor__`` argument (or a [name, node, tensor] triple) comes from;
+    ``names`` maps each layer to the index of its one call (Keras counts a nested functional
+    model's own node first in ``output_layers``: its call there is 1)."""
     if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__" and isinstance(value.get("config"), dict):
         value = value["config"].get("keras_history")
     if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)):
@@ -128,7 +130,7 @@ def _history(value: Any, names: set[str], what: str) -> str:
     name, node, tensor = value
     if name not in names:
         raise UnsupportedKeras(f"{what}: it reads the output of {name!r}, which is no layer of the graph")
-    if node != 0 or tensor != 0:
+    if node != (names.get(name, 0) if isinstance(names, dict) else 0) or tensor != 0:
         raise UnsupportedKeras(f"{what}: it reads call {node!r} (output {tensor!r}) of {name!r}; fcgpu calls each layer "
                                f"once and each call has one output")
     return name
@@ -155,7 +157,7 @@ def _inbound(entry: dict[str, Any], names: set[str], what: str) -> list[str] | N
         len(arg) == 3 and isinstance(arg[0], str)) else [_history(arg, names, what)]
 
 
-def _ends(value: Any, names: set[str], what: str) -> list[str]:
+def _ends(value: Any, names: dict[str, int], what: str) -> list[str]:
     """The layer names of ``input_layers`` / ``output_layers``: one [name, 0, 0], a list or a dict of them."""
     if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
         value = [value]
@@ -191,8 +193,9 @@ def _functional(config: dict[str, Any], custom_objects: Converters | None, depth
             problems.append(str(e))
     if problems:
         raise UnsupportedKeras("; ".join(problems))
-    inputs = _ends(config.get("input_layers"), known, "input_layers")
-    outputs = _ends(config.get("output_layers"), known, "output_layers")
+    calls = {n: 1 if e.get("class_name") in ("Functional", "Model") else 0 for n, e in zip(names, entries)}
+    inputs = _ends(config.get("input_layers"), calls, "input_layers")
+    outputs = _ends(config.get("output_layers"), calls, "output_layers")
     if any(inbound[n] is not None for n in inputs):
         raise UnsupportedKeras("model: its input_layers name layers that are not inputs")
     if len(outputs) != 1:
@@ -367,14 +370,14 @@ def _tensor(shape: list[Any], policy: str, name: str) -> dict[str, Any]:
 
 def _functional_to_keras(config: dict[str, Any]) -> tuple[dict[str, Any], list[Any], str]:
     first = _first_policy(config)
-    tensors: dict[str, tuple[list[Any], str]] = {}
+    tensors: dict[str, tuple[list[Any], str, bool]] = {}  # name -> (shape, policy, a functional model's)
     layers = []
     for entry in config["layers"]:
         layer = entry["config"]
         name = layer["name"]
         if layer.get("class_name") == "InputLayer":
             dtype = layer.get("dtype") or ("float32" if first.startswith("mixed") else first)
-            tensors[name] = ([None, *layer["shape"]], dtype)
+            tensors[name] = ([None, *layer["shape"]], dtype, False)
             layers.append({**_input_entry(layer, list(layer["shape"]), dtype, name), "name": name, "inbound_nodes": []})
             continue
         inbound = entry["inbound"]
@@ -385,14 +388,15 @@ def _functional_to_keras(config: dict[str, Any]) -> tuple[dict[str, Any], list[A
         keras_entry["name"] = name
         keras_entry["inbound_nodes"] = [{"args": [args] if merge else [args[0]], "kwargs": {}}]
         layers.append(keras_entry)
-        tensors[name] = (shape, policy)
+        tensors[name] = (shape, policy, layer.get("class_name") == "Functional")
     inputs = [[n, 0, 0] for n in config["input_layers"]]
     output = config["output_layers"][0]
     return {
         "module": _FUNCTIONAL_MODULE,
         "class_name": "Functional",
         "config": {"name": config["name"], "trainable": True, "layers": layers,
-                   "input_layers": inputs[0] if len(inputs) == 1 else inputs, "output_layers": [output, 0, 0]},
+                   "input_layers": inputs[0] if len(inputs) == 1 else inputs,
+                   "output_layers": [output, 1 if tensors[output][2] else 0, 0]},
         "registered_name": "Functional",
         "build_config": {"input_shape": None},
     }, tensors[output][0], tensors[output][1]

@@ -92,8 +92,8 @@ def storage_plan(model: Any, classes: list[tuple[str, Any]] | None = None) -> St
 
 
 def _stored(layer: Any) -> list[np.ndarray]:
-    """A layer's variables as Keras stores them (a count as Keras's int32)."""
-    return [v.astype(np.int32) if v.ndim == 0 and v.dtype.kind in "iu" else v for v in layer.get_weights()]
+    """A layer's variables as Keras stores them (a count as Keras's int32 scalar)."""
+    return [v.astype(np.int32).reshape(()) if v.size == 1 and v.dtype.kind in "iu" else v for v in layer.get_weights()]
 
 
 def weights_h5_bytes(model: Any, optimizer: tuple[str, list[np.ndarray]] | None = None) -> bytes:
@@ -223,7 +223,8 @@ def weights_for(plan: StoragePlan, found: dict[str, list[np.ndarray]], what: str
             raise ModelFileError(f"{what}: {path} (layer '{layer.name}') holds {len(arrays)} arrays, the layer takes {expected}")
         if layer.built:
             for (name, value, _), a in zip(layer.variables(), arrays):
-                if tuple(a.shape) != tuple(value.shape):
+                count = a.shape == () and value.dtype.kind in "iu" and value.size == 1  # Normalization's count
+                if tuple(a.shape) != tuple(value.shape) and not count:
                     raise ModelFileError(
                         f"{what}: {path}/vars holds shape {tuple(a.shape)} for {name}, which has shape {tuple(value.shape)}"
                     )
