@@ -84,9 +84,6 @@ class Loss:
     makes one number."""
 
     name = "loss"
-    # The training step multiplies its gradient by this (LossScaleOptimizer's loss scale): folded
-    # into the fused steps' ``scale`` = 1/B, so scaling the loss costs no pass.
-    grad_scale: float = 1.0
 
     def __init__(self, name: str | None = None, reduction: str | None = "sum_over_batch_size", dtype: Any = None) -> None:
         self._buffers = Buffers()
@@ -185,20 +182,33 @@ class Loss:
         if saved is not None:
             for k, v in saved.items():
                 setattr(self, k, v)
+        self.keeps_batch = self._pred is not None
         return value
 
     def _prepare_value(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
         return self._value(backend, pred, labels)
 
-    def step(self, backend: Backend, pred: Array, labels: Array, acc: Array, count: bool) -> Array:
+    #: Whether ``step`` weighs rows (``sample_weight``) in its fused pass.
+    weighs_rows = False
+
+    def step(
+        self, backend: Backend, pred: Array, labels: Array, acc: Array, count: bool, *, scale: Array | None = None,
+        sample_weight: Array | None = None,
+    ) -> Array:
         """The training step's loss: returns dL/dpred (the loss's reused buffer) and adds the batch's
         loss x rows (and, with ``count``, its correct rows) into ``acc``, a float64 device array (2,).
-        Keeps nothing for a later ``backward``. One fused pass where the backend has one (softmax
-        cross-entropy, binary cross-entropy from logits, MSE, MAE, Huber); this generic form takes several."""
+        ``scale``: None, or a float64 device array whose first element multiplies the gradient
+        (LossScaleOptimizer's loss scale, read there by the kernel: no host read). Keeps nothing for
+        a later ``backward``. One fused pass where the backend has one (softmax cross-entropy,
+        binary cross-entropy from logits, MSE, MAE, Huber); this generic form takes several.
+        ``sample_weight``: one weight a row (a device array), which the fused steps read
+        (``weighs_rows``); this generic form refuses them."""
+        if sample_weight is not None:
+            raise ValueError(f"sample_weight: {self!r} does not weigh rows in its step; the fused losses do")
         value = self.compute(backend, pred, labels)
         grad = self.backward()
-        if self.grad_scale != 1.0:  # the loss scale (LossScaleOptimizer), where no fused step takes it
-            grad *= self.grad_scale
+        if scale is not None:  # the loss scale, where no fused step takes it: one pass on the device
+            grad *= scale[:1]
         self.release()
         acc[0] += value * pred.shape[0]
         if count:
@@ -221,6 +231,7 @@ class Loss:
 
     def release(self) -> None:
         """Drop references to the last batch so the layers can reuse their output buffers."""
+        self.keeps_batch = False  # whether compute kept a batch for backward (release drops it)
         self._backend: Backend | None = None
         self._pred: Array | None = None
         self._labels: Array | None = None

@@ -90,9 +90,12 @@ class SoftmaxCrossEntropy(Loss):
 
     _cache = Loss._cache + ("_lse",)
 
-    def step(self, backend, pred, labels, acc, count):
-        out = self._grad_buffer(backend, pred)
-        return backend.softmax_xent_step(pred, labels, self.grad_scale / pred.shape[0], 1.0, count, out, acc)
+    weighs_rows = True
+
+    def step(self, backend, pred, labels, acc, count, *, scale=None, sample_weight=None):
+        out = self._buffers.get(backend, "grad", pred.shape, pred.dtype)
+        return backend.softmax_xent_step(pred, labels, 1.0 / pred.shape[0], 1.0, count, out, acc, gscale=scale,
+                                         sample_weight=sample_weight)
 
     def correct(self, backend, pred, labels):
         # The argmax whatever the number of classes, as the fused step counts it.
@@ -130,10 +133,14 @@ class _KerasCategorical(FromLogits, SoftmaxCrossEntropy):
     def _pred_kind(self) -> str:  # type: ignore[override]
         return "logits" if self.from_logits else "probabilities"
 
-    def step(self, backend, pred, labels, acc, count):
+    @property
+    def weighs_rows(self) -> bool:  # type: ignore[override]
+        return self.from_logits
+
+    def step(self, backend, pred, labels, acc, count, *, scale=None, sample_weight=None):
         if self.from_logits:
-            return super().step(backend, pred, labels, acc, count)
-        return Loss.step(self, backend, pred, labels, acc, count)
+            return super().step(backend, pred, labels, acc, count, scale=scale, sample_weight=sample_weight)
+        return Loss.step(self, backend, pred, labels, acc, count, scale=scale, sample_weight=sample_weight)
 
     def _prepare_value(self, backend, pred, labels):
         if self.from_logits:
@@ -234,11 +241,16 @@ class BinaryCrossEntropy(FromLogits, ElementwiseLoss):
         # Binary accuracy per output: probabilities at 0.5, logits at 0 (the same decision).
         return backend.count_correct(pred, labels, 0.0 if self.from_logits else 0.5) / outputs_of(pred)
 
-    def step(self, backend, pred, labels, acc, count):
+    @property
+    def weighs_rows(self) -> bool:  # type: ignore[override]
+        return self.from_logits
+
+    def step(self, backend, pred, labels, acc, count, *, scale=None, sample_weight=None):
         if not self.from_logits:
-            return super().step(backend, pred, labels, acc, count)
-        out = self._grad_buffer(backend, pred)
-        return backend.bce_logits_step(pred, labels, self.grad_scale / pred.size, 1.0 / outputs_of(pred), count, out, acc)
+            return super().step(backend, pred, labels, acc, count, scale=scale, sample_weight=sample_weight)
+        out = self._buffers.get(backend, "grad", pred.shape, pred.dtype)
+        return backend.bce_logits_step(pred, labels, 1.0 / pred.size, 1.0 / outputs_of(pred), count, out, acc,
+                                       gscale=scale, sample_weight=sample_weight)
 
     def _value(self, backend, pred, labels):
         if self.from_logits:
@@ -282,12 +294,18 @@ class _Regression(ElementwiseLoss):
     def _options(self) -> tuple[float, ...]:
         return ()
 
-    def step(self, backend, pred, labels, acc, count):
-        if count:
-            return super().step(backend, pred, labels, acc, count)
-        out = self._grad_buffer(backend, pred)
+    weighs_rows = True
+
+    def step(self, backend, pred, labels, acc, count, *, scale=None, sample_weight=None):
+        if count and sample_weight is None:
+            return super().step(backend, pred, labels, acc, count, scale=scale)
+        out = self._buffers.get(backend, "grad", pred.shape, pred.dtype)
         step = getattr(backend, f"{self.kernel}_step")
-        return step(pred, labels, *self._options(), self.grad_scale / pred.size, 1.0 / outputs_of(pred), out, acc)
+        grad = step(pred, labels, *self._options(), 1.0 / pred.size, 1.0 / outputs_of(pred), out, acc, gscale=scale,
+                    sample_weight=sample_weight)
+        if count:  # weighted: the fused step, and the correct count (unweighted, as Keras's metrics) apart
+            acc[1:2] += self.correct(backend, pred, labels)
+        return grad
 
     def _value(self, backend: Backend, pred: Array, labels: Array) -> Scalar:
         return getattr(backend, self.total)(pred, labels, *self._options()) / pred.size

@@ -98,6 +98,10 @@ class FlatParameters:
                 layer.adopt_half_storage(views)  # copies the values in
                 self._half_views.update(layer.half_copies())
 
+    def views(self) -> list[tuple[Any, str, Array]]:
+        """(layer, parameter name, parameter view) for every parameter laid out here."""
+        return list(self._views)
+
     def shape(self, name: str) -> tuple[int, ...]:
         """The shape of parameter ``name``."""
         for _, n, param in self._views:

@@ -52,11 +52,17 @@ class Regularizer(ConfigObject):
         scalar where the parameter lives (a 0-d device array on a GPU)."""
         return backend.l1l2_penalty(param, self.l1 * scale, self.l2 * scale)
 
-    def add_gradient(self, backend: Backend, param: Array, grad: Array, scale: float = 1.0) -> None:
+    def add_gradient(self, backend: Backend, param: Array, grad: Array, scale: Any = 1.0) -> None:
         """grad += scale * d penalty / d param = scale (2 l2 param + l1 sign(param)), in place (one
-        backend call); ``scale`` is the loss scale when the loss gradient is scaled (mixed_float16)."""
-        if self.active:
+        backend call); ``scale`` is the factor the loss gradient carries: a number, or under
+        mixed_float16 the loss scaler's float64 device state, whose first element the kernel reads
+        (the loss scale: no host read)."""
+        if not self.active:
+            return
+        if isinstance(scale, (int, float)):
             backend.l1l2_grad(grad, param, self.l1 * scale, self.l2 * scale)
+        else:
+            backend.l1l2_grad(grad, param, self.l1, self.l2, gscale=scale)
 
 
 

@@ -1,4 +1,5 @@
-"""Keras's helpers that MLP programs call (``keras.utils.to_categorical``, ``normalize``, ``set_random_seed``)."""
+"""Keras's helpers that MLP programs call (``keras.utils.to_categorical``, ``normalize``, ``set_random_seed``,
+``PyDataset``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,8 +7,11 @@ from typing import Any
 import numpy as np
 
 from .initializers import set_seed
+from .py_dataset import PyDataset
 
-__all__ = ["to_categorical", "normalize", "set_random_seed"]
+__all__ = ["to_categorical", "normalize", "set_random_seed", "PyDataset", "Sequence"]
+
+Sequence = PyDataset  # Keras 2's name, which Keras 3 keeps as an alias
 
 
 def set_random_seed(seed: int) -> None:

@@ -136,35 +136,40 @@ FC_BLOCK_FN T fc_warp_row_lse(const Z& z, long long base, long long ncols, long 
 #endif  // FC_BLOCKS
 
 // -- softmax cross-entropy, one warp a row: i = row x 32 + lane (size = B x 32) --------------------
-template <typename T, typename Z, typename L, typename G>
+// sw, weighted: the rows' sample weights (read only when weighted), multiplying a row's gradient
+// and loss (fc_softmax_xent_row_ids).
+template <typename T, typename Z, typename L, typename G, typename W>
 FC_BLOCK_FN void fc_softmax_xent_warp_ids(const Z& z, const L& labels, G& dz, long long i, long long ncols,
-                                          double scale, double weight, bool count, double* acc) {
+                                          double scale, double weight, bool count, double* acc, const W& sw,
+                                          bool weighted) {
     long long row = i / FC_WARP, lane = i % FC_WARP;
+    double rw = weighted ? double(sw[row]) : 1.0;
 #ifdef FC_BLOCKS
     typedef typename fc_acc<T>::type A;
     long long base = row * ncols, label = (long long)labels[row], best;
     T lse = fc_warp_row_lse<T>(z, base, ncols, lane, &best);
     for (long long c = lane; c < ncols; c += FC_WARP) {
-        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, c == label ? T(1) : T(0), scale);
+        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, c == label ? T(1) : T(0), scale * rw);
     }
     if (lane == 0) {
         A picked = (label >= 0 && label < ncols) ? A(z[base + label]) : A(0);
-        fc_atomic_add(&acc[0], double(A(lse) - picked) * weight);
+        fc_atomic_add(&acc[0], double(A(lse) - picked) * (weight * rw));
         if (count && best == label) {
             fc_atomic_add(&acc[1], weight);
         }
     }
 #else
     if (lane == 0) {
-        fc_softmax_xent_row_ids<T>(z, dz, row, ncols, (long long)labels[row], scale, weight, count, acc);
+        fc_softmax_xent_row_ids<T>(z, dz, row, ncols, (long long)labels[row], scale, weight, count, acc, rw);
     }
 #endif
 }
 
-template <typename T, typename Z, typename P, typename G>
+template <typename T, typename Z, typename P, typename G, typename W>
 FC_BLOCK_FN void fc_softmax_xent_warp_probs(const Z& z, const P& t, G& dz, long long i, long long ncols, double scale,
-                                            double weight, bool count, double* acc) {
+                                            double weight, bool count, double* acc, const W& sw, bool weighted) {
     long long row = i / FC_WARP, lane = i % FC_WARP;
+    double rw = weighted ? double(sw[row]) : 1.0;
 #ifdef FC_BLOCKS
     typedef typename fc_acc<T>::type A;
     long long base = row * ncols, best;
@@ -180,7 +185,7 @@ FC_BLOCK_FN void fc_softmax_xent_warp_probs(const Z& z, const P& t, G& dz, long 
             truth = c;
         }
         loss += target * (A(lse) - A(z[base + c]));
-        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, t[base + c], scale);
+        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, t[base + c], scale * rw);
     }
     fc_warp_argmax(top, truth);
     loss = fc_warp_sum(loss);
@@ -188,14 +193,14 @@ FC_BLOCK_FN void fc_softmax_xent_warp_probs(const Z& z, const P& t, G& dz, long 
         if (A(t[base]) != A(t[base]) || truth == FC_NO_INDEX) {
             truth = 0;
         }
-        fc_atomic_add(&acc[0], double(loss) * weight);
+        fc_atomic_add(&acc[0], double(loss) * (weight * rw));
         if (count && best == truth) {
             fc_atomic_add(&acc[1], weight);
         }
     }
 #else
     if (lane == 0) {
-        fc_softmax_xent_row_probs<T>(z, t, dz, row, ncols, scale, weight, count, acc);
+        fc_softmax_xent_row_probs<T>(z, t, dz, row, ncols, scale, weight, count, acc, rw);
     }
 #endif
 }
@@ -246,35 +251,36 @@ FC_BLOCK_FN void fc_softmax_warp_backward(const Y& y, const D& dy, G& dz, long l
 }
 
 // -- the loss steps over n elements: thread i of `threads` takes elements i, i + threads, ... -------
-// Each term returns the gradient of one element and adds its loss (and correct count) in double.
+// Each term returns the gradient of one element, its scale times w (the element's row's sample
+// weight, 1 unweighted), and adds its loss times w (and its correct count, unweighted) in double.
 struct fc_mse_term {
     double scale;
     FC_FN explicit fc_mse_term(double s) : scale(s) {}
-    template <typename T, typename Y> FC_FN T operator()(T p, Y y, double* loss, double*) const {
+    template <typename T, typename Y> FC_FN T operator()(T p, Y y, double w, double* loss, double*) const {
         typedef typename fc_acc<T>::type A;
         A d = A(p) - A(y);
-        *loss += double(d * d);
-        return fc_mse_grad(p, y, scale);
+        *loss += double(d * d) * w;
+        return fc_mse_grad(p, y, scale * w);
     }
 };
 
 struct fc_mae_term {
     double scale;
     FC_FN explicit fc_mae_term(double s) : scale(s) {}
-    template <typename T, typename Y> FC_FN T operator()(T p, Y y, double* loss, double*) const {
+    template <typename T, typename Y> FC_FN T operator()(T p, Y y, double w, double* loss, double*) const {
         typedef typename fc_acc<T>::type A;
-        *loss += double(fc_abs(A(p) - A(y)));
-        return fc_mae_grad(p, y, scale);
+        *loss += double(fc_abs(A(p) - A(y))) * w;
+        return fc_mae_grad(p, y, scale * w);
     }
 };
 
 struct fc_huber_term {
     double delta, scale;
     FC_FN fc_huber_term(double d, double s) : delta(d), scale(s) {}
-    template <typename T, typename Y> FC_FN T operator()(T p, Y y, double* loss, double*) const {
+    template <typename T, typename Y> FC_FN T operator()(T p, Y y, double w, double* loss, double*) const {
         typedef typename fc_acc<T>::type A;
-        *loss += double(fc_huber_value(A(p) - A(y), A(delta)));
-        return fc_huber_grad(p, y, delta, scale);
+        *loss += double(fc_huber_value(A(p) - A(y), A(delta))) * w;
+        return fc_huber_grad(p, y, delta, scale * w);
     }
 };
 
@@ -282,22 +288,24 @@ struct fc_bce_logits_term {
     double scale;
     bool count;
     FC_FN fc_bce_logits_term(double s, bool c) : scale(s), count(c) {}
-    template <typename T, typename Y> FC_FN T operator()(T z, Y y, double* loss, double* correct) const {
+    template <typename T, typename Y> FC_FN T operator()(T z, Y y, double w, double* loss, double* correct) const {
         typedef typename fc_acc<T>::type A;
-        *loss += double(A(fc_bce_logits_loss(z, y)));
+        *loss += double(A(fc_bce_logits_loss(z, y))) * w;
         if (count && ((A(z) > A(0)) == (A(y) > A(0.5)))) {
             *correct += 1.0;
         }
-        return fc_bce_logits_grad(z, y, scale);
+        return fc_bce_logits_grad(z, y, scale * w);
     }
 };
 
-template <typename T, typename Term, typename P, typename Y, typename G>
+// sw, weighted, cols: the rows' sample weights (read only when weighted; element e is in row e / cols).
+template <typename T, typename Term, typename P, typename Y, typename G, typename W>
 FC_BLOCK_FN void fc_loss_grid(const Term& term, const P& p, const Y& y, G& g, long long n, long long i,
-                              long long threads, double weight, double* partials, unsigned int* ticket, double* acc) {
+                              long long threads, double weight, double* partials, unsigned int* ticket, double* acc,
+                              const W& sw, bool weighted, long long cols) {
     double loss = 0.0, correct = 0.0;
     for (long long e = i; e < n; e += threads) {
-        g[e] = term(T(p[e]), y[e], &loss, &correct);
+        g[e] = term(T(p[e]), y[e], weighted ? double(sw[e / cols]) : 1.0, &loss, &correct);
     }
 #ifdef FC_BLOCKS
     double total[2];

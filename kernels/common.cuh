@@ -28,6 +28,7 @@ FC_FN float fc_sqrt(float x) { return sqrtf(x); }
 FC_FN double fc_sqrt(double x) { return sqrt(x); }
 FC_FN float fc_tanh(float x) { return tanhf(x); }
 FC_FN double fc_tanh(double x) { return tanh(x); }
+FC_FN double fc_pow(double x, double y) { return pow(x, y); }
 FC_FN float fc_abs(float x) { return fabsf(x); }
 FC_FN double fc_abs(double x) { return fabs(x); }
 

@@ -77,17 +77,19 @@ template <typename T, typename Z> FC_FN T fc_row_lse(const Z& z, long long base,
     return T(fc_log(s) + shift);
 }
 
+// rw: the row's sample weight (1 unweighted): it multiplies the row's gradient and loss, not its
+// correct count (Keras weighs the loss, and only weighted_metrics).
 template <typename T, typename Z, typename G>
 FC_FN void fc_softmax_xent_row_ids(const Z& z, G& dz, long long row, long long ncols, long long label, double scale,
-                                   double weight, bool count, double* acc) {
+                                   double weight, bool count, double* acc, double rw) {
     typedef typename fc_acc<T>::type A;
     long long base = row * ncols, best = 0;
     T lse = fc_row_lse<T>(z, base, ncols, &best);
     for (long long c = 0; c < ncols; ++c) {
-        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, c == label ? T(1) : T(0), scale);
+        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, c == label ? T(1) : T(0), scale * rw);
     }
     A picked = (label >= 0 && label < ncols) ? A(z[base + label]) : A(0);
-    fc_atomic_add(&acc[0], double(A(lse) - picked) * weight);
+    fc_atomic_add(&acc[0], double(A(lse) - picked) * (weight * rw));
     if (count && best == label) {
         fc_atomic_add(&acc[1], weight);
     }
@@ -97,7 +99,7 @@ FC_FN void fc_softmax_xent_row_ids(const Z& z, G& dz, long long row, long long n
 // argmax of z is the first argmax of t.
 template <typename T, typename Z, typename P, typename G>
 FC_FN void fc_softmax_xent_row_probs(const Z& z, const P& t, G& dz, long long row, long long ncols, double scale,
-                                     double weight, bool count, double* acc) {
+                                     double weight, bool count, double* acc, double rw) {
     typedef typename fc_acc<T>::type A;
     long long base = row * ncols, best = 0, truth = 0;
     T lse = fc_row_lse<T>(z, base, ncols, &best);
@@ -109,9 +111,9 @@ FC_FN void fc_softmax_xent_row_probs(const Z& z, const P& t, G& dz, long long ro
             truth = c;
         }
         loss += target * (A(lse) - A(z[base + c]));
-        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, t[base + c], scale);
+        dz[base + c] = fc_softmax_xent_grad(T(z[base + c]), lse, t[base + c], scale * rw);
     }
-    fc_atomic_add(&acc[0], double(loss) * weight);
+    fc_atomic_add(&acc[0], double(loss) * (weight * rw));
     if (count && best == truth) {
         fc_atomic_add(&acc[1], weight);
     }

@@ -97,6 +97,84 @@ FC_FN T fc_unscaled(T grad, double unscale) {
     return T(A(grad) * A(unscale));
 }
 
+// Dynamic loss scaling's state, one small float64 device array owned by LossScaleOptimizer:
+// the loss scale (the loss kernels multiply their gradient scale by it), the finite steps in a
+// row, whether this step's gradients overflowed (the guarded updates then leave everything as
+// it was), 1/scale of this step (the guarded updates unscale by it), the steps skipped so far,
+// the inner optimizer's applied steps t, and Adam's bias corrections for t (lr / (1 - beta1^t),
+// sqrt(1 - beta2^t)), all decided on the device: the host reads them only when asked.
+#define FC_LS_SCALE 0
+#define FC_LS_GOOD 1
+#define FC_LS_SKIP 2
+#define FC_LS_UNSCALE 3
+#define FC_LS_SKIPPED 4
+#define FC_LS_T 5
+#define FC_LS_STEP_SIZE 6
+#define FC_LS_BC2_SQRT 7
+#define FC_LS_SIZE 8
+
+// After the overflow check of every gradient buffer (ls[FC_LS_SKIP] set where one was not
+// finite): Keras 3's and PyTorch GradScaler's rules. A skipped step halves the scale (not below 1)
+// and restarts the count; growth finite steps in a row double it. This step's updates unscale by
+// the scale the loss was multiplied with, read before it changes. Adam's t counts applied steps only.
+FC_FN void fc_loss_scale_update(double* ls, double growth, double lr, double beta1, double beta2) {
+    double scale = ls[FC_LS_SCALE];
+    ls[FC_LS_UNSCALE] = 1.0 / scale;
+    if (ls[FC_LS_SKIP] != 0.0) {
+        ls[FC_LS_SCALE] = scale / 2.0 < 1.0 ? 1.0 : scale / 2.0;
+        ls[FC_LS_GOOD] = 0.0;
+        ls[FC_LS_SKIPPED] += 1.0;
+        return;
+    }
+    ls[FC_LS_GOOD] += 1.0;
+    if (ls[FC_LS_GOOD] >= growth) {
+        ls[FC_LS_SCALE] = scale * 2.0;
+        ls[FC_LS_GOOD] = 0.0;
+    }
+    double t = ls[FC_LS_T] + 1.0;
+    ls[FC_LS_T] = t;
+    ls[FC_LS_STEP_SIZE] = lr / (1.0 - fc_pow(beta1, t));
+    ls[FC_LS_BC2_SQRT] = fc_sqrt(1.0 - fc_pow(beta2, t));
+}
+
+// Loss scaling's overflow check of one gradient buffer of n elements, written into the scaler's
+// device state ls (FC_LS_* above): the non-finite elements counted as all_finite counts
+// them; the launch of the first buffer clears the flag, every launch sets it where it found one,
+// and the launch of the last buffer applies fc_loss_scale_update. One launch a buffer, no host read.
+template <typename T, typename G>
+FC_BLOCK_FN void fc_loss_scale_check_grid(const G& g, long long n, long long i, long long threads, bool first,
+                                          bool last, double growth, double lr, double beta1, double beta2,
+                                          double* partials, unsigned int* ticket, double* ls) {
+    typedef typename fc_acc<T>::type A;
+    double bad = 0.0;
+    for (long long e = i; e < n; e += threads) {
+        bad += fc_isfinite(A(g[e])) ? 0.0 : 1.0;
+    }
+#ifdef FC_BLOCKS
+    double total[2];
+    if (fc_grid_reduce2(bad, 0.0, partials, ticket, total)) {
+        if (first) {
+            ls[FC_LS_SKIP] = 0.0;
+        }
+        if (total[0] != 0.0) {
+            ls[FC_LS_SKIP] = 1.0;
+        }
+        if (last) {
+            fc_loss_scale_update(ls, growth, lr, beta1, beta2);
+        }
+    }
+#else  // the host runs i = 0, 1, ... in order: i = 0 first, threads - 1 last
+    if (first && i == 0) {
+        ls[FC_LS_SKIP] = 0.0;
+    }
+    if (bad != 0.0) {
+        ls[FC_LS_SKIP] = 1.0;
+    }
+    if (last && i == threads - 1) {
+        fc_loss_scale_update(ls, growth, lr, beta1, beta2);
+    }
+#endif
+}
 
 // The gradient of Keras's L1L2 penalty l1*sum|w| + l2*sum w^2, added to g: g += 2*l2*w + l1*sign(w)
 // (two_l2 = 2*l2 in double on the host). A zero factor's term is skipped: 0 * inf would be NaN.

@@ -266,10 +266,45 @@ def test_a_layer_called_twice_in_one_graph_is_refused():
         fc.Model(inp, shared(shared(inp)))
 
 
-def test_several_outputs_are_refused_with_what_to_do():
+def test_several_outputs_predict_as_keras_returns_them(backend, rng):
+    inp = fc.Input(shape=(4,))
+    h = layers.Dense(5, activation="relu")(inp)
+    a, b = layers.Dense(2, name="a")(h), layers.Dense(3, activation="softmax", name="b")(h)
+    as_list, as_dict = fc.Model(inp, [a, b]), fc.Model(inp, {"first": a, "second": b})
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+    out = as_list.predict(x)
+    assert isinstance(out, list) and [o.shape for o in out] == [(6, 2), (6, 3)]
+    single_a, single_b = fc.Model(inp, a), fc.Model(inp, b)
+    np.testing.assert_allclose(out[0], single_a.predict(x), rtol=1e-6)
+    np.testing.assert_allclose(out[1], single_b.predict(x), rtol=1e-6)
+    by_name = as_dict.predict(x)
+    assert sorted(by_name) == ["first", "second"]
+    np.testing.assert_allclose(by_name["second"], out[1], rtol=1e-6)
+    assert as_list.output_names == ["a", "b"] and as_list.output_shape == [(None, 2), (None, 3)]
+    assert [host(o).shape for o in as_list(x)] == [(6, 2), (6, 3)]
+    with pytest.raises(NotImplementedError, match="2 outputs"):
+        as_list.compile(loss="mse", optimizer="sgd")
+
+
+def test_gradients_of_several_outputs_match_central_differences(backend, rng):
     inp = fc.Input(shape=(3,))
-    with pytest.raises(NotImplementedError, match="one output"):
-        fc.Model(inp, [layers.Dense(1)(inp), layers.Dense(2)(inp)])
+    h = layers.Dense(4, activation="tanh", dtype="float64")(inp)
+    model = fc.Model(inp, [layers.Dense(2, dtype="float64")(h), h])  # an output that also feeds a layer
+    x, dy = rng.normal(size=(5, 3)), rng.normal(size=(5, 6))
+    model.forward(x)
+    model.backward(dy)
+    grads = {name: host(g).copy() for name, _, g in model.parameters()}
+    kernel = model.parameters()[0][1]
+    eps = 1e-6
+    for k in range(kernel.size):
+        flat = kernel.reshape(-1)
+        old = float(host(flat[k]))
+        flat[k] = old + eps
+        up = float(np.sum(host(model.infer(x)) * dy))
+        flat[k] = old - eps
+        down = float(np.sum(host(model.infer(x)) * dy))
+        flat[k] = old
+        np.testing.assert_allclose(grads["dense/kernel"].reshape(-1)[k], (up - down) / (2 * eps), rtol=1e-6, atol=1e-8)
 
 
 def test_models_nest_as_layers(backend, rng):

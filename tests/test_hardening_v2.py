@@ -411,19 +411,6 @@ def test_a_torch_bfloat16_tensor_given_to_fit_is_named(backend, data):
         _model().fit(torch.tensor(x).to(torch.bfloat16), y, verbose=0)
 
 
-def test_freezing_is_refused_not_ignored(backend, data):
-    model = _model()
-    before = model.get_weights()
-    with pytest.raises(NotImplementedError, match="trainable: layer 'dense' cannot be frozen"):
-        model.layers[0].trainable = False
-    with pytest.raises(NotImplementedError, match="trainable: model"):
-        model.trainable = False
-    model.layers[0].trainable = True  # what every layer is
-    assert model.layers[0].trainable and model.trainable
-    for a, b in zip(before, model.get_weights()):
-        np.testing.assert_array_equal(a, b)
-
-
 def test_keras_weight_attributes(backend, data):
     model = fc.Sequential([fc.Input(shape=(5,)), fc.Dense(4, kernel_regularizer=fc.regularizers.l2(0.1), dtype="mixed_float16"),
                            fc.Dropout(0.1), fc.Dense(3, activation="softmax")])

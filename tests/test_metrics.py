@@ -17,11 +17,14 @@ from fcgpu.losses import (
 
 
 def summed(backend, metric, pred, labels) -> float:
-    """What ``update`` adds into a (1,) float64 slot of a device accumulator (which holds 0.25 first)."""
-    acc = backend.from_numpy(np.array([1.0, 0.25, 2.0]))
-    metric.update(backend, backend.from_numpy(pred), backend.from_numpy(labels), None, acc[1:2])
+    """What ``update`` adds into the total of a metric's [total, count] state, bound to a view of a
+    device array (whose total holds 0.25 first)."""
+    acc = backend.from_numpy(np.array([1.0, 0.25, 0.0, 2.0]))
+    metric.bind(acc[1:3], backend, pred.shape[1] if pred.ndim > 1 else 1)
+    metric.update(backend, backend.from_numpy(pred), backend.from_numpy(labels), None)
     got = fc.to_numpy(acc)
-    assert got[0] == 1.0 and got[2] == 2.0  # only its own slot
+    assert got[0] == 1.0 and got[3] == 2.0  # only its own state
+    assert got[2] == pred.shape[0]  # the count: one per sample
     return float(got[1]) - 0.25
 
 
@@ -144,8 +147,8 @@ def test_labels_a_metric_cannot_compare_are_refused_before_and_during_fit(backen
 @pytest.mark.parametrize(
     "name, cls, key",
     [
-        ("accuracy", metrics.Accuracy, "accuracy"),
-        ("acc", metrics.Accuracy, "acc"),
+        ("accuracy", metrics.CompileAccuracy, "accuracy"),
+        ("acc", metrics.CompileAccuracy, "acc"),
         ("binary_accuracy", metrics.BinaryAccuracy, "binary_accuracy"),
         ("categorical_accuracy", metrics.CategoricalAccuracy, "categorical_accuracy"),
         ("sparse_categorical_accuracy", metrics.SparseCategoricalAccuracy, "sparse_categorical_accuracy"),

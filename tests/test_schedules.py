@@ -10,7 +10,14 @@ import pytest
 
 import fcgpu as fc
 from fcgpu.optimizers import SGD, Adagrad, Adam, AdamW, RMSprop
-from fcgpu.optimizers.schedules import CosineDecay, ExponentialDecay, PiecewiseConstantDecay
+from fcgpu.optimizers.schedules import (
+    CosineDecay,
+    CosineDecayRestarts,
+    ExponentialDecay,
+    InverseTimeDecay,
+    PiecewiseConstantDecay,
+    PolynomialDecay,
+)
 
 STEPS = [0, 1, 2, 5, 9, 10, 11, 50, 99, 100, 101, 150, 1000]
 
@@ -33,6 +40,28 @@ def cosine(step, lr0, decay_steps, alpha=0.0, warmup_target=None, warmup_steps=0
     return decayed(step - warmup_steps, warmup_target)
 
 
+def polynomial(step, lr0, decay_steps, end=0.0001, power=1.0, cycle=False):
+    if cycle:
+        decay_steps = decay_steps * (1.0 if step == 0 else math.ceil(step / decay_steps))
+    else:
+        step = min(step, decay_steps)
+    return (lr0 - end) * (1 - step / decay_steps) ** power + end
+
+
+def inverse_time(step, lr0, decay_steps, rate, staircase=False):
+    p = step / decay_steps
+    return lr0 / (1 + rate * (math.floor(p) if staircase else p))
+
+
+def restarts(step, lr0, first, t_mul=2.0, m_mul=1.0, alpha=0.0):
+    """Walks the periods one by one (Keras computes the period in closed form)."""
+    start, length, i = 0.0, float(first), 0
+    while step >= start + length:
+        start, length, i = start + length, length * t_mul, i + 1
+    fraction = (step - start) / length
+    return lr0 * ((1 - alpha) * m_mul**i * 0.5 * (1 + math.cos(math.pi * fraction)) + alpha)
+
+
 def piecewise(step, boundaries, values):
     return next((v for b, v in zip(boundaries, values) if step <= b), values[-1])
 
@@ -49,6 +78,28 @@ SCHEDULES = {  # name: (ours, reference, Keras's constructor name and arguments)
     "cosine_warmup": (CosineDecay(0.0, 100, warmup_target=0.2, warmup_steps=10),
                       lambda s: cosine(s, 0.0, 100, 0.0, 0.2, 10),
                       ("CosineDecay", (0.0, 100), {"warmup_target": 0.2, "warmup_steps": 10})),
+    "polynomial": (PolynomialDecay(0.1, 100), lambda s: polynomial(s, 0.1, 100), ("PolynomialDecay", (0.1, 100), {})),
+    "polynomial_power_cycle": (PolynomialDecay(0.1, 40, end_learning_rate=0.01, power=2.0, cycle=True),
+                               lambda s: polynomial(s, 0.1, 40, 0.01, 2.0, True),
+                               ("PolynomialDecay", (0.1, 40), {"end_learning_rate": 0.01, "power": 2.0, "cycle": True})),
+    "polynomial_sqrt": (PolynomialDecay(0.5, 30, end_learning_rate=0.0, power=0.5),
+                        lambda s: polynomial(s, 0.5, 30, 0.0, 0.5),
+                        ("PolynomialDecay", (0.5, 30), {"end_learning_rate": 0.0, "power": 0.5})),
+    "inverse_time": (InverseTimeDecay(0.1, 10, 0.5), lambda s: inverse_time(s, 0.1, 10, 0.5),
+                     ("InverseTimeDecay", (0.1, 10, 0.5), {})),
+    "inverse_time_staircase": (InverseTimeDecay(0.2, 7, 2.0, staircase=True),
+                               lambda s: inverse_time(s, 0.2, 7, 2.0, True),
+                               ("InverseTimeDecay", (0.2, 7, 2.0), {"staircase": True})),
+    "restarts": (CosineDecayRestarts(0.1, 10), lambda s: restarts(s, 0.1, 10),
+                 ("CosineDecayRestarts", (0.1, 10), {})),
+    "restarts_mul_alpha": (CosineDecayRestarts(0.1, 12, t_mul=1.5, m_mul=0.5, alpha=0.1),
+                           lambda s: restarts(s, 0.1, 12, 1.5, 0.5, 0.1),
+                           ("CosineDecayRestarts", (0.1, 12), {"t_mul": 1.5, "m_mul": 0.5, "alpha": 0.1})),
+    "restarts_t1": (CosineDecayRestarts(0.1, 25, t_mul=1.0, m_mul=0.9), lambda s: restarts(s, 0.1, 25, 1.0, 0.9),
+                    ("CosineDecayRestarts", (0.1, 25), {"t_mul": 1.0, "m_mul": 0.9})),
+    "cosine_warmup_from_lr": (CosineDecay(0.01, 50, alpha=0.2, warmup_target=0.1, warmup_steps=20),
+                              lambda s: cosine(s, 0.01, 50, 0.2, 0.1, 20),
+                              ("CosineDecay", (0.01, 50), {"alpha": 0.2, "warmup_target": 0.1, "warmup_steps": 20})),
     "piecewise": (PiecewiseConstantDecay([10, 100], [0.1, 0.05, 0.01]), lambda s: piecewise(s, [10, 100], [0.1, 0.05, 0.01]),
                   ("PiecewiseConstantDecay", ([10, 100], [0.1, 0.05, 0.01]), {})),
 }  # fmt: skip
@@ -61,6 +112,33 @@ def test_schedules_follow_keras_formulas(name):
         assert schedule(step) == pytest.approx(reference(step), rel=1e-14, abs=1e-18), step
     again = fc.optimizers.schedules.deserialize(fc.optimizers.schedules.serialize(schedule))
     assert again == schedule and type(again) is type(schedule) and again.get_config() == schedule.get_config()
+
+
+def test_known_values_of_the_newer_schedules():
+    assert PolynomialDecay(0.1, 100, end_learning_rate=0.0)(50) == pytest.approx(0.05)
+    assert PolynomialDecay(0.1, 100)(250) == pytest.approx(0.0001)  # held at the end rate
+    cyc = PolynomialDecay(1.0, 10, end_learning_rate=0.0, cycle=True)
+    assert cyc(0) == 1.0 and cyc(10) == 0.0 and cyc(15) == pytest.approx(0.25)  # over 20 steps: 1 - 15/20
+    assert InverseTimeDecay(1.0, 10, 1.0)(10) == pytest.approx(0.5)
+    assert InverseTimeDecay(1.0, 10, 1.0, staircase=True)(19) == pytest.approx(0.5)
+    sgdr = CosineDecayRestarts(1.0, 10)  # periods [0, 10), [10, 30), [30, 70)
+    assert sgdr(0) == 1.0 and sgdr(5) == pytest.approx(0.5) and sgdr(10) == pytest.approx(1.0)
+    assert sgdr(20) == pytest.approx(0.5) and sgdr(30) == pytest.approx(1.0)
+    assert CosineDecayRestarts(1.0, 10, m_mul=0.5)(10) == pytest.approx(0.5)
+    assert CosineDecayRestarts(1.0, 10, t_mul=1.0)(25) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("schedule", [PolynomialDecay(0.1, 5, power=2.0, cycle=True), InverseTimeDecay(0.1, 2, 0.3),
+                                      CosineDecayRestarts(0.1, 3, t_mul=1.5, m_mul=0.8, alpha=0.05)])
+def test_the_newer_schedules_travel_with_the_optimizer_in_a_model_file(schedule, tmp_path, rng):
+    model = fc.Sequential([fc.Dense(4, activation="relu"), fc.Dense(2)])
+    model.compile(loss="softmax_cross_entropy", optimizer=Adam(learning_rate=schedule))
+    x, y = rng.normal(size=(24, 3)).astype(np.float32), rng.integers(0, 2, 24)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    model.save(tmp_path / "m.fcgpu")
+    loaded = fc.load_model(tmp_path / "m.fcgpu")
+    assert type(loaded.optimizer.schedule) is type(schedule) and loaded.optimizer.schedule == schedule
+    assert loaded.optimizer.learning_rate == pytest.approx(schedule(3))
 
 
 def test_known_values():
@@ -102,6 +180,14 @@ def test_schedules_match_keras_when_installed():
         (lambda: PiecewiseConstantDecay([], [1.0]), ValueError, "at least one boundary"),
         (lambda: PiecewiseConstantDecay(10, [1.0, 0.5]), TypeError, "lists of numbers"),
         (lambda: fc.optimizers.schedules.deserialize({"class_name": "Polynomial"}), ValueError, "unknown schedule"),
+        (lambda: PolynomialDecay(0.1, 0), ValueError, "decay_steps"),
+        (lambda: PolynomialDecay(0.1, 10, power=-1.0), ValueError, "power"),
+        (lambda: PolynomialDecay(0.1, 10, cycle=1), TypeError, "cycle"),
+        (lambda: InverseTimeDecay(0.1, -3, 0.5), ValueError, "decay_steps"),
+        (lambda: InverseTimeDecay(0.1, 3, 0.5, staircase="yes"), TypeError, "staircase"),
+        (lambda: CosineDecayRestarts(0.1, 0), ValueError, "first_decay_steps"),
+        (lambda: CosineDecayRestarts(0.1, 10, t_mul=0.0), ValueError, "t_mul"),
+        (lambda: CosineDecayRestarts(0.1, 10, m_mul=float("inf")), ValueError, "m_mul"),
     ],
 )
 def test_invalid_schedules(make, error, words):

@@ -15,6 +15,7 @@ import numpy as np
 
 from .dtypes import is_half_dtype, is_numeric_dtype
 from .layer_ops import LayerOps
+from .steps import FusedSteps
 
 Array = Any  # numpy.ndarray or cupy.ndarray
 # A reduction's result where it was computed: a NumPy scalar on the host, a 0-d array on a GPU.
@@ -40,7 +41,7 @@ def _dlpack_hint(x: Any, backend: str) -> str:
     return f"its dtype is {dtype}"
 
 
-class Backend(LayerOps, ABC):
+class Backend(LayerOps, FusedSteps, ABC):
     name: str
     xp: ModuleType
 
@@ -186,7 +187,7 @@ class Backend(LayerOps, ABC):
     def _widened(self, *arrays: Array) -> list[Array]:
         """float16 and bfloat16 arrays as float32 (others as they are): the kernels compute half in
         float, a float16 difference or sum of squares overflows at 65504, and bfloat16 keeps 8 bits."""
-        return [a.astype(self.xp.float32) if is_half_dtype(a.dtype) else a for a in arrays]
+        return [a.astype(self.xp.float32) if a.dtype.itemsize == 2 and is_half_dtype(a.dtype) else a for a in arrays]
 
     def logsumexp_rows(self, z: Array) -> Array:
         """(B, 1) log(sum(exp(z), axis=1)) in z's dtype, stable for any logit size."""
@@ -294,49 +295,6 @@ class Backend(LayerOps, ABC):
         return out
 
     # -- metrics -----------------------------------------------------------------
-    # -- fused training steps: loss, gradient and correct count in one call --------------------
-    # acc is a float64 device array (2,): acc[0] += loss x weight, acc[1] += correct x weight, so a
-    # training loop keeps its running sums on the device and reads them a few times an epoch.
-    # Shown here as compositions of the methods above; the CuPy backend runs each as one kernel.
-    def softmax_xent_step(
-        self, z: Array, labels: Array, scale: float, weight: float, count: bool, out: Array, acc: Array
-    ) -> Array:
-        """out = (softmax(z) - labels) * scale for logits z (B, C); adds sum over rows of the loss
-        (and with ``count`` the rows whose argmax is right) into acc."""
-        lse = self.logsumexp_rows(z)
-        acc[0] += self.softmax_xent_sum(z, lse, labels) * weight
-        self.softmax_xent_grad(z, lse, labels, scale, out)
-        if count:
-            acc[1] += self.count_correct(z, labels, None) * weight
-        return out
-
-    def bce_logits_step(
-        self, z: Array, y: Array, scale: float, weight: float, count: bool, out: Array, acc: Array
-    ) -> Array:
-        """out = (sigmoid(z) - y) * scale; adds the summed loss (and elements where (z > 0) matches
-        (y > 0.5)) into acc."""
-        acc[0] += self.bce_logits_sum(z, y) * weight
-        if count:
-            acc[1] += self.count_correct(z, y, 0.0) * weight
-        return self.bce_logits_grad(z, y, scale, out)
-
-    def mse_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
-        """out = 2 (p - y) * scale; adds sum of (p - y)**2 into acc."""
-        acc[0] += self.mse_sum(p, y) * weight
-        return self.mse_grad(p, y, scale, out)
-
-    def mae_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
-        """out = sign(p - y) * scale; adds sum of |p - y| into acc."""
-        acc[0] += self.abs_error_sum(p, y) * weight
-        return self.mae_grad(p, y, scale, out)
-
-    def huber_step(
-        self, p: Array, y: Array, delta: float, scale: float, weight: float, out: Array, acc: Array
-    ) -> Array:
-        """out = clip(p - y, -delta, delta) * scale; adds the summed Huber loss into acc."""
-        acc[0] += self.huber_sum(p, y, delta) * weight
-        return self.huber_grad(p, y, delta, scale, out)
-
     def count_correct(self, pred: Array, labels: Array, threshold: float | None) -> Scalar:
         """Correct predictions, counted where the arrays live. With a ``threshold`` (binary
         outputs): elements where (pred > threshold) matches (label > 0.5), each output of a
@@ -372,12 +330,16 @@ class Backend(LayerOps, ABC):
         *,
         half: Array | None = None,
         unscale: float = 1.0,
+        guard: Array | None = None,
     ) -> None:
         """torch.optim.SGD's update of ``param`` (and ``buf``, zero-initialised) in place.
 
         Every update method also takes, for mixed precision: ``half``, the parameter's half copy,
         written from the new value in the same pass; ``unscale``, 1/loss scale (a power of two),
-        multiplied into the gradient as it is read (the gradient buffer itself is left as it is)."""
+        multiplied into the gradient as it is read (the gradient buffer itself is left as it is);
+        ``guard``, LossScaleOptimizer's device state (``loss_scale_check``): the update leaves
+        everything as it was where it flags an overflow, and otherwise unscales by its 1/scale
+        (``unscale`` is then unused) and, for Adam, takes its bias corrections (``step`` unused)."""
 
     @abstractmethod
     def adam_update(
@@ -396,6 +358,7 @@ class Backend(LayerOps, ABC):
         *,
         half: Array | None = None,
         unscale: float = 1.0,
+        guard: Array | None = None,
     ) -> None:
         """torch.optim.Adam (or AdamW when ``decoupled``) update of ``param``, ``m``, ``v`` in place."""
 
@@ -415,6 +378,7 @@ class Backend(LayerOps, ABC):
         *,
         half: Array | None = None,
         unscale: float = 1.0,
+        guard: Array | None = None,
     ) -> None:
         """Keras 3's RMSprop update of ``param`` and its state in place: centered when ``mg`` (the
         average gradient) is given, with momentum when ``mom`` is; ``weight_decay`` is Keras's
@@ -432,6 +396,7 @@ class Backend(LayerOps, ABC):
         *,
         half: Array | None = None,
         unscale: float = 1.0,
+        guard: Array | None = None,
     ) -> None:
         """Keras 3's Adagrad update of ``param`` and its accumulator ``acc`` in place (decay as RMSprop's)."""
 
@@ -442,8 +407,9 @@ class Backend(LayerOps, ABC):
 
     # -- regularizers --------------------------------------------------------------
     @abstractmethod
-    def l1l2_grad(self, grad: Array, param: Array, l1: float, l2: float) -> Array:
-        """grad += 2*l2*param + l1*sign(param) in place (the gradient of l1*sum|p| + l2*sum p^2); returns grad."""
+    def l1l2_grad(self, grad: Array, param: Array, l1: float, l2: float, *, gscale: Array | None = None) -> Array:
+        """grad += 2*l2*param + l1*sign(param) in place (the gradient of l1*sum|p| + l2*sum p^2); returns grad.
+        ``gscale``: as the loss steps take it, a device factor of both terms (the loss scale)."""
 
     def l1l2_penalty(self, param: Array, l1: float, l2: float) -> Scalar:
         """l1*sum|param| + l2*sum param^2 in float64, where the parameter lives (a term is skipped when its

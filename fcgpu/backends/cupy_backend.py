@@ -40,6 +40,7 @@ class CupyBackend(CupyLayerOps, Backend):
         self._kernels: dict[str, Any] = {}
         self._grid_work: dict[int, tuple[Array, Array]] = {}  # grid-reduced launches' partials and ticket
         self._finite_flags: dict[tuple[int, int], Array] = {}  # all_finite's result, one per buffer
+        self._unit: Array | None = None  # a float64 1: the loss steps' gscale without a loss scale
         if getattr(cupy_module, "__name__", "") == "cupy":  # the real CuPy has read CUPY_TF32 by now
             from ..mixed_precision import note_gemm
 
@@ -215,12 +216,28 @@ class CupyBackend(CupyLayerOps, Backend):
         return self.kernel("fcgpu_softmax_xent_grad_probs")(z, lse, labels, scale, out)
 
     def softmax_xent_step(
-        self, z: Array, labels: Array, scale: float, weight: float, count: bool, out: Array, acc: Array
+        self, z: Array, labels: Array, scale: float, weight: float, count: bool, out: Array, acc: Array,
+        *, gscale: Array | None = None, sample_weight: Array | None = None,
     ) -> Array:
         # One warp per row: log-sum-exp, loss, gradient and correct count in one launch.
         name = "fcgpu_softmax_xent_rows_ids" if labels.ndim == 1 else "fcgpu_softmax_xent_rows_probs"
-        self.kernel(name)(z, labels, z.shape[1], scale, weight, bool(count), out, acc, size=_WARP * z.shape[0])
+        self.kernel(name)(z, labels, z.shape[1], scale, weight, bool(count), self._gscale(gscale),
+                          *self._row_weights(sample_weight), out, acc, size=_WARP * z.shape[0])
         return out
+
+    def _row_weights(self, sample_weight: Array | None) -> tuple[Array, bool]:
+        """(the rows' weights, whether to read them): a kernel's ``sw, weighted`` arguments."""
+        if sample_weight is None:
+            return self._gscale(None), False  # any float array: not read
+        return sample_weight, True
+
+    def _gscale(self, gscale: Array | None) -> Array:
+        """The device factor of a loss step's gradient scale: ``gscale``, or a float64 1 made once."""
+        if gscale is not None:
+            return gscale
+        if self._unit is None:
+            self._unit = self.cp.ones(1, np.float64)
+        return self._unit
 
     def _grid(self, n: int) -> tuple[int, tuple[Array, Array]]:
         """(blocks, (partials, ticket)) of a grid-reduced launch over n elements; the workspace per
@@ -244,7 +261,10 @@ class CupyBackend(CupyLayerOps, Backend):
         self.kernel("fcgpu_all_finite")(a, a.size, ok, *work, size=blocks * LOSS_BLOCK, block_size=LOSS_BLOCK)
         return ok.reshape(())  # a 0-d device array, as a reduction gives
 
-    def _loss_grid(self, name: str, p: Array, y: Array, params: tuple, out: Array, acc: Array) -> bool:
+    def _loss_grid(
+        self, name: str, p: Array, y: Array, params: tuple, out: Array, acc: Array, gscale: Array | None,
+        sample_weight: Array | None = None,
+    ) -> bool:
         """One launch of an elementwise loss step over contiguous p, y, out of one shape (False
         otherwise): the sums reduced per block into ``partials`` and added in block order
         (kernels/blocks.cuh, fc_loss_grid); a workspace per block count, allocated once."""
@@ -252,19 +272,24 @@ class CupyBackend(CupyLayerOps, Backend):
                 and out.flags.c_contiguous):
             return False
         blocks, work = self._grid(p.size)
-        self.kernel(name)(p, y, p.size, *params, out, acc, *work, size=blocks * LOSS_BLOCK, block_size=LOSS_BLOCK)
+        cols = p.shape[-1] if p.ndim == 2 else 1  # element e is in row e / cols
+        self.kernel(name)(p, y, p.size, *params, self._gscale(gscale), *self._row_weights(sample_weight), cols, out, acc,
+                          *work, size=blocks * LOSS_BLOCK, block_size=LOSS_BLOCK)
         return True
 
     def bce_logits_step(
-        self, z: Array, y: Array, scale: float, weight: float, count: bool, out: Array, acc: Array
+        self, z: Array, y: Array, scale: float, weight: float, count: bool, out: Array, acc: Array,
+        *, gscale: Array | None = None, sample_weight: Array | None = None,
     ) -> Array:
-        if not self._loss_grid("fcgpu_bce_logits_step", z, y, (scale, weight, bool(count)), out, acc):
-            return super().bce_logits_step(z, y, scale, weight, count, out, acc)
+        if not self._loss_grid("fcgpu_bce_logits_step", z, y, (scale, weight, bool(count)), out, acc, gscale,
+                               sample_weight):
+            return super().bce_logits_step(z, y, scale, weight, count, out, acc, gscale=gscale,
+                                           sample_weight=sample_weight)
         return out
 
-    def mse_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
-        if not self._loss_grid("fcgpu_mse_step", p, y, (scale, weight), out, acc):
-            return super().mse_step(p, y, scale, weight, out, acc)
+    def mse_step(self, p, y, scale, weight, out, acc, *, gscale=None, sample_weight=None) -> Array:
+        if not self._loss_grid("fcgpu_mse_step", p, y, (scale, weight), out, acc, gscale, sample_weight):
+            return super().mse_step(p, y, scale, weight, out, acc, gscale=gscale, sample_weight=sample_weight)
         return out
 
     def bce_logits_sum(self, z: Array, y: Array) -> Scalar:
@@ -285,61 +310,85 @@ class CupyBackend(CupyLayerOps, Backend):
     def mae_grad(self, p: Array, y: Array, scale: float, out: Array) -> Array:
         return self.kernel("fcgpu_mae_grad")(p, y, scale, out)
 
-    def mae_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
-        if not self._loss_grid("fcgpu_mae_step", p, y, (scale, weight), out, acc):
-            return super().mae_step(p, y, scale, weight, out, acc)
+    def mae_step(self, p, y, scale, weight, out, acc, *, gscale=None, sample_weight=None) -> Array:
+        if not self._loss_grid("fcgpu_mae_step", p, y, (scale, weight), out, acc, gscale, sample_weight):
+            return super().mae_step(p, y, scale, weight, out, acc, gscale=gscale, sample_weight=sample_weight)
         return out
 
     def huber_grad(self, p: Array, y: Array, delta: float, scale: float, out: Array) -> Array:
         return self.kernel("fcgpu_huber_grad")(p, y, delta, scale, out)
 
     def huber_step(
-        self, p: Array, y: Array, delta: float, scale: float, weight: float, out: Array, acc: Array
+        self, p: Array, y: Array, delta: float, scale: float, weight: float, out: Array, acc: Array,
+        *, gscale: Array | None = None, sample_weight: Array | None = None,
     ) -> Array:
-        if not self._loss_grid("fcgpu_huber_step", p, y, (delta, scale, weight), out, acc):
-            return super().huber_step(p, y, delta, scale, weight, out, acc)
+        if not self._loss_grid("fcgpu_huber_step", p, y, (delta, scale, weight), out, acc, gscale, sample_weight):
+            return super().huber_step(p, y, delta, scale, weight, out, acc, gscale=gscale, sample_weight=sample_weight)
         return out
 
     # -- optimizers --------------------------------------------------------------
     # ``half``: the parameter's half copy, written in the same pass (the ``_mixed`` kernels);
     # ``unscale``: 1/loss scale, applied to the gradient as it is read (``_unscaled``, ``_mixed``).
-    def _launch_update(self, name: str, ins: tuple, outs: tuple, half: Array | None, unscale: float) -> None:
-        if half is not None:
+    def _launch_update(
+        self, name: str, ins: tuple, outs: tuple, half: Array | None, unscale: float, guard: Array | None = None
+    ) -> None:
+        if guard is not None:  # LossScaleOptimizer: skip, unscale (and Adam's corrections) from the device
+            tail = (half,) if half is not None else ()
+            self.kernel(name + ("_guarded_mixed" if half is not None else "_guarded"))(*ins, guard, *outs, *tail)
+        elif half is not None:
             self.kernel(name + "_mixed")(*ins, float(unscale), *outs, half)
         elif unscale != 1.0:
             self.kernel(name + "_unscaled")(*ins, float(unscale), *outs)
         else:
             self.kernel(name)(*ins, *outs)
 
-    def sgd_update(self, param, grad, buf, lr, momentum, weight_decay, nesterov, *, half=None, unscale=1.0) -> None:
+    def sgd_update(self, param, grad, buf, lr, momentum, weight_decay, nesterov, *, half=None, unscale=1.0, guard=None) -> None:
         if momentum:
             ins = (grad, lr, momentum, weight_decay, bool(nesterov))
-            self._launch_update("fcgpu_sgd_momentum", ins, (param, buf), half, unscale)
+            self._launch_update("fcgpu_sgd_momentum", ins, (param, buf), half, unscale, guard)
         else:
-            self._launch_update("fcgpu_sgd", (grad, lr, weight_decay), (param,), half, unscale)
+            self._launch_update("fcgpu_sgd", (grad, lr, weight_decay), (param,), half, unscale, guard)
 
     def adam_update(
-        self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled, *, half=None, unscale=1.0
+        self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled, *, half=None, unscale=1.0,
+        guard=None,
     ) -> None:
-        step_size, bc2_sqrt = self.adam_bias_corrections(lr, beta1, beta2, step)
         # 1 - beta and 1 - lr*wd in double here, as PyTorch (and the NumPy backend) compute them.
-        ins = (grad, beta1, beta2, 1.0 - beta1, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay,
-               step_size, bc2_sqrt, bool(decoupled))
-        self._launch_update("fcgpu_adam", ins, (param, m, v), half, unscale)
+        head = (grad, beta1, beta2, 1.0 - beta1, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay)
+        if guard is not None:  # the bias corrections of the device's step count (loss scaling)
+            self._launch_update("fcgpu_adam", (*head, bool(decoupled)), (param, m, v), half, unscale, guard)
+            return
+        step_size, bc2_sqrt = self.adam_bias_corrections(lr, beta1, beta2, step)
+        self._launch_update("fcgpu_adam", (*head, step_size, bc2_sqrt, bool(decoupled)), (param, m, v), half, unscale)
 
-    def rmsprop_update(self, param, grad, v, mg, mom, lr, rho, momentum, eps, weight_decay, *, half=None, unscale=1.0) -> None:
+    def rmsprop_update(
+        self, param, grad, v, mg, mom, lr, rho, momentum, eps, weight_decay, *, half=None, unscale=1.0, guard=None
+    ) -> None:
         name = "fcgpu_rmsprop" + ("_centered" if mg is not None else "") + ("_momentum" if mom is not None else "")
         states = tuple(s for s in (v, mg, mom) if s is not None)
         # 1 - rho and Keras's decoupled decay 1 - lr*wd in double here, as the NumPy backend has them.
         ins = (grad, lr, rho, 1.0 - rho, momentum, eps, 1.0 - lr * weight_decay)
-        self._launch_update(name, ins, (param, *states), half, unscale)
+        self._launch_update(name, ins, (param, *states), half, unscale, guard)
 
-    def adagrad_update(self, param, grad, acc, lr, eps, weight_decay, *, half=None, unscale=1.0) -> None:
-        self._launch_update("fcgpu_adagrad", (grad, lr, eps, 1.0 - lr * weight_decay), (param, acc), half, unscale)
+    def adagrad_update(self, param, grad, acc, lr, eps, weight_decay, *, half=None, unscale=1.0, guard=None) -> None:
+        ins = (grad, lr, eps, 1.0 - lr * weight_decay)
+        self._launch_update("fcgpu_adagrad", ins, (param, acc), half, unscale, guard)
+
+    def loss_scale_check(self, grads, state, growth, lr=0.0, beta1=0.0, beta2=0.0) -> None:
+        # One launch a gradient buffer (kernels/optimizers.cuh, fc_loss_scale_check_grid); the last
+        # one applies the scale's rules into state, on the device.
+        for k, g in enumerate(grads):
+            if not g.flags.c_contiguous:
+                raise ValueError("loss_scale_check: gradient buffers must be contiguous")
+            blocks, work = self._grid(g.size)
+            self.kernel("fcgpu_loss_scale_check")(
+                g, g.size, k == 0, k == len(grads) - 1, float(growth), float(lr), float(beta1), float(beta2),
+                state, *work, size=blocks * LOSS_BLOCK, block_size=LOSS_BLOCK,
+            )
 
     # -- regularizers ------------------------------------------------------------
-    def l1l2_grad(self, grad: Array, param: Array, l1: float, l2: float) -> Array:
-        self.kernel("fcgpu_l1l2_grad")(param, l1, 2.0 * l2, grad)
+    def l1l2_grad(self, grad: Array, param: Array, l1: float, l2: float, *, gscale: Array | None = None) -> Array:
+        self.kernel("fcgpu_l1l2_grad")(param, l1, 2.0 * l2, self._gscale(gscale), grad)
         return grad
 
     def l1l2_penalty(self, param: Array, l1: float, l2: float) -> Scalar:

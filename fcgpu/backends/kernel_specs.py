@@ -79,34 +79,49 @@ def _specs() -> dict[str, KernelSpec]:
             "dz = fc_softmax_xent_grad(z, lse, target, scale)",
         ),
         # The fused training steps; the running sums land in a float64 accumulator acc (2,): [loss x
-        # weight, correct x weight]. Softmax cross-entropy: one warp per row (size = B x 32).
+        # weight, correct x weight]. gs[0] multiplies the gradient's scale: the loss scale, read from
+        # LossScaleOptimizer's device state (1 without one); sw, weighted: a sample weight a row (read
+        # only when weighted; Keras's sample_weight / class_weight). Softmax cross-entropy: one warp per
+        # row (size = B x 32).
         KernelSpec(
             "fcgpu_softmax_xent_rows_ids",
-            "raw T z, raw I labels, int64 ncols, float64 scale, float64 weight, bool count",
+            "raw T z, raw I labels, int64 ncols, float64 scale, float64 weight, bool count, raw float64 gs, raw W sw, "
+            "bool weighted",
             "raw T dz, raw float64 acc",
-            "fc_softmax_xent_warp_ids<T>(z, labels, dz, i, ncols, scale, weight, count, &acc[0])",
+            "fc_softmax_xent_warp_ids<T>(z, labels, dz, i, ncols, scale * gs[0], weight, count, &acc[0], sw, weighted)",
         ),
         KernelSpec(
             "fcgpu_softmax_xent_rows_probs",
-            "raw T z, raw Y t, int64 ncols, float64 scale, float64 weight, bool count",
+            "raw T z, raw Y t, int64 ncols, float64 scale, float64 weight, bool count, raw float64 gs, raw W sw, "
+            "bool weighted",
             "raw T dz, raw float64 acc",
-            "fc_softmax_xent_warp_probs<T>(z, t, dz, i, ncols, scale, weight, count, &acc[0])",
+            "fc_softmax_xent_warp_probs<T>(z, t, dz, i, ncols, scale * gs[0], weight, count, &acc[0], sw, weighted)",
         ),
     ]
     # The elementwise losses' steps over n contiguous elements, size = blocks x FC_LOSS_BLOCK: sums
     # reduced in each block, one partial a block, added in block order by the last block.
     grid_outs = "raw T dp, raw float64 acc, raw float64 partials, raw uint32 ticket"
-    grid_tail = "p, y, dp, n, i, _ind.size(), weight, &partials[0], &ticket[0], &acc[0])"
+    grid_tail = "p, y, dp, n, i, _ind.size(), weight, &partials[0], &ticket[0], &acc[0], sw, weighted, cols)"
     for name, extra, term in (
-        ("fcgpu_bce_logits_step", "float64 scale, float64 weight, bool count", "fc_bce_logits_term(scale, count)"),
-        ("fcgpu_mse_step", "float64 scale, float64 weight", "fc_mse_term(scale)"),
-        ("fcgpu_mae_step", "float64 scale, float64 weight", "fc_mae_term(scale)"),
-        ("fcgpu_huber_step", "float64 delta, float64 scale, float64 weight", "fc_huber_term(delta, scale)"),
+        ("fcgpu_bce_logits_step", "float64 scale, float64 weight, bool count", "fc_bce_logits_term(scale * gs[0], count)"),
+        ("fcgpu_mse_step", "float64 scale, float64 weight", "fc_mse_term(scale * gs[0])"),
+        ("fcgpu_mae_step", "float64 scale, float64 weight", "fc_mae_term(scale * gs[0])"),
+        ("fcgpu_huber_step", "float64 delta, float64 scale, float64 weight", "fc_huber_term(delta, scale * gs[0])"),
     ):
-        specs.append(KernelSpec(name, f"raw T p, raw Y y, int64 n, {extra}", grid_outs,
+        specs.append(KernelSpec(name, f"raw T p, raw Y y, int64 n, {extra}, raw float64 gs, raw W sw, bool weighted, "
+                                      "int64 cols", grid_outs,
                                 f"fc_loss_grid<T>({term}, {grid_tail}"))
     specs.append(KernelSpec("fcgpu_all_finite", "raw T g, int64 n", "raw bool ok, raw float64 partials, raw uint32 ticket",
                             "fc_all_finite_grid<T>(g, n, i, _ind.size(), &partials[0], &ticket[0], &ok[0])"))
+    # Loss scaling's overflow check into LossScaleOptimizer's device state ls (kernels/optimizers.cuh,
+    # FC_LS_*), which also halves or grows the scale there: one launch a gradient buffer.
+    specs.append(KernelSpec(
+        "fcgpu_loss_scale_check",
+        "raw T g, int64 n, bool first, bool last, float64 growth, float64 lr, float64 beta1, float64 beta2",
+        "raw float64 ls, raw float64 partials, raw uint32 ticket",
+        "fc_loss_scale_check_grid<T>(g, n, i, _ind.size(), first, last, growth, lr, beta1, beta2, &partials[0], "
+        "&ticket[0], &ls[0])",
+    ))
     specs += [
         KernelSpec("fcgpu_bce_logits_loss", "T z, Y y", "T loss", "loss = fc_bce_logits_loss(z, y)"),
         KernelSpec("fcgpu_bce_logits_grad", "T z, Y y, float64 scale", "T dz", "dz = fc_bce_logits_grad(z, y, scale)"),
@@ -143,7 +158,9 @@ def _specs() -> dict[str, KernelSpec]:
             "T p, S acc",
             "fc_adagrad_update(p, acc, grad, lr, eps, decay)",
         ),
-        KernelSpec("fcgpu_l1l2_grad", "T w, float64 l1, float64 two_l2", "T g", "fc_l1l2_grad(g, w, l1, two_l2)"),
+        # gs[0]: the factor the loss gradient carries (the loss scale's device value, or 1).
+        KernelSpec("fcgpu_l1l2_grad", "T w, float64 l1, float64 two_l2, raw float64 gs", "T g",
+                   "fc_l1l2_grad(g, w, l1 * gs[0], two_l2 * gs[0])"),
         KernelSpec("fcgpu_l1l2_terms", "T w, float64 l1, float64 l2", "float64 r", "r = fc_l1l2_term(w, l1, l2)"),
     ]
     # RMSprop with and without the centered average and the momentum buffer: a state a variant does
@@ -213,15 +230,31 @@ _UPDATE_KERNELS = ("fcgpu_sgd", "fcgpu_sgd_momentum", "fcgpu_adam", "fcgpu_adagr
 )
 
 
+# Guarded updates read these from the loss scaler's device state instead of the host (FC_LS_*).
+_FROM_DEVICE = {"step_size": "ls[FC_LS_STEP_SIZE]", "bc2_sqrt": "ls[FC_LS_BC2_SQRT]"}
+
+
 def _mixed_variants(spec: KernelSpec) -> list[KernelSpec]:
     """``<name>_unscaled``: the gradient multiplied by ``unscale`` (1/loss scale) as it is read;
     ``<name>_mixed``: that, and the parameter's half copy ``ph`` (type H) written in the same pass,
-    so a mixed-precision step casts the master weights once, here, and nowhere else."""
+    so a mixed-precision step casts the master weights once, here, and nowhere else.
+    ``<name>_guarded`` (and ``_guarded_mixed``): LossScaleOptimizer's step without a host read: the
+    update skips itself (parameters, half copy and state as they were) where the device state ``ls``
+    flags an overflow, unscales by ls's 1/scale, and Adam takes its bias corrections from ls."""
     operation = re.sub(r"\bgrad\b", "fc_unscaled(grad, unscale)", spec.operation)
     in_params = spec.in_params + ", float64 unscale"
+    guarded = re.sub(r"\bgrad\b", "fc_unscaled(grad, ls[FC_LS_UNSCALE])", spec.operation)
+    guarded_in = spec.in_params
+    for name, source in _FROM_DEVICE.items():
+        guarded = re.sub(rf"\b{name}\b", source, guarded)
+        guarded_in = guarded_in.replace(f", float64 {name}", "")
+    guarded_in += ", raw float64 ls"
     return [
         KernelSpec(spec.name + "_unscaled", in_params, spec.out_params, operation),
         KernelSpec(spec.name + "_mixed", in_params, spec.out_params + ", H ph", f"{operation}; ph = H(p)"),
+        KernelSpec(spec.name + "_guarded", guarded_in, spec.out_params, f"if (ls[FC_LS_SKIP] == 0.0) {{ {guarded}; }}"),
+        KernelSpec(spec.name + "_guarded_mixed", guarded_in, spec.out_params + ", H ph",
+                   f"if (ls[FC_LS_SKIP] == 0.0) {{ {guarded}; ph = H(p); }}"),
     ]
 
 

@@ -45,6 +45,11 @@ class NumpyBackend(Backend):
     def owns(self, a: object) -> bool:
         return type(a) is np.ndarray
 
+    def asarray(self, x: object, dtype: Any, argument: str = "x") -> Array:
+        if type(x) is np.ndarray and x.dtype == dtype and x.dtype.kind in "biuf":  # the hot path: as it is
+            return x
+        return super().asarray(x, dtype, argument)
+
     def to_numpy(self, a: Array) -> np.ndarray:
         return a
 
@@ -198,6 +203,20 @@ class NumpyBackend(Backend):
         np.add(lse, m, out=lse)
         return lse
 
+    def softmax_xent_step(self, z, labels, scale, weight, count, out, acc, *, gscale=None, sample_weight=None):
+        # FusedSteps.softmax_xent_step's composition, with gscale read here (the host is the device).
+        if sample_weight is not None:
+            return super().softmax_xent_step(z, labels, scale, weight, count, out, acc, gscale=gscale,
+                                             sample_weight=sample_weight)
+        if gscale is not None:
+            scale = scale * float(gscale[0])
+        lse = self.logsumexp_rows(z)
+        acc[0] += self.softmax_xent_sum(z, lse, labels) * weight
+        self.softmax_xent_grad(z, lse, labels, scale, out)
+        if count:
+            acc[1] += self.count_correct(z, labels, None) * weight
+        return out
+
     def softmax_xent_grad(self, z: Array, lse: Array, labels: Array, scale: float, out: Array) -> Array:
         if lse.dtype == out.dtype == z.dtype:
             np.copyto(out, lse)  # broadcast by a plain copy, then a same-shape subtract: no allocation
@@ -242,11 +261,12 @@ class NumpyBackend(Backend):
         np.multiply(out, 2 * scale, out=out)
         return out
 
-    def mse_step(self, p: Array, y: Array, scale: float, weight: float, out: Array, acc: Array) -> Array:
+    def mse_step(self, p, y, scale, weight, out, acc, *, gscale=None, sample_weight=None) -> Array:
         # p - y once, for both the sum and the gradient, with the squares in a reused workspace:
         # the roundings of mse_sum and mse_grad, without their second subtraction and temporaries.
-        if p.dtype.itemsize == 2 or p.shape != y.shape or out is p or out is y:
-            return super().mse_step(p, y, scale, weight, out, acc)
+        scale = self.times_scale(scale, gscale)
+        if p.dtype.itemsize == 2 or p.shape != y.shape or out is p or out is y or sample_weight is not None:
+            return super().mse_step(p, y, scale, weight, out, acc, sample_weight=sample_weight)
         np.subtract(p, y, out=out)
         squares = self._workspace(out.shape, out.dtype, "mse_squares")
         np.multiply(out, out, out=squares)
@@ -289,8 +309,9 @@ class NumpyBackend(Backend):
         np.multiply(g, lr, out=step)
         param -= step
 
-    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled) -> None:
-        step_size, bc2_sqrt = self.adam_bias_corrections(lr, beta1, beta2, step)
+    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled, corrections=None) -> None:
+        # corrections: (step size, sqrt(1 - beta2^t)) of loss scaling's device step count, else from step.
+        step_size, bc2_sqrt = corrections or self.adam_bias_corrections(lr, beta1, beta2, step)
         g = grad
         if weight_decay and decoupled:
             param *= 1 - lr * weight_decay
@@ -355,8 +376,10 @@ class NumpyBackend(Backend):
         param -= increment
 
     # -- regularizers ------------------------------------------------------------
-    def l1l2_grad(self, grad, param, l1, l2):
-        # The kernel's order: (2 l2 w + l1 sign(w)), then added to g.
+    def l1l2_grad(self, grad, param, l1, l2, *, gscale=None):
+        # The kernel's order: (2 l2 w + l1 sign(w)), then added to g; gscale[0] folded into both factors.
+        if gscale is not None:
+            l1, l2 = l1 * float(gscale[0]), l2 * float(gscale[0])
         term = self._workspace(param.shape, grad.dtype, "penalty")
         if l2:
             np.multiply(param, 2.0 * l2, out=term)
@@ -381,7 +404,7 @@ def _half_in_float32(method: Callable[..., Any], outputs: tuple[str, ...]) -> Ca
 
     @functools.wraps(method)
     def wrapper(self: NumpyBackend, first: Any, *args: Any, **kwargs: Any) -> Any:
-        if not is_half_dtype(first.dtype):
+        if first.dtype.itemsize != 2 or not is_half_dtype(first.dtype):
             return method(self, first, *args, **kwargs)
         bound = signature.bind(self, first, *args, **kwargs)
         originals = {}
@@ -437,7 +460,16 @@ def _mixed_update(method: Callable[..., Any]) -> Callable[..., Any]:
     ``half`` rounded once from the new parameter (a second pass here, one fused pass on CuPy)."""
 
     @functools.wraps(method)
-    def wrapper(self: NumpyBackend, param: Any, grad: Any, *args: Any, half: Any = None, unscale: float = 1.0, **kwargs: Any) -> Any:
+    def wrapper(
+        self: NumpyBackend, param: Any, grad: Any, *args: Any, half: Any = None, unscale: float = 1.0, guard: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        if guard is not None:  # loss scaling's decision (Backend.loss_scale_check): skip, or unscale by it
+            if guard[self.LS_SKIP] != 0.0:
+                return None
+            unscale = float(guard[self.LS_UNSCALE])
+            if method.__name__ == "adam_update":
+                kwargs["corrections"] = (float(guard[self.LS_STEP_SIZE]), float(guard[self.LS_BC2_SQRT]))
         if unscale != 1.0:
             scaled = self._workspace(grad.shape, grad.dtype, "unscaled")
             np.multiply(grad, grad.dtype.type(unscale), out=scaled)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-__all__ = ["LocalWorld", "MPICommunicator", "RootFailed", "set_world", "world"]
+__all__ = ["LocalWorld", "MPICommunicator", "RootFailed", "World", "set_world", "world"]
 
 T = TypeVar("T")
 
@@ -196,16 +196,19 @@ def _require_contiguous(buffer: np.ndarray, what: str) -> None:
         raise TypeError(f"{what}: expected a C-contiguous NumPy array, got {type(buffer).__name__}")
 
 
-class _World:
+class World:
+    """Where the current world is kept: ``World.current`` (what ``world()`` returns), read as an
+    attribute by the training step, which checks it every step."""
+
     current: LocalWorld = LocalWorld()
 
 
 def world() -> LocalWorld:
     """The communicator ``fcgpu.distributed.init`` joined, or the world of one before (or without) it."""
-    return _World.current
+    return World.current
 
 
 def set_world(comm: LocalWorld) -> LocalWorld:
     """Make ``comm`` the world that training uses (``init`` does); returns the previous one."""
-    previous, _World.current = _World.current, comm
+    previous, World.current = World.current, comm
     return previous

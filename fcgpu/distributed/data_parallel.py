@@ -56,6 +56,9 @@ class DataParallel:
         )
         for buffer in flat.params.values():
             backend.broadcast(buffer, comm)
+        for name, value, _ in (v for layer in self.compute_layers for v in layer.variables()):
+            if name not in flat.slices:  # frozen weights and non-trainable state (moving statistics)
+                backend.broadcast(value, comm)
         for dtype, half in flat.halves.items():  # mixed precision: what forward and backward read
             half[...] = flat.params[dtype].astype(half.dtype)
         if slots:
@@ -100,23 +103,28 @@ class DataParallel:
             else:
                 self.backend.allreduce_sum(grad, comm, weight)
 
-    def _train_global_batch(self, x: Array, y: Array, acc: Array) -> np.ndarray:
-        """One step on N ranks: (x, y) is the global batch on every rank; this rank steps on its
-        share, and the accumulator's sums returned are global (summed over the ranks, on the host)."""
+    def _train_global_batch(self, x: Array, y: Array, acc: Array, w: Array | None = None) -> np.ndarray:
+        """One step on N ranks: (x, y) is the global batch on every rank (``w`` its rows' sample
+        weights, or None); this rank steps on its share, and the accumulator's sums returned are
+        global (summed over the ranks, on the host)."""
         comm = world()
         self._start_from_rank0_once(comm)
         start, stop = shard_bounds(x.shape[0], comm.rank, comm.size)
-        self.step_share(x, y, acc, start, stop, x.shape[0], (x[0:1], y[0:1]))
+        self.step_share(x, y, acc, start, stop, x.shape[0], (x[0:1], y[0:1]), w)
         return comm.sum_host(self.backend.to_numpy(acc))
 
-    def step_share(self, x: Array, y: Array, acc: Array, start: int, stop: int, rows: int, spare: Any) -> None:
-        """This rank's step of a global batch of ``rows`` rows: rows [start, stop) of (x, y), or, when
-        its share is empty, a step on ``spare`` (one row, its sums into a scratch row, its gradient
-        counted as zero) so that every rank takes part in the all-reduce and the same update."""
+    def step_share(
+        self, x: Array, y: Array, acc: Array, start: int, stop: int, rows: int, spare: Any, w: Array | None = None
+    ) -> None:
+        """This rank's step of a global batch of ``rows`` rows: rows [start, stop) of (x, y) (and of
+        the sample weights ``w``, sharded with them), or, when its share is empty, a step on
+        ``spare`` (one row, its sums into a scratch row, its gradient counted as zero) so that every
+        rank takes part in the all-reduce and the same update."""
         if stop > start:
             comm = world()
             first = shard_bounds(rows, comm.rank, comm.size)[0]  # this share's first row in the batch
-            self.accumulate_batch(x[start:stop], y[start:stop], acc, (stop - start) / rows, first)
+            weights = None if w is None else w[start:stop]
+            self.accumulate_batch(x[start:stop], y[start:stop], acc, (stop - start) / rows, first, sample_weight=weights)
         else:
             xs, ys = spare
             self.accumulate_batch(xs, ys, self.backend.zeros(acc.shape, np.float64), 0.0)

@@ -29,7 +29,11 @@ _LOSS_STRINGS = {
     "sparse_categorical_crossentropy": "sparse_categorical_crossentropy",
 }
 _METRICS = ("accuracy", "acc", "mae", "mse", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
-            "top_k_categorical_accuracy", "mean_absolute_error", "mean_squared_error")
+            "top_k_categorical_accuracy", "mean_absolute_error", "mean_squared_error", "sparse_top_k_categorical_accuracy",
+            "auc", "precision", "recall", "true_positives", "false_positives", "true_negatives", "false_negatives",
+            "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "kl_divergence",
+            "r2_score", "root_mean_squared_error", "mape", "msle", "mean_absolute_percentage_error",
+            "mean_squared_logarithmic_error")
 _METRIC_CLASSES = {
     "MeanAbsoluteError": "mae", "MeanSquaredError": "mse", "BinaryAccuracy": "binary_accuracy",
     "CategoricalAccuracy": "categorical_accuracy", "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
@@ -81,7 +85,8 @@ def compile_to_keras(compiled: dict[str, Any]) -> tuple[dict[str, Any] | None, s
         config["amsgrad"] = False
     metrics = []
     for m in compiled.get("metrics") or []:
-        name = m if isinstance(m, str) else m.get("name") if isinstance(m, dict) else None
+        # a config dict is taken by its name only for the classes that had no other argument than it
+        name = m if isinstance(m, str) else m.get("name") if isinstance(m, dict) and m.get("class_name") in _METRIC_CLASSES else None
         if name not in _METRICS:
             return None, f"Keras has no metric {m!r} as fcgpu computes it"
         metrics.append(name)

@@ -36,7 +36,7 @@ from ..buffers import Buffers
 from .symbolic import call_layer, is_symbolic
 from ..validation import float_array, positive_int
 
-__all__ = ["Buffers", "Layer", "declared_input", "refuse_freezing", "snake_case"]
+__all__ = ["Buffers", "Layer", "declared_input", "trainable_flag", "snake_case"]
 
 
 class Layer:
@@ -71,6 +71,10 @@ class Layer:
     def compute_dtype(self, value: Any) -> None:
         self._compute_dtype = np.dtype(value)
 
+    def sublayers(self) -> list["Layer"]:
+        """The layers inside this one (a model used as a layer); none for a layer."""
+        return []
+
     def fuses_with(self, layer: "Layer") -> bool:
         """Whether a training forward may run ``layer`` (the next one) inside this layer's own pass."""
         return False
@@ -104,14 +108,20 @@ class Layer:
             raise AttributeError(f"layer '{self.name}' has never been called on a symbolic tensor, so it has no output")
         return self._call[1]
 
+    _trainable = True
+
     @property
     def trainable(self) -> bool:
-        """Whether fit updates the layer's weights: always, in this release."""
-        return True
+        """Whether fit updates the layer's variables (Keras's ``layer.trainable``). A frozen layer's
+        variables are not ``parameters()``: no gradient, no update, no optimizer state, no weight
+        penalty; its variables are ``non_trainable_weights``; a frozen BatchNormalization runs in
+        inference mode. The change takes effect at the next step (the model lays out its flat
+        buffers again); recompile to start the optimizer afresh, as Keras programs do."""
+        return self._trainable
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
-        refuse_freezing(value, f"layer '{self.name}'")
+        self._trainable = trainable_flag(value)
 
     @property
     def mixed(self) -> bool:
@@ -143,7 +153,10 @@ class Layer:
         config = dict(config)
         if config.pop("class_name", cls.__name__) != cls.__name__:
             raise ValueError(f"config: expected class_name {cls.__name__!r}")
-        return cls(**config)
+        trainable = trainable_flag(config.pop("trainable", True))
+        layer = cls(**config)
+        layer.trainable = trainable
+        return layer
 
     # -- the model's protocol (see the module docstring) ------------------------
     @property
@@ -314,16 +327,11 @@ def snake_case(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def refuse_freezing(value: Any, owner: str) -> None:
-    """``trainable = False`` is refused, not ignored: fcgpu 0.3 trains every layer of a model, so a
-    layer a program believes frozen would train silently."""
+def trainable_flag(value: Any) -> bool:
+    """``value`` checked as a ``trainable`` setting: True or False."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"trainable: expected True or False, got {value!r}")
-    if not value:
-        raise NotImplementedError(
-            f"trainable: {owner} cannot be frozen in this release (fit updates every layer); build the model "
-            f"without the layers to keep fixed, or train it in Keras"
-        )
+    return bool(value)
 
 
 def declared_input(input_shape: Any, input_dim: Any = None, argument: str = "input_shape") -> tuple[int] | None:

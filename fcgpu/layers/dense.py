@@ -120,6 +120,7 @@ class Dense(Layer):
             "dtype": self.dtype_policy.name,
             "name": self.name,
             **({"input_shape": list(self.declared_input_shape)} if self.declared_input_shape else {}),
+            **({"trainable": False} if not self.trainable else {}),
         }
 
     def __repr__(self) -> str:
@@ -158,9 +159,16 @@ class Dense(Layer):
     def weight_count(self) -> int:
         return 2 if self.use_bias else 1
 
-    def parameters(self) -> list[tuple[str, Array, Array]]:
-        """[(name, parameter, gradient)] for the optimizers, e.g. ('dense/kernel', W, dW)."""
+    def variables(self) -> list[tuple[str, Array, bool]]:
         if not self.built:
+            return []
+        names = ("kernel", "bias") if self.use_bias else ("kernel",)
+        return [(f"{self.name}/{attr}", getattr(self, attr), self.trainable) for attr in names]
+
+    def parameters(self) -> list[tuple[str, Array, Array]]:
+        """[(name, parameter, gradient)] for the optimizers, e.g. ('dense/kernel', W, dW); none
+        while the layer is frozen."""
+        if not self.built or not self.trainable:
             return []
         params = [(f"{self.name}/kernel", self.kernel, self.kernel_grad)]
         if self.use_bias:
@@ -171,6 +179,8 @@ class Dense(Layer):
         """The kernel's and bias's regularization penalties summed (Keras's ``layer.losses``) times
         ``scale``, a float64 scalar where the parameters live; None when no regularizer applies."""
         total = None
+        if not self.trainable:  # Keras: only trainable variables are penalized
+            return None
         for param, regularizer in ((self.kernel, self.kernel_regularizer), (self.bias, self.bias_regularizer)):
             if param is not None and regularizer is not None and regularizer.active:
                 value = regularizer.penalty(self.backend, param, scale)
@@ -181,7 +191,7 @@ class Dense(Layer):
         """[kernel (M, N), bias (N,)] (kernel only without bias) as host copies."""
         if not self.built:
             return []
-        return [np.array(self.backend.to_numpy(p), copy=True) for _, p, _ in self.parameters()]
+        return [np.array(self.backend.to_numpy(p), copy=True) for _, p, _ in self.variables()]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Load [kernel (M, N), bias (N,)] from host arrays; builds the layer from the kernel's shape if needed."""
@@ -231,6 +241,8 @@ class Dense(Layer):
     def half_copies(self) -> dict[str, Array]:
         """{'<layer>/kernel': its half copy, ...} under a mixed policy ({} otherwise): what the
         optimizer's update writes beside the float32 master weights."""
+        if not self.trainable:  # kept by the layer itself, outside the model's buffers
+            return {}
         return {f"{self.name}/{attr}": h for attr, h in self._halves.items()}
 
     def adopt_half_storage(self, views: dict[str, Array]) -> None:
@@ -358,7 +370,8 @@ class Dense(Layer):
             self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, None, squeeze, act
             self._dropout = (seed, step, rate, offset)
             return out  # the Dropout's output: the model hands it on as the Dropout's
-        y, kept = self._affine(x_dev, "y", act, keep=get_activation(act).backward_from == "z")
+        entry = self.activation if act == self.activation.name else get_activation(act)
+        y, kept = self._affine(x_dev, "y", act, keep=entry.backward_from == "z")
         self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, kept, squeeze, act
         if not output_private:
             y = backend.copy(y, out=self._buffers.get(backend, "y_out", y.shape, self.compute_dtype))
@@ -402,6 +415,8 @@ class Dense(Layer):
         if input_grad:
             dx = self._buffers.get(backend, "dx", self._x.shape, self.compute_dtype)
             backend.matmul_a_bt(dz, self._compute_weights()[0], out=dx)
+        if not self._trainable:  # frozen: no parameter gradients
+            return dx[0] if self._squeeze and dx is not None else dx
         if self.kernel_grad is None:
             self.kernel_grad = self._grad_storage.get("kernel")
             if self.kernel_grad is None:

@@ -81,7 +81,8 @@ class ElementwiseLayer(Layer):
 
     def get_config(self) -> dict[str, Any]:
         dtype = None if self._dtype_given is None else self._dtype_given.name
-        return {"class_name": type(self).__name__, **self.config_entries(), "dtype": dtype, "name": self.name}
+        frozen = {"trainable": False} if not self.trainable else {}
+        return {"class_name": type(self).__name__, **self.config_entries(), "dtype": dtype, "name": self.name, **frozen}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config_entries().items())

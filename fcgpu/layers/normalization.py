@@ -147,6 +147,7 @@ class BatchNormalization(_Normalization):
         the moving ones updated) when ``training``, else the moving statistics."""
         x_dev, squeeze = self.start_forward(x)
         b, n = self.backend, x_dev.shape[1]
+        training = training and self.trainable  # Keras: a frozen BatchNormalization runs in inference mode
         if training:
             mean = self._buffers.get(b, "mean", (n,), self.dtype)
             var = self._buffers.get(b, "var", (n,), self.dtype)

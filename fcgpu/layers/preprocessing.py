@@ -90,6 +90,20 @@ class Normalization(VariableLayer):
         super().take_input_dtype(dtype)
         self.weights_changed()
 
+    @property
+    def mean(self) -> Array | None:
+        """The mean subtracted, shape (1, features) as Keras's ``layer.mean`` (None before build)."""
+        return None if self._constants is None else self._constants[0].reshape(1, -1)
+
+    @property
+    def variance(self) -> Array | None:
+        """The variance divided by (its square root), shape (1, features) as Keras's ``layer.variance``."""
+        if not self.built:
+            return None
+        if self.input_variance is not None:
+            return self.backend.from_numpy(np.broadcast_to(self.input_variance, (1, self.in_features)).astype(self.dtype))
+        return self.variable("variance").reshape(1, -1)
+
     def adapt(self, data: Any) -> None:
         """The mean and (biased) variance of each feature of ``data`` (samples, features): an array, or
         a list of such batches, as Keras's ``adapt``; builds the layer from their width."""

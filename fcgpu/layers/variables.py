@@ -128,11 +128,11 @@ class VariableLayer(ElementwiseLayer):
         return self._vars.get(key)
 
     def variables(self) -> list[tuple[str, Array, bool]]:
-        return [(f"{self.name}/{s.name}", self._vars[s.name], s.trainable) for s in self._specs()]
+        return [(f"{self.name}/{s.name}", self._vars[s.name], s.trainable and self.trainable) for s in self._specs()]
 
     def parameters(self) -> list[tuple[str, Array, Array | None]]:
         return [(f"{self.name}/{s.name}", self._vars[s.name], self._grads.get(s.name)) for s in self._specs()
-                if s.trainable]
+                if s.trainable and self.trainable]
 
     def gradient_buffer(self, key: str) -> Array:
         """Where backward writes the gradient of ``key``: the model's flat view, or the layer's own."""
@@ -147,14 +147,14 @@ class VariableLayer(ElementwiseLayer):
     def add_regularization_gradients(self) -> None:
         for spec in self.variable_specs():
             regularizer = spec.regularizer
-            if spec.trainable and regularizer is not None and regularizer.active and self._grads.get(spec.name) is not None:
+            if spec.trainable and self.trainable and regularizer is not None and regularizer.active and self._grads.get(spec.name) is not None:
                 regularizer.add_gradient(self.backend, self._vars[spec.name], self._grads[spec.name], self.gradient_scale)
 
     def regularization_loss(self, scale: float = 1.0) -> Any:
         total = None
         for spec in self._specs():
             regularizer = spec.regularizer
-            if spec.trainable and regularizer is not None and regularizer.active:
+            if spec.trainable and self.trainable and regularizer is not None and regularizer.active:
                 value = regularizer.penalty(self.backend, self._vars[spec.name], scale)
                 total = value if total is None else total + value
         return total

@@ -19,7 +19,7 @@ from .. import distributed
 from ..backends import Backend, get_backend
 from ..backends.base import Array
 from ..layers import Layer
-from ..layers.base import refuse_freezing
+from ..layers.base import trainable_flag
 from ..layers.symbolic import is_symbolic
 from ..saving import save_model
 from ..validation import float_array
@@ -58,6 +58,9 @@ class Model(Trainer, Layer):
         Trainer.__init__(self)
         Layer.__init__(self, name)
         self._layers: list[Layer] = []
+        # The layers that compute, in order (``layers`` without the inputs a functional model lists):
+        # the model's own list (a Sequential's is ``_layers`` itself): read it, do not change it.
+        self.compute_layers: list[Layer] = self._layers
         self._target: Backend | None = None
         self.nested_in: Any = None  # the model this one is a layer of (its parameters then carry its name)
 
@@ -66,11 +69,8 @@ class Model(Trainer, Layer):
     def layers(self) -> list[Layer]:
         return list(self._layers)
 
-    @property
-    def compute_layers(self) -> list[Layer]:
-        """The layers that compute, in order (``layers`` without the inputs a functional model lists);
-        the model's own list: read it, do not change it."""
-        return self._layers
+    def sublayers(self) -> list[Layer]:
+        return self.compute_layers
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """The layer called ``name``, or at position ``index`` of ``layers`` (Keras's ``get_layer``)."""
@@ -112,15 +112,19 @@ class Model(Trainer, Layer):
 
     @property
     def trainable(self) -> bool:
-        """Whether fit updates the model's weights: always, in this release."""
-        return True
+        """The model's own flag; setting it sets every layer's (Keras's ``model.trainable = False``
+        freezes the whole model, e.g. a base model inside another)."""
+        return self._trainable
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
-        refuse_freezing(value, f"model '{self.name}'")
+        flag = trainable_flag(value)
+        for layer in self.compute_layers:
+            layer.trainable = flag
+        self._trainable = flag
 
     def _require_layers(self) -> None:
-        if not self.compute_layers:
+        if not self.compute_layers:  # noqa: SIM102
             raise ValueError(f"model '{self.name}' has no layers: add some with model.add(Dense(...))")
 
     def _require_built(self, what: str) -> None:
@@ -131,6 +135,12 @@ class Model(Trainer, Layer):
             )
 
     # -- inputs ----------------------------------------------------------------------
+    @property
+    def declared_input_shape(self) -> tuple[int, ...] | None:  # type: ignore[override]
+        """A model used as a first layer declares its own input (a Sequential's Input then has its shape)."""
+        specs = self.input_specs()
+        return specs[0][1] if len(specs) == 1 else None
+
     def input_specs(self) -> list[tuple[str, tuple[int, ...] | None]]:
         """[(name, sample shape or None where not yet known)] of each input, in order."""
         raise NotImplementedError
@@ -346,6 +356,10 @@ class Model(Trainer, Layer):
     def output_shape(self) -> tuple[int | None, ...]:
         return (None, self.output_features)
 
+    def structure_outputs(self, out: Any) -> Any:
+        """What ``forward`` or ``predict`` computed, as Keras returns it (one output: as it is)."""
+        return out
+
     # -- files and calls -----------------------------------------------------------------
     def summary(self, line_length: int | None = None, print_fn: Callable[[str], Any] | None = None, **kwargs: Any) -> None:
         """Print Keras's table: Layer (type) | Output Shape | Param # (| Connected to, for a graph that
@@ -363,7 +377,7 @@ class Model(Trainer, Layer):
             x = self.host_inputs(x)
         elif np.ndim(x) > 2 and self.flattens_input():
             x = x.reshape(x.shape[0], -1)
-        return self.forward(x, training=bool(training))
+        return self.structure_outputs(self.forward(x, training=bool(training)))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, weights, and compile settings with optimizer state to ``path`` (see fcgpu.saving).

@@ -4,7 +4,7 @@ several inputs.
 
 The graph is fixed when the model is made: the layer calls between the inputs and the outputs in
 Keras's order (``layers.symbolic.map_graph``), each a node reading tensors by slot. A graph that is
-a chain runs exactly as a Sequential does (``models.chain``: the same fusion, buffers and device
+a chain runs exactly as a Sequential does (``models.sequential``'s chain: the same fusion, buffers and device
 operations per step). Several inputs reach the trainer side by side in one (B, M_1 + M_2 + ...)
 array, so that shuffling, batching and data parallel treat them as one; each node that reads an
 input gets its own contiguous columns.
@@ -18,11 +18,12 @@ import numpy as np
 
 from ..backends import Backend, resolve_backend
 from ..backends.base import Array
+from ..buffers import Buffers
 from ..layers import Input, Layer
 from ..layers.symbolic import KerasTensor, map_graph
 from ..serialization import deserialize, register
-from . import chain
 from .base import Model
+from .sequential import backward_chain, forward_chain, infer_chain
 
 __all__ = ["Functional"]
 
@@ -50,13 +51,12 @@ class Functional(Model):
     """
 
     def __init__(self, inputs: Any, outputs: Any, name: str | None = None, **kwargs: Any) -> None:
-        if kwargs.pop("trainable", True) is not True:
-            raise NotImplementedError("trainable: freezing a model is not supported in this release")
+        trainable = kwargs.pop("trainable", True)
         if kwargs:
             raise TypeError(f"Model: unexpected arguments {sorted(kwargs)}")
         super().__init__(name)
         self._inputs = _input_list(inputs)
-        self._outputs = _output_list(outputs)
+        self._outputs, self._output_keys = _output_list(outputs)
         order = map_graph(self._inputs, self._outputs)
         seen: dict[int, KerasTensor] = {}
         for t in order:
@@ -70,16 +70,22 @@ class Functional(Model):
         slot = {id(t): i for i, t in enumerate(order)}
         self._tensors = order
         self._layers = [t.layer for t in order]
-        self._compute = [layer for layer in self._layers if not layer.is_input]
+        self.compute_layers = [layer for layer in self._layers if not layer.is_input]
         self._nodes = [_Node(t.layer, [slot[id(p)] for p in t.inputs], slot[id(t)]) for t in order if t.inputs]
         self._input_slots = [slot[id(t)] for t in self._inputs]
-        self._output_slot = slot[id(self._outputs[0])]
+        self._output_slots = [slot[id(t)] for t in self._outputs]
+        self._output_slot = self._output_slots[0] if len(self._outputs) == 1 else -1
+        out_widths = [t.features for t in self._outputs]
+        self._out_columns = list(zip(np.cumsum([0, *out_widths[:-1]]).tolist(), np.cumsum(out_widths).tolist()))
         widths = [t.features for t in self._inputs]
         self._columns = list(zip(np.cumsum([0, *widths[:-1]]).tolist(), np.cumsum(widths).tolist()))
-        self._chain = self._as_chain()
+        self._chain = self._as_chain() if len(self._outputs) == 1 else None
+        self._joined_buffers = Buffers()
         for layer in self._layers:
             if isinstance(layer, Model):
                 layer.nested_in = self
+        if trainable is not True:
+            self.trainable = trainable
 
     def _name_layers(self, layers: Sequence[Layer]) -> None:
         """Name unnamed layers 'dense', 'dense_1', ... in order; refuse a name given twice."""
@@ -124,10 +130,6 @@ class Functional(Model):
         return list(self._layers)
 
     @property
-    def compute_layers(self) -> list[Layer]:
-        return self._compute
-
-    @property
     def input(self) -> Any:
         return self._inputs[0] if len(self._inputs) == 1 else list(self._inputs)
 
@@ -157,15 +159,42 @@ class Functional(Model):
 
     @property
     def output_features(self) -> int:
-        return self._outputs[0].features
+        """The output's features; for several outputs, theirs side by side (as ``forward`` returns them)."""
+        return int(sum(t.features for t in self._outputs))
 
     @property
-    def output_shape(self) -> tuple[int | None, ...]:
-        return self._outputs[0].shape
+    def output_shape(self) -> Any:
+        shapes = [t.shape for t in self._outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
 
     @property
     def output_layer(self) -> Layer:
         return self._outputs[0].layer
+
+    @property
+    def output_layers(self) -> list[Layer]:
+        """The layer of each output, in order."""
+        return [t.layer for t in self._outputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        """Each output's name (its layer's, as Keras's ``model.output_names``)."""
+        return [t.layer.name for t in self._outputs]
+
+    @property
+    def output_columns(self) -> list[tuple[int, int]]:
+        """Each output's columns in what ``forward`` returns: (start, stop)."""
+        return list(self._out_columns)
+
+    def structure_outputs(self, out: Any) -> Any:
+        """``out`` (B, N_1 + N_2 + ...) as Keras returns several outputs: a list in order, or a dict by
+        name where the model was made with a dict; one output as it is."""
+        if len(self._outputs) == 1:
+            return out
+        parts = [out[:, a:b] for a, b in self._out_columns]
+        if self._output_keys is not None:
+            return dict(zip(self._output_keys, parts))
+        return parts
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -189,6 +218,14 @@ class Functional(Model):
             rows.append((t.layer.name, kind, t.shape, t.layer.count_params(), inbound))
         return rows, self._chain is None
 
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        if len(self._outputs) > 1:
+            raise NotImplementedError(
+                f"compile: model '{self.name}' has {len(self._outputs)} outputs; training several outputs (a loss "
+                f"per output) is not supported in this release: predict works; to train, make one model per output"
+            )
+        super().compile(*args, **kwargs)
+
     # -- config ------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         return {
@@ -199,6 +236,7 @@ class Functional(Model):
             ],
             "input_layers": [t.layer.name for t in self._inputs],
             "output_layers": [t.layer.name for t in self._outputs],
+            **({"trainable": False} if not self.trainable else {}),
         }
 
     @classmethod
@@ -217,7 +255,10 @@ class Functional(Model):
             tensors[layer.name] = layer(inbound if layer.input_count != 1 else inbound[0])
         inputs = [tensors[name] for name in config["input_layers"]]
         outputs = [tensors[name] for name in config["output_layers"]]
-        return cls(inputs, outputs[0] if len(outputs) == 1 else outputs, name=config.get("name"))
+        model = cls(inputs, outputs[0] if len(outputs) == 1 else outputs, name=config.get("name"))
+        if config.get("trainable", True) is False:
+            model._trainable = False  # the layers' own configs carry their flags
+        return model
 
     def __repr__(self) -> str:
         return f"Functional(name={self.name!r}, layers={[l.name for l in self._layers]!r})"
@@ -245,7 +286,7 @@ class Functional(Model):
         keywords as ``Sequential.forward``."""
         self.release_loss()
         if self._chain is not None:
-            return chain.forward(self.backend, self._chain, x, input_owned=input_owned, output_private=output_private,
+            return forward_chain(self._chain, x, input_owned=input_owned, output_private=output_private,
                                  logits=logits, training=training, row_offset=row_offset)
         for layer in self.compute_layers:
             layer.release()
@@ -254,41 +295,67 @@ class Functional(Model):
         for s, part in zip(self._input_slots, parts):
             values[s] = part
         inputs = set(self._input_slots)
+        on_logits = self._logits_by_slot(logits)
+        single = len(self._outputs) == 1
         for node in self._nodes:
             args = [values[s] for s in node.inputs]
-            last = node.output == self._output_slot
+            last = single and node.output == self._output_slot
             values[node.output] = node.layer.forward(
                 args if node.layer.input_count != 1 else args[0],
                 input_owned=owned or not inputs.intersection(node.inputs),
                 output_private=output_private or not last,
-                logits=logits and last,
+                logits=on_logits.get(node.output, False),
                 training=training,
                 row_offset=row_offset,
             )
-        return values[self._output_slot]
+        return values[self._output_slot] if single else self._joined(values, "y")
+
+    def _logits_by_slot(self, logits: Any) -> dict[int, bool]:
+        """{output slot: whether its layer stops before its activation}: ``logits`` is one bool, or
+        one per output."""
+        flags = list(logits) if isinstance(logits, (list, tuple)) else [bool(logits)] * len(self._outputs)
+        return {s: bool(f) for s, f in zip(self._output_slots, flags) if f}
+
+    def _joined(self, values: list[Any], key: str) -> Array:
+        """The outputs side by side in one (B, N_1 + N_2 + ...) array (reused from step to step)."""
+        first = values[self._output_slots[0]]
+        backend = self.backend
+        out = self._joined_buffers.get(backend, key, (first.shape[0], self.output_features), first.dtype)
+        for s, (a, b) in zip(self._output_slots, self._out_columns):
+            backend.copy(values[s], out=out[:, a:b])
+        return out
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         """y (B, N) from x (B, M) without keeping anything for backward."""
         if self._chain is not None:
-            return chain.infer(self._chain, x, logits=logits)
+            return infer_chain(self._chain, x, logits=logits)
         values: list[Any] = [None] * len(self._tensors)
         parts, _ = self._input_values(x, True)
         for s, part in zip(self._input_slots, parts):
             values[s] = part
+        on_logits = self._logits_by_slot(logits)
         for node in self._nodes:
             args = [values[s] for s in node.inputs]
-            values[node.output] = node.layer.infer(
-                args if node.layer.input_count != 1 else args[0], logits=logits and node.output == self._output_slot
-            )
-        return values[self._output_slot]
+            values[node.output] = node.layer.infer(args if node.layer.input_count != 1 else args[0],
+                                                   logits=on_logits.get(node.output, False))
+        if len(self._outputs) == 1:
+            return values[self._output_slot]
+        return self.backend.copy(self._joined(values, "y_infer"))
 
     def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
         """dx (B, M) from dy = dL/dy (B, N); sets every layer's gradients. A tensor read by several
         layers gets the sum of their gradients. ``input_grad=False`` skips the inputs' gradients."""
         if self._chain is not None:
-            return chain.backward(self._chain, dy, input_grad=input_grad)
+            return backward_chain(self._chain, dy, input_grad=input_grad)
         grads: list[Any] = [None] * len(self._tensors)
-        grads[self._output_slot] = dy
+        if len(self._outputs) == 1:
+            grads[self._output_slot] = dy
+        else:  # each output's columns of dy, contiguous, added where an output also feeds another layer
+            backend = self.backend
+            dy = backend.asarray(dy, self.output_layer.compute_dtype, "dy")
+            for s, (a, b) in zip(self._output_slots, self._out_columns):
+                part = backend.copy(dy[:, a:b])
+                grads[s] = part if grads[s] is None else grads[s] + part
         inputs = set(self._input_slots)
         for node in reversed(self._nodes):
             g = grads[node.output]
@@ -332,13 +399,12 @@ def _input_list(inputs: Any) -> list[Input]:
     return given
 
 
-def _output_list(outputs: Any) -> list[KerasTensor]:
+def _output_list(outputs: Any) -> tuple[list[KerasTensor], list[str] | None]:
+    """(the output tensors in order, their dict keys where ``outputs`` is a dict)."""
+    keys = list(outputs) if isinstance(outputs, dict) else None
     given = list(outputs.values()) if isinstance(outputs, dict) else list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
     if not all(isinstance(t, KerasTensor) for t in given) or not given:
         raise TypeError(f"outputs: expected the tensor a layer call returned, got {outputs!r}")
-    if len(given) > 1:
-        raise NotImplementedError(
-            f"outputs: fcgpu models have one output in this release, got {len(given)}; concatenate the heads "
-            f"(layers.Concatenate) or make one model per output"
-        )
-    return given
+    if len({id(t) for t in given}) != len(given):
+        raise ValueError("outputs: a tensor is given twice")
+    return given, keys

@@ -20,10 +20,9 @@ from ..initializers import get_rng
 from ..layers import Input, Layer
 from ..serialization import deserialize, register
 from ..validation import input_features
-from . import chain
 from .base import Model
 
-__all__ = ["Sequential"]
+__all__ = ["Sequential", "backward_chain", "forward_chain", "infer_chain"]
 
 
 @register
@@ -274,6 +273,7 @@ class Sequential(Model):
             "input_features": self.input_features,
             **({"input": self._input.get_config()} if self._input is not None else {}),
             "layers": [layer.get_config() for layer in self._layers],
+            **({"trainable": False} if not self.trainable else {}),
         }
 
     @classmethod
@@ -286,6 +286,8 @@ class Sequential(Model):
         model = cls(entries, name=config.get("name"))
         if config.get("input_features") is not None:
             model.build(int(config["input_features"]))
+        if config.get("trainable", True) is False:
+            model._trainable = False  # the layers' own configs carry their flags
         return model
 
     def __repr__(self) -> str:
@@ -310,10 +312,12 @@ class Sequential(Model):
         train_step) turns on what only acts in training, such as dropout; ``row_offset`` is the index
         of x's first row in the whole batch (a data-parallel rank's share: its dropout masks).
         """
-        self._require_layers()
+        layers = self._layers
+        if not layers or not layers[-1].built:  # built in order: the last one built, all are
+            self._require_layers()
+            self._build_for(x)
         self.release_loss()
-        self._build_for(x)
-        return chain.forward(self.backend, self._layers, x, input_owned=input_owned, output_private=output_private,
+        return forward_chain(self._layers, x, input_owned=input_owned, output_private=output_private,
                              logits=logits, training=training, row_offset=row_offset)
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
@@ -321,7 +325,7 @@ class Sequential(Model):
         evaluate, validation) never changes what the next ``backward`` uses."""
         self._require_layers()
         self._build_for(x)
-        return chain.infer(self._layers, x, logits=logits)
+        return infer_chain(self._layers, x, logits=logits)
 
     def _build_for(self, x: Any) -> None:
         if not self.built:
@@ -334,8 +338,9 @@ class Sequential(Model):
 
         ``input_grad=False`` skips the first layer's input gradient (training does not need it).
         """
-        self._require_layers()
-        return chain.backward(self._layers, dy, input_grad=input_grad)
+        if not self._layers:
+            self._require_layers()
+        return backward_chain(self._layers, dy, input_grad=input_grad)
 
     def to(self, backend: str | Backend) -> "Sequential":
         """Move parameters, gradients and optimizer state to 'numpy' | 'cupy' | 'auto' (or a Backend)."""
@@ -363,3 +368,69 @@ def _same_backend(first: Layer, layer: Layer, name: str) -> None:
             f"layer: '{name}' lives on the {layer.backend.name} backend but '{first.name}' on the "
             f"{first.backend.name} backend; move one with .to(...) so that all layers of a model share one"
         )
+
+
+# -- a chain of layers: the fast path of Sequential and of a functional chain ---------------
+# Fusion is decided here, by the layers' declared ``fuses_with``: a Dense followed by an active
+# Dropout in a training forward runs as one kernel forward and one backward.
+def forward_chain(
+    layers: Sequence[Layer],
+    x: Any,
+    *,
+    input_owned: bool = False,
+    output_private: bool = False,
+    logits: bool = False,
+    training: bool = False,
+    row_offset: int = 0,
+) -> Array:
+    """y (B, N_last) from x (B, M): every layer in turn, keeping what backward needs.
+
+    As ``Dense.forward``: x and the returned y are copied where backward would otherwise read
+    the caller's array, unless ``input_owned`` / ``output_private`` say nobody else sees them.
+    ``logits=True``: the last layer stops before its activation. ``training=True`` turns on what
+    only acts in training, such as dropout; ``row_offset`` is the index of x's first row in the
+    whole batch (a data-parallel rank's share: its dropout masks).
+    """
+    for layer in layers:
+        # A layer's cached input is the previous layer's output buffer; dropping all of them
+        # first lets every layer write into its own buffer again instead of allocating.
+        layer.release()
+    h, last, i = x, len(layers) - 1, 0
+    while i <= last:
+        layer = layers[i]
+        # A Dense followed by an active Dropout in training: one pass for both (Dense.fuses_with).
+        if training and i < last and not (logits and i + 1 == last) and layer.fuses_with(layers[i + 1]):
+            h = layer.forward(h, input_owned=input_owned or i > 0, output_private=True, training=True,
+                              row_offset=row_offset, dropout=layers[i + 1])
+            i += 1  # the Dropout's output: copied only where the caller gets it
+            if not (output_private or i < last):
+                h = layer.backend.copy(h)
+            i += 1
+            continue
+        h = layer.forward(
+            h,
+            input_owned=input_owned or i > 0,
+            output_private=output_private or i < last,
+            logits=logits and i == last,
+            training=training,
+            row_offset=row_offset,
+        )
+        i += 1
+    return h
+
+
+def infer_chain(layers: Sequence[Layer], x: Any, *, logits: bool = False) -> Array:
+    """y (B, N_last) from x (B, M) without keeping anything for backward."""
+    h, last = x, len(layers) - 1
+    for i, layer in enumerate(layers):
+        h = layer.infer(h, logits=logits and i == last)
+    return h
+
+
+def backward_chain(layers: Sequence[Layer], dy: Any, *, input_grad: bool = True) -> Array | None:
+    """dx (B, M) from dy = dL/dy (B, N_last); sets every layer's gradients. ``input_grad=False``
+    skips the first layer's input gradient (training does not need it)."""
+    g = dy
+    for i in range(len(layers) - 1, -1, -1):
+        g = layers[i].backward(g, input_grad=input_grad or i > 0)
+    return g

@@ -47,5 +47,5 @@ class Adagrad(Optimizer):
             "weight_decay": self.weight_decay,
         }
 
-    def _update(self, backend, param, grad, state, step, lr, **mixed):
-        backend.adagrad_update(param, grad, state["accumulator"], lr, self.epsilon, self.weight_decay or 0.0, **mixed)
+    def _update_call(self, backend, param, grad, state):
+        return backend.adagrad_update, (param, grad, state["accumulator"]), (self.epsilon, self.weight_decay or 0.0), None

@@ -59,21 +59,12 @@ class Adam(Optimizer):
             "weight_decay": self.weight_decay,
         }
 
-    def _update(self, backend, param, grad, state, step, lr, **mixed):
-        backend.adam_update(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            lr,
-            self.beta1,
-            self.beta2,
-            self.eps,
-            self.weight_decay,
-            step,
-            self._decoupled,
-            **mixed,
-        )
+    def bias_correction_betas(self) -> tuple[float, float]:
+        return self.beta1, self.beta2
+
+    def _update_call(self, backend, param, grad, state):
+        head = (param, grad, state["exp_avg"], state["exp_avg_sq"])
+        return backend.adam_update, head, (self.beta1, self.beta2, self.eps, self.weight_decay), (self._decoupled,)
 
 
 class AdamW(Adam):

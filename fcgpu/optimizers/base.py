@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -77,14 +77,20 @@ def _half_copies(layer: Any) -> dict[str, Array]:
     return copies() if callable(copies) else {}
 
 
-def _mixed_arguments(half: Array | None, unscale: float) -> dict[str, Any]:
+def _mixed_arguments(half: Array | None, unscale: float, guard: Array | None = None) -> dict[str, Any]:
     """The backend update's mixed-precision keywords, only where they differ from the defaults."""
     mixed: dict[str, Any] = {}
     if half is not None:
         mixed["half"] = half
-    if unscale != 1.0:
+    if guard is not None:
+        mixed["guard"] = guard
+    elif unscale != 1.0:
         mixed["unscale"] = unscale
     return mixed
+
+
+# Attributes that ``apply`` reads each step (or that bind itself): setting one keeps the binding.
+_READ_EACH_STEP = frozenset({"iterations", "bound_flat", "learning_rate", "lr", "steps", "state"})
 
 
 def _checked_rate(value: Any, argument: str) -> float | LearningRateSchedule:
@@ -124,6 +130,11 @@ class Optimizer:
         self._flat: Any = None
         self._flat_state: dict[np.dtype, dict[str, Array]] = {}
         self._flat_views: dict[str, dict[str, Array]] = {}
+        # The flat buffers ``bind`` bound this optimizer to (None: unbound), and per dtype what
+        # ``apply`` updates: (params, grads, state slots, half copy or None); the parameter names.
+        self.bound_flat: Any = None
+        self._plan: list[tuple[Callable[..., None], tuple, tuple, tuple | None, Array | None]] = []
+        self._plan_names: list[str] = []
 
     # -- learning rate -----------------------------------------------------------------
     @property
@@ -200,20 +211,23 @@ class Optimizer:
             )
 
     # -- stepping ----------------------------------------------------------------
-    def step(self, model_or_layers: Any, *, unscale: float = 1.0) -> None:
+    def step(self, model_or_layers: Any, *, unscale: float = 1.0, guard: Array | None = None) -> None:
         """Update every parameter of a model, a layer or a list of layers from its gradient.
 
         Everything is checked (gradients present, shapes, state) before the first parameter
         changes, so an error leaves the model as it was. ``unscale`` (1/loss scale, from
         ``LossScaleOptimizer``) multiplies the gradients inside the update. A mixed-precision
-        layer's half copy of its parameters is written by the same update call.
+        layer's half copy of its parameters is written by the same update call. ``guard``
+        (LossScaleOptimizer's device state, flat buffers only) decides on the device whether the
+        update applies (``Backend.sgd_update``).
         """
         lr = self.learning_rate
         flat_parameters = getattr(model_or_layers, "flat_parameters", None)
         flat = flat_parameters() if callable(flat_parameters) else None
-        if flat is not None and self._step_flat(flat, list(model_or_layers.layers), lr, unscale):
-            self.iterations += 1
+        if flat is not None and self._step_flat(flat, list(model_or_layers.layers), unscale, guard):
             return
+        if guard is not None:
+            raise RuntimeError("optimizer: a device-guarded step needs the model's flat buffers (flat_step_ready)")
         entries: list[tuple[Any, str, Array, Array]] = []
         seen: set[str] = set()
         for layer in layers_of(model_or_layers):
@@ -234,37 +248,102 @@ class Optimizer:
             self.steps[name] = step
         self.iterations += 1
 
-    def _step_flat(self, flat: Any, layers: list[Any], lr: float, unscale: float = 1.0) -> bool:
-        """One update per flat buffer; False (nothing changed) where the parameters' step counts
-        differ, so that the per-parameter path keeps each one's own bias correction."""
-        names = list(flat.slices)
-        counts = {self.steps.get(name, 0) for name in names}
-        if len(counts) != 1:
-            return False
+    def flat_step_ready(self, flat: Any) -> bool:
+        """Whether the next step can update ``flat`` one buffer at a time: every parameter has the
+        same step count (else each keeps its own bias correction on the per-parameter path)."""
+        return flat is not None and flat.grads_ready() and len({self.steps.get(name, 0) for name in flat.slices}) == 1
+
+    def _step_flat(self, flat: Any, layers: list[Any], unscale: float = 1.0, guard: Array | None = None) -> bool:
+        """``step`` on a model's flat buffers, everything checked first: bound (again) where needed,
+        then one ``apply``; False (nothing changed) where the parameters' step counts differ, so
+        that the per-parameter path keeps each one's own bias correction."""
         for layer in layers:
             for name, param, grad in layer.parameters():
                 if grad is None:
                     raise RuntimeError(f"{name}: no gradient of shape {tuple(param.shape)}; run backward first")
                 self._check_owner(name, layer)
+        current = self.bound_flat is flat and self._flat_state_current(flat)
+        if not current and not self.bind(flat):
+            return False
+        self.apply(unscale=unscale, guard=guard)
+        return True
+
+    def bind(self, flat: Any) -> bool:
+        """Bind the update to a model's flat parameters, gradients, half copies and this optimizer's
+        flat state beside them (laid out, with the state so far, where needed), after checking that
+        every parameter belongs to this optimizer's model. Once per layout: ``apply`` then updates
+        what was bound and checks nothing. False (and unbound) where the parameters' step counts
+        differ: each then keeps its own bias correction on the per-parameter path of ``step``."""
+        for layer, name, _ in flat.views():
+            self._check_owner(name, layer)
+        self.bound_flat = None
+        if len({self.steps.get(name, 0) for name in flat.slices}) != 1:
+            return False
         if flat is not self._flat or not self._flat_state_current(flat):
             self._lay_out_state(flat)
-        step = counts.pop() + 1
-        halves = getattr(flat, "halves", {})
-        for dtype, params in flat.params.items():
-            mixed = _mixed_arguments(halves.get(dtype), unscale)
-            self._update(flat.backend, params, flat.grads[dtype], self._flat_state[dtype], step, lr, **mixed)
-        for layer in layers:
-            for name, _, _ in layer.parameters():
-                self.steps[name] = step
-                self._owners[name] = weakref.ref(layer)
+        self._plan = [(*self._update_call(flat.backend, params, flat.grads[dtype], self._flat_state[dtype]),
+                       flat.halves.get(dtype)) for dtype, params in flat.params.items()]
+        self._plan_names = list(flat.slices)
+        for layer, name, _ in flat.views():
+            self._owners[name] = weakref.ref(layer)
+        self.bound_flat = flat
         return True
+
+    def apply(self, *, unscale: float = 1.0, guard: Array | None = None) -> None:
+        """One update of the bound flat buffers from their gradients: one backend call a buffer
+        (one fused kernel on CuPy), the step counts and ``iterations`` advanced, nothing checked
+        (``bind`` did). ``unscale`` and ``guard`` as in ``step``."""
+        rate = self._learning_rate
+        lr = rate if type(rate) is float else self.learning_rate
+        steps, names = self.steps, self._plan_names
+        step = steps.get(names[0], 0) + 1 if names else 1
+        plain = guard is None and unscale == 1.0
+        for method, head, hyper, tail, half in self._plan:
+            mixed = {} if plain and half is None else _mixed_arguments(half, unscale, guard)
+            if tail is None:
+                method(*head, lr, *hyper, **mixed)
+            else:
+                method(*head, lr, *hyper, step, *tail, **mixed)
+        for name in names:
+            steps[name] = step
+        self.__dict__["iterations"] += 1  # not through __setattr__: nothing to unbind
+
+    def _update_call(
+        self, backend: Backend, param: Array, grad: Array, state: dict[str, Array]
+    ) -> tuple[Callable[..., None], tuple, tuple, tuple | None]:
+        """The update of ``param`` (a parameter or a flat buffer) and its state as one backend call:
+        (the backend method, its arguments before the learning rate, those after it, and those
+        after the step count, or None for an update that takes no step count). ``bind`` takes it
+        once a layout; ``apply`` then adds the learning rate and step count of each step."""
+        raise NotImplementedError
 
     def _update(
         self, backend: Backend, param: Array, grad: Array, state: dict[str, Array], step: int, lr: float, **mixed: Any
     ) -> None:
-        """One backend call updating ``param`` (a parameter or a flat buffer) and its state;
-        ``mixed`` (``half``, ``unscale``) goes to the backend call as it is."""
-        raise NotImplementedError
+        """One backend call updating ``param`` and its state; ``mixed`` (``half``, ``unscale``,
+        ``guard``) goes to the backend call as it is."""
+        method, head, hyper, tail = self._update_call(backend, param, grad, state)
+        if tail is None:
+            method(*head, lr, *hyper, **mixed)
+        else:
+            method(*head, lr, *hyper, step, *tail, **mixed)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A setting changed after ``bind`` (momentum, betas, ...): bound again at the next step, as
+        # ``bind`` reads them. The learning rate and the counts are read each step.
+        object.__setattr__(self, name, value)
+        if name[0] != "_" and name not in _READ_EACH_STEP and self.__dict__.get("bound_flat") is not None:
+            object.__setattr__(self, "bound_flat", None)
+
+    def loss_scale_state(self, flat: Any) -> Array | None:
+        """The device array whose first element the loss step multiplies its gradient by (a loss
+        scale, ``LossScaleOptimizer``), or None: no scaling."""
+        return None
+
+    def bias_correction_betas(self) -> tuple[float, float]:
+        """(beta1, beta2) of a bias-corrected update (Adam's), whose corrections a device-guarded
+        step computes on the device from the applied step count; (0, 0): none."""
+        return 0.0, 0.0
 
     # -- state -------------------------------------------------------------------
     def initial_value(self, slot: str) -> float:
@@ -312,6 +391,7 @@ class Optimizer:
             self.state[name] = views
             self._flat_views[name] = dict(views)
         self._flat = flat
+        self.bound_flat = None
 
     def _state_for(self, backend: Backend, name: str, param: Array) -> dict[str, Array]:
         state = self.state.get(name)
@@ -333,6 +413,7 @@ class Optimizer:
     def to(self, backend: str | Backend) -> "Optimizer":
         """Move the state to another backend ('numpy' | 'cupy' | 'auto' or a Backend)."""
         target, _ = resolve_backend(backend)
+        self.bound_flat = None
         for state in self.state.values():
             for slot, value in state.items():
                 if not target.owns(value):
@@ -347,7 +428,7 @@ class Optimizer:
             self.steps.pop(name, None)
             self._owners.pop(name, None)
             self._flat_views.pop(name, None)
-        self._flat, self._flat_state = None, {}
+        self._flat, self._flat_state, self.bound_flat = None, {}, None
 
     def reset(self) -> None:
         """Forget all state (and the model it served), as a freshly constructed optimizer."""
@@ -355,7 +436,7 @@ class Optimizer:
         self.steps.clear()
         self._owners.clear()
         self.iterations = 0
-        self._flat, self._flat_state, self._flat_views = None, {}, {}
+        self._flat, self._flat_state, self._flat_views, self.bound_flat = None, {}, {}, None
 
     def state_dict(self) -> dict[str, Any]:
         """{'config', 'iterations', 'steps', 'state': {name: {slot: NumPy array}}} (host copies)."""
@@ -381,3 +462,4 @@ class Optimizer:
             raise ValueError(f"state_dict: 'iterations' must be an int >= 0, got {iterations!r}")
         self.state, self.steps, self.iterations = state, steps, int(iterations)
         self._owners = {}  # bound again by the next step
+        self.bound_flat = None

@@ -59,17 +59,6 @@ class RMSprop(Optimizer):
             "weight_decay": self.weight_decay,
         }
 
-    def _update(self, backend, param, grad, state, step, lr, **mixed):
-        backend.rmsprop_update(
-            param,
-            grad,
-            state["velocity"],
-            state.get("average_gradient"),
-            state.get("momentum"),
-            lr,
-            self.rho,
-            self.momentum,
-            self.epsilon,
-            self.weight_decay or 0.0,
-            **mixed,
-        )
+    def _update_call(self, backend, param, grad, state):
+        head = (param, grad, state["velocity"], state.get("average_gradient"), state.get("momentum"))
+        return backend.rmsprop_update, head, (self.rho, self.momentum, self.epsilon, self.weight_decay or 0.0), None

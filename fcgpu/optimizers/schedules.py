@@ -20,6 +20,9 @@ __all__ = [
     "ExponentialDecay",
     "CosineDecay",
     "PiecewiseConstantDecay",
+    "PolynomialDecay",
+    "InverseTimeDecay",
+    "CosineDecayRestarts",
     "serialize",
     "deserialize",
     "get",
@@ -161,8 +164,134 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         return {"boundaries": list(self.boundaries), "values": list(self.values), "name": self.name}
 
 
+def _flag(value: Any, argument: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{argument}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+class PolynomialDecay(LearningRateSchedule):
+    """(initial_learning_rate - end_learning_rate) * (1 - step / decay_steps) ** power + end_learning_rate,
+    the step held at ``decay_steps`` (then ``end_learning_rate``), or with ``cycle`` the decay
+    restarted over the first multiple of ``decay_steps`` beyond the step (1 at step 0)."""
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: float,
+        end_learning_rate: float = 0.0001,
+        power: float = 1.0,
+        cycle: bool = False,
+        name: str = "PolynomialDecay",
+    ) -> None:
+        self.initial_learning_rate = _finite(initial_learning_rate, "initial_learning_rate", 0.0)
+        self.decay_steps = _finite(decay_steps, "decay_steps", 0.0, low_open=True)
+        self.end_learning_rate = _finite(end_learning_rate, "end_learning_rate", 0.0)
+        self.power = _finite(power, "power", 0.0)
+        self.cycle = _flag(cycle, "cycle")
+        self.name = _name(name)
+
+    def __call__(self, step: int) -> float:
+        decay_steps = self.decay_steps
+        if self.cycle:
+            decay_steps = decay_steps * (1.0 if step == 0 else math.ceil(step / self.decay_steps))
+        else:
+            step = min(step, decay_steps)
+        p = step / decay_steps
+        return (self.initial_learning_rate - self.end_learning_rate) * (1.0 - p) ** self.power + self.end_learning_rate
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "end_learning_rate": self.end_learning_rate,
+            "power": self.power,
+            "cycle": self.cycle,
+            "name": self.name,
+        }
+
+
+class InverseTimeDecay(LearningRateSchedule):
+    """initial_learning_rate / (1 + decay_rate * step / decay_steps), the quotient floored when ``staircase``."""
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: float,
+        decay_rate: float,
+        staircase: bool = False,
+        name: str = "InverseTimeDecay",
+    ) -> None:
+        self.initial_learning_rate = _finite(initial_learning_rate, "initial_learning_rate", 0.0)
+        self.decay_steps = _finite(decay_steps, "decay_steps", 0.0, low_open=True)
+        self.decay_rate = _finite(decay_rate, "decay_rate", 0.0)
+        self.staircase = _flag(staircase, "staircase")
+        self.name = _name(name)
+
+    def __call__(self, step: int) -> float:
+        p = step / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate / (1.0 + self.decay_rate * p)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+            "name": self.name,
+        }
+
+
+class CosineDecayRestarts(LearningRateSchedule):
+    """Cosine decay with warm restarts (SGDR): the first period lasts ``first_decay_steps``, each
+    next one ``t_mul`` times longer and starting from ``m_mul`` times the previous peak; within a
+    period lr0 * ((1 - alpha) * m_mul**i * 0.5 * (1 + cos(pi * fraction)) + alpha)."""
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        first_decay_steps: float,
+        t_mul: float = 2.0,
+        m_mul: float = 1.0,
+        alpha: float = 0.0,
+        name: str = "SGDRDecay",
+    ) -> None:
+        self.initial_learning_rate = _finite(initial_learning_rate, "initial_learning_rate", 0.0)
+        self.first_decay_steps = _finite(first_decay_steps, "first_decay_steps", 0.0, low_open=True)
+        self.t_mul = _finite(t_mul, "t_mul", 0.0, low_open=True)
+        self.m_mul = _finite(m_mul, "m_mul", 0.0)
+        self.alpha = _finite(alpha, "alpha", 0.0)
+        self.name = _name(name)
+
+    def __call__(self, step: int) -> float:
+        fraction = step / self.first_decay_steps
+        if self.t_mul == 1.0:
+            restart = math.floor(fraction)
+            fraction -= restart
+        else:
+            restart = math.floor(math.log(1.0 - fraction * (1.0 - self.t_mul)) / math.log(self.t_mul))
+            done = (1.0 - self.t_mul**restart) / (1.0 - self.t_mul)  # periods before this one, in first periods
+            fraction = (fraction - done) / self.t_mul**restart
+        cosine = 0.5 * self.m_mul**restart * (1.0 + math.cos(math.pi * fraction))
+        return self.initial_learning_rate * ((1.0 - self.alpha) * cosine + self.alpha)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "first_decay_steps": self.first_decay_steps,
+            "t_mul": self.t_mul,
+            "m_mul": self.m_mul,
+            "alpha": self.alpha,
+            "name": self.name,
+        }
+
+
 _SCHEDULES: dict[str, type[LearningRateSchedule]] = {
-    cls.__name__: cls for cls in (ExponentialDecay, CosineDecay, PiecewiseConstantDecay)
+    cls.__name__: cls
+    for cls in (ExponentialDecay, CosineDecay, PiecewiseConstantDecay, PolynomialDecay, InverseTimeDecay,
+                CosineDecayRestarts)
 }
 
 

@@ -52,5 +52,6 @@ class SGD(Optimizer):
             "weight_decay": self.weight_decay,
         }
 
-    def _update(self, backend, param, grad, state, step, lr, **mixed):
-        backend.sgd_update(param, grad, state.get("momentum_buffer"), lr, self.momentum, self.weight_decay, self.nesterov, **mixed)
+    def _update_call(self, backend, param, grad, state):
+        head = (param, grad, state.get("momentum_buffer"))
+        return backend.sgd_update, head, (self.momentum, self.weight_decay, self.nesterov), None

@@ -1,4 +1,5 @@
-"""Trainer: compile, fit, evaluate, predict, train_step and the step itself (``accumulate_batch``).
+"""Trainer: compile, fit, evaluate, predict, train_step and the *_on_batch methods; the step itself
+(``accumulate_batch``) is ``fcgpu.training.step``'s, which ``Trainer`` inherits.
 
 The model class (``model.Sequential``) inherits this, as Keras 3's Model inherits its trainer.
 Inputs are checked once per call on the host before anything changes; a data set is then copied
@@ -21,7 +22,7 @@ from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..backends import Backend
-from ..backends.base import Array, Scalar
+from ..backends.base import Array
 from ..buffers import Buffers
 from ..callbacks import History
 from ..distributed.checks import fingerprint, same_on_every_rank
@@ -32,14 +33,20 @@ from ..mixed_precision import check_policies, with_loss_scaling
 from ..optimizers import Optimizer
 from ..params import FlatParameters
 from ..validation import float_array, positive_int
+from . import metric_state
+from .data_adapter import host_data, is_stream
 from .epoch import evaluate_arrays, keras_values, progress_bar, run_epoch, verbosity
+from .step import TrainingStep
+from .streaming import evaluate_from, fit_stream, predict_from
+from .weights import sample_weights, weight_dtype
 
 __all__ = ["Trainer", "History"]
 
 
-class Trainer(DataParallel):
-    """compile / fit / evaluate / predict / train_step for a model that subclasses it; after
-    ``fcgpu.distributed.init`` on N ranks, data-parallel (``fcgpu.distributed.data_parallel``)."""
+class Trainer(TrainingStep, DataParallel):
+    """compile / fit / evaluate / predict / train_step for a model that subclasses it; the step
+    itself is ``TrainingStep``'s (``fcgpu.training.step``); after ``fcgpu.distributed.init`` on N
+    ranks, data-parallel (``fcgpu.distributed.data_parallel``)."""
 
     def __init__(self) -> None:
         self.loss: Loss | None = None
@@ -49,6 +56,7 @@ class Trainer(DataParallel):
         self.stop_training = False  # set by a callback to end fit after the current batch
         self.history: History | None = None  # the last fit's, as Keras's model.history
         self._flat: FlatParameters | None = None
+        self._step_binding = None  # what the step is bound to (training.step.StepBinding)
         self._metric_buffers = Buffers()  # the outputs metrics read when the loss took logits
 
     # -- compile -----------------------------------------------------------------
@@ -56,10 +64,12 @@ class Trainer(DataParallel):
         self,
         loss: str | Loss | None = None,
         optimizer: str | Optimizer = "adam",
-        metrics: Sequence[str] | None = None,
+        metrics: Any = None,
     ) -> None:
         """Set the loss ('softmax_cross_entropy', 'categorical_crossentropy', 'binary_crossentropy', 'mse' or an
-        instance), the optimizer ('sgd', 'adam', 'adamw' or an instance) and metrics (['accuracy'] or none)."""
+        instance), the optimizer ('sgd', 'adam', 'adamw' or an instance) and metrics: a list of Keras names
+        ('accuracy', 'auc', 'precision', 'mse', ...), ``fcgpu.metrics`` instances or classes, and functions
+        ``fn(y_true, y_pred)``; or a dict {output name: such a list} (one output here)."""
         if loss is None:
             raise ValueError("loss: compile needs a loss, e.g. loss='softmax_cross_entropy'")
         layers = self.compute_layers
@@ -67,18 +77,11 @@ class Trainer(DataParallel):
         loss_obj = losses_module.get(loss)
         opt = with_loss_scaling(optimizers_module.get(optimizer), layers)
         opt.check_owner(layers)
-        if isinstance(metrics, (str, metrics_module.Metric, dict)):
-            metrics = [metrics]
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
-            raise TypeError(f"metrics: expected a list of metric names or Metric instances, got {type(metrics).__name__}")
-        objects: list[metrics_module.Metric] = []
-        for m in metrics or []:
-            metric = metrics_module.get(m)
-            if all(metric.name != o.name for o in objects):
-                objects.append(metric)
+        objects = metric_state.resolve(metrics, self.name)
         self.loss, self.optimizer = loss_obj, opt
         self.metric_objects = objects
         self.metrics = [m.name for m in objects]
+        self.compiled_metrics_spec = metrics  # as given: a dict keeps its output names
 
     def _start_training(self, what: str) -> None:
         """Decided when training starts, whatever the order of compile and add, before anything changes:
@@ -95,16 +98,16 @@ class Trainer(DataParallel):
         """The compile settings as JSON-ready values (Keras 3's name), or None before compile."""
         if not self.compiled:
             return None
-        metrics = [m.name if type(m) is metrics_module.METRICS.get(m.name) and m.get_config() == type(m)().get_config()
-                   else m.get_config() for m in self.metric_objects]
+        metrics = [metrics_module.plain_name(m) or m.get_config() for m in self.metric_objects]
         return {"loss": self.loss.get_config(), "optimizer": self.optimizer.get_config(), "metrics": metrics}
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
-        """``compile`` with what ``get_compile_config`` returned."""
+        """``compile`` with what ``get_compile_config`` returned. A metric whose code is not stored (a
+        function, a ``Metric`` subclass) is left out with a warning naming it: compile again to use it."""
         self.compile(
             loss=losses_module.get(config["loss"]),
             optimizer=optimizers_module.get(config["optimizer"]),
-            metrics=config["metrics"],
+            metrics=metric_state.restorable(config["metrics"]),
         )
 
     def flat_parameters(self) -> FlatParameters | None:
@@ -114,7 +117,14 @@ class Trainer(DataParallel):
             return None
         layers = self.compute_layers
         if self._flat is None or not self._flat.current(layers):
+            previous = self._flat
             self._flat = FlatParameters.of(layers)
+            if previous is not None and self.optimizer is not None:
+                # A layer frozen since: its parameters leave the optimizer with their state, as Keras
+                # keeps no optimizer state for variables that do not train.
+                gone = set(previous.slices) - set(self._flat.slices)
+                if gone:
+                    self.optimizer.forget(sorted(gone))
         return self._flat
 
     def move_training_state(self, target: Backend) -> None:
@@ -123,11 +133,6 @@ class Trainer(DataParallel):
             self.optimizer.to(target)
         if self.loss is not None:
             self.loss.clear_buffers()
-
-    def release_loss(self) -> None:
-        """Drop what the loss kept of the last batch (its predictions are a layer's output buffer)."""
-        if self.loss is not None:
-            self.loss.release()
 
     def _parameters_finite(self) -> bool:
         """Whether every parameter is finite (one reduction per flat buffer and one read)."""
@@ -143,12 +148,14 @@ class Trainer(DataParallel):
     # -- host-side checks ----------------------------------------------------------
     def _check_x(self, x: Any, argument: str = "x", width: int | None = None) -> np.ndarray:
         self._require_layers()
-        return self.host_inputs(x, argument, width)
+        return self.host_inputs(host_data(x), argument, width)
 
     def _prepare(
         self, x: Any, y: Any, names: tuple[str, str] = ("x", "y"), width: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Host-checked x (in the first layer's dtype) and labels prepared by the loss."""
+        if y is None:
+            raise ValueError(f"{names[1]}: expected targets, got None (x as arrays needs y; a generator or PyDataset yields (x, y))")
         xh = self._check_x(x, names[0], width)
         y_len = len(y) if hasattr(y, "__len__") else None
         if y_len is not None and y_len != xh.shape[0] and np.ndim(y) > 0:
@@ -163,6 +170,19 @@ class Trainer(DataParallel):
         for metric in self.metric_objects:  # a metric that cannot compare these labels fails here
             metric.check((xh.shape[0], self.output_features), yh.shape)
         return xh, yh
+
+    def _weights(self, sample_weight: Any, class_weight: Any, y: Any, rows: int, argument: str = "sample_weight") -> Any:
+        """The rows' weights (``fcgpu.training.weights``) as a host array, or None; refused where the
+        loss cannot weigh its rows in its fused step."""
+        if sample_weight is None and class_weight is None:
+            return None
+        loss, _ = self.output_loss()
+        if not loss.weighs_rows:
+            raise ValueError(f"{argument}: {loss!r} does not take sample weights here (the fused losses do: "
+                             f"cross-entropies from logits or after their softmax/sigmoid, MSE, MAE, Huber)")
+        last = self.layers[-1]
+        dtype = np.float32 if any(layer.mixed for layer in self.layers) else getattr(last, "compute_dtype", last.dtype)
+        return sample_weights(sample_weight, class_weight, y, rows, self.output_features, weight_dtype(dtype), argument)
 
     def _ensure_built(self, features: int) -> None:
         if not self.built:
@@ -199,60 +219,29 @@ class Trainer(DataParallel):
         backend = self.backend
         return backend.from_numpy(xh), backend.from_numpy(yh)
 
-    def train_batch(self, x: Array, y: Array) -> tuple[Scalar, Scalar]:
-        """One forward/backward/update on arrays from ``prepare_data`` (or slices of them), unchecked:
-        returns (mean loss, correct count), both left on the device so that a step does not wait."""
-        acc = self.backend.zeros((self.metric_columns(),), np.float64)
-        if distributed.world().size > 1:  # (x, y): the global batch, the same on every rank
-            return tuple(self._train_global_batch(x, y, acc)[:2] / (x.shape[0], 1))
-        self.accumulate_batch(x, y, acc)
-        return acc[0] / x.shape[0], acc[1]
-
     def metric_columns(self) -> int:
-        """Accumulator columns: loss, the loss's fused correct count, then one per other metric."""
-        return 2 + sum(not m.fused_with_loss for m in self.metric_objects)
+        """Accumulator entries of one step: loss x rows, the loss's fused correct count, then every
+        other metric's state (``Metric.state_size``), in the order of ``metric_objects``."""
+        if all(m.fused_with_loss for m in self.metric_objects):
+            return 2
+        return 2 + metric_state.state_size(self.metric_objects, self.output_features if self.built else 1)
 
-    def accumulate_batch(
-        self, x: Array, y: Array, acc: Array, share: float | None = None, row_offset: int = 0
-    ) -> None:
-        """The step ``fit`` takes: forward, the loss's fused step, backward (no input gradient) and
-        one optimizer update, adding into ``acc`` (float64, of the model's backend, one column per
-        ``metric_columns``) the batch's loss x rows, correct rows and other metrics' sums. On CuPy a
-        Dense-ReLU-Dense step with 'accuracy' is 12 device operations. Data parallel: (x, y) are
-        this rank's rows, ``share`` their part of the global batch's rows, and the gradients are
-        averaged over the ranks before the update (``_reduce_gradients``); ``row_offset`` is the index
-        of x's first row in the global batch."""
-        loss, on_logits = self.output_loss()
-        logits = self.forward(
-            x, input_owned=True, output_private=True, logits=on_logits, training=True, row_offset=row_offset
-        )
-        count = any(m.fused_with_loss for m in self.metric_objects)
-        if len(self.metric_objects) > count:
-            self.update_metrics(logits, y, on_logits, acc)
-        loss.grad_scale = getattr(self.optimizer, "loss_scale", 1.0)  # mixed_float16: the loss scaled before backward
-        for layer in self.compute_layers:  # a regularizer's gradient is scaled as the loss's is
-            if getattr(layer, "gradient_scale", None) not in (None, loss.grad_scale):
-                layer.gradient_scale = loss.grad_scale
-        grad = loss.step(self.backend, logits, y, acc, count)
-        self.add_regularization(acc, x.shape[0])
-        del logits
-        self.backward(grad, input_grad=False)
-        del grad
-        self._reduce_gradients(share)
-        self.optimizer.step(self)
+    def bind_metrics(self, state: Array) -> None:
+        """The metrics' states as views of ``state`` (zeroed, ``metric_columns() - 2`` entries, on the
+        model's backend): Keras's reset of the metrics at the start of an epoch or an evaluation."""
+        metric_state.bind(self.metric_objects, state, self.backend, self.output_features if self.built else 1)
 
-    def update_metrics(self, out: Array, y: Array, on_logits: bool, acc: Array) -> None:
+    def update_metrics(self, out: Array, y: Array, on_logits: bool, sample_weight: Array | None = None) -> None:
         """The metrics not fused with the loss, on the model's outputs (the activation applied to
-        logits the loss took), each into its column of ``acc``."""
+        logits the loss took), each adding into its bound state (``bind_metrics``) on the device.
+        ``sample_weight``: None or a per-row weight vector (B,) of the model's backend."""
         if on_logits:
             activation = self.output_layer.activation.name
             probs = self._metric_buffers.get(self.backend, "probabilities", out.shape, out.dtype)  # reused
             out = self.backend.bias_act_forward(out, None, activation, probs)
-        column = 2
         for metric in self.metric_objects:
             if not metric.fused_with_loss:
-                metric.update(self.backend, out, y, self.loss, acc[column : column + 1])
-                column += 1
+                metric.update(self.backend, out, y, sample_weight)
 
     def add_regularization(self, acc: Array, rows: int) -> None:
         """Add the layers' weight penalties (``regularization_loss``) x ``rows`` into the loss column
@@ -266,40 +255,45 @@ class Trainer(DataParallel):
             column = acc[0:1]  # a view: no copy back as acc[0:1] += ... would make
             column += total
 
-    def train_step(self, x: Any, y: Any) -> float:
+    def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> float:
         """One forward, backward and optimizer step on a batch; returns the mean loss."""
-        return self._step_logs(x, y, "train_step")["loss"]
+        return self._step_logs(x, y, "train_step", sample_weight)["loss"]
 
-    def train_on_batch(self, x: Any, y: Any, return_dict: bool = False) -> Any:
+    def train_on_batch(
+        self, x: Any, y: Any, sample_weight: Any = None, class_weight: Any = None, return_dict: bool = False
+    ) -> Any:
         """Keras's ``train_on_batch``: one step; the batch's loss and metrics (before the update), as evaluate's."""
-        return keras_values(self._step_logs(x, y, "train_on_batch"), return_dict)
+        return keras_values(self._step_logs(x, y, "train_on_batch", sample_weight, class_weight), return_dict)
 
-    def test_on_batch(self, x: Any, y: Any, return_dict: bool = False) -> Any:
+    def test_on_batch(self, x: Any, y: Any, sample_weight: Any = None, return_dict: bool = False) -> Any:
         """Keras's ``test_on_batch``: ``evaluate`` on one batch."""
-        return self.evaluate(x, y, batch_size=max(len(x), 1), return_dict=return_dict)
+        return self.evaluate(x, y, batch_size=max(len(x), 1), return_dict=return_dict, sample_weight=sample_weight)
 
     def predict_on_batch(self, x: Any) -> np.ndarray:
         """Keras's ``predict_on_batch``: ``predict`` on one batch."""
         return self.predict(x, batch_size=max(len(x), 1))
 
-    def _step_logs(self, x: Any, y: Any, what: str) -> dict[str, float]:
+    def _step_logs(self, x: Any, y: Any, what: str, sample_weight: Any = None, class_weight: Any = None) -> dict[str, float]:
         self._start_training(what)
         xh, yh = self._prepare(x, y)
+        wh = self._weights(sample_weight, class_weight, y, xh.shape[0])
         self._ensure_built(xh.shape[1])
         backend, comm = self.backend, distributed.world()
         x_dev, y_dev = backend.from_numpy(xh), backend.from_numpy(yh)
+        w_dev = None if wh is None else backend.from_numpy(wh)
         acc = backend.zeros((self.metric_columns(),), np.float64)
+        self.bind_metrics(acc[2:])
         if comm.size == 1:
-            self.accumulate_batch(x_dev, y_dev, acc)
-            return self.logs_from(backend.to_numpy(acc) / xh.shape[0])
-        same_on_every_rank(comm, what, x=fingerprint(xh), y=fingerprint(yh))  # the global batch on every rank
-        return self.logs_from(self._train_global_batch(x_dev, y_dev, acc) / xh.shape[0])
+            self.accumulate_batch(x_dev, y_dev, acc, sample_weight=w_dev)
+            return self.logs_from(backend.to_numpy(acc), xh.shape[0])
+        same_on_every_rank(comm, what, x=fingerprint(xh), y=fingerprint(yh), w=None if wh is None else fingerprint(wh))
+        return self.logs_from(self._train_global_batch(x_dev, y_dev, acc, w_dev), xh.shape[0])
 
     # -- loops -------------------------------------------------------------------
     def fit(
         self,
         x: Any,
-        y: Any,
+        y: Any = None,
         batch_size: int | None = 32,
         epochs: int = 1,
         verbose: int | str = 1,
@@ -308,19 +302,32 @@ class Trainer(DataParallel):
         validation_data: tuple[Any, Any] | None = None,
         shuffle: bool = True,
         initial_epoch: int = 0,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
     ) -> History:
         """Train from epoch ``initial_epoch`` up to ``epochs`` over (x (N, M), y), as Keras's fit.
 
         ``validation_split`` holds out the last fraction of the samples (before shuffling) as
-        validation data; ``validation_data=(x_val, y_val)`` gives them instead. Shuffling draws
+        validation data; ``validation_data=(x_val, y_val)`` or ``(x_val, y_val, val_sample_weight)``
+        gives them instead. ``sample_weight`` (one weight a sample) or ``class_weight`` ({class:
+        weight}) weigh each row's loss as Keras does (``fcgpu.training.weights``). Shuffling draws
         from ``fcgpu.set_seed``'s generator. verbose: 0 silent, 1 (or 'auto') a progress bar per
         epoch, 2 one line per epoch. ``callbacks``: ``fcgpu.callbacks`` objects, called with Keras's
         hooks and logs; one setting ``model.stop_training`` ends training after its batch. A
         non-finite loss stops training with a warning naming the epoch and batch.
         Returns a History whose ``history`` has 'loss', the metrics, and 'val_'-prefixed ones.
         Data parallel (``fcgpu.distributed``): batch_size is the global batch, every rank passes the
-        same data and gets the same, global, figures; only rank 0 prints.
+        same data and gets the same, global, figures; only rank 0 prints. x may also be a generator
+        or PyDataset of (x, y) batches, and validation_data too (``streaming``, ``data_adapter``).
         """
+        if is_stream(x) or is_stream(validation_data) or steps_per_epoch is not None or validation_steps is not None:
+            if sample_weight is not None or class_weight is not None:
+                raise ValueError("sample_weight and class_weight: with a generator or PyDataset, weights are not supported "
+                                 "in this release; give arrays to weigh the samples")
+            return fit_stream(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+                              shuffle, initial_epoch, steps_per_epoch, validation_steps)
         self._start_training("fit")
         comm = distributed.world()
         epochs = positive_int(epochs, "epochs", allow_zero=True)
@@ -333,11 +340,14 @@ class Trainer(DataParallel):
             raise ValueError(f"validation_split: expected a fraction in [0, 1), got {validation_split!r}")
         xh, yh = self._prepare(x, y)
         self.output_loss()  # a loss that cannot meet this output fails before anything changes
+        wh = self._weights(sample_weight, class_weight, y, xh.shape[0])
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data: expected a tuple (x_val, y_val)")
-            val = self._prepare(*validation_data, ("validation_data[0]", "validation_data[1]"), width=xh.shape[1])
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data: expected a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight)")
+            val = self._prepare(*validation_data[:2], ("validation_data[0]", "validation_data[1]"), width=xh.shape[1])
+            val_w = validation_data[2] if len(validation_data) == 3 else None
+            val = (*val, self._weights(val_w, None, validation_data[1], val[0].shape[0], "validation_data[2]"))
         elif validation_split:
             split = int(math.floor(xh.shape[0] * (1.0 - validation_split)))
             if split in (0, xh.shape[0]):
@@ -345,7 +355,8 @@ class Trainer(DataParallel):
                     f"validation_split: {validation_split} of {xh.shape[0]} samples leaves "
                     f"{'no training' if split == 0 else 'no validation'} samples"
                 )
-            xh, yh, val = xh[:split], yh[:split], (xh[split:], yh[split:])
+            val = (xh[split:], yh[split:], None if wh is None else wh[split:])
+            xh, yh, wh = xh[:split], yh[:split], None if wh is None else wh[:split]
         n = xh.shape[0]
         given = [cb for cb in callbacks if isinstance(cb, History)] if isinstance(callbacks, (list, tuple)) else []
         history = given[0] if given else History()  # Keras: fit returns the History among the callbacks
@@ -354,18 +365,24 @@ class Trainer(DataParallel):
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n, "steps": -(-n // batch_size),
                           "verbose": verbose}
         callback_list = quiet_callbacks(callbacks_module.CallbackList(callbacks, self, history.params), comm)
+        verbose = 0 if callback_list.draws_progress else verbose  # a given ProgbarLogger draws it
         self._ensure_built(xh.shape[1])
         backend = self.backend
         settings = (batch_size, epochs, initial_epoch, bool(shuffle), float(validation_split))
-        self._start_from_rank0(comm, "fit", {"x": xh, "y": yh, "validation": val}, settings, fit=True)
+        weighed = {} if wh is None else {"sample_weight": wh}
+        self._start_from_rank0(comm, "fit", {"x": xh, "y": yh, "validation": val[:2] if val else val, **weighed},
+                               settings, fit=True)
         x_dev, y_dev = backend.from_numpy(xh), backend.from_numpy(yh)
+        w_dev = None if wh is None else backend.from_numpy(wh)
         val_dev = None
         if val is not None:  # each rank evaluates its share of the validation rows
             lo, hi = distributed.shard_bounds(val[0].shape[0], comm.rank, comm.size)
-            val_dev = (backend.from_numpy(val[0][lo:hi]), backend.from_numpy(val[1][lo:hi]), val[0].shape[0])
+            val_dev = (backend.from_numpy(val[0][lo:hi]), backend.from_numpy(val[1][lo:hi]), val[0].shape[0],
+                       None if val[2] is None else backend.from_numpy(val[2][lo:hi]))
         rng = get_rng()
         self.stop_training = False
         callback_list.call("on_train_begin", {})
+        initial_epoch = self.__dict__.pop("_initial_epoch", None) or initial_epoch  # set by BackupAndRestore
         logs: dict[str, float] = {}
         for epoch in range(initial_epoch, epochs):
             start = time.perf_counter()
@@ -376,11 +393,12 @@ class Trainer(DataParallel):
                 order = rng.permutation(n)
                 perm = backend.from_numpy(order if mine is None else order[mine])
                 xe, ye = x_dev[perm], y_dev[perm]
+                we = None if w_dev is None else w_dev[perm]  # the weights shuffled with their rows
                 del perm
             else:
-                xe, ye = x_dev, y_dev
+                xe, ye, we = x_dev, y_dev, w_dev
             bar = progress_bar(epoch, epochs, history.params["steps"], verbose)
-            logs, stopped_at = run_epoch(self, xe, ye, batches, (x_dev[0:1], y_dev[0:1]), bar, callback_list)
+            logs, stopped_at = run_epoch(self, xe, ye, batches, (x_dev[0:1], y_dev[0:1]), bar, callback_list, we)
             if stopped_at is not None:
                 history.record(epoch, logs, time.perf_counter() - start)
                 if bar is not None:
@@ -396,7 +414,7 @@ class Trainer(DataParallel):
                 history.stopped = {"epoch": epoch, "batch": stopped_at}
                 break
             if val_dev is not None:
-                val_logs = evaluate_arrays(self, val_dev[0], val_dev[1], 256, val_dev[2], callback_list)
+                val_logs = evaluate_arrays(self, val_dev[0], val_dev[1], 256, val_dev[2], callback_list, val_dev[3])
                 logs.update({f"val_{key}": value for key, value in val_logs.items()})
             backend.synchronize()
             seconds = time.perf_counter() - start
@@ -408,35 +426,36 @@ class Trainer(DataParallel):
             elif verbose == 2:
                 text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
                 print(f"Epoch {epoch + 1}/{epochs} - {seconds:.2f}s - {text}", file=sys.stdout, flush=True)
-            del xe, ye
+            del xe, ye, we
             if self.stop_training:
                 break
         callback_list.call("on_train_end", logs)
         return history
 
-    def logs_from(self, means: np.ndarray) -> dict[str, float]:
-        """{'loss': ..., metric name: ...} from the accumulator's column means."""
-        logs = {"loss": float(means[0])}
-        column = 2
-        for metric in self.metric_objects:
-            if metric.fused_with_loss:
-                logs[metric.name] = float(means[1])
-            else:
-                logs[metric.name] = float(means[column])
-                column += 1
-        return logs
+    def logs_from(self, totals: np.ndarray, rows: int) -> dict[str, Any]:
+        """{'loss': ..., metric name: ...} from a host copy of the accumulator (``metric_columns``
+        entries: the sums over ``rows`` rows, then the metrics' states), without device work."""
+        return metric_state.logs(self.metric_objects, totals, rows, self.output_features if self.built else 1)
 
     def evaluate(
         self,
         x: Any,
-        y: Any,
+        y: Any = None,
         batch_size: int | None = 256,
         verbose: int | str = 0,
         callbacks: Sequence[callbacks_module.Callback] | None = None,
         return_dict: bool = False,
+        sample_weight: Any = None,
+        steps: int | None = None,
     ) -> dict[str, float] | list[float] | float:
         """Loss and metrics over (x, y), as Keras returns them: the loss (a float) without metrics,
-        else [loss, *metrics]; ``return_dict=True`` gives {'loss': ..., 'accuracy': ...}."""
+        else [loss, *metrics]; ``return_dict=True`` gives {'loss': ..., 'accuracy': ...}.
+        ``sample_weight`` weighs each row's loss as ``fit``'s does. x may be a generator or
+        PyDataset (``steps`` batches of it, else all)."""
+        if is_stream(x):
+            if sample_weight is not None:
+                raise ValueError("sample_weight: with a generator or PyDataset, give the weights in its batches")
+            return evaluate_from(self, x, y, steps, verbose, callbacks, return_dict)
         self._require_compiled("evaluate")
         batch_size = 256 if batch_size is None else positive_int(batch_size, "batch_size")
         verbose = verbosity(verbose, default=0)
@@ -444,6 +463,7 @@ class Trainer(DataParallel):
             raise TypeError(f"return_dict: expected True or False, got {return_dict!r}")
         xh, yh = self._prepare(x, y)
         self.output_loss()
+        wh = self._weights(sample_weight, None, y, xh.shape[0])
         self._ensure_built(xh.shape[1])
         backend, comm = self.backend, distributed.world()
         params = {"batch_size": batch_size, "steps": -(-xh.shape[0] // batch_size), "verbose": verbose}
@@ -451,7 +471,8 @@ class Trainer(DataParallel):
         self._start_from_rank0(comm, "evaluate", {"x": xh, "y": yh}, batch_size, fit=False)
         lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)
         x_dev, y_dev = backend.from_numpy(xh[lo:hi]), backend.from_numpy(yh[lo:hi])
-        logs = evaluate_arrays(self, x_dev, y_dev, batch_size, xh.shape[0], callback_list)
+        w_dev = None if wh is None else backend.from_numpy(wh[lo:hi])
+        logs = evaluate_arrays(self, x_dev, y_dev, batch_size, xh.shape[0], callback_list, w_dev)
         if verbose and comm.rank == 0:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
         return keras_values(logs, return_dict)
@@ -462,9 +483,13 @@ class Trainer(DataParallel):
         batch_size: int | None = 256,
         verbose: int | str = 0,
         callbacks: Sequence[callbacks_module.Callback] | None = None,
+        steps: int | None = None,
     ) -> np.ndarray:
         """The model's outputs (N, N_last) for x (N, M), computed in batches, as a NumPy array.
-        ``callbacks`` get Keras's predict hooks (a batch's logs hold its outputs, as Keras's)."""
+        ``callbacks`` get Keras's predict hooks (a batch's logs hold its outputs, as Keras's).
+        x may be a generator or PyDataset (``steps`` batches of it, else all)."""
+        if is_stream(x):
+            return predict_from(self, x, steps, verbose, callbacks)
         batch_size = 256 if batch_size is None else positive_int(batch_size, "batch_size")
         verbose = verbosity(verbose, default=0)
         xh = self._check_x(x)
@@ -494,4 +519,4 @@ class Trainer(DataParallel):
         if comm.size > 1:
             comm.allgather_rows(out[lo:hi].copy(), out)
         callback_list.call("on_predict_end", {})
-        return out
+        return self.structure_outputs(out)

@@ -126,7 +126,46 @@ def mixed_float16(rank: int, out_dir: str) -> dict[str, Any]:
     return _results(model, history, x, y)
 
 
+def graph(rank: int, out_dir: str) -> dict[str, Any]:
+    """A functional graph: two inputs, a frozen layer (its weights, drawn from each rank's own seed,
+    come from rank 0 although they are outside the flat buffers), a fan-out into Add and
+    Concatenate, Dropout; 50 samples in batches of 8, shuffled, Adam."""
+    x, y = _data(50, 7, 3)
+    fc.set_seed(SEED + rank)
+    left, right = fc.Input(shape=(4,), dtype="float64"), fc.Input(shape=(3,), dtype="float64")
+    h = fc.Dense(5, activation="tanh", dtype="float64", name="frozen")(left)
+    a = fc.Dense(5, activation="relu", dtype="float64")(h)
+    b = fc.Dropout(0.3)(fc.Dense(5, dtype="float64")(right))
+    merged = fc.layers.Concatenate()([fc.layers.Add()([a, b]), h])
+    model = fc.Model([left, right], fc.Dense(3, dtype="float64")(merged))
+    model.get_layer("frozen").trainable = False
+    fc.set_seed(SEED + rank)
+    model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.Adam(lr=0.05), metrics=["accuracy"])
+    history = model.fit([x[:, :4], x[:, 4:]], y, batch_size=8, epochs=3, verbose=0)
+    result = _results(model, history, [x[:, :4], x[:, 4:]], y)
+    result["frozen"] = [np.array(w) for w in model.get_layer("frozen").get_weights()]
+    result["flat_weights"] = [fc.to_numpy(w) for w in model.trainable_weights]  # what the flat buffer holds
+    return result
+
+
+def sample_weights(rank: int, out_dir: str) -> dict[str, Any]:
+    """Sample weights shuffled and sharded with their rows (43 samples in batches of 8, a last
+    batch of 3), validation data with its own weights, and a weighted evaluate."""
+    x, y = _data(43, 7, 3)
+    xv, yv = _data(13, 7, 3, seed=1)
+    rng = np.random.default_rng(7)
+    w, wv = rng.uniform(0.0, 3.0, 43), rng.uniform(0.0, 2.0, 13)
+    model = _model([6, 3], rank)
+    model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.SGD(lr=0.1, momentum=0.5))
+    history = model.fit(x, y, batch_size=8, epochs=3, sample_weight=w, validation_data=(xv, yv, wv), verbose=0)
+    result = _results(model, history, xv, yv)
+    result["weighted_evaluate"] = model.evaluate(xv, yv, sample_weight=wv, batch_size=4)
+    return result
+
+
 SCENARIOS: dict[str, Callable[[int, str], dict[str, Any]]] = {
+    "graph": graph,
+    "sample_weights": sample_weights,
     "mixed_float16": mixed_float16,
     "dropout": dropout,
     "sgd_momentum": sgd_momentum,

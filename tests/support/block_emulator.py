@@ -32,7 +32,10 @@ from fcgpu.testing.fake_cupy.host_library import compile_host_library
 from fcgpu.testing.fake_cupy.params import HOST_CTYPES, get_param_info, resolve_types
 
 HEADER = Path(__file__).with_name("block_emulator.h")
-BLOCK_FUNCTIONS = re.compile(r"\bfc_(softmax_xent_warp_\w+|softmax_warp_\w+|loss_grid|all_finite_grid|bn_stats|param_grads|ln_forward|ln_dx)\b")
+BLOCK_FUNCTIONS = re.compile(
+    r"\bfc_(softmax_xent_warp_\w+|softmax_warp_\w+|loss_grid|all_finite_grid|loss_scale_check_grid|bn_stats|param_grads"
+    r"|ln_forward|ln_dx)\b"
+)
 _SCALAR_CTYPES = {"b": ctypes.c_bool, "i": ctypes.c_longlong, "u": ctypes.c_ulonglong, "f": ctypes.c_double}
 
 

@@ -128,6 +128,18 @@ def trace_backend_calls() -> list[KernelCall]:
             b.huber_grad(z, z, 1.0, 0.25, b.empty((batch, 3), f))
             b.huber_step(z, z, 1.0, 0.25, 1.0 / 3, b.empty((batch, 3), f), b.zeros((4, 2), np.float64)[1])
             b.all_finite(z)  # loss scaling's overflow check
+            # Sample weights read by the fused steps (W = float32 here; float64 for a float64 model).
+            sw = b.zeros((batch,), np.float64 if f == np.float64 else np.float32)
+            b.softmax_xent_step(z, b.zeros((batch,), np.int64), 0.25, 1.0, True, b.empty((batch, 3), f), acc,
+                                sample_weight=sw)
+            b.softmax_xent_step(z, b.zeros((batch, 3), f), 0.25, 1.0, True, b.empty((batch, 3), f), acc,
+                                sample_weight=sw)
+            b.bce_logits_step(col, col, 0.25, 1.0, True, b.empty((batch, 1), f), acc, sample_weight=sw)
+            b.mse_step(z, z, 0.25, 1.0 / 3, b.empty((batch, 3), f), acc, sample_weight=sw)
+            b.mae_step(z, z, 0.25, 1.0 / 3, b.empty((batch, 3), f), acc, sample_weight=sw)
+            b.huber_step(z, z, 1.0, 0.25, 1.0 / 3, b.empty((batch, 3), f), acc, sample_weight=sw)
+            ls = b.zeros((b.LS_SIZE,), np.float64)
+            b.loss_scale_check([z, col], ls, 2000, 1e-3, 0.9, 0.999)  # its device decision, two buffers
         for shape in ((3, 4), (4,)):
             p, g = b.zeros(shape, f), b.zeros(shape, f)
             b.sgd_update(p, g, None, 0.1, 0.0, 0.0, False)
@@ -159,6 +171,17 @@ def trace_backend_calls() -> list[KernelCall]:
             for mg, mom in ((None, None), (None, s()), (s(), None), (s(), s())):
                 b.rmsprop_update(p, g, s(), mg, mom, 1e-3, 0.9, 0.0 if mom is None else 0.5, 1e-7, 0.0, **mixed)
             b.adagrad_update(p, g, s(), 1e-3, 1e-7, 0.0, **mixed)
+        # Loss scaling decided on the device: the updates guarded by its state (_guarded, _guarded_mixed).
+        for mixed in ({"guard": b.zeros((b.LS_SIZE,), np.float64)},
+                      {"guard": b.zeros((b.LS_SIZE,), np.float64), "half": b.zeros((3, 4), np.float16)}):
+            p, g = s(), s()
+            b.sgd_update(p, g, None, 0.1, 0.0, 0.0, False, **mixed)
+            b.sgd_update(p, g, s(), 0.1, 0.9, 1e-4, True, **mixed)
+            b.adam_update(p, g, s(), s(), 1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False, **mixed)
+            for mg, mom in ((None, None), (None, s()), (s(), None), (s(), s())):
+                b.rmsprop_update(p, g, s(), mg, mom, 1e-3, 0.9, 0.0 if mom is None else 0.5, 1e-7, 0.0, **mixed)
+            b.adagrad_update(p, g, s(), 1e-3, 1e-7, 0.0, **mixed)
+        b.l1l2_grad(g, p, 0.01, 0.01, gscale=b.zeros((b.LS_SIZE,), np.float64))
         _trace_layer_calls(b, f)
     return calls
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .validation import positive_int
+from ..validation import positive_int
 
 __all__ = [
     "Callback",
@@ -119,6 +119,11 @@ class CallbackList:
     @property
     def wants_batches(self) -> bool:
         return self.wants("train")
+
+    @property
+    def draws_progress(self) -> bool:
+        """Whether a callback draws fit's progress itself (a ProgbarLogger), so fit draws none."""
+        return any(getattr(cb, "draws_progress", False) for cb in self.callbacks)
 
     def call(self, hook: str, *args: Any) -> None:
         mode = _MODE_OF.get(hook)
@@ -250,7 +255,7 @@ class ModelCheckpoint(Callback):
         if self.save_weights_only and not self.filepath.endswith(".weights.h5"):
             raise ValueError(f"filepath: with save_weights_only=True it must end in '.weights.h5', got {self.filepath!r}")
         if self.filepath.endswith((".keras", ".weights.h5")):
-            from .interop.keras_weights import h5py_module
+            from ..interop.keras_weights import h5py_module
 
             h5py_module()  # an ImportError saying what to install, before training starts
         self.monitor = str(monitor)
@@ -390,7 +395,7 @@ class CSVLogger(Callback):
         self._writes = True
 
     def on_train_begin(self, logs=None):
-        from .distributed.communicator import world
+        from ..distributed.communicator import world
 
         self._writes = world().is_root
         if not self._writes:
