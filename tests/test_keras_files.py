@@ -390,13 +390,18 @@ def test_a_mixed_model_keeps_its_optimizer_state_both_ways(tmp_path):
     assert again.optimizer.iterations == 4 and type(again.optimizer).__name__ == "LossScaleOptimizer"
 
 
-def test_a_frozen_keras_layer_is_loaded_with_a_warning(tmp_path):
+def test_frozen_layers_stay_frozen_both_ways(tmp_path):
     model = keras_model(compile=False)
     model.layers[0].trainable = False
     model.save(tmp_path / "k.keras")
-    with pytest.warns(UserWarning, match="'dense[_0-9]*' is frozen in Keras"):
-        loaded = fc.load_model(tmp_path / "k.keras")
+    loaded = fc.load_model(tmp_path / "k.keras")
+    assert [layer.trainable for layer in loaded.layers] == [layer.trainable for layer in model.layers]
+    assert loaded.layers[0].trainable is False
     np.testing.assert_allclose(loaded.predict(X), keras_predict(model), rtol=1e-5, atol=1e-6)
+    loaded.save(tmp_path / "f.keras")
+    back = keras.models.load_model(tmp_path / "f.keras")
+    assert back.layers[0].trainable is False and back.layers[3].trainable is True
+    assert len(back.trainable_weights) == len(model.trainable_weights)
 
 
 def test_h5py_onnx_and_torch_are_imported_only_when_their_files_are_used(tmp_path):

@@ -296,3 +296,29 @@ def test_a_shared_layer_is_refused(tmp_path):
     model.save(tmp_path / "k.keras")
     with pytest.raises(fc.ModelFileError, match="called 2 times"):
         fc.load_model(tmp_path / "k.keras")
+
+
+def test_a_frozen_nested_model_and_layer_stay_frozen_both_ways(tmp_path):
+    model = keras_nested()
+    model.get_layer("encoder").trainable = False
+    model.save(tmp_path / "k.keras")
+    loaded = fc.load_model(tmp_path / "k.keras")
+    assert loaded.get_layer("encoder").trainable is False
+    assert len(loaded.trainable_weights) == len(model.trainable_weights) < len(loaded.weights)
+    np.testing.assert_allclose(loaded.predict(X), predict(model), rtol=1e-5, atol=1e-5)
+    loaded.save(tmp_path / "f.keras")
+    back = keras.models.load_model(tmp_path / "f.keras")
+    # Keras restores a nested Sequential's layers frozen (its own flag it leaves True, also from its own files)
+    assert [layer.trainable for layer in back.get_layer("encoder").layers] == [False, False]
+    assert len(back.trainable_weights) == len(model.trainable_weights)
+
+
+def test_a_model_of_several_outputs_is_not_written_as_a_keras_file(tmp_path):
+    fc.set_seed(0)
+    x = fc.Input((6,))
+    h = fc.Dense(4)(x)
+    model = fc.Model(x, [fc.Dense(2)(h), fc.Dense(3)(h)])
+    (tmp_path / "m.keras").write_bytes(b"a good file")
+    with pytest.raises(ValueError, match="2 outputs"):
+        model.save(tmp_path / "m.keras")
+    assert (tmp_path / "m.keras").read_bytes() == b"a good file"

@@ -160,3 +160,12 @@ def test_image_inputs_keep_their_shape_and_the_output_is_flat_as_predict_gives_i
     assert [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", 2, 3]
     assert [d.dim_param or d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == ["batch", 4]
     assert model.predict(np.zeros((2, 2, 3), np.float32)).shape == (2, 4)
+
+
+def test_a_model_of_several_outputs_is_refused(tmp_path):
+    fc.set_seed(0)
+    x = fc.Input((6,))
+    h = fc.Dense(4)(x)
+    with pytest.raises(ValueError, match="2 outputs"):
+        export_onnx(fc.Model(x, [fc.Dense(2)(h), fc.Dense(3)(h)]), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

@@ -59,6 +59,8 @@ def _float32_value(x: Any) -> Any:
 def compile_to_keras(compiled: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     """(Keras's compile_config, '') or (None, why not) for fcgpu's ``get_compile_config()``."""
     loss, opt = compiled.get("loss") or {}, compiled.get("optimizer") or {}
+    if not isinstance(loss, dict) or not isinstance(opt, dict):
+        return None, "the model has a loss per output"
     if opt.get("class_name") == "LossScaleOptimizer":  # Keras wraps a mixed_float16 model's optimizer itself
         opt = opt.get("inner_optimizer") or {}
     if loss.get("class_name") not in _LOSSES:

@@ -167,8 +167,9 @@ def layer_from_keras(entry: Any, custom_objects: Mapping[str, Callable[[dict[str
     if refused:
         raise UnsupportedKeras(f"{what}: fcgpu has no {', '.join(refused)}")
     dtype = policy_from_keras(config.get("dtype"), what)
+    frozen = {"trainable": False} if flag(config.get("trainable", True), "trainable", what) is False else {}
     return {"class_name": cls, "name": name if isinstance(name, str) and name else None,
-            **_from_keras(cls, config, what), "dtype": dtype}
+            **_from_keras(cls, config, what), "dtype": dtype, **frozen}
 
 
 def _to_keras(cls: str, config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -242,7 +243,8 @@ def layer_to_keras(config: dict[str, Any], policy: str, input_shape: Any) -> dic
     ((None, features), or a list of such for a merge; None: no build config)."""
     cls = config.get("class_name")
     name = config["name"]
-    common = {"name": name, "trainable": True, "dtype": policy_to_keras(config.get("dtype") or policy)}
+    common = {"name": name, "trainable": config.get("trainable", True) is not False,
+              "dtype": policy_to_keras(config.get("dtype") or policy)}
     out = {"module": "keras.layers", "class_name": cls, "config": {**common, **_to_keras(cls, config, name)},
            "registered_name": None}
     if input_shape is not None:

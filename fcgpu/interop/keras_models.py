@@ -13,7 +13,6 @@ counted (``parameter_count``) so that the caller can hold them against the bytes
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Callable, Mapping
 
 from .keras_common import UnsupportedKeras, compute_dtype, inner, policy_to_keras
@@ -55,18 +54,12 @@ def _layer(entry: Any, custom_objects: Converters | None, depth: int) -> Any:
     return layer_from_keras(entry, custom_objects)
 
 
-def _warn_frozen(entry: dict[str, Any]) -> None:
-    if isinstance(entry.get("config"), dict) and entry["config"].get("trainable") is False:
-        warnings.warn(f"layer {entry['config'].get('name')!r} is frozen in Keras (trainable=False); fcgpu trains "
-                      f"every layer", stacklevel=5)
-
-
 def _sequential(config: dict[str, Any], inner_config: dict[str, Any], custom_objects: Converters | None,
                 depth: int) -> tuple[dict[str, Any], list[Any]]:
     entries = inner_config.get("layers")
     if not isinstance(entries, list):
         raise UnsupportedKeras("model: its config has no list of layers")
-    model: dict[str, Any] = {"class_name": "Sequential", "name": inner_config.get("name") or None}
+    model: dict[str, Any] = {"class_name": "Sequential", "name": inner_config.get("name") or None, **_frozen(inner_config)}
     layers, classes, problems = [], [], []
     shape, policy = None, "float32"
     for i, entry in enumerate(entries):
@@ -79,7 +72,6 @@ def _sequential(config: dict[str, Any], inner_config: dict[str, Any], custom_obj
         except UnsupportedKeras as e:
             problems.append(str(e))
             continue
-        _warn_frozen(entry)
         if isinstance(layer, dict) and layer["class_name"] == "Dense":
             policy = layer["dtype"] or policy
         elif isinstance(layer, dict) and layer["class_name"] not in MODELS and (
@@ -101,6 +93,13 @@ def _sequential(config: dict[str, Any], inner_config: dict[str, Any], custom_obj
     model["input_features"] = math.prod(shape[1:])
     model["layers"] = layers
     return model, classes
+
+
+def _frozen(config: dict[str, Any]) -> dict[str, Any]:
+    """A frozen model's flag (``trainable`` False), as fcgpu's model configs carry it."""
+    if config.get("trainable", True) not in (True, False):
+        raise UnsupportedKeras(f"model {config.get('name')!r}: trainable {config.get('trainable')!r} is not true or false")
+    return {"trainable": False} if config.get("trainable", True) is False else {}
 
 
 def _input_from_keras(entry: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +187,6 @@ def _functional(config: dict[str, Any], custom_objects: Converters | None, depth
                 made[name] = {**_input_from_keras(entry), "name": name}
             else:
                 made[name] = _layer(entry, custom_objects, depth)
-                _warn_frozen(entry)
         except UnsupportedKeras as e:
             problems.append(str(e))
     if problems:
@@ -210,7 +208,7 @@ def _functional(config: dict[str, Any], custom_objects: Converters | None, depth
             layer.name = name
         layers.append({"config": layer, "inbound": inbound[name] or []})
     fc = {"class_name": "Functional", "name": config.get("name") or None, "layers": layers, "input_layers": inputs,
-          "output_layers": outputs}
+          "output_layers": outputs, **_frozen(config)}
     _policies_from_keras(fc)
     return fc, [(n, e["class_name"]) for n, e in zip(names, entries)]
 
@@ -305,6 +303,9 @@ def model_to_keras(model_config: dict[str, Any], compile_config: dict[str, Any] 
     functional); the compile config is included where it translates (see ``compile_to_keras``)."""
     if model_config.get("class_name") not in ("Sequential", "Functional"):
         raise UnsupportedKeras(f"model: {model_config.get('class_name')} models are not written as .keras")
+    if len(model_config.get("output_layers") or [None]) != 1:
+        raise UnsupportedKeras(f"model: it has {len(model_config['output_layers'])} outputs; fcgpu writes .keras files of "
+                               f"models of one output (concatenate the heads)")
     out, _, _ = _to_keras(model_config, None, None)
     if compile_config is not None:
         translated, _ = compile_to_keras(compile_config)
@@ -355,7 +356,7 @@ def _sequential_to_keras(config: dict[str, Any]) -> tuple[dict[str, Any], list[A
     return {
         "module": "keras",
         "class_name": "Sequential",
-        "config": {"name": config["name"], "trainable": True,
+        "config": {"name": config["name"], "trainable": config.get("trainable", True) is not False,
                    "dtype": policy_to_keras(policy if not policy.startswith("mixed") else "float32"),
                    "layers": layers, "build_input_shape": build},
         "registered_name": None,
@@ -394,7 +395,7 @@ def _functional_to_keras(config: dict[str, Any]) -> tuple[dict[str, Any], list[A
     return {
         "module": _FUNCTIONAL_MODULE,
         "class_name": "Functional",
-        "config": {"name": config["name"], "trainable": True, "layers": layers,
+        "config": {"name": config["name"], "trainable": config.get("trainable", True) is not False, "layers": layers,
                    "input_layers": inputs[0] if len(inputs) == 1 else inputs,
                    "output_layers": [output, 1 if tensors[output][2] else 0, 0]},
         "registered_name": "Functional",

@@ -102,6 +102,9 @@ def build_onnx_model(model: Any, opset: int | None = None) -> Any:
     opset = DEFAULT_OPSET if opset is None else opset
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= latest:
         raise ValueError(f"opset: expected an int in [{MIN_OPSET}, {latest}] (this onnx's newest), got {opset!r}")
+    if len(getattr(model, "outputs", [None])) != 1:
+        raise ValueError(f"model: it has {len(model.outputs)} outputs; ONNX export takes models of one output "
+                         f"(concatenate the heads)")
     io_dtype, compute, io_type, compute_type = _types(model)
     g = Graph(onnx, opset, io_dtype, compute, io_type, compute_type)
     specs = model.input_specs()
