@@ -104,3 +104,28 @@ def test_a_damaged_input_writes_nothing(saved, capsys):
     (d / "bad.keras").write_bytes(b"PK\x03\x04 truncated")
     assert convert(d / "bad.keras", d / "out.onnx") == 2
     assert "bad.keras" in capsys.readouterr().err and not (d / "out.onnx").exists()
+
+
+def test_a_functional_model_of_the_new_layers_converts_between_every_format(tmp_path, capsys):
+    fc.set_seed(2)
+    x = fc.Input((4,), name="x")
+    h = fc.layers.BatchNormalization()(fc.Dense(5, activation="relu")(x))
+    h = fc.layers.Concatenate()([fc.layers.PReLU()(h), fc.layers.LayerNormalization()(fc.Dense(3)(x))])
+    model = fc.Model(x, fc.Dense(2)(fc.layers.LeakyReLU(0.1)(h)), name="graph")
+    model.compile(loss="mse", optimizer="adam")
+    model.fit(X, X[:, :2], epochs=2, batch_size=4, verbose=0)
+    model.save(tmp_path / "g.fcgpu")
+    assert convert(tmp_path / "g.fcgpu", tmp_path / "g.keras") == 0
+    assert "graph" in capsys.readouterr().out
+    assert convert(tmp_path / "g.keras", tmp_path / "back.fcgpu") == 0
+    np.testing.assert_allclose(fc.load_model(tmp_path / "back.fcgpu").predict(X), model.predict(X), rtol=1e-6, atol=1e-7)
+    assert convert(tmp_path / "g.fcgpu", tmp_path / "w.weights.h5") == 0
+    assert convert(tmp_path / "w.weights.h5", tmp_path / "again.keras", "--model", tmp_path / "g.keras") == 0
+    np.testing.assert_allclose(fc.load_model(tmp_path / "again.keras").predict(X), model.predict(X), rtol=1e-6, atol=1e-7)
+    keras = pytest.importorskip("keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "g.keras").predict(X, verbose=0), model.predict(X),
+                               rtol=1e-5, atol=1e-6)
+    ort = pytest.importorskip("onnxruntime")
+    assert convert(tmp_path / "g.keras", tmp_path / "g.onnx") == 0
+    session = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"input": X})[0], model.predict(X), rtol=2e-5, atol=2e-6)

@@ -226,3 +226,93 @@ def test_a_good_weights_file_is_never_replaced_by_a_bad_one(tmp_path):
     with pytest.raises(ValueError, match="NaN or inf"):
         m.save_weights(path)
     assert path.read_bytes() == good and sorted(os.listdir(tmp_path)) == ["w.weights.h5"]
+
+
+# -- the graph of a functional model ----------------------------------------------------------------
+def graph_model():
+    fc.set_seed(0)
+    a, b = fc.Input((4,), name="a"), fc.Input((2,), name="b")
+    h = fc.layers.Concatenate(name="cat")([fc.Dense(3, name="da")(a), fc.Dense(3, name="db")(b)])
+    return fc.Model([a, b], fc.Dense(2, name="out")(fc.layers.BatchNormalization(name="bn")(h)), name="g")
+
+
+def graph_file(tmp_path, edit):
+    """A functional model's .keras file with its config edited by ``edit(config)``."""
+    m = graph_model()
+    config = model_to_keras(m.get_config(), None)
+    edit(config)
+    return write_zip(tmp_path / "g.keras", {"config.json": json.dumps(config), "model.weights.h5": weights_h5_bytes(m)})
+
+
+def entry(config, name):
+    return next(e for e in config["config"]["layers"] if e["name"] == name)
+
+
+def history(e, k=0):
+    args = e["inbound_nodes"][0]["args"][0]
+    return (args[k] if isinstance(args, list) else args)["config"]["keras_history"]
+
+
+def test_the_untouched_graph_file_loads(tmp_path):
+    loaded = fc.load_model(graph_file(tmp_path, lambda c: None))
+    x = [np.ones((3, 4), np.float32), np.ones((3, 2), np.float32)]
+    np.testing.assert_array_equal(loaded.predict(x), graph_model().predict(x))
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: history(entry(c, "cat"), 1).__setitem__(0, "nowhere"), "'nowhere', which is no layer of the graph"),
+    (lambda c: history(entry(c, "da")).__setitem__(0, "out"), "cycle"),
+    (lambda c: history(entry(c, "da")).__setitem__(0, "da"), "cycle"),
+    (lambda c: entry(c, "bn")["inbound_nodes"].append(entry(c, "bn")["inbound_nodes"][0]), "called 2 times"),
+    (lambda c: history(entry(c, "bn")).__setitem__(1, 1), "reads call 1"),
+    (lambda c: c["config"].__setitem__("output_layers", ["ghost", 0, 0]), "'ghost', which is no layer"),
+    (lambda c: c["config"].__setitem__("output_layers", [["out", 0, 0], ["bn", 0, 0]]), "2 outputs"),
+    (lambda c: c["config"].__setitem__("input_layers", [["a", 0, 0], ["cat", 0, 0]]), "not inputs"),
+    (lambda c: entry(c, "db").__setitem__("name", "da"), "distinct names"),
+    (lambda c: entry(c, "bn")["inbound_nodes"][0].__setitem__("args", "da"), "not one tensor"),
+    (lambda c: entry(c, "bn")["inbound_nodes"][0].__setitem__("kwargs", {"mask": [1]}), "arguments fcgpu does not take"),
+    (lambda c: entry(c, "bn").__setitem__("inbound_nodes", []), "never called"),
+    (lambda c: entry(c, "cat").__setitem__("class_name", "Lambda"), "fcgpu has no Lambda layer"),
+    (lambda c: entry(c, "out")["config"].__setitem__("units", 10**9), "needs .* bytes of weights"),
+])
+def test_a_hostile_graph_config_is_refused_before_anything_is_built(tmp_path, edit, match):
+    refused(graph_file(tmp_path, edit), match)
+
+
+def test_models_nested_without_end_are_refused(tmp_path):
+    def edit(config):
+        nested = {k: v for k, v in entry(config, "out").items() if k not in ("name", "inbound_nodes")}
+        for _ in range(40):
+            nested = {"class_name": "Sequential", "config": {"name": "s", "layers": [nested]}}
+        config["config"]["layers"][-1] = {**nested, "name": "out", "inbound_nodes": entry(config, "out")["inbound_nodes"]}
+
+    refused(graph_file(tmp_path, edit), "nested more than")
+
+
+def test_wrong_graph_weights_change_nothing(tmp_path):
+    m = graph_model()
+    before = m.get_weights()
+    good_bytes = weights_h5_bytes(m)
+
+    def edited(edit):
+        buffer = io.BytesIO(good_bytes)
+        with h5py.File(buffer, "a") as f:
+            edit(f)
+        return buffer.getvalue()
+
+    def reshape(f):
+        del f["layers/dense/vars/0"]
+        f["layers/dense/vars/0"] = np.zeros((4, 4), np.float32)
+
+    cases = [
+        (edited(reshape), "shape"),
+        (edited(lambda f: f["layers"].pop("input_layer_1")), "lacks"),
+        (edited(lambda f: f["layers"].create_group("dense_9/vars")), "the model lacks"),
+        (edited(lambda f: f["layers/batch_normalization/vars"].pop("3")), "holds 3 arrays"),
+    ]
+    for data, match in cases:
+        (tmp_path / "w.weights.h5").write_bytes(data)
+        with pytest.raises(fc.ModelFileError, match=match):
+            m.load_weights(tmp_path / "w.weights.h5")
+        for a, b in zip(before, m.get_weights()):
+            np.testing.assert_array_equal(a, b)

@@ -2,11 +2,12 @@
 
 - ``export_torch_state_dict`` / ``import_torch_state_dict``: nn.Sequential-of-nn.Linear weights
   (``torch_state``), without importing torch;
-- ``save_keras_model`` / ``load_keras_model``: Keras 3 ``.keras`` archives (``keras_archive``, on
-  ``keras_config`` for the configs, ``keras_weights`` for the HDF5 weights and ``keras_optimizer``
+- ``save_keras_model`` / ``load_keras_model``: Keras 3 ``.keras`` archives of Sequential and
+  functional models (``keras_archive``, on ``keras_config`` for the configs: ``keras_layers``,
+  ``keras_models``, ``keras_compile``; ``keras_weights`` for the HDF5 weights and ``keras_optimizer``
   for the optimizer state), which ``model.save`` / ``fc.load_model`` use for that extension;
   ``save_weights`` / ``load_weights``: Keras 3 ``.weights.h5`` files;
-- ``export_onnx``: an ONNX graph for ONNX Runtime, TensorRT and the like (``onnx_export``);
+- ``export_onnx``: an ONNX graph for ONNX Runtime, TensorRT and the like (``onnx_export``, on ``onnx_ops``);
 - ``convert``: the ``fcgpu convert IN OUT`` command between all of these.
 
 h5py and onnx are imported only when such a file is written or read.

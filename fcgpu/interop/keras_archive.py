@@ -33,11 +33,11 @@ from .keras_config import (
     compile_to_keras,
     model_from_keras,
     model_to_keras,
-    storage_keys,
+    parameter_count,
 )
 from .keras_optimizer import plain, state_from_keras, state_to_keras
 from . import keras_weights
-from .keras_weights import assign, read_layer_weights, read_optimizer_vars, weights_for, weights_h5_bytes
+from .keras_weights import assign, read_layer_weights, read_optimizer_vars, storage_plan, weights_for, weights_h5_bytes
 
 __all__ = ["is_keras_archive", "load_keras_model", "load_weights", "reads_as_keras", "save_keras_model"]
 
@@ -176,35 +176,36 @@ def load_weights(model: Any, path: str | os.PathLike) -> None:
         raise FileNotFoundError(f"path: no model file at {text!r}")
     bad = f"path: {text!r}"
     what = f"{bad} ({WEIGHTS})"
-    keys = storage_keys([type(layer).__name__ for layer in model.layers])
-    found = read_layer_weights(_weights_member(text, bad), keys, what)
-    assign(model, weights_for(model, found, what, keys), what)
+    plan = storage_plan(model)
+    assign(model, weights_for(plan, read_layer_weights(_weights_member(text, bad), plan, what), what), what)
 
 
-def _parameter_bytes(layers: list[Any], width: int) -> int:
-    """The fewest bytes the weights of these layer configs take (2 a value: float16)."""
-    total = 0
-    for c in layers:
-        if isinstance(c, dict) and c.get("class_name") == "Dense":
-            total += (width + (1 if c.get("use_bias", True) else 0)) * c["units"]
-            width = c["units"]
-    return 2 * total
-
-
-def _build(model_config: dict[str, Any], layers: list[Any]) -> Any:
-    """The fcgpu Sequential, built, without drawing from the seeded generator's stream."""
+def _build(model_config: dict[str, Any]) -> Any:
+    """The fcgpu model of ``model_config``, built, without drawing from the seeded generator's stream.
+    A Sequential is assembled layer by layer (a layer a caller's converter made goes in as it is)."""
     rng = get_rng()
     saved = rng.bit_generator.state
     try:
+        if model_config["class_name"] != "Sequential":
+            return deserialize(model_config, "model")
         model = deserialize({"class_name": "Sequential", "name": model_config.get("name"), "layers": []}, "model")
         if model_config.get("input") is not None:
             model.add(deserialize(model_config["input"], "input"))
-        for layer in layers:
+        for layer in model_config["layers"]:
             model.add(deserialize(layer, "layer") if isinstance(layer, dict) else layer)
         model.build(model_config["input_features"])
     finally:
         rng.bit_generator.state = saved
     return model
+
+
+def _keras_order(model: Any, classes: list[tuple[str | None, str]]) -> list[tuple[str, Any]]:
+    """(Keras class, fcgpu layer) of the model's own layers in the order Keras stored them: a
+    Sequential's by position, a functional model's by name in its config's order."""
+    if all(name is None for name, _ in classes):
+        return [(cls, layer) for (_, cls), layer in zip(classes, model.layers)]
+    by_name = {layer.name: layer for layer in model.layers}
+    return [(cls, by_name[name]) for name, cls in classes if name in by_name]
 
 
 def load_keras_model(
@@ -233,10 +234,12 @@ def load_keras_model(
             except (ValueError, RecursionError) as e:
                 raise ModelFileError(f"{bad}: its config.json is not valid JSON ({e})") from None
             try:
-                model_config, layers, classes = model_from_keras(config, custom_objects)
+                model_config, classes = model_from_keras(config, custom_objects)
+                need = 2 * parameter_count(model_config)  # 2 bytes a value at the fewest (float16)
             except UnsupportedKeras as e:
                 raise ModelFileError(f"{bad}: {e}") from None
-            need = _parameter_bytes(layers, model_config["input_features"])
+            except RecursionError:
+                raise ModelFileError(f"{bad}: its config nests too deep") from None
             if need > weights_info.file_size:
                 raise ModelFileError(f"{bad}: its config needs {need} bytes of weights or more, but {WEIGHTS} "
                                      f"holds {weights_info.file_size}")
@@ -246,13 +249,12 @@ def load_keras_model(
     except Exception as e:  # zipfile, zlib or the OS on a damaged file
         raise ModelFileError(f"{bad} is not a readable .keras archive (truncated or corrupted: {type(e).__name__}: {e})") from None
     try:
-        model = _build(model_config, layers)
+        model = _build(model_config)
     except Exception as e:
         raise ModelFileError(f"{bad}: its architecture cannot be built: {e}") from None
     what = f"{bad} ({WEIGHTS})"
-    keys = storage_keys(classes)  # where Keras stored each layer: by its Keras class
-    found = read_layer_weights(data, keys, what)
-    assign(model, weights_for(model, found, what, keys), what)
+    plan = storage_plan(model, _keras_order(model, classes))  # where Keras stored each layer: by its Keras class
+    assign(model, weights_for(plan, read_layer_weights(data, plan, what), what), what)
     if compile and isinstance(config, dict) and config.get("compile_config"):
         settings, why = compile_from_keras(config["compile_config"])
         try:

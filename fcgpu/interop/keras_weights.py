@@ -1,10 +1,12 @@
 """Keras 3's weights layout in HDF5 (``.weights.h5`` files and a ``.keras`` archive's ``model.weights.h5``).
 
-Keras stores a Sequential's layers under ``layers/<snake class name>[_k]/vars/<i>`` (numbered per
-class in model order, not by layer name: ``dense``, ``dense_1``, ``dropout``; see
-``keras_config.storage_keys``), each ``vars`` group with a ``name`` attribute (the layer's name),
-the model's own empty ``vars`` group at the root, and a Dense layer's kernel (in, units) as ``0``
-and bias as ``1``. ``optimizer/`` holds Keras optimizer state, which fcgpu neither writes nor reads.
+Keras stores a model's layers under ``layers/<snake class name>[_k]/vars/<i>`` (numbered per
+class in the order of ``model.layers``, not by layer name: ``dense``, ``dense_1``, ``dropout``; see
+``keras_common.storage_keys``; a functional model's inputs too, as ``input_layer``), each ``vars``
+group with a ``name`` attribute (the layer's name), each model's own empty ``vars`` group (the root's
+for the model itself), a nested model's layers under its own key (``layers/sequential/layers/dense``),
+and each layer's variables in ``get_weights`` order (a Dense's kernel (in, units) as ``0``, its bias
+as ``1``; BatchNormalization's gamma, beta, moving mean and variance). ``optimizer/`` holds Keras optimizer state, which fcgpu neither writes nor reads.
 
 Reading trusts nothing: only plain groups and datasets are followed (no soft or external links,
 no external or virtual datasets, no datasets of objects or strings), every dataset's declared
@@ -24,9 +26,10 @@ import numpy as np
 
 from ..archive import ModelFileError
 from ..fileio import atomic_write, check_output_path
-from .keras_config import storage_keys
+from .keras_common import storage_keys
 
-__all__ = ["h5py_module", "load_weights", "read_layer_weights", "read_optimizer_vars", "save_weights", "weights_h5_bytes"]
+__all__ = ["StoragePlan", "h5py_module", "load_weights", "read_layer_weights", "read_optimizer_vars", "save_weights",
+           "storage_plan", "weights_h5_bytes"]
 
 MAX_WEIGHTS_FILE = 2**36  # 64 GiB: larger than any dense model fcgpu trains
 _EXPANSION = 1000  # a dataset may declare at most this many times the bytes the file holds
@@ -43,10 +46,54 @@ def h5py_module() -> Any:
     return h5py
 
 
-def _layer_entries(model: Any) -> list[tuple[str, Any]]:
-    """(storage key, layer) for every layer of the model, in order."""
-    layers = model.layers
-    return list(zip(storage_keys([type(layer).__name__ for layer in layers]), layers))
+class StoragePlan:
+    """Where a model's layers live in a Keras weights file: ``entries`` (path, layer) for every layer
+    that is not a model (a functional model's inputs included), ``leaves`` those that compute, in
+    ``get_weights`` order; ``containers`` (path, model) for the model and every
+    model nested in it ('' for the root), each with the keys its ``layers`` group holds."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, Any]] = []
+        self.leaves: list[tuple[str, Any]] = []
+        self.containers: list[tuple[str, Any, list[str]]] = []
+
+
+def _is_model(layer: Any) -> bool:
+    return hasattr(layer, "compute_layers")
+
+
+def storage_plan(model: Any, classes: list[tuple[str, Any]] | None = None) -> StoragePlan:
+    """The plan of ``model``; ``classes``: (Keras class, layer) of its own layers in the order Keras
+    stores them, where they differ from the fcgpu classes and ``model.layers`` (a file Keras wrote)."""
+    plan = StoragePlan()
+    paths: dict[int, str] = {}
+
+    def visit(m: Any, prefix: str, pairs: list[tuple[str, Any]]) -> None:
+        keys = storage_keys([cls for cls, _ in pairs])
+        plan.containers.append((prefix, m, [k.split("/", 1)[1] for k in keys]))
+        for key, (_, layer) in zip(keys, pairs):
+            if _is_model(layer):
+                visit(layer, f"{prefix}{key}/", [(type(x).__name__, x) for x in layer.layers])
+            else:
+                paths[id(layer)] = prefix + key
+                plan.entries.append((prefix + key, layer))
+
+    visit(model, "", classes if classes is not None else [(type(x).__name__, x) for x in model.layers])
+
+    def leaves(m: Any) -> None:
+        for layer in m.compute_layers:
+            if _is_model(layer):
+                leaves(layer)
+            else:
+                plan.leaves.append((paths[id(layer)], layer))
+
+    leaves(model)
+    return plan
+
+
+def _stored(layer: Any) -> list[np.ndarray]:
+    """A layer's variables as Keras stores them (a count as Keras's int32 scalar)."""
+    return [v.astype(np.int32).reshape(()) if v.size == 1 and v.dtype.kind in "iu" else v for v in layer.get_weights()]
 
 
 def weights_h5_bytes(model: Any, optimizer: tuple[str, list[np.ndarray]] | None = None) -> bytes:
@@ -55,10 +102,13 @@ def weights_h5_bytes(model: Any, optimizer: tuple[str, list[np.ndarray]] | None 
     h5py = h5py_module()
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
-        for key, layer in _layer_entries(model):
+        plan = storage_plan(model)
+        for prefix, m, _ in plan.containers[1:]:
+            f.create_group(prefix + "vars").attrs["name"] = m.name
+        for key, layer in plan.entries:
             group = f.create_group(key).create_group("vars")
             group.attrs["name"] = layer.name
-            for i, value in enumerate(layer.get_weights()):
+            for i, value in enumerate([] if layer.is_input else _stored(layer)):
                 if value.dtype.kind == "f" and not np.isfinite(value).all():
                     raise ValueError(f"model: layer '{layer.name}' holds NaN or inf; refusing to save it")
                 group.create_dataset(str(i), data=value)
@@ -88,9 +138,9 @@ def _child(group: Any, name: str, kind: str, where: str) -> Any:
     return obj
 
 
-def read_layer_weights(data: bytes, keys: list[str], what: str) -> dict[str, list[np.ndarray]]:
-    """{storage key: [arrays]} of a Keras weights file held in ``data``, for exactly ``keys``: a
-    layer the file has and the model lacks, or the other way round, is a ModelFileError."""
+def read_layer_weights(data: bytes, plan: StoragePlan, what: str) -> dict[str, list[np.ndarray]]:
+    """{storage path: [arrays]} of a Keras weights file held in ``data``, for exactly the layers of
+    ``plan``: a layer the file has and the model lacks, or the other way round, is a ModelFileError."""
     h5py = h5py_module()
     try:
         f = h5py.File(io.BytesIO(data), "r")
@@ -99,19 +149,25 @@ def read_layer_weights(data: bytes, keys: list[str], what: str) -> dict[str, lis
     budget = max(len(data), 1) * _EXPANSION
     try:
         with f:
-            layers = _child(f, "layers", "group", what) if keys else None
-            present = set(layers.keys()) if layers is not None else set()
-            wanted = {k.split("/", 1)[1] for k in keys}
-            if present != wanted:
-                raise ModelFileError(
-                    f"{what}: its layers do not match the model's (the file has {sorted(present - wanted)} that the "
-                    f"model lacks, lacks {sorted(wanted - present)}); Keras numbers them per class in model order"
-                )
+            for prefix, _, keys in plan.containers:
+                where = f"{what}: {prefix or '/'}"
+                group = f
+                for part in prefix.strip("/").split("/") if prefix else []:
+                    group = _child(group, part, "group", where)
+                layers = _child(group, "layers", "group", where) if keys else None
+                present = set(layers.keys()) if layers is not None else set()
+                if present != set(keys):
+                    raise ModelFileError(
+                        f"{where}: its layers do not match the model's (the file has {sorted(present - set(keys))} that "
+                        f"the model lacks, lacks {sorted(set(keys) - present)}); Keras numbers them per class in model order"
+                    )
             out: dict[str, list[np.ndarray]] = {}
-            for key in keys:
-                where = f"{what}: {key}"
-                group = _child(_child(layers, key.split("/", 1)[1], "group", what), "vars", "group", where)
-                out[key], budget = _read_vars(group, where, budget, len(data))
+            for path, _ in plan.leaves:
+                where = f"{what}: {path}"
+                group = f
+                for part in path.split("/"):
+                    group = _child(group, part, "group", where)
+                out[path], budget = _read_vars(_child(group, "vars", "group", where), where, budget, len(data))
             return out
     except ModelFileError:
         raise
@@ -155,24 +211,22 @@ def read_optimizer_vars(data: bytes, what: str) -> list[np.ndarray] | None:
         raise ModelFileError(f"{what} is damaged ({type(e).__name__}: {e})") from None
 
 
-def weights_for(model: Any, found: dict[str, list[np.ndarray]], what: str, keys: list[str] | None = None) -> list[np.ndarray]:
+def weights_for(plan: StoragePlan, found: dict[str, list[np.ndarray]], what: str) -> list[np.ndarray]:
     """The model's ``set_weights`` list from ``read_layer_weights``, each array checked by count and
-    shape against the layer stored under that key (built layers; an unbuilt model's ``set_weights``
-    checks the chain). ``keys``: the storage keys of the model's layers, by default from their classes."""
+    shape against the layer stored under that path (built layers; an unbuilt model's ``set_weights``
+    checks the chain)."""
     weights = []
-    pairs = _layer_entries(model) if keys is None else list(zip(keys, model.layers))
-    for key, layer in pairs:
-        arrays = found[key]
+    for path, layer in plan.leaves:
+        arrays = found[path]
         expected = layer.weight_count()
         if len(arrays) != expected:
-            raise ModelFileError(
-                f"{what}: {key} (layer '{layer.name}') holds {len(arrays)} arrays, the layer takes {expected}"
-            )
+            raise ModelFileError(f"{what}: {path} (layer '{layer.name}') holds {len(arrays)} arrays, the layer takes {expected}")
         if layer.built:
-            for (name, param, _), a in zip(layer.parameters(), arrays):
-                if tuple(a.shape) != tuple(param.shape):
+            for (name, value, _), a in zip(layer.variables(), arrays):
+                count = a.shape == () and value.dtype.kind in "iu" and value.size == 1  # Normalization's count
+                if tuple(a.shape) != tuple(value.shape) and not count:
                     raise ModelFileError(
-                        f"{what}: {key}/vars holds shape {tuple(a.shape)} for {name}, which has shape {tuple(param.shape)}"
+                        f"{what}: {path}/vars holds shape {tuple(a.shape)} for {name}, which has shape {tuple(value.shape)}"
                     )
         weights.extend(arrays)
     return weights
@@ -216,5 +270,5 @@ def load_weights(model: Any, path: str | os.PathLike) -> None:
     with open(text, "rb") as f:
         data = f.read()
     what = f"path: {text!r}"
-    found = read_layer_weights(data, [k for k, _ in _layer_entries(model)], what)
-    assign(model, weights_for(model, found, what), what)
+    plan = storage_plan(model)
+    assign(model, weights_for(plan, read_layer_weights(data, plan, what), what), what)

@@ -301,10 +301,11 @@ class Functional(Model):
         tensors: dict[str, KerasTensor] = {}
         for entry in config["layers"]:
             layer_config = entry["config"]
-            if layer_config.get("class_name") in ("Input", "InputLayer"):
+            if isinstance(layer_config, dict) and layer_config.get("class_name") in ("Input", "InputLayer"):
                 tensors[layer_config["name"]] = Input.from_config(layer_config)
                 continue
-            layer = deserialize(layer_config, "config['layers']")
+            # a layer already made (a caller's converter of a Keras class, fcgpu.interop) goes in as it is
+            layer = layer_config if isinstance(layer_config, Layer) else deserialize(layer_config, "config['layers']")
             inbound = [tensors[name] for name in entry["inbound"]]
             tensors[layer.name] = layer(inbound if layer.input_count != 1 else inbound[0])
         inputs = [tensors[name] for name in config["input_layers"]]

@@ -236,16 +236,17 @@ class Sequential(Model):
             got = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
             raise ValueError(f"weights: expected a list of {sum(counts)} arrays, got {got}")
         checked, first = [], 0
-        features = None
+        shape: tuple[int | None, ...] = (None, None)  # the whole shape: a Reshape before a Flatten keeps its width
         for layer, n in zip(self._layers, counts):
             values = layer.validate_weights(weights[first : first + n], first)
             rows = np.shape(values[0])[0] if isinstance(values, tuple) and values else None
+            features = None if any(d is None for d in shape[1:]) else int(math.prod(shape[1:]))
             if features is not None and rows is not None and rows != features:
                 raise ValueError(
                     f"weights[{first}] (kernel): expected {features} rows (the units of the layer before "
                     f"'{layer.name}'), got {rows}"
                 )
-            features = layer.compute_output_shape((None, features))[-1]
+            shape = tuple(layer.compute_output_shape(shape))
             checked.append(values)
             first += n
         if not self.built:
