@@ -4,11 +4,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import Model
+from .base import Model, model_from_config
 from .functional import Functional
 from .sequential import Sequential
 from ..saving import ModelFileError, load_model, save_model
-from ..serialization import deserialize
 
 __all__ = [
     "Functional", "Model", "Sequential", "ModelFileError", "clone_model", "load_model", "save_model", "model_from_json", "model_from_config",
@@ -18,11 +17,6 @@ __all__ = [
 def clone_model(model: Any) -> Any:
     """Keras's ``clone_model``: the same architecture with new weights (drawn from the seed), uncompiled."""
     return model_from_config(model.get_config())
-
-
-def model_from_config(config: dict[str, Any]) -> Any:
-    """The model a ``model.get_config()`` dict describes (unbuilt weights drawn from the seed)."""
-    return deserialize(config, "config")
 
 
 def model_from_json(json_string: str) -> Any:

@@ -21,12 +21,14 @@ from ..backends.base import Array
 from ..layers import Layer
 from ..layers.base import trainable_flag
 from ..layers.symbolic import is_symbolic
+from ..interop.keras_config import UnsupportedKeras, model_from_keras
 from ..saving import save_model
+from ..serialization import deserialize
 from ..validation import float_array
 from ..training import Trainer
 from . import summary as summary_module
 
-__all__ = ["Model"]
+__all__ = ["Model", "model_from_config"]
 
 
 class Model(Trainer, Layer):
@@ -68,6 +70,13 @@ class Model(Trainer, Layer):
     @property
     def layers(self) -> list[Layer]:
         return list(self._layers)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> "Model":  # type: ignore[override]
+        """``keras.Model.from_config``: the Sequential or functional model ``config`` describes."""
+        if cls is not Model:
+            raise NotImplementedError  # Sequential and Functional have their own
+        return model_from_config(config, custom_objects)
 
     def sublayers(self) -> list[Layer]:
         return self.compute_layers
@@ -402,3 +411,20 @@ class Model(Trainer, Layer):
         from ..interop import keras_archive  # noqa: PLC0415
 
         keras_archive.load_weights(self, path)
+
+
+def model_from_config(config: dict[str, Any], custom_objects: Any = None) -> Any:
+    """The model a ``model.get_config()`` dict describes (unbuilt weights drawn from the seed): an
+    fcgpu config, or one Keras wrote (``{"class_name": ..., "config": {...}}``: translated as a
+    ``.keras`` file's is, a ValueError naming what fcgpu does not have)."""
+    if not isinstance(config, dict):
+        raise TypeError(f"config: expected a model config dict, got {type(config).__name__}")
+    if isinstance(config.get("config"), dict) and "layers" not in config:  # Keras's layout
+        try:
+            config, _ = model_from_keras(config, custom_objects)
+        except UnsupportedKeras as e:
+            raise ValueError(f"config: {e}") from None
+    try:
+        return deserialize(config, "config")
+    except (KeyError, IndexError) as e:
+        raise ValueError(f"config: not a model config fcgpu or Keras wrote (missing {e})") from None

@@ -222,7 +222,8 @@ class Functional(Model):
             rows.append((t.layer.name, kind, t.shape, t.layer.count_params(), inbound))
         return rows, self._chain is None
 
-    def compile(self, loss: Any = None, optimizer: Any = "adam", metrics: Any = None, loss_weights: Any = None) -> None:
+    def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, loss_weights: Any = None,
+                weighted_metrics: Any = None, **keras_options: Any) -> None:
         """As ``Sequential.compile``; with several outputs, as Keras: ``loss`` one for every output, a
         list in output order or a dict by output name, ``loss_weights`` likewise (the total loss is
         sum_k w_k loss_k), ``metrics`` a list with one entry (a metric or a list) per output or a dict
@@ -234,12 +235,14 @@ class Functional(Model):
                 if weights != [1] and weights != [1.0]:
                     raise ValueError(f"loss_weights: model '{self.name}' has one output; a weight other than 1 scales "
                                      f"its loss, which fcgpu does not do: got {loss_weights!r}")
-            super().compile(loss=loss, optimizer=optimizer, metrics=metrics)
+            super().compile(optimizer, loss, metrics, weighted_metrics, **keras_options)
             return
+        if weighted_metrics is not None:
+            raise ValueError("weighted_metrics: for a model of several outputs, not supported in this release")
         if loss is None:
             raise ValueError("loss: compile needs a loss, e.g. loss='mse' (one for every output) or one per output")
         outputs_loss, objects = compile_outputs(self.output_names, self.output_columns, loss, loss_weights, metrics)
-        super().compile(loss=outputs_loss, optimizer=optimizer, metrics=objects)
+        super().compile(optimizer, outputs_loss, objects, **keras_options)
         self.compiled_metrics_spec = metrics
 
     def output_loss(self) -> tuple[Any, Any]:
@@ -259,8 +262,9 @@ class Functional(Model):
                 if flag:
                     part = backend.copy(out[:, a:b])
                     backend.copy(backend.bias_act_forward(part, None, layer.activation.name, part), out=out[:, a:b])
+        weighted = self.weighted_metric_ids
         for metric in self.metric_objects:
-            metric.update(self.backend, out, y, sample_weight)
+            metric.update(self.backend, out, y, sample_weight if id(metric) in weighted else None)
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         if len(self._outputs) == 1:

@@ -32,7 +32,7 @@ from ..losses import Loss
 from ..mixed_precision import check_policies, with_loss_scaling
 from ..optimizers import Optimizer
 from ..params import FlatParameters
-from ..validation import float_array, positive_int
+from ..validation import positive_int
 from . import metric_state
 from .data_adapter import host_data, is_stream
 from .epoch import evaluate_arrays, keras_values, progress_bar, run_epoch, verbosity
@@ -40,7 +40,11 @@ from .step import TrainingStep
 from .streaming import evaluate_from, fit_stream, predict_from
 from .weights import sample_weights, weight_dtype
 
-__all__ = ["Trainer", "History"]
+__all__ = ["NotCompiledError", "Trainer", "History"]
+
+
+class NotCompiledError(RuntimeError, ValueError):
+    """fit, evaluate or a step before compile (Keras raises a ValueError; fcgpu 0.2 a RuntimeError)."""
 
 
 class Trainer(TrainingStep, DataParallel):
@@ -53,6 +57,7 @@ class Trainer(TrainingStep, DataParallel):
         self.optimizer: Optimizer | None = None
         self.metrics: list[str] = []  # the metrics' names, as in the logs
         self.metric_objects: list[metrics_module.Metric] = []
+        self.weighted_metric_ids: set[int] = set()  # the weighted_metrics among them (they take sample weights)
         self.stop_training = False  # set by a callback to end fit after the current batch
         self.history: History | None = None  # the last fit's, as Keras's model.history
         self._flat: FlatParameters | None = None
@@ -62,14 +67,24 @@ class Trainer(TrainingStep, DataParallel):
     # -- compile -----------------------------------------------------------------
     def compile(
         self,
-        loss: str | Loss | None = None,
         optimizer: str | Optimizer = "adam",
+        loss: str | Loss | None = None,
         metrics: Any = None,
+        weighted_metrics: Any = None,
+        **keras_options: Any,
     ) -> None:
-        """Set the loss ('softmax_cross_entropy', 'categorical_crossentropy', 'binary_crossentropy', 'mse' or an
-        instance), the optimizer ('sgd', 'adam', 'adamw' or an instance) and metrics: a list of Keras names
-        ('accuracy', 'auc', 'precision', 'mse', ...), ``fcgpu.metrics`` instances or classes, and functions
-        ``fn(y_true, y_pred)``; or a dict {output name: such a list} (one output here)."""
+        """Keras's ``compile(optimizer, loss, metrics, weighted_metrics)`` (positional in Keras's order):
+        the optimizer ('sgd', 'adam', 'adamw' or an instance), the loss ('categorical_crossentropy',
+        'binary_crossentropy', 'mse', ... or an instance) and metrics: a list of Keras names ('accuracy',
+        'auc', 'precision', 'mse', ...), ``fcgpu.metrics`` instances or classes, and functions
+        ``fn(y_true, y_pred)``, or a dict {output name: such a list}. As in Keras, ``metrics`` ignore
+        sample weights and ``weighted_metrics`` take them. Keras's run_eagerly, jit_compile,
+        steps_per_execution (1) and auto_scale_loss are accepted and change nothing here."""
+        for key, value in keras_options.items():
+            if key not in ("run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss"):
+                raise TypeError(f"compile: unexpected argument {key!r}")
+            if key == "steps_per_execution" and value not in (1, None):
+                raise ValueError(f"steps_per_execution: fcgpu runs one step per call, got {value!r}")
         if loss is None:
             raise ValueError("loss: compile needs a loss, e.g. loss='softmax_cross_entropy'")
         layers = self.compute_layers
@@ -78,7 +93,13 @@ class Trainer(TrainingStep, DataParallel):
         opt = with_loss_scaling(optimizers_module.get(optimizer), layers)
         opt.check_owner(layers)
         objects = metric_state.resolve(metrics, self.name)
+        weighted = metric_state.resolve(weighted_metrics, self.name)
+        for metric in weighted:
+            if any(metric.name == o.name for o in objects):
+                metric.name = f"weighted_{metric.name}"  # as Keras names a weighted twin
         self.loss, self.optimizer = loss_obj, opt
+        self.weighted_metric_ids = {id(m) for m in weighted}
+        objects = objects + weighted
         self.metric_objects = objects
         self.metrics = [m.name for m in objects]
         self.compiled_metrics_spec = metrics  # as given: a dict keeps its output names
@@ -141,8 +162,8 @@ class Trainer(TrainingStep, DataParallel):
 
     def _require_compiled(self, what: str) -> None:
         if not self.compiled:
-            raise RuntimeError(
-                f"{what}: the model must be compiled first: model.compile(loss=..., optimizer=..., metrics=['accuracy'])"
+            raise NotCompiledError(
+                f"{what}: the model must be compiled first: model.compile(optimizer=..., loss=..., metrics=['accuracy'])"
             )
 
     # -- host-side checks ----------------------------------------------------------
@@ -241,9 +262,10 @@ class Trainer(TrainingStep, DataParallel):
             activation = self.output_layer.activation.name
             probs = self._metric_buffers.get(self.backend, "probabilities", out.shape, out.dtype)  # reused
             out = self.backend.bias_act_forward(out, None, activation, probs)
+        weighted = self.weighted_metric_ids
         for metric in self.metric_objects:
             if not metric.fused_with_loss:
-                metric.update(self.backend, out, y, sample_weight)
+                metric.update(self.backend, out, y, sample_weight if id(metric) in weighted else None)
 
     def add_regularization(self, acc: Array, rows: int) -> None:
         """Add the layers' weight penalties (``regularization_loss``) x ``rows`` into the loss column
@@ -466,6 +488,9 @@ class Trainer(TrainingStep, DataParallel):
         xh, yh = self._prepare(x, y)
         self.output_loss()
         wh = self._weights(sample_weight, None, y, xh.shape[0])
+        if steps is not None:  # Keras: only the first ``steps`` batches
+            rows = positive_int(steps, "steps") * batch_size
+            xh, yh, wh = xh[:rows], yh[:rows], None if wh is None else wh[:rows]
         self._ensure_built(xh.shape[1])
         backend, comm = self.backend, distributed.world()
         params = {"batch_size": batch_size, "steps": -(-xh.shape[0] // batch_size), "verbose": verbose}
@@ -495,6 +520,8 @@ class Trainer(TrainingStep, DataParallel):
         batch_size = 256 if batch_size is None else positive_int(batch_size, "batch_size")
         verbose = verbosity(verbose, default=0)
         xh = self._check_x(x)
+        if steps is not None:  # Keras: only the first ``steps`` batches
+            xh = xh[: positive_int(steps, "steps") * batch_size]
         self._ensure_built(xh.shape[1])
         backend, comm = self.backend, distributed.world()
         params = {"batch_size": batch_size, "steps": -(-xh.shape[0] // batch_size), "verbose": verbose}
