@@ -26,6 +26,8 @@ object reaches into another's private state):
 from __future__ import annotations
 
 import re
+import functools
+import inspect
 from typing import Any, Sequence
 
 import numpy as np
@@ -127,6 +129,28 @@ class Layer:
     def mixed(self) -> bool:
         """Whether the layer keeps float32 variables and computes in a half type (a mixed policy)."""
         return self.dtype_policy is not None and self.dtype_policy.mixed
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every layer takes Keras's ``input_shape=`` / ``input_dim=`` (its input, as a Sequential's
+        first layer): a subclass whose ``__init__`` does not name them gets them here."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or "input_shape" in inspect.signature(init).parameters:
+            return
+
+        @functools.wraps(init)
+        def with_input(self: "Layer", *args: Any, input_shape: Any = None, input_dim: Any = None, **kw: Any) -> None:
+            init(self, *args, **kw)
+            if input_shape is not None or input_dim is not None:
+                if input_dim is not None:
+                    self.declared_input_shape = declared_input(None, input_dim)
+                else:
+                    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else (input_shape,)
+                    if not shape or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in shape):
+                        raise ValueError(f"input_shape: expected a tuple of positive ints such as (784,), got {input_shape!r}")
+                    self.declared_input_shape = tuple(int(d) for d in shape)
+
+        cls.__init__ = with_input  # type: ignore[method-assign]
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None and (not isinstance(name, str) or not name or "/" in name):

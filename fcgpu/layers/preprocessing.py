@@ -41,7 +41,8 @@ class Normalization(VariableLayer):
 
     def __init__(self, axis: Any = -1, mean: Any = None, variance: Any = None, invert: bool = False,
                  dtype: Any = None, name: str | None = None) -> None:
-        self.axis = check_axis(axis, "Normalization")
+        # axis=None (Keras): one mean and one variance over every value, as for a single feature
+        self.axis = None if axis is None else check_axis(axis, "Normalization")
         if (mean is None) != (variance is None):
             raise ValueError(f"mean and variance: give both or neither, got mean={mean!r} and variance={variance!r}")
         self.input_mean = self.input_variance = None
@@ -110,6 +111,8 @@ class Normalization(VariableLayer):
         if isinstance(data, (list, tuple)) and data and all(np.ndim(d) == 2 for d in data):
             data = np.concatenate([np.asarray(d) for d in data])
         x = float_array(np.asarray(data), "data", np.float64, numpy_only=True)
+        if x.ndim == 1:  # Keras: a 1-D array is one feature per sample
+            x = x.reshape(-1, 1)
         if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
             raise ValueError(f"data: expected a non-empty array (samples, features), got shape {x.shape}")
         if self.built and x.shape[1] != self.in_features:
@@ -118,8 +121,11 @@ class Normalization(VariableLayer):
             raise ValueError("adapt: the layer was given mean and variance; make it without them to adapt it")
         if not self.built:
             self.build(x.shape[1])
-        self.variable("mean")[...] = self.backend.from_numpy(x.mean(axis=0).astype(self.dtype))
-        self.variable("variance")[...] = self.backend.from_numpy(x.var(axis=0).astype(self.dtype))
+        axis = None if self.axis is None else 0
+        mean = np.broadcast_to(x.mean(axis=axis), (x.shape[1],))
+        variance = np.broadcast_to(x.var(axis=axis), (x.shape[1],))
+        self.variable("mean")[...] = self.backend.from_numpy(mean.astype(self.dtype))
+        self.variable("variance")[...] = self.backend.from_numpy(variance.astype(self.dtype))
         self.weights_changed()
 
     def forward(self, x: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False,
