@@ -274,6 +274,18 @@ class ModelCheckpoint(Callback):
         if "{" not in os.path.dirname(self.filepath) and not os.path.isdir(folder):
             raise ValueError(f"filepath: the folder {folder!r} does not exist")
 
+    def on_train_begin(self, logs=None):
+        """A model that cannot be written as a ``.keras`` archive is refused before training, not after
+        its first epoch (Keras's format has no place for what fcgpu would have to write)."""
+        if self.filepath.endswith(".keras") and not self.save_weights_only:
+            from ..interop.keras_config import UnsupportedKeras, model_to_keras  # noqa: PLC0415 - only for .keras
+
+            try:
+                model_to_keras(self.model.get_config(), None)
+            except UnsupportedKeras as e:
+                raise ValueError(f"filepath: {self.filepath!r}: this model cannot be saved as .keras ({e}); use a "
+                                 f"file name without that extension for fcgpu's own format") from None
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         try:
