@@ -9,7 +9,8 @@ and lives on the parameter's backend; each name is bound to the layer that owns 
 optimizer instance serves one model and refuses a second one instead of mixing two models' state.
 
 ``iterations`` counts the updates applied (Keras's name); a learning-rate schedule is evaluated at
-it once per step, before the update, as Keras does.
+it once per step, before the update, as Keras does. ``clipnorm``, ``clipvalue`` and
+``global_clipnorm`` clip the gradients as Keras 3 does (``clipping``), inside the same updates.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import numpy as np
 from ..backends import Backend, resolve_backend, to_numpy
 from ..backends.base import Array
 from . import schedules
+from .clipping import CLIP_ARGUMENTS, ClipPlan, check_clipping
 from .schedules import LearningRateSchedule
 
 __all__ = ["Optimizer", "check_number", "layers_of", "one_of", "state_dtype"]
@@ -117,9 +119,15 @@ class Optimizer:
     _slots: tuple[str, ...] = ()
     default_learning_rate = 0.001
 
-    def __init__(self, learning_rate: float | LearningRateSchedule | None = None, *, lr: float | None = None) -> None:
+    def __init__(
+        self, learning_rate: float | LearningRateSchedule | None = None, *, lr: float | None = None,
+        clipnorm: float | None = None, clipvalue: float | None = None, global_clipnorm: float | None = None,
+    ) -> None:
         value, spelling = one_of(learning_rate, lr, "learning_rate", "lr", self.default_learning_rate)
         self._learning_rate: float | LearningRateSchedule = _checked_rate(value, spelling)
+        # Keras's gradient clipping (at most one; None or 0: none), bound with the flat buffers.
+        self.clipnorm, self.clipvalue, self.global_clipnorm = check_clipping(clipnorm, clipvalue, global_clipnorm)
+        self._clip_plan: ClipPlan | None = None
         self.iterations = 0  # updates applied: the step a schedule is evaluated at
         # name -> {slot: backend array}; name -> step count; name -> the layer the state belongs to
         self.state: dict[str, dict[str, Array]] = {}
@@ -174,9 +182,11 @@ class Optimizer:
     def get_config(self) -> dict[str, Any]:
         """{'class_name', 'learning_rate' (a number, or a schedule's ``schedules.serialize``), ...}: JSON-ready."""
         rate = self._learning_rate
+        clipping = {name: getattr(self, name) for name in CLIP_ARGUMENTS if getattr(self, name) is not None}
         return {
             "class_name": type(self).__name__,
             "learning_rate": schedules.serialize(rate) if isinstance(rate, LearningRateSchedule) else rate,
+            **clipping,
         }
 
     @classmethod
@@ -240,11 +250,17 @@ class Optimizer:
                 self._check_owner(name, layer)
                 entries.append((layer, name, param, grad))
         states = [self._state_for(layer.backend, name, param) for layer, name, param, _ in entries]
-        for (layer, name, param, grad), state in zip(entries, states):
+        spans = [(g.reshape(-1), [(0, g.size)]) for *_, g in entries]
+        clip = ClipPlan.of(self, entries[0][0].backend, spans) if entries else None
+        if clip is not None:
+            clip.before(unscale)
+        for k, ((layer, name, param, grad), state) in enumerate(zip(entries, states)):
             self._owners[name] = weakref.ref(layer)
             step = self.steps.get(name, 0) + 1
-            half = _half_copies(layer).get(name)
-            self._update(layer.backend, param, grad, state, step, lr, **_mixed_arguments(half, unscale))
+            mixed = _mixed_arguments(_half_copies(layer).get(name), unscale)
+            if clip is not None:
+                mixed["clip"] = clip.arguments[k]
+            self._update(layer.backend, param, grad, state, step, lr, **mixed)
             self.steps[name] = step
         self.iterations += 1
 
@@ -284,6 +300,9 @@ class Optimizer:
         self._plan = [(*self._update_call(flat.backend, params, flat.grads[dtype], self._flat_state[dtype]),
                        flat.halves.get(dtype)) for dtype, params in flat.params.items()]
         self._plan_names = list(flat.slices)
+        self._clip_plan = ClipPlan.of(self, flat.backend, [
+            (flat.grads[dtype], [(a, b) for d, a, b in flat.slices.values() if d == dtype]) for dtype in flat.params
+        ])
         for layer, name, _ in flat.views():
             self._owners[name] = weakref.ref(layer)
         self.bound_flat = flat
@@ -297,9 +316,14 @@ class Optimizer:
         lr = rate if type(rate) is float else self.learning_rate
         steps, names = self.steps, self._plan_names
         step = steps.get(names[0], 0) + 1 if names else 1
-        plain = guard is None and unscale == 1.0
-        for method, head, hyper, tail, half in self._plan:
+        clip = self._clip_plan
+        plain = guard is None and unscale == 1.0 and clip is None
+        if clip is not None:
+            clip.before(unscale, guard)
+        for k, (method, head, hyper, tail, half) in enumerate(self._plan):
             mixed = {} if plain and half is None else _mixed_arguments(half, unscale, guard)
+            if clip is not None:
+                mixed["clip"] = clip.arguments[k]
             if tail is None:
                 method(*head, lr, *hyper, **mixed)
             else:
