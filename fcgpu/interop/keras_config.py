@@ -8,7 +8,8 @@ writes, and ``model_from_keras`` turns a Keras config into the fcgpu config that
 
 Only what fcgpu computes the same way is accepted: Sequential models of InputLayer, Dense,
 Dropout and Activation with Keras's activation names. Anything else (a layer class fcgpu lacks,
-a Lambda, a custom activation function, constraints, LoRA, quantization, noise shapes) raises
+a Lambda, a custom activation function, constraints other than Dense's MaxNorm, NonNeg, UnitNorm
+and MinMaxNorm (``keras_constraints``), LoRA, quantization, noise shapes) raises
 ``UnsupportedKeras`` naming every such thing, unless the caller registered a converter for the
 class in ``custom_objects``. Nothing in a config is ever executed or imported.
 
@@ -23,6 +24,8 @@ import warnings
 from typing import Any, Callable, Mapping
 
 import numpy as np
+
+from .keras_constraints import constraint_from_keras, constraints_from_keras, constraints_to_keras
 
 __all__ = [
     "KERAS_ACTIVATIONS",
@@ -152,7 +155,7 @@ def layer_from_keras(entry: Any, custom_objects: Mapping[str, Callable[[dict[str
     refused = []
     for key in ("kernel_constraint", "bias_constraint", "activity_regularizer", "lora_rank", "quantization_config",
                 "noise_shape"):
-        if config.get(key) not in (None, 0):
+        if config.get(key) not in (None, 0) and not (cls == "Dense" and constraint_from_keras(config.get(key))):
             refused.append(key)
     if refused:
         raise UnsupportedKeras(f"{what}: fcgpu has no {', '.join(refused)}")
@@ -171,6 +174,7 @@ def layer_from_keras(entry: Any, custom_objects: Mapping[str, Callable[[dict[str
             "bias_initializer": _initializer_from_keras(config.get("bias_initializer"), "zeros"),
             "kernel_regularizer": _regularizer_from_keras(config.get("kernel_regularizer"), what),
             "bias_regularizer": _regularizer_from_keras(config.get("bias_regularizer"), what),
+            **constraints_from_keras(config),
             "dtype": dtype,
         }
     if cls == "Dropout":
@@ -213,8 +217,7 @@ def layer_to_keras(config: dict[str, Any], policy: str, input_width: int | None)
             "bias_initializer": _initializer_to_keras(config["bias_initializer"]),
             "kernel_regularizer": _regularizer_to_keras(config.get("kernel_regularizer")),
             "bias_regularizer": _regularizer_to_keras(config.get("bias_regularizer")),
-            "kernel_constraint": None,
-            "bias_constraint": None,
+            **constraints_to_keras(config),
         }
     elif cls == "Dropout":
         seed = config.get("seed")

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..backends import Backend, resolve_backend, to_numpy
+from ..constraints import bound_constraints
 from ..backends.base import Array
 from . import schedules
 from .clipping import CLIP_ARGUMENTS, ClipPlan, check_clipping
@@ -128,6 +129,7 @@ class Optimizer:
         # Keras's gradient clipping (at most one; None or 0: none), bound with the flat buffers.
         self.clipnorm, self.clipvalue, self.global_clipnorm = check_clipping(clipnorm, clipvalue, global_clipnorm)
         self._clip_plan: ClipPlan | None = None
+        self._constrained: list[tuple] = []  # (constraint, backend, parameter, half copy): after each update
         self.iterations = 0  # updates applied: the step a schedule is evaluated at
         # name -> {slot: backend array}; name -> step count; name -> the layer the state belongs to
         self.state: dict[str, dict[str, Array]] = {}
@@ -262,6 +264,8 @@ class Optimizer:
                 mixed["clip"] = clip.arguments[k]
             self._update(layer.backend, param, grad, state, step, lr, **mixed)
             self.steps[name] = step
+        for constraint, backend, param, half in bound_constraints([e[:3] for e in entries], _half_copies):
+            constraint.apply(backend, param, half)
         self.iterations += 1
 
     def flat_step_ready(self, flat: Any) -> bool:
@@ -303,6 +307,7 @@ class Optimizer:
         self._clip_plan = ClipPlan.of(self, flat.backend, [
             (flat.grads[dtype], [(a, b) for d, a, b in flat.slices.values() if d == dtype]) for dtype in flat.params
         ])
+        self._constrained = bound_constraints(flat.views(), _half_copies)
         for layer, name, _ in flat.views():
             self._owners[name] = weakref.ref(layer)
         self.bound_flat = flat
@@ -328,6 +333,8 @@ class Optimizer:
                 method(*head, lr, *hyper, **mixed)
             else:
                 method(*head, lr, *hyper, step, *tail, **mixed)
+        for constraint, backend, param, half in self._constrained:  # Keras's: after the update
+            constraint.apply(backend, param, half, guard)
         for name in names:
             steps[name] = step
         self.__dict__["iterations"] += 1  # not through __setattr__: nothing to unbind
