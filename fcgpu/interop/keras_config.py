@@ -426,6 +426,8 @@ def compile_to_keras(compiled: dict[str, Any]) -> tuple[dict[str, Any] | None, s
         return None, "the learning rate is a schedule"
     if cls in ("SGD", "Adam") and opt.get("weight_decay"):
         return None, f"{cls}'s weight_decay is PyTorch's L2 term, which Keras's {cls} (decoupled) does not compute"
+    if opt.get("use_ema"):
+        return None, "the optimizer keeps a moving average of the weights (use_ema), whose state fcgpu does not write"
     if opt.get("weight_decay") and cls in ("RMSprop", "Adagrad"):
         return None, f"{cls} with weight_decay"
     config = {"name": cls.lower(), "learning_rate": float(rate), **_KERAS_OPTIMIZER_DEFAULTS}
