@@ -176,6 +176,115 @@ FC_BLOCK_FN void fc_loss_scale_check_grid(const G& g, long long n, long long i, 
 #endif
 }
 
+// Keras 3's gradient clipping (keras/src/optimizers/base_optimizer.py, _clip_gradients), one of:
+// clipnorm c, each variable's gradient times c / max(||g||, c) (_clip_by_norm; a NaN norm gives NaN);
+// global_clipnorm c, every gradient times c * min(1/n, 1/c) + (n - n) for the norm n of all of them
+// together (clip_by_global_norm: NaN where n is not finite); clipvalue v, each element clamped to
+// [-v, v] (NaN stays NaN). The norms are of the unscaled gradients (LossScaleOptimizer unscales
+// before the inner optimizer clips): sqrt(sum g^2) times 1/scale, a power of two.
+FC_FN double fc_clipnorm_factor(double sumsq, double unscale, double c) {
+    double n = fc_sqrt(sumsq) * unscale;
+    double m = (n != n || n > c) ? n : c;
+    return c / m;
+}
+
+FC_FN double fc_global_clipnorm_factor(double sumsq, double unscale, double c) {
+    double n = fc_sqrt(sumsq) * unscale;
+    double r = 1.0 / n;
+    double inv_c = 1.0 / c;
+    return c * (r < inv_c ? r : inv_c) + (n - n);
+}
+
+// The norm factor of element i of a flat gradient buffer, from the small float64 device array cs
+// that fc_clip_norms_grid wrote: nseg = 0, none (1); nseg < 0, one factor for every element (cs[0],
+// the global norm's); else the factor of the segment [segs[2k], segs[2k+1]) holding i (cs[k]; 1
+// in the zero gaps between parameters), found by bisection over the sorted starts.
+FC_FN double fc_clip_factor(const double* cs, const long long* segs, long long nseg, long long i) {
+    if (nseg == 0) {
+        return 1.0;
+    }
+    if (nseg < 0) {
+        return cs[0];
+    }
+    long long lo = 0, hi = nseg - 1;
+    while (lo < hi) {
+        long long mid = (lo + hi + 1) / 2;
+        if (segs[2 * mid] <= i) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return (i >= segs[2 * lo] && i < segs[2 * lo + 1]) ? cs[lo] : 1.0;
+}
+
+// A gradient (already unscaled) clipped as it is read by an update: clamped where clipvalue > 0,
+// else times its norm factor (skipped where 1).
+template <typename T>
+FC_FN T fc_clipped(T grad, double factor, double clipvalue) {
+    typedef typename fc_acc<T>::type A;
+    A g = A(grad);
+    if (clipvalue > 0.0) {
+        A v = A(clipvalue);
+        g = g < -v ? -v : (g > v ? v : g);
+    } else if (factor != 1.0) {
+        g = g * A(factor);
+    }
+    return T(g);
+}
+
+// The clipping factors of one flat gradient buffer g, one block (FC_LOSS_BLOCK threads) a segment
+// [segs[2b], segs[2b+1]): each block sums its segment's squares in double, in thread order then
+// warp order. per_variable: the block writes cs[base + b] = fc_clipnorm_factor. Otherwise the
+// last block adds the blocks' sums in block order to cs[1] (zeroed by the first buffer's launch)
+// and the last buffer's launch writes cs[0] = fc_global_clipnorm_factor of the total. ls: the loss
+// scaler's device state, whose 1/scale is read where guarded (else unscale). No host read.
+template <typename T, typename G>
+FC_BLOCK_FN void fc_clip_norms_grid(const G& g, const long long* segs, long long i, long long threads, long long base,
+                                    double clipnorm, bool per_variable, bool first, bool last, double unscale,
+                                    const double* ls, bool guarded, double* partials, unsigned int* ticket,
+                                    double* cs) {
+    typedef typename fc_acc<T>::type A;
+    long long b = i / FC_LOSS_BLOCK, t = i % FC_LOSS_BLOCK;
+    double u = guarded ? ls[FC_LS_UNSCALE] : unscale;
+    double v = 0.0;
+    for (long long e = segs[2 * b] + t; e < segs[2 * b + 1]; e += FC_LOSS_BLOCK) {
+        double x = double(A(g[e]));
+        v += x * x;
+    }
+#ifdef FC_BLOCKS
+    double total[2];
+    bool done = fc_grid_reduce2(v, 0.0, partials, ticket, total);
+    if (per_variable) {
+        if (threadIdx.x == 0) {
+            cs[base + b] = fc_clipnorm_factor(partials[2 * b], u, clipnorm);
+        }
+    } else if (done) {
+        double sumsq = (first ? 0.0 : cs[1]) + total[0];
+        cs[1] = sumsq;
+        if (last) {
+            cs[0] = fc_global_clipnorm_factor(sumsq, u, clipnorm);
+        }
+    }
+#else  // the host runs i = 0, 1, ... in order: a block's threads one after another, blocks in order
+    if (t == 0) {
+        partials[2 * b] = 0.0;
+    }
+    partials[2 * b] += v;
+    if (t == FC_LOSS_BLOCK - 1) {
+        if (per_variable) {
+            cs[base + b] = fc_clipnorm_factor(partials[2 * b], u, clipnorm);
+        } else {
+            double sumsq = ((first && b == 0) ? 0.0 : cs[1]) + partials[2 * b];
+            cs[1] = sumsq;
+            if (last && i == threads - 1) {
+                cs[0] = fc_global_clipnorm_factor(sumsq, u, clipnorm);
+            }
+        }
+    }
+#endif
+}
+
 // The gradient of Keras's L1L2 penalty l1*sum|w| + l2*sum w^2, added to g: g += 2*l2*w + l1*sign(w)
 // (two_l2 = 2*l2 in double on the host). A zero factor's term is skipped: 0 * inf would be NaN.
 template <typename T>

@@ -123,7 +123,8 @@ def test_every_block_level_kernel_is_covered_here():
     assert {"fcgpu_softmax_xent_rows_ids", "fcgpu_softmax_xent_rows_probs", "fcgpu_softmax_fwd", "fcgpu_bias_softmax_fwd",
             "fcgpu_softmax_bwd", "fcgpu_mse_step", "fcgpu_mae_step", "fcgpu_huber_step",
             "fcgpu_bce_logits_step", "fcgpu_all_finite", "fcgpu_loss_scale_check", "fcgpu_bn_stats", "fcgpu_bn_param_grads",
-            "fcgpu_ln_param_grads", "fcgpu_ln_forward", "fcgpu_ln_dx"} == names  # the layers' in test_kernels_layers
+            "fcgpu_ln_param_grads", "fcgpu_ln_forward", "fcgpu_ln_dx",
+            "fcgpu_clip_norms"} == names  # the layers' in test_kernels_layers, the clipping's in test_clipping
     for name in names:  # no per-element atomic left in a step kernel
         assert "fc_atomic_add" not in KERNEL_SPECS[name].operation
 

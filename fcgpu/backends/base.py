@@ -331,6 +331,7 @@ class Backend(LayerOps, FusedSteps, ABC):
         half: Array | None = None,
         unscale: float = 1.0,
         guard: Array | None = None,
+        clip: tuple | None = None,
     ) -> None:
         """torch.optim.SGD's update of ``param`` (and ``buf``, zero-initialised) in place.
 
@@ -339,7 +340,9 @@ class Backend(LayerOps, FusedSteps, ABC):
         multiplied into the gradient as it is read (the gradient buffer itself is left as it is);
         ``guard``, LossScaleOptimizer's device state (``loss_scale_check``): the update leaves
         everything as it was where it flags an overflow, and otherwise unscales by its 1/scale
-        (``unscale`` is then unused) and, for Adam, takes its bias corrections (``step`` unused)."""
+        (``unscale`` is then unused) and, for Adam, takes its bias corrections (``step`` unused);
+        ``clip``, Keras's gradient clipping of the unscaled gradient as it is read: (factors, segs,
+        nseg, clipvalue), ``FusedSteps.clipped_gradient``'s arguments, None for none."""
 
     @abstractmethod
     def adam_update(
@@ -359,6 +362,7 @@ class Backend(LayerOps, FusedSteps, ABC):
         half: Array | None = None,
         unscale: float = 1.0,
         guard: Array | None = None,
+        clip: tuple | None = None,
     ) -> None:
         """torch.optim.Adam (or AdamW when ``decoupled``) update of ``param``, ``m``, ``v`` in place."""
 
@@ -379,6 +383,7 @@ class Backend(LayerOps, FusedSteps, ABC):
         half: Array | None = None,
         unscale: float = 1.0,
         guard: Array | None = None,
+        clip: tuple | None = None,
     ) -> None:
         """Keras 3's RMSprop update of ``param`` and its state in place: centered when ``mg`` (the
         average gradient) is given, with momentum when ``mom`` is; ``weight_decay`` is Keras's
@@ -397,6 +402,7 @@ class Backend(LayerOps, FusedSteps, ABC):
         half: Array | None = None,
         unscale: float = 1.0,
         guard: Array | None = None,
+        clip: tuple | None = None,
     ) -> None:
         """Keras 3's Adagrad update of ``param`` and its accumulator ``acc`` in place (decay as RMSprop's)."""
 

@@ -19,6 +19,7 @@ from . import philox
 from .device_specs import device_peak
 from .base import Array, Backend, Scalar
 from .cupy_layer_ops import CupyLayerOps
+from .cupy_updates import CupyUpdates
 from .dtypes import is_bfloat16
 from .kernel_specs import KERNEL_SPECS, KernelSpec
 
@@ -29,7 +30,7 @@ __all__ = ["KERNEL_SPECS", "CupyBackend", "KernelSpec"]
 _PEAK_ATTRIBUTES = (13, 16, 36, 37, 75, 76)
 
 
-class CupyBackend(CupyLayerOps, Backend):
+class CupyBackend(CupyUpdates, CupyLayerOps, Backend):
     name = "cupy"
     dlpack_device_type = 2  # kDLCUDA
 
@@ -243,10 +244,13 @@ class CupyBackend(CupyLayerOps, Backend):
         """(blocks, (partials, ticket)) of a grid-reduced launch over n elements; the workspace per
         block count is allocated once (the ticket starts at zero; the last block leaves it at zero)."""
         blocks = loss_grid_blocks(n)
+        return blocks, self._grid_work_of(blocks)
+
+    def _grid_work_of(self, blocks: int) -> tuple[Array, Array]:
         work = self._grid_work.get(blocks)
         if work is None:
             work = self._grid_work[blocks] = (self.cp.zeros(2 * blocks, np.float64), self.cp.zeros(1, np.uint32))
-        return blocks, work
+        return work
 
     def all_finite(self, a: Array) -> Scalar:
         # One launch (kernels/blocks.cuh, fc_all_finite_grid) instead of isfinite and all. The 0-d
@@ -326,53 +330,19 @@ class CupyBackend(CupyLayerOps, Backend):
             return super().huber_step(p, y, delta, scale, weight, out, acc, gscale=gscale, sample_weight=sample_weight)
         return out
 
-    # -- optimizers --------------------------------------------------------------
-    # ``half``: the parameter's half copy, written in the same pass (the ``_mixed`` kernels);
-    # ``unscale``: 1/loss scale, applied to the gradient as it is read (``_unscaled``, ``_mixed``).
-    def _launch_update(
-        self, name: str, ins: tuple, outs: tuple, half: Array | None, unscale: float, guard: Array | None = None
-    ) -> None:
-        if guard is not None:  # LossScaleOptimizer: skip, unscale (and Adam's corrections) from the device
-            tail = (half,) if half is not None else ()
-            self.kernel(name + ("_guarded_mixed" if half is not None else "_guarded"))(*ins, guard, *outs, *tail)
-        elif half is not None:
-            self.kernel(name + "_mixed")(*ins, float(unscale), *outs, half)
-        elif unscale != 1.0:
-            self.kernel(name + "_unscaled")(*ins, float(unscale), *outs)
-        else:
-            self.kernel(name)(*ins, *outs)
-
-    def sgd_update(self, param, grad, buf, lr, momentum, weight_decay, nesterov, *, half=None, unscale=1.0, guard=None) -> None:
-        if momentum:
-            ins = (grad, lr, momentum, weight_decay, bool(nesterov))
-            self._launch_update("fcgpu_sgd_momentum", ins, (param, buf), half, unscale, guard)
-        else:
-            self._launch_update("fcgpu_sgd", (grad, lr, weight_decay), (param,), half, unscale, guard)
-
-    def adam_update(
-        self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled, *, half=None, unscale=1.0,
-        guard=None,
-    ) -> None:
-        # 1 - beta and 1 - lr*wd in double here, as PyTorch (and the NumPy backend) compute them.
-        head = (grad, beta1, beta2, 1.0 - beta1, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay)
-        if guard is not None:  # the bias corrections of the device's step count (loss scaling)
-            self._launch_update("fcgpu_adam", (*head, bool(decoupled)), (param, m, v), half, unscale, guard)
-            return
-        step_size, bc2_sqrt = self.adam_bias_corrections(lr, beta1, beta2, step)
-        self._launch_update("fcgpu_adam", (*head, step_size, bc2_sqrt, bool(decoupled)), (param, m, v), half, unscale)
-
-    def rmsprop_update(
-        self, param, grad, v, mg, mom, lr, rho, momentum, eps, weight_decay, *, half=None, unscale=1.0, guard=None
-    ) -> None:
-        name = "fcgpu_rmsprop" + ("_centered" if mg is not None else "") + ("_momentum" if mom is not None else "")
-        states = tuple(s for s in (v, mg, mom) if s is not None)
-        # 1 - rho and Keras's decoupled decay 1 - lr*wd in double here, as the NumPy backend has them.
-        ins = (grad, lr, rho, 1.0 - rho, momentum, eps, 1.0 - lr * weight_decay)
-        self._launch_update(name, ins, (param, *states), half, unscale, guard)
-
-    def adagrad_update(self, param, grad, acc, lr, eps, weight_decay, *, half=None, unscale=1.0, guard=None) -> None:
-        ins = (grad, lr, eps, 1.0 - lr * weight_decay)
-        self._launch_update("fcgpu_adagrad", ins, (param, acc), half, unscale, guard)
+    # -- optimizers: the updates are CupyUpdates's --------------------------------------
+    def clip_factors(self, grads, segments, factors, clipnorm, per_variable, *, unscale=1.0, guard=None) -> None:
+        # One launch a gradient buffer, one block a segment (kernels/optimizers.cuh, fc_clip_norms_grid).
+        base = 0
+        for k, (g, segs) in enumerate(zip(grads, segments)):
+            nseg = segs.size // 2
+            work = self._grid_work_of(nseg)
+            ls = guard if guard is not None else factors
+            self.kernel("fcgpu_clip_norms")(
+                g, segs, base, float(clipnorm), bool(per_variable), k == 0, k == len(grads) - 1, float(unscale), ls,
+                guard is not None, factors, *work, size=nseg * LOSS_BLOCK, block_size=LOSS_BLOCK,
+            )
+            base += nseg
 
     def loss_scale_check(self, grads, state, growth, lr=0.0, beta1=0.0, beta2=0.0) -> None:
         # One launch a gradient buffer (kernels/optimizers.cuh, fc_loss_scale_check_grid); the last

@@ -122,6 +122,16 @@ def _specs() -> dict[str, KernelSpec]:
         "fc_loss_scale_check_grid<T>(g, n, i, _ind.size(), first, last, growth, lr, beta1, beta2, &partials[0], "
         "&ticket[0], &ls[0])",
     ))
+    # Keras's clipnorm / global_clipnorm: the squared norms of one flat gradient buffer's segments,
+    # one block a segment, into the clipping factors cs the _clip updates read (kernels/optimizers.cuh).
+    specs.append(KernelSpec(
+        "fcgpu_clip_norms",
+        "raw T g, raw int64 segs, int64 base, float64 clipnorm, bool per_variable, bool first, bool last, "
+        "float64 unscale, raw float64 ls, bool guarded",
+        "raw float64 cs, raw float64 partials, raw uint32 ticket",
+        "fc_clip_norms_grid<T>(g, &segs[0], i, _ind.size(), base, clipnorm, per_variable, first, last, unscale, "
+        "&ls[0], guarded, &partials[0], &ticket[0], &cs[0])",
+    ))
     specs += [
         KernelSpec("fcgpu_bce_logits_loss", "T z, Y y", "T loss", "loss = fc_bce_logits_loss(z, y)"),
         KernelSpec("fcgpu_bce_logits_grad", "T z, Y y, float64 scale", "T dz", "dz = fc_bce_logits_grad(z, y, scale)"),
@@ -240,7 +250,10 @@ def _mixed_variants(spec: KernelSpec) -> list[KernelSpec]:
     so a mixed-precision step casts the master weights once, here, and nowhere else.
     ``<name>_guarded`` (and ``_guarded_mixed``): LossScaleOptimizer's step without a host read: the
     update skips itself (parameters, half copy and state as they were) where the device state ``ls``
-    flags an overflow, unscales by ls's 1/scale, and Adam takes its bias corrections from ls."""
+    flags an overflow, unscales by ls's 1/scale, and Adam takes its bias corrections from ls.
+    ``<name>_clip`` (``_clip_mixed``, ``_clip_guarded``, ``_clip_guarded_mixed``): those with the
+    unscaled gradient clipped as it is read (Keras's clipnorm, global_clipnorm or clipvalue:
+    ``fc_clipped``), its norm factor from the device array ``cs`` (``fcgpu_clip_norms``)."""
     operation = re.sub(r"\bgrad\b", "fc_unscaled(grad, unscale)", spec.operation)
     in_params = spec.in_params + ", float64 unscale"
     guarded = re.sub(r"\bgrad\b", "fc_unscaled(grad, ls[FC_LS_UNSCALE])", spec.operation)
@@ -249,7 +262,18 @@ def _mixed_variants(spec: KernelSpec) -> list[KernelSpec]:
         guarded = re.sub(rf"\b{name}\b", source, guarded)
         guarded_in = guarded_in.replace(f", float64 {name}", "")
     guarded_in += ", raw float64 ls"
+    clip_in = ", raw float64 cs, raw int64 segs, int64 nseg, float64 clipvalue"
+    clip = "fc_clipped({}, fc_clip_factor(&cs[0], &segs[0], nseg, i), clipvalue)"
+    clipped = re.sub(r"\bgrad\b", clip.format("fc_unscaled(grad, unscale)"), spec.operation)
+    clipped_guarded = re.sub(r"\bfc_unscaled\(grad, ls\[FC_LS_UNSCALE\]\)",
+                             clip.format("fc_unscaled(grad, ls[FC_LS_UNSCALE])"), guarded)
     return [
+        KernelSpec(spec.name + "_clip", in_params + clip_in, spec.out_params, clipped),
+        KernelSpec(spec.name + "_clip_mixed", in_params + clip_in, spec.out_params + ", H ph", f"{clipped}; ph = H(p)"),
+        KernelSpec(spec.name + "_clip_guarded", guarded_in + clip_in, spec.out_params,
+                   f"if (ls[FC_LS_SKIP] == 0.0) {{ {clipped_guarded}; }}"),
+        KernelSpec(spec.name + "_clip_guarded_mixed", guarded_in + clip_in, spec.out_params + ", H ph",
+                   f"if (ls[FC_LS_SKIP] == 0.0) {{ {clipped_guarded}; ph = H(p); }}"),
         KernelSpec(spec.name + "_unscaled", in_params, spec.out_params, operation),
         KernelSpec(spec.name + "_mixed", in_params, spec.out_params + ", H ph", f"{operation}; ph = H(p)"),
         KernelSpec(spec.name + "_guarded", guarded_in, spec.out_params, f"if (ls[FC_LS_SKIP] == 0.0) {{ {guarded}; }}"),

@@ -456,13 +456,13 @@ for _name, _outputs in {
 
 def _mixed_update(method: Callable[..., Any]) -> Callable[..., Any]:
     """An update method with the mixed-precision arguments of ``Backend.sgd_update``: the gradient
-    times ``unscale`` in a scratch copy (exact: a power of two), and after the update the half copy
-    ``half`` rounded once from the new parameter (a second pass here, one fused pass on CuPy)."""
+    times ``unscale`` in a scratch copy (exact: a power of two), then clipped (``clip``), and after
+    the update the half copy ``half`` rounded once from the new parameter (a second pass here, one fused pass on CuPy)."""
 
     @functools.wraps(method)
     def wrapper(
         self: NumpyBackend, param: Any, grad: Any, *args: Any, half: Any = None, unscale: float = 1.0, guard: Any = None,
-        **kwargs: Any,
+        clip: Any = None, **kwargs: Any,
     ) -> Any:
         if guard is not None:  # loss scaling's decision (Backend.loss_scale_check): skip, or unscale by it
             if guard[self.LS_SKIP] != 0.0:
@@ -474,6 +474,8 @@ def _mixed_update(method: Callable[..., Any]) -> Callable[..., Any]:
             scaled = self._workspace(grad.shape, grad.dtype, "unscaled")
             np.multiply(grad, grad.dtype.type(unscale), out=scaled)
             grad = scaled
+        if clip is not None:  # Keras's clipping of the unscaled gradient, in a scratch copy
+            grad = self.clipped_gradient(grad, *clip, self._workspace(grad.shape, grad.dtype, "clipped"))
         result = method(self, param, grad, *args, **kwargs)
         if half is not None:
             np.copyto(half, param, casting="same_kind")

@@ -11,7 +11,8 @@ Array = Any  # numpy.ndarray or cupy.ndarray
 
 
 class FusedSteps:
-    """The loss steps (loss, gradient and correct count in one call) and ``loss_scale_check``."""
+    """The loss steps (loss, gradient and correct count in one call), ``loss_scale_check`` and
+    gradient clipping's ``clip_factors`` and ``clipped_gradient``."""
 
     xp: Any
 
@@ -165,3 +166,49 @@ class FusedSteps:
         state[self.LS_STEP_SIZE] = lr / (1.0 - beta1**t)
         state[self.LS_BC2_SQRT] = (1.0 - beta2**t) ** 0.5
 
+
+    # -- gradient clipping (Keras 3's clipnorm, global_clipnorm, clipvalue) ----------------------
+    def clip_factors(
+        self, grads: list[Array], segments: list[Array], factors: Array, clipnorm: float, per_variable: bool,
+        *, unscale: float = 1.0, guard: Array | None = None,
+    ) -> None:
+        """The norm clipping factors of flat gradient buffers ``grads`` into ``factors`` (float64,
+        where they live), read by the updates' ``clip`` (kernels/optimizers.cuh, fc_clip_norms_grid):
+        segments[b] holds int64 (start, stop) pairs of buffer b's variables, sorted. per_variable
+        (clipnorm c): factors[k] = c / max(||g_k||, c) for the k-th variable over all buffers;
+        else (global_clipnorm c) factors[0] = c * min(1/n, 1/c) + (n - n) for the norm n of all
+        of them, factors[1] their squared sum. The norms are of the gradients times ``unscale``
+        (or ``guard``'s 1/scale: LossScaleOptimizer's). One launch a buffer on CuPy; no host read."""
+        xp = self.xp
+        u = float(guard[self.LS_UNSCALE]) if guard is not None else float(unscale)
+        sums = []
+        for g, segs in zip(grads, segments):
+            pairs = self.to_numpy(segs).reshape(-1, 2)
+            sums += [float(xp.sum(xp.square(g[a:b].astype(xp.float64)))) for a, b in pairs]
+        if per_variable:
+            for k, sumsq in enumerate(sums):
+                n = sumsq**0.5 * u
+                factors[k] = clipnorm / (n if (n != n or n > clipnorm) else clipnorm)
+            return
+        total = float(sum(sums))
+        n = total**0.5 * u
+        r, inv_c = (1.0 / n if n else float("inf")), 1.0 / clipnorm
+        factors[1] = total
+        factors[0] = clipnorm * (r if r < inv_c else inv_c) + (n - n)
+
+    def clipped_gradient(self, grad: Array, factors: Array, segs: Array, nseg: int, clipvalue: float, out: Array) -> Array:
+        """``grad`` (a flat buffer, already unscaled) clipped into ``out``: clamped to [-clipvalue,
+        clipvalue] where clipvalue > 0; else times its norm factor: none where nseg is 0, factors[0]
+        for every element where nseg < 0, else factors[k] for segment k of ``segs`` (1 in the gaps)."""
+        xp = self.xp
+        if clipvalue > 0:
+            return xp.clip(grad, -clipvalue, clipvalue, out=out)
+        out[...] = grad
+        scalar = grad.dtype.type
+        if nseg < 0:
+            out *= scalar(float(factors[0]))
+        elif nseg > 0:
+            flat = out.reshape(-1)
+            for k, (a, b) in enumerate(self.to_numpy(segs).reshape(-1, 2)[:nseg]):
+                flat[a:b] *= scalar(float(factors[k]))
+        return out

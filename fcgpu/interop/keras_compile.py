@@ -83,6 +83,9 @@ def compile_to_keras(compiled: dict[str, Any]) -> tuple[dict[str, Any] | None, s
         return None, f"{cls} with weight_decay"
     config = {"name": cls.lower(), "learning_rate": float(rate), **_KERAS_OPTIMIZER_DEFAULTS}
     config.update({kk: opt[fk] for fk, kk in _OPTIMIZERS[cls].items() if fk in opt})
+    if opt.get("use_ema"):
+        return None, "the optimizer keeps a moving average of the weights (use_ema), whose state fcgpu does not write"
+    config.update({k: opt[k] for k in ("clipnorm", "global_clipnorm", "clipvalue") if opt.get(k) is not None})
     if cls in ("Adam", "AdamW"):
         config["amsgrad"] = False
     metrics = []
@@ -133,7 +136,7 @@ def compile_from_keras(compiled: Any) -> tuple[dict[str, Any] | None, str]:
         return None, f"fcgpu has no optimizer {opt.get('class_name') if isinstance(opt, dict) else opt!r}"
     cls, inner = opt["class_name"], opt["config"]
     for key, default in _KERAS_OPTIMIZER_DEFAULTS.items():
-        if key == "weight_decay" and cls == "AdamW":
+        if (key == "weight_decay" and cls == "AdamW") or "clip" in key:  # clipping: Keras's semantics
             continue
         if key != "ema_momentum" and inner.get(key, default) not in (default, 0, 0.0):
             return None, f"fcgpu's {cls} has no {key}"
@@ -144,6 +147,8 @@ def compile_from_keras(compiled: Any) -> tuple[dict[str, Any] | None, str]:
         return None, "the learning rate is a schedule"
     fc_opt = {"class_name": cls, "learning_rate": _float32_value(float(rate))}
     fc_opt.update({fk: _float32_value(inner[kk]) for fk, kk in _OPTIMIZERS[cls].items() if kk in inner})
+    fc_opt.update({k: float(inner[k]) for k in ("clipnorm", "global_clipnorm", "clipvalue")
+                   if isinstance(inner.get(k), (int, float)) and not isinstance(inner.get(k), bool)})
     metrics = []
     for m in compiled.get("metrics") or []:
         if isinstance(m, str) and m in _METRICS:

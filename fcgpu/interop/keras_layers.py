@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping
 
+from .keras_constraints import constraint_from_keras, constraints_from_keras, constraints_to_keras
 from .keras_common import (
     SEED_LIMIT,
     UnsupportedKeras,
@@ -101,6 +102,7 @@ def _from_keras(cls: str, config: dict[str, Any], what: str) -> dict[str, Any]:
             "bias_initializer": initializer_from_keras(config.get("bias_initializer"), "zeros"),
             "kernel_regularizer": regularizer_from_keras(config.get("kernel_regularizer"), what),
             "bias_regularizer": regularizer_from_keras(config.get("bias_regularizer"), what),
+            **constraints_from_keras(config),
         }
     if cls == "Dropout":
         rate = config.get("rate")
@@ -163,7 +165,8 @@ def layer_from_keras(entry: Any, custom_objects: Mapping[str, Callable[[dict[str
             raise UnsupportedKeras(f"{what}: the converter registered for it raised {type(e).__name__}: {e}") from None
     if cls not in LAYERS:
         raise UnsupportedKeras(f"{what}: fcgpu has no {cls} layer")
-    refused = [key for key in _REFUSED if config.get(key) not in (None, 0, False)]
+    refused = [key for key in _REFUSED if config.get(key) not in (None, 0, False)
+               and not (cls == "Dense" and constraint_from_keras(config.get(key)))]  # Dense's constraints: keras_constraints
     if refused:
         raise UnsupportedKeras(f"{what}: fcgpu has no {', '.join(refused)}")
     dtype = policy_from_keras(config.get("dtype"), what)
@@ -183,8 +186,7 @@ def _to_keras(cls: str, config: dict[str, Any], name: str) -> dict[str, Any]:
             "bias_initializer": initializer_to_keras(config["bias_initializer"], "Zeros"),
             "kernel_regularizer": regularizer_to_keras(config.get("kernel_regularizer")),
             "bias_regularizer": regularizer_to_keras(config.get("bias_regularizer")),
-            "kernel_constraint": None,
-            "bias_constraint": None,
+            **constraints_to_keras(config),
         }
     if cls == "Dropout":
         return {"rate": config["rate"], "seed": _keras_seed(config.get("seed")), "noise_shape": None}

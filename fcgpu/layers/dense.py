@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import mixed_precision, regularizers
+from .. import constraints, mixed_precision, regularizers
 from ..activations import Activation, get_activation
 from ..backends import Backend, get_backend, resolve_backend
 from ..backends.base import Array, Scalar
@@ -33,6 +33,9 @@ class Dense(Layer):
             from ``fcgpu.initializers``.
         kernel_regularizer, bias_regularizer: None, 'l1', 'l2', 'l1_l2' or an ``fcgpu.regularizers``
             object: its penalty joins the loss, its gradient the parameter's (as in Keras).
+        kernel_constraint, bias_constraint: None, 'max_norm', 'non_neg', 'unit_norm',
+            'min_max_norm' or an ``fcgpu.constraints`` object: applied to the weight after each
+            optimizer update (as in Keras).
         dtype: a dtype policy (``fcgpu.mixed_precision``): 'float32', 'float64', 'float16',
             'mixed_float16' or 'mixed_bfloat16', or a ``Policy``; default the global policy. Under a
             mixed policy the variables (kernel, bias) are float32 master weights and the layer
@@ -56,6 +59,8 @@ class Dense(Layer):
         bias_initializer: Any = "zeros",
         kernel_regularizer: Any = None,
         bias_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
         dtype: Any = None,
         name: str | None = None,
         input_dim: int | None = None,
@@ -81,6 +86,8 @@ class Dense(Layer):
         self._bias_init_name = serialize_initializer(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
         self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
+        self.kernel_constraint = constraints.get(kernel_constraint, "kernel_constraint")
+        self.bias_constraint = constraints.get(bias_constraint, "bias_constraint")
         self.dtype_policy = policy
         self.dtype = policy.variable_dtype  # Keras's layer.dtype: the variables'
         self.compute_dtype = policy.compute_dtype
@@ -117,6 +124,8 @@ class Dense(Layer):
             "bias_initializer": self._bias_init_name,
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            **{k: constraints.serialize(c) for k, c in (("kernel_constraint", self.kernel_constraint),
+                                                          ("bias_constraint", self.bias_constraint)) if c is not None},
             "dtype": self.dtype_policy.name,
             "name": self.name,
             **({"input_shape": list(self.declared_input_shape)} if self.declared_input_shape else {}),
@@ -174,6 +183,11 @@ class Dense(Layer):
         if self.use_bias:
             params.append((f"{self.name}/bias", self.bias, self.bias_grad))
         return params
+
+    def weight_constraints(self) -> dict[str, Any]:
+        """{parameter name: its constraint}, applied by the optimizer after each update."""
+        found = {f"{self.name}/kernel": self.kernel_constraint, f"{self.name}/bias": self.bias_constraint}
+        return {name: c for name, c in found.items() if c is not None}
 
     def regularization_loss(self, scale: float = 1.0) -> Scalar | None:
         """The kernel's and bias's regularization penalties summed (Keras's ``layer.losses``) times

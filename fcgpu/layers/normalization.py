@@ -13,17 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import regularizers
+from .. import constraints, regularizers
 from ..backends.base import Array
 from ..serialization import register
 from .variables import VariableLayer, VariableSpec, check_axis, check_flag, check_number, initializer_entry
 
 __all__ = ["BatchNormalization", "LayerNormalization"]
-
-
-def _no_constraint(value: Any, argument: str) -> None:
-    if value is not None:
-        raise ValueError(f"{argument}: fcgpu has no constraints on normalization weights, got {value!r}")
 
 
 class _Normalization(VariableLayer):
@@ -40,8 +35,8 @@ class _Normalization(VariableLayer):
         self.gamma_initializer = initializer_entry(gamma_initializer, "gamma_initializer")
         self.beta_regularizer = regularizers.get(beta_regularizer, "beta_regularizer")
         self.gamma_regularizer = regularizers.get(gamma_regularizer, "gamma_regularizer")
-        _no_constraint(beta_constraint, "beta_constraint")
-        _no_constraint(gamma_constraint, "gamma_constraint")
+        self.beta_constraint = constraints.get(beta_constraint, "beta_constraint")
+        self.gamma_constraint = constraints.get(gamma_constraint, "gamma_constraint")
         super().__init__(dtype, name)
         self._x: Array | None = None
 
@@ -59,7 +54,15 @@ class _Normalization(VariableLayer):
             "beta_initializer": self.beta_initializer, "gamma_initializer": self.gamma_initializer,
             "beta_regularizer": regularizers.serialize(self.beta_regularizer),
             "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            **{k: constraints.serialize(c) for k, c in (("beta_constraint", self.beta_constraint),
+                                                          ("gamma_constraint", self.gamma_constraint)) if c is not None},
         }
+
+    def weight_constraints(self) -> dict[str, Any]:
+        """{parameter name: its constraint} (gamma's, beta's), applied by the optimizer after each update."""
+        found = {f"{self.name}/gamma": self.gamma_constraint if self.scale else None,
+                 f"{self.name}/beta": self.beta_constraint if self.center else None}
+        return {name: c for name, c in found.items() if c is not None}
 
     def release(self) -> None:
         super().release()
@@ -89,8 +92,9 @@ class BatchNormalization(_Normalization):
         center, scale: learn beta (an offset) and gamma (a factor).
         beta_initializer, gamma_initializer, moving_mean_initializer, moving_variance_initializer:
             as Keras's ('zeros', 'ones', 'zeros', 'ones').
-        beta_regularizer, gamma_regularizer: as Dense's regularizers. Constraints, renorm and
-            synchronized (TensorFlow only in Keras) are not supported.
+        beta_regularizer, gamma_regularizer: as Dense's regularizers; beta_constraint,
+            gamma_constraint: as Dense's constraints (applied after each optimizer update). Renorm
+            and synchronized (TensorFlow only in Keras) are not supported.
         dtype: None (the layer before it), 'float32' or 'float64'. name: as every layer's.
 
     Shapes: x (B, N) or (N,) -> y of the same shape.
@@ -184,8 +188,8 @@ class LayerNormalization(_Normalization):
     """Keras's ``LayerNormalization`` over the features of (batch, features) inputs.
 
     Args:
-        axis: -1 (or 1, or [-1]); epsilon: > 0; center, scale, the initializers and regularizers
-            of beta and gamma: as Keras's. dtype, name: as BatchNormalization's.
+        axis: -1 (or 1, or [-1]); epsilon: > 0; center, scale, the initializers, regularizers and
+            constraints of beta and gamma: as Keras's. dtype, name: as BatchNormalization's.
 
     Shapes: x (B, N) or (N,) -> y of the same shape.
     """

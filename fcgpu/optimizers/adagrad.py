@@ -30,8 +30,9 @@ class Adagrad(Optimizer):
         weight_decay: float | None = None,
         *,
         lr: float | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(learning_rate, lr=lr)
+        super().__init__(learning_rate, lr=lr, **options)
         self.initial_accumulator_value = check_number(initial_accumulator_value, "initial_accumulator_value")
         self.epsilon = check_number(epsilon, "epsilon")
         self.weight_decay = None if weight_decay is None else check_number(weight_decay, "weight_decay")

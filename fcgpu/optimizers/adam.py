@@ -39,8 +39,9 @@ class Adam(Optimizer):
         beta_1: float | None = None,
         beta_2: float | None = None,
         epsilon: float | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(learning_rate, lr=lr)
+        super().__init__(learning_rate, lr=lr, **options)
         value, name = one_of(beta1, beta_1, "beta1", "beta_1", 0.9)
         self.beta1 = check_number(value, name, 0.0, 1.0, high_open=True)
         value, name = one_of(beta2, beta_2, "beta2", "beta_2", 0.999)

@@ -9,7 +9,8 @@ and lives on the parameter's backend; each name is bound to the layer that owns 
 optimizer instance serves one model and refuses a second one instead of mixing two models' state.
 
 ``iterations`` counts the updates applied (Keras's name); a learning-rate schedule is evaluated at
-it once per step, before the update, as Keras does.
+it once per step, before the update, as Keras does. ``clipnorm``, ``clipvalue`` and
+``global_clipnorm`` clip the gradients as Keras 3 does (``clipping``), inside the same updates.
 """
 from __future__ import annotations
 
@@ -20,32 +21,15 @@ from typing import Any, Callable
 import numpy as np
 
 from ..backends import Backend, resolve_backend, to_numpy
+from ..constraints import bound_constraints
 from ..backends.base import Array
 from . import schedules
+from .arguments import check_number, checked_rate, one_of
+from .clipping import CLIP_ARGUMENTS, ClipPlan, check_clipping
+from .ema import EMA_SLOT, check_ema, ema_config, ema_update, finalize
 from .schedules import LearningRateSchedule
 
 __all__ = ["Optimizer", "check_number", "layers_of", "one_of", "state_dtype"]
-
-
-def check_number(value: Any, argument: str, low: float = 0.0, high: float = math.inf, high_open: bool = False) -> float:
-    """``value`` as a float in [low, high] (or [low, high)), else an error naming ``argument``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{argument}: expected a number, got {value!r}")
-    value = float(value)
-    if not (low <= value and (value < high if high_open else value <= high)):
-        bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
-        raise ValueError(f"{argument}: expected a value in {bound}, got {value!r}")
-    return value
-
-
-def one_of(value: Any, alias_value: Any, name: str, alias: str, default: Any) -> tuple[Any, str]:
-    """(the value given as ``name`` or as its alias ``alias``, the spelling used); ``default`` when
-    neither was given (both None); both given is an error."""
-    if value is not None and alias_value is not None:
-        raise TypeError(f"{name} and {alias}: {alias} is another name for {name}; give one of them, not both")
-    if alias_value is not None:
-        return alias_value, alias
-    return (default if value is None else value), name
 
 
 def layers_of(target: Any) -> list[Any]:
@@ -93,19 +77,6 @@ def _mixed_arguments(half: Array | None, unscale: float, guard: Array | None = N
 _READ_EACH_STEP = frozenset({"iterations", "bound_flat", "learning_rate", "lr", "steps", "state"})
 
 
-def _checked_rate(value: Any, argument: str) -> float | LearningRateSchedule:
-    if isinstance(value, LearningRateSchedule):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(
-            f"{argument}: expected a number or a schedule from fcgpu.optimizers.schedules, got {value!r}"
-        )
-    rate = float(value)
-    if not (0.0 <= rate < math.inf):  # 0 is allowed, as in Keras and PyTorch (a schedule may reach it)
-        raise ValueError(f"{argument}: expected a value in [0, inf) (a finite number >= 0), got {value!r}")
-    return rate
-
-
 class Optimizer:
     """Base class: per-parameter state slots ``_slots`` and one ``_update`` per parameter or buffer.
 
@@ -117,9 +88,21 @@ class Optimizer:
     _slots: tuple[str, ...] = ()
     default_learning_rate = 0.001
 
-    def __init__(self, learning_rate: float | LearningRateSchedule | None = None, *, lr: float | None = None) -> None:
+    def __init__(
+        self, learning_rate: float | LearningRateSchedule | None = None, *, lr: float | None = None,
+        clipnorm: float | None = None, clipvalue: float | None = None, global_clipnorm: float | None = None,
+        use_ema: bool = False, ema_momentum: float = 0.99, ema_overwrite_frequency: int | None = None,
+    ) -> None:
         value, spelling = one_of(learning_rate, lr, "learning_rate", "lr", self.default_learning_rate)
-        self._learning_rate: float | LearningRateSchedule = _checked_rate(value, spelling)
+        self._learning_rate: float | LearningRateSchedule = checked_rate(value, spelling)
+        # Keras's gradient clipping (at most one; None or 0: none), bound with the flat buffers.
+        self.clipnorm, self.clipvalue, self.global_clipnorm = check_clipping(clipnorm, clipvalue, global_clipnorm)
+        self._clip_plan: ClipPlan | None = None
+        # Keras's moving average of the weights (ema): its bound (backend, weights, average, half copy).
+        self.use_ema, self.ema_momentum, self.ema_overwrite_frequency = check_ema(
+            use_ema, ema_momentum, ema_overwrite_frequency)
+        self._ema_plan: list[tuple] = []
+        self._constrained: list[tuple] = []  # (constraint, backend, parameter, half copy): after each update
         self.iterations = 0  # updates applied: the step a schedule is evaluated at
         # name -> {slot: backend array}; name -> step count; name -> the layer the state belongs to
         self.state: dict[str, dict[str, Array]] = {}
@@ -162,7 +145,7 @@ class Optimizer:
         return rate if isinstance(rate, LearningRateSchedule) else None
 
     def _set_rate(self, value: Any, argument: str) -> None:
-        checked = _checked_rate(value, argument)
+        checked = checked_rate(value, argument)
         if self.schedule is not None and not isinstance(checked, LearningRateSchedule):
             raise TypeError(
                 f"{argument}: this optimizer's learning rate is the schedule {self.schedule!r}, which a number cannot "
@@ -174,9 +157,12 @@ class Optimizer:
     def get_config(self) -> dict[str, Any]:
         """{'class_name', 'learning_rate' (a number, or a schedule's ``schedules.serialize``), ...}: JSON-ready."""
         rate = self._learning_rate
+        clipping = {name: getattr(self, name) for name in CLIP_ARGUMENTS if getattr(self, name) is not None}
         return {
             "class_name": type(self).__name__,
             "learning_rate": schedules.serialize(rate) if isinstance(rate, LearningRateSchedule) else rate,
+            **clipping,
+            **ema_config(self),
         }
 
     @classmethod
@@ -240,12 +226,23 @@ class Optimizer:
                 self._check_owner(name, layer)
                 entries.append((layer, name, param, grad))
         states = [self._state_for(layer.backend, name, param) for layer, name, param, _ in entries]
-        for (layer, name, param, grad), state in zip(entries, states):
+        spans = [(g.reshape(-1), [(0, g.size)]) for *_, g in entries]
+        clip = ClipPlan.of(self, entries[0][0].backend, spans) if entries else None
+        if clip is not None:
+            clip.before(unscale)
+        for k, ((layer, name, param, grad), state) in enumerate(zip(entries, states)):
             self._owners[name] = weakref.ref(layer)
             step = self.steps.get(name, 0) + 1
-            half = _half_copies(layer).get(name)
-            self._update(layer.backend, param, grad, state, step, lr, **_mixed_arguments(half, unscale))
+            mixed = _mixed_arguments(_half_copies(layer).get(name), unscale)
+            if clip is not None:
+                mixed["clip"] = clip.arguments[k]
+            self._update(layer.backend, param, grad, state, step, lr, **mixed)
             self.steps[name] = step
+        if self.use_ema:
+            ema_update(self, [(layer.backend, param, state[EMA_SLOT], _half_copies(layer).get(name))
+                              for (layer, name, param, _), state in zip(entries, states)], self.iterations)
+        for constraint, backend, param, half in bound_constraints([e[:3] for e in entries], _half_copies):
+            constraint.apply(backend, param, half)
         self.iterations += 1
 
     def flat_step_ready(self, flat: Any) -> bool:
@@ -284,6 +281,12 @@ class Optimizer:
         self._plan = [(*self._update_call(flat.backend, params, flat.grads[dtype], self._flat_state[dtype]),
                        flat.halves.get(dtype)) for dtype, params in flat.params.items()]
         self._plan_names = list(flat.slices)
+        self._clip_plan = ClipPlan.of(self, flat.backend, [
+            (flat.grads[dtype], [(a, b) for d, a, b in flat.slices.values() if d == dtype]) for dtype in flat.params
+        ])
+        self._constrained = bound_constraints(flat.views(), _half_copies)
+        self._ema_plan = [(flat.backend, params, self._flat_state[dtype][EMA_SLOT], flat.halves.get(dtype))
+                          for dtype, params in flat.params.items()] if self.use_ema else []
         for layer, name, _ in flat.views():
             self._owners[name] = weakref.ref(layer)
         self.bound_flat = flat
@@ -297,13 +300,22 @@ class Optimizer:
         lr = rate if type(rate) is float else self.learning_rate
         steps, names = self.steps, self._plan_names
         step = steps.get(names[0], 0) + 1 if names else 1
-        plain = guard is None and unscale == 1.0
-        for method, head, hyper, tail, half in self._plan:
+        clip = self._clip_plan
+        plain = guard is None and unscale == 1.0 and clip is None
+        if clip is not None:
+            clip.before(unscale, guard)
+        for k, (method, head, hyper, tail, half) in enumerate(self._plan):
             mixed = {} if plain and half is None else _mixed_arguments(half, unscale, guard)
+            if clip is not None:
+                mixed["clip"] = clip.arguments[k]
             if tail is None:
                 method(*head, lr, *hyper, **mixed)
             else:
                 method(*head, lr, *hyper, step, *tail, **mixed)
+        if self._ema_plan:  # Keras's: the moving average, then the constraints, after the update
+            ema_update(self, self._ema_plan, self.iterations, guard)
+        for constraint, backend, param, half in self._constrained:
+            constraint.apply(backend, param, half, guard)
         for name in names:
             steps[name] = step
         self.__dict__["iterations"] += 1  # not through __setattr__: nothing to unbind
@@ -334,6 +346,16 @@ class Optimizer:
         object.__setattr__(self, name, value)
         if name[0] != "_" and name not in _READ_EACH_STEP and self.__dict__.get("bound_flat") is not None:
             object.__setattr__(self, "bound_flat", None)
+
+    def finalize_variable_values(self, model_or_layers: Any) -> None:
+        """With ``use_ema``, every weight of ``model_or_layers`` overwritten by its moving average
+        (Keras's; ``fit`` calls it at its end); nothing otherwise."""
+        finalize(self, [(name, param, _half_copies(layer).get(name))
+                        for layer in layers_of(model_or_layers) for name, param, _ in layer.parameters()])
+
+    def state_slots(self) -> tuple[str, ...]:
+        """The state kept per parameter: the update's slots, and the moving average with ``use_ema``."""
+        return self._slots + ((EMA_SLOT,) if self.use_ema else ())
 
     def loss_scale_state(self, flat: Any) -> Array | None:
         """The device array whose first element the loss step multiplies its gradient by (a loss
@@ -371,14 +393,14 @@ class Optimizer:
         """Flat state buffers beside ``flat``'s, holding the per-name state so far (initial values where none)."""
         backend = flat.backend
         self._flat_state = {
-            dtype: {slot: self._new_slot(backend, params.shape, state_dtype(params.dtype), slot) for slot in self._slots}
+            dtype: {slot: self._new_slot(backend, params.shape, state_dtype(params.dtype), slot) for slot in self.state_slots()}
             for dtype, params in flat.params.items()
         }
         for name, (dtype, start, stop) in flat.slices.items():
             shape = flat.shape(name)
             old = self.state.get(name, {})
             views = {}
-            for slot in self._slots:
+            for slot in self.state_slots():
                 view = self._flat_state[dtype][slot][start:stop].reshape(shape)
                 if slot in old:
                     if tuple(old[slot].shape) != shape:
@@ -398,7 +420,7 @@ class Optimizer:
         if state is None:
             dtype = state_dtype(param.dtype)
             shape = tuple(param.shape)
-            return self.state.setdefault(name, {s: self._new_slot(backend, shape, dtype, s) for s in self._slots})
+            return self.state.setdefault(name, {s: self._new_slot(backend, shape, dtype, s) for s in self.state_slots()})
         for slot, value in state.items():
             if tuple(value.shape) != tuple(param.shape):
                 raise ValueError(
@@ -453,8 +475,8 @@ class Optimizer:
         updates applied, as every update steps every parameter a model had then."""
         state: dict[str, dict[str, Array]] = {}
         for name, slots in state_dict.get("state", {}).items():
-            if set(slots) != set(self._slots):
-                raise ValueError(f"state_dict: parameter {name!r} has slots {sorted(slots)}, expected {sorted(self._slots)}")
+            if set(slots) != set(self.state_slots()):
+                raise ValueError(f"state_dict: parameter {name!r} has slots {sorted(slots)}, expected {sorted(self.state_slots())}")
             state[name] = {s: backend.from_numpy(np.asarray(a)) for s, a in slots.items()}
         steps = {str(k): int(v) for k, v in state_dict.get("steps", {}).items()}
         iterations = state_dict.get("iterations", max(steps.values(), default=0))

@@ -36,8 +36,9 @@ class RMSprop(Optimizer):
         weight_decay: float | None = None,
         *,
         lr: float | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(learning_rate, lr=lr)
+        super().__init__(learning_rate, lr=lr, **options)
         self.rho = check_number(rho, "rho", 0.0, 1.0, high_open=True)
         self.momentum = check_number(momentum, "momentum")
         self.epsilon = check_number(epsilon, "epsilon")

@@ -33,8 +33,9 @@ class SGD(Optimizer):
         weight_decay: float | None = None,
         *,
         lr: float | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(learning_rate, lr=lr)
+        super().__init__(learning_rate, lr=lr, **options)
         self.momentum = check_number(momentum, "momentum")
         self.weight_decay = check_number(0.0 if weight_decay is None else weight_decay, "weight_decay")
         if not isinstance(nesterov, (bool, np.bool_)):

@@ -249,6 +249,8 @@ def fit_stream(model: Any, x: Any, y: Any, batch_size: Any, epochs: int, verbose
             print(f"Epoch {epoch + 1}/{epochs} - {seconds:.2f}s - {text}", file=sys.stdout, flush=True)
         if model.stop_training or (train is not None and train.ran_out and not train.indexed):
             break
+    if epochs > 0:  # Keras's: the weights become their moving averages (use_ema)
+        model.optimizer.finalize_variable_values(model)
     callback_list.call("on_train_end", logs)
     return history
 

@@ -453,6 +453,8 @@ class Trainer(TrainingStep, DataParallel):
             del xe, ye, we
             if self.stop_training:
                 break
+        if epochs > 0:  # Keras's: the weights become their moving averages (use_ema)
+            self.optimizer.finalize_variable_values(self)
         callback_list.call("on_train_end", logs)
         return history
 

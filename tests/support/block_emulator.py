@@ -34,7 +34,7 @@ from fcgpu.testing.fake_cupy.params import HOST_CTYPES, get_param_info, resolve_
 HEADER = Path(__file__).with_name("block_emulator.h")
 BLOCK_FUNCTIONS = re.compile(
     r"\bfc_(softmax_xent_warp_\w+|softmax_warp_\w+|loss_grid|all_finite_grid|loss_scale_check_grid|bn_stats|param_grads"
-    r"|ln_forward|ln_dx)\b"
+    r"|ln_forward|ln_dx|clip_norms_grid)\b"
 )
 _SCALAR_CTYPES = {"b": ctypes.c_bool, "i": ctypes.c_longlong, "u": ctypes.c_ulonglong, "f": ctypes.c_double}
 

@@ -182,6 +182,20 @@ def trace_backend_calls() -> list[KernelCall]:
                 b.rmsprop_update(p, g, s(), mg, mom, 1e-3, 0.9, 0.0 if mom is None else 0.5, 1e-7, 0.0, **mixed)
             b.adagrad_update(p, g, s(), 1e-3, 1e-7, 0.0, **mixed)
         b.l1l2_grad(g, p, 0.01, 0.01, gscale=b.zeros((b.LS_SIZE,), np.float64))
+        # Keras's gradient clipping: the norms of two variables' segments, per variable and global,
+        # unscaled on the host or by the loss scaler's state; the updates clipping as they read (_clip*).
+        factors, segs, ls = b.zeros((2,), np.float64), b.zeros((4,), np.int64), b.zeros((b.LS_SIZE,), np.float64)
+        for per_variable, guard in ((True, None), (False, None), (False, ls)):
+            b.clip_factors([b.zeros((12,), f), b.zeros((12,), f)], [segs, segs], factors, 1.0, per_variable, guard=guard)
+        half = b.zeros((3, 4), np.float16)
+        for mixed in ({}, {"half": half}, {"guard": ls}, {"guard": ls, "half": half}):
+            p, g, clip = s(), s(), {"clip": (factors, segs, 2, 0.0)}
+            b.sgd_update(p, g, None, 0.1, 0.0, 0.0, False, **mixed, **clip)
+            b.sgd_update(p, g, s(), 0.1, 0.9, 1e-4, True, **mixed, **clip)
+            b.adam_update(p, g, s(), s(), 1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False, **mixed, **clip)
+            for mg, mom in ((None, None), (None, s()), (s(), None), (s(), s())):
+                b.rmsprop_update(p, g, s(), mg, mom, 1e-3, 0.9, 0.0 if mom is None else 0.5, 1e-7, 0.0, **mixed, **clip)
+            b.adagrad_update(p, g, s(), 1e-3, 1e-7, 0.0, **mixed, **clip)
         _trace_layer_calls(b, f)
     return calls
 
