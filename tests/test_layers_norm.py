@@ -327,7 +327,9 @@ def test_hostile_inputs_and_weights():
         layer.backward(np.ones((2, 4)))
     norm = L.Normalization()
     with pytest.raises(ValueError, match=r"data: expected a non-empty array \(samples, features\)"):
-        norm.adapt(np.zeros(5))
+        norm.adapt(np.zeros((0, 2)))
+    with pytest.raises(ValueError, match=r"data: expected a non-empty array \(samples, features\)"):
+        norm.adapt(np.zeros((2, 2, 2)))
     norm.adapt(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="expected 2 features"):
         norm.adapt(np.zeros((3, 5)))
