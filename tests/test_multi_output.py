@@ -119,3 +119,15 @@ def test_bad_settings_and_labels_are_named(call, words):
     assert words in str(info.value)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_evaluate_lists_losses_then_metrics_by_name_as_keras():
+    inp = fc.Input(shape=(4,))
+    h = layers.Dense(3)(inp)
+    model = fc.Model(inp, [layers.Dense(2, activation="softmax", name="priority")(h),
+                           layers.Dense(2, activation="softmax", name="department")(h)])
+    model.compile("sgd", ["sparse_categorical_crossentropy"] * 2, metrics=[["accuracy"], ["accuracy"]])
+    x, y = np.random.default_rng(0).normal(size=(8, 4)), np.zeros(8, int)
+    logs = model.evaluate(x, [y, y], verbose=0, return_dict=True)
+    assert list(logs) == ["loss", "priority_loss", "department_loss", "department_accuracy", "priority_accuracy"]
+    assert model.evaluate(x, [y, y], verbose=0) == pytest.approx(list(logs.values()))

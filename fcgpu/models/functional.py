@@ -266,6 +266,15 @@ class Functional(Model):
         for metric in self.metric_objects:
             metric.update(self.backend, out, y, sample_weight if id(metric) in weighted else None)
 
+    def logs_from(self, totals: Any, rows: int) -> dict[str, Any]:
+        """As the trainer's; with several outputs in Keras's order: 'loss', each output's loss in
+        output order, then the metrics by name (what evaluate's list follows)."""
+        logs = super().logs_from(totals, rows)
+        if len(self._outputs) == 1:
+            return logs
+        losses = ["loss", *(f"{name}_loss" for name in self.output_names)]
+        return {**{k: logs[k] for k in losses if k in logs}, **{k: logs[k] for k in sorted(logs) if k not in losses}}
+
     def compile_from_config(self, config: dict[str, Any]) -> None:
         if len(self._outputs) == 1:
             super().compile_from_config(config)
