@@ -29,11 +29,10 @@ def install_abort_hook(comm: Any) -> Hook:
         try:
             lines = traceback.format_exception(kind, error, tb)
             prefix = f"[rank {comm.rank}] "
-            stream.write("".join(prefix + line for text in lines for line in text.splitlines(True)))
-            stream.write(
-                f"[rank {comm.rank}] fcgpu: uncaught {kind.__name__} on rank {comm.rank} of {comm.size}; "
-                f"aborting every rank of the job\n"
-            )
+            report = "".join(prefix + line for part in lines for line in part.splitlines(True))
+            # One write: the traceback and the verdict reach the stream together, before the abort.
+            stream.write(report + f"[rank {comm.rank}] fcgpu: uncaught {kind.__name__} on rank {comm.rank} of "
+                                f"{comm.size}; aborting every rank of the job\n")
             stream.flush()
             if sys.stdout is not None:
                 sys.stdout.flush()
