@@ -9,6 +9,8 @@ device arrays. Both call the callbacks' hooks as Keras's loops do. What they use
 """
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -140,6 +142,22 @@ def evaluate_batch(
     if len(model.metric_objects) > count:
         model.update_metrics(logits, yb, on_logits, wb)
     return logits.shape[0]
+
+
+def finish_epoch(model: Any, callback_list: Any, history: Any, epoch: int, epochs: int, logs: dict[str, Any],
+                 start: float, bar: Any, verbose: int) -> None:
+    """The end of an epoch of either path (arrays or streams): wait for the device, the callbacks'
+    on_epoch_end, History, and the epoch's line (the bar's, or verbose=2's)."""
+    model.backend.synchronize()
+    seconds = time.perf_counter() - start
+    callback_list.call("on_epoch_end", epoch, logs)
+    history.record(epoch, logs, seconds)
+    if bar is not None:
+        bar.set_postfix(logs, refresh=False)
+        bar.close()
+    elif verbose == 2:
+        text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+        print(f"Epoch {epoch + 1}/{epochs} - {seconds:.2f}s - {text}", file=sys.stdout, flush=True)
 
 
 def verbosity(verbose: Any, default: int) -> int:

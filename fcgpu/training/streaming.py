@@ -10,7 +10,6 @@ yields the same global batches; each rank uploads and steps on its share of each
 """
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 from typing import Any
@@ -23,7 +22,7 @@ from ..distributed.data_parallel import quiet_callbacks
 from ..initializers import get_rng
 from ..validation import positive_int
 from .data_adapter import RAN_OUT, BatchStream, batch_weights, host_data, is_stream, split_batch
-from .epoch import evaluate_arrays, evaluate_batch, keras_values, progress_bar, run_epoch, verbosity
+from .epoch import evaluate_arrays, finish_epoch, evaluate_batch, keras_values, progress_bar, run_epoch, verbosity
 
 __all__ = ["fit_stream", "evaluate_from", "predict_from", "evaluate_stream", "predict_stream", "steps_argument"]
 
@@ -237,16 +236,7 @@ def fit_stream(model: Any, x: Any, y: Any, batch_size: Any, epochs: int, verbose
         else:
             val_logs = evaluate_stream(model, val_stream, width, callback_list) if val_stream is not None else None
         logs.update({f"val_{key}": value for key, value in (val_logs or {}).items()})
-        backend.synchronize()
-        seconds = time.perf_counter() - start
-        callback_list.call("on_epoch_end", epoch, logs)
-        history.record(epoch, logs, seconds)
-        if bar is not None:
-            bar.set_postfix(logs, refresh=False)
-            bar.close()
-        elif verbose == 2:
-            text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-            print(f"Epoch {epoch + 1}/{epochs} - {seconds:.2f}s - {text}", file=sys.stdout, flush=True)
+        finish_epoch(model, callback_list, history, epoch, epochs, logs, start, bar, verbose)
         if model.stop_training or (train is not None and train.ran_out and not train.indexed):
             break
     if epochs > 0:  # Keras's: the weights become their moving averages (use_ema)

@@ -9,7 +9,6 @@ to the model's backend once, and batches are slices of it. What the trainer need
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from typing import Any, Sequence
@@ -35,7 +34,7 @@ from ..params import FlatParameters
 from ..validation import positive_int
 from . import metric_state
 from .data_adapter import host_data, is_stream
-from .epoch import evaluate_arrays, keras_values, progress_bar, run_epoch, verbosity
+from .epoch import evaluate_arrays, finish_epoch, keras_values, progress_bar, run_epoch, verbosity
 from .step import TrainingStep
 from .streaming import evaluate_from, fit_stream, predict_from
 from .weights import sample_weights, weight_dtype
@@ -440,16 +439,7 @@ class Trainer(TrainingStep, DataParallel):
             if val_dev is not None:
                 val_logs = evaluate_arrays(self, val_dev[0], val_dev[1], 256, val_dev[2], callback_list, val_dev[3])
                 logs.update({f"val_{key}": value for key, value in val_logs.items()})
-            backend.synchronize()
-            seconds = time.perf_counter() - start
-            callback_list.call("on_epoch_end", epoch, logs)
-            history.record(epoch, logs, seconds)
-            if bar is not None:
-                bar.set_postfix(logs, refresh=False)
-                bar.close()
-            elif verbose == 2:
-                text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-                print(f"Epoch {epoch + 1}/{epochs} - {seconds:.2f}s - {text}", file=sys.stdout, flush=True)
+            finish_epoch(self, callback_list, history, epoch, epochs, logs, start, bar, verbose)
             del xe, ye, we
             if self.stop_training:
                 break
