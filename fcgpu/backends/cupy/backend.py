@@ -18,6 +18,7 @@ from ...activations.table import ACTIVATIONS
 from .. import philox
 from .device_specs import device_peak
 from ..base import Array, Backend, Scalar
+from .capture_ops import CaptureOps
 from .layer_ops import CupyLayerOps
 from .updates import CupyUpdates
 from ..dtypes import is_bfloat16
@@ -30,7 +31,7 @@ __all__ = ["KERNEL_SPECS", "CupyBackend", "KernelSpec"]
 _PEAK_ATTRIBUTES = (13, 16, 36, 37, 75, 76)
 
 
-class CupyBackend(CupyUpdates, CupyLayerOps, Backend):
+class CupyBackend(CaptureOps, CupyUpdates, CupyLayerOps, Backend):
     name = "cupy"
     dlpack_device_type = 2  # kDLCUDA
 
@@ -131,6 +132,8 @@ class CupyBackend(CupyUpdates, CupyLayerOps, Backend):
         # numpy.promote_types(a.dtype, b.dtype); another out dtype gets elementwise_copy), rounding
         # the gradient to half (inf above 65504 under loss scaling) and costing a kernel and a
         # temporary. cublasGemmEx takes half operands, float32 compute and a float32 C instead.
+        if self._graph_step is not None:  # graph mode (CaptureOps): no cuBLAS
+            return self.gemm_for_capture()(a, b, out, trans_a=True)
         if out.dtype == a.dtype:
             return self.cp.matmul(a.T, b, out=out)
         return self._gemm_at_b_wide(a, b, out)
@@ -191,6 +194,10 @@ class CupyBackend(CupyUpdates, CupyLayerOps, Backend):
     def bias_act_dropout_forward(self, z, bias, activation, out, dropped, seed, step, rate, offset=0):
         threshold, scale = philox.dropout_constants(rate)
         b = bias if bias is not None else z[..., :1]  # unread without a bias; any array of z's type
+        if self._graph_step is not None:  # graph mode (CaptureOps): the step + the device counter
+            self.graph_dropout(f"fcgpu_bias_{activation}_dropout_fwd", (z, b, bias is not None), seed, step,
+                               (np.int64(offset), np.uint32(threshold), scale, out, dropped))
+            return dropped
         self.kernel(f"fcgpu_bias_{activation}_dropout_fwd")(
             z, b, bias is not None, np.uint64(seed), np.uint64(step), np.int64(offset), np.uint32(threshold), scale,
             out, dropped,
@@ -199,12 +206,17 @@ class CupyBackend(CupyUpdates, CupyLayerOps, Backend):
 
     def act_dropout_backward(self, y, dy, activation, out, seed, step, rate, offset=0):
         threshold, scale = philox.dropout_constants(rate)
+        if self._graph_step is not None:
+            return self.graph_dropout(f"fcgpu_{activation}_dropout_bwd", (y, dy), seed, step,
+                                      (np.int64(offset), np.uint32(threshold), scale, out))
         return self.kernel(f"fcgpu_{activation}_dropout_bwd")(
             y, dy, np.uint64(seed), np.uint64(step), np.int64(offset), np.uint32(threshold), scale, out
         )
 
     def dropout_forward(self, x: Array, out: Array, seed: int, step: int, rate: float, offset: int = 0) -> Array:
         threshold, scale = philox.dropout_constants(rate)
+        if self._graph_step is not None:
+            return self.graph_dropout("fcgpu_dropout", (x,), seed, step, (np.int64(offset), np.uint32(threshold), scale, out))
         # NumPy scalars of the parameters' types: a Python int above 2**63 has no CuPy scalar type.
         return self.kernel("fcgpu_dropout")(
             x, np.uint64(seed), np.uint64(step), np.int64(offset), np.uint32(threshold), scale, out

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from ...activations.table import ACTIVATIONS
+from .capture_specs import capture_specs
 
 
 @dataclass(frozen=True)
@@ -283,3 +284,4 @@ def _mixed_variants(spec: KernelSpec) -> list[KernelSpec]:
 
 
 KERNEL_SPECS: dict[str, KernelSpec] = _specs()
+KERNEL_SPECS.update((s.name, s) for s in capture_specs(KERNEL_SPECS, KernelSpec))  # the captured step's

@@ -46,6 +46,9 @@ What it does NOT reproduce (checked elsewhere or only on a real GPU):
 - NCCL's own algorithms: ``cuda.nccl`` (``fcgpu.testing.fake_nccl``; a submodule, imported as
   ``from cupy.cuda import nccl`` imports CuPy's) runs its collectives over
   MPI on the host buffers behind the device arrays.
+- CUDA graphs: ``cuda.Stream(non_blocking=True).begin_capture()`` records instead of running, with
+  CuPy's and CUDA's refusals (``capture``'s docstring; allocations are refused outright, stricter than
+  CuPy's relaxed mode); ``Graph.launch()`` replays in order and counts as one device operation.
 - ``ReductionKernel``, ``RawKernel``, ``RawModule``, ``cupy.fuse`` and ``cupyx`` are absent.
 - ``isinstance(x, numpy.ndarray)`` is true for a stand-in array, and ``numpy.asarray(x)``
   silently returns a host view where CuPy raises ``TypeError``; code that type-checks against the
@@ -151,7 +154,7 @@ STAND_IN_TOOLS = frozenset({
     "STAND_IN_TOOLS", "TRANSFER_KINDS", "cache_dir", "compile_host_library", "count_device_ops", "host_compiler",
     "host_kernel_source", "precompile", "record_kernel_calls",
     # its submodules
-    "arrays", "counting", "cupy_names", "device", "functions", "host_library", "host_source", "kernel", "params",
+    "arrays", "capture", "counting", "cupy_names", "device", "functions", "host_library", "host_source", "kernel", "params",
     "recording",
 })
 

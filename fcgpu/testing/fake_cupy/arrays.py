@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from . import capture
 from .counting import counted, counted_method, function_kind, index_kind, note, ufunc_kind
 from .device import Device
 
@@ -103,6 +104,11 @@ class ndarray(np.ndarray):  # noqa: N801 - mirrors cupy.ndarray
 
     def __setitem__(self, key: Any, value: Any) -> None:
         name, uploads = index_kind(key)
+        if capture.active() is not None and not uploads and not (type(value) is np.ndarray and value.ndim > 0):
+            target, source = self.view(np.ndarray), value.view(np.ndarray) if isinstance(value, ndarray) else value
+            plain_key = _unwrap(key, "setitem") if isinstance(key, (ndarray, tuple)) else key
+            capture.record("setitem", lambda: np.ndarray.__setitem__(target, plain_key, source))
+            return
         if uploads or (type(value) is np.ndarray and value.ndim > 0):
             note("to_device", "setitem")
         with counted("setitem", name or "setitem"):
@@ -134,7 +140,11 @@ class ndarray(np.ndarray):  # noqa: N801 - mirrors cupy.ndarray
             kwargs["out"] = tuple(None if o is None else o.view(np.ndarray) for o in out)
         if "where" in kwargs:
             kwargs["where"] = _unwrap(kwargs["where"], what)
-        with counted(*ufunc_kind(ufunc, method)):
+        kind = ufunc_kind(ufunc, method)
+        if capture.active() is not None and kind[0] != "gemm" and out is not None and all(o is not None for o in out):
+            capture.record(kind[1], lambda: getattr(ufunc, method)(*args, **kwargs))
+            return out[0] if len(out) == 1 else tuple(out)
+        with counted(*kind):
             result = getattr(ufunc, method)(*args, **kwargs)
         if out is not None and method != "at":
             return out[0] if len(out) == 1 else tuple(out)
@@ -173,6 +183,12 @@ def _call(func: Callable, args: Sequence[Any], kwargs: dict[str, Any], what: str
     plain_kwargs = {k: _unwrap(v, what) for k, v in kwargs.items()}
     name = getattr(func, "__name__", "function")
     kind = function_kind(func, name, plain_args)
+    if capture.active() is not None:
+        if kind is not None and kind != "gemm" and (out is not None or name == "copyto"):
+            capture.record(name, lambda: func(*plain_args, **plain_kwargs))
+            return out
+        if name in ("empty_like",):
+            raise capture.refuse_allocation(f"cupy.{name}")
     if kind is None:
         result = func(*plain_args, **plain_kwargs)
     else:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from . import capture
 from .recording import registered
 
 __all__ = [
@@ -165,6 +166,8 @@ class counted:  # noqa: N801 - used as a context manager, like contextlib's lowe
 
     def __enter__(self) -> None:
         global _depth
+        if _depth == 0 and capture.active() is not None:  # what no recording hook took: refused
+            raise refusal(self.kind, self.name)
         _depth += 1
 
     def __exit__(self, exc_type: Any, *rest: Any) -> None:
@@ -174,8 +177,21 @@ class counted:  # noqa: N801 - used as a context manager, like contextlib's lowe
             note(self.kind, self.name)
 
 
+def refusal(kind: str, name: str) -> Exception:
+    """The error CuPy or CUDA raises for a ``kind`` operation on a capturing stream."""
+    if kind == "to_host":
+        return capture.refuse_d2h(name)
+    if kind == "to_device":
+        return capture.refuse_h2d(name)
+    if kind == "gemm":
+        return capture.refuse_cublas(name)
+    return capture.refuse_allocation(f"{kind} {name!r}")
+
+
 def note(kind: str, name: str) -> None:
     """Count one operation now (a transfer a counted operation implies), unless inside another."""
+    if _depth == 0 and capture.active() is not None:
+        raise refusal(kind, name)
     if _depth == 0:
         for ops in _open:
             ops.add(kind, name)
@@ -185,6 +201,13 @@ def counted_method(base: Callable, kind: str, name: str) -> Callable:
     """``base`` (an ``ndarray`` method) counted as one ``kind`` operation named ``name``."""
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _depth == 0 and capture.active() is not None and (name == "fill" or kwargs.get("out") is not None):
+            plain = self.view(np.ndarray)
+            out = kwargs.get("out")
+            if out is not None:
+                kwargs["out"] = out.view(np.ndarray)
+            capture.record(name, lambda: base(plain, *args, **kwargs))
+            return out
         with counted(kind, name):
             return base(self, *args, **kwargs)
 

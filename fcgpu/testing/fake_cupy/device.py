@@ -4,12 +4,18 @@ Part of ``fcgpu.testing.fake_cupy`` (its package docstring says what the stand-i
 the subpackage ``fake_cupy.cuda`` serves these as ``cupy.cuda`` does.
 ``FCGPU_FAKE_CUPY_DEVICES=N`` makes it answer for N devices (default 1), all of them the host, so
 that one process per device (data parallel, ``Device(local_rank).use()``) can be run; the current
-device is tracked, nothing else differs between them. Streams: only the null stream (address 0).
+device is tracked, nothing else differs between them. Streams: the null stream (address 0), the
+per-thread default stream (1) and new streams (2, 3, ...), all running in order on the host; a
+non-default stream can capture a CUDA graph (``capture``: ``Stream.begin_capture``/``end_capture``,
+``Graph.launch``).
 """
 from __future__ import annotations
 
 import os
+import itertools
 from typing import Any
+
+from . import capture as _capture
 
 DEVICE_NAME = "host stand-in"
 
@@ -69,7 +75,32 @@ class Runtime:
 
     @staticmethod
     def deviceSynchronize() -> None:  # noqa: N802
-        """Kernels run synchronously on the host, so there is nothing to wait for."""
+        """Kernels run synchronously on the host, so there is nothing to wait for (refused while a
+        stream captures, as CUDA refuses it)."""
+        if _capture.any_open():
+            raise _capture.refuse_sync("cudaDeviceSynchronize")
+
+    streamCaptureModeGlobal, streamCaptureModeThreadLocal, streamCaptureModeRelaxed = 0, 1, 2  # noqa: N815
+
+
+# cudaError_t names and messages of the errors the stand-in raises (CUDA 13's cudaGetErrorString).
+_ERRORS = {
+    900: ("cudaErrorStreamCaptureUnsupported", "operation not permitted when stream is capturing"),
+    901: ("cudaErrorStreamCaptureInvalidated", "operation failed due to a previous error during capture"),
+    903: ("cudaErrorStreamCaptureUnmatched", "capture was not initiated in this stream"),
+}
+
+
+class CUDARuntimeError(RuntimeError):
+    """``cupy.cuda.runtime.CUDARuntimeError(status)``: '<cudaError name>: <message>', ``status`` kept."""
+
+    def __init__(self, status: int) -> None:
+        self.status = int(status)
+        name, message = _ERRORS.get(self.status, (f"cudaError{self.status}", "unknown error"))
+        super().__init__(f"{name}: {message}")
+
+
+Runtime.CUDARuntimeError = CUDARuntimeError  # type: ignore[attr-defined]
 
 
 class Device:
@@ -83,7 +114,8 @@ class Device:
     compute_capability = "00"
 
     def synchronize(self) -> None:
-        pass
+        if _capture.any_open():
+            raise _capture.refuse_sync("Device.synchronize")
 
     def use(self) -> None:
         Runtime.setDevice(self.id)
@@ -98,16 +130,88 @@ class Device:
 
 
 class Stream:
-    """``cupy.cuda.Stream``: only the null stream, address 0 (the stand-in runs everything in order)."""
+    """``cupy.cuda.Stream(null=False, non_blocking=False, ptds=False, priority=None)``: the null stream
+    (address 0), the per-thread default one (1) or a new one; ``with stream:`` or ``use()`` makes it
+    current. Everything runs in order on the host; a new stream can capture a graph."""
 
-    def __init__(self, ptr: int = 0) -> None:
-        self.ptr = ptr
+    _addresses = itertools.count(2)
+
+    def __init__(self, null: bool = False, non_blocking: bool = False, ptds: bool = False,
+                 priority: int | None = None) -> None:
+        self.ptr = 0 if null else 1 if ptds else next(Stream._addresses)
+        self.device_id = -1 if (null or ptds) else Runtime._current
+        self._non_blocking = bool(non_blocking) and not (null or ptds)
+        self.priority = 0 if priority is None else int(priority)
+        self._previous: list[Stream] = []
+
+    def is_non_blocking(self) -> bool:
+        return self._non_blocking
 
     def synchronize(self) -> None:
-        pass
+        if _capture.is_capturing(self):
+            raise _capture.refuse_sync("cudaStreamSynchronize on a capturing stream")
+
+    def use(self) -> "Stream":
+        _current[0] = self
+        return self
+
+    def __enter__(self) -> "Stream":
+        self._previous.append(_current[0])
+        _current[0] = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _current[0] = self._previous.pop()
+
+    def begin_capture(self, mode: int | None = None) -> None:
+        """Start recording this stream's operations (CuPy's check first: not on a default stream)."""
+        if self.ptr in (0, 1):
+            raise RuntimeError("cannot capture on the default (legacy) stream")
+        _capture.begin(self)
+
+    def end_capture(self) -> "Graph":
+        """The recorded operations as a ``Graph`` (cudaErrorStreamCaptureInvalidated if one was refused)."""
+        return Graph._from_capture(_capture.end(self))
+
+    def is_capturing(self) -> bool:
+        return _capture.is_capturing(self)
 
 
-Stream.null = Stream(0)  # type: ignore[attr-defined]
+Stream.null = Stream(null=True)  # type: ignore[attr-defined]
+Stream.ptds = Stream(ptds=True)  # type: ignore[attr-defined]
+_current: list[Stream] = [Stream.null]  # type: ignore[attr-defined]
+
+
+def current_stream() -> Stream:
+    """The stream ``with stream:`` or ``use()`` made current (the null stream otherwise)."""
+    return _current[0]
+
+
+class Graph:
+    """``cupy.cuda.Graph``: made only by ``Stream.end_capture()``; ``launch()`` replays the recorded
+    operations in order on the arrays' current contents, counted as one device operation."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError("currently this class cannot be initiated by the user and must be created via "
+                                  "stream capture")
+
+    @classmethod
+    def _from_capture(cls, capture: Any) -> "Graph":
+        graph = cls.__new__(cls)
+        graph._ops = list(capture.ops)
+        return graph
+
+    def launch(self, stream: Stream | None = None) -> None:
+        from .counting import counted
+
+        if _capture.active() is not None:
+            raise NotImplementedError("fcgpu's stand-in does not model a graph launched inside a capture")
+        with counted("graph", "graph_launch"):
+            for _, op in self._ops:
+                op()
+
+    def upload(self, stream: Stream | None = None) -> None:
+        """Nothing to upload on the host."""
 
 
 def current_device() -> int:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .arrays import device_function, mixed_error, ndarray
+from . import capture
 from .counting import counted
 from .cupy_names import CUPY_NUMPY_NAMES
 
@@ -106,6 +107,8 @@ def _creation(func: Callable) -> Callable:
     fills = func is not np.empty  # every creation function but empty writes the new array
 
     def wrapper(*args: Any, **kwargs: Any) -> ndarray:
+        if capture.active() is not None:
+            raise capture.refuse_allocation(f"cupy.{func.__name__}")
         if not fills:
             return func(*args, **kwargs).view(ndarray)
         with counted("fill", func.__name__):

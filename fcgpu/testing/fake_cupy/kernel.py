@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from . import capture
 from .arrays import ndarray
 from .counting import counted
 from .host_library import compile_host_library, load_kernel
@@ -101,6 +102,8 @@ class ElementwiseKernel:
         in_types, out_types, type_map = resolve_types(self.in_params, self.out_params, kinds, [a.dtype for a in values])
 
         if not out_args:
+            if capture.active() is not None:
+                raise capture.refuse_allocation(f"the outputs of kernel {self.name!r}")
             for p in self.out_params:
                 if p.raw and size == -1:
                     raise ValueError("Output array size is Undecided")
@@ -127,6 +130,13 @@ class ElementwiseKernel:
 
         args_all = in_args + out_args
         kinds = argument_kinds(self.params, args_all)
+        if capture.active() is not None:  # recorded: launched by each Graph.launch
+            if is_recording():
+                record(self._describe(kinds, args_all, shape))
+            if runs_kernels():
+                lib = self._lib_for(kinds, type_map)
+                capture.record(self.name, lambda: launch(lib, self.name, kinds, args_all, shape))
+            return ret
         with counted("kernel", self.name):
             if is_recording():
                 record(self._describe(kinds, args_all, shape))

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import types as _types
 
-from ..device import Device, Stream
+from ..device import Device, Graph, Stream
+from ..device import current_stream as _current_stream
 from ..device import Runtime as _Runtime
 from ..device import current_device as _current_device
 from . import cublas
@@ -23,7 +24,7 @@ device = _types.SimpleNamespace(get_cublas_handle=lambda: 1 + _current_device())
 
 
 def get_current_stream() -> Stream:
-    return Stream.null  # type: ignore[attr-defined]
+    return _current_stream()
 
 
 def is_available() -> bool:
@@ -34,4 +35,4 @@ def get_device_id() -> int:
     return _current_device()
 
 
-__all__ = ["Device", "Stream", "cublas", "device", "get_current_stream", "get_device_id", "is_available", "runtime"]
+__all__ = ["Device", "Graph", "Stream", "cublas", "device", "get_current_stream", "get_device_id", "is_available", "runtime"]

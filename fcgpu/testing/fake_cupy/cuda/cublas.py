@@ -12,6 +12,7 @@ import ctypes as _ctypes
 
 import numpy as _np
 
+from .. import capture as _capture
 from ..counting import counted as _counted
 
 CUBLAS_OP_N, CUBLAS_OP_T = 0, 1
@@ -58,6 +59,8 @@ def gemmEx(  # noqa: N802, PLR0913 - cuBLAS's signature
     B: int, Btype: int, ldb: int, beta: int, C: int, Ctype: int, ldc: int, computeType: int, algo: int,  # noqa: N803
 ) -> None:
     """C (m, n) = alpha op(A) op(B) + beta C, column-major, alpha and beta float32 at host addresses."""
+    if _capture.active() is not None:  # CuPy's cublas.setStream, called by every cuBLAS wrapper, refuses
+        raise _capture.refuse_cublas("cublasGemmEx")
     if computeType != CUBLAS_COMPUTE_32F or getPointerMode(handle) != CUBLAS_POINTER_MODE_HOST:
         raise NotImplementedError("the stand-in's gemmEx: float32 compute, host pointer mode only")
     a = _matrix(A, Atype, *((m, k) if transa == CUBLAS_OP_N else (k, m)), lda)

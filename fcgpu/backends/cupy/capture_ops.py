@@ -1,0 +1,132 @@
+"""The CuPy backend in graph mode: what a training step captured as a CUDA graph launches instead.
+
+A base of ``CupyBackend`` (which supplies ``kernel(name)`` and calls ``graph_*`` from its own GEMM and
+dropout methods while graph mode is on). Inside ``with backend.graph_mode(scalars):`` every launch of
+a step is the same from one step to the next, whatever the step: what changes is read from the
+device arrays of ``GraphScalars`` (``kernels/graphs.cuh``):
+
+- GEMMs go through ``gemm_for_capture()`` (CuPy refuses cuBLAS during stream capture): for now
+  ``capture_gemm``, one ElementwiseKernel thread an output element (``fcgpu_gemm_capture``); a tiled
+  kernel can replace it behind the same hook.
+- Dropout's Philox step is the step given plus the device counter ``ctr[0]`` (``<kernel>_dev``).
+- SGD and Adam (not guarded by a loss scaler) read the learning rate and Adam's bias corrections
+  from ``gs``, which ``graph_begin`` fills from the counter (``<update>_glr``); a loss scaler's
+  guarded updates are left as they are (their device state already decides the step).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+Array = Any
+
+__all__ = ["CTR_SIZE", "GS_SIZE", "CaptureOps", "GraphScalars"]
+
+GS_SIZE = 9  # kernels/graphs.cuh: FC_GS_SIZE
+CTR_SIZE = 2  # ctr[0]: steps since the scalars' bases were taken; ctr[1]: the batch in the epoch
+
+
+class GraphScalars:
+    """The device arrays a graph-mode step reads: ``ctr`` (int64: steps since the bases, batch in
+    the epoch) and ``gs`` (float64: the guarded updates' state layout, then the learning rate)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.ctr = backend.zeros((CTR_SIZE,), np.int64)
+        self.gs = backend.zeros((GS_SIZE,), np.float64)
+
+
+class CaptureOps:
+    """Graph mode of the CuPy backend: ``graph_mode``, the capture GEMM hook and the step kernels."""
+
+    kernel: Any
+    _graph_step: GraphScalars | None = None
+
+    @contextlib.contextmanager
+    def graph_mode(self, scalars: GraphScalars) -> Iterator[None]:
+        """The block's steps launch the graph-mode kernels, reading ``scalars``."""
+        previous, self._graph_step = self._graph_step, scalars
+        try:
+            yield
+        finally:
+            self._graph_step = previous
+
+    # -- GEMMs -----------------------------------------------------------------------------------
+    def gemm_for_capture(self) -> Callable[..., Array]:
+        """The GEMM the captured step uses: ``gemm(a, b, out, trans_a=False, trans_b=False)``, out =
+        op(a) @ op(b) for C-contiguous a, b, out (op: transposed where asked), no cuBLAS."""
+        return self.capture_gemm
+
+    def capture_gemm(self, a: Array, b: Array, out: Array, trans_a: bool = False, trans_b: bool = False) -> Array:
+        for name, x in (("a", a), ("b", b), ("out", out)):
+            if x.ndim != 2 or not x.flags.c_contiguous:
+                raise ValueError(f"capture_gemm: {name} must be a C-contiguous matrix, got shape {x.shape}")
+        m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+        kb, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+        if kb != k or out.shape != (m, n):
+            raise ValueError(f"capture_gemm: {a.shape}{'.T' * trans_a} @ {b.shape}{'.T' * trans_b} into {out.shape}")
+        sa0, sa1 = (1, a.shape[1]) if trans_a else (a.shape[1], 1)
+        sb0, sb1 = (1, b.shape[1]) if trans_b else (b.shape[1], 1)
+        self.kernel("fcgpu_gemm_capture")(a, b, n, k, sa0, sa1, sb0, sb1, out, size=m * n)
+        return out
+
+    def matmul(self, a: Array, b: Array, out: Array) -> Array:
+        if self._graph_step is not None:
+            return self.gemm_for_capture()(a, b, out)
+        return super().matmul(a, b, out)  # type: ignore[misc]
+
+    def matmul_a_bt(self, a: Array, b: Array, out: Array) -> Array:
+        if self._graph_step is not None:
+            return self.gemm_for_capture()(a, b, out, trans_b=True)
+        return super().matmul_a_bt(a, b, out)  # type: ignore[misc]
+
+    # -- dropout: Philox step + ctr[0] ------------------------------------------------------------
+    def graph_dropout(self, name: str, head: tuple, seed: int, step: int, tail: tuple) -> Array:
+        """Kernel ``name``'s ``_dev`` variant: (head, seed, step, ctr, tail) for (head, seed, step, tail)."""
+        return self.kernel(name + "_dev")(*head, np.uint64(seed), np.uint64(step), self._graph_step.ctr, *tail)
+
+    # -- updates: the learning rate and bias corrections from gs ----------------------------------
+    def _graph_update(self, guard: Any, clip: Any, unscale: float) -> GraphScalars | None:
+        return self._graph_step if guard is None and clip is None and unscale == 1.0 else None
+
+    def sgd_update(self, param, grad, buf, lr, momentum, weight_decay, nesterov, *, half=None, unscale=1.0, guard=None,
+                   clip=None) -> None:
+        g = self._graph_update(guard, clip, unscale)
+        if g is None:
+            return super().sgd_update(param, grad, buf, lr, momentum, weight_decay, nesterov,  # type: ignore[misc]
+                                      half=half, unscale=unscale, guard=guard, clip=clip)
+        suffix, tail = ("_glr_mixed", (half,)) if half is not None else ("_glr", ())
+        if momentum:
+            self.kernel("fcgpu_sgd_momentum" + suffix)(grad, momentum, weight_decay, bool(nesterov), g.gs, param, buf, *tail)
+        else:
+            self.kernel("fcgpu_sgd" + suffix)(grad, weight_decay, g.gs, param, *tail)
+
+    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled, *, half=None,
+                    unscale=1.0, guard=None, clip=None) -> None:
+        g = self._graph_update(guard, clip, unscale)
+        if g is None:
+            return super().adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step,  # type: ignore[misc]
+                                       decoupled, half=half, unscale=unscale, guard=guard, clip=clip)
+        suffix, tail = ("_glr_mixed", (half,)) if half is not None else ("_glr", ())
+        head = (grad, beta1, beta2, 1.0 - beta1, 1.0 - beta2, eps, weight_decay, bool(decoupled))
+        self.kernel("fcgpu_adam" + suffix)(*head, g.gs, param, m, v, *tail)
+
+    # -- the step's first and last kernels --------------------------------------------------------
+    def graph_begin(self, g: GraphScalars, lrs: Array, it_base: int, it_fit: int, t_base: int, beta1: float,
+                    beta2: float) -> None:
+        """gs from the counter: the learning rate of iteration it_base + ctr[0] (``lrs`` from it_fit
+        on) and Adam's bias corrections of step t_base + ctr[0] + 1."""
+        self.kernel("fcgpu_graph_step_begin")(g.ctr, lrs, lrs.size, int(it_base), int(it_fit), int(t_base),
+                                              float(beta1), float(beta2), g.gs, size=1)
+
+    def graph_gather(self, src: Array, perm: Array, g: GraphScalars, out: Array) -> Array:
+        """out (batch, ...) = the rows perm[ctr[1] * batch + r] of src (contiguous), cast to out's type."""
+        batch = out.shape[0]
+        cols = out.size // max(1, batch)
+        self.kernel("fcgpu_gather_rows")(src, perm, g.ctr, batch, cols, out, size=out.size)
+        return out
+
+    def graph_end(self, g: GraphScalars, sums: Array, steps: int, acc: Array) -> None:
+        """acc into row ctr[1] of sums (2 per row), acc zeroed, ctr[0] + 1, ctr[1] + 1 modulo steps."""
+        self.kernel("fcgpu_graph_step_end")(int(steps), sums, g.ctr, acc, size=1)
