@@ -36,7 +36,7 @@ from ..backends import Backend
 from ..backends.base import Array
 from ..backends.buffers import Buffers
 from .symbolic import call_layer, is_symbolic
-from ..validation import float_array, positive_int
+from ..backends.validation import float_array, positive_int
 
 __all__ = ["Buffers", "Layer", "declared_input", "trainable_flag", "snake_case"]
 

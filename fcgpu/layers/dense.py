@@ -13,7 +13,7 @@ from ..backends import Backend, get_backend, resolve_backend
 from ..backends.base import Array, Scalar
 from ..initializers import get_initializer, serialize as serialize_initializer
 from ..saving.serialization import register
-from ..validation import float_array, input_features, positive_int
+from ..backends.validation import float_array, input_features, positive_int
 from .base import Buffers, Layer, declared_input
 
 FLOAT_DTYPES = ("float16", "float32", "float64")

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..backends import Backend, get_backend, resolve_backend
 from ..backends.base import Array
-from ..validation import input_features
+from ..backends.validation import input_features
 from .base import Buffers, Layer
 from .dense import FLOAT_DTYPES
 

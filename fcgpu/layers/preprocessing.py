@@ -14,7 +14,7 @@ import numpy as np
 
 from ..backends.base import Array
 from ..saving.serialization import register
-from ..validation import float_array
+from ..backends.validation import float_array
 from .variables import VariableLayer, VariableSpec, check_axis, check_flag
 
 __all__ = ["Normalization"]

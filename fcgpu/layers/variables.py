@@ -20,7 +20,7 @@ from .. import mixed_precision
 from ..backends import Backend, resolve_backend
 from ..backends.base import Array
 from ..initializers import get_initializer, serialize as serialize_initializer
-from ..validation import float_array
+from ..backends.validation import float_array
 from .elementwise import ElementwiseLayer
 
 __all__ = ["VariableLayer", "VariableSpec", "check_axis", "check_flag", "check_number", "initializer_entry", "refuse_half"]

@@ -24,7 +24,7 @@ from ..layers.symbolic import is_symbolic
 from ..interop.keras_config import UnsupportedKeras, model_from_keras
 from ..saving import save_model
 from ..saving.serialization import deserialize
-from ..validation import float_array
+from ..backends.validation import float_array
 from ..training import Trainer
 from . import summary as summary_module
 

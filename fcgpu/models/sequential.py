@@ -19,7 +19,7 @@ from ..backends.base import Array
 from ..initializers import get_rng
 from ..layers import Input, Layer
 from ..saving.serialization import deserialize, register
-from ..validation import input_features
+from ..backends.validation import input_features
 from .base import Model
 
 __all__ = ["Sequential", "backward_chain", "forward_chain", "infer_chain"]

@@ -20,7 +20,7 @@ from .. import callbacks as callbacks_module
 from .. import distributed
 from ..distributed.data_parallel import quiet_callbacks
 from ..initializers import get_rng
-from ..validation import positive_int
+from ..backends.validation import positive_int
 from .data_adapter import RAN_OUT, BatchStream, batch_weights, host_data, is_stream, split_batch
 from .epoch import evaluate_arrays, finish_epoch, evaluate_batch, keras_values, progress_bar, run_epoch, verbosity
 

@@ -31,7 +31,7 @@ from ..losses import Loss
 from ..mixed_precision import check_policies, with_loss_scaling
 from ..optimizers import Optimizer
 from ..backends.params import FlatParameters
-from ..validation import positive_int
+from ..backends.validation import positive_int
 from . import metric_state
 from .data_adapter import host_data, is_stream
 from .epoch import evaluate_arrays, finish_epoch, keras_values, progress_bar, run_epoch, verbosity
