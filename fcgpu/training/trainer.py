@@ -25,7 +25,7 @@ from ..backends.base import Array
 from ..buffers import Buffers
 from ..callbacks import History
 from ..distributed.checks import fingerprint, same_on_every_rank
-from ..distributed.data_parallel import DataParallel, quiet_callbacks
+from ..distributed.data_parallel import quiet_callbacks, start_from_rank0, train_global_batch
 from ..initializers import get_rng
 from ..losses import Loss
 from ..mixed_precision import check_policies, with_loss_scaling
@@ -46,10 +46,11 @@ class NotCompiledError(RuntimeError, ValueError):
     """fit, evaluate or a step before compile (Keras raises a ValueError; fcgpu 0.2 a RuntimeError)."""
 
 
-class Trainer(TrainingStep, DataParallel):
+class Trainer(TrainingStep):
     """compile / fit / evaluate / predict / train_step for a model that subclasses it; the step
     itself is ``TrainingStep``'s (``fcgpu.training.step``); after ``fcgpu.distributed.init`` on N
-    ranks, data-parallel (``fcgpu.distributed.data_parallel``)."""
+    ranks, data parallel: each call starts from rank 0 (``fcgpu.distributed.start_from_rank0``) and
+    the step updates through the all-reduce optimizer (``fcgpu.distributed.AllReduceOptimizer``)."""
 
     def __init__(self) -> None:
         self.loss: Loss | None = None
@@ -310,7 +311,7 @@ class Trainer(TrainingStep, DataParallel):
             self.accumulate_batch(x_dev, y_dev, acc, sample_weight=w_dev)
             return self.logs_from(backend.to_numpy(acc), xh.shape[0])
         same_on_every_rank(comm, what, x=fingerprint(xh), y=fingerprint(yh), w=None if wh is None else fingerprint(wh))
-        return self.logs_from(self._train_global_batch(x_dev, y_dev, acc, w_dev), xh.shape[0])
+        return self.logs_from(train_global_batch(self, x_dev, y_dev, acc, w_dev), xh.shape[0])
 
     # -- loops -------------------------------------------------------------------
     def fit(
@@ -393,8 +394,8 @@ class Trainer(TrainingStep, DataParallel):
         backend = self.backend
         settings = (batch_size, epochs, initial_epoch, bool(shuffle), float(validation_split))
         weighed = {} if wh is None else {"sample_weight": wh}
-        self._start_from_rank0(comm, "fit", {"x": xh, "y": yh, "validation": val[:2] if val else val, **weighed},
-                               settings, fit=True)
+        start_from_rank0(self, "fit", {"x": xh, "y": yh, "validation": val[:2] if val else val, **weighed},
+                         settings, training=True)
         x_dev, y_dev = backend.from_numpy(xh), backend.from_numpy(yh)
         w_dev = None if wh is None else backend.from_numpy(wh)
         val_dev = None
@@ -487,7 +488,7 @@ class Trainer(TrainingStep, DataParallel):
         backend, comm = self.backend, distributed.world()
         params = {"batch_size": batch_size, "steps": -(-xh.shape[0] // batch_size), "verbose": verbose}
         callback_list = quiet_callbacks(callbacks_module.CallbackList(callbacks, self, params), comm)
-        self._start_from_rank0(comm, "evaluate", {"x": xh, "y": yh}, batch_size, fit=False)
+        start_from_rank0(self, "evaluate", {"x": xh, "y": yh}, batch_size, training=False)
         lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)
         x_dev, y_dev = backend.from_numpy(xh[lo:hi]), backend.from_numpy(yh[lo:hi])
         w_dev = None if wh is None else backend.from_numpy(wh[lo:hi])
@@ -519,7 +520,7 @@ class Trainer(TrainingStep, DataParallel):
         params = {"batch_size": batch_size, "steps": -(-xh.shape[0] // batch_size), "verbose": verbose}
         callback_list = quiet_callbacks(callbacks_module.CallbackList(callbacks, self, params), comm)
         batch_hooks = callback_list.wants("predict")
-        self._start_from_rank0(comm, "predict", {"x": xh}, batch_size, fit=False)
+        start_from_rank0(self, "predict", {"x": xh}, batch_size, training=False)
         lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)  # data parallel: this rank's rows
         x_dev = backend.from_numpy(xh[lo:hi])
         last = self.output_layer
