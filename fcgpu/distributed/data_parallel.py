@@ -91,13 +91,23 @@ def start_from_rank0(
                 setattr(layer, attribute, value)
 
 
-def train_global_batch(model: Any, x: Array, y: Array, acc: Array, w: Array | None = None) -> np.ndarray:
-    """One step on N ranks: (x, y) is the global batch on every rank (``w`` its rows' sample
-    weights, or None); this rank steps on its share, and the accumulator's sums returned are
-    global (summed over the ranks, on the host). Starts from rank 0 first, once per layout."""
+def train_global_batch(
+    model: Any, x: Array, y: Array, acc: Array, w: Array | None = None, what: str = "train_step",
+    host: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """One step on a global batch, its accumulator's sums returned on the host: (x, y) is the
+    global batch on every rank (``w`` its rows' sample weights, or None); in a world of one the
+    step on all of it, else this rank's step on its share, after checking that every rank passed
+    the same ``host`` arrays (by name) and starting from rank 0 (once per layout); the sums are
+    then global (summed over the ranks)."""
     comm = world()
+    if comm.size == 1:
+        model.accumulate_batch(x, y, acc, sample_weight=w)
+        return model.backend.to_numpy(acc)
+    if host:
+        same_on_every_rank(comm, what, **{k: None if v is None else fingerprint(v) for k, v in host.items()})
     if _STARTED.get(model) is not model.flat_parameters():
-        start_from_rank0(model, "train_step", comm=comm)
+        start_from_rank0(model, what, comm=comm)
     start, stop = shard_bounds(x.shape[0], comm.rank, comm.size)
     step_share(model, x, y, acc, start, stop, x.shape[0], (x[0:1], y[0:1]), w)
     return comm.sum_host(model.backend.to_numpy(acc))
