@@ -6,7 +6,6 @@ from . import (
     callbacks,
     initializers,
     interop,
-    io,
     losses,
     layers,
     metrics,

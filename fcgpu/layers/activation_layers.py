@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import regularizers
 from ..backends.base import Array
-from ..serialization import register
+from ..saving.serialization import register
 from .activation import Activation
 from .elementwise import ElementwiseLayer
 from .variables import VariableLayer, VariableSpec, check_axis, check_number, initializer_entry

@@ -23,7 +23,7 @@ from ..layers.base import trainable_flag
 from ..layers.symbolic import is_symbolic
 from ..interop.keras_config import UnsupportedKeras, model_from_keras
 from ..saving import save_model
-from ..serialization import deserialize
+from ..saving.serialization import deserialize
 from ..validation import float_array
 from ..training import Trainer
 from . import summary as summary_module

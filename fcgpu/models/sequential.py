@@ -18,7 +18,7 @@ from ..backends import Backend, get_backend, resolve_backend, use_backend
 from ..backends.base import Array
 from ..initializers import get_rng
 from ..layers import Input, Layer
-from ..serialization import deserialize, register
+from ..saving.serialization import deserialize, register
 from ..validation import input_features
 from .base import Model
 

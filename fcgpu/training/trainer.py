@@ -21,14 +21,14 @@ from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..backends import Backend
 from ..backends.base import Array
-from ..buffers import Buffers
+from ..backends.buffers import Buffers
 from ..callbacks import History
 from ..distributed.data_parallel import quiet_callbacks, start_from_rank0, train_global_batch
 from ..initializers import get_rng
 from ..losses import Loss
 from ..mixed_precision import check_policies, with_loss_scaling
 from ..optimizers import Optimizer
-from ..params import FlatParameters
+from ..backends.params import FlatParameters
 from ..validation import positive_int
 from . import metric_state
 from .data_adapter import host_data, is_stream
