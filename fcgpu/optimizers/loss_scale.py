@@ -46,6 +46,9 @@ class LossScaleOptimizer(Optimizer):
     def __init__(self, inner: Optimizer, initial_scale: float = 2.0**15, dynamic_growth_steps: int = 2000) -> None:
         if not isinstance(inner, Optimizer) or isinstance(inner, LossScaleOptimizer):
             raise TypeError(f"inner: expected an optimizer (not a LossScaleOptimizer), got {inner!r}")
+        if getattr(inner, "reduces_gradients", False):  # the overflow check would read unreduced gradients
+            raise TypeError("inner: an AllReduceOptimizer goes around the LossScaleOptimizer, not inside it: "
+                            "AllReduceOptimizer(LossScaleOptimizer(opt)), so that every rank skips alike")
         self.inner = inner
         self.initial_scale = check_number(initial_scale, "initial_scale", 1.0)
         if isinstance(dynamic_growth_steps, bool) or not isinstance(dynamic_growth_steps, (int, np.integer)) or dynamic_growth_steps < 1:
