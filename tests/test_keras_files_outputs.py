@@ -376,3 +376,33 @@ def test_an_fcgpu_dict_of_outputs_by_other_keys_loads_in_keras_with_its_training
     ours.save_weights(tmp_path / "f.weights.h5")
     theirs.load_weights(tmp_path / "f.weights.h5")
     assert_same_outputs(theirs.predict(X, verbose=0), ours.predict(X))
+
+
+@pytest.mark.parametrize("spec", [
+    dict(loss="mse"),
+    dict(loss=["mse", keras.losses.MeanAbsoluteError()], metrics=["mae", ["mse", "mae"]]),
+    dict(loss={"label": keras.losses.CategoricalCrossentropy(label_smoothing=0.1), "value": keras.losses.Huber()},
+         loss_weights={"label": 3.0, "value": 0.25}, metrics={"value": keras.metrics.MeanAbsoluteError()}),
+    dict(loss={"label": keras.losses.CategoricalCrossentropy(label_smoothing=0.1), "value": None},
+         loss_weights={"label": 3.0, "value": 1.0}),
+])  # fmt: skip
+def test_the_other_forms_of_keras_compile_settings_come_back(tmp_path, spec):
+    keras.utils.set_random_seed(13)
+    inp = keras.Input(shape=(6,), name="features")
+    theirs = keras.Model(inp, heads(keras, K.Dense(8, activation="tanh", name="trunk")(inp), "list"))
+    theirs.compile(optimizer="adam", **spec)
+    theirs.fit(X, labels("list"), epochs=1, verbose=0)
+    theirs.save(tmp_path / "m.keras")
+    if isinstance(spec["loss"], dict) and None in spec["loss"].values():  # Keras trains 'value' without a loss, fcgpu trains every output
+        with pytest.warns(UserWarning, match="'value' has no loss"):
+            ours = fc.load_model(tmp_path / "m.keras")
+        assert not ours.compiled
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = fc.load_model(tmp_path / "m.keras")
+    got = ours.evaluate(X, labels("list"), verbose=0, return_dict=True)
+    want = theirs.evaluate(X, labels("list"), verbose=0, return_dict=True)
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert got[key] == pytest.approx(float(want[key]), rel=1e-4, abs=1e-5), key

@@ -41,6 +41,7 @@ _METRIC_CLASSES = {
     "MeanAbsoluteError": "mae", "MeanSquaredError": "mse", "BinaryAccuracy": "binary_accuracy",
     "CategoricalAccuracy": "categorical_accuracy", "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
 }
+_SNAKE = {"MeanAbsoluteError": "mean_absolute_error", "MeanSquaredError": "mean_squared_error"}
 # optimizer -> {fcgpu key: Keras key}: the hyperparameters both sides mean the same way
 _OPTIMIZERS = {
     "SGD": {"momentum": "momentum", "nesterov": "nesterov"},
@@ -216,7 +217,9 @@ def _metrics_from_keras(given: Any) -> tuple[list[Any] | None, str]:
         if isinstance(m, str) and m in _METRICS:
             metrics.append(m)
         elif isinstance(m, dict) and m.get("class_name") in _METRIC_CLASSES:
-            metrics.append(_METRIC_CLASSES[m["class_name"]])
+            short, name = _METRIC_CLASSES[m["class_name"]], (m.get("config") or {}).get("name")
+            # Keras's own name of the class (MeanAbsoluteError(): 'mean_absolute_error') names it in the logs
+            metrics.append(name if name == _SNAKE.get(m["class_name"]) else short)
         else:
             return None, f"fcgpu has no metric {m.get('class_name') if isinstance(m, dict) else m!r}"
     return metrics, ""
