@@ -288,6 +288,9 @@ def edited(tmp_path, edit):
     (lambda c: c.__setitem__("output_layers", [["label", 0, 0], [["value", 0, 0]]]), "output_layers"),
     (lambda c: c.__setitem__("output_layers", {"a": ["label", 0, 0], "b": {"c": ["value", 0, 0]}}), "output_layers"),
     (lambda c: c.__setitem__("output_layers", []), "output_layers"),
+    (lambda c: c.__setitem__("output_layers", [["label", 0, 0]]), "reads layer(s) ['value']"),
+    (lambda c: c.__setitem__("output_layers", [["features", 0, 0], ["label", 0, 0]]), "reads layer(s) ['value']"),
+    (lambda c: c.__setitem__("output_layers", {"": ["label", 0, 0], "b": ["value", 0, 0]}), "keys are not all names"),
 ])  # fmt: skip
 def test_a_damaged_list_of_outputs_is_a_model_file_error_naming_the_entry(tmp_path, edit, words):
     path = edited(tmp_path, edit)

@@ -219,6 +219,7 @@ def _functional(config: dict[str, Any], custom_objects: Converters | None, depth
     outputs, keys = _ends(config.get("output_layers"), calls, "output_layers")
     if any(inbound[n] is not None for n in inputs):
         raise UnsupportedKeras("model: its input_layers name layers that are not inputs")
+    _all_read(names, inbound, outputs)
     order = _topological(names, inbound)
     layers = []
     for name in order:
@@ -232,6 +233,20 @@ def _functional(config: dict[str, Any], custom_objects: Converters | None, depth
           "output_layers": outputs, **({"output_keys": keys} if keys is not None else {}), **_frozen(config)}
     _policies_from_keras(fc)
     return fc, [(n, e["class_name"]) for n, e in zip(names, entries)]
+
+
+def _all_read(names: list[str], inbound: dict[str, list[str] | None], outputs: list[str]) -> None:
+    """Refuses a layer that no output reads (an output left out of ``output_layers``): the model
+    would lack its weights."""
+    read, pending = set(), list(outputs)
+    while pending:
+        name = pending.pop()
+        if name not in read:
+            read.add(name)
+            pending.extend(inbound.get(name) or [])
+    unread = [n for n in names if n not in read and inbound[n] is not None]
+    if unread:
+        raise UnsupportedKeras(f"model: no output in its output_layers reads layer(s) {unread[:8]}")
 
 
 def _one_output(layer: Any, what: str) -> None:
