@@ -304,6 +304,7 @@ class Functional(Model):
             ],
             "input_layers": [t.layer.name for t in self._inputs],
             "output_layers": [t.layer.name for t in self._outputs],
+            **({"output_keys": list(self._output_keys)} if self._output_keys is not None else {}),
             **({"trainable": False} if not self.trainable else {}),
         }
 
@@ -323,7 +324,9 @@ class Functional(Model):
             tensors[layer.name] = layer(inbound if layer.input_count != 1 else inbound[0])
         inputs = [tensors[name] for name in config["input_layers"]]
         outputs = [tensors[name] for name in config["output_layers"]]
-        model = cls(inputs, outputs[0] if len(outputs) == 1 else outputs, name=config.get("name"))
+        keys = config.get("output_keys")  # outputs made as a dict: its keys, in output order
+        structured = dict(zip(keys, outputs)) if keys is not None else outputs[0] if len(outputs) == 1 else outputs
+        model = cls(inputs, structured, name=config.get("name"))
         if config.get("trainable", True) is False:
             model._trainable = False  # the layers' own configs carry their flags
         return model
@@ -468,9 +471,15 @@ def _input_list(inputs: Any) -> list[Input]:
 
 
 def _output_list(outputs: Any) -> tuple[list[KerasTensor], list[str] | None]:
-    """(the output tensors in order, their dict keys where ``outputs`` is a dict)."""
-    keys = list(outputs) if isinstance(outputs, dict) else None
-    given = list(outputs.values()) if isinstance(outputs, dict) else list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    """(the output tensors in order, their dict keys where ``outputs`` is a dict). A dict's outputs are
+    in the order of its sorted keys, as Keras flattens them (its ``outputs``, and the order of its
+    layers and weights, which Keras files follow)."""
+    keys = None
+    if isinstance(outputs, dict):
+        if not all(isinstance(k, str) and k for k in outputs):
+            raise TypeError(f"outputs: a dict of outputs is keyed by names (str), got keys {list(outputs)!r}")
+        keys = sorted(outputs)
+    given = [outputs[k] for k in keys] if keys is not None else list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
     if not all(isinstance(t, KerasTensor) for t in given) or not given:
         raise TypeError(f"outputs: expected the tensor a layer call returned, got {outputs!r}")
     if len({id(t) for t in given}) != len(given):
