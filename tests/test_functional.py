@@ -22,7 +22,7 @@ def graph_model(dtype="float64", merge="concatenate"):
     merged = {
         "concatenate": layers.Concatenate, "add": layers.Add, "subtract": layers.Subtract,
         "multiply": layers.Multiply, "average": layers.Average, "maximum": layers.Maximum, "minimum": layers.Minimum,
-    }[merge]()([a, b])
+    }[merge](name=merge)([a, b])
     out = layers.Dense(3, dtype=dtype, name="out")(merged)
     return fc.Model(inputs=inp, outputs=out, name="graph")
 
@@ -67,7 +67,7 @@ def keras_graph(merge):
         "concatenate": keras.layers.Concatenate, "add": keras.layers.Add, "subtract": keras.layers.Subtract,
         "multiply": keras.layers.Multiply, "average": keras.layers.Average, "maximum": keras.layers.Maximum,
         "minimum": keras.layers.Minimum,
-    }[merge](**f64)([a, b])
+    }[merge](name=merge, **f64)([a, b])
     out = keras.layers.Dense(3, name="out", **f64)(merged)
     return keras.Model(inputs=inp, outputs=out, name="graph")
 

@@ -18,7 +18,7 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("h5py")
 
 import fcgpu as fc  # noqa: E402
-from fcgpu.archive import ModelFileError  # noqa: E402
+from fcgpu.saving.archive import ModelFileError  # noqa: E402
 
 K = keras.layers
 RNG = np.random.default_rng(3)

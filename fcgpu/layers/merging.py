@@ -308,28 +308,16 @@ class Concatenate(Merge):
 
 
 # Keras's functional forms: ``layers.add([a, b])`` is ``layers.Add()([a, b])``.
-def add(inputs: Any, **kwargs: Any) -> Any:
-    return Add(**kwargs)(inputs)
+def _functional_form(cls: type[Layer]) -> Any:
+    def apply(inputs: Any, **kwargs: Any) -> Any:
+        return cls(**kwargs)(inputs)
+
+    apply.__name__ = apply.__qualname__ = cls.__name__.lower()
+    apply.__doc__ = f"``{apply.__name__}(inputs, **kwargs)`` is ``{cls.__name__}(**kwargs)(inputs)``."
+    return apply
 
 
-def subtract(inputs: Any, **kwargs: Any) -> Any:
-    return Subtract(**kwargs)(inputs)
-
-
-def multiply(inputs: Any, **kwargs: Any) -> Any:
-    return Multiply(**kwargs)(inputs)
-
-
-def average(inputs: Any, **kwargs: Any) -> Any:
-    return Average(**kwargs)(inputs)
-
-
-def maximum(inputs: Any, **kwargs: Any) -> Any:
-    return Maximum(**kwargs)(inputs)
-
-
-def minimum(inputs: Any, **kwargs: Any) -> Any:
-    return Minimum(**kwargs)(inputs)
+add, subtract, multiply, average, maximum, minimum = map(_functional_form, (Add, Subtract, Multiply, Average, Maximum, Minimum))
 
 
 def concatenate(inputs: Any, axis: int = -1, **kwargs: Any) -> Any:
