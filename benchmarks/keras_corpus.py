@@ -109,7 +109,7 @@ def install_phase_timers(library: str, timers: Timers) -> None:
 
 def install_gemm_timers() -> dict[str, float]:
     """Seconds and calls in the NumPy backend's GEMMs (an outer call only: the bfloat16 path recurses)."""
-    from fcgpu.backends.numpy_backend import NumpyBackend
+    from fcgpu.backends.numpy.backend import NumpyBackend
 
     gemm = {"seconds": 0.0, "calls": 0, "active": False}
     for name in ("matmul", "matmul_at_b", "matmul_a_bt"):

@@ -7,7 +7,6 @@ from . import (
     config,
     initializers,
     interop,
-    io,
     losses,
     layers,
     metrics,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .backends.base import Array
-from .config_objects import ConfigObject
+from .saving.config_objects import ConfigObject
 
 __all__ = ["Constraint", "MaxNorm", "NonNeg", "UnitNorm", "MinMaxNorm", "get", "serialize", "deserialize", "EPSILON",
            "bound_constraints"]

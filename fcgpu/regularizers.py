@@ -17,7 +17,7 @@ import numpy as np
 
 from .backends import Backend, to_numpy
 from .backends.base import Array, Scalar
-from .config_objects import ConfigObject
+from .saving.config_objects import ConfigObject
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "serialize", "deserialize"]
 

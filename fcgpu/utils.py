@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .initializers import set_seed
-from .py_dataset import PyDataset
+from .data.py_dataset import PyDataset
 
 __all__ = ["to_categorical", "normalize", "set_random_seed", "PyDataset", "Sequence"]
 

@@ -8,9 +8,10 @@ import json
 import pytest
 
 import fcgpu as fc
-from fcgpu import bench, cli, cost
+from fcgpu import bench, cli
+from fcgpu.bench import cost
 from fcgpu.activations import ACTIVATIONS
-from fcgpu.backends.device_specs import device_peak
+from fcgpu.backends.cupy.device_specs import device_peak
 from fcgpu.bench.config import layer_activations
 from fcgpu.bench.runner import step_cost
 

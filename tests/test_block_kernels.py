@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fcgpu.backends.cupy_backend import LOSS_BLOCK, loss_grid_blocks
-from fcgpu.backends.kernel_specs import KERNEL_SPECS, KernelSpec
-from fcgpu.backends.numpy_backend import NumpyBackend
+from fcgpu.backends.cupy.backend import LOSS_BLOCK, loss_grid_blocks
+from fcgpu.backends.cupy.kernel_specs import KERNEL_SPECS, KernelSpec
+from fcgpu.backends.numpy.backend import NumpyBackend
 from fcgpu.testing import fake_cupy as cp
 from support.block_emulator import EmulatedKernel, EmulatorFailure, block_level, emulated_backend
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
-from fcgpu.backends.cupy_backend import LOSS_BLOCK
+from fcgpu.backends.cupy.backend import LOSS_BLOCK
 from fcgpu.optimizers import SGD, Adagrad, Adam, AdamW, RMSprop
 from fcgpu.testing import count_device_ops
 from fcgpu.testing import fake_cupy as cp
@@ -312,7 +312,7 @@ def test_loss_scaling_clips_the_unscaled_gradients_on_the_device(_float32_policy
 def test_launches_per_step_in_fit(optimizer):
     """The whole step inside fit (784-512-10, float32): no clipping costs what it did; a norm adds
     one launch (one flat buffer), clipvalue none; no transfer either way."""
-    from fcgpu.testing.launches import launches_per_step
+    from fcgpu.bench.launches import launches_per_step
 
     make = {"adam": Adam, "sgd": SGD}[optimizer]
     totals = {}

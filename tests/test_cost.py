@@ -1,10 +1,10 @@
-"""fcgpu.cost against counts worked out by hand."""
+"""fcgpu.bench.cost against counts worked out by hand."""
 from __future__ import annotations
 
 import pytest
 
 import fcgpu as fc
-from fcgpu import cost
+from fcgpu.bench import cost
 
 
 def test_four_by_four_linear_layer_batch_one():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fcgpu.backends import BackendMismatch
-from fcgpu.backends.numpy_backend import NumpyBackend
+from fcgpu.backends.numpy.backend import NumpyBackend
 from fcgpu.testing import fake_cupy as cp
 from fcgpu.testing import stand_in_backend
 
@@ -292,10 +292,10 @@ def test_concurrent_processes_share_the_cache(tmp_path) -> None:
 
 
 def test_warm_stand_in_builds_every_backend_kernel() -> None:
-    from fcgpu.backends.cupy_backend import KERNEL_SPECS
-    from fcgpu.testing import warm_stand_in
+    from fcgpu.backends.cupy.backend import KERNEL_SPECS
+    from support.cuda_compile import warm_stand_in
 
-    from fcgpu.testing.cuda_compile import trace_backend_calls
+    from support.cuda_compile import trace_backend_calls
 
     # every kernel gets a library (some more than one: half parameters with float32 state)
     assert {call.name for call in trace_backend_calls()} == set(KERNEL_SPECS)

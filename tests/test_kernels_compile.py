@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from fcgpu import kernel_sources
+from fcgpu.backends.cupy import kernel_sources
 from fcgpu.activations import ACTIVATIONS
-from fcgpu.backends.cupy_backend import KERNEL_SPECS, KernelSpec
-from fcgpu.testing import cuda_compile as cc
+from fcgpu.backends.cupy.backend import KERNEL_SPECS, KernelSpec
+from support import cuda_compile as cc
 
 
 @pytest.fixture(scope="module")

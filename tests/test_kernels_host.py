@@ -2,7 +2,7 @@
 
 Each kernel runs through the CuPy backend on the host stand-in (fcgpu.testing.fake_cupy), whose
 ElementwiseKernel compiles the same preamble and operation with g++; the NumPy backend's method
-of the same name is the reference (fcgpu.testing.kernel_checks has the inputs, edge cases and
+of the same name is the reference (support.kernel_checks has the inputs, edge cases and
 the ulp comparison). The same checks run on a real GPU, with the GPU tolerances, under
 ``pytest -m gpu``; tests/gpu/test_device.py has the checks that only a device can answer.
 """
@@ -17,8 +17,8 @@ import pytest
 import fcgpu as fc
 
 from fcgpu.activations import ACTIVATIONS
-from fcgpu.backends.numpy_backend import NumpyBackend
-from fcgpu.testing import kernel_checks as kc
+from fcgpu.backends.numpy.backend import NumpyBackend
+from support import kernel_checks as kc
 from fcgpu.testing import stand_in_backend
 
 DTYPES = [np.float32, np.float64, np.float16]
@@ -156,8 +156,8 @@ def test_half_hyperparameters(backend_name) -> None:
 
 def test_a_kernel_with_the_wrong_convention_fails_its_check(rng) -> None:
     """relu'(0) = 1 instead of PyTorch's 0: the backward check must reject it."""
-    from fcgpu import kernel_sources
-    from fcgpu.backends.cupy_backend import CupyBackend
+    from fcgpu.backends.cupy import kernel_sources
+    from fcgpu.backends.cupy.backend import CupyBackend
     from fcgpu.testing import fake_cupy
 
     broken = CupyBackend(fake_cupy)
@@ -170,8 +170,8 @@ def test_a_kernel_with_the_wrong_convention_fails_its_check(rng) -> None:
 
 def test_a_softmax_row_kernel_without_the_max_shift_fails_its_check(rng) -> None:
     """exp(z) / sum without subtracting the row's max overflows for large logits: the check must see it."""
-    from fcgpu import kernel_sources
-    from fcgpu.backends.cupy_backend import CupyBackend
+    from fcgpu.backends.cupy import kernel_sources
+    from fcgpu.backends.cupy.backend import CupyBackend
     from fcgpu.testing import fake_cupy
 
     preamble = kernel_sources.preamble() + """

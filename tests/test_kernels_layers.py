@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fcgpu.backends.cupy_layer_ops import COLUMN_BLOCK, column_launch
-from fcgpu.backends.numpy_backend import NumpyBackend
+from fcgpu.backends.cupy.layer_ops import COLUMN_BLOCK, column_launch
+from fcgpu.backends.numpy.backend import NumpyBackend
 from fcgpu.testing import fake_cupy as cp
 from fcgpu.testing import stand_in_backend
 from support.block_emulator import emulated_backend

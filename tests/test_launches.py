@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
-from fcgpu.testing import count_device_ops, launches_per_step, stand_in_backend
+from fcgpu.testing import count_device_ops, stand_in_backend
+from fcgpu.bench.launches import launches_per_step
 from fcgpu.testing import fake_cupy as cp
 
 # The target for a 784-512-10 MLP at batch 128 with softmax cross-entropy: forward (2 GEMMs, 2 bias +

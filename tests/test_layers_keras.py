@@ -7,10 +7,10 @@ import pytest
 
 import fcgpu as fc
 from helpers import summary_text
-from fcgpu import kernel_sources
+from fcgpu.backends.cupy import kernel_sources
 from fcgpu.activations import ACTIVATIONS
 from fcgpu.backends import philox
-from fcgpu.backends.numpy_backend import NumpyBackend
+from fcgpu.backends.numpy.backend import NumpyBackend
 from fcgpu.layers.context import TRAINING, ForwardContext
 from fcgpu.testing import count_device_ops, fake_cupy, stand_in_backend
 
@@ -115,7 +115,7 @@ def test_dropout_constants() -> None:
 def test_masks_and_values_identical_on_numpy_and_the_kernel(kernel_module, dtype, rng) -> None:
     """Bit for bit, one multiply by the scale in the arithmetic type (no FMA to contract); the
     denormal input only on the host (the device flushes it to zero, -ftz=true)."""
-    from fcgpu.backends.cupy_backend import CupyBackend
+    from fcgpu.backends.cupy.backend import CupyBackend
 
     cp = CupyBackend(kernel_module)
     x = rng.normal(size=(33, 17)).astype(dtype)
@@ -442,8 +442,8 @@ def test_save_and_load_round_trip_every_new_layer(backend, tmp_path, rng) -> Non
 
 
 def test_compile_gate_traces_the_dropout_kernel() -> None:
-    from fcgpu.backends.cupy_backend import KERNEL_SPECS
-    from fcgpu.testing import cuda_compile as cc
+    from fcgpu.backends.cupy.backend import KERNEL_SPECS
+    from support import cuda_compile as cc
 
     assert "random.cuh" in kernel_sources.HEADERS and "fc_dropout" in kernel_sources.preamble()
     calls = [c for c in cc.trace_backend_calls() if c.name == "fcgpu_dropout"]

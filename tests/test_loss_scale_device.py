@@ -9,8 +9,9 @@ import pytest
 
 import fcgpu as fc
 from fcgpu import mixed_precision as mp
-from fcgpu.backends.numpy_backend import NumpyBackend
-from fcgpu.testing import count_device_ops, fake_cupy as cp, launches_per_step, stand_in_backend
+from fcgpu.backends.numpy.backend import NumpyBackend
+from fcgpu.testing import count_device_ops, fake_cupy as cp, stand_in_backend
+from fcgpu.bench.launches import launches_per_step
 from support.block_emulator import emulated_backend
 
 NP = NumpyBackend()

@@ -419,7 +419,8 @@ def test_constructor_arguments_are_checked():
 # -- the new kernels: host execution, the compile gate ----------------------------------------------
 @pytest.fixture(params=["stand-in", pytest.param("gpu", marks=pytest.mark.gpu)])
 def kernel_target(request):
-    from fcgpu.testing import kernel_checks as kc, stand_in_backend
+    from fcgpu.testing import stand_in_backend
+    from support import kernel_checks as kc
 
     if request.param == "stand-in":
         return stand_in_backend(), kc.HOST
@@ -431,7 +432,7 @@ def kernel_target(request):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16], ids=["float32", "float64", "float16"])
 def test_mae_and_huber_kernels_match_the_numpy_backend(kernel_target, dtype, rng):
-    from fcgpu.testing import kernel_checks as kc
+    from support import kernel_checks as kc
 
     backend, tol = kernel_target
     kc.check_mae(backend, dtype, rng, tol)
@@ -440,9 +441,10 @@ def test_mae_and_huber_kernels_match_the_numpy_backend(kernel_target, dtype, rng
 
 
 def test_an_mae_kernel_with_sign_0_of_1_fails_its_check(rng):
-    from fcgpu import kernel_sources
-    from fcgpu.backends.cupy_backend import CupyBackend
-    from fcgpu.testing import fake_cupy, kernel_checks as kc
+    from fcgpu.backends.cupy import kernel_sources
+    from fcgpu.backends.cupy.backend import CupyBackend
+    from fcgpu.testing import fake_cupy
+    from support import kernel_checks as kc
 
     broken = CupyBackend(fake_cupy)
     broken._kernels["fcgpu_mae_grad"] = fake_cupy.ElementwiseKernel(
@@ -456,8 +458,8 @@ def test_an_mae_kernel_with_sign_0_of_1_fails_its_check(rng):
 def test_the_loss_kernels_compile_for_every_dtype_and_layout():
     """The compile gate (NVRTC, CuPy's exact source) for the MAE and Huber kernels, on the layouts
     the backend's recorded calls use."""
-    from fcgpu.backends.cupy_backend import KERNEL_SPECS
-    from fcgpu.testing import cuda_compile as cc
+    from fcgpu.backends.cupy.backend import KERNEL_SPECS
+    from support import cuda_compile as cc
 
     specs = {k: v for k, v in KERNEL_SPECS.items() if k.startswith(("fcgpu_mae_", "fcgpu_huber_"))}
     assert set(specs) == {"fcgpu_mae_grad", "fcgpu_mae_step", "fcgpu_huber_grad", "fcgpu_huber_step"}

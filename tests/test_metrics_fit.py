@@ -10,7 +10,7 @@ import pytest
 
 import fcgpu as fc
 from fcgpu import metrics, ops
-from fcgpu.testing.launches import launches_per_step
+from fcgpu.bench.launches import launches_per_step
 
 keras = pytest.importorskip("keras")
 

@@ -11,7 +11,7 @@ import pytest
 
 import fcgpu as fc
 from fcgpu.layers.context import TRAINING
-from fcgpu.backends.numpy_backend import NumpyBackend
+from fcgpu.backends.numpy.backend import NumpyBackend
 from fcgpu.mixed_precision import bfloat16
 from fcgpu.testing import count_device_ops, fake_cupy, stand_in_backend
 
@@ -97,7 +97,7 @@ def test_a_mixed_float16_dense_step_keeps_a_large_weight_gradient_finite():
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_a_mixed_training_step_takes_each_weight_gradient_in_one_gemm_and_no_copy(policy):
-    from fcgpu.testing import launches_per_step
+    from fcgpu.bench.launches import launches_per_step
 
     report = launches_per_step((20, 16, 4), batch=8, loss="softmax_cross_entropy", optimizer="adam", dtype=policy)
     calls = report.step_calls

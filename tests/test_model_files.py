@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
-import fcgpu.archive as archive
+import fcgpu.saving.archive as archive
 from fcgpu import saving
 
 

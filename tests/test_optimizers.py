@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
-from fcgpu.backends.numpy_backend import NumpyBackend
+from fcgpu.backends.numpy.backend import NumpyBackend
 from fcgpu.optimizers import SGD, Adagrad, Adam, AdamW, RMSprop, state_dtype
 from fcgpu.testing import count_device_ops, stand_in_backend
-from fcgpu.testing import kernel_checks as kc
+from support import kernel_checks as kc
 
 
 # -- references (torch.optim's documented algorithms, dampening 0, maximize False) ----------------

@@ -36,7 +36,7 @@ def test_nccl_is_a_submodule_that_import_cupy_does_not_load():
         import cupy
         from fcgpu.testing import fake_cupy
         print(hasattr(cupy.cuda, "nccl"), hasattr(fake_cupy.cuda, "nccl"))
-        from fcgpu.backends.cupy_backend import CupyBackend
+        from fcgpu.backends.cupy.backend import CupyBackend
         for module in (cupy, fake_cupy):
             nccl = CupyBackend(module).nccl_module()
             print(nccl is module.cuda.nccl, hasattr(nccl, "NcclCommunicator") or not nccl.available)
@@ -61,7 +61,7 @@ class _Buffer:
 def test_allreduce_on_real_cupy_reaches_nccl_with_cupys_constants(monkeypatch):
     """allreduce_sum and broadcast on the real module, up to the NCCL call (a recorder stands in for
     the communicator, whose construction needs a device)."""
-    from fcgpu.backends.cupy_backend import CupyBackend
+    from fcgpu.backends.cupy.backend import CupyBackend
 
     backend = CupyBackend(cupy)
     nccl = backend.nccl_module()
@@ -165,7 +165,7 @@ def test_the_chain_walker_finds_the_backends_cupy_calls():
 
 
 def test_constants_the_backend_looks_up_by_name_exist_on_real_cupy():
-    from fcgpu.backends import cupy_backend
+    from fcgpu.backends.cupy import backend as cupy_backend
 
     for name in cupy_backend._CUDA_TYPES.values():
         assert isinstance(getattr(cupy.cuda.runtime, name), int), name
@@ -310,7 +310,7 @@ def test_kernel_scalar_arguments_are_taken_as_cupy_takes_them(value):
 
 # -- ElementwiseKernel type resolution: the stand-in's against CuPy's own resolver --------------
 def test_stand_in_resolves_kernel_types_as_cupy_for_every_backend_call():
-    from fcgpu.testing.compile_gate.layouts import trace_backend_calls
+    from support.compile_gate.layouts import trace_backend_calls
     from fcgpu.testing.fake_cupy.params import deciding_dtypes, get_param_info, resolve_types
 
     checked = 0

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
-from fcgpu.backends.numpy_backend import NumpyBackend
+from fcgpu.backends.numpy.backend import NumpyBackend
 from fcgpu.regularizers import L1, L1L2, L2
-from fcgpu.testing import kernel_checks as kc
-from fcgpu.testing import launches_per_step, stand_in_backend
+from support import kernel_checks as kc
+from fcgpu.testing import stand_in_backend
+from fcgpu.bench.launches import launches_per_step
 
 
 def penalty(w, l1=0.0, l2=0.0):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
-from fcgpu.testing import count_device_ops, launches_per_step, stand_in_backend
+from fcgpu.testing import count_device_ops, stand_in_backend
+from fcgpu.bench.launches import launches_per_step
 
 N, WIDTH, CLASSES = 24, 5, 3
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
-import fcgpu.archive as archive
-from fcgpu import fileio
+import fcgpu.saving.archive as archive
+from fcgpu.saving import fileio
 import fcgpu.saving as saving
 
 

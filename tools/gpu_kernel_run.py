@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 import fcgpu as fc
-from fcgpu.backends.numpy_backend import NumpyBackend
+from fcgpu.backends.numpy.backend import NumpyBackend
 
 
 def main() -> int:
@@ -21,7 +21,7 @@ def main() -> int:
 
         gpu = stand_in_backend()
     else:
-        from fcgpu.backends.cupy_backend import CupyBackend
+        from fcgpu.backends.cupy.backend import CupyBackend
 
         gpu = CupyBackend()
     host = NumpyBackend()

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .base import Backend, BackendMismatch, BackendUnavailable
-from .numpy_backend import NumpyBackend
+from .numpy.backend import NumpyBackend
 
 __all__ = [
     "Backend",
@@ -105,7 +105,7 @@ def _probe_once() -> tuple[Backend | None, str]:
     if _probe.device is not None and _probe.device >= count:
         return None, f"no CUDA device {_probe.device} for this process (its local rank) among the {count} visible"
     try:
-        from .cupy_backend import CupyBackend
+        from .cupy.backend import CupyBackend
 
         backend = CupyBackend(cupy)
         if _probe.device is not None:

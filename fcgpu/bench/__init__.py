@@ -17,7 +17,7 @@ machine's speed hits the floor and the layer alike. Host backends are timed with
 ``time.perf_counter`` around each call; GPU backends with device events
 (``cupyx.profiler.benchmark``, ``torch.cuda.Event``), never a host clock around queued work.
 
-Throughput comes from :mod:`fcgpu.cost`; on a GPU the fraction of the roofline uses the device's
+Throughput comes from :mod:`fcgpu.bench.cost`; on a GPU the fraction of the roofline uses the device's
 peak FP32 rate and memory bandwidth (from its attributes, or ``--peak-gflops/--peak-gbps``).
 
 Modules: :mod:`~fcgpu.bench.config` (what to measure, the command-line options),

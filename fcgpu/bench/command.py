@@ -8,8 +8,8 @@ import json
 import sys
 from typing import Sequence
 
-from ..cli_args import CommandParser, UsageError, report_usage_error
-from ..fileio import atomic_write, check_output_path
+from ..cli.args import CommandParser, UsageError, report_usage_error
+from ..saving.fileio import atomic_write, check_output_path
 from .config import MODEL_ACTIVATION, BenchConfig, add_arguments, config_from_args
 from .report import format_table, write_plot
 from .runner import resolve_backends, run_benchmark
@@ -59,9 +59,9 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def print_launches(cfg: BenchConfig) -> int:
     """``fcgpu bench --launches``: for SGD and Adam, the device operations per training step inside
-    fit (``fcgpu.testing.launches_per_step``) of ``cfg.model`` and of each of ``cfg.sizes`` (a
+    fit (``fcgpu.bench.launches.launches_per_step``) of ``cfg.model`` and of each of ``cfg.sizes`` (a
     one-layer model of M inputs and N logits at batch B), printed; nothing is timed."""
-    from ..testing import launches_per_step  # the host stand-in for CuPy; its kernels compile on first use
+    from .launches import launches_per_step  # the host stand-in for CuPy; its kernels compile on first use
 
     models = ([(tuple(cfg.model), cfg.model_batch)] if cfg.model else []) + [((m, n), b) for b, m, n in cfg.sizes]
     print("Device operations per training step inside fit, counted on the host stand-in for CuPy", flush=True)

@@ -10,8 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..activations import ACTIVATIONS
-from ..cli_args import UsageError, int_list, integer, name_list, number, require_memory
+from ..activations.table import ACTIVATIONS
+from ..cli.args import UsageError, int_list, integer, name_list, number, require_memory
 
 __all__ = [
     "BACKEND_NAMES",
@@ -72,7 +72,7 @@ class BenchConfig:
     json_path: str | None = None
     plot_path: str | None = None
     verbose: bool = True
-    # --launches: no timing; the device operations per training step (fcgpu.testing.launches) of
+    # --launches: no timing; the device operations per training step (fcgpu.bench.launches) of
     # the model and of the sizes given explicitly, counted on the host stand-in for CuPy.
     launches: bool = False
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..fileio import atomic_write
+from ..saving.fileio import atomic_write
 
 __all__ = ["format_table", "write_plot"]
 

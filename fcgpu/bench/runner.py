@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict
 from typing import Any, Sequence
 
-from .. import cost as cost_model
+from . import cost as cost_model
 from .config import DEVICE_KINDS, MODEL_ACTIVATION, OPENBLAS_VARS, WORKER_KINDS, BenchConfig, layer_activations
 from .timers import summary_stats
 from .worker import WorkerClient, worker_env

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..archive import read_archive, write_archive
+from ..saving.archive import read_archive, write_archive
 from ..initializers import get_rng
 from .core import Callback
 

@@ -12,8 +12,8 @@ import argparse
 import os
 from typing import Any
 
-from ..archive import ModelFileError
-from ..fileio import atomic_write, check_output_path
+from ..saving.archive import ModelFileError
+from ..saving.fileio import atomic_write, check_output_path
 
 __all__ = ["FORMATS", "add_arguments", "convert", "run_from_args"]
 
@@ -108,7 +108,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from ..cli_args import report_usage_error
+    from ..cli.args import report_usage_error
 
     try:
         model = convert(args.input, args.output, args.model, args.opset)

@@ -1,7 +1,7 @@
 """Keras 3 ``.keras`` archives: a zip of ``metadata.json``, ``config.json`` and ``model.weights.h5``.
 
 ``save_keras_model`` writes what ``keras.models.load_model`` reads (members stored, as Keras
-stores them), atomically (``fcgpu.fileio``); ``load_keras_model`` reads what Keras writes, for the
+stores them), atomically (``fcgpu.saving.fileio``); ``load_keras_model`` reads what Keras writes, for the
 layers fcgpu has (``keras_config``), with Keras's ``safe_mode`` always on: no code is run, no
 module imported, no pickle read; a layer class fcgpu lacks is refused by name unless the caller
 registered a converter for it in ``custom_objects``.
@@ -22,11 +22,11 @@ import warnings
 import zipfile
 from typing import Any, Callable, Mapping
 
-from ..archive import ModelFileError
-from ..fileio import atomic_write, check_output_path
+from ..saving.archive import ModelFileError
+from ..saving.fileio import atomic_write, check_output_path
 from ..initializers import get_rng
 from ..optimizers import state_dtype
-from ..serialization import deserialize
+from ..saving.serialization import deserialize
 from .keras_config import (
     UnsupportedKeras,
     compile_from_keras,

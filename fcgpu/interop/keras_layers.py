@@ -2,7 +2,7 @@
 counts those configs imply.
 
 ``layer_from_keras`` turns one serialized Keras layer into the fcgpu config that
-``fcgpu.serialization.deserialize`` builds; ``layer_to_keras`` does the reverse. The layers both
+``fcgpu.saving.serialization.deserialize`` builds; ``layer_to_keras`` does the reverse. The layers both
 libraries compute the same way: Dense, Dropout, Activation, BatchNormalization, LayerNormalization,
 Normalization (its mean, variance and count), ReLU, LeakyReLU, ELU, PReLU, Softmax, GaussianNoise,
 Flatten, Reshape and the merges (Concatenate, Add, Subtract, Multiply, Average, Maximum, Minimum).

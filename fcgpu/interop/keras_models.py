@@ -2,7 +2,7 @@
 nested in one another as Keras's format allows.
 
 ``model_from_keras`` turns the ``config.json`` of a ``.keras`` archive into the fcgpu config that
-``fcgpu.serialization.deserialize`` builds (every layer through ``keras_layers``); ``model_to_keras``
+``fcgpu.saving.serialization.deserialize`` builds (every layer through ``keras_layers``); ``model_to_keras``
 turns an fcgpu model's ``get_config()`` into what Keras's ``serialize_keras_object`` writes (for a
 functional model the ``inbound_nodes`` of each layer, whose ``__keras_tensor__`` arguments name the
 layer that made them in ``keras_history``). A graph is checked as data before anything is built:

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..archive import ModelFileError
-from ..fileio import atomic_write, check_output_path
+from ..saving.archive import ModelFileError
+from ..saving.fileio import atomic_write, check_output_path
 from .keras_common import storage_keys
 
 __all__ = ["StoragePlan", "h5py_module", "load_weights", "read_layer_weights", "read_optimizer_vars", "save_weights",

@@ -18,7 +18,7 @@ mixed_bfloat16) has half inputs, outputs and weights (the half copies it compute
 as fcgpu's kernels do, computes each layer in float32 and rounds once: its product, then its
 output, so the graph gives what ``predict`` gives. The graph is built with the ``onnx`` package
 (imported only here: ``pip install 'fcgpu[onnx]'``), checked by ``onnx.checker`` and written
-atomically (``fcgpu.fileio``).
+atomically (``fcgpu.saving.fileio``).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import atomic_write, check_output_path
+from ..saving.fileio import atomic_write, check_output_path
 from .onnx_ops import Graph, layer_nodes, merge_nodes
 
 __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "export_onnx"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..activations import get_activation
+from ..activations.table import get_activation
 from ..backends.base import Array
-from ..serialization import register
+from ..saving.serialization import register
 from .context import INFERENCE, ForwardContext
 from .elementwise import ElementwiseLayer
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import regularizers
 from ..backends.base import Array
-from ..serialization import register
+from ..saving.serialization import register
 from .activation import Activation
 from .context import INFERENCE, ForwardContext
 from .elementwise import ElementwiseLayer

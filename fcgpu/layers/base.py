@@ -13,7 +13,7 @@ object reaches into another's private state):
   the next forward may write into the same buffers; ``device_input(x)``, the input checks every layer shares;
 - ``parameters()`` [(name, parameter, gradient)], ``validate_weights`` then ``assign_weights``
   (the model checks every layer's weights before it changes any), ``adopt_storage`` (parameters
-  and gradients become views of the model's flat buffers, ``fcgpu.params``);
+  and gradients become views of the model's flat buffers, ``fcgpu.backends.params``);
 - ``get_config()`` / ``from_config(config)``, symmetric, and ``to(backend)``;
 - ``variables()`` [(name, array, trainable)]: every variable in ``get_weights`` order (Keras's
   ``layer.weights`` order), from which ``weights``, ``trainable_weights`` and
@@ -36,7 +36,7 @@ import numpy as np
 
 from ..backends import Backend
 from ..backends.base import Array
-from ..buffers import Buffers
+from ..backends.buffers import Buffers
 from .context import INFERENCE, TRAINING, ForwardContext
 from .symbolic import call_layer, is_symbolic
 from ..validation import float_array, positive_int

@@ -8,11 +8,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import constraints, mixed_precision, regularizers
-from ..activations import Activation, get_activation
+from ..activations.table import Activation, get_activation
 from ..backends import Backend, get_backend, resolve_backend
 from ..backends.base import Array, Scalar
 from ..initializers import get_initializer, serialize as serialize_initializer
-from ..serialization import register
+from ..saving.serialization import register
 from ..validation import float_array, input_features, positive_int
 from .base import Buffers, Layer, declared_input
 from .context import INFERENCE, ForwardContext

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..serialization import register, register_alias
+from ..saving.serialization import register, register_alias
 from .base import Layer
 from .elementwise import optional_float_dtype
 from .symbolic import KerasTensor

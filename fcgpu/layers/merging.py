@@ -16,7 +16,7 @@ import numpy as np
 
 from ..backends import Backend, get_backend, resolve_backend
 from ..backends.base import Array
-from ..serialization import register
+from ..saving.serialization import register
 from .base import Buffers, Layer
 from .context import INFERENCE, ForwardContext
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..backends.base import Array
 from ..initializers import get_rng
-from ..serialization import register
+from ..saving.serialization import register
 from .context import INFERENCE, ForwardContext
 from .elementwise import ElementwiseLayer
 from .variables import check_number

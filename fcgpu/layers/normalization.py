@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import constraints, regularizers
 from ..backends.base import Array
-from ..serialization import register
+from ..saving.serialization import register
 from .context import INFERENCE, ForwardContext
 from .variables import VariableLayer, VariableSpec, check_axis, check_flag, check_number, initializer_entry
 

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..backends.base import Array
-from ..serialization import register
+from ..saving.serialization import register
 from ..validation import float_array
 from .context import INFERENCE, ForwardContext
 from .variables import VariableLayer, VariableSpec, check_axis, check_flag

@@ -11,7 +11,7 @@ import math
 from typing import Any, Sequence
 
 from ..backends.base import Array
-from ..serialization import register
+from ..saving.serialization import register
 from .context import INFERENCE, ForwardContext
 from .elementwise import ElementwiseLayer
 from .input import sample_shape

@@ -441,7 +441,7 @@ class MeanMetricWrapper(SampleMean):
     def values(self, backend: Backend, y_pred: Array, y_true: Array) -> Array:
         """Per-sample values (float64, (B,) or 0-d) on ``backend``."""
         from .. import ops
-        from ..loss_tracing import squeeze_or_expand_to_same_rank
+        from ..losses.tracing import squeeze_or_expand_to_same_rank
 
         with use_backend(backend):
             y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)

@@ -25,7 +25,7 @@ from ..layers.fusion import Plan, plan_chain
 from ..layers.symbolic import is_symbolic
 from ..interop.keras_config import UnsupportedKeras, model_from_keras
 from ..saving import save_model
-from ..serialization import deserialize
+from ..saving.serialization import deserialize
 from ..validation import float_array
 from ..training import Trainer
 from . import summary as summary_module

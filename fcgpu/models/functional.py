@@ -18,11 +18,11 @@ import numpy as np
 
 from ..backends import Backend, resolve_backend
 from ..backends.base import Array
-from ..buffers import Buffers
+from ..backends.buffers import Buffers
 from .. import metrics as metrics_module
 from ..layers import Input, Layer
 from ..layers.symbolic import KerasTensor, map_graph
-from ..serialization import deserialize, register
+from ..saving.serialization import deserialize, register
 from .. import optimizers as optimizers_module
 from ..training.metric_state import restorable
 from ..training.outputs import OutputMetric, compile_outputs

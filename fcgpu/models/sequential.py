@@ -20,7 +20,7 @@ from ..initializers import get_rng
 from ..layers import Input, Layer
 from ..layers.context import INFERENCE, ForwardContext
 from ..layers.fusion import Plan
-from ..serialization import deserialize, register
+from ..saving.serialization import deserialize, register
 from ..validation import input_features
 from .base import Model
 

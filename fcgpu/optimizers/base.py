@@ -1,6 +1,6 @@
 """The optimizer base class: learning rate (a number or a schedule), state, and the two step paths.
 
-A model's parameters live in flat buffers (``fcgpu.params``): a step updates each buffer in one
+A model's parameters live in flat buffers (``fcgpu.backends.params``): a step updates each buffer in one
 backend call (``sgd_update``, ``adam_update``, ``rmsprop_update``, ``adagrad_update``: a single
 fused kernel pass on CuPy, a few whole-buffer passes on NumPy), with the state kept in flat buffers
 beside them. Layers stepped on their own are updated one call per parameter. State (momentum

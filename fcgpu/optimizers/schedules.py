@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config_objects import ConfigObject
+from ..saving.config_objects import ConfigObject
 
 __all__ = [
     "LearningRateSchedule",

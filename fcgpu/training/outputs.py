@@ -18,7 +18,7 @@ from .. import losses as losses_module
 from .. import metrics as metrics_module
 from ..backends import Backend
 from ..backends.base import Array, Scalar
-from ..buffers import Buffers
+from ..backends.buffers import Buffers
 from ..losses import Loss
 
 __all__ = ["OutputLossTracker", "OutputMetric", "OutputsLoss", "compile_outputs"]

@@ -22,7 +22,7 @@ from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..backends import Backend
 from ..backends.base import Array
-from ..buffers import Buffers
+from ..backends.buffers import Buffers
 from ..callbacks import History
 from ..distributed.checks import fingerprint, same_on_every_rank
 from ..distributed.data_parallel import DataParallel, quiet_callbacks
@@ -30,7 +30,7 @@ from ..initializers import get_rng
 from ..losses import Loss
 from ..mixed_precision import check_policies, with_loss_scaling
 from ..optimizers import Optimizer
-from ..params import FlatParameters
+from ..backends.params import FlatParameters
 from ..validation import positive_int
 from . import metric_state
 from .data_adapter import host_data, is_stream

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
-from fcgpu.params import ALIGN_ELEMENTS
+from fcgpu.backends.params import ALIGN_ELEMENTS
 
 from dp_helpers import HERE, clean_env, mpirun  # noqa: F401 - mpirun is a fixture
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
-from fcgpu.testing import kernel_checks as kc
+from support import kernel_checks as kc
 
 pytestmark = pytest.mark.gpu
 
@@ -58,8 +58,8 @@ def test_large_and_strided_arrays(gpu, rng) -> None:
 
 def test_cupy_compiles_the_sources_the_compile_gate_checks(gpu) -> None:
     """The code CuPy generated on the device is one of the variants the CPU compile gate compiled."""
-    from fcgpu.backends.cupy_backend import KERNEL_SPECS
-    from fcgpu.testing import cuda_compile as cc
+    from fcgpu.backends.cupy.backend import KERNEL_SPECS
+    from support import cuda_compile as cc
 
     f = np.float32
     z, b = gpu.zeros((4, 3), f), gpu.zeros((3,), f)
@@ -80,8 +80,8 @@ def test_cupy_compiles_the_sources_the_compile_gate_checks(gpu) -> None:
 def test_every_source_cupy_generated_in_training_was_checked_by_the_gate(gpu, rng) -> None:
     """Train small models in each dtype, loss and optimizer, then compare every source CuPy
     generated on the device (every layout the run used) with the variants the gate compiled."""
-    from fcgpu.backends.cupy_backend import KERNEL_SPECS
-    from fcgpu.testing import cuda_compile as cc
+    from fcgpu.backends.cupy.backend import KERNEL_SPECS
+    from support import cuda_compile as cc
 
     x = rng.standard_normal((40, 5))
     with fc.use_backend(gpu):

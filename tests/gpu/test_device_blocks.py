@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fcgpu.backends.numpy_backend import NumpyBackend
+from fcgpu.backends.numpy.backend import NumpyBackend
 
 pytestmark = pytest.mark.gpu
 NP = NumpyBackend()

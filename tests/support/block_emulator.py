@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from fcgpu import kernel_sources
-from fcgpu.backends.cupy_backend import CupyBackend
-from fcgpu.backends.kernel_specs import KERNEL_SPECS, KernelSpec
+from fcgpu.backends.cupy import kernel_sources
+from fcgpu.backends.cupy.backend import CupyBackend
+from fcgpu.backends.cupy.kernel_specs import KERNEL_SPECS, KernelSpec
 from fcgpu.testing import fake_cupy
 from fcgpu.testing.fake_cupy.host_library import compile_host_library
 from fcgpu.testing.fake_cupy.params import HOST_CTYPES, get_param_info, resolve_types

@@ -1,6 +1,6 @@
 """A host stand-in for the part of CuPy that fcgpu uses, so the CuPy backend's own code runs without a GPU.
 
-``fcgpu.backends.cupy_backend.CupyBackend(fake_cupy)`` runs unchanged against this module:
+``fcgpu.backends.cupy.backend.CupyBackend(fake_cupy)`` runs unchanged against this module:
 
 - ``ndarray`` is a ``numpy.ndarray`` subclass, so NumPy operations on it produce stand-in arrays.
   Like a ``cupy.ndarray`` it has ``.get()`` (a host copy), ``.set()`` and a
@@ -32,7 +32,7 @@ What it does NOT reproduce (checked elsewhere or only on a real GPU):
   build keeps denormals, uses ``-ffp-contract=off`` and glibc's math.
 - float16 is GCC's ``_Float16`` and bfloat16 a small host struct, not CUDA's ``__half`` /
   ``__nv_bfloat16`` or CuPy's ``float16`` class: code that compiles here can still fail to compile
-  for the device (the NVRTC compile gate in ``fcgpu.testing.cuda_compile`` covers that).
+  for the device (the NVRTC compile gate in ``support.cuda_compile`` covers that).
 - Concurrency: the loop is sequential, so data races, ``atomicAdd`` and block/warp behaviour are
   invisible; CUDA built-ins (``threadIdx``, ``__syncthreads``, ``__ldg``, ...) do not exist. The
   block-level kernels (``kernels/blocks.cuh``: warp-per-row softmax, block-reduced loss sums) run

@@ -3,7 +3,7 @@
 Part of ``fcgpu.testing.fake_cupy``'s kernel engine. ``resolve_types`` is the one place a call's
 parameter types are decided, from its argument kinds and dtypes (``deciding_dtypes`` says which
 of them count): ``ElementwiseKernel.__call__`` uses it on live arguments, ``precompile`` on
-recorded ``KernelCall``s, and the compile gate (``fcgpu.testing.cuda_compile``) hands
+recorded ``KernelCall``s, and the compile gate (``support.cuda_compile``) hands
 ``deciding_dtypes`` to CuPy's own resolver.
 """
 from __future__ import annotations

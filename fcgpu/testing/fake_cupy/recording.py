@@ -1,7 +1,7 @@
 """Recording ElementwiseKernel calls: ``KernelCall`` and ``record_kernel_calls``.
 
 Part of ``fcgpu.testing.fake_cupy``'s kernel engine. The compile gate
-(``fcgpu.testing.cuda_compile``) lists the backend's kernel calls this way to learn the argument
+(``support.cuda_compile``) lists the backend's kernel calls this way to learn the argument
 layouts CuPy would compile, and ``precompile`` builds host libraries from recorded calls.
 ``ElementwiseKernel.__call__`` reports each call through ``is_recording``/``record`` and asks
 ``runs_kernels`` whether to execute it. ``registered`` (an entry kept in a list for a ``with``

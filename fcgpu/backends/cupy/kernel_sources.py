@@ -1,0 +1,24 @@
+"""Reads the CUDA sources: ``fcgpu/kernels/`` (in the checkout a link to the repository's ``kernels/``,
+in a wheel a copy of it)."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+HEADERS = ("common.cuh", "activations.cuh", "losses.cuh", "blocks.cuh", "optimizers.cuh", "random.cuh", "layers.cuh")
+
+
+def kernels_dir() -> Path:
+    """The folder holding the ``.cuh`` files."""
+    return Path(__file__).resolve().parents[2] / "kernels"
+
+
+@functools.lru_cache(maxsize=None)
+def read(name: str) -> str:
+    return (kernels_dir() / name).read_text()
+
+
+@functools.lru_cache(maxsize=None)
+def preamble() -> str:
+    """All headers concatenated, in dependency order: the ElementwiseKernel preamble."""
+    return "\n".join(read(name) for name in HEADERS)
