@@ -7,6 +7,7 @@ import pytest
 
 import fcgpu as fc
 from fcgpu import layers
+from fcgpu.layers.context import ForwardContext
 from helpers import host, summary_text
 
 keras = pytest.importorskip("keras")
@@ -103,7 +104,7 @@ def test_maximum_splits_tied_gradients_as_torch_does(backend):
     b = np.array([[1.0, 5.0, 0.0]])
     c = np.array([[1.0, 5.0, 3.0]])
     layer = layers.Maximum(dtype="float64")
-    layer.forward([a, b, c], input_owned=True, output_private=True)
+    layer.forward([a, b, c], ForwardContext(input_owned=True, output_private=True))
     grads = [host(g) for g in layer.backward(np.ones((1, 3)))]
     ta, tb, tc = (torch.tensor(v, requires_grad=True) for v in (a, b, c))
     torch.maximum(torch.maximum(ta, tb), tc).sum().backward()

@@ -18,6 +18,7 @@ from ..backends import Backend, get_backend, resolve_backend
 from ..backends.base import Array
 from ..saving.serialization import register
 from .base import Buffers, Layer
+from .context import INFERENCE, ForwardContext
 
 __all__ = [
     "Add", "Average", "Concatenate", "Maximum", "Merge", "Minimum", "Multiply", "Subtract",
@@ -113,13 +114,12 @@ class Merge(Layer):
         self.check_shapes([tuple(a.shape) for a in arrays])
         return arrays
 
-    def forward(self, xs: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False,
-                training: bool = False, row_offset: int = 0) -> Array:
-        """y (B, N) from the list of inputs, keeping them for backward (copied unless ``input_owned``)."""
+    def forward(self, xs: Any, ctx: ForwardContext = INFERENCE) -> Array:
+        """y (B, N) from the list of inputs, keeping them for backward (copied unless ``ctx.input_owned``)."""
         arrays = self.inputs_of(xs)
         y = self.combine(arrays, self._buffers.get(self.backend, "y", self.out_shape(arrays), self.dtype))
-        self._xs = arrays if input_owned or not self.keeps_inputs else [self.backend.copy(a) for a in arrays]
-        return y if output_private else self.backend.copy(y)
+        self._xs = arrays if ctx.input_owned or not self.keeps_inputs else [self.backend.copy(a) for a in arrays]
+        return y if ctx.output_private else self.backend.copy(y)
 
     def infer(self, xs: Any, *, logits: bool = False) -> Array:
         arrays = self.inputs_of(xs)
@@ -130,7 +130,7 @@ class Merge(Layer):
 
     keeps_inputs = False  # whether backward reads the inputs (Multiply, Maximum, Minimum)
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> list[Array] | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> list[Array] | None:
         """[dx_i (B, N_i)] from dy (B, N)."""
         if self._xs is None:
             raise RuntimeError(f"backward called before forward on layer '{self.name}': run forward(x) first")

@@ -27,6 +27,8 @@ from .. import optimizers as optimizers_module
 from ..training.metric_state import restorable
 from ..training.outputs import OutputMetric, compile_outputs
 from .base import Model
+from ..layers.context import INFERENCE, ForwardContext
+from ..layers.fusion import Plan
 from .sequential import backward_chain, forward_chain, infer_chain
 
 __all__ = ["Functional"]
@@ -343,43 +345,34 @@ class Functional(Model):
         x = backend.asarray(x, self.input_dtype, "x")
         return [backend.copy(x[:, a:b]) for a, b in self._columns], True
 
-    def forward(
-        self,
-        x: Any,
-        *,
-        input_owned: bool = False,
-        output_private: bool = False,
-        logits: bool = False,
-        training: bool = False,
-        row_offset: int = 0,
-    ) -> Array:
-        """y (B, N) from x (B, M) (several inputs side by side), keeping what backward needs; the
-        keywords as ``Sequential.forward``."""
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
+        """y (B, N) from x (B, M) (several inputs side by side), keeping what backward needs; ``ctx``
+        as ``Sequential.forward``'s. A chain runs by its fusion plan, a graph node by node."""
         self.release_loss()
         if self._chain is not None:
-            return forward_chain(self._chain, x, input_owned=input_owned, output_private=output_private,
-                                 logits=logits, training=training, row_offset=row_offset)
+            plan = ctx.plan or self.chain_plan(self._chain, ctx.training)
+            self.forward_plan = plan
+            return forward_chain(plan, x, ctx)
         for layer in self.compute_layers:
             layer.release()
         values: list[Any] = [None] * len(self._tensors)
-        parts, owned = self._input_values(x, input_owned)
+        parts, owned = self._input_values(x, ctx.input_owned)
         for s, part in zip(self._input_slots, parts):
             values[s] = part
         inputs = set(self._input_slots)
-        on_logits = self._logits_by_slot(logits)
+        on_logits = self._logits_by_slot(ctx.logits)
         single = len(self._outputs) == 1
         for node in self._nodes:
             args = [values[s] for s in node.inputs]
             last = single and node.output == self._output_slot
-            values[node.output] = node.layer.forward(
-                args if node.layer.input_count != 1 else args[0],
-                input_owned=owned or not inputs.intersection(node.inputs),
-                output_private=output_private or not last,
-                logits=on_logits.get(node.output, False),
-                training=training,
-                row_offset=row_offset,
-            )
+            node_ctx = ctx.variant(owned or not inputs.intersection(node.inputs), ctx.output_private or not last,
+                                   on_logits.get(node.output, False))
+            values[node.output] = node.layer.forward(args if node.layer.input_count != 1 else args[0], node_ctx)
         return values[self._output_slot] if single else self._joined(values, "y")
+
+    def fusion_plan(self, training: bool) -> Plan | None:
+        """The plan of the layers where the graph is a chain (cached, ``Model.chain_plan``), else None."""
+        return None if self._chain is None else self.chain_plan(self._chain, training)
 
     def _logits_by_slot(self, logits: Any) -> dict[int, bool]:
         """{output slot: whether its layer stops before its activation}: ``logits`` is one bool, or
@@ -413,11 +406,13 @@ class Functional(Model):
             return values[self._output_slot]
         return self.backend.copy(self._joined(values, "y_infer"))
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
         """dx (B, M) from dy = dL/dy (B, N); sets every layer's gradients. A tensor read by several
-        layers gets the sum of their gradients. ``input_grad=False`` skips the inputs' gradients."""
+        layers gets the sum of their gradients. ``input_grad=False`` skips the inputs' gradients;
+        ``scale``: the factor the weight penalties' gradients take."""
         if self._chain is not None:
-            return backward_chain(self._chain, dy, input_grad=input_grad)
+            plan = self.forward_plan or self.chain_plan(self._chain, False)
+            return backward_chain(plan, dy, input_grad=input_grad, scale=scale)
         grads: list[Any] = [None] * len(self._tensors)
         if len(self._outputs) == 1:
             grads[self._output_slot] = dy
@@ -431,7 +426,7 @@ class Functional(Model):
         for node in reversed(self._nodes):
             g = grads[node.output]
             wanted = input_grad or not inputs.issuperset(node.inputs)
-            result = node.layer.backward(g, input_grad=wanted)
+            result = node.layer.backward(g, input_grad=wanted, scale=scale)
             if not wanted:
                 continue
             for s, d in zip(node.inputs, result if node.layer.input_count != 1 else [result]):

@@ -3,14 +3,15 @@
 One step: forward -> the loss's fused step (the loss scale an argument) -> backward -> the
 optimizer's update of the flat buffers it is bound to. Data parallel, the optimizer updating is the
 all-reduce wrapper around the compiled one (``fcgpu.distributed.AllReduceOptimizer``, made by
-``all_reducing`` when the world has more than one rank, or the compiled optimizer itself when it is
-one): its update averages the gradients over the ranks first; in a world of one it is the compiled
-optimizer, and the step is the same as without data parallelism. Everything the step needs that
-does not change from one step to the next (the loss and whether it takes logits, the fused correct
-count, the layers with weight penalties, the flat parameters, the optimizer bound to them and the
-loss scale's device state) is decided once, when the step is bound, and bound again only when the
-layout changes: a layer rebuilt, renamed, added, popped or moved, a new loss, optimizer or
-metrics (``compile``), or another world. ``Trainer`` (and so the model class) inherits ``TrainingStep``.
+``all_reducing`` when the world has more than one rank): its update averages the gradients over the
+ranks first; in a world of one it is the compiled optimizer, and the step is the same as without
+data parallelism. Everything the step needs that does not change from one step to the next (the
+loss and whether it takes logits, the fused correct count, the layers with weight penalties, the
+flat parameters, the optimizer bound to them, the loss scale's device state, the fusion plan and the
+forward's contexts) is decided once, when the step is bound, and bound again only when the layout
+changes: a layer rebuilt, renamed, added, popped or moved, a setting the fusion plan read or the
+fusion switch, a new loss, optimizer or metrics (``compile``), or another world. ``Trainer`` (and so
+the model class) inherits ``TrainingStep``.
 """
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from ..backends.base import Array, Scalar
+from ..config import settings
 from ..distributed.allreduce import AllReduceOptimizer, all_reducing
 from ..distributed.communicator import World
+from ..layers.context import ForwardContext
 from ..optimizers import LossScaleOptimizer, Optimizer
 from ..distributed.data_parallel import train_global_batch
 
@@ -54,9 +57,26 @@ class StepBinding:
         self.flat_update = not own_step and update.bind(flat)
         self.scale = update.loss_scale_state(flat)  # mixed_float16: the scaler's device state
         self.regularized = [layer for layer in self.layers if layer.regularization_loss(1.0) is not None]
-        for layer in self.regularized:  # a penalty's gradient is scaled as the loss's is
-            layer.gradient_scale = 1.0 if self.scale is None else self.scale
+        # backward's scale: a penalty's gradient is scaled as the loss's is (its loss scale)
+        self.penalty_scale = 1.0 if self.scale is None else self.scale
+        # The fusion plan of a chain's training forward (None for a graph), and its settings watched
+        # with the layout: the step's forward takes it in its context and checks nothing more.
+        self.plan = model.fusion_plan(True)
+        self.fusion = settings.fusion
         self.watch = [entry for layer in _leaves(self.layers) for entry in _places(layer)]
+        if self.plan is not None:
+            self.watch += self.plan.watch
+        self.contexts: dict[int, ForwardContext] = {}
+
+    def context(self, row_offset: int) -> ForwardContext:
+        """The training forward's context for rows from ``row_offset``: made once, then kept."""
+        ctx = self.contexts.get(row_offset)
+        if ctx is None:
+            ctx = self.contexts[row_offset] = ForwardContext(
+                training=True, logits=self.on_logits, row_offset=row_offset, input_owned=True, output_private=True,
+                plan=self.plan,
+            )
+        return ctx
 
     def current(self, model: Any) -> bool:
         """Whether ``model`` still has this layout, loss, optimizer and metrics (no call into a layer)."""
@@ -64,7 +84,7 @@ class StepBinding:
             return False
         if model.metric_objects is not self.metrics or (self.flat_update and self.update.bound_flat is not self.flat):
             return False
-        if model.compute_layers != self.layers:
+        if model.compute_layers != self.layers or self.fusion is not settings.fusion:
             return False
         for namespace, key, value in self.watch:
             if namespace.get(key) is not value:
@@ -133,9 +153,7 @@ class TrainingStep:
             acc = step.backend.zeros((step.columns,), np.float64)
             if step.other_metrics:
                 self.bind_metrics(acc[2:])
-        logits = self.forward(
-            x, input_owned=True, output_private=True, logits=step.on_logits, training=True, row_offset=row_offset
-        )
+        logits = self.forward(x, step.contexts.get(row_offset) or step.context(row_offset))
         if step.other_metrics and share != 0.0:  # the metrics not fused with the loss, into their bound
             # state (``bind_metrics``), weighted by the rows' weights; share 0: a spare row, not data
             self.update_metrics(logits, y, step.on_logits, sample_weight)
@@ -143,7 +161,7 @@ class TrainingStep:
         if step.regularized:  # the penalties into the loss column (their gradients: in backward)
             self.add_regularization(acc, x.shape[0])
         del logits
-        self.backward(grad, input_grad=False)
+        self.backward(grad, input_grad=False, scale=step.penalty_scale)
         del grad
         if step.all_reduce is not None:  # data parallel: this rank's weight in the gradients' average
             step.all_reduce.share = share
