@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..activations.table import Activation
 from ..backends import Backend
 from ..backends.base import Array
 from ..backends.buffers import Buffers
@@ -53,6 +54,8 @@ class Layer:
     backend: Backend | None
     # The input the layer was told at construction, as (M,), or None (see ``declared_input``).
     declared_input_shape: tuple[int] | None = None
+    # The activation-table entry the layer's output ends with (Dense, Activation); None for others.
+    activation: Activation | None = None
     # The layer's dtype policy (``fcgpu.mixed_precision.Policy``), or None for a layer that takes
     # its input's dtype (Dropout, Activation).
     dtype_policy: Any = None
@@ -79,6 +82,10 @@ class Layer:
     def sublayers(self) -> list["Layer"]:
         """The layers inside this one (a model used as a layer); none for a layer."""
         return []
+
+    def flat_parameters(self) -> Any:
+        """The flat parameter buffers a model lays out (``FlatParameters``); None for a layer."""
+        return None
 
     # -- what the layer can fuse, as data (read by ``layers.fusion``'s planner, at planning time) --
     #: The kinds of following layer this one can run inside its own pass (``fusion.MASK``, ...).

@@ -484,5 +484,5 @@ def _output_list(outputs: Any) -> tuple[list[KerasTensor], list[str] | None]:
 
 def _activation_name(layer: Layer) -> str:
     """The activation an output layer ends with (Dense, Activation), 'linear' for other layers."""
-    activation = getattr(layer, "activation", None)
+    activation = layer.activation
     return activation.name if activation is not None else "linear"

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..backends import to_numpy
 from ..backends.base import Backend
-from .base import Optimizer, check_number, layers_of
+from .base import Optimizer, check_number, flat_of, layers_of
 
 __all__ = ["LossScaleOptimizer"]
 
@@ -251,8 +251,7 @@ class LossScaleOptimizer(Optimizer):
     def step(self, model_or_layers: Any, *, unscale: float = 1.0) -> None:
         """Apply the inner optimizer's update with the gradients unscaled, or skip a non-finite
         step: decided on the device for a model's flat buffers, on the host otherwise."""
-        flat_parameters = getattr(model_or_layers, "flat_parameters", None)
-        flat = flat_parameters() if callable(flat_parameters) else None
+        flat = flat_of(model_or_layers)
         if unscale != 1.0 or not self.inner.flat_step_ready(flat):
             self._host_step(model_or_layers, unscale)
             return
@@ -280,8 +279,7 @@ class LossScaleOptimizer(Optimizer):
 
     def _grads_finite(self, model_or_layers: Any) -> bool:
         """One reduction per gradient buffer (one for a float32-master model) and one host read."""
-        flat_parameters = getattr(model_or_layers, "flat_parameters", None)
-        flat = flat_parameters() if callable(flat_parameters) else None
+        flat = flat_of(model_or_layers)
         if flat is not None and flat.grads_ready():
             checks = [flat.backend.all_finite(g) for g in flat.grads.values()]
         else:

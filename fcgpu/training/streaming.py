@@ -293,8 +293,7 @@ def predict_stream(model: Any, stream: BatchStream, callback_list: Any) -> np.nd
         if batch_hooks:
             callback_list.call("on_predict_batch_begin", k, {})
         lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)
-        last = getattr(model, "output_layer", None) or model.layers[-1]
-        out = np.empty((xh.shape[0], model.output_features), getattr(last, "compute_dtype", last.dtype))
+        out = np.empty((xh.shape[0], model.output_features), model.output_layer.compute_dtype)
         if hi > lo:
             out[lo:hi] = backend.to_numpy(model.infer(backend.from_numpy(xh[lo:hi])))
         if comm.size > 1:

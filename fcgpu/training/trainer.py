@@ -216,7 +216,7 @@ class Trainer(TrainingStep):
         cross-entropy after its matching activation runs on the logits (``Loss.fused_with``).
         A probability loss after a layer whose outputs can leave [0, 1] is refused."""
         last = self.output_layer
-        activation = getattr(last, "activation", None)
+        activation = last.activation
         name = activation.name if activation is not None else "linear"
         fused = self.loss.fused_with(name)
         if fused is not None:
