@@ -97,6 +97,7 @@ class Optimizer:
     """
 
     _slots: tuple[str, ...] = ()
+    reduces_gradients = False  # True for a wrapper whose update first all-reduces the gradients
     default_learning_rate = 0.001
 
     def __init__(

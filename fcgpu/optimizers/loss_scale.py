@@ -46,7 +46,7 @@ class LossScaleOptimizer(Optimizer):
     def __init__(self, inner: Optimizer, initial_scale: float = 2.0**15, dynamic_growth_steps: int = 2000) -> None:
         if not isinstance(inner, Optimizer) or isinstance(inner, LossScaleOptimizer):
             raise TypeError(f"inner: expected an optimizer (not a LossScaleOptimizer), got {inner!r}")
-        if getattr(inner, "reduces_gradients", False):  # the overflow check would read unreduced gradients
+        if inner.reduces_gradients:  # the overflow check would read unreduced gradients
             raise TypeError("inner: an AllReduceOptimizer goes around the LossScaleOptimizer, not inside it: "
                             "AllReduceOptimizer(LossScaleOptimizer(opt)), so that every rank skips alike")
         self.inner = inner
