@@ -1,18 +1,20 @@
-"""Process-wide switches of how fcgpu runs a model (not what it computes): ``set_fusion``.
+"""Process-wide switches of how fcgpu runs a model (not what it computes): ``set_fusion``, ``set_graphs``.
 
 The values live in ``settings``, one small object read as a plain attribute where a step checks
 it (no call per step); change them through the functions below.
 """
 from __future__ import annotations
 
-__all__ = ["fusion_enabled", "set_fusion", "settings"]
+__all__ = ["fusion_enabled", "graphs_enabled", "set_fusion", "set_graphs", "settings"]
 
 
 class Settings:
-    """The switches' current values. ``fusion``: whether neighbouring layers may run as one pass."""
+    """The switches' current values. ``fusion``: whether neighbouring layers may run as one pass;
+    ``graphs``: whether fit may capture its training step as a CUDA graph (``training.graph_step``)."""
 
     def __init__(self) -> None:
         self.fusion = True
+        self.graphs = True
 
 
 settings = Settings()
@@ -29,3 +31,17 @@ def set_fusion(enabled: bool) -> None:
 def fusion_enabled() -> bool:
     """Whether fusion is on (``set_fusion``)."""
     return settings.fusion
+
+
+def set_graphs(enabled: bool) -> None:
+    """Turn CUDA graphs on (the default) or off: with them on, fit on the CuPy backend captures the
+    training step of an eligible model once and replays it (``fcgpu.training.graph_step``); off, every
+    step launches its kernels one by one. Takes effect at the next fit."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled: expected True or False, got {enabled!r}")
+    settings.graphs = enabled
+
+
+def graphs_enabled() -> bool:
+    """Whether CUDA graphs are on (``set_graphs``)."""
+    return settings.graphs

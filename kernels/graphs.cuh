@@ -14,11 +14,11 @@
 #define FC_CTR_STEPS 0
 #define FC_CTR_BATCH 1
 
-// c[r, col] = sum_j a[r, j] b[j, col] over raw C-ordered operands addressed by element strides
-// (a transposed operand is its base array with the strides swapped), summed in order j = 0 .. k-1 in
-// A (float for float and half types, double for double).
-template <typename A, typename TA, typename TB>
-FC_FN A fc_gemm_element(const TA& a, const TB& b, long long row, long long col, long long k, long long sa0,
+// c[r, col] = sum_j a[r, j] b[j, col] over C-contiguous operands addressed by element strides from
+// their first element (a transposed operand is its base array with the strides swapped), summed in
+// order j = 0 .. k-1 in A (float for float and half types, double for double).
+template <typename A, typename T>
+FC_FN A fc_gemm_element(const T* a, const T* b, long long row, long long col, long long k, long long sa0,
                         long long sa1, long long sb0, long long sb1) {
     A s = A(0);
     for (long long j = 0; j < k; ++j) {

@@ -32,10 +32,12 @@ def run_epoch(
     bar: Any,
     callback_list: callbacks_module.CallbackList,
     we: Array | None = None,
+    stepper: Any = None,
 ) -> tuple[dict[str, float], int | None]:
     """One pass over ``batches`` of (xe, ye) (and their rows' sample weights ``we``, or None): (the
     epoch's logs, the first batch whose loss was not finite or None). ``spare``: a row for a rank
-    whose share of a batch is empty.
+    whose share of a batch is empty. ``stepper``: fit's captured step (``graph_step.GraphStepper``),
+    which takes each batch and owns the rows of sums, or None.
 
     Row k of a device array holds batch k's loss and correct count, beside the metrics' state
     (``bind_metrics``) in the same array; they are read, not reduced on the device, about 20 times an epoch and at most once in 10 batches (a read waits for the
@@ -46,7 +48,7 @@ def run_epoch(
     steps = len(batches)
     report_every = max(10, -(-steps // 20))
     width = model.metric_columns() - 2  # the metrics' state, then two sums per batch, in one device array
-    buf = backend.zeros((width + 2 * steps,), np.float64)
+    buf = backend.zeros((width + 2 * steps,), np.float64) if stepper is None else stepper.sums
     model.bind_metrics(buf[:width])
     sums = buf[width:].reshape(steps, 2)
     totals = np.zeros(width + 2)
@@ -63,7 +65,9 @@ def run_epoch(
     for step, batch in enumerate(batches, 1):
         if batch_hooks:
             callback_list.call("on_train_batch_begin", step - 1, {})
-        if comm.size == 1:
+        if stepper is not None:
+            stepper.step(step - 1, batch)
+        elif comm.size == 1:
             weights = None if we is None else we[batch.start : batch.stop]
             model.accumulate_batch(xe[batch.start : batch.stop], ye[batch.start : batch.stop], sums[step - 1],
                                    sample_weight=weights)

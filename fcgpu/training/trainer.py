@@ -32,6 +32,7 @@ from ..backends.params import FlatParameters
 from ..backends.validation import positive_int
 from . import metric_state
 from .data_adapter import host_data, is_stream
+from . import graph_step
 from .epoch import evaluate_arrays, finish_epoch, keras_values, progress_bar, run_epoch, verbosity
 from .inference import evaluate_host, predict_host, validation_on_device, validation_rows
 from .step import TrainingStep
@@ -381,6 +382,7 @@ class Trainer(TrainingStep):
         w_dev = None if wh is None else backend.from_numpy(wh)
         val_dev = validation_on_device(self, val)  # each rank evaluates its share of the validation rows
         rng = get_rng()
+        stepper = graph_step.stepper_for(self, x_dev, y_dev, w_dev, batch_size, epochs - initial_epoch)
         self.stop_training = False
         callback_list.call("on_train_begin", {})
         initial_epoch = self.__dict__.pop("_initial_epoch", None) or initial_epoch  # set by BackupAndRestore
@@ -390,7 +392,9 @@ class Trainer(TrainingStep):
             callback_list.call("on_epoch_begin", epoch, {})
             # This rank's rows of each global batch: gathered (shuffled) or sliced in place.
             batches, mine = distributed.epoch_batches(n, batch_size, comm.rank, comm.size, gathered=bool(shuffle))
-            if shuffle:
+            if stepper is not None:  # the captured step gathers each batch's rows itself
+                xe, ye, we = stepper.epoch(rng.permutation(n) if shuffle else None)
+            elif shuffle:
                 order = rng.permutation(n)
                 perm = backend.from_numpy(order if mine is None else order[mine])
                 xe, ye = x_dev[perm], y_dev[perm]
@@ -399,7 +403,7 @@ class Trainer(TrainingStep):
             else:
                 xe, ye, we = x_dev, y_dev, w_dev
             bar = progress_bar(epoch, epochs, history.params["steps"], verbose)
-            logs, stopped_at = run_epoch(self, xe, ye, batches, (x_dev[0:1], y_dev[0:1]), bar, callback_list, we)
+            logs, stopped_at = run_epoch(self, xe, ye, batches, (x_dev[0:1], y_dev[0:1]), bar, callback_list, we, stepper)
             if stopped_at is not None:
                 history.record(epoch, logs, time.perf_counter() - start)
                 if bar is not None:

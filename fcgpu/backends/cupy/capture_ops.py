@@ -43,6 +43,10 @@ class CaptureOps:
     kernel: Any
     _graph_step: GraphScalars | None = None
 
+    def graph_scalars(self) -> GraphScalars:
+        """New device step scalars (a counter at zero) for ``graph_mode``."""
+        return GraphScalars(self)
+
     @contextlib.contextmanager
     def graph_mode(self, scalars: GraphScalars) -> Iterator[None]:
         """The block's steps launch the graph-mode kernels, reading ``scalars``."""

@@ -42,7 +42,8 @@ def capture_specs(specs: dict[str, Any], cls: Any) -> list[Any]:
     """The captured step's kernels (``cls``: ``KernelSpec``), some derived from ``specs``."""
     out = [
         cls("fcgpu_gemm_capture", "raw T a, raw T b, int64 n, int64 k, int64 sa0, int64 sa1, int64 sb0, int64 sb1",
-            "raw O c", "c[i] = O(fc_gemm_element<typename fc_acc<T>::type>(a, b, i / n, i % n, k, sa0, sa1, sb0, sb1))"),
+            "raw O c",
+            "c[i] = O(fc_gemm_element<typename fc_acc<T>::type>(&a[0], &b[0], i / n, i % n, k, sa0, sa1, sb0, sb1))"),
         cls("fcgpu_gather_rows", "raw S src, raw int64 perm, raw int64 ctr, int64 batch, int64 cols", "raw D dst",
             "dst[i] = D(src[fc_gather_index(&perm[0], &ctr[0], batch, cols, i)])"),
         cls("fcgpu_graph_step_begin",
