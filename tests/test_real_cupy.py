@@ -251,6 +251,8 @@ def test_stand_in_cuda_and_nccl_names_are_cupys():
         (fake_cupy.cuda.runtime, cupy.cuda.runtime),
         (fake_cupy.cuda.Device, cupy.cuda.Device),
         (fake_cupy.cuda.Stream, cupy.cuda.Stream),
+        (fake_cupy.cuda.Graph, cupy.cuda.Graph),
+        (fake_cupy.cuda.runtime.CUDARuntimeError, cupy.cuda.runtime.CUDARuntimeError),
         (fake_nccl, nccl),
         (fake_cupy.cuda.device, cupy.cuda.device),
     ]

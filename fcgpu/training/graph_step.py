@@ -100,7 +100,9 @@ class GraphStepper:
         self.perm = backend.zeros((n,), np.int64)
         self.order = np.arange(n)
         self.acc = backend.zeros((2,), np.float64)
-        self.xb = backend.empty((self.batch, *x_dev.shape[1:]), x_dev.dtype)
+        # x in the first layer's compute dtype (half under a mixed policy): the gather casts it as the
+        # layer's own cast would (round to nearest), and the captured step allocates no cast.
+        self.xb = backend.empty((self.batch, *x_dev.shape[1:]), model.compute_layers[0].compute_dtype)
         self.yb = backend.empty((self.batch, *y_dev.shape[1:]), y_dev.dtype)
         self.scalars = backend.graph_scalars()
         self.total = max(1, epochs) * self.steps + 1  # iterations this fit may take (the lr table's length)

@@ -197,7 +197,39 @@ def trace_backend_calls() -> list[KernelCall]:
                 b.rmsprop_update(p, g, s(), mg, mom, 1e-3, 0.9, 0.0 if mom is None else 0.5, 1e-7, 0.0, **mixed, **clip)
             b.adagrad_update(p, g, s(), 1e-3, 1e-7, 0.0, **mixed, **clip)
         _trace_layer_calls(b, f)
+        _trace_graph_calls(b, f)
     return calls
+
+
+def _trace_graph_calls(b: Any, f: Any) -> None:
+    """The captured training step's kernels (kernels/graphs.cuh): graph mode's GEMMs (float32, and
+    half operands into a float32 weight gradient), dropout with the device counter, the updates with
+    the device learning rate, and the step's gather, first and last kernels."""
+    from fcgpu.activations import ACTIVATIONS
+
+    g = b.graph_scalars()
+    with b.graph_mode(g):
+        x, w, dz = b.zeros((4, 3), f), b.zeros((3, 5), f), b.zeros((4, 5), f)
+        b.matmul(x, w, b.empty((4, 5), f))
+        b.matmul_a_bt(dz, w, b.empty((4, 3), f))
+        b.matmul_at_b(x, dz, b.empty((3, 5), f))
+        h = np.float16
+        b.matmul_at_b(b.zeros((4, 3), h), b.zeros((4, 5), h), b.empty((3, 5), f))
+        z, bias = b.zeros((4, 3), f), b.zeros((3,), f)
+        for act, entry in ACTIVATIONS.items():
+            if entry.backward_from != "z" and not entry.rows:
+                b.bias_act_dropout_forward(z, bias, act, z, b.empty((4, 3), f), 7, 1, 0.25)
+                b.act_dropout_backward(z, z, act, b.empty((4, 3), f), 7, 1, 0.25)
+        b.dropout_forward(z, b.empty((4, 3), f), 7, 1, 0.25)
+        s = lambda: b.zeros((3, 4), f)  # noqa: E731
+        for mixed in ({}, {"half": b.zeros((3, 4), np.float16)}):
+            b.sgd_update(s(), s(), None, 0.1, 0.0, 0.0, False, **mixed)
+            b.sgd_update(s(), s(), s(), 0.1, 0.9, 1e-4, True, **mixed)
+            b.adam_update(s(), s(), s(), s(), 1e-3, 0.9, 0.999, 1e-8, 0.01, 1, True, **mixed)
+    b.graph_begin(g, b.zeros((3,), np.float64), 2, 0, 1, 0.9, 0.999)
+    b.graph_gather(b.zeros((8, 3), f), b.zeros((8,), np.int64), g, b.empty((4, 3), f))
+    b.graph_gather(b.zeros((8,), np.int64), b.zeros((8,), np.int64), g, b.empty((4,), np.int64))
+    b.graph_end(g, b.zeros((4,), np.float64), 2, b.zeros((2,), np.float64))
 
 
 def _trace_layer_calls(b: Any, f: Any) -> None:
@@ -238,6 +270,18 @@ def _generic_layouts(kinds: Sequence[str], dtypes: Sequence[str]) -> dict[str, t
     return {"1d": make(1, True, True), "2d-strided": make(2, False, True), "1d-64bit-index": make(1, True, False)}
 
 
+def _has_placeholder(spec: Any) -> bool:
+    """Whether a kernel spec has a parameter typed by a placeholder (T, S, ...) rather than a dtype."""
+    params = [p.split() for text in (spec.in_params, spec.out_params) for p in text.split(",") if p.strip()]
+    return any(words[-2] not in _DTYPE_NAMES for words in params)
+
+
+# The type names CuPy reads as dtypes in kernel parameters (a single capital letter is a placeholder;
+# NumPy would read 'T', 'S' or 'D' as dtypes of its own).
+_DTYPE_NAMES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                          "float16", "float32", "float64", "bfloat16", "complex64", "complex128"})
+
+
 def sweep_variants(
     specs: dict[str, Any] | None = None,
     dtypes: Sequence[str] = DTYPES,
@@ -273,10 +317,13 @@ def sweep_variants(
             layout = cupy_layout(c)
             desc = ",".join(f"{a.kind}{a.ndim}{'c' if a.c_contiguous else 's'}" for a in layout[0] if a.kind != "s")
             layouts.setdefault(layout, f"seen:{desc}")
+        # A kernel whose parameters all have fixed types (no placeholder such as T) keeps its recorded
+        # dtypes in every variant (the same source under each dtype's name).
+        swept = float_type if _has_placeholder(specs[name]) else None
         for dtype in dtypes:
             for (args, ind_ndim, ind32), label in layouts.items():
                 typed = tuple(
-                    ArgLayout(a.kind, dtype if a.dtype == float_type else a.dtype, a.ndim, a.c_contiguous, a.index_32_bits)
+                    ArgLayout(a.kind, dtype if a.dtype == swept else a.dtype, a.ndim, a.c_contiguous, a.index_32_bits)
                     for a in args
                 )
                 variants.append(Variant(name, dtype, label, typed, ind_ndim, ind32))
