@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..config import settings
 from ..testing import fake_cupy
 from ..testing.fake_cupy import TRANSFER_KINDS, DeviceOps, OpCounts, count_device_ops
 
@@ -90,6 +91,9 @@ def launches_per_step(
     settings, else 'softmax_cross_entropy' and 'sgd'. Labels are random class ids for softmax
     cross-entropy, random 0/1 targets of the output's shape otherwise; inputs are standard normal.
 
+    It counts the step-by-step path (``fcgpu.config.set_graphs`` off for these fits): with CUDA
+    graphs on, a captured step is one launch (``fcgpu.training.graph_step``).
+
     How it counts (``fake_cupy.count_device_ops``: each operation as a GPU would launch it):
 
     1. a warm-up ``fit`` of 2 steps (optimizer state and the layers' buffers are created here);
@@ -118,11 +122,15 @@ def launches_per_step(
     x, y = _data(model, batch * steps)
     fit = dict(batch_size=batch, shuffle=True, verbose=0)
 
-    model.fit(x[: 2 * batch], y[: 2 * batch], epochs=1, **fit)
-    with _marking_steps(model) as (one, starts):
-        model.fit(x, y, epochs=1, **fit)
-    with count_device_ops() as two:
-        model.fit(x, y, epochs=2, **fit)
+    graphs, settings.graphs = settings.graphs, False  # the steps one by one (captured, a step is one launch)
+    try:
+        model.fit(x[: 2 * batch], y[: 2 * batch], epochs=1, **fit)
+        with _marking_steps(model) as (one, starts):
+            model.fit(x, y, epochs=1, **fit)
+        with count_device_ops() as two:
+            model.fit(x, y, epochs=2, **fit)
+    finally:
+        settings.graphs = graphs
 
     if len(starts) != steps:
         raise RuntimeError(

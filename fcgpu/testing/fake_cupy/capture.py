@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-__all__ = ["Capture", "active", "record", "refuse", "refuse_allocation", "refuse_cublas", "refuse_d2h", "refuse_h2d",
+__all__ = ["CUDARuntimeError", "Capture", "active", "current", "make_current", "record", "refuse", "refuse_allocation", "refuse_cublas", "refuse_d2h", "refuse_h2d",
            "refuse_sync"]
 
 CUBLAS_MESSAGE = "calling cuBLAS API during stream capture is currently unsupported"
@@ -47,16 +47,24 @@ class Capture:
 
 
 _open: list[Capture] = []  # at most one here: the stand-in runs one host thread
+_current: list[Any] = [None]  # the current stream (``device.Stream``; None: the null stream)
+
+
+def current() -> Any:
+    """The stream made current (``with stream:``, ``use()``), or None for the null stream."""
+    return _current[0]
+
+
+def make_current(stream: Any) -> None:
+    _current[0] = stream
 
 
 def active() -> Capture | None:
     """The capture of the current stream, or None (operations then run as usual)."""
     if not _open:
         return None
-    from .device import current_stream
-
     capture = _open[-1]
-    return capture if capture.stream is current_stream() else None
+    return capture if capture.stream is _current[0] else None
 
 
 def begin(stream: Any) -> None:
@@ -88,9 +96,24 @@ def record(name: str, fn: Callable[[], Any]) -> None:
     capture.ops.append((name, fn))
 
 
-def _runtime_error(status: int, detail: str = "") -> Exception:
-    from .device import CUDARuntimeError
+# cudaError_t names and messages of the errors the stand-in raises (CUDA 13's cudaGetErrorString).
+_ERRORS = {
+    CAPTURE_UNSUPPORTED: ("cudaErrorStreamCaptureUnsupported", "operation not permitted when stream is capturing"),
+    CAPTURE_INVALIDATED: ("cudaErrorStreamCaptureInvalidated", "operation failed due to a previous error during capture"),
+    903: ("cudaErrorStreamCaptureUnmatched", "capture was not initiated in this stream"),
+}
 
+
+class CUDARuntimeError(RuntimeError):
+    """``cupy.cuda.runtime.CUDARuntimeError(status)``: '<cudaError name>: <message>', ``status`` kept."""
+
+    def __init__(self, status: int) -> None:
+        self.status = int(status)
+        name, message = _ERRORS.get(self.status, (f"cudaError{self.status}", "unknown error"))
+        super().__init__(f"{name}: {message}")
+
+
+def _runtime_error(status: int, detail: str = "") -> Exception:
     error = CUDARuntimeError(status)
     if detail:
         error.args = (f"{error.args[0]} {detail}".rstrip(),)

@@ -83,23 +83,7 @@ class Runtime:
     streamCaptureModeGlobal, streamCaptureModeThreadLocal, streamCaptureModeRelaxed = 0, 1, 2  # noqa: N815
 
 
-# cudaError_t names and messages of the errors the stand-in raises (CUDA 13's cudaGetErrorString).
-_ERRORS = {
-    900: ("cudaErrorStreamCaptureUnsupported", "operation not permitted when stream is capturing"),
-    901: ("cudaErrorStreamCaptureInvalidated", "operation failed due to a previous error during capture"),
-    903: ("cudaErrorStreamCaptureUnmatched", "capture was not initiated in this stream"),
-}
-
-
-class CUDARuntimeError(RuntimeError):
-    """``cupy.cuda.runtime.CUDARuntimeError(status)``: '<cudaError name>: <message>', ``status`` kept."""
-
-    def __init__(self, status: int) -> None:
-        self.status = int(status)
-        name, message = _ERRORS.get(self.status, (f"cudaError{self.status}", "unknown error"))
-        super().__init__(f"{name}: {message}")
-
-
+CUDARuntimeError = _capture.CUDARuntimeError
 Runtime.CUDARuntimeError = CUDARuntimeError  # type: ignore[attr-defined]
 
 
@@ -152,16 +136,16 @@ class Stream:
             raise _capture.refuse_sync("cudaStreamSynchronize on a capturing stream")
 
     def use(self) -> "Stream":
-        _current[0] = self
+        _capture.make_current(self)
         return self
 
     def __enter__(self) -> "Stream":
-        self._previous.append(_current[0])
-        _current[0] = self
+        self._previous.append(_capture.current())
+        _capture.make_current(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _current[0] = self._previous.pop()
+        _capture.make_current(self._previous.pop())
 
     def begin_capture(self, mode: int | None = None) -> None:
         """Start recording this stream's operations (CuPy's check first: not on a default stream)."""
@@ -179,12 +163,10 @@ class Stream:
 
 Stream.null = Stream(null=True)  # type: ignore[attr-defined]
 Stream.ptds = Stream(ptds=True)  # type: ignore[attr-defined]
-_current: list[Stream] = [Stream.null]  # type: ignore[attr-defined]
-
-
 def current_stream() -> Stream:
     """The stream ``with stream:`` or ``use()`` made current (the null stream otherwise)."""
-    return _current[0]
+    stream = _capture.current()
+    return Stream.null if stream is None else stream  # type: ignore[attr-defined]
 
 
 class Graph:
