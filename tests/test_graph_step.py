@@ -125,3 +125,29 @@ def test_set_graphs_takes_a_bool():
         assert not fc.config.graphs_enabled()
     finally:
         fc.config.set_graphs(True)
+
+
+def test_a_learning_rate_set_by_a_callback_is_captured_again():
+    results = []
+    for graphs in (False, True):
+        fc.config.set_graphs(graphs)
+        fc.set_seed(0)
+        rng = np.random.default_rng(1)
+        x, y = rng.standard_normal((128, 16)).astype(np.float32), rng.integers(0, 4, 128)
+        try:
+            with fc.use_backend(stand_in_backend()):
+                model = fc.Sequential([fc.Dense(32, activation="relu"), fc.Dense(4, activation="softmax")])
+                model.build(16)
+            model.compile(loss="sparse_categorical_crossentropy", optimizer=fc.optimizers.SGD(0.1))
+            halve = fc.callbacks.LearningRateScheduler(lambda epoch, lr: lr / 2 if epoch else lr)
+            with count_device_ops() as ops:
+                logs = model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[halve]).history
+        finally:
+            fc.config.set_graphs(True)
+        results.append((model, logs, ops))
+    (eager, eager_logs, _), (graph, graph_logs, ops) = results
+    assert ops.by_kind["graph"] == 3 * (4 - 1)  # each epoch's new rate: a warm-up step and a new capture
+    np.testing.assert_allclose(graph_logs["loss"], eager_logs["loss"], rtol=1e-6)
+    for a, b in zip(eager.get_weights(), graph.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    assert graph.optimizer.learning_rate == eager.optimizer.learning_rate == 0.025

@@ -30,7 +30,7 @@ from ..config import settings
 from ..distributed.communicator import World
 from ..layers.dense import Dense
 from ..layers.dropout import Dropout
-from ..optimizers import SGD, Adam, LossScaleOptimizer
+from ..optimizers import SGD, Adam, AdamW, LossScaleOptimizer
 
 __all__ = ["GraphStepper", "MAX_BATCH", "MAX_WIDTH", "stepper_for", "why_not"]
 
@@ -69,8 +69,8 @@ def why_not(model: Any, batch_size: int, rows: int, sample_weight: Any = None) -
     if not binding.flat_update or binding.regularized or binding.columns != 2:
         return "the step has per-parameter updates, weight penalties or metrics beyond the loss's accuracy"
     inner = _inner(binding.update)
-    if type(inner) not in (SGD, Adam) and not isinstance(inner, Adam):
-        return f"optimizer {type(inner).__name__}: graphs take SGD and Adam"
+    if type(inner) not in (SGD, Adam, AdamW):
+        return f"optimizer {type(inner).__name__}: graphs take SGD, Adam and AdamW"
     if inner.clipnorm or inner.clipvalue or inner.global_clipnorm or inner.use_ema:
         return "gradient clipping or weight averages run the step-by-step path"
     if inner.schedule is not None and binding.update is not inner:
@@ -134,7 +134,9 @@ class GraphStepper:
         if self.graph is None or key != self.key:
             self._warm_up_and_capture(key)
             return
-        self.graph.launch(self.stream)
+        # On the current stream, where fit runs everything else (the reads of the sums, the order's
+        # upload, a partial batch): a non-blocking capture stream would not be ordered with them.
+        self.graph.launch()
         self.launches += 1
         self._shift_host(1)
         self.done += 1

@@ -41,7 +41,9 @@ What it does NOT reproduce (checked elsewhere or only on a real GPU):
 - cuBLAS: ``cuda.cublas.gemmEx`` (the mixed-precision weight gradient) multiplies on the host
   in float32; ``cupy.matmul(out=)`` follows CuPy's rule (the product in the inputs' promoted type,
   then a copy into ``out`` of another type).
-- Streams, events, asynchronous execution, the memory pool, and peer access; several devices
+- Streams' ordering (everything runs in order, whatever the stream: a missing dependency between
+  a non-blocking stream and the null stream is invisible), events, asynchronous execution, the
+  memory pool, and peer access; several devices
   (``FCGPU_FAKE_CUPY_DEVICES``) are all the host, told apart only by the current-device number.
 - NCCL's own algorithms: ``cuda.nccl`` (``fcgpu.testing.fake_nccl``; a submodule, imported as
   ``from cupy.cuda import nccl`` imports CuPy's) runs its collectives over
