@@ -131,8 +131,14 @@ class GraphStepper:
             self._step_by_step(index, batch)
             return
         key = self._key()
-        if self.graph is None or key != self.key:
-            self._warm_up_and_capture(key)
+        if self.graph is None or key != self.key:  # first, or the model, optimizer or rate changed
+            reason = why_not(self.model, self.batch, self.x_dev.shape[0])
+            if reason is not None:
+                self.failed = reason
+                log.info("fit runs step by step from here: %s", reason)
+                self._step_by_step(index, batch)
+            else:
+                self._warm_up_and_capture(key)
             return
         # On the current stream, where fit runs everything else (the reads of the sums, the order's
         # upload, a partial batch): a non-blocking capture stream would not be ordered with them.
