@@ -207,15 +207,16 @@ FC_GEMM_DEV void fc_gemm_weight_grad(const float* x, const float* dz, float* dw,
         fc_gemm_input_grad<ACT, true>(dz, w, kept, dx, M, Nout, Kin);                                            \
     }
 
-// The plain input gradient (no derivative: the first layer, or a previous layer without activation).
-extern "C" __global__ void __launch_bounds__(FC_GEMM_THREADS)
-    fcgpu_gemm_dx(const float* dz, const float* w, float* dx, int M, int Nout, int Kin) {
-    fc_gemm_input_grad<fc_act_linear, false>(dz, w, dx, dx, M, Nout, Kin);
-}
-
-extern "C" __global__ void __launch_bounds__(FC_GEMM_THREADS)
-    fcgpu_gemm_dw(const float* x, const float* dz, float* dw, float* db, int B, int Kin, int Nout, int has_db) {
-    fc_gemm_weight_grad(x, dz, dw, db, B, Kin, Nout, has_db);
-}
+// The plain input gradient (no derivative: the first layer, or a previous layer without
+// activation) and the weight gradient, float32.
+#define FC_GEMM_F32_KERNELS()                                                                                    \
+    extern "C" __global__ void __launch_bounds__(FC_GEMM_THREADS)                                                \
+        fcgpu_gemm_dx(const float* dz, const float* w, float* dx, int M, int Nout, int Kin) {                   \
+        fc_gemm_input_grad<fc_act_linear, false>(dz, w, dx, dx, M, Nout, Kin);                                   \
+    }                                                                                                            \
+    extern "C" __global__ void __launch_bounds__(FC_GEMM_THREADS) fcgpu_gemm_dw(                                 \
+        const float* x, const float* dz, float* dw, float* db, int B, int Kin, int Nout, int has_db) {          \
+        fc_gemm_weight_grad(x, dz, dw, db, B, Kin, Nout, has_db);                                                \
+    }
 
 #endif  // FCGPU_GEMM_CUH

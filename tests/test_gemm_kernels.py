@@ -16,21 +16,17 @@ import pytest
 from fcgpu.activations import ACTIVATIONS
 from fcgpu.backends.cupy import gemm
 from fcgpu.backends.cupy.backend import CupyBackend
-from fcgpu.backends.numpy.backend import NumpyBackend
 from fcgpu.testing import fake_cupy
 from support.block_emulator import EmulatorFailure
+from support.gemm_checks import check_forward, check_input_grad, check_weight_grad
 from support.gemm_emulator import EmulatedRawModule, emulated_cupy
 
-NP = NumpyBackend()
-EPS = float(np.finfo(np.float32).eps)
-SWEEP_WORK = 3_000_000  # multiply-adds a sweep case may take
-GUARD = 64  # NaN cells before and after every array
 FUSED = gemm.fused_activations()
-SLOPE = {"selu": 1.76, "elu": 1.0, "gelu": 1.13, "gelu_approximate": 1.13, "silu": 1.1}  # max |act'| (else 1)
 # (batch, in features, out features): odd sizes, none a multiple of 64, 1 to 1024.
 SHAPES = [(1, 1, 1), (7, 3, 17), (33, 130, 65), (129, 65, 130), (1000, 17, 3), (7, 1024, 33), (33, 65, 1024),
           (130, 1, 129)]
 # The whole grid of the brief's sizes whose product is small enough for the emulator.
+SWEEP_WORK = 3_000_000  # multiply-adds a sweep case may take
 ROWS, WIDTHS = (1, 7, 33, 129, 1000), (1, 3, 17, 65, 130, 1024)
 SWEEP = [(r, m, n) for r in ROWS for m in WIDTHS for n in WIDTHS if r * m * n <= SWEEP_WORK]
 
@@ -43,97 +39,6 @@ def cp():
 @pytest.fixture(scope="module")
 def launcher(cp):
     return gemm.GemmLauncher(cp)
-
-
-def guarded(cp, data):
-    """A device copy of ``data`` inside NaN guard cells; the guards are checked by ``guards_intact``."""
-    data = np.asarray(data, np.float32)
-    buf = cp.full(data.size + 2 * GUARD, np.nan, np.float32)
-    view = buf[GUARD:GUARD + data.size].reshape(data.shape)
-    cp.copyto(view, cp.asarray(data))
-    view.guarded_buffer = buf
-    return view
-
-
-def guards_intact(a) -> bool:
-    buf = np.asarray(a.guarded_buffer)
-    return bool(np.isnan(buf[:GUARD]).all() and np.isnan(buf[-GUARD:]).all())
-
-
-def host(a) -> np.ndarray:
-    return np.array(fake_cupy.asnumpy(a))
-
-
-def kept_values(act, shape, rng):
-    """What the forward pass of ``act`` keeps for its backward: y = act(z), or z itself."""
-    z = (rng.standard_normal(shape) * 2).astype(np.float32)
-    if ACTIVATIONS[act].backward_from == "z":
-        return z
-    return NP.bias_act_forward(z, None, act, np.empty_like(z))
-
-
-def close(got, want, tol, what):
-    bad = ~(np.abs(got - want) <= tol)
-    assert not bad.any(), f"{what}: {bad.sum()} of {bad.size} differ, first at {np.argwhere(bad)[0]}: " \
-                          f"{got[bad][0]} vs {want[bad][0]} (tol {tol[bad][0] if np.ndim(tol) else tol})"
-
-
-def check_forward(launcher, cp, shape, act, bias=True, keep=False, seed=0):
-    batch, m, n = shape
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, m)).astype(np.float32)
-    w = (rng.standard_normal((m, n)) / np.sqrt(m)).astype(np.float32)
-    b = rng.standard_normal(n).astype(np.float32) if bias else None
-    z_ref = NP.matmul(x, w, np.empty((batch, n), np.float32))
-    keep_ref = np.empty_like(z_ref) if keep else None
-    y_ref = NP.bias_act_forward(z_ref.copy(), b, act, np.empty_like(z_ref), keep=keep_ref)
-    y, z = guarded(cp, np.zeros((batch, n))), guarded(cp, np.zeros((batch, n)))
-    launcher.dense_forward(guarded(cp, x), guarded(cp, w), None if b is None else guarded(cp, b), act, y,
-                           z if keep else None)
-    scale = np.abs(x).astype(np.float64) @ np.abs(w) + (0 if b is None else np.abs(b))
-    tol_z = 2 * (m + 2) * EPS * scale + 1e-30
-    if keep:
-        close(host(z), keep_ref, tol_z, f"z ({act}, {shape})")
-    close(host(y), y_ref, SLOPE.get(act, 1.0) * 2 * tol_z + 8 * EPS * np.abs(y_ref) + 1e-30, f"y ({act}, {shape})")
-    assert guards_intact(y) and guards_intact(z), "a write outside the output"
-
-
-def check_input_grad(launcher, cp, shape, act, seed=0):
-    batch, m, n = shape
-    rng = np.random.default_rng(seed + 1)
-    dz = rng.standard_normal((batch, n)).astype(np.float32)
-    w = (rng.standard_normal((m, n)) / np.sqrt(n)).astype(np.float32)
-    g_ref = NP.matmul_a_bt(dz, w, np.empty((batch, m), np.float32))
-    tol = 2 * (n + 2) * EPS * (np.abs(dz).astype(np.float64) @ np.abs(w).T) + 1e-30
-    dx = guarded(cp, np.zeros((batch, m)))
-    if act is None:
-        launcher.input_grad(guarded(cp, dz), guarded(cp, w), dx)
-        want = g_ref
-    else:
-        kept = kept_values(act, (batch, m), rng)
-        launcher.input_grad(guarded(cp, dz), guarded(cp, w), dx, act, guarded(cp, kept))
-        want = NP.act_backward(kept, g_ref.copy(), act, np.empty_like(g_ref))
-        tol = SLOPE.get(act, 1.0) * 2 * tol + 8 * EPS * np.abs(want)
-    close(host(dx), want, tol, f"dx ({act}, {shape})")
-    assert guards_intact(dx), "a write outside dx"
-
-
-def check_weight_grad(launcher, cp, shape, bias=True, seed=0):
-    batch, m, n = shape
-    rng = np.random.default_rng(seed + 2)
-    x = rng.standard_normal((batch, m)).astype(np.float32)
-    dz = rng.standard_normal((batch, n)).astype(np.float32)
-    dw_ref = NP.matmul_at_b(x, dz, np.empty((m, n), np.float32))
-    db_ref = NP.sum_rows(dz, np.empty(n, np.float32))
-    dw, db = guarded(cp, np.zeros((m, n))), guarded(cp, np.zeros(n))
-    launcher.weight_grad(guarded(cp, x), guarded(cp, dz), dw, db if bias else None)
-    close(host(dw), dw_ref, 2 * (batch + 2) * EPS * (np.abs(x).T.astype(np.float64) @ np.abs(dz)) + 1e-30,
-          f"dW {shape}")
-    if bias:
-        close(host(db), db_ref, 2 * (batch + 2) * EPS * np.abs(dz).sum(0) + 1e-30, f"db {shape}")
-    else:
-        assert (host(db) == 0).all(), "db written without a bias"
-    assert guards_intact(dw) and guards_intact(db), "a write outside dW or db"
 
 
 # -- host execution under the block emulator ------------------------------------------------------
@@ -203,8 +108,12 @@ def test_the_launcher_refuses_bad_arguments_with_clear_errors(launcher):
     cp = fake_cupy
     x, w = cp.zeros((4, 3), np.float32), cp.zeros((3, 5), np.float32)
     y = cp.zeros((4, 5), np.float32)
-    with pytest.raises(TypeError, match="x must be float32"):
+    with pytest.raises(TypeError, match="float32, float16 or bfloat16, got float64"):
         launcher.dense_forward(x.astype(np.float64), w, None, "relu", y)
+    with pytest.raises(TypeError, match="W must be float32, got float16"):
+        launcher.dense_forward(x, w.astype(np.float16), None, "relu", y)
+    with pytest.raises(TypeError, match="dW must be float16 or float32, got float64"):
+        launcher.weight_grad(x.astype(np.float16), y.astype(np.float16), cp.zeros((3, 5), np.float64))
     with pytest.raises(ValueError, match="inner dimensions"):
         launcher.dense_forward(x, cp.zeros((4, 5), np.float32), None, "relu", y)
     with pytest.raises(ValueError, match="out must have shape"):

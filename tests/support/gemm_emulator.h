@@ -87,6 +87,14 @@ template <typename T, int N> struct tile_array {
         }
         ref& operator=(const ref& other) { return *this = (T)other; }
     };
+    // tile + offset: what a kernel hands to a WMMA fragment load or store (wmma_emulator.h).
+    struct ptr {
+        tile_array* a;
+        long long off;
+        ref operator[](long long k) const { return (*a)[off + k]; }
+    };
+    ptr operator+(long long off) { return ptr{this, off}; }
+
     ref operator[](long long k) {
         if (k < 0 || k >= N) {
             fail(std::string("shared array ") + name + " index " + std::to_string(k) + " out of [0, " +

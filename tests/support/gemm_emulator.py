@@ -36,12 +36,18 @@ from fcgpu.testing.fake_cupy.host_library import compile_host_library, host_comp
 from .block_emulator import EmulatorFailure
 
 HERE = Path(__file__).parent
-HEADERS = (HERE / "block_emulator.h", HERE / "gemm_emulator.h")
+HEADERS = (HERE / "block_emulator.h", HERE / "gemm_emulator.h", HERE / "wmma_emulator.h")
 _KERNEL = re.compile(r'extern\s+"C"\s+void\s+(\w+)\s*\(([^)]*)\)')
 _SCALARS = {"int": np.int32, "unsigned int": np.uint32, "long long": np.int64, "float": np.float32,
             "double": np.float64, "bool": np.bool_}
 _POINTEES = {"float": np.float32, "double": np.float64, "int": np.int32, "long long": np.int64,
-             "unsigned int": np.uint32, "bool": np.bool_}
+             "unsigned int": np.uint32, "bool": np.bool_, "fc_half": np.float16}
+try:
+    import ml_dtypes
+
+    _POINTEES["fc_bf16"] = ml_dtypes.bfloat16
+except ImportError:  # pragma: no cover
+    pass
 
 
 @dataclass(frozen=True)
@@ -167,10 +173,7 @@ class EmulatedRawModule:
 @dataclass
 class _Registry:
     modules: list[EmulatedRawModule] = field(default_factory=list)
-
-    @property
-    def launches(self) -> list[RawLaunch]:
-        return [x for m in self.modules for x in m.launches]
+    launches: list[RawLaunch] = field(default_factory=list)  # every module's, in launch order
 
 
 def emulated_cupy() -> types.ModuleType:
@@ -181,6 +184,7 @@ def emulated_cupy() -> types.ModuleType:
 
     def raw_module(code: str, options: tuple = (), **kwargs: Any) -> EmulatedRawModule:
         m = EmulatedRawModule(code, options, **kwargs)
+        m.launches = registry.launches
         registry.modules.append(m)
         return m
 
