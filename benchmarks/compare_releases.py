@@ -21,7 +21,8 @@ them through pipes: in each of R rounds every measurement gets one block in each
 versions alternating block by block, which one goes first alternating between rounds. A block
 warms up, then times calls (``time.perf_counter``, garbage collector off) for at least
 ``--block-seconds`` and 5 calls, and reports the median per call. Reported: the median over rounds
-and p25/p75, and current / 0.2 for each figure (below 1: the current code is faster).
+and p25/p75, and current / 0.2 for each figure (below 1: the current code is faster), both as the
+ratio of the medians and as the median of each round's ratio (its two blocks ran side by side).
 
     python benchmarks/compare_releases.py [--rounds 7] [--json PATH]
 """
@@ -198,13 +199,17 @@ def main() -> None:
         row = {label: {"median": median(v[key]), "p25": quantile(v[key], 0.25), "p75": quantile(v[key], 0.75)}
                for label, v in per_round.items()}
         row["current/0.2"] = row["current"]["median"] / row["0.2"]["median"]
+        paired = [c / o for c, o in zip(per_round["current"][key], per_round["0.2"][key])]  # neighbours in time
+        row["paired"] = {"median": median(paired), "p25": quantile(paired, 0.25), "p75": quantile(paired, 0.75)}
         summary[key] = row
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
-    print(f"{'figure':<22} {'0.2 median [p25, p75]':>30} {'current median [p25, p75]':>30} {'current/0.2':>12}")
+    print(f"{'figure':<20} {'0.2 median [p25, p75]':>28} {'current median [p25, p75]':>28} {'current/0.2':>11}"
+          f" {'per-round current/0.2':>24}")
     for key, row in summary.items():
-        cells = [f"{row[l]['median']:.4g} [{row[l]['p25']:.4g}, {row[l]['p75']:.4g}]" for l in ("0.2", "current")]
-        print(f"{key:<22} {cells[0]:>30} {cells[1]:>30} {row['current/0.2']:>12.3f}")
-    print("(milliseconds per call; dense.fwd_bwd/gemms is a ratio)")
+        cells = [f"{row[l]['median']:.4g} [{row[l]['p25']:.4g}, {row[l]['p75']:.4g}]" for l in ("0.2", "current", "paired")]
+        print(f"{key:<20} {cells[0]:>28} {cells[1]:>28} {row['current/0.2']:>11.3f} {cells[2]:>24}")
+    print("(milliseconds per call; dense.fwd_bwd/gemms is a ratio; current/0.2 is the medians' ratio, the last column"
+          " the median [p25, p75] of each round's ratio)")
     if args.json:
         result = {"old_commit": args.old, "current_commit": git_head(), "rounds": args.rounds,
                   "block_seconds": args.block_seconds, "threads": args.threads, "python": platform.python_version(),
