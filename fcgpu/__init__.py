@@ -4,6 +4,7 @@ from __future__ import annotations
 from . import (
     activations,
     callbacks,
+    config,
     initializers,
     interop,
     losses,

@@ -205,8 +205,11 @@ def check_policies(what: str, name: str, layers: Any) -> None:
 
 def with_loss_scaling(opt: Any, layers: Any) -> Any:
     """``opt`` wrapped in a LossScaleOptimizer where a layer computes in float16 (as Keras under
-    'mixed_float16'), else ``opt`` itself."""
+    'mixed_float16'), else ``opt`` itself. An optimizer that reduces the gradients over ranks first
+    (``fcgpu.distributed.AllReduceOptimizer``) puts the loss scaling inside itself
+    (``with_loss_scaling``), so that the overflow check reads the reduced gradients."""
     scaled = any(layer.dtype_policy is not None and layer.dtype_policy.needs_loss_scaling for layer in layers)
-    if scaled and not isinstance(opt, LossScaleOptimizer):
-        return LossScaleOptimizer(opt)
-    return opt
+    if not scaled or isinstance(opt, LossScaleOptimizer):
+        return opt
+    inside = getattr(type(opt), "with_loss_scaling", None)
+    return inside(opt) if inside is not None else LossScaleOptimizer(opt)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
+from fcgpu.layers.context import ForwardContext
 from fcgpu.activations import ACTIVATIONS, LEAKY_RELU_SLOPE, get, get_activation
 
 try:
@@ -185,7 +186,7 @@ def test_a_backward_from_z_keeps_the_pre_activation_of_its_own_forward(backend, 
     fresh.set_weights(layer.get_weights())
     fresh.forward(x2)
     np.testing.assert_array_equal(g2, fc.to_numpy(fresh.backward(dy)))
-    layer.forward(x2, logits=True)
+    layer.forward(x2, ForwardContext(logits=True))
     w = layer.get_weights()[0]
     np.testing.assert_allclose(fc.to_numpy(layer.backward(dy)), dy @ w.T, rtol=1e-14)
 

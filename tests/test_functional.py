@@ -7,6 +7,7 @@ import pytest
 
 import fcgpu as fc
 from fcgpu import layers
+from fcgpu.layers.context import ForwardContext
 from helpers import host, summary_text
 
 keras = pytest.importorskip("keras")
@@ -22,7 +23,7 @@ def graph_model(dtype="float64", merge="concatenate"):
     merged = {
         "concatenate": layers.Concatenate, "add": layers.Add, "subtract": layers.Subtract,
         "multiply": layers.Multiply, "average": layers.Average, "maximum": layers.Maximum, "minimum": layers.Minimum,
-    }[merge]()([a, b])
+    }[merge](name=merge)([a, b])
     out = layers.Dense(3, dtype=dtype, name="out")(merged)
     return fc.Model(inputs=inp, outputs=out, name="graph")
 
@@ -67,7 +68,7 @@ def keras_graph(merge):
         "concatenate": keras.layers.Concatenate, "add": keras.layers.Add, "subtract": keras.layers.Subtract,
         "multiply": keras.layers.Multiply, "average": keras.layers.Average, "maximum": keras.layers.Maximum,
         "minimum": keras.layers.Minimum,
-    }[merge](**f64)([a, b])
+    }[merge](name=merge, **f64)([a, b])
     out = keras.layers.Dense(3, name="out", **f64)(merged)
     return keras.Model(inputs=inp, outputs=out, name="graph")
 
@@ -103,7 +104,7 @@ def test_maximum_splits_tied_gradients_as_torch_does(backend):
     b = np.array([[1.0, 5.0, 0.0]])
     c = np.array([[1.0, 5.0, 3.0]])
     layer = layers.Maximum(dtype="float64")
-    layer.forward([a, b, c], input_owned=True, output_private=True)
+    layer.forward([a, b, c], ForwardContext(input_owned=True, output_private=True))
     grads = [host(g) for g in layer.backward(np.ones((1, 3)))]
     ta, tb, tc = (torch.tensor(v, requires_grad=True) for v in (a, b, c))
     torch.maximum(torch.maximum(ta, tb), tc).sum().backward()

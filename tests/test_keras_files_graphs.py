@@ -319,12 +319,12 @@ def test_a_frozen_nested_model_and_layer_stay_frozen_both_ways(tmp_path):
     assert len(back.trainable_weights) == len(model.trainable_weights)
 
 
-def test_a_model_of_several_outputs_is_not_written_as_a_keras_file(tmp_path):
+def test_a_model_of_several_outputs_keras_cannot_read_leaves_the_file_as_it_was(tmp_path):
     fc.set_seed(0)
     x = fc.Input((6,))
-    h = fc.Dense(4)(x)
+    h = fc.Dense(4, activation="gelu_approximate")(x)  # Keras's config cannot say it
     model = fc.Model(x, [fc.Dense(2)(h), fc.Dense(3)(h)])
     (tmp_path / "m.keras").write_bytes(b"a good file")
-    with pytest.raises(ValueError, match="2 outputs"):
+    with pytest.raises(ValueError, match="gelu_approximate"):
         model.save(tmp_path / "m.keras")
     assert (tmp_path / "m.keras").read_bytes() == b"a good file"

@@ -11,6 +11,7 @@ from fcgpu.backends.cupy import kernel_sources
 from fcgpu.activations import ACTIVATIONS
 from fcgpu.backends import philox
 from fcgpu.backends.numpy.backend import NumpyBackend
+from fcgpu.layers.context import TRAINING, ForwardContext
 from fcgpu.testing import count_device_ops, fake_cupy, stand_in_backend
 
 NP = NumpyBackend()
@@ -142,7 +143,7 @@ def test_offset_makes_a_shard_draw_its_rows_of_the_whole_batch_mask(backend) -> 
 def test_dropout_keeps_the_mean_and_drops_the_rate(backend) -> None:
     n, rate = 200_000, 0.3
     layer = fc.Dropout(rate, seed=2024)
-    y = fc.to_numpy(layer.forward(np.ones((200, n // 200), np.float32), training=True))
+    y = fc.to_numpy(layer.forward(np.ones((200, n // 200), np.float32), TRAINING))
     dropped = float(np.mean(y == 0))
     assert set(np.unique(y)) == {np.float32(0), np.float32(1 / (1 - rate))}
     assert abs(dropped - rate) < 5 * np.sqrt(rate * (1 - rate) / n)
@@ -156,11 +157,11 @@ def test_dropout_is_the_identity_outside_training_with_no_device_operation() -> 
         x = b.from_numpy(np.arange(12, dtype=np.float32).reshape(3, 4))
         layer.build(4)
         with count_device_ops() as ops:
-            assert layer(x) is x and layer.infer(x) is x and layer.forward(x, training=False) is x
+            assert layer(x) is x and layer.infer(x) is x and layer.forward(x) is x
             assert layer.backward(x) is x
         assert ops.total == 0 and layer.step == 0
         with count_device_ops() as ops:
-            layer.forward(x, training=True)
+            layer.forward(x, TRAINING)
             layer.backward(x)
         assert ops.names == {"fcgpu_dropout": 2} and ops.total == 2 and layer.step == 1
 
@@ -191,15 +192,15 @@ def test_a_model_infers_through_dropout_as_without_it(rng) -> None:
 def test_rate_zero_is_the_identity_in_training_too(backend) -> None:
     x = backend.from_numpy(np.ones((2, 3), np.float32))
     layer = fc.Dropout(0)
-    assert layer.forward(x, training=True) is x and layer.step == 0
+    assert layer.forward(x, TRAINING) is x and layer.step == 0
 
 
 def test_the_step_advances_once_per_training_forward_and_backward_reuses_its_mask(backend, rng) -> None:
     layer = fc.Dropout(0.5, seed=7)
     x = rng.normal(size=(16, 32)).astype(np.float32)
-    first = fc.to_numpy(layer.forward(x, training=True)).copy()
+    first = fc.to_numpy(layer.forward(x, TRAINING)).copy()
     layer.infer(x), layer.forward(x)  # inference forwards draw nothing
-    second = fc.to_numpy(layer.forward(x, training=True)).copy()
+    second = fc.to_numpy(layer.forward(x, TRAINING)).copy()
     assert layer.step == 2 and not np.array_equal(first == 0, second == 0)
     dx = fc.to_numpy(layer.backward(np.ones_like(x)))
     np.testing.assert_array_equal(dx == 0, second == 0)
@@ -214,7 +215,7 @@ def test_dropout_gradient_against_central_differences(backend, rng) -> None:
 
     def value(a: np.ndarray) -> float:
         layer.step = 3
-        return float(np.sum(fc.to_numpy(layer.forward(a, training=True)) * w))
+        return float(np.sum(fc.to_numpy(layer.forward(a, TRAINING)) * w))
 
     value(x)
     dx = fc.to_numpy(layer.backward(w))
@@ -234,7 +235,7 @@ def test_model_gradient_through_dropout_against_central_differences(backend, rng
 
     def value() -> float:
         dropout.step = 0
-        return float(np.sum(fc.to_numpy(model.forward(x, training=True)) * w))
+        return float(np.sum(fc.to_numpy(model.forward(x, TRAINING)) * w))
 
     value()
     model.backward(w)
@@ -311,7 +312,7 @@ def test_activation_last_fuses_with_its_loss_as_dense_does(backend, rng) -> None
     for a, b in zip(split.get_weights(), fused.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     z = backend.from_numpy(x[:3, :1])
-    assert split.layers[1].forward(z, logits=True) is z
+    assert split.layers[1].forward(z, ForwardContext(logits=True)) is z
 
 
 # -- Input, input_shape / input_dim, pop ----------------------------------------------------------
@@ -455,13 +456,11 @@ def test_compile_gate_traces_the_dropout_kernel() -> None:
 def test_a_dense_runs_the_dropout_after_it_in_its_own_pass(backend, rng, monkeypatch) -> None:
     """Dense + Dropout in training: one kernel forward and one backward for the pair on CuPy (two
     device operations fewer than apart), with exactly the numbers the two layers give apart."""
-    from fcgpu.layers.dense import Dense
-
     x, y = rng.normal(size=(24, 5)).astype(np.float32), rng.integers(0, 3, 24)
 
     def train(fuse: bool):
         if not fuse:
-            monkeypatch.setattr(Dense, "fuses_with", lambda self, layer: False)
+            monkeypatch.setattr(fc.config.settings, "fusion", False)
         fc.set_seed(11)
         model = fc.Sequential([fc.Input(shape=(5,)), fc.Dense(8, activation="tanh"), fc.Dropout(0.4),
                                fc.Dense(6, activation="relu"), fc.Dropout(0.2), fc.Dense(3)])
@@ -478,7 +477,7 @@ def test_a_dense_runs_the_dropout_after_it_in_its_own_pass(backend, rng, monkeyp
         counts = []
         for fuse in (True, False):
             if not fuse:
-                monkeypatch.setattr(Dense, "fuses_with", lambda self, layer: False)
+                monkeypatch.setattr(fc.config.settings, "fusion", False)
             model = fc.Sequential([fc.Input(shape=(5,)), fc.Dense(8, activation="tanh"), fc.Dropout(0.4), fc.Dense(3)])
             model.compile(loss="softmax_cross_entropy", optimizer="sgd")
             xd, yd = model.prepare_data(x, y)

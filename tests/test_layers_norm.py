@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
+from fcgpu.layers.context import INFERENCE, TRAINING
 from fcgpu import layers as L
 
 F64 = "float64"
@@ -58,17 +59,17 @@ def test_gradients_match_central_differences(backend, name):
     rng = np.random.default_rng(len(name))
     layer, training = _built(name, rng)
     x, eps = _input(rng), 1e-6
-    y = fc.to_numpy(layer.forward(x, training=training))
+    y = fc.to_numpy(layer.forward(x, TRAINING if training else INFERENCE))
     w = rng.standard_normal(y.shape)
 
     def loss():
         if isinstance(layer, L.GaussianNoise):
             layer.step = 0  # the same noise every time
-        return float(np.sum(fc.to_numpy(layer.forward(x, training=training)) * w))
+        return float(np.sum(fc.to_numpy(layer.forward(x, TRAINING if training else INFERENCE)) * w))
 
     if isinstance(layer, L.GaussianNoise):
         layer.step = 0
-        layer.forward(x, training=True)
+        layer.forward(x, TRAINING)
     dx = fc.to_numpy(layer.backward(w))
     grads = {n: fc.to_numpy(g).copy() for n, _, g in layer.parameters()}
     numeric = np.zeros_like(x)
@@ -133,7 +134,7 @@ def test_forward_and_backward_match_keras(backend, name):
         xt = torch.tensor(x, requires_grad=True)
         yt = klayer(xt, training=training)
         (yt * torch.tensor(w)).sum().backward()
-        y = fc.to_numpy(layer.forward(x, training=training))
+        y = fc.to_numpy(layer.forward(x, TRAINING if training else INFERENCE))
         dx = fc.to_numpy(layer.backward(w))
         # Keras 3 on torch computes its normalization layers in float32 even under dtype='float64'
         # (LayerNormalization's y has float32 digits, measured): against Keras those are checked to
@@ -188,7 +189,7 @@ def test_training_normalization_matches_torch_in_float64(backend, kind):
         else:
             yt = F.layer_norm(xt, (5,), gamma, beta, 1e-2)
         (yt * torch.tensor(w)).sum().backward()
-        np.testing.assert_allclose(fc.to_numpy(layer.forward(x, training=True)), yt.detach().numpy(), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(fc.to_numpy(layer.forward(x, TRAINING)), yt.detach().numpy(), rtol=1e-12, atol=1e-13)
         np.testing.assert_allclose(fc.to_numpy(layer.backward(w)), xt.grad.numpy(), rtol=1e-11, atol=1e-12)
         grads = {n.rpartition("/")[2]: fc.to_numpy(g) for n, _, g in layer.parameters()}
         np.testing.assert_allclose(grads["gamma"], gamma.grad.numpy(), rtol=1e-11, atol=1e-12)
@@ -264,7 +265,7 @@ def test_config_round_trips(name):
     config = layer.get_config()
     again = type(layer).from_config(config)
     assert again.get_config() == config
-    assert fc.serialization.deserialize(config).get_config() == config
+    assert fc.saving.serialization.deserialize(config).get_config() == config
 
 
 def test_dense_takes_activation_functions_of_fcgpu_and_keras():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
+from fcgpu.layers.context import TRAINING
 from fcgpu.backends.numpy.backend import NumpyBackend
 from fcgpu.mixed_precision import bfloat16
 from fcgpu.testing import count_device_ops, fake_cupy, stand_in_backend
@@ -87,7 +88,7 @@ def test_a_mixed_float16_dense_step_keeps_a_large_weight_gradient_finite():
             layer = fc.Dense(3, dtype="mixed_float16")
             layer.build(2)
         x = np.full((64, 2), 40.0, np.float32)
-        layer.forward(x, training=True)
+        layer.forward(x, TRAINING)
         layer.backward(np.full((64, 3), 40.0, np.float16))  # the gradient is 64 x 1600 = 102400
         grad = fc.to_numpy(layer.kernel_grad)
         assert grad.dtype == np.float32 and np.isfinite(grad).all(), backend

@@ -162,10 +162,11 @@ def test_image_inputs_keep_their_shape_and_the_output_is_flat_as_predict_gives_i
     assert model.predict(np.zeros((2, 2, 3), np.float32)).shape == (2, 4)
 
 
-def test_a_model_of_several_outputs_is_refused(tmp_path):
+def test_a_model_of_several_outputs_has_a_graph_output_for_each(tmp_path):
     fc.set_seed(0)
     x = fc.Input((6,))
     h = fc.Dense(4)(x)
-    with pytest.raises(ValueError, match="2 outputs"):
-        export_onnx(fc.Model(x, [fc.Dense(2)(h), fc.Dense(3)(h)]), tmp_path / "m.onnx")
-    assert not (tmp_path / "m.onnx").exists()
+    model = fc.Model(x, [fc.Dense(2, name="a")(h), fc.Dense(3, name="b")(h)])
+    export_onnx(model, tmp_path / "m.onnx")
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    assert [(o.name, o.type.tensor_type.shape.dim[1].dim_value) for o in graph.output] == [("a", 2), ("b", 3)]

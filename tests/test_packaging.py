@@ -28,7 +28,7 @@ def test_wheel_contains_the_kernels(tmp_path):
     (wheel,) = tmp_path.glob("fcgpu-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for header in kernel_sources.HEADERS:
-        assert f"fcgpu/kernels/{header}" in names
+        assert f"fcgpu/backends/cupy/kernels/{header}" in names
     assert "fcgpu/backends/cupy/backend.py" in names and "fcgpu/testing/fake_cupy/__init__.py" in names
     assert "fcgpu/testing/fake_cupy/host_runtime.h" in names
     # every package of the source tree is in the wheel, and none of the test lab

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fcgpu as fc
+from fcgpu.layers.context import TRAINING
 from fcgpu.training.step import StepBinding
 
 
@@ -93,7 +94,7 @@ def test_a_setting_changed_after_binding_takes_effect():
         model.optimizer.beta1 = 0.5
         assert model.optimizer.bound_flat is None
         if public:  # the checked path: each parameter on its own, the settings read at the call
-            grad = model.loss.step(model.backend, model.forward(x, training=True), model.backend.from_numpy(y),
+            grad = model.loss.step(model.backend, model.forward(x, TRAINING), model.backend.from_numpy(y),
                                    model.backend.zeros((2,), np.float64), False)
             model.backward(grad, input_grad=False)
             layers = model.layers
@@ -114,8 +115,8 @@ def test_the_bound_update_equals_the_checked_public_step(name):
         model = _model(name)
         for _ in range(4):
             if via_public:
-                model.forward(x, training=True)
-                grad = model.loss.step(model.backend, model.forward(x, training=True), model.backend.from_numpy(y),
+                model.forward(x, TRAINING)
+                grad = model.loss.step(model.backend, model.forward(x, TRAINING), model.backend.from_numpy(y),
                                        model.backend.zeros((2,), np.float64), False)
                 model.backward(grad, input_grad=False)
                 model.optimizer.step(model)

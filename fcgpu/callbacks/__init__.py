@@ -6,34 +6,10 @@ EarlyStopping, ModelCheckpoint, ...); ``backup`` BackupAndRestore, ``tensorboard
 """
 from __future__ import annotations
 
+from . import core
 from .backup import BackupAndRestore
-from .core import (
-    Callback,
-    CallbackList,
-    CSVLogger,
-    EarlyStopping,
-    History,
-    LambdaCallback,
-    LearningRateScheduler,
-    ModelCheckpoint,
-    ReduceLROnPlateau,
-    TerminateOnNaN,
-)
+from .core import *  # noqa: F403 - the everyday callbacks, as core's __all__ lists them
 from .progbar import ProgbarLogger
 from .tensorboard import TensorBoard
 
-__all__ = [
-    "Callback",
-    "CallbackList",
-    "History",
-    "EarlyStopping",
-    "ModelCheckpoint",
-    "TerminateOnNaN",
-    "LearningRateScheduler",
-    "ReduceLROnPlateau",
-    "CSVLogger",
-    "LambdaCallback",
-    "BackupAndRestore",
-    "TensorBoard",
-    "ProgbarLogger",
-]
+__all__ = [*core.__all__, "BackupAndRestore", "TensorBoard", "ProgbarLogger"]

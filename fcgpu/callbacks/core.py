@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..validation import positive_int
+from ..backends.validation import positive_int
 
 __all__ = [
     "Callback",

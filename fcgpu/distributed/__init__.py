@@ -9,8 +9,23 @@ before each update, so every rank ends with the parameters one process gets from
 batches. evaluate, predict and History give global figures on every rank; ``model.save`` writes
 once (rank 0); an uncaught error on any rank ends the whole job.
 
-The parts: ``communicator`` (the world of one and MPI's), ``sharding`` (whose rows are whose),
-``checks`` (every rank got the same data), ``faults`` (abort on an uncaught error). Only this
+The parts: ``allreduce`` (``AllReduceOptimizer``: the gradients averaged over the ranks inside
+the optimizer's update, ChainerMN's ``create_multi_node_optimizer``), ``data_parallel``
+(``start_from_rank0``, ``step_share``), ``communicator`` (the world of one and MPI's), ``sharding``
+(whose rows are whose), ``checks`` (every rank got the same data), ``faults`` (abort on an uncaught
+error). ``fit``, ``evaluate`` and ``predict`` use them by themselves; a loop of one's own uses them
+directly:
+
+    comm = fcgpu.distributed.init()
+    model.compile(optimizer=fcgpu.distributed.AllReduceOptimizer(fcgpu.optimizers.Adam(1e-3), comm), loss=...)
+    model.build((None, features))
+    fcgpu.distributed.start_from_rank0(model)        # every rank starts from rank 0's parameters and state
+    for xb, yb in batches:                           # the same global batches on every rank
+        lo, hi = fcgpu.distributed.shard_bounds(len(xb), comm.rank, comm.size)
+        x, y = model.prepare_data(xb[lo:hi], yb[lo:hi])
+        model.accumulate_batch(x, y, share=(hi - lo) / len(xb))   # forward, loss, backward, all-reduce + update
+
+Only this
 package imports mpi4py, and only inside ``init``: importing fcgpu never does.
 """
 from __future__ import annotations
@@ -21,16 +36,21 @@ import os
 from typing import Any
 
 from .. import backends
+from .allreduce import AllReduceOptimizer, all_reducing, create_multi_node_optimizer
 from .checks import fingerprint, same_on_every_rank
 from .communicator import LocalWorld, MPICommunicator, RootFailed, world, set_world
 from .faults import install_abort_hook
+from .data_parallel import start_from_rank0, step_share
 from .sharding import Batch, epoch_batches, shard_bounds
 
 __all__ = [
+    "AllReduceOptimizer",
     "Batch",
     "LocalWorld",
     "MPICommunicator",
     "RootFailed",
+    "all_reducing",
+    "create_multi_node_optimizer",
     "epoch_batches",
     "fingerprint",
     "init",
@@ -39,6 +59,8 @@ __all__ = [
     "set_world",
     "launcher_rank",
     "shard_bounds",
+    "start_from_rank0",
+    "step_share",
     "world",
 ]
 

@@ -86,9 +86,13 @@ def save_keras_model(model: Any, path: str | os.PathLike) -> None:
         config = model_to_keras(model.get_config(), compiled)
     except UnsupportedKeras as e:
         raise ValueError(f"model: cannot be written as a Keras file: {e}") from None
-    if compiled is not None and "compile_config" not in config:
-        warnings.warn(f"model.save: the .keras file has no compile settings ({compile_to_keras(compiled)[1]}); "
-                      f"Keras loads the model uncompiled", stacklevel=3)
+    if compiled is not None:
+        why = compile_to_keras(compiled, model.get_config().get("output_keys"))[1]
+        if "compile_config" not in config:
+            warnings.warn(f"model.save: the .keras file has no compile settings ({why}); Keras loads the model "
+                          f"uncompiled", stacklevel=3)
+        elif why:
+            warnings.warn(f"model.save: the .keras file's compile settings leave out {why}", stacklevel=3)
     optimizer = None
     if "compile_config" in config:
         names = [name for name, _ in model.trainable_variables]
@@ -256,7 +260,8 @@ def load_keras_model(
     plan = storage_plan(model, _keras_order(model, classes))  # where Keras stored each layer: by its Keras class
     assign(model, weights_for(plan, read_layer_weights(data, plan, what), what), what)
     if compile and isinstance(config, dict) and config.get("compile_config"):
-        settings, why = compile_from_keras(config["compile_config"])
+        built = model.get_config()  # its outputs in the model's order (a dict's: by sorted key, as Keras's)
+        settings, why = compile_from_keras(config["compile_config"], built.get("output_layers"), built.get("output_keys"))
         try:
             if settings is not None:
                 model.compile_from_config(settings)

@@ -7,7 +7,9 @@ turns an fcgpu model's ``get_config()`` into what Keras's ``serialize_keras_obje
 functional model the ``inbound_nodes`` of each layer, whose ``__keras_tensor__`` arguments name the
 layer that made them in ``keras_history``). A graph is checked as data before anything is built:
 every inbound reference names a layer of the graph, each layer is called once (fcgpu shares no
-layer between calls), the graph has no cycle, one output. The parameters a config implies are
+layer between calls), the graph has no cycle, each output is named once (a list of them, or a dict
+by key, kept as ``output_keys``), and a model of several outputs is not used as a layer (its call
+is one tensor in fcgpu). The parameters a config implies are
 counted (``parameter_count``) so that the caller can hold them against the bytes of the weights.
 """
 from __future__ import annotations
@@ -156,15 +158,35 @@ def _inbound(entry: dict[str, Any], names: set[str], what: str) -> list[str] | N
         len(arg) == 3 and isinstance(arg[0], str)) else [_history(arg, names, what)]
 
 
-def _ends(value: Any, names: dict[str, int], what: str) -> list[str]:
-    """The layer names of ``input_layers`` / ``output_layers``: one [name, 0, 0], a list or a dict of them."""
-    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+def _is_tensor(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)) or (
+        isinstance(value, dict) and value.get("class_name") == "__keras_tensor__")
+
+
+def _ends(value: Any, names: dict[str, int], what: str) -> tuple[list[str], list[str] | None]:
+    """(the layer names of ``input_layers`` / ``output_layers``: one [name, call, output], a list of
+    them or a dict of them by key; the dict's keys, else None). Each layer is named once."""
+    keys = None
+    if _is_tensor(value):
         value = [value]
-    if isinstance(value, dict):
+    elif isinstance(value, dict):
+        keys = list(value)
+        if not all(isinstance(k, str) and k for k in keys):
+            raise UnsupportedKeras(f"model: its {what} are a dict whose keys are not all names")
         value = list(value.values())
     if not isinstance(value, list) or not value:
         raise UnsupportedKeras(f"model: its {what} are not a list of tensors")
-    return [_history(v, names, f"model's {what}") for v in value]
+    out: list[str] = []
+    for i, v in enumerate(value):
+        entry = f"model's {what}[{keys[i] if keys is not None else i!r}]"
+        if not _is_tensor(v):
+            raise UnsupportedKeras(f"{entry}: {str(v)[:80]!r} is not one tensor [layer, call, output] (fcgpu reads a "
+                                   f"flat list or dict of them)")
+        name = _history(v, names, entry)
+        if name in out:
+            raise UnsupportedKeras(f"{entry}: the output of {name!r} is given twice")
+        out.append(name)
+    return out, keys
 
 
 def _functional(config: dict[str, Any], custom_objects: Converters | None, depth: int) -> tuple[dict[str, Any], list[Any]]:
@@ -187,17 +209,17 @@ def _functional(config: dict[str, Any], custom_objects: Converters | None, depth
                 made[name] = {**_input_from_keras(entry), "name": name}
             else:
                 made[name] = _layer(entry, custom_objects, depth)
+                _one_output(made[name], what)
         except UnsupportedKeras as e:
             problems.append(str(e))
     if problems:
         raise UnsupportedKeras("; ".join(problems))
     calls = {n: 1 if e.get("class_name") in ("Functional", "Model") else 0 for n, e in zip(names, entries)}
-    inputs = _ends(config.get("input_layers"), calls, "input_layers")
-    outputs = _ends(config.get("output_layers"), calls, "output_layers")
+    inputs, _ = _ends(config.get("input_layers"), calls, "input_layers")
+    outputs, keys = _ends(config.get("output_layers"), calls, "output_layers")
     if any(inbound[n] is not None for n in inputs):
         raise UnsupportedKeras("model: its input_layers name layers that are not inputs")
-    if len(outputs) != 1:
-        raise UnsupportedKeras(f"model: it has {len(outputs)} outputs; fcgpu models have one (concatenate the heads)")
+    _all_read(names, inbound, outputs)
     order = _topological(names, inbound)
     layers = []
     for name in order:
@@ -208,9 +230,31 @@ def _functional(config: dict[str, Any], custom_objects: Converters | None, depth
             layer.name = name
         layers.append({"config": layer, "inbound": inbound[name] or []})
     fc = {"class_name": "Functional", "name": config.get("name") or None, "layers": layers, "input_layers": inputs,
-          "output_layers": outputs, **_frozen(config)}
+          "output_layers": outputs, **({"output_keys": keys} if keys is not None else {}), **_frozen(config)}
     _policies_from_keras(fc)
     return fc, [(n, e["class_name"]) for n, e in zip(names, entries)]
+
+
+def _all_read(names: list[str], inbound: dict[str, list[str] | None], outputs: list[str]) -> None:
+    """Refuses a layer that no output reads (an output left out of ``output_layers``): the model
+    would lack its weights."""
+    read, pending = set(), list(outputs)
+    while pending:
+        name = pending.pop()
+        if name not in read:
+            read.add(name)
+            pending.extend(inbound.get(name) or [])
+    unread = [n for n in names if n not in read and inbound[n] is not None]
+    if unread:
+        raise UnsupportedKeras(f"model: no output in its output_layers reads layer(s) {unread[:8]}")
+
+
+def _one_output(layer: Any, what: str) -> None:
+    """Refuses a model of several outputs used as a layer: Keras gives the next layers each output as
+    a tensor of its own, fcgpu's call of a model is one tensor."""
+    if isinstance(layer, dict) and layer.get("class_name") == "Functional" and len(layer["output_layers"]) > 1:
+        raise UnsupportedKeras(f"{what}: a model of {len(layer['output_layers'])} outputs used as a layer; fcgpu "
+                               f"calls models of one output as layers (use its outputs in the outer model instead)")
 
 
 def _topological(names: list[str], inbound: dict[str, list[str] | None]) -> list[str]:
@@ -303,12 +347,9 @@ def model_to_keras(model_config: dict[str, Any], compile_config: dict[str, Any] 
     functional); the compile config is included where it translates (see ``compile_to_keras``)."""
     if model_config.get("class_name") not in ("Sequential", "Functional"):
         raise UnsupportedKeras(f"model: {model_config.get('class_name')} models are not written as .keras")
-    if len(model_config.get("output_layers") or [None]) != 1:
-        raise UnsupportedKeras(f"model: it has {len(model_config['output_layers'])} outputs; fcgpu writes .keras files of "
-                               f"models of one output (concatenate the heads)")
     out, _, _ = _to_keras(model_config, None, None)
     if compile_config is not None:
-        translated, _ = compile_to_keras(compile_config)
+        translated, _ = compile_to_keras(compile_config, model_config.get("output_keys"))
         if translated is not None:
             out["compile_config"] = translated
     return out
@@ -382,6 +423,7 @@ def _functional_to_keras(config: dict[str, Any]) -> tuple[dict[str, Any], list[A
             layers.append({**_input_entry(layer, list(layer["shape"]), dtype, name), "name": name, "inbound_nodes": []})
             continue
         inbound = entry["inbound"]
+        _one_output(layer, f"layer {name!r} (Functional)")
         shapes = [tensors[n][0] for n in inbound]
         keras_entry, shape, policy = _to_keras(layer, shapes, tensors[inbound[0]][1])
         args = [_tensor(tensors[n][0], tensors[n][1], n) for n in inbound]
@@ -391,13 +433,16 @@ def _functional_to_keras(config: dict[str, Any]) -> tuple[dict[str, Any], list[A
         layers.append(keras_entry)
         tensors[name] = (shape, policy, layer.get("class_name") == "Functional")
     inputs = [[n, 0, 0] for n in config["input_layers"]]
+    outputs = [[n, 1 if tensors[n][2] else 0, 0] for n in config["output_layers"]]
+    keys = config.get("output_keys")
+    written = dict(zip(keys, outputs)) if keys is not None else outputs[0] if len(outputs) == 1 else outputs
     output = config["output_layers"][0]
     return {
         "module": _FUNCTIONAL_MODULE,
         "class_name": "Functional",
         "config": {"name": config["name"], "trainable": config.get("trainable", True) is not False, "layers": layers,
                    "input_layers": inputs[0] if len(inputs) == 1 else inputs,
-                   "output_layers": [output, 1 if tensors[output][2] else 0, 0]},
+                   "output_layers": written},
         "registered_name": "Functional",
         "build_config": {"input_shape": None},
     }, tensors[output][0], tensors[output][1]

@@ -58,8 +58,11 @@ def _order(names: list[str], slots: tuple[str, ...], interleaved: bool) -> list[
 
 
 def plain(optimizer: Any) -> Any:
-    """The optimizer that holds the state: a LossScaleOptimizer's inner one, else ``optimizer``."""
-    return optimizer.inner if type(optimizer).__name__ == "LossScaleOptimizer" else optimizer
+    """The optimizer that holds the state: inside a LossScaleOptimizer (and an AllReduceOptimizer
+    around it), else ``optimizer``."""
+    while type(optimizer).__name__ in ("AllReduceOptimizer", "LossScaleOptimizer"):
+        optimizer = optimizer.inner
+    return optimizer
 
 
 def state_to_keras(optimizer: Any, names: list[str]) -> list[np.ndarray] | None:

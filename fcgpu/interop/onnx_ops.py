@@ -25,8 +25,9 @@ class Graph:
     """Nodes and initializers under construction, with fresh value names."""
 
     def __init__(self, onnx: Any, opset: int, io_dtype: np.dtype | None = None, compute: np.dtype | None = None,
-                 io_type: int = 0, compute_type: int = 0) -> None:
+                 io_type: int = 0, compute_type: int = 0, reserved: set[str] | None = None) -> None:
         self.onnx, self.opset = onnx, opset
+        self.reserved = set(reserved or ())  # the graph's input and output names: no value takes them
         # inputs, outputs and weights are io_dtype; the graph computes in ``compute`` (float32 for a half model)
         self.io_dtype, self.compute, self.io_type, self.compute_type = io_dtype, compute, io_type, compute_type
         self.half = io_dtype is not None and io_dtype.itemsize == 2
@@ -36,6 +37,8 @@ class Graph:
 
     def name(self, hint: str) -> str:
         self.count += 1
+        while f"{hint}_{self.count}" in self.reserved:
+            self.count += 1
         return f"{hint}_{self.count}"
 
     def node(self, op: str, inputs: list[str], hint: str, **attrs: Any) -> str:

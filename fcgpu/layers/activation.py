@@ -3,7 +3,7 @@
 y = act(x) elementwise (a row activation such as softmax: per row), through the same backend
 methods and kernels a Dense layer's activation uses (``bias_act_forward`` without a bias,
 ``act_backward``); no parameters. As the last layer it stands for a Dense layer with that
-activation: ``forward(logits=True)`` hands x on unchanged, so a loss that fuses with the activation
+activation: a forward with ``ctx.logits`` hands x on unchanged, so a loss that fuses with the activation
 (softmax or sigmoid cross-entropy) takes x as its logits, as after ``Dense(activation=...)``.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from ..activations.table import get_activation
 from ..backends.base import Array
 from ..saving.serialization import register
+from .context import INFERENCE, ForwardContext
 from .elementwise import ElementwiseLayer
 
 __all__ = ["Activation"]
@@ -40,36 +41,27 @@ class Activation(ElementwiseLayer):
         self._kept = None
 
     # -- computation -------------------------------------------------------------
-    def forward(
-        self,
-        x: Any,
-        *,
-        input_owned: bool = False,
-        output_private: bool = False,
-        logits: bool = False,
-        training: bool = False,
-        row_offset: int = 0,
-    ) -> Array:
-        """y (B, N) = act(x (B, N)), one device operation; ``logits=True`` (or 'linear'): x itself.
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
+        """y (B, N) = act(x (B, N)), one device operation; ``ctx.logits`` (or 'linear'): x itself.
 
-        ``input_owned`` / ``output_private`` as in Dense.forward: the caller gets a copy of y, which
+        The ownership flags as in Dense.forward: the caller gets a copy of y, which
         backward reads, unless the model says nobody else sees it.
         """
         x_dev, squeeze = self.start_forward(x)
-        self._act = "linear" if logits else self.activation.name
+        self._act = "linear" if ctx.logits else self.activation.name
         if self._act == "linear":
-            return self.passed_on(x_dev, squeeze, input_owned, output_private)
+            return self.passed_on(x_dev, squeeze, ctx)
         backend = self.backend
         y = self._buffers.get(backend, "y", x_dev.shape, self.dtype)
         backend.bias_act_forward(x_dev, None, self._act, out=y)
         if self.activation.backward_from == "z":
             # Backward reads x: keep the layer's own copy where x is the caller's array.
-            if not input_owned and self.borrowed(x, x_dev):
+            if not ctx.input_owned and self.borrowed(x, x_dev):
                 x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.dtype))
             self._kept = x_dev
         else:
             self._kept = y
-        return self.output(y, squeeze, output_private)
+        return self.output(y, squeeze, ctx)
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         """forward keeping nothing for backward (predict, evaluate, validation)."""
@@ -80,7 +72,7 @@ class Activation(ElementwiseLayer):
         self.backend.bias_act_forward(x_dev, None, self.activation.name, out=y)
         return y[0] if squeeze else y
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
         """dx (B, N) = dy * act'(x), from what forward kept (one device operation); dy itself after a
         linear forward. ``input_grad=False``: None (the layer has nothing else to compute)."""
         dy_dev = self.device_dy(dy)

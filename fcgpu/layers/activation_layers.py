@@ -14,6 +14,7 @@ from .. import regularizers
 from ..backends.base import Array
 from ..saving.serialization import register
 from .activation import Activation
+from .context import INFERENCE, ForwardContext
 from .elementwise import ElementwiseLayer
 from .variables import VariableLayer, VariableSpec, check_axis, check_number, initializer_entry
 
@@ -37,22 +38,21 @@ class _KeptInput(ElementwiseLayer):
     def apply_backward(self, x: Array, dy: Array, out: Array) -> Array:
         raise NotImplementedError
 
-    def forward(self, x: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False,
-                training: bool = False, row_offset: int = 0) -> Array:
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
         """y (B, N) = f(x (B, N)), one device operation; x kept for backward."""
         x_dev, squeeze = self.start_forward(x)
         y = self.apply(x_dev, self._buffers.get(self.backend, "y", x_dev.shape, self.dtype))
-        if not input_owned and self.borrowed(x, x_dev):
+        if not ctx.input_owned and self.borrowed(x, x_dev):
             x_dev = self.backend.copy(x_dev, out=self._buffers.get(self.backend, "x", x_dev.shape, self.dtype))
         self._x = x_dev
-        return self.output(y, squeeze, output_private)
+        return self.output(y, squeeze, ctx)
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         x_dev, squeeze = self.device_input(x)
         y = self.apply(x_dev, self._buffers.get(self.backend, "y_infer", x_dev.shape, self.dtype))
         return y[0] if squeeze else y
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
         """dx (B, N) = dy * f'(x), one device operation; ``input_grad=False``: None."""
         dy_dev = self.device_dy(dy)
         if not input_grad:
@@ -158,14 +158,13 @@ class PReLU(VariableLayer):
         super().release()
         self._x = None
 
-    def forward(self, x: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False,
-                training: bool = False, row_offset: int = 0) -> Array:
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
         x_dev, squeeze = self.start_forward(x)
         y = self.backend.prelu_forward(x_dev, self.alpha, self._buffers.get(self.backend, "y", x_dev.shape, self.dtype))
-        if not input_owned and self.borrowed(x, x_dev):
+        if not ctx.input_owned and self.borrowed(x, x_dev):
             x_dev = self.backend.copy(x_dev, out=self._buffers.get(self.backend, "x", x_dev.shape, self.dtype))
         self._x = x_dev
-        return self.output(y, squeeze, output_private)
+        return self.output(y, squeeze, ctx)
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         x_dev, squeeze = self.device_input(x)
@@ -173,10 +172,10 @@ class PReLU(VariableLayer):
                                        self._buffers.get(self.backend, "y_infer", x_dev.shape, self.dtype))
         return y[0] if squeeze else y
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
         """dx (B, N) and alpha's gradient, the sum over rows of x * dy where x <= 0."""
         dy_dev = self.device_dy(dy)
         dx = self._buffers.get(self.backend, "dx", dy_dev.shape, self.dtype) if input_grad else None
         self.backend.prelu_backward(self._x, dy_dev, self.alpha, dx, self.gradient_buffer("alpha"))
-        self.add_regularization_gradients()
+        self.add_regularization_gradients(scale)
         return None if dx is None else self.gradient(dx)

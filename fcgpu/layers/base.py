@@ -8,9 +8,9 @@ object reaches into another's private state):
   its input's width), ``take_input_dtype(dtype)`` (told before build what the layer will receive)
   and ``declared_input_shape`` (Keras's ``input_shape``/``input_dim``: a model whose first layer
   declares it is built at once);
-- ``forward(x)`` and ``backward(dy, input_grad=...)``, and ``release()`` which drops what the last
-  forward kept for backward, so that the next forward may write into the same buffers;
-  ``device_input(x)``, the input checks every layer shares;
+- ``forward(x, ctx)`` (``layers.context.ForwardContext``) and ``backward(dy, input_grad=...,
+  scale=...)``, and ``release()`` which drops what the last forward kept for backward, so that
+  the next forward may write into the same buffers; ``device_input(x)``, the input checks every layer shares;
 - ``parameters()`` [(name, parameter, gradient)], ``validate_weights`` then ``assign_weights``
   (the model checks every layer's weights before it changes any), ``adopt_storage`` (parameters
   and gradients become views of the model's flat buffers, ``fcgpu.backends.params``);
@@ -20,7 +20,9 @@ object reaches into another's private state):
   ``non_trainable_weights`` follow. Only the trainable ones are ``parameters()`` (flat buffers,
   gradients, optimizer updates); non-trainable ones (BatchNormalization's moving statistics,
   Normalization's mean and variance) stay the layer's own arrays, saved and loaded with the rest;
-- ``updates_state_in_training``: whether ``forward(training=True)`` changes non-trainable
+- ``epilogue_kinds`` / ``fusion_kind(training)`` / ``fusion_settings``: what the layer can fuse with
+  its neighbours, as data; ``layers.fusion``'s planner alone decides;
+- ``updates_state_in_training``: whether a training forward changes non-trainable
   variables (BatchNormalization), so a trainer knows the layer is not a pure function of x.
 """
 from __future__ import annotations
@@ -32,11 +34,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..activations.table import Activation
 from ..backends import Backend
 from ..backends.base import Array
 from ..backends.buffers import Buffers
+from .context import INFERENCE, TRAINING, ForwardContext
 from .symbolic import call_layer, is_symbolic
-from ..validation import float_array, positive_int
+from ..backends.validation import float_array, positive_int
 
 __all__ = ["Buffers", "Layer", "declared_input", "trainable_flag", "snake_case"]
 
@@ -50,6 +54,8 @@ class Layer:
     backend: Backend | None
     # The input the layer was told at construction, as (M,), or None (see ``declared_input``).
     declared_input_shape: tuple[int] | None = None
+    # The activation-table entry the layer's output ends with (Dense, Activation); None for others.
+    activation: Activation | None = None
     # The layer's dtype policy (``fcgpu.mixed_precision.Policy``), or None for a layer that takes
     # its input's dtype (Dropout, Activation).
     dtype_policy: Any = None
@@ -77,9 +83,20 @@ class Layer:
         """The layers inside this one (a model used as a layer); none for a layer."""
         return []
 
-    def fuses_with(self, layer: "Layer") -> bool:
-        """Whether a training forward may run ``layer`` (the next one) inside this layer's own pass."""
-        return False
+    def flat_parameters(self) -> Any:
+        """The flat parameter buffers a model lays out (``FlatParameters``); None for a layer."""
+        return None
+
+    # -- what the layer can fuse, as data (read by ``layers.fusion``'s planner, at planning time) --
+    #: The kinds of following layer this one can run inside its own pass (``fusion.MASK``, ...).
+    epilogue_kinds: frozenset[str] = frozenset()
+    #: The attributes whose values decide ``epilogue_kinds`` and ``fusion_kind``: a plan watches them.
+    fusion_settings: tuple[str, ...] = ()
+
+    def fusion_kind(self, training: bool) -> str | None:
+        """What this layer is to the layer before it in a forward with ``training``: a kind that
+        layer may list in its ``epilogue_kinds`` (then it runs this one), or None."""
+        return None
 
     def symbolic_output_shape(self, shapes: Sequence[tuple[int | None, ...]]) -> tuple[int | None, ...]:
         """The output shape of a call on symbolic inputs of ``shapes`` [(None, *sample)]: the layer is
@@ -199,17 +216,9 @@ class Layer:
         """The dtype of what the layer will receive, from the model before it builds the layer. A
         layer with a dtype of its own (Dense) keeps it; one without (Dropout, Activation) takes it."""
 
-    def forward(
-        self,
-        x: Any,
-        *,
-        input_owned: bool = False,
-        output_private: bool = False,
-        logits: bool = False,
-        training: bool = False,
-        row_offset: int = 0,
-    ) -> Array:
-        """y from x, keeping what backward needs (see ``Dense.forward`` for the keywords)."""
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
+        """y from x, keeping what backward needs; ``ctx`` (``layers.context.ForwardContext``): training
+        or not, logits, the rows' offset and who owns x and y (see ``Dense.forward``)."""
         raise NotImplementedError
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
@@ -264,7 +273,10 @@ class Layer:
                 raise ValueError(f"x: expected finite values, got NaN, inf or values that overflow {dtype.name}")
         return (x_dev.reshape(1, -1), True) if x_dev.ndim == 1 else (x_dev, False)
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
+        """dx from dy = dL/dy, setting the parameters' gradients; ``input_grad=False``: no dx (None).
+        ``scale``: the factor the weight penalties' gradients take, the one the loss gradient carries
+        (the loss scale under mixed_float16), so that unscaling leaves them as they should be."""
         raise NotImplementedError
 
     def release(self) -> None:
@@ -342,7 +354,7 @@ class Layer:
         which builds the layer and returns the symbolic output (``layers.symbolic``)."""
         if is_symbolic(x):
             return call_layer(self, x)
-        return self.forward(x, training=bool(training))
+        return self.forward(x, TRAINING if training else INFERENCE)
 
 
 def snake_case(name: str) -> str:

@@ -13,10 +13,13 @@ from ..backends import Backend, get_backend, resolve_backend
 from ..backends.base import Array, Scalar
 from ..initializers import get_initializer, serialize as serialize_initializer
 from ..saving.serialization import register
-from ..validation import float_array, input_features, positive_int
+from ..backends.validation import float_array, input_features, positive_int
 from .base import Buffers, Layer, declared_input
+from .context import INFERENCE, ForwardContext
+from .fusion import MASK
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
+_MASK_EPILOGUE = frozenset({MASK})
 
 
 @register
@@ -106,9 +109,6 @@ class Dense(Layer):
         self._squeeze = False
         self._act = self.activation.name  # what the last forward applied (linear when it gave logits)
         self._dropout = None
-        # The factor the loss gradient carries (the loss scale under mixed_float16, set by the
-        # trainer): the penalty's gradient is scaled alike, so unscaling leaves it as it should be.
-        self.gradient_scale = 1.0
 
     @property
     def built(self) -> bool:
@@ -325,12 +325,15 @@ class Dense(Layer):
         self._x = self._y = self._kept = None
         self._dropout: tuple[int, int, float, int] | None = None  # the fused Dropout's mask, if any
 
-    def fuses_with(self, layer: Any) -> bool:
-        """Whether a training forward may run the Dropout ``layer`` after this one inside this layer's
-        bias + activation pass (and its backward inside this layer's): an active Dropout, and an
-        elementwise activation whose backward reads y."""
+    fusion_settings = ("activation",)
+
+    @property
+    def epilogue_kinds(self) -> frozenset[str]:  # type: ignore[override]
+        """A following elementwise mask (``fusion.MASK``: an active Dropout) runs inside this layer's
+        bias + activation pass and its gradient inside this layer's backward, where the activation
+        is elementwise and its backward reads y (``forward_with``)."""
         entry = self.activation
-        return getattr(layer, "fusable_dropout", False) and layer.rate > 0 and not entry.rows and entry.backward_from == "y"
+        return _MASK_EPILOGUE if not entry.rows and entry.backward_from == "y" else frozenset()
 
     def _affine(self, x: Array, key: str, activation: str, keep: bool = False) -> tuple[Array, Array | None]:
         """(y, None), or with ``keep`` (an activation whose backward reads z + b) (y, z + b), the
@@ -347,49 +350,54 @@ class Dense(Layer):
             self.backend.bias_act_forward(y, bias, activation, out=y)
         return y, None
 
-    def forward(
-        self,
-        x: Any,
-        *,
-        input_owned: bool = False,
-        output_private: bool = False,
-        logits: bool = False,
-        training: bool = False,
-        row_offset: int = 0,
-        dropout: Any = None,
-    ) -> Array:
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
         """y (B, N) = act(x (B, M) @ kernel (M, N) + bias (N,)); a 1-D x (M,) gives y (N,).
 
         x may be a NumPy array (copied to the device) or an array of the layer's backend.
         Builds the layer on the first call. What backward will read is the layer's own: an x that
         it would read by reference is copied, and the caller gets a copy of y, so that changing
         either afterwards cannot change the gradients. The model and the trainer, whose arrays
-        nobody else sees, say so with ``input_owned`` / ``output_private`` and skip the copies.
-        ``logits=True`` stops before the activation (x @ kernel + bias), and backward follows: the
-        model's path to a loss that fuses with this layer's activation. ``dropout``: the Dropout
-        layer after this one (``fuses_with``), whose output this pass writes too and returns.
+        nobody else sees, say so with ``ctx.input_owned`` / ``ctx.output_private`` and skip the
+        copies. ``ctx.logits`` stops before the activation (x @ kernel + bias), and backward
+        follows: the model's path to a loss that fuses with this layer's activation.
         """
-        self.release()
+        self.release()  # (as ``_take_input``, inline: one call fewer in every step)
         x_dev, squeeze = self.device_input(x)
-        backend = self.backend
-        if not input_owned and self.borrowed(x, x_dev):
-            x_dev = backend.copy(x_dev, out=self._buffers.get(backend, "x", x_dev.shape, self.compute_dtype))
-        act = "linear" if logits else self.activation.name
-        if dropout is not None and not logits:
-            kernel, bias = self._compute_weights()
-            y = self._buffers.get(backend, "y", (x_dev.shape[0], self.units), self.compute_dtype)
-            backend.matmul(x_dev, kernel, out=y)
-            out, seed, step, rate, offset = dropout.fused_mask(y.shape, row_offset)
-            backend.bias_act_dropout_forward(y, bias, act, y, out, seed, step, rate, offset)
-            self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, None, squeeze, act
-            self._dropout = (seed, step, rate, offset)
-            return out  # the Dropout's output: the model hands it on as the Dropout's
+        if not ctx.input_owned and self.borrowed(x, x_dev):
+            x_dev = self.backend.copy(x_dev, out=self._buffers.get(self.backend, "x", x_dev.shape, self.compute_dtype))
+        act = "linear" if ctx.logits else self.activation.name
         entry = self.activation if act == self.activation.name else get_activation(act)
         y, kept = self._affine(x_dev, "y", act, keep=entry.backward_from == "z")
         self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, kept, squeeze, act
-        if not output_private:
-            y = backend.copy(y, out=self._buffers.get(backend, "y_out", y.shape, self.compute_dtype))
+        if not ctx.output_private:
+            y = self.backend.copy(y, out=self._buffers.get(self.backend, "y_out", y.shape, self.compute_dtype))
         return y[0] if squeeze else y
+
+    def forward_with(self, followers: tuple[Any, ...], x: Any, ctx: ForwardContext) -> Array:
+        """The forward of this layer and of ``followers`` (one layer of kind ``fusion.MASK``: the
+        planner's epilogue group) in one pass: y = act(x @ kernel + bias) kept for backward, and the
+        follower's output y * mask / keep written beside it and returned as the follower's (a copy
+        unless ``ctx.output_private``). ``ctx.logits`` concerns the follower, the last layer: this
+        layer applies its activation. Backward applies the mask's gradient with act' in one pass."""
+        x_dev, squeeze = self._take_input(x, ctx)
+        backend, act = self.backend, self.activation.name
+        kernel, bias = self._compute_weights()
+        y = self._buffers.get(backend, "y", (x_dev.shape[0], self.units), self.compute_dtype)
+        backend.matmul(x_dev, kernel, out=y)
+        out, seed, step, rate, offset = followers[0].fused_mask(y.shape, ctx.row_offset)
+        backend.bias_act_dropout_forward(y, bias, act, y, out, seed, step, rate, offset)
+        self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, None, squeeze, act
+        self._dropout = (seed, step, rate, offset)
+        return out if ctx.output_private else backend.copy(out)
+
+    def _take_input(self, x: Any, ctx: ForwardContext) -> tuple[Array, bool]:
+        """Drop what the last forward kept; x as (B, M) of the layer's backend, the layer's own
+        (copied where it would be read by reference and the caller owns it), and whether it was 1-D."""
+        self.release()
+        x_dev, squeeze = self.device_input(x)
+        if not ctx.input_owned and self.borrowed(x, x_dev):
+            x_dev = self.backend.copy(x_dev, out=self._buffers.get(self.backend, "x", x_dev.shape, self.compute_dtype))
+        return x_dev, squeeze
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         """forward without keeping anything for backward (predict, evaluate, validation): a
@@ -398,11 +406,13 @@ class Dense(Layer):
         y, _ = self._affine(x_dev, "y_infer", "linear" if logits else self.activation.name)
         return y[0] if squeeze else y
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
         """dx (B, M) from dy = dL/dy (B, N); sets kernel_grad = x.T @ dz and bias_grad = dz.sum(0).
 
         ``input_grad=False`` skips dx (one of the three GEMMs) and returns None: a first layer's
-        input gradient is not needed for training.
+        input gradient is not needed for training. ``scale``: the factor the regularizers'
+        gradients take (the loss scale under mixed_float16, as the loss gradient carries it). After
+        ``forward_with``, dy is the follower's and its mask's gradient is applied here too.
         """
         if self._y is None:
             raise RuntimeError(f"backward called before forward on layer '{self.name}': run forward(x) first")
@@ -437,7 +447,7 @@ class Dense(Layer):
                 self.kernel_grad = backend.empty(self.kernel.shape, self.dtype)
         backend.matmul_at_b(self._x, dz, out=self.kernel_grad)
         if self.kernel_regularizer is not None:
-            self.kernel_regularizer.add_gradient(backend, self.kernel, self.kernel_grad, self.gradient_scale)
+            self.kernel_regularizer.add_gradient(backend, self.kernel, self.kernel_grad, scale)
         if self.use_bias:
             if self.bias_grad is None:
                 self.bias_grad = self._grad_storage.get("bias")
@@ -445,7 +455,7 @@ class Dense(Layer):
                     self.bias_grad = backend.empty(self.bias.shape, self.dtype)
             backend.sum_rows(dz, out=self.bias_grad)
             if self.bias_regularizer is not None:
-                self.bias_regularizer.add_gradient(backend, self.bias, self.bias_grad, self.gradient_scale)
+                self.bias_regularizer.add_gradient(backend, self.bias, self.bias_grad, scale)
         return dx[0] if self._squeeze and dx is not None else dx
 
 

@@ -19,7 +19,9 @@ import numpy as np
 from ..backends.base import Array
 from ..initializers import get_rng
 from ..saving.serialization import register
+from .context import INFERENCE, ForwardContext
 from .elementwise import ElementwiseLayer
+from .fusion import MASK
 
 __all__ = ["Dropout"]
 
@@ -77,35 +79,31 @@ class Dropout(ElementwiseLayer):
         self._fused = False
 
     # -- computation -------------------------------------------------------------
-    def forward(
-        self,
-        x: Any,
-        *,
-        input_owned: bool = False,
-        output_private: bool = False,
-        logits: bool = False,
-        training: bool = False,
-        row_offset: int = 0,
-    ) -> Array:
-        """y (B, N) = x * mask / (1 - rate) when ``training`` (one device operation), else x itself.
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
+        """y (B, N) = x * mask / (1 - rate) when ``ctx.training`` (one device operation), else x itself.
 
-        ``row_offset``: the index of x's first row in the whole batch (a data-parallel rank's share).
-        ``logits`` does not concern dropout; ``input_owned`` / ``output_private`` as in Dense.forward
+        ``ctx.row_offset``: the index of x's first row in the whole batch (a data-parallel rank's
+        share). ``ctx.logits`` does not concern dropout; the ownership flags as in Dense.forward
         (backward reads neither x nor y, so only an input that is another layer's output is copied,
         and only when the caller would get it).
         """
         x_dev, squeeze = self.start_forward(x)
-        if not training or self.rate == 0.0:
-            return self.passed_on(x_dev, squeeze, input_owned, output_private)
+        if not ctx.training or self.rate == 0.0:
+            return self.passed_on(x_dev, squeeze, ctx)
         self._mask_step, self.step = self.step, self.step + 1
         y = self._buffers.get(self.backend, "y", x_dev.shape, self.dtype)
         # Element e of row r has Philox word (row_offset + r) * N + e: a data-parallel rank's rows
         # draw the mask one process would draw for them.
-        self._offset = row_offset * x_dev.shape[1]
+        self._offset = ctx.row_offset * x_dev.shape[1]
         self.backend.dropout_forward(x_dev, y, self.seed, self._mask_step, self.rate, self._offset)
         return y[0] if squeeze else y
 
-    fusable_dropout = True  # a Dense before it may run it inside its own pass (Dense.fuses_with)
+    fusion_settings = ("rate",)
+
+    def fusion_kind(self, training: bool) -> str | None:
+        """An active Dropout (training, rate > 0) is an elementwise mask (``fusion.MASK``): a layer
+        before it that takes one runs it in its own pass (``fused_mask``)."""
+        return MASK if training and self.rate > 0 else None
 
     def fused_mask(self, shape: tuple[int, ...], row_offset: int = 0) -> tuple[Array, int, int, float, int]:
         """A training forward run by the Dense before this layer: (this layer's output buffer (B, N),
@@ -124,7 +122,7 @@ class Dropout(ElementwiseLayer):
         x_dev, squeeze = self.device_input(x)
         return x_dev[0] if squeeze else x_dev
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
         """dx (B, N) = dy * mask / (1 - rate) with the last forward's mask, regenerated (one device
         operation); dy itself after a forward that was the identity. ``input_grad=False``: None."""
         dy_dev = self.device_dy(dy)

@@ -7,7 +7,7 @@ given, is that of the layer before it in a model (``take_input_dtype``), float32
 What forward returns follows Dense's rule: a backward never reads an array the caller holds, and
 the caller never gets an array that a backward reads. A layer that passes its input on unchanged
 therefore returns that very input, except where the input is another layer's output (the model
-says ``input_owned``) and the caller would get it (no ``output_private``): then a copy.
+says ``ctx.input_owned``) and the caller would get it (no ``ctx.output_private``): then a copy.
 """
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ import numpy as np
 
 from ..backends import Backend, get_backend, resolve_backend
 from ..backends.base import Array
-from ..validation import input_features
+from ..backends.validation import input_features
 from .base import Buffers, Layer
+from .context import ForwardContext
 from .dense import FLOAT_DTYPES
 
 __all__ = ["ElementwiseLayer", "optional_float_dtype"]
@@ -108,16 +109,16 @@ class ElementwiseLayer(Layer):
         self._out_shape, self._squeeze = tuple(x_dev.shape), squeeze
         return x_dev, squeeze
 
-    def passed_on(self, x: Array, squeeze: bool, input_owned: bool, output_private: bool) -> Array:
+    def passed_on(self, x: Array, squeeze: bool, ctx: ForwardContext) -> Array:
         """x (B, N) handed on unchanged (no device operation), or a copy where x is another layer's
         output that the caller would get (see the module docstring)."""
-        if input_owned and not output_private:
+        if ctx.input_owned and not ctx.output_private:
             x = self.backend.copy(x, out=self._buffers.get(self.backend, "y_out", x.shape, self.dtype))
         return x[0] if squeeze else x
 
-    def output(self, y: Array, squeeze: bool, output_private: bool) -> Array:
-        """The layer's own y (B, N) as forward returns it: a copy unless ``output_private``."""
-        if not output_private:
+    def output(self, y: Array, squeeze: bool, ctx: ForwardContext) -> Array:
+        """The layer's own y (B, N) as forward returns it: a copy unless ``ctx.output_private``."""
+        if not ctx.output_private:
             y = self.backend.copy(y, out=self._buffers.get(self.backend, "y_out", y.shape, self.dtype))
         return y[0] if squeeze else y
 

@@ -18,6 +18,7 @@ from ..backends import Backend, get_backend, resolve_backend
 from ..backends.base import Array
 from ..saving.serialization import register
 from .base import Buffers, Layer
+from .context import INFERENCE, ForwardContext
 
 __all__ = [
     "Add", "Average", "Concatenate", "Maximum", "Merge", "Minimum", "Multiply", "Subtract",
@@ -113,13 +114,12 @@ class Merge(Layer):
         self.check_shapes([tuple(a.shape) for a in arrays])
         return arrays
 
-    def forward(self, xs: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False,
-                training: bool = False, row_offset: int = 0) -> Array:
-        """y (B, N) from the list of inputs, keeping them for backward (copied unless ``input_owned``)."""
+    def forward(self, xs: Any, ctx: ForwardContext = INFERENCE) -> Array:
+        """y (B, N) from the list of inputs, keeping them for backward (copied unless ``ctx.input_owned``)."""
         arrays = self.inputs_of(xs)
         y = self.combine(arrays, self._buffers.get(self.backend, "y", self.out_shape(arrays), self.dtype))
-        self._xs = arrays if input_owned or not self.keeps_inputs else [self.backend.copy(a) for a in arrays]
-        return y if output_private else self.backend.copy(y)
+        self._xs = arrays if ctx.input_owned or not self.keeps_inputs else [self.backend.copy(a) for a in arrays]
+        return y if ctx.output_private else self.backend.copy(y)
 
     def infer(self, xs: Any, *, logits: bool = False) -> Array:
         arrays = self.inputs_of(xs)
@@ -130,7 +130,7 @@ class Merge(Layer):
 
     keeps_inputs = False  # whether backward reads the inputs (Multiply, Maximum, Minimum)
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> list[Array] | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> list[Array] | None:
         """[dx_i (B, N_i)] from dy (B, N)."""
         if self._xs is None:
             raise RuntimeError(f"backward called before forward on layer '{self.name}': run forward(x) first")
@@ -308,28 +308,16 @@ class Concatenate(Merge):
 
 
 # Keras's functional forms: ``layers.add([a, b])`` is ``layers.Add()([a, b])``.
-def add(inputs: Any, **kwargs: Any) -> Any:
-    return Add(**kwargs)(inputs)
+def _functional_form(cls: type[Layer]) -> Any:
+    def apply(inputs: Any, **kwargs: Any) -> Any:
+        return cls(**kwargs)(inputs)
+
+    apply.__name__ = apply.__qualname__ = cls.__name__.lower()
+    apply.__doc__ = f"``{apply.__name__}(inputs, **kwargs)`` is ``{cls.__name__}(**kwargs)(inputs)``."
+    return apply
 
 
-def subtract(inputs: Any, **kwargs: Any) -> Any:
-    return Subtract(**kwargs)(inputs)
-
-
-def multiply(inputs: Any, **kwargs: Any) -> Any:
-    return Multiply(**kwargs)(inputs)
-
-
-def average(inputs: Any, **kwargs: Any) -> Any:
-    return Average(**kwargs)(inputs)
-
-
-def maximum(inputs: Any, **kwargs: Any) -> Any:
-    return Maximum(**kwargs)(inputs)
-
-
-def minimum(inputs: Any, **kwargs: Any) -> Any:
-    return Minimum(**kwargs)(inputs)
+add, subtract, multiply, average, maximum, minimum = map(_functional_form, (Add, Subtract, Multiply, Average, Maximum, Minimum))
 
 
 def concatenate(inputs: Any, axis: int = -1, **kwargs: Any) -> Any:

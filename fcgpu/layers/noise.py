@@ -15,6 +15,7 @@ import numpy as np
 from ..backends.base import Array
 from ..initializers import get_rng
 from ..saving.serialization import register
+from .context import INFERENCE, ForwardContext
 from .elementwise import ElementwiseLayer
 from .variables import check_number
 
@@ -51,23 +52,22 @@ class GaussianNoise(ElementwiseLayer):
         if self.seed is None:
             self.seed = int(get_rng().integers(0, SEEDS, dtype=np.uint64))
 
-    def forward(self, x: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False,
-                training: bool = False, row_offset: int = 0) -> Array:
-        """y (B, N) = x + stddev * noise when ``training`` (one device operation), else x itself.
-        ``row_offset``: x's first row in the whole batch (a data-parallel rank's share)."""
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
+        """y (B, N) = x + stddev * noise when ``ctx.training`` (one device operation), else x itself.
+        ``ctx.row_offset``: x's first row in the whole batch (a data-parallel rank's share)."""
         x_dev, squeeze = self.start_forward(x)
-        if not training or self.stddev == 0.0:
-            return self.passed_on(x_dev, squeeze, input_owned, output_private)
+        if not ctx.training or self.stddev == 0.0:
+            return self.passed_on(x_dev, squeeze, ctx)
         step, self.step = self.step, self.step + 1
         y = self._buffers.get(self.backend, "y", x_dev.shape, self.dtype)
-        self.backend.gaussian_noise(x_dev, y, self.seed, step, self.stddev, row_offset * x_dev.shape[1])
-        return self.output(y, squeeze, output_private)
+        self.backend.gaussian_noise(x_dev, y, self.seed, step, self.stddev, ctx.row_offset * x_dev.shape[1])
+        return self.output(y, squeeze, ctx)
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         x_dev, squeeze = self.device_input(x)
         return x_dev[0] if squeeze else x_dev
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
         """dx = dy (no device operation); ``input_grad=False``: None."""
         dy_dev = self.device_dy(dy)
         return self.gradient(dy_dev) if input_grad else None

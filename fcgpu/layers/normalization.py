@@ -16,6 +16,7 @@ from typing import Any
 from .. import constraints, regularizers
 from ..backends.base import Array
 from ..saving.serialization import register
+from .context import INFERENCE, ForwardContext
 from .variables import VariableLayer, VariableSpec, check_axis, check_flag, check_number, initializer_entry
 
 __all__ = ["BatchNormalization", "LayerNormalization"]
@@ -68,9 +69,9 @@ class _Normalization(VariableLayer):
         super().release()
         self._x = None
 
-    def keep_input(self, x: Any, x_dev: Array, input_owned: bool) -> None:
+    def keep_input(self, x: Any, x_dev: Array, ctx: ForwardContext) -> None:
         """Keep x for backward: the layer's own copy where x is the caller's array."""
-        if not input_owned and self.borrowed(x, x_dev):
+        if not ctx.input_owned and self.borrowed(x, x_dev):
             x_dev = self.backend.copy(x_dev, out=self._buffers.get(self.backend, "x", x_dev.shape, self.dtype))
         self._x = x_dev
 
@@ -145,13 +146,12 @@ class BatchNormalization(_Normalization):
         return self.variable("beta")
 
     # -- computation -------------------------------------------------------------
-    def forward(self, x: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False,
-                training: bool = False, row_offset: int = 0) -> Array:
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
         """y (B, N) = (x - mean) / sqrt(var + epsilon) * gamma + beta: the batch's statistics (and
         the moving ones updated) when ``training``, else the moving statistics."""
         x_dev, squeeze = self.start_forward(x)
         b, n = self.backend, x_dev.shape[1]
-        training = training and self.trainable  # Keras: a frozen BatchNormalization runs in inference mode
+        training = ctx.training and self.trainable  # Keras: a frozen BatchNormalization runs in inference mode
         if training:
             mean = self._buffers.get(b, "mean", (n,), self.dtype)
             var = self._buffers.get(b, "var", (n,), self.dtype)
@@ -160,9 +160,9 @@ class BatchNormalization(_Normalization):
             mean, var = self.moving_mean, self.moving_variance
         y = self._buffers.get(b, "y", x_dev.shape, self.dtype)
         b.bn_forward(x_dev, mean, var, self.gamma, self.beta, self.epsilon, y)
-        self.keep_input(x, x_dev, input_owned)
+        self.keep_input(x, x_dev, ctx)
         self._stats, self._batch_stats = (mean, var), bool(training)
-        return self.output(y, squeeze, output_private)
+        return self.output(y, squeeze, ctx)
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         """y from the moving statistics, keeping nothing (predict, evaluate)."""
@@ -171,7 +171,7 @@ class BatchNormalization(_Normalization):
         self.backend.bn_forward(x_dev, self.moving_mean, self.moving_variance, self.gamma, self.beta, self.epsilon, y)
         return y[0] if squeeze else y
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
         """dx (B, N); gamma's gradient sum(dy * xhat) and beta's sum(dy) over the batch."""
         dy_dev = self.device_dy(dy)
         b = self.backend
@@ -179,7 +179,7 @@ class BatchNormalization(_Normalization):
         dx = self._buffers.get(b, "dx", dy_dev.shape, self.dtype) if input_grad else None
         mean, var = self._stats
         b.bn_backward(self._x, dy_dev, mean, var, self.gamma, self.epsilon, self._batch_stats, sdy, sdyx, dx)
-        self.add_regularization_gradients()
+        self.add_regularization_gradients(scale)
         return None if dx is None else self.gradient(dx)
 
 
@@ -220,26 +220,25 @@ class LayerNormalization(_Normalization):
         b.ln_forward(x_dev, self.gamma, self.beta, self.epsilon, y, mean, rstd)
         return y, mean, rstd
 
-    def forward(self, x: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False,
-                training: bool = False, row_offset: int = 0) -> Array:
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
         """y (B, N) = (x - mean_r) / sqrt(var_r + epsilon) * gamma + beta, row r's statistics."""
         x_dev, squeeze = self.start_forward(x)
         y, mean, rstd = self._normalize(x_dev, "y")
-        self.keep_input(x, x_dev, input_owned)
+        self.keep_input(x, x_dev, ctx)
         self._stats = (mean, rstd)
-        return self.output(y, squeeze, output_private)
+        return self.output(y, squeeze, ctx)
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         x_dev, squeeze = self.device_input(x)
         y, _, _ = self._normalize(x_dev, "y_infer")
         return y[0] if squeeze else y
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
         """dx (B, N); gamma's gradient sum(dy * xhat) and beta's sum(dy) over the rows."""
         dy_dev = self.device_dy(dy)
         sdy, sdyx = self.sums(dy_dev.shape[1])
         dx = self._buffers.get(self.backend, "dx", dy_dev.shape, self.dtype) if input_grad else None
         mean, rstd = self._stats
         self.backend.ln_backward(self._x, dy_dev, mean, rstd, self.gamma, sdy, sdyx, dx)
-        self.add_regularization_gradients()
+        self.add_regularization_gradients(scale)
         return None if dx is None else self.gradient(dx)

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..backends.base import Array
 from ..saving.serialization import register
-from ..validation import float_array
+from ..backends.validation import float_array
+from .context import INFERENCE, ForwardContext
 from .variables import VariableLayer, VariableSpec, check_axis, check_flag
 
 __all__ = ["Normalization"]
@@ -128,11 +129,10 @@ class Normalization(VariableLayer):
         self.variable("variance")[...] = self.backend.from_numpy(variance.astype(self.dtype))
         self.weights_changed()
 
-    def forward(self, x: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False,
-                training: bool = False, row_offset: int = 0) -> Array:
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
         x_dev, squeeze = self.start_forward(x)
         y = self._apply(x_dev, "y")
-        return self.output(y, squeeze, output_private)
+        return self.output(y, squeeze, ctx)
 
     def _apply(self, x_dev: Array, key: str) -> Array:
         mean, denom = self._constants
@@ -144,7 +144,7 @@ class Normalization(VariableLayer):
         y = self._apply(x_dev, "y_infer")
         return y[0] if squeeze else y
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
         """dx = dy / denominator (dy * denominator inverted); nothing trains."""
         dy_dev = self.device_dy(dy)
         if not input_grad:

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from ..backends.base import Array
 from ..saving.serialization import register
+from .context import INFERENCE, ForwardContext
 from .elementwise import ElementwiseLayer
 from .input import sample_shape
 
@@ -21,17 +22,16 @@ __all__ = ["Flatten", "Reshape"]
 class _ShapeLayer(ElementwiseLayer):
     """A layer whose output is its input (B, N), reported under another sample shape."""
 
-    def forward(self, x: Any, *, input_owned: bool = False, output_private: bool = False, logits: bool = False,
-                training: bool = False, row_offset: int = 0) -> Array:
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
         """y = x (B, N): no device operation (a copy only where another layer's output would reach the caller)."""
         x_dev, squeeze = self.start_forward(x)
-        return self.passed_on(x_dev, squeeze, input_owned, output_private)
+        return self.passed_on(x_dev, squeeze, ctx)
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         x_dev, squeeze = self.device_input(x)
         return x_dev[0] if squeeze else x_dev
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
         """dx = dy (B, N); None when ``input_grad`` is False."""
         dy_dev = self.device_dy(dy)
         return self.gradient(dy_dev) if input_grad else None

@@ -20,7 +20,7 @@ from .. import mixed_precision
 from ..backends import Backend, resolve_backend
 from ..backends.base import Array
 from ..initializers import get_initializer, serialize as serialize_initializer
-from ..validation import float_array
+from ..backends.validation import float_array
 from .elementwise import ElementwiseLayer
 
 __all__ = ["VariableLayer", "VariableSpec", "check_axis", "check_flag", "check_number", "initializer_entry", "refuse_half"]
@@ -79,8 +79,6 @@ class VariableLayer(ElementwiseLayer):
         self._vars: dict[str, Array] = {}
         self._grads: dict[str, Array | None] = {}
         self._grad_storage: dict[str, Array] = {}
-        # The factor the loss gradient carries (the trainer sets it): a penalty's gradient is scaled alike.
-        self.gradient_scale = 1.0
 
     # -- what a subclass declares ------------------------------------------------------------
     def variable_specs(self) -> list[VariableSpec]:
@@ -144,11 +142,13 @@ class VariableLayer(ElementwiseLayer):
             self._grads[key] = grad
         return grad
 
-    def add_regularization_gradients(self) -> None:
+    def add_regularization_gradients(self, scale: Any = 1.0) -> None:
+        """Add each regularized variable's penalty gradient, times ``scale`` (the factor the loss
+        gradient carries, backward's argument), into its gradient."""
         for spec in self.variable_specs():
             regularizer = spec.regularizer
             if spec.trainable and self.trainable and regularizer is not None and regularizer.active and self._grads.get(spec.name) is not None:
-                regularizer.add_gradient(self.backend, self._vars[spec.name], self._grads[spec.name], self.gradient_scale)
+                regularizer.add_gradient(self.backend, self._vars[spec.name], self._grads[spec.name], scale)
 
     def regularization_loss(self, scale: float = 1.0) -> Any:
         total = None

@@ -20,11 +20,13 @@ from ..backends import Backend, get_backend
 from ..backends.base import Array
 from ..layers import Layer
 from ..layers.base import trainable_flag
+from ..layers.context import INFERENCE, TRAINING
+from ..layers.fusion import Plan, plan_chain
 from ..layers.symbolic import is_symbolic
 from ..interop.keras_config import UnsupportedKeras, model_from_keras
 from ..saving import save_model
 from ..saving.serialization import deserialize
-from ..validation import float_array
+from ..backends.validation import float_array
 from ..training import Trainer
 from . import summary as summary_module
 
@@ -131,6 +133,26 @@ class Model(Trainer, Layer):
         for layer in self.compute_layers:
             layer.trainable = flag
         self._trainable = flag
+
+    # -- fusion plans --------------------------------------------------------------------
+    #: The plan the last forward ran (its backward runs the same groups); None before one.
+    forward_plan: Plan | None = None
+    _chain_plans: dict[bool, Plan] | None = None
+
+    def chain_plan(self, chain: list[Layer], training: bool) -> Plan:
+        """The fusion plan (``layers.fusion``) of ``chain`` for a forward with ``training``: the one
+        made before while it still holds (same layers, switch and fusion settings), else a new one."""
+        plans = self._chain_plans
+        if plans is None:
+            plans = self._chain_plans = {}
+        plan = plans.get(training)
+        if plan is None or not plan.current(chain):
+            plan = plans[training] = plan_chain(chain, training)
+        return plan
+
+    def fusion_plan(self, training: bool) -> Plan | None:
+        """The plan of the model's layers where they form a chain, else None (a graph runs node by node)."""
+        return None
 
     def _require_layers(self) -> None:
         if not self.compute_layers:  # noqa: SIM102
@@ -390,7 +412,7 @@ class Model(Trainer, Layer):
             x = self.host_inputs(x)
         elif np.ndim(x) > 2 and self.flattens_input():
             x = x.reshape(x.shape[0], -1)
-        return self.structure_outputs(self.forward(x, training=bool(training)))
+        return self.structure_outputs(self.forward(x, TRAINING if training else INFERENCE))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, weights, and compile settings with optimizer state to ``path`` (see fcgpu.saving).

@@ -27,6 +27,8 @@ from .. import optimizers as optimizers_module
 from ..training.metric_state import restorable
 from ..training.outputs import OutputMetric, compile_outputs
 from .base import Model
+from ..layers.context import INFERENCE, ForwardContext
+from ..layers.fusion import Plan
 from .sequential import backward_chain, forward_chain, infer_chain
 
 __all__ = ["Functional"]
@@ -304,6 +306,7 @@ class Functional(Model):
             ],
             "input_layers": [t.layer.name for t in self._inputs],
             "output_layers": [t.layer.name for t in self._outputs],
+            **({"output_keys": list(self._output_keys)} if self._output_keys is not None else {}),
             **({"trainable": False} if not self.trainable else {}),
         }
 
@@ -323,7 +326,9 @@ class Functional(Model):
             tensors[layer.name] = layer(inbound if layer.input_count != 1 else inbound[0])
         inputs = [tensors[name] for name in config["input_layers"]]
         outputs = [tensors[name] for name in config["output_layers"]]
-        model = cls(inputs, outputs[0] if len(outputs) == 1 else outputs, name=config.get("name"))
+        keys = config.get("output_keys")  # outputs made as a dict: its keys, in output order
+        structured = dict(zip(keys, outputs)) if keys is not None else outputs[0] if len(outputs) == 1 else outputs
+        model = cls(inputs, structured, name=config.get("name"))
         if config.get("trainable", True) is False:
             model._trainable = False  # the layers' own configs carry their flags
         return model
@@ -340,43 +345,34 @@ class Functional(Model):
         x = backend.asarray(x, self.input_dtype, "x")
         return [backend.copy(x[:, a:b]) for a, b in self._columns], True
 
-    def forward(
-        self,
-        x: Any,
-        *,
-        input_owned: bool = False,
-        output_private: bool = False,
-        logits: bool = False,
-        training: bool = False,
-        row_offset: int = 0,
-    ) -> Array:
-        """y (B, N) from x (B, M) (several inputs side by side), keeping what backward needs; the
-        keywords as ``Sequential.forward``."""
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
+        """y (B, N) from x (B, M) (several inputs side by side), keeping what backward needs; ``ctx``
+        as ``Sequential.forward``'s. A chain runs by its fusion plan, a graph node by node."""
         self.release_loss()
         if self._chain is not None:
-            return forward_chain(self._chain, x, input_owned=input_owned, output_private=output_private,
-                                 logits=logits, training=training, row_offset=row_offset)
+            plan = ctx.plan or self.chain_plan(self._chain, ctx.training)
+            self.forward_plan = plan
+            return forward_chain(plan, x, ctx)
         for layer in self.compute_layers:
             layer.release()
         values: list[Any] = [None] * len(self._tensors)
-        parts, owned = self._input_values(x, input_owned)
+        parts, owned = self._input_values(x, ctx.input_owned)
         for s, part in zip(self._input_slots, parts):
             values[s] = part
         inputs = set(self._input_slots)
-        on_logits = self._logits_by_slot(logits)
+        on_logits = self._logits_by_slot(ctx.logits)
         single = len(self._outputs) == 1
         for node in self._nodes:
             args = [values[s] for s in node.inputs]
             last = single and node.output == self._output_slot
-            values[node.output] = node.layer.forward(
-                args if node.layer.input_count != 1 else args[0],
-                input_owned=owned or not inputs.intersection(node.inputs),
-                output_private=output_private or not last,
-                logits=on_logits.get(node.output, False),
-                training=training,
-                row_offset=row_offset,
-            )
+            node_ctx = ctx.variant(owned or not inputs.intersection(node.inputs), ctx.output_private or not last,
+                                   on_logits.get(node.output, False))
+            values[node.output] = node.layer.forward(args if node.layer.input_count != 1 else args[0], node_ctx)
         return values[self._output_slot] if single else self._joined(values, "y")
+
+    def fusion_plan(self, training: bool) -> Plan | None:
+        """The plan of the layers where the graph is a chain (cached, ``Model.chain_plan``), else None."""
+        return None if self._chain is None else self.chain_plan(self._chain, training)
 
     def _logits_by_slot(self, logits: Any) -> dict[int, bool]:
         """{output slot: whether its layer stops before its activation}: ``logits`` is one bool, or
@@ -410,11 +406,13 @@ class Functional(Model):
             return values[self._output_slot]
         return self.backend.copy(self._joined(values, "y_infer"))
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
         """dx (B, M) from dy = dL/dy (B, N); sets every layer's gradients. A tensor read by several
-        layers gets the sum of their gradients. ``input_grad=False`` skips the inputs' gradients."""
+        layers gets the sum of their gradients. ``input_grad=False`` skips the inputs' gradients;
+        ``scale``: the factor the weight penalties' gradients take."""
         if self._chain is not None:
-            return backward_chain(self._chain, dy, input_grad=input_grad)
+            plan = self.forward_plan or self.chain_plan(self._chain, False)
+            return backward_chain(plan, dy, input_grad=input_grad, scale=scale)
         grads: list[Any] = [None] * len(self._tensors)
         if len(self._outputs) == 1:
             grads[self._output_slot] = dy
@@ -428,7 +426,7 @@ class Functional(Model):
         for node in reversed(self._nodes):
             g = grads[node.output]
             wanted = input_grad or not inputs.issuperset(node.inputs)
-            result = node.layer.backward(g, input_grad=wanted)
+            result = node.layer.backward(g, input_grad=wanted, scale=scale)
             if not wanted:
                 continue
             for s, d in zip(node.inputs, result if node.layer.input_count != 1 else [result]):
@@ -468,9 +466,15 @@ def _input_list(inputs: Any) -> list[Input]:
 
 
 def _output_list(outputs: Any) -> tuple[list[KerasTensor], list[str] | None]:
-    """(the output tensors in order, their dict keys where ``outputs`` is a dict)."""
-    keys = list(outputs) if isinstance(outputs, dict) else None
-    given = list(outputs.values()) if isinstance(outputs, dict) else list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    """(the output tensors in order, their dict keys where ``outputs`` is a dict). A dict's outputs are
+    in the order of its sorted keys, as Keras flattens them (its ``outputs``, and the order of its
+    layers and weights, which Keras files follow)."""
+    keys = None
+    if isinstance(outputs, dict):
+        if not all(isinstance(k, str) and k for k in outputs):
+            raise TypeError(f"outputs: a dict of outputs is keyed by names (str), got keys {list(outputs)!r}")
+        keys = sorted(outputs)
+    given = [outputs[k] for k in keys] if keys is not None else list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
     if not all(isinstance(t, KerasTensor) for t in given) or not given:
         raise TypeError(f"outputs: expected the tensor a layer call returned, got {outputs!r}")
     if len({id(t) for t in given}) != len(given):
@@ -480,5 +484,5 @@ def _output_list(outputs: Any) -> tuple[list[KerasTensor], list[str] | None]:
 
 def _activation_name(layer: Layer) -> str:
     """The activation an output layer ends with (Dense, Activation), 'linear' for other layers."""
-    activation = getattr(layer, "activation", None)
+    activation = layer.activation
     return activation.name if activation is not None else "linear"

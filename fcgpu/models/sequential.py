@@ -18,8 +18,10 @@ from ..backends import Backend, get_backend, resolve_backend, use_backend
 from ..backends.base import Array
 from ..initializers import get_rng
 from ..layers import Input, Layer
+from ..layers.context import INFERENCE, ForwardContext
+from ..layers.fusion import Plan
 from ..saving.serialization import deserialize, register
-from ..validation import input_features
+from ..backends.validation import input_features
 from .base import Model
 
 __all__ = ["Sequential", "backward_chain", "forward_chain", "infer_chain"]
@@ -294,31 +296,22 @@ class Sequential(Model):
         return f"Sequential(name={self.name!r}, layers={self._layers!r})"
 
     # -- computation -------------------------------------------------------------
-    def forward(
-        self,
-        x: Any,
-        *,
-        input_owned: bool = False,
-        output_private: bool = False,
-        logits: bool = False,
-        training: bool = False,
-        row_offset: int = 0,
-    ) -> Array:
-        """y (B, N_last) from x (B, M): every layer in turn; builds the model on the first call.
-
-        As ``Dense.forward``: x and the returned y are copied where backward would otherwise read
-        the caller's array, unless ``input_owned`` / ``output_private`` say nobody else sees them.
-        ``logits=True``: the last layer stops before its activation. ``training=True`` (fit and
-        train_step) turns on what only acts in training, such as dropout; ``row_offset`` is the index
-        of x's first row in the whole batch (a data-parallel rank's share: its dropout masks).
-        """
+    def forward(self, x: Any, ctx: ForwardContext = INFERENCE) -> Array:
+        """y (B, N_last) from x (B, M): every layer in turn, by the fusion plan (``layers.fusion``);
+        builds the model on the first call. ``ctx`` (``layers.context.ForwardContext``): training or
+        not, logits, the rows' offset, and who owns x and y (as ``Dense.forward``)."""
         layers = self._layers
         if not layers or not layers[-1].built:  # built in order: the last one built, all are
             self._require_layers()
             self._build_for(x)
         self.release_loss()
-        return forward_chain(self._layers, x, input_owned=input_owned, output_private=output_private,
-                             logits=logits, training=training, row_offset=row_offset)
+        plan = ctx.plan or self.chain_plan(layers, ctx.training)
+        self.forward_plan = plan
+        return forward_chain(plan, x, ctx)
+
+    def fusion_plan(self, training: bool) -> Plan:
+        """The plan of the layers for a forward with ``training`` (cached, ``Model.chain_plan``)."""
+        return self.chain_plan(self._layers, training)
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         """y (B, N_last) from x (B, M) without keeping anything for backward: inference (predict,
@@ -333,14 +326,19 @@ class Sequential(Model):
             if len(width) in (1, 2):
                 self.build(width[-1])
 
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Array | None:
-        """dx (B, M) from dy = dL/dy (B, N_last); sets every layer's gradients.
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
+        """dx (B, M) from dy = dL/dy (B, N_last); sets every layer's gradients, by the plan of the
+        last forward.
 
-        ``input_grad=False`` skips the first layer's input gradient (training does not need it).
+        ``input_grad=False`` skips the first layer's input gradient (training does not need it);
+        ``scale``: the factor the weight penalties' gradients take (the loss's: its loss scale).
         """
         if not self._layers:
             self._require_layers()
-        return backward_chain(self._layers, dy, input_grad=input_grad)
+        plan = self.forward_plan
+        if plan is None:
+            plan = self.chain_plan(self._layers, False)
+        return backward_chain(plan, dy, input_grad=input_grad, scale=scale)
 
     def to(self, backend: str | Backend) -> "Sequential":
         """Move parameters, gradients and optimizer state to 'numpy' | 'cupy' | 'auto' (or a Backend)."""
@@ -371,52 +369,27 @@ def _same_backend(first: Layer, layer: Layer, name: str) -> None:
 
 
 # -- a chain of layers: the fast path of Sequential and of a functional chain ---------------
-# Fusion is decided here, by the layers' declared ``fuses_with``: a Dense followed by an active
-# Dropout in a training forward runs as one kernel forward and one backward.
-def forward_chain(
-    layers: Sequence[Layer],
-    x: Any,
-    *,
-    input_owned: bool = False,
-    output_private: bool = False,
-    logits: bool = False,
-    training: bool = False,
-    row_offset: int = 0,
-) -> Array:
-    """y (B, N_last) from x (B, M): every layer in turn, keeping what backward needs.
+# These execute a plan (``layers.fusion.Plan``) and decide nothing: which layers run as one pass
+# (a Dense and the active Dropout after it, in training) is the planner's, made once per layout.
+def forward_chain(plan: Plan, x: Any, ctx: ForwardContext) -> Array:
+    """y (B, N_last) from x (B, M): each group of ``plan`` in turn, keeping what backward needs.
 
-    As ``Dense.forward``: x and the returned y are copied where backward would otherwise read
-    the caller's array, unless ``input_owned`` / ``output_private`` say nobody else sees them.
-    ``logits=True``: the last layer stops before its activation. ``training=True`` turns on what
-    only acts in training, such as dropout; ``row_offset`` is the index of x's first row in the
-    whole batch (a data-parallel rank's share: its dropout masks).
+    ``ctx`` as ``Sequential.forward``'s: the first group gets x as the caller owns it, the last
+    gives y as the caller wants it (and stops before its activation for ``ctx.logits``); the
+    arrays between them are private (``ForwardContext.links``).
     """
-    for layer in layers:
+    for layer in plan.layers:
         # A layer's cached input is the previous layer's output buffer; dropping all of them
         # first lets every layer write into its own buffer again instead of allocating.
         layer.release()
-    h, last, i = x, len(layers) - 1, 0
-    while i <= last:
-        layer = layers[i]
-        # A Dense followed by an active Dropout in training: one pass for both (Dense.fuses_with).
-        if training and i < last and not (logits and i + 1 == last) and layer.fuses_with(layers[i + 1]):
-            h = layer.forward(h, input_owned=input_owned or i > 0, output_private=True, training=True,
-                              row_offset=row_offset, dropout=layers[i + 1])
-            i += 1  # the Dropout's output: copied only where the caller gets it
-            if not (output_private or i < last):
-                h = layer.backend.copy(h)
-            i += 1
-            continue
-        h = layer.forward(
-            h,
-            input_owned=input_owned or i > 0,
-            output_private=output_private or i < last,
-            logits=logits and i == last,
-            training=training,
-            row_offset=row_offset,
-        )
-        i += 1
-    return h
+    groups = plan.groups
+    only, first, middle, last = ctx.links
+    if len(groups) == 1:
+        return groups[0].forward(x, only)
+    h = groups[0].forward(x, first)
+    for group in groups[1:-1]:
+        h = group.forward(h, middle)
+    return groups[-1].forward(h, last)
 
 
 def infer_chain(layers: Sequence[Layer], x: Any, *, logits: bool = False) -> Array:
@@ -427,10 +400,12 @@ def infer_chain(layers: Sequence[Layer], x: Any, *, logits: bool = False) -> Arr
     return h
 
 
-def backward_chain(layers: Sequence[Layer], dy: Any, *, input_grad: bool = True) -> Array | None:
-    """dx (B, M) from dy = dL/dy (B, N_last); sets every layer's gradients. ``input_grad=False``
-    skips the first layer's input gradient (training does not need it)."""
+def backward_chain(plan: Plan, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
+    """dx (B, M) from dy = dL/dy (B, N_last): each group of ``plan`` backwards; sets every layer's
+    gradients. ``input_grad=False`` skips the first group's input gradient (training does not need
+    it); ``scale``: the factor the weight penalties' gradients take."""
+    groups = plan.groups
     g = dy
-    for i in range(len(layers) - 1, -1, -1):
-        g = layers[i].backward(g, input_grad=input_grad or i > 0)
-    return g
+    for i in range(len(groups) - 1, 0, -1):
+        g = groups[i].backward(g, input_grad=True, scale=scale)
+    return groups[0].backward(g, input_grad=input_grad, scale=scale)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from ..validation import positive_int
+from ..backends.validation import positive_int
 
 __all__ = ["print_summary"]
 

@@ -23,29 +23,46 @@ import numpy as np
 from ..backends import Backend, resolve_backend, to_numpy
 from ..constraints import bound_constraints
 from ..backends.base import Array
+from ..backends.params import FlatParameters
 from . import schedules
 from .arguments import check_number, checked_rate, one_of
 from .clipping import CLIP_ARGUMENTS, ClipPlan, check_clipping
 from .ema import EMA_SLOT, check_ema, ema_config, ema_update, finalize
 from .schedules import LearningRateSchedule
 
-__all__ = ["Optimizer", "check_number", "layers_of", "one_of", "state_dtype"]
+__all__ = ["Optimizer", "check_number", "flat_of", "layers_of", "one_of", "state_dtype"]
+
+
+def _layer_class() -> type:
+    """``fcgpu.layers.base.Layer``, imported when first asked: layers import the mixed-precision
+    module, which imports the optimizers."""
+    from ..layers.base import Layer
+
+    return Layer
+
+
+def _half_copies(layer: Any) -> dict[str, Array]:
+    return layer.half_copies()
 
 
 def layers_of(target: Any) -> list[Any]:
     """The layers of a model, a layer or a list of layers."""
-    if hasattr(target, "layers"):
-        return list(target.layers)
-    if hasattr(target, "parameters"):
-        return [target]
+    Layer = _layer_class()
+    if isinstance(target, Layer):
+        return list(target.sublayers()) or [target]
     try:
         layers = list(target)
     except TypeError:
         raise TypeError(f"model_or_layers: expected a model, a layer or a list of layers, got {type(target).__name__}") from None
     for layer in layers:
-        if not hasattr(layer, "parameters"):
+        if not isinstance(layer, Layer):
             raise TypeError(f"model_or_layers: expected layers, got a {type(layer).__name__}")
     return layers
+
+
+def flat_of(target: Any) -> FlatParameters | None:
+    """A model's flat parameter buffers; None for a layer or a list of layers."""
+    return target.flat_parameters() if isinstance(target, _layer_class()) else None
 
 
 def state_dtype(param_dtype: Any) -> np.dtype:
@@ -53,12 +70,6 @@ def state_dtype(param_dtype: Any) -> np.dtype:
     float16 second moment underflows for gradients below ~5e-3), else the parameter's own."""
     dtype = np.dtype(param_dtype)
     return np.dtype(np.float32) if dtype.itemsize < 4 and dtype.kind in "fV" else dtype
-
-
-def _half_copies(layer: Any) -> dict[str, Array]:
-    """A mixed-precision layer's half copies of its parameters by name ({} for other layers)."""
-    copies = getattr(layer, "half_copies", None)
-    return copies() if callable(copies) else {}
 
 
 def _mixed_arguments(half: Array | None, unscale: float, guard: Array | None = None) -> dict[str, Any]:
@@ -86,6 +97,7 @@ class Optimizer:
     """
 
     _slots: tuple[str, ...] = ()
+    reduces_gradients = False  # True for a wrapper whose update first all-reduces the gradients
     default_learning_rate = 0.001
 
     def __init__(
@@ -208,9 +220,8 @@ class Optimizer:
         update applies (``Backend.sgd_update``).
         """
         lr = self.learning_rate
-        flat_parameters = getattr(model_or_layers, "flat_parameters", None)
-        flat = flat_parameters() if callable(flat_parameters) else None
-        if flat is not None and self._step_flat(flat, list(model_or_layers.layers), unscale, guard):
+        flat = flat_of(model_or_layers)
+        if flat is not None and self._step_flat(flat, layers_of(model_or_layers), unscale, guard):
             return
         if guard is not None:
             raise RuntimeError("optimizer: a device-guarded step needs the model's flat buffers (flat_step_ready)")
@@ -233,13 +244,13 @@ class Optimizer:
         for k, ((layer, name, param, grad), state) in enumerate(zip(entries, states)):
             self._owners[name] = weakref.ref(layer)
             step = self.steps.get(name, 0) + 1
-            mixed = _mixed_arguments(_half_copies(layer).get(name), unscale)
+            mixed = _mixed_arguments(layer.half_copies().get(name), unscale)
             if clip is not None:
                 mixed["clip"] = clip.arguments[k]
             self._update(layer.backend, param, grad, state, step, lr, **mixed)
             self.steps[name] = step
         if self.use_ema:
-            ema_update(self, [(layer.backend, param, state[EMA_SLOT], _half_copies(layer).get(name))
+            ema_update(self, [(layer.backend, param, state[EMA_SLOT], layer.half_copies().get(name))
                               for (layer, name, param, _), state in zip(entries, states)], self.iterations)
         for constraint, backend, param, half in bound_constraints([e[:3] for e in entries], _half_copies):
             constraint.apply(backend, param, half)
@@ -350,7 +361,7 @@ class Optimizer:
     def finalize_variable_values(self, model_or_layers: Any) -> None:
         """With ``use_ema``, every weight of ``model_or_layers`` overwritten by its moving average
         (Keras's; ``fit`` calls it at its end); nothing otherwise."""
-        finalize(self, [(name, param, _half_copies(layer).get(name))
+        finalize(self, [(name, param, layer.half_copies().get(name))
                         for layer in layers_of(model_or_layers) for name, param, _ in layer.parameters()])
 
     def state_slots(self) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..backends import to_numpy
 from ..backends.base import Backend
-from .base import Optimizer, check_number, layers_of
+from .base import Optimizer, check_number, flat_of, layers_of
 
 __all__ = ["LossScaleOptimizer"]
 
@@ -46,6 +46,9 @@ class LossScaleOptimizer(Optimizer):
     def __init__(self, inner: Optimizer, initial_scale: float = 2.0**15, dynamic_growth_steps: int = 2000) -> None:
         if not isinstance(inner, Optimizer) or isinstance(inner, LossScaleOptimizer):
             raise TypeError(f"inner: expected an optimizer (not a LossScaleOptimizer), got {inner!r}")
+        if inner.reduces_gradients:  # the overflow check would read unreduced gradients
+            raise TypeError("inner: an AllReduceOptimizer goes around the LossScaleOptimizer, not inside it: "
+                            "AllReduceOptimizer(LossScaleOptimizer(opt)), so that every rank skips alike")
         self.inner = inner
         self.initial_scale = check_number(initial_scale, "initial_scale", 1.0)
         if isinstance(dynamic_growth_steps, bool) or not isinstance(dynamic_growth_steps, (int, np.integer)) or dynamic_growth_steps < 1:
@@ -248,8 +251,7 @@ class LossScaleOptimizer(Optimizer):
     def step(self, model_or_layers: Any, *, unscale: float = 1.0) -> None:
         """Apply the inner optimizer's update with the gradients unscaled, or skip a non-finite
         step: decided on the device for a model's flat buffers, on the host otherwise."""
-        flat_parameters = getattr(model_or_layers, "flat_parameters", None)
-        flat = flat_parameters() if callable(flat_parameters) else None
+        flat = flat_of(model_or_layers)
         if unscale != 1.0 or not self.inner.flat_step_ready(flat):
             self._host_step(model_or_layers, unscale)
             return
@@ -277,8 +279,7 @@ class LossScaleOptimizer(Optimizer):
 
     def _grads_finite(self, model_or_layers: Any) -> bool:
         """One reduction per gradient buffer (one for a float32-master model) and one host read."""
-        flat_parameters = getattr(model_or_layers, "flat_parameters", None)
-        flat = flat_parameters() if callable(flat_parameters) else None
+        flat = flat_of(model_or_layers)
         if flat is not None and flat.grads_ready():
             checks = [flat.backend.all_finite(g) for g in flat.grads.values()]
         else:

@@ -46,8 +46,15 @@ def _name(value: Any) -> str:
     return value
 
 
+def _flag(value: Any, argument: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{argument}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 class LearningRateSchedule(ConfigObject):
-    """Base class: ``schedule(step)`` is the learning rate at iteration ``step`` (a float)."""
+    """Base class: ``schedule(step)`` is the learning rate at iteration ``step`` (a float). Its config
+    is its constructor's arguments, kept under their own names (``ConfigObject.get_config``)."""
 
     def __call__(self, step: int) -> float:
         raise NotImplementedError(f"learning-rate schedule {type(self).__name__} must define __call__(step)")
@@ -67,9 +74,7 @@ class ExponentialDecay(LearningRateSchedule):
         self.initial_learning_rate = _finite(initial_learning_rate, "initial_learning_rate", 0.0)
         self.decay_steps = _finite(decay_steps, "decay_steps", 0.0, low_open=True)
         self.decay_rate = _finite(decay_rate, "decay_rate", 0.0)
-        if not isinstance(staircase, (bool, np.bool_)):
-            raise TypeError(f"staircase: expected True or False, got {staircase!r}")
-        self.staircase = bool(staircase)
+        self.staircase = _flag(staircase, "staircase")
         self.name = _name(name)
 
     def __call__(self, step: int) -> float:
@@ -77,15 +82,6 @@ class ExponentialDecay(LearningRateSchedule):
         if self.staircase:
             p = math.floor(p)
         return self.initial_learning_rate * self.decay_rate**p
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-            "name": self.name,
-        }
 
 
 class CosineDecay(LearningRateSchedule):
@@ -122,16 +118,6 @@ class CosineDecay(LearningRateSchedule):
             return (self.warmup_target - self.initial_learning_rate) * fraction + self.initial_learning_rate
         return self._decayed(step - self.warmup_steps, self.warmup_target)
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "alpha": self.alpha,
-            "name": self.name,
-            "warmup_target": self.warmup_target,
-            "warmup_steps": self.warmup_steps,
-        }
-
 
 class PiecewiseConstantDecay(LearningRateSchedule):
     """values[0] while step <= boundaries[0], values[i] while boundaries[i-1] < step <= boundaries[i],
@@ -159,15 +145,6 @@ class PiecewiseConstantDecay(LearningRateSchedule):
             if step <= boundary:
                 return value
         return self.values[-1]
-
-    def get_config(self) -> dict[str, Any]:
-        return {"boundaries": list(self.boundaries), "values": list(self.values), "name": self.name}
-
-
-def _flag(value: Any, argument: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{argument}: expected True or False, got {value!r}")
-    return bool(value)
 
 
 class PolynomialDecay(LearningRateSchedule):
@@ -200,16 +177,6 @@ class PolynomialDecay(LearningRateSchedule):
         p = step / decay_steps
         return (self.initial_learning_rate - self.end_learning_rate) * (1.0 - p) ** self.power + self.end_learning_rate
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "end_learning_rate": self.end_learning_rate,
-            "power": self.power,
-            "cycle": self.cycle,
-            "name": self.name,
-        }
-
 
 class InverseTimeDecay(LearningRateSchedule):
     """initial_learning_rate / (1 + decay_rate * step / decay_steps), the quotient floored when ``staircase``."""
@@ -233,15 +200,6 @@ class InverseTimeDecay(LearningRateSchedule):
         if self.staircase:
             p = math.floor(p)
         return self.initial_learning_rate / (1.0 + self.decay_rate * p)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-            "name": self.name,
-        }
 
 
 class CosineDecayRestarts(LearningRateSchedule):
@@ -276,16 +234,6 @@ class CosineDecayRestarts(LearningRateSchedule):
             fraction = (fraction - done) / self.t_mul**restart
         cosine = 0.5 * self.m_mul**restart * (1.0 + math.cos(math.pi * fraction))
         return self.initial_learning_rate * ((1.0 - self.alpha) * cosine + self.alpha)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "first_decay_steps": self.first_decay_steps,
-            "t_mul": self.t_mul,
-            "m_mul": self.m_mul,
-            "alpha": self.alpha,
-            "name": self.name,
-        }
 
 
 _SCHEDULES: dict[str, type[LearningRateSchedule]] = {

@@ -2,6 +2,7 @@
 by ``from_config(get_config())``, shown and compared through their config."""
 from __future__ import annotations
 
+import inspect
 from typing import Any, TypeVar
 
 __all__ = ["ConfigObject"]
@@ -10,10 +11,13 @@ C = TypeVar("C", bound="ConfigObject")
 
 
 class ConfigObject:
-    """``get_config()`` (the constructor's arguments, JSON-ready) is the whole object."""
+    """``get_config()`` (the constructor's arguments, JSON-ready) is the whole object. By default
+    the object keeps each argument of its constructor under the argument's name, and the config is
+    those attributes in the constructor's order (lists and tuples as lists)."""
 
     def get_config(self) -> dict[str, Any]:
-        raise NotImplementedError(f"{type(self).__name__} must define get_config()")
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {n: list(v) if isinstance(v := getattr(self, n), tuple) else v for n in names}
 
     @classmethod
     def from_config(cls: type[C], config: dict[str, Any]) -> C:

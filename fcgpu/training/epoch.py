@@ -4,7 +4,7 @@
 batch's sums into a row of a device array that is read, not reduced on the device, a few times an
 epoch (every batch only when a callback has a batch hook); ``evaluate_arrays`` runs inference over
 device arrays. Both call the callbacks' hooks as Keras's loops do. What they use of the model:
-``backend``, ``accumulate_batch``, ``step_share``, ``infer``, ``output_loss``, ``metric_columns``,
+``backend``, ``accumulate_batch`` (through ``fcgpu.distributed.step_share`` on N ranks), ``infer``, ``output_loss``, ``metric_columns``,
 ``update_metrics``, ``bind_metrics``, ``add_regularization``, ``logs_from``, ``metric_objects``, ``stop_training``.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from .. import callbacks as callbacks_module
 from .. import distributed
 from ..backends.base import Array
+from ..distributed.data_parallel import step_share
 
 __all__ = ["run_epoch", "evaluate_arrays", "evaluate_batch", "keras_values", "verbosity", "progress_bar"]
 
@@ -67,7 +68,7 @@ def run_epoch(
             model.accumulate_batch(xe[batch.start : batch.stop], ye[batch.start : batch.stop], sums[step - 1],
                                    sample_weight=weights)
         else:
-            model.step_share(xe, ye, sums[step - 1], batch.start, batch.stop, batch.rows, spare, we)
+            step_share(model, xe, ye, sums[step - 1], batch.start, batch.stop, batch.rows, spare, we)
         seen += batch.rows
         if bar is not None:
             bar.update(1)

@@ -216,7 +216,7 @@ def _accuracy_for(loss: Loss, width: int) -> metrics_module.Metric:
     """'accuracy' for one output, as Keras resolves it from the labels and predictions."""
     if width == 1:
         return metrics_module.BinaryAccuracy(name="accuracy")
-    if "sparse" in type(loss).__name__.lower() or getattr(loss, "labels", None) == "ids":
+    if "sparse" in type(loss).__name__.lower():
         return metrics_module.SparseCategoricalAccuracy(name="accuracy")
     return metrics_module.CategoricalAccuracy(name="accuracy")
 

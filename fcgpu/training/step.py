@@ -1,12 +1,17 @@
 """The training step, read top to bottom (``accumulate_batch``), and what it is bound to (``StepBinding``).
 
-One step: forward -> the loss's fused step (the loss scale an argument) -> backward -> (all-reduce)
--> the optimizer's update of the flat buffers it is bound to. Everything the step needs that does
-not change from one step to the next (the loss and whether it takes logits, the fused correct
-count, the layers with weight penalties, the flat parameters, the optimizer bound to them and the
-loss scale's device state) is decided once, when the step is bound, and bound again only when the
-layout changes: a layer rebuilt, renamed, added, popped or moved, or a new loss, optimizer or
-metrics (``compile``). ``Trainer`` (and so the model class) inherits ``TrainingStep``.
+One step: forward -> the loss's fused step (the loss scale an argument) -> backward -> the
+optimizer's update of the flat buffers it is bound to. Data parallel, the optimizer updating is the
+all-reduce wrapper around the compiled one (``fcgpu.distributed.AllReduceOptimizer``, made by
+``all_reducing`` when the world has more than one rank): its update averages the gradients over the
+ranks first; in a world of one it is the compiled optimizer, and the step is the same as without
+data parallelism. Everything the step needs that does not change from one step to the next (the
+loss and whether it takes logits, the fused correct count, the layers with weight penalties, the
+flat parameters, the optimizer bound to them, the loss scale's device state, the fusion plan and the
+forward's contexts) is decided once, when the step is bound, and bound again only when the layout
+changes: a layer rebuilt, renamed, added, popped or moved, a setting the fusion plan read or the
+fusion switch, a new loss, optimizer or metrics (``compile``), or another world. ``Trainer`` (and so
+the model class) inherits ``TrainingStep``.
 """
 from __future__ import annotations
 
@@ -15,8 +20,12 @@ from typing import Any
 import numpy as np
 
 from ..backends.base import Array, Scalar
+from ..config import settings
+from ..distributed.allreduce import AllReduceOptimizer, all_reducing
 from ..distributed.communicator import World
+from ..layers.context import ForwardContext
 from ..optimizers import LossScaleOptimizer, Optimizer
+from ..distributed.data_parallel import train_global_batch
 
 __all__ = ["StepBinding", "TrainingStep"]
 
@@ -38,22 +47,44 @@ class StepBinding:
         self.count = any(m.fused_with_loss for m in self.metrics)
         self.other_metrics = len(self.metrics) > self.count
         self.columns = model.metric_columns()
+        # What updates: the compiled optimizer, or on N ranks the all-reduce around it.
+        self.world = World.current
+        self.update = update = all_reducing(self.optimizer, self.world)
+        self.all_reduce = update if isinstance(update, AllReduceOptimizer) else None  # takes each step's share
+        core = update.inner if self.all_reduce is not None else update
         # False: parameters with different step counts, or a subclass's own step (called as it is)
-        own_step = type(self.optimizer).step not in (Optimizer.step, LossScaleOptimizer.step)
-        self.flat_update = not own_step and self.optimizer.bind(flat)
-        self.scale = self.optimizer.loss_scale_state(flat)  # mixed_float16: the scaler's device state
+        own_step = type(core).step not in (Optimizer.step, LossScaleOptimizer.step)
+        self.flat_update = not own_step and update.bind(flat)
+        self.scale = update.loss_scale_state(flat)  # mixed_float16: the scaler's device state
         self.regularized = [layer for layer in self.layers if layer.regularization_loss(1.0) is not None]
-        for layer in self.regularized:  # a penalty's gradient is scaled as the loss's is
-            layer.gradient_scale = 1.0 if self.scale is None else self.scale
+        # backward's scale: a penalty's gradient is scaled as the loss's is (its loss scale)
+        self.penalty_scale = 1.0 if self.scale is None else self.scale
+        # The fusion plan of a chain's training forward (None for a graph), and its settings watched
+        # with the layout: the step's forward takes it in its context and checks nothing more.
+        self.plan = model.fusion_plan(True)
+        self.fusion = settings.fusion
         self.watch = [entry for layer in _leaves(self.layers) for entry in _places(layer)]
+        if self.plan is not None:
+            self.watch += self.plan.watch
+        self.contexts: dict[int, ForwardContext] = {}
+
+    def context(self, row_offset: int) -> ForwardContext:
+        """The training forward's context for rows from ``row_offset``: made once, then kept."""
+        ctx = self.contexts.get(row_offset)
+        if ctx is None:
+            ctx = self.contexts[row_offset] = ForwardContext(
+                training=True, logits=self.on_logits, row_offset=row_offset, input_owned=True, output_private=True,
+                plan=self.plan,
+            )
+        return ctx
 
     def current(self, model: Any) -> bool:
         """Whether ``model`` still has this layout, loss, optimizer and metrics (no call into a layer)."""
-        if model.loss is not self.source_loss or model.optimizer is not self.optimizer:
+        if model.loss is not self.source_loss or model.optimizer is not self.optimizer or World.current is not self.world:
             return False
-        if model.metric_objects is not self.metrics or (self.flat_update and self.optimizer.bound_flat is not self.flat):
+        if model.metric_objects is not self.metrics or (self.flat_update and self.update.bound_flat is not self.flat):
             return False
-        if model.compute_layers != self.layers:
+        if model.compute_layers != self.layers or self.fusion is not settings.fusion:
             return False
         for namespace, key, value in self.watch:
             if namespace.get(key) is not value:
@@ -92,8 +123,7 @@ class TrainingStep:
     """The step as methods of the model (through ``Trainer``): ``accumulate_batch``, ``train_batch``
     and ``release_loss``. What they use of the model: ``forward``, ``backward``, ``loss``,
     ``optimizer``, ``metric_objects``, ``layers``, ``flat_parameters``, ``output_loss``,
-    ``metric_columns``, ``update_metrics``, ``add_regularization``, ``_reduce_gradients`` and
-    ``_train_global_batch`` (data parallel)."""
+    ``metric_columns``, ``update_metrics``, ``bind_metrics`` and ``add_regularization``."""
 
     _step_binding: StepBinding | None = None
 
@@ -113,8 +143,8 @@ class TrainingStep:
         ``metric_columns``; a new one where None) the batch's loss x rows, correct rows and other
         metrics' sums; returns ``acc``. On CuPy a Dense-ReLU-Dense step with 'accuracy' is 12 device
         operations. Data parallel: (x, y) are this rank's rows, ``share`` their part of the global
-        batch's rows, and the gradients are averaged over the ranks before the update
-        (``_reduce_gradients``); ``row_offset`` is the index of x's first row in the global batch.
+        batch's rows (the weight of this rank's gradients in the all-reduce optimizer's average;
+        None: an equal share), and ``row_offset`` the index of x's first row in the global batch.
         ``sample_weight``: the rows' weights (a device array, or None), read by the loss's fused step."""
         step = self._step_binding
         if step is None or not step.current(self):
@@ -123,9 +153,7 @@ class TrainingStep:
             acc = step.backend.zeros((step.columns,), np.float64)
             if step.other_metrics:
                 self.bind_metrics(acc[2:])
-        logits = self.forward(
-            x, input_owned=True, output_private=True, logits=step.on_logits, training=True, row_offset=row_offset
-        )
+        logits = self.forward(x, step.contexts.get(row_offset) or step.context(row_offset))
         if step.other_metrics and share != 0.0:  # the metrics not fused with the loss, into their bound
             # state (``bind_metrics``), weighted by the rows' weights; share 0: a spare row, not data
             self.update_metrics(logits, y, step.on_logits, sample_weight)
@@ -133,14 +161,14 @@ class TrainingStep:
         if step.regularized:  # the penalties into the loss column (their gradients: in backward)
             self.add_regularization(acc, x.shape[0])
         del logits
-        self.backward(grad, input_grad=False)
+        self.backward(grad, input_grad=False, scale=step.penalty_scale)
         del grad
-        if share is not None:  # data parallel: the gradients averaged over the ranks
-            self._reduce_gradients(share)
-        if step.flat_update:
-            step.optimizer.apply()
+        if step.all_reduce is not None:  # data parallel: this rank's weight in the gradients' average
+            step.all_reduce.share = share
+        if step.flat_update:  # the update (data parallel: the all-reduce first, in the optimizer's)
+            step.update.apply()
         else:  # parameters with different step counts: one update each
-            step.optimizer.step(self)
+            step.update.step(self)
         return acc
 
     def train_batch(self, x: Array, y: Array) -> tuple[Scalar, Scalar]:
@@ -150,7 +178,7 @@ class TrainingStep:
             acc = self.backend.zeros((self.metric_columns(),), np.float64)
             if acc.shape[0] > 2:
                 self.bind_metrics(acc[2:])
-            return tuple(self._train_global_batch(x, y, acc)[:2] / (x.shape[0], 1))
+            return tuple(train_global_batch(self, x, y, acc)[:2] / (x.shape[0], 1))
         acc = self.accumulate_batch(x, y)
         return acc[0] / x.shape[0], acc[1]
 

@@ -18,9 +18,9 @@ import numpy as np
 
 from .. import callbacks as callbacks_module
 from .. import distributed
-from ..distributed.data_parallel import quiet_callbacks
+from ..distributed.data_parallel import quiet_callbacks, start_from_rank0, step_share
 from ..initializers import get_rng
-from ..validation import positive_int
+from ..backends.validation import positive_int
 from .data_adapter import RAN_OUT, BatchStream, batch_weights, host_data, is_stream, split_batch
 from .epoch import evaluate_arrays, finish_epoch, evaluate_batch, keras_values, progress_bar, run_epoch, verbosity
 
@@ -76,7 +76,7 @@ def run_stream_epoch(model: Any, stream: BatchStream, width: int, bar: Any, call
         if comm.size == 1:
             model.accumulate_batch(xb, yb, sums[step - base], sample_weight=wb)
         else:
-            model.step_share(xb, yb, sums[step - base], 0, xb.shape[0], rows, spare, wb)
+            step_share(model, xb, yb, sums[step - base], 0, xb.shape[0], rows, spare, wb)
         seen += rows
         del xb, yb, wb, current
         current = load()  # the next batch, read and uploaded while the device computes this one
@@ -190,7 +190,7 @@ def fit_stream(model: Any, x: Any, y: Any, batch_size: Any, epochs: int, verbose
     model._ensure_built(width)
     backend = model.backend
     settings = (batch_size, epochs, initial_epoch, bool(shuffle), steps_per_epoch, validation_steps)
-    model._start_from_rank0(comm, "fit", arrays, settings, fit=True)
+    start_from_rank0(model, "fit", arrays, settings, training=True)
     if train is None:
         x_dev, y_dev = backend.from_numpy(arrays["x"]), backend.from_numpy(arrays["y"])
     if "validation" in arrays:
@@ -259,7 +259,7 @@ def evaluate_from(model: Any, x: Any, y: Any, steps: Any, verbose: Any, callback
     model.output_loss()
     params = {"steps": stream.steps or stream.length, "verbose": verbose}
     callback_list = quiet_callbacks(callbacks_module.CallbackList(callbacks, model, params), comm)
-    model._start_from_rank0(comm, "evaluate", {}, params["steps"], fit=False)
+    start_from_rank0(model, "evaluate", {}, params["steps"], training=False)
     logs = evaluate_stream(model, stream, xh.shape[1], callback_list)
     if verbose and comm.rank == 0:
         print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
@@ -276,7 +276,7 @@ def predict_from(model: Any, x: Any, steps: Any, verbose: Any, callbacks: Any) -
     if not model.built:
         first = split_batch(stream.peek(), "x, batch 0", predicting=True)[0]
         model._ensure_built(model._check_x(host_data(first), "x, batch 0: x").shape[1])
-    model._start_from_rank0(comm, "predict", {}, params["steps"], fit=False)
+    start_from_rank0(model, "predict", {}, params["steps"], training=False)
     return predict_stream(model, stream, callback_list)
 
 
@@ -293,8 +293,7 @@ def predict_stream(model: Any, stream: BatchStream, callback_list: Any) -> np.nd
         if batch_hooks:
             callback_list.call("on_predict_batch_begin", k, {})
         lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)
-        last = getattr(model, "output_layer", None) or model.layers[-1]
-        out = np.empty((xh.shape[0], model.output_features), getattr(last, "compute_dtype", last.dtype))
+        out = np.empty((xh.shape[0], model.output_features), model.output_layer.compute_dtype)
         if hi > lo:
             out[lo:hi] = backend.to_numpy(model.infer(backend.from_numpy(xh[lo:hi])))
         if comm.size > 1:

@@ -8,7 +8,6 @@ to the model's backend once, and batches are slices of it. What the trainer need
 ``built``, ``backend``, ``input_features``, ``output_features``, ``name`` and ``_require_layers``."""
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from typing import Any, Sequence
@@ -24,17 +23,17 @@ from ..backends import Backend
 from ..backends.base import Array
 from ..backends.buffers import Buffers
 from ..callbacks import History
-from ..distributed.checks import fingerprint, same_on_every_rank
-from ..distributed.data_parallel import DataParallel, quiet_callbacks
+from ..distributed.data_parallel import quiet_callbacks, start_from_rank0, train_global_batch
 from ..initializers import get_rng
 from ..losses import Loss
 from ..mixed_precision import check_policies, with_loss_scaling
 from ..optimizers import Optimizer
 from ..backends.params import FlatParameters
-from ..validation import positive_int
+from ..backends.validation import positive_int
 from . import metric_state
 from .data_adapter import host_data, is_stream
 from .epoch import evaluate_arrays, finish_epoch, keras_values, progress_bar, run_epoch, verbosity
+from .inference import evaluate_host, predict_host, validation_on_device, validation_rows
 from .step import TrainingStep
 from .streaming import evaluate_from, fit_stream, predict_from
 from .weights import sample_weights, weight_dtype
@@ -46,10 +45,11 @@ class NotCompiledError(RuntimeError, ValueError):
     """fit, evaluate or a step before compile (Keras raises a ValueError; fcgpu 0.2 a RuntimeError)."""
 
 
-class Trainer(TrainingStep, DataParallel):
+class Trainer(TrainingStep):
     """compile / fit / evaluate / predict / train_step for a model that subclasses it; the step
     itself is ``TrainingStep``'s (``fcgpu.training.step``); after ``fcgpu.distributed.init`` on N
-    ranks, data-parallel (``fcgpu.distributed.data_parallel``)."""
+    ranks, data parallel: each call starts from rank 0 (``fcgpu.distributed.start_from_rank0``) and
+    the step updates through the all-reduce optimizer (``fcgpu.distributed.AllReduceOptimizer``)."""
 
     def __init__(self) -> None:
         self.loss: Loss | None = None
@@ -216,7 +216,7 @@ class Trainer(TrainingStep, DataParallel):
         cross-entropy after its matching activation runs on the logits (``Loss.fused_with``).
         A probability loss after a layer whose outputs can leave [0, 1] is refused."""
         last = self.output_layer
-        activation = getattr(last, "activation", None)
+        activation = last.activation
         name = activation.name if activation is not None else "linear"
         fused = self.loss.fused_with(name)
         if fused is not None:
@@ -301,16 +301,13 @@ class Trainer(TrainingStep, DataParallel):
         xh, yh = self._prepare(x, y)
         wh = self._weights(sample_weight, class_weight, y, xh.shape[0])
         self._ensure_built(xh.shape[1])
-        backend, comm = self.backend, distributed.world()
+        backend = self.backend
         x_dev, y_dev = backend.from_numpy(xh), backend.from_numpy(yh)
         w_dev = None if wh is None else backend.from_numpy(wh)
         acc = backend.zeros((self.metric_columns(),), np.float64)
         self.bind_metrics(acc[2:])
-        if comm.size == 1:
-            self.accumulate_batch(x_dev, y_dev, acc, sample_weight=w_dev)
-            return self.logs_from(backend.to_numpy(acc), xh.shape[0])
-        same_on_every_rank(comm, what, x=fingerprint(xh), y=fingerprint(yh), w=None if wh is None else fingerprint(wh))
-        return self.logs_from(self._train_global_batch(x_dev, y_dev, acc, w_dev), xh.shape[0])
+        totals = train_global_batch(self, x_dev, y_dev, acc, w_dev, what, {"x": xh, "y": yh, "w": wh})
+        return self.logs_from(totals, xh.shape[0])
 
     # -- loops -------------------------------------------------------------------
     def fit(
@@ -364,22 +361,7 @@ class Trainer(TrainingStep, DataParallel):
         xh, yh = self._prepare(x, y)
         self.output_loss()  # a loss that cannot meet this output fails before anything changes
         wh = self._weights(sample_weight, class_weight, y, xh.shape[0])
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data: expected a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight)")
-            val = self._prepare(*validation_data[:2], ("validation_data[0]", "validation_data[1]"), width=xh.shape[1])
-            val_w = validation_data[2] if len(validation_data) == 3 else None
-            val = (*val, self._weights(val_w, None, validation_data[1], val[0].shape[0], "validation_data[2]"))
-        elif validation_split:
-            split = int(math.floor(xh.shape[0] * (1.0 - validation_split)))
-            if split in (0, xh.shape[0]):
-                raise ValueError(
-                    f"validation_split: {validation_split} of {xh.shape[0]} samples leaves "
-                    f"{'no training' if split == 0 else 'no validation'} samples"
-                )
-            val = (xh[split:], yh[split:], None if wh is None else wh[split:])
-            xh, yh, wh = xh[:split], yh[:split], None if wh is None else wh[:split]
+        val, xh, yh, wh = validation_rows(self, validation_data, validation_split, xh, yh, wh, y)
         n = xh.shape[0]
         given = [cb for cb in callbacks if isinstance(cb, History)] if isinstance(callbacks, (list, tuple)) else []
         history = given[0] if given else History()  # Keras: fit returns the History among the callbacks
@@ -393,15 +375,11 @@ class Trainer(TrainingStep, DataParallel):
         backend = self.backend
         settings = (batch_size, epochs, initial_epoch, bool(shuffle), float(validation_split))
         weighed = {} if wh is None else {"sample_weight": wh}
-        self._start_from_rank0(comm, "fit", {"x": xh, "y": yh, "validation": val[:2] if val else val, **weighed},
-                               settings, fit=True)
+        start_from_rank0(self, "fit", {"x": xh, "y": yh, "validation": val[:2] if val else val, **weighed},
+                         settings, training=True)
         x_dev, y_dev = backend.from_numpy(xh), backend.from_numpy(yh)
         w_dev = None if wh is None else backend.from_numpy(wh)
-        val_dev = None
-        if val is not None:  # each rank evaluates its share of the validation rows
-            lo, hi = distributed.shard_bounds(val[0].shape[0], comm.rank, comm.size)
-            val_dev = (backend.from_numpy(val[0][lo:hi]), backend.from_numpy(val[1][lo:hi]), val[0].shape[0],
-                       None if val[2] is None else backend.from_numpy(val[2][lo:hi]))
+        val_dev = validation_on_device(self, val)  # each rank evaluates its share of the validation rows
         rng = get_rng()
         self.stop_training = False
         callback_list.call("on_train_begin", {})
@@ -484,17 +462,7 @@ class Trainer(TrainingStep, DataParallel):
             rows = positive_int(steps, "steps") * batch_size
             xh, yh, wh = xh[:rows], yh[:rows], None if wh is None else wh[:rows]
         self._ensure_built(xh.shape[1])
-        backend, comm = self.backend, distributed.world()
-        params = {"batch_size": batch_size, "steps": -(-xh.shape[0] // batch_size), "verbose": verbose}
-        callback_list = quiet_callbacks(callbacks_module.CallbackList(callbacks, self, params), comm)
-        self._start_from_rank0(comm, "evaluate", {"x": xh, "y": yh}, batch_size, fit=False)
-        lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)
-        x_dev, y_dev = backend.from_numpy(xh[lo:hi]), backend.from_numpy(yh[lo:hi])
-        w_dev = None if wh is None else backend.from_numpy(wh[lo:hi])
-        logs = evaluate_arrays(self, x_dev, y_dev, batch_size, xh.shape[0], callback_list, w_dev)
-        if verbose and comm.rank == 0:
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
-        return keras_values(logs, return_dict)
+        return keras_values(evaluate_host(self, xh, yh, wh, batch_size, verbose, callbacks), return_dict)
 
     def predict(
         self,
@@ -515,29 +483,4 @@ class Trainer(TrainingStep, DataParallel):
         if steps is not None:  # Keras: only the first ``steps`` batches
             xh = xh[: positive_int(steps, "steps") * batch_size]
         self._ensure_built(xh.shape[1])
-        backend, comm = self.backend, distributed.world()
-        params = {"batch_size": batch_size, "steps": -(-xh.shape[0] // batch_size), "verbose": verbose}
-        callback_list = quiet_callbacks(callbacks_module.CallbackList(callbacks, self, params), comm)
-        batch_hooks = callback_list.wants("predict")
-        self._start_from_rank0(comm, "predict", {"x": xh}, batch_size, fit=False)
-        lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)  # data parallel: this rank's rows
-        x_dev = backend.from_numpy(xh[lo:hi])
-        last = self.output_layer
-        out = np.empty((xh.shape[0], self.output_features), last.compute_dtype)
-        bar = progress_bar(0, 1, -(-(hi - lo) // batch_size), verbose if comm.rank == 0 else 0, "Predict")
-        callback_list.call("on_predict_begin", {})
-        for k, i in enumerate(range(0, hi - lo, batch_size)):
-            if batch_hooks:
-                callback_list.call("on_predict_batch_begin", k, {})
-            rows = slice(lo + i, min(lo + i + batch_size, hi))
-            out[rows] = backend.to_numpy(self.infer(x_dev[i : i + batch_size]))
-            if batch_hooks:
-                callback_list.call("on_predict_batch_end", k, {"outputs": out[rows]})
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        if comm.size > 1:
-            comm.allgather_rows(out[lo:hi].copy(), out)
-        callback_list.call("on_predict_end", {})
-        return self.structure_outputs(out)
+        return predict_host(self, xh, batch_size, verbose, callbacks)

@@ -163,6 +163,33 @@ def sample_weights(rank: int, out_dir: str) -> dict[str, Any]:
     return result
 
 
+def explicit_wrapper(rank: int, out_dir: str) -> dict[str, Any]:
+    """A loop of one's own through the public API: compiled with ``AllReduceOptimizer``, started
+    from rank 0 by ``start_from_rank0``, each rank's share of each global batch stepped by
+    ``accumulate_batch`` with its share; 29 samples in batches of 8 (a last batch of 5), Adam."""
+    x, y = _data(29, 7, 3)
+    model = _model([5, 3], rank)
+    comm = fc.distributed.world()
+    model.compile(loss="softmax_cross_entropy", optimizer=fc.distributed.AllReduceOptimizer(fc.optimizers.Adam(0.02), comm))
+    fc.distributed.start_from_rank0(model)
+    losses = []
+    for epoch in range(2):
+        for start in range(0, len(x), 8):
+            xb, yb = x[start : start + 8], y[start : start + 8]
+            lo, hi = fc.distributed.shard_bounds(len(xb), comm.rank, comm.size)
+            acc = model.accumulate_batch(*model.prepare_data(xb[lo:hi], yb[lo:hi]), share=(hi - lo) / len(xb))
+            losses.append(float(comm.sum_host(model.backend.to_numpy(acc))[0]) / len(xb))
+    return {
+        "weights": [np.array(w) for w in model.get_weights()],
+        "history": {"loss": losses},
+        "epochs": [],
+        "evaluate": model.evaluate(x, y, return_dict=True),
+        "predict": model.predict(x),
+        "steps": dict(model.optimizer.steps),
+        "config": model.optimizer.get_config(),
+    }
+
+
 SCENARIOS: dict[str, Callable[[int, str], dict[str, Any]]] = {
     "graph": graph,
     "sample_weights": sample_weights,
@@ -172,4 +199,5 @@ SCENARIOS: dict[str, Callable[[int, str], dict[str, Any]]] = {
     "adam_split": adam_split,
     "one_row_batches": one_row_batches,
     "train_steps": train_steps,
+    "explicit_wrapper": explicit_wrapper,
 }

@@ -200,3 +200,9 @@ def test_fcgpu_train_argument_errors_print_once_under_mpiexec(mpirun):
     done = mpirun(RANKS, os.path.join(os.path.dirname(sys.executable), "fcgpu"), "train", "--epochs", "-1")
     assert done.returncode != 0
     assert done.stderr.count("fcgpu train: error:") == 1, done.stderr
+
+
+def test_a_loop_of_ones_own_with_the_all_reduce_optimizer_keeps_the_inner_config(job):
+    """The explicit_wrapper scenario (compared with one process above) configures as its Adam."""
+    for result in _load(job[1], "explicit_wrapper"):
+        assert result["config"]["class_name"] == "Adam" and result["config"]["learning_rate"] == 0.02

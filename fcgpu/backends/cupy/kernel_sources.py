@@ -1,4 +1,4 @@
-"""Reads the CUDA sources: ``fcgpu/kernels/`` (in the checkout a link to the repository's ``kernels/``,
+"""Reads the CUDA sources: ``fcgpu/backends/cupy/kernels/`` (in the checkout a link to the repository's ``kernels/``,
 in a wheel a copy of it)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ HEADERS = ("common.cuh", "activations.cuh", "losses.cuh", "blocks.cuh", "optimiz
 
 def kernels_dir() -> Path:
     """The folder holding the ``.cuh`` files."""
-    return Path(__file__).resolve().parents[2] / "kernels"
+    return Path(__file__).resolve().parent / "kernels"
 
 
 @functools.lru_cache(maxsize=None)

@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .backends import to_numpy
-from .backends.dtypes import is_float_dtype, is_numeric_dtype
+from . import to_numpy
+from .dtypes import is_float_dtype, is_numeric_dtype
 
 __all__ = ["positive_int", "input_features", "float_array", "is_float_dtype", "is_numeric_dtype"]
 
