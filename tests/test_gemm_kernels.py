@@ -215,3 +215,28 @@ def test_the_compile_gate_rejects_a_broken_gemm_kernel(cubins):
     broken = gemm.module_code().replace("fmaf(av[i], bv[j], acc[i][j])", "fmaf(av[i], bv[j])")
     with pytest.raises(CompileException):
         cc.compile_source(broken, "80", cc.choose_backend())
+
+
+def test_the_launcher_builds_real_cupy_raw_modules_as_the_emulator_takes_them():
+    """On the real CuPy 14.2 (no device needed until a kernel is fetched): one RawModule a dtype,
+    with the source and options the emulator and the compile gate see, and RawKernel's call
+    convention (grid, block, args, shared_mem=) the launcher uses."""
+    cupy = pytest.importorskip("cupy")
+    launcher = gemm.GemmLauncher(cupy)
+    for dtype in gemm.DTYPES:
+        module = launcher.module(dtype)
+        assert isinstance(module, cupy.RawModule) and module is launcher.module(dtype)
+        assert module.code == gemm.module_code(dtype) and module.options == gemm.COMPILE_OPTIONS
+        assert hasattr(module, "get_function")
+    assert "shared_mem" in cupy.RawKernel.__call__.__doc__ and "grid, block, args" in cupy.RawKernel.__call__.__doc__
+
+
+def test_the_cost_model_counts_padded_tiles_and_repeated_operand_reads():
+    from fcgpu.bench.cost import gemm_cost, own_gemm_cost
+
+    exact = own_gemm_cost(128, 64, 128)  # whole tiles: the flops of the GEMM itself
+    assert exact.flops == gemm_cost(128, 64, 128).flops
+    assert exact.bytes == 4 * (128 * 64 * 2 + 64 * 128 * 2 + 128 * 128)  # each operand read twice
+    odd = own_gemm_cost(65, 17, 1)  # two row tiles, one column tile, two k steps of 16
+    assert odd.flops == 2 * 128 * 64 * 32 and odd.bytes == 4 * (65 * 17 + 17 * 2 + 65)
+    assert own_gemm_cost(64, 17, 64, "float16").flops == 2 * 64 * 64 * 32  # k steps of 32
