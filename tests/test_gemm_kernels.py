@@ -18,7 +18,7 @@ from fcgpu.backends.cupy import gemm
 from fcgpu.backends.cupy.backend import CupyBackend
 from fcgpu.testing import fake_cupy
 from support.block_emulator import EmulatorFailure
-from support.gemm_checks import check_forward, check_input_grad, check_weight_grad
+from support.gemm_checks import check_forward, check_input_grad, check_weight_grad, host
 from support.gemm_emulator import EmulatedRawModule, emulated_cupy
 
 FUSED = gemm.fused_activations()
@@ -75,6 +75,19 @@ def test_input_grad_epilogue_applies_every_activation_derivative(launcher, cp, a
 @pytest.mark.parametrize("shape", SHAPES + [(4096, 3, 17)])
 def test_weight_and_bias_grad_match_numpy_for_odd_sizes(launcher, cp, shape):
     check_weight_grad(launcher, cp, shape)
+
+
+def test_the_input_grad_may_overwrite_what_the_previous_layer_kept(launcher, cp):
+    rng = np.random.default_rng(9)
+    dz = cp.asarray(rng.standard_normal((33, 65)).astype(np.float32))
+    w = cp.asarray(rng.standard_normal((17, 65)).astype(np.float32))
+    y_prev = cp.asarray(rng.random((33, 17)).astype(np.float32))  # a sigmoid's outputs
+    want = (host(dz) @ host(w).T) * host(y_prev) * (1 - host(y_prev))
+    launcher.input_grad(dz, w, y_prev, "sigmoid", y_prev)
+    np.testing.assert_allclose(host(y_prev), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="overlap"):  # a partial overlap stays refused
+        buf = cp.zeros(34 * 17, np.float32)
+        launcher.input_grad(dz, w, buf[17:].reshape(33, 17), "sigmoid", buf[:-17].reshape(33, 17))
 
 
 def test_weight_grad_without_bias_leaves_db_alone(launcher, cp):

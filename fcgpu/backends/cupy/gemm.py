@@ -128,8 +128,9 @@ def _check(name: str, a: Any, ndim: int, shape: tuple[int, ...] | None = None, d
     return dt
 
 
-def _check_apart(outputs: dict[str, Any], inputs: dict[str, Any]) -> None:
-    """No output overlaps an input or another output: blocks read inputs while others write."""
+def _check_apart(outputs: dict[str, Any], inputs: dict[str, Any], in_place: tuple[str, str] | None = None) -> None:
+    """No output overlaps an input or another output: blocks read inputs while others write. The
+    pair ``in_place`` may be the very same array (each element read and then written by one thread)."""
     items = [(n, a) for n, a in {**inputs, **outputs}.items() if a is not None and a.size]
     for i, (n1, a1) in enumerate(items):
         for n2, a2 in items[i + 1:]:
@@ -137,6 +138,8 @@ def _check_apart(outputs: dict[str, Any], inputs: dict[str, Any]) -> None:
                 continue
             s1, e1 = _pointer_range(a1)
             s2, e2 = _pointer_range(a2)
+            if in_place and {n1, n2} == set(in_place) and (s1, e1) == (s2, e2):
+                continue
             if s1 < e2 and s2 < e1:
                 raise ValueError(f"own GEMM: {n1} and {n2} overlap in memory")
 
@@ -205,7 +208,8 @@ class GemmLauncher:
 
     def input_grad(self, dz: Any, W: Any, out: Any, act_prev: Any | None = None, kept_prev: Any | None = None) -> Any:
         """out (B, M) = dz (B, N) @ W (M, N).T, times act_prev'(kept_prev) when act_prev is given
-        (kept_prev (B, M): the previous layer's y, or its z for an activation whose backward reads z)."""
+        (kept_prev (B, M): the previous layer's y, or its z for an activation whose backward reads z;
+        out may be kept_prev itself)."""
         dt = _check("dz", dz, 2)
         _check("W", W, 2, dtypes=(dt,))
         batch, n = dz.shape
@@ -224,7 +228,8 @@ class GemmLauncher:
         if kept_prev is None:
             raise TypeError(f"own GEMM: act_prev {prev!r} needs kept_prev (what the previous layer's forward kept)")
         _check("kept_prev", kept_prev, 2, (batch, m), (dt,))
-        _check_apart({"out": out}, {"dz": dz, "W": W, "kept_prev": kept_prev})
+        # out may be kept_prev itself: the previous layer's y becomes its dz, once this layer's dW has read it.
+        _check_apart({"out": out}, {"dz": dz, "W": W, "kept_prev": kept_prev}, in_place=("out", "kept_prev"))
         self._launch(f"dx_{prev}{suffix}", dt, batch, m, (dz, W, kept_prev, out, i32(batch), i32(n), i32(m)))
         return out
 
