@@ -12,7 +12,6 @@ import numpy as np
 
 from fcgpu.activations import ACTIVATIONS
 from fcgpu.backends.numpy.backend import NumpyBackend
-from fcgpu.testing import fake_cupy
 
 NP = NumpyBackend()
 EPS = float(np.finfo(np.float32).eps)
@@ -25,23 +24,27 @@ def unit_roundoff(dtype) -> float:
     return 8 * EPS if np.dtype(dtype) == np.float32 else float(np.finfo(np.dtype(dtype)).eps)
 
 
+_GUARDED: dict[int, tuple] = {}  # id(view) -> (view, its buffer with the guard cells); cleared by each check
+
+
 def guarded(cp, data, dtype=np.float32):
     """A device copy of ``data`` (cast to ``dtype``) inside NaN guard cells (see ``guards_intact``)."""
     data = np.asarray(data).astype(dtype)
     buf = cp.full(data.size + 2 * GUARD, np.nan, dtype)
     view = buf[GUARD:GUARD + data.size].reshape(data.shape)
     cp.copyto(view, cp.asarray(data))
-    view.guarded_buffer = buf
+    _GUARDED[id(view)] = (view, buf)
     return view
 
 
-def guards_intact(a) -> bool:
-    buf = np.asarray(a.guarded_buffer).astype(np.float32)
-    return bool(np.isnan(buf[:GUARD]).all() and np.isnan(buf[-GUARD:]).all())
-
-
 def host(a) -> np.ndarray:
-    return np.array(fake_cupy.asnumpy(a)).astype(np.float32)
+    """A float32 host copy of a stand-in or CuPy array."""
+    return np.array(a.get() if hasattr(a, "get") else a).astype(np.float32)
+
+
+def guards_intact(a) -> bool:
+    buf = host(_GUARDED[id(a)][1])
+    return bool(np.isnan(buf[:GUARD]).all() and np.isnan(buf[-GUARD:]).all())
 
 
 def as_dtype(a: np.ndarray, dtype) -> np.ndarray:
@@ -65,6 +68,7 @@ def close(got, want, tol, what):
 
 def check_forward(launcher, cp, shape, act, bias=True, keep=False, seed=0, dtype=np.float32):
     batch, m, n = shape
+    _GUARDED.clear()
     rng = np.random.default_rng(seed)
     x = as_dtype(rng.standard_normal((batch, m)), dtype)
     w = as_dtype(rng.standard_normal((m, n)) / np.sqrt(m), dtype)
@@ -78,29 +82,30 @@ def check_forward(launcher, cp, shape, act, bias=True, keep=False, seed=0, dtype
     scale = np.abs(x).astype(np.float64) @ np.abs(w) + (0 if b is None else np.abs(b))
     tol_z = 2 * (m + 2) * EPS * scale + 1e-30
     u = unit_roundoff(dtype)
-    tiny = 1e-30 if dtype == np.float32 else float(np.finfo(np.dtype(dtype)).smallest_subnormal)
+    tiny = 1e-30 if np.dtype(dtype) == np.float32 else float(np.finfo(np.dtype(dtype)).smallest_subnormal)
     if keep:
         close(host(z), keep_ref, tol_z + u * np.abs(keep_ref) + tiny, f"z ({act}, {shape}, {np.dtype(dtype)})")
     slope = SLOPE.get(act, 1.0)
-    tol_y = slope * (2 * tol_z + (0 if dtype == np.float32 else u * np.abs(z_ref))) + u * np.abs(y_ref) + tiny
+    tol_y = slope * (2 * tol_z + (0 if np.dtype(dtype) == np.float32 else u * np.abs(z_ref))) + u * np.abs(y_ref) + tiny
     close(host(y), y_ref, tol_y, f"y ({act}, {shape}, {np.dtype(dtype)})")
     assert guards_intact(y) and guards_intact(z), "a write outside the output"
 
 
 def check_input_grad(launcher, cp, shape, act, seed=0, dtype=np.float32):
     batch, m, n = shape
+    _GUARDED.clear()
     rng = np.random.default_rng(seed + 1)
     dz = as_dtype(rng.standard_normal((batch, n)), dtype)
     w = as_dtype(rng.standard_normal((m, n)) / np.sqrt(n), dtype)
     g_ref = NP.matmul_a_bt(dz, w, np.empty((batch, m), np.float32))
     tol = 2 * (n + 2) * EPS * (np.abs(dz).astype(np.float64) @ np.abs(w).T) + 1e-30
     u = unit_roundoff(dtype)
-    tiny = 1e-30 if dtype == np.float32 else float(np.finfo(np.dtype(dtype)).smallest_subnormal)
+    tiny = 1e-30 if np.dtype(dtype) == np.float32 else float(np.finfo(np.dtype(dtype)).smallest_subnormal)
     dx = guarded(cp, np.zeros((batch, m)), dtype)
     if act is None:
         launcher.input_grad(guarded(cp, dz, dtype), guarded(cp, w, dtype), dx)
         want = g_ref
-        tol = tol + (0 if dtype == np.float32 else u * np.abs(want) + tiny)
+        tol = tol + (0 if np.dtype(dtype) == np.float32 else u * np.abs(want) + tiny)
     else:
         kept = kept_values(act, (batch, m), rng, dtype)
         launcher.input_grad(guarded(cp, dz, dtype), guarded(cp, w, dtype), dx, act, guarded(cp, kept, dtype))
@@ -113,6 +118,7 @@ def check_input_grad(launcher, cp, shape, act, seed=0, dtype=np.float32):
 def check_weight_grad(launcher, cp, shape, bias=True, seed=0, dtype=np.float32, out_dtype=None):
     batch, m, n = shape
     out_dtype = dtype if out_dtype is None else out_dtype
+    _GUARDED.clear()
     rng = np.random.default_rng(seed + 2)
     x = as_dtype(rng.standard_normal((batch, m)), dtype)
     dz = as_dtype(rng.standard_normal((batch, n)), dtype)
