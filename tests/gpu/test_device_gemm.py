@@ -11,7 +11,7 @@ import pytest
 from support.gemm_checks import check_forward, check_input_grad, check_weight_grad, host
 
 pytestmark = pytest.mark.gpu
-SHAPES = [(1, 1, 1), (7, 3, 17), (129, 65, 130), (1000, 17, 3), (4096, 1024, 1024), (33, 1024, 130)]
+SHAPES = [(1, 1, 1), (7, 3, 17), (129, 65, 130), (1000, 17, 3), (4096, 1024, 65), (129, 1024, 1024), (33, 1024, 130)]
 
 
 @pytest.fixture(scope="module")
