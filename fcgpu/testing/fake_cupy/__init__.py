@@ -145,7 +145,7 @@ from .params import ParameterInfo
 from .recording import KernelCall, record_kernel_calls
 
 # Names of the stand-in's own tooling, which CuPy does not have (every other public name here is
-# CuPy's, at the same path: tests/test_real_cupy.py checks it against the real module).
+# CuPy's, at the same path: tests/testing/test_real_cupy.py checks it against the real module).
 STAND_IN_TOOLS = frozenset({
     "API_VERSION", "DEVICE_NAME", "DeviceOps", "HostCompileError", "KernelCall", "OpCounts", "ParameterInfo",
     "STAND_IN_TOOLS", "TRANSFER_KINDS", "cache_dir", "compile_host_library", "count_device_ops", "host_compiler",
