@@ -7,6 +7,9 @@ What it measures, in each version, through the public API that both versions hav
   checked and handed to the backend on every call). Model 784-512-10, relu then logits,
   ``losses.SoftmaxCrossEntropy()``, ``optimizers.SGD(learning_rate=0.01)``, batch 128, float32.
 * ``step_64``: the same with 64-64-10 and batch 32, where Python's overhead dominates.
+* ``fit_784`` and ``fit_64``: the step inside ``fit`` (the loop a training job runs): one
+  ``fit(x, y, batch_size, epochs=1, verbose=0, shuffle=False)`` over 40 batches, its time divided
+  by 40 (the per-call set-up of fit, callbacks and history included, spread over the 40 steps).
 * ``dense``: one ``Dense(512, activation='relu')`` built for 784 inputs, ``layer.forward(x)`` then
   ``layer.backward(dy)`` (x 128x784, dy 128x512), call by call alternating with its three bare
   GEMMs in NumPy with preallocated outputs (``x @ W``, ``x.T @ dy``, ``dy @ W.T`` through
@@ -41,7 +44,8 @@ from pathlib import Path
 
 OLD_COMMIT = "3702553"
 HERE = Path(__file__).resolve().parents[1]
-MEASUREMENTS = ("step_784", "step_64", "dense")
+MEASUREMENTS = ("step_784", "step_64", "fit_784", "fit_64", "dense")
+FIT_BATCHES = 40
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -64,6 +68,18 @@ def worker(tree: str) -> None:
         y = np.eye(widths[2], dtype=np.float32)[rng.integers(0, widths[2], batch)]
         return lambda: model.train_step(x, y)
 
+    def model_fit(widths: tuple[int, ...], batch: int):
+        model = fc.Sequential([fc.Dense(widths[1], activation="relu"), fc.Dense(widths[2])])
+        model.compile(loss=fc.losses.SoftmaxCrossEntropy(), optimizer=fc.optimizers.SGD(learning_rate=0.01))
+        x = rng.standard_normal((batch * FIT_BATCHES, widths[0])).astype(np.float32)
+        y = np.eye(widths[2], dtype=np.float32)[rng.integers(0, widths[2], batch * FIT_BATCHES)]
+
+        def run() -> None:
+            model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+
+        run.steps = FIT_BATCHES  # the block reports per training step
+        return run
+
     layer = fc.Dense(512, activation="relu")
     layer.build(784)
     x = rng.standard_normal((128, 784)).astype(np.float32)
@@ -81,6 +97,7 @@ def worker(tree: str) -> None:
         layer.backward(dy)
 
     ops = {"step_784": {"step": model_step((784, 512, 10), 128)}, "step_64": {"step": model_step((64, 64, 10), 32)},
+           "fit_784": {"step": model_fit((784, 512, 10), 128)}, "fit_64": {"step": model_fit((64, 64, 10), 32)},
            "dense": {"fwd_bwd": fwd_bwd, "gemms": gemms}}
     for group in ops.values():  # builds the models, fills the buffers
         for _ in range(3):
@@ -114,7 +131,7 @@ def block(group: dict, seconds: float) -> dict:
             for name, op in group.items():
                 t0 = time.perf_counter()
                 op()
-                times[name].append(time.perf_counter() - t0)
+                times[name].append((time.perf_counter() - t0) / getattr(op, "steps", 1))
     finally:
         gc.enable()
     return times
