@@ -30,7 +30,7 @@ def keras_source() -> str:
     source = source.replace("import fcgpu as keras  # the Keras program's `import keras`", "import keras")
     source = source.replace("from fcgpu import layers  # the Keras program's `from keras import layers`",
                             "from keras import layers")
-    source = source.replace("        from fcgpu import data\n\n        return data.load_fashion_mnist()",
+    source = source.replace("        from fcgpu.utils import datasets as data\n\n        return data.load_fashion_mnist()",
                             "        raise SystemExit('fashion-mnist: this side runs digits only')")
     assert "fcgpu" not in source.split('"""', 2)[2], "the Keras variant must not use fcgpu"
     return source

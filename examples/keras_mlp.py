@@ -26,7 +26,7 @@ from fcgpu import layers  # the Keras program's `from keras import layers`
 def load(name):
     """(x_train, y_train), (x_test, y_test) as float32 features in [0, 1] and integer labels."""
     if name == "fashion-mnist":
-        from fcgpu import data
+        from fcgpu.utils import datasets as data
 
         return data.load_fashion_mnist()
     from sklearn.datasets import load_digits

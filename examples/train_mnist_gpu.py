@@ -12,7 +12,7 @@ import sys
 import time
 
 import fcgpu as fc
-from fcgpu import data
+from fcgpu.utils import datasets as data
 
 
 def main(data_dir: str | None = None) -> None:

@@ -40,7 +40,7 @@ def test_a_keras_mlp_program_runs_with_only_its_imports_changed(tmp_path):
 
 
 def test_the_keras_mlp_on_fashion_mnist_when_its_files_are_here(tmp_path):
-    from fcgpu import data
+    from fcgpu.utils import datasets as data
 
     if not Path(data.DEFAULT_FASHION_MNIST_DIR).is_dir():
         pytest.skip(f"Fashion-MNIST's IDX files are not in {data.DEFAULT_FASHION_MNIST_DIR}")

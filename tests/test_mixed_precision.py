@@ -106,7 +106,7 @@ def test_small_updates_are_kept_as_in_float32(backend):
 
 def test_digits_reach_float32_accuracy():
     pytest.importorskip("sklearn")
-    from fcgpu.data import load_digits
+    from fcgpu.utils.datasets import load_digits
 
     (x, y), (xt, yt) = load_digits()
     accuracy = {}
@@ -125,7 +125,7 @@ def test_bfloat16_digits_reach_float32_accuracy(backend_named, backend_name):
     within 0.02 of float32's accuracy (NumPy computes bfloat16 in float32, rounding once)."""
     pytest.importorskip("sklearn")
     ml_dtypes = pytest.importorskip("ml_dtypes")
-    from fcgpu.data import load_digits
+    from fcgpu.utils.datasets import load_digits
 
     (x, y), (xt, yt) = load_digits()
     accuracy = {}

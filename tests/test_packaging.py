@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 import fcgpu
-from fcgpu.backends.cupy import kernel_sources
+from fcgpu.backends.cupy import gemm, kernel_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def test_wheel_contains_the_kernels(tmp_path):
     assert built.returncode == 0, built.stderr
     (wheel,) = tmp_path.glob("fcgpu-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for header in kernel_sources.HEADERS:
+    for header in kernel_sources.HEADERS + gemm.GEMM_HEADERS + (gemm.WMMA_HEADER,):  # the own GEMMs' RawModules too
         assert f"fcgpu/backends/cupy/kernels/{header}" in names
     assert "fcgpu/backends/cupy/backend.py" in names and "fcgpu/testing/fake_cupy/__init__.py" in names
     assert "fcgpu/testing/fake_cupy/host_runtime.h" in names

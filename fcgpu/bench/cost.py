@@ -36,6 +36,7 @@ __all__ = [
     "layer_specs",
     "loss_cost",
     "model_cost",
+    "own_gemm_cost",
     "optimizer_cost",
     "roofline_time",
     "train_step_cost",
@@ -90,6 +91,19 @@ def gemm_cost(m: int, k: int, n: int, dtype: Any = "float32") -> Cost:
     """(m, k) @ (k, n): 2·m·k·n flops; both operands read and the (m, n) result written once."""
     s = _itemsize(dtype)
     return Cost(2 * m * k * n, s * (m * k + k * n + m * n))
+
+
+def own_gemm_cost(m: int, k: int, n: int, dtype: Any = "float32", tile: int = 64, k_step: int = 16) -> Cost:
+    """A model (not a measurement) of fcgpu's own tiled GEMM (``kernels/gemm.cuh``) on an (m, n) output:
+    the flops of the padded tiles (a 64 x 64 tile of C a block, the inner dimension in steps of 16,
+    32 for the 16-bit kernels) and the global reads if no cache helped, each A row block read once
+    per column tile and each B column block once per row tile, plus the output written once."""
+    if np.dtype(dtype).itemsize == 2:
+        k_step = 32
+    rows, cols, steps = -(-m // tile), -(-n // tile), -(-k // k_step)
+    s = _itemsize(dtype)
+    flops = 2 * rows * tile * cols * tile * steps * k_step
+    return Cost(flops, s * (m * k * cols + k * n * rows) + s * m * n)
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, comm: Any) -> int:
     import fcgpu as fc
-    from .. import data
+    from ..utils import datasets as data
 
     digits = args.dataset == "digits"
     epochs = args.epochs if args.epochs is not None else (30 if digits else 10)

@@ -357,6 +357,7 @@ class Layer:
         return self.forward(x, TRAINING if training else INFERENCE)
 
 
+@functools.lru_cache(maxsize=None)
 def snake_case(name: str) -> str:
     """Keras's default layer name of a class: 'BatchNormalization' -> 'batch_normalization', 'ReLU' -> 're_lu'."""
     name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..initializers import get_rng
-from ..data.py_dataset import PyDataset
+from ..utils.py_dataset import PyDataset
 
 __all__ = ["host_data", "is_stream", "BatchStream", "split_batch", "RAN_OUT"]
 

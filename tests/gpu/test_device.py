@@ -1,6 +1,6 @@
 """What only a real GPU can answer: denormals flushed, many blocks and strided outputs, and the
 code CuPy generates on the device being the code the CPU compile gate checked. Every kernel
-against the NumPy backend with GPU tolerances is in tests/test_kernels_host.py (its gpu variant).
+against the NumPy backend with GPU tolerances is in tests/kernels/test_kernels_host.py (its gpu variant).
 
 Run on a machine with a CUDA device: ``pytest -m gpu`` (every ``backend``-fixture test
 elsewhere also has a real-CuPy variant selected by ``-m gpu``). Without a usable device each test

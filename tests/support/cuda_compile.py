@@ -22,7 +22,7 @@ each failure names its kernel with its own compiler log.
 This uses CuPy's private API and is pinned to ``PINNED_CUPY``; a different CuPy version is
 refused with a clear error rather than silently checking something else.
 
-This module is the gate's import path and command line (``python -m support.cuda_compile``);
+This module is the gate's import path and command line (``cd tests && python -m support.cuda_compile``);
 its parts live in ``support.compile_gate``: ``compilers`` (CuPy, NVRTC, nvcc), ``variants``
 (the exact sources), ``layouts`` (the backend's calls and their layouts) and ``sweep``.
 """

@@ -23,6 +23,7 @@ from .layer_ops import CupyLayerOps
 from .updates import CupyUpdates
 from ..dtypes import is_bfloat16
 from .kernel_specs import KERNEL_SPECS, KernelSpec
+from .gemm import GemmLauncher
 
 __all__ = ["KERNEL_SPECS", "CupyBackend", "KernelSpec"]
 
@@ -43,6 +44,7 @@ class CupyBackend(CaptureOps, CupyUpdates, CupyLayerOps, Backend):
         self._grid_work: dict[int, tuple[Array, Array]] = {}  # grid-reduced launches' partials and ticket
         self._finite_flags: dict[tuple[int, int], Array] = {}  # all_finite's result, one per buffer
         self._unit: Array | None = None  # a float64 1: the loss steps' gscale without a loss scale
+        self._own_gemm: GemmLauncher | None = None
         if getattr(cupy_module, "__name__", "") == "cupy":  # the real CuPy has read CUPY_TF32 by now
             from ...mixed_precision import note_gemm
 
@@ -126,6 +128,14 @@ class CupyBackend(CaptureOps, CupyUpdates, CupyLayerOps, Backend):
         return info
 
     # -- GEMMs -------------------------------------------------------------------
+    @property
+    def own_gemm(self) -> GemmLauncher:
+        """fcgpu's own GEMM kernels (``gemm.GemmLauncher``: dense_forward, input_grad, weight_grad),
+        for a step captured as a CUDA graph, where cuBLAS cannot run. The default path keeps cuBLAS."""
+        if self._own_gemm is None:
+            self._own_gemm = GemmLauncher(self.cp)
+        return self._own_gemm
+
     def matmul_at_b(self, a: Array, b: Array, out: Array) -> Array:
         # A float32 weight gradient of half a and b (mixed precision): cupy.matmul would compute it
         # in half and copy (CuPy 14.2, _core/_routines_linalg.pyx, matmul: the product takes

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+# The ElementwiseKernel preamble. The own GEMMs' headers (gemm.cuh, gemm_wmma.cuh) are read by
+# ``gemm.module_code`` into RawModules of their own, not into this preamble.
 HEADERS = ("common.cuh", "activations.cuh", "losses.cuh", "blocks.cuh", "optimizers.cuh", "random.cuh", "layers.cuh",
            "graphs.cuh")
 

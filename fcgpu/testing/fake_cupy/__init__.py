@@ -41,16 +41,13 @@ What it does NOT reproduce (checked elsewhere or only on a real GPU):
 - cuBLAS: ``cuda.cublas.gemmEx`` (the mixed-precision weight gradient) multiplies on the host
   in float32; ``cupy.matmul(out=)`` follows CuPy's rule (the product in the inputs' promoted type,
   then a copy into ``out`` of another type).
-- Streams' ordering (everything runs in order, whatever the stream: a missing dependency between
-  a non-blocking stream and the null stream is invisible), events, asynchronous execution, the
-  memory pool, and peer access; several devices
-  (``FCGPU_FAKE_CUPY_DEVICES``) are all the host, told apart only by the current-device number.
+- Streams' ordering (all runs in order), events, asynchronous execution, the memory pool, peer
+  access; several devices (``FCGPU_FAKE_CUPY_DEVICES``) are all the host, told apart only by the
+  current-device number.
 - NCCL's own algorithms: ``cuda.nccl`` (``fcgpu.testing.fake_nccl``; a submodule, imported as
   ``from cupy.cuda import nccl`` imports CuPy's) runs its collectives over
   MPI on the host buffers behind the device arrays.
-- CUDA graphs: ``cuda.Stream(non_blocking=True).begin_capture()`` records instead of running, with
-  CuPy's and CUDA's refusals (``capture``'s docstring; allocations are refused outright, stricter than
-  CuPy's relaxed mode); ``Graph.launch()`` replays in order and counts as one device operation.
+- CUDA graph updates, child graphs and capture modes (capture itself is modelled: ``capture``).
 - ``ReductionKernel``, ``RawKernel``, ``RawModule``, ``cupy.fuse`` and ``cupyx`` are absent.
 - ``isinstance(x, numpy.ndarray)`` is true for a stand-in array, and ``numpy.asarray(x)``
   silently returns a host view where CuPy raises ``TypeError``; code that type-checks against the
@@ -79,68 +76,11 @@ from . import cuda
 from .device import DEVICE_NAME
 from .functions import forward_numpy as _forward_numpy
 from .functions import (
-    abs,
-    allclose,
-    amax,
-    amin,
-    arange,
-    argmax,
-    array,
-    array_equal,
-    asarray,
-    ascontiguousarray,
-    asnumpy,
-    bool_,
-    clip,
-    concatenate,
-    copyto,
-    count_nonzero,
-    dot,
-    dtype,
-    e,
-    empty,
-    empty_like,
-    exp,
-    eye,
-    float16,
-    float32,
-    float64,
-    from_dlpack,
-    full,
-    full_like,
-    get_array_module,
-    inf,
-    int8,
-    int16,
-    int32,
-    int64,
-    isfinite,
-    isnan,
-    linspace,
-    log,
-    log1p,
-    matmul,
-    max,
-    maximum,
-    mean,
-    min,
-    minimum,
-    nan,
-    newaxis,
-    ones,
-    ones_like,
-    pi,
-    sqrt,
-    stack,
-    sum,
-    tanh,
-    uint8,
-    uint16,
-    uint32,
-    uint64,
-    where,
-    zeros,
-    zeros_like,
+    abs, allclose, amax, amin, arange, argmax, array, array_equal, asarray, ascontiguousarray, asnumpy, bool_,
+    clip, concatenate, copyto, count_nonzero, dot, dtype, e, empty, empty_like, exp, eye, float16, float32,
+    float64, from_dlpack, full, full_like, get_array_module, inf, int8, int16, int32, int64, isfinite, isnan,
+    linspace, log, log1p, matmul, max, maximum, mean, min, minimum, nan, newaxis, ones, ones_like, pi, sqrt,
+    stack, sum, tanh, uint8, uint16, uint32, uint64, where, zeros, zeros_like,
 )
 from .counting import TRANSFER_KINDS, DeviceOps, OpCounts, count_device_ops
 from .host_library import HostCompileError, cache_dir, compile_host_library, host_compiler
@@ -150,14 +90,13 @@ from .params import ParameterInfo
 from .recording import KernelCall, record_kernel_calls
 
 # Names of the stand-in's own tooling, which CuPy does not have (every other public name here is
-# CuPy's, at the same path: tests/test_real_cupy.py checks it against the real module).
+# CuPy's, at the same path: tests/testing/test_real_cupy.py checks it against the real module).
 STAND_IN_TOOLS = frozenset({
     "API_VERSION", "DEVICE_NAME", "DeviceOps", "HostCompileError", "KernelCall", "OpCounts", "ParameterInfo",
     "STAND_IN_TOOLS", "TRANSFER_KINDS", "cache_dir", "compile_host_library", "count_device_ops", "host_compiler",
-    "host_kernel_source", "precompile", "record_kernel_calls",
-    # its submodules
-    "arrays", "capture", "counting", "cupy_names", "device", "functions", "host_library", "host_source", "kernel", "params",
-    "recording",
+    "host_kernel_source", "precompile", "record_kernel_calls",  # then its submodules:
+    "arrays", "capture", "counting", "cupy_names", "device", "functions", "host_library", "host_source", "kernel",
+    "params", "recording",
 })
 
 API_VERSION = "14.2.0"  # the CuPy release whose behaviour this module mirrors

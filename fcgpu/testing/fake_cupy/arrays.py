@@ -105,10 +105,8 @@ class ndarray(np.ndarray):  # noqa: N801 - mirrors cupy.ndarray
     def __setitem__(self, key: Any, value: Any) -> None:
         name, uploads = index_kind(key)
         if capture.active() is not None and not uploads and not (type(value) is np.ndarray and value.ndim > 0):
-            target, source = self.view(np.ndarray), value.view(np.ndarray) if isinstance(value, ndarray) else value
-            plain_key = _unwrap(key, "setitem") if isinstance(key, (ndarray, tuple)) else key
-            capture.record("setitem", lambda: np.ndarray.__setitem__(target, plain_key, source))
-            return
+            target, source, k = self.view(np.ndarray), _unwrap(value, "setitem"), _unwrap(key, "setitem")
+            return capture.record("setitem", lambda: np.ndarray.__setitem__(target, k, source))
         if uploads or (type(value) is np.ndarray and value.ndim > 0):
             note("to_device", "setitem")
         with counted("setitem", name or "setitem"):
@@ -183,12 +181,11 @@ def _call(func: Callable, args: Sequence[Any], kwargs: dict[str, Any], what: str
     plain_kwargs = {k: _unwrap(v, what) for k, v in kwargs.items()}
     name = getattr(func, "__name__", "function")
     kind = function_kind(func, name, plain_args)
-    if capture.active() is not None:
-        if kind is not None and kind != "gemm" and (out is not None or name == "copyto"):
-            capture.record(name, lambda: func(*plain_args, **plain_kwargs))
-            return out
-        if name in ("empty_like",):
-            raise capture.refuse_allocation(f"cupy.{name}")
+    if capture.active() is not None and (kind not in (None, "gemm") and (out is not None or name == "copyto")
+                                         or name == "empty_like"):
+        if name == "empty_like":
+            raise capture.refuse("alloc", f"cupy.{name}")
+        return capture.record(name, lambda: func(*plain_args, **plain_kwargs)) or out
     if kind is None:
         result = func(*plain_args, **plain_kwargs)
     else:

@@ -1,107 +1,21 @@
-"""CUDA-graph stream capture on the stand-in: what CuPy 14.2 and CUDA allow while a stream captures.
-
-Part of ``fcgpu.testing.fake_cupy``. ``cuda.Stream.begin_capture()`` on a non-default stream opens a
-capture; while the current stream captures, every device operation is recorded instead of run, and
-``end_capture()`` returns a ``cuda.Graph`` whose ``launch()`` replays the recorded operations in order
-on the arrays' contents at launch time, counted as ONE device operation ('graph', 'graph_launch').
-
-Recorded (they write into arrays that already exist): ElementwiseKernel calls with every output
-given, ufuncs and reductions with ``out=``, ``copyto``, ``fill`` and ``__setitem__`` of a device value
-or a scalar. Refused, as CuPy 14.2 / CUDA refuse them (the capture is then invalidated, and
-``end_capture`` raises ``cudaErrorStreamCaptureInvalidated`` as CUDA does):
-
-- a capture on the default stream: ``RuntimeError('cannot capture on the default (legacy) stream')``
-  (``cupy/cuda/stream.pyx``);
-- a device-to-host read (``.get()``, ``asnumpy``, ``float(x)``, ``item``, a boolean-mask gather) or a
-  host-to-device copy: ``RuntimeError('the current stream is capturing, so D2H transfers are
-  disallowed')`` / ``... H2D transfers ...`` (``cupy/cuda/memory.pyx``);
-- a synchronisation (stream, device): ``CUDARuntimeError`` cudaErrorStreamCaptureUnsupported;
-- any cuBLAS call (``matmul``, ``dot``, ``cuda.cublas.gemmEx``): ``NotImplementedError('calling
-  cuBLAS API during stream capture is currently unsupported')`` (``cupy_backends/.../cublas.pyx``);
-- any allocation (an operation without ``out=``, ``empty``, ``zeros``, ``astype``, a gather):
-  ``CUDARuntimeError`` cudaErrorStreamCaptureUnsupported. STRICTER than CuPy: in its default relaxed
-  capture mode CuPy's pool may still allocate (``cudaMalloc`` is permitted), but a graph that keeps a
-  pointer the pool hands out again after the capture is a bug; the stand-in has no capture-safe pool,
-  so code under capture must allocate nothing (warm up first).
-Not modelled: capture modes, events and cross-stream dependencies, graph launches inside a capture.
-"""
+"""Streams and CUDA-graph capture on the stand-in, held to CuPy 14.2's and CUDA's rules: while the
+current stream captures, work into existing arrays (kernels with outputs, ufuncs and reductions with
+``out=``, copyto, fill, setitem) is recorded; ``Graph.launch()`` replays it, ONE device operation.
+Refused as CuPy/CUDA refuse them, invalidating the capture: a default stream, D2H/H2D copies
+(``memory.pyx``'s RuntimeError), synchronisation (cudaErrorStreamCaptureUnsupported), cuBLAS
+(``cublas.pyx``'s NotImplementedError), allocations (cudaErrorStreamCaptureUnsupported: STRICTER than
+CuPy's relaxed mode, whose pool may allocate; a graph keeping memory the pool reuses is a bug)."""
 from __future__ import annotations
 
+import itertools
 from typing import Any, Callable
 
-__all__ = ["CUDARuntimeError", "Capture", "active", "current", "make_current", "record", "refuse", "refuse_allocation", "refuse_cublas", "refuse_d2h", "refuse_h2d",
-           "refuse_sync"]
-
-CUBLAS_MESSAGE = "calling cuBLAS API during stream capture is currently unsupported"
-CAPTURE_UNSUPPORTED = 900  # cudaErrorStreamCaptureUnsupported
-CAPTURE_INVALIDATED = 901  # cudaErrorStreamCaptureInvalidated
-
-
-class Capture:
-    """An open capture: the stream's recorded operations, and whether a refused call invalidated it."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self.ops: list[tuple[str, Callable[[], Any]]] = []
-        self.invalidated: str | None = None
-
-
-_open: list[Capture] = []  # at most one here: the stand-in runs one host thread
-_current: list[Any] = [None]  # the current stream (``device.Stream``; None: the null stream)
-
-
-def current() -> Any:
-    """The stream made current (``with stream:``, ``use()``), or None for the null stream."""
-    return _current[0]
-
-
-def make_current(stream: Any) -> None:
-    _current[0] = stream
-
-
-def active() -> Capture | None:
-    """The capture of the current stream, or None (operations then run as usual)."""
-    if not _open:
-        return None
-    capture = _open[-1]
-    return capture if capture.stream is _current[0] else None
-
-
-def begin(stream: Any) -> None:
-    if any(c.stream is stream for c in _open):
-        raise _runtime_error(CAPTURE_UNSUPPORTED, "the stream is already capturing")
-    if _open:
-        raise NotImplementedError("fcgpu's stand-in models one capture at a time")
-    _open.append(Capture(stream))
-
-
-def end(stream: Any) -> Capture:
-    for k, capture in enumerate(_open):
-        if capture.stream is stream:
-            del _open[k]
-            if capture.invalidated is not None:
-                raise _runtime_error(CAPTURE_INVALIDATED, f"(first refused: {capture.invalidated})")
-            return capture
-    raise _runtime_error(903)  # cudaErrorStreamCaptureUnmatched
-
-
-def is_capturing(stream: Any) -> bool:
-    return any(c.stream is stream for c in _open)
-
-
-def record(name: str, fn: Callable[[], Any]) -> None:
-    """Add one operation to the current stream's capture (``active()`` must be true)."""
-    capture = active()
-    assert capture is not None
-    capture.ops.append((name, fn))
-
-
-# cudaError_t names and messages of the errors the stand-in raises (CUDA 13's cudaGetErrorString).
-_ERRORS = {
-    CAPTURE_UNSUPPORTED: ("cudaErrorStreamCaptureUnsupported", "operation not permitted when stream is capturing"),
-    CAPTURE_INVALIDATED: ("cudaErrorStreamCaptureInvalidated", "operation failed due to a previous error during capture"),
-    903: ("cudaErrorStreamCaptureUnmatched", "capture was not initiated in this stream"),
-}
+_ERRORS = {900: ("cudaErrorStreamCaptureUnsupported", "operation not permitted when stream is capturing"),
+           901: ("cudaErrorStreamCaptureInvalidated", "operation failed due to a previous error during capture"),
+           903: ("cudaErrorStreamCaptureUnmatched", "capture was not initiated in this stream")}
+_open: list[list] = []  # [stream, recorded (name, fn) pairs, what invalidated it or None]: one capture at a time
+_current: list[Any] = [None]  # the current stream; None: the null stream
+counter: list[Any] = []  # ``counting.counted``, which registers itself (counting imports this module)
 
 
 class CUDARuntimeError(RuntimeError):
@@ -109,45 +23,96 @@ class CUDARuntimeError(RuntimeError):
 
     def __init__(self, status: int) -> None:
         self.status = int(status)
-        name, message = _ERRORS.get(self.status, (f"cudaError{self.status}", "unknown error"))
-        super().__init__(f"{name}: {message}")
+        super().__init__(": ".join(_ERRORS.get(self.status, (f"cudaError{status}", "unknown error"))))
 
 
-def _runtime_error(status: int, detail: str = "") -> Exception:
-    error = CUDARuntimeError(status)
-    if detail:
-        error.args = (f"{error.args[0]} {detail}".rstrip(),)
+def active() -> list | None:
+    """The current stream's capture, or None (operations run as usual)."""
+    return _open[0] if _open and _open[0][0] is _current[0] else None
+
+
+def record(name: str, fn: Callable[[], Any]) -> None:
+    _open[0][1].append((name, fn))
+
+
+def refuse(kind: str, what: str) -> Exception:
+    """The error CuPy or CUDA raises for a ``kind`` operation during capture, which it invalidates."""
+    if _open and _open[0][2] is None:
+        _open[0][2] = what
+    if kind in ("to_host", "to_device"):
+        way = "D2H" if kind == "to_host" else "H2D"
+        return RuntimeError(f"the current stream is capturing, so {way} transfers are disallowed")
+    if kind == "gemm":
+        return NotImplementedError("calling cuBLAS API during stream capture is currently unsupported")
+    error = CUDARuntimeError(900)
+    error.args = (f"{error.args[0]} ({what}; the stand-in refuses allocations during capture)",)
     return error
 
 
-def refuse(error: Exception, what: str) -> Exception:
-    """``error``, after marking the open capture invalidated by ``what`` (as CUDA does)."""
-    for capture in _open:
-        if capture.invalidated is None:
-            capture.invalidated = what
-    return error
+def refuse_sync(what: str) -> None:
+    if _open:
+        raise refuse("sync", what)
 
 
-def refuse_allocation(what: str) -> Exception:
-    return refuse(_runtime_error(CAPTURE_UNSUPPORTED, f"({what} allocates: fcgpu's stand-in refuses allocations "
-                                                      "during capture; allocate every buffer before capturing)"), what)
+class Stream:
+    """``cupy.cuda.Stream(null=False, non_blocking=False, ptds=False, priority=None)``; ``with stream:``
+    or ``use()`` makes it current. Address 0 (null), 1 (per-thread default) or 2, 3, ... (new)."""
+
+    _addresses = itertools.count(2)
+
+    def __init__(self, null: bool = False, non_blocking: bool = False, ptds: bool = False, priority: Any = None) -> None:
+        self.ptr, self._previous = 0 if null else 1 if ptds else next(Stream._addresses), []
+
+    def synchronize(self) -> None:
+        refuse_sync("cudaStreamSynchronize")  # (any stream while one captures: stricter than CUDA)
+
+    def use(self) -> "Stream":
+        _current[0] = self
+        return self
+
+    def __enter__(self) -> "Stream":
+        self._previous.append(_current[0])
+        return self.use()
+
+    def __exit__(self, *exc: object) -> None:
+        _current[0] = self._previous.pop()
+
+    def begin_capture(self, mode: int | None = None) -> None:
+        if self.ptr in (0, 1):
+            raise RuntimeError("cannot capture on the default (legacy) stream")
+        if _open:
+            raise NotImplementedError("the stand-in models one capture at a time")
+        _open.append([self, [], None])
+
+    def end_capture(self) -> "Graph":
+        if not self.is_capturing():
+            raise CUDARuntimeError(903)
+        _, ops, invalidated = _open.pop()
+        if invalidated is not None:
+            raise CUDARuntimeError(901)
+        return Graph(_ops=ops)
+
+    def is_capturing(self) -> bool:
+        return bool(_open) and _open[0][0] is self
 
 
-def refuse_d2h(what: str) -> Exception:
-    return refuse(RuntimeError("the current stream is capturing, so D2H transfers are disallowed"), what)
+Stream.null, Stream.ptds = Stream(null=True), Stream(ptds=True)  # type: ignore[attr-defined]
 
 
-def refuse_h2d(what: str) -> Exception:
-    return refuse(RuntimeError("the current stream is capturing, so H2D transfers are disallowed"), what)
+def current_stream() -> Stream:
+    return _current[0] or Stream.null  # type: ignore[attr-defined]
 
 
-def refuse_sync(what: str) -> Exception:
-    return refuse(_runtime_error(CAPTURE_UNSUPPORTED, f"({what})"), what)
+class Graph:
+    """``cupy.cuda.Graph``, made by ``Stream.end_capture()``."""
 
+    def __init__(self, *args: Any, _ops: list | None = None, **kwargs: Any) -> None:
+        if _ops is None:
+            raise NotImplementedError("currently this class cannot be initiated by the user and must be created "
+                                      "via stream capture")
+        self._ops = _ops
 
-def refuse_cublas(what: str) -> Exception:
-    return refuse(NotImplementedError(CUBLAS_MESSAGE), what)
-
-
-def any_open() -> bool:
-    return bool(_open)
+    def launch(self, stream: Stream | None = None) -> None:
+        with counter[0]("graph", "graph_launch"):  # one operation (refused inside a capture: not modelled)
+            for _, op in self._ops:
+                op()

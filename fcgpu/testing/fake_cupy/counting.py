@@ -26,49 +26,27 @@ import numpy as np
 from . import capture
 from .recording import registered
 
-__all__ = [
-    "DeviceOps",
-    "OpCounts",
-    "TRANSFER_KINDS",
-    "count_device_ops",
-    "counted",
-    "counted_method",
-    "note",
-    "ufunc_kind",
-    "function_kind",
-    "index_kind",
-]
+__all__ = ["DeviceOps", "OpCounts", "TRANSFER_KINDS", "count_device_ops", "counted", "counted_method", "note",
+           "ufunc_kind", "function_kind", "index_kind"]
 
 TRANSFER_KINDS: tuple[str, ...] = ("to_host", "to_device")
 
 # cupy.<name> functions by what they launch; a NumPy ufunc is 'ufunc', anything else 'function'.
 _FUNCTION_KINDS: dict[str, str | None] = {
     **dict.fromkeys(("matmul", "dot", "tensordot", "inner", "outer", "vdot", "einsum"), "gemm"),
-    **dict.fromkeys(
-        (
-            "sum", "prod", "max", "min", "amax", "amin", "mean", "std", "var", "argmax", "argmin",
-            "count_nonzero", "any", "all", "allclose", "array_equal", "nansum", "nanmax", "nanmin",
-            "nanmean", "average", "cumsum", "cumprod", "ptp", "median", "norm",
-        ),
-        "reduction",
-    ),
-    **dict.fromkeys(
-        ("zeros", "ones", "full", "arange", "linspace", "eye", "identity", "zeros_like", "ones_like", "full_like"),
-        "fill",
-    ),
+    **dict.fromkeys(("sum", "prod", "max", "min", "amax", "amin", "mean", "std", "var", "argmax", "argmin",
+                     "count_nonzero", "any", "all", "allclose", "array_equal", "nansum", "nanmax", "nanmin",
+                     "nanmean", "average", "cumsum", "cumprod", "ptp", "median", "norm"), "reduction"),
+    **dict.fromkeys(("zeros", "ones", "full", "arange", "linspace", "eye", "identity", "zeros_like", "ones_like",
+                     "full_like"), "fill"),
     **dict.fromkeys(("copyto", "concatenate", "stack", "hstack", "vstack", "copy", "tile", "repeat"), "copy"),
     **dict.fromkeys(("take", "take_along_axis", "compress"), "gather"),
     **dict.fromkeys(("where", "clip", "round", "around"), "ufunc"),
     # Views, metadata and allocation without initialisation: nothing is launched.
-    **dict.fromkeys(
-        (
-            "empty", "empty_like", "reshape", "ravel", "transpose", "swapaxes", "moveaxis", "squeeze",
-            "expand_dims", "broadcast_to", "broadcast_arrays", "atleast_1d", "atleast_2d", "atleast_3d",
-            "shape", "ndim", "size", "result_type", "can_cast", "may_share_memory", "shares_memory",
-            "split", "array_split", "diagonal", "real", "imag", "get_array_module",
-        ),
-        None,
-    ),
+    **dict.fromkeys(("empty", "empty_like", "reshape", "ravel", "transpose", "swapaxes", "moveaxis", "squeeze",
+                     "expand_dims", "broadcast_to", "broadcast_arrays", "atleast_1d", "atleast_2d", "atleast_3d",
+                     "shape", "ndim", "size", "result_type", "can_cast", "may_share_memory", "shares_memory",
+                     "split", "array_split", "diagonal", "real", "imag", "get_array_module"), None),
 }
 
 
@@ -167,7 +145,7 @@ class counted:  # noqa: N801 - used as a context manager, like contextlib's lowe
     def __enter__(self) -> None:
         global _depth
         if _depth == 0 and capture.active() is not None:  # what no recording hook took: refused
-            raise refusal(self.kind, self.name)
+            raise capture.refuse(self.kind, self.name)
         _depth += 1
 
     def __exit__(self, exc_type: Any, *rest: Any) -> None:
@@ -177,21 +155,13 @@ class counted:  # noqa: N801 - used as a context manager, like contextlib's lowe
             note(self.kind, self.name)
 
 
-def refusal(kind: str, name: str) -> Exception:
-    """The error CuPy or CUDA raises for a ``kind`` operation on a capturing stream."""
-    if kind == "to_host":
-        return capture.refuse_d2h(name)
-    if kind == "to_device":
-        return capture.refuse_h2d(name)
-    if kind == "gemm":
-        return capture.refuse_cublas(name)
-    return capture.refuse_allocation(f"{kind} {name!r}")
+capture.counter.append(counted)
 
 
 def note(kind: str, name: str) -> None:
     """Count one operation now (a transfer a counted operation implies), unless inside another."""
     if _depth == 0 and capture.active() is not None:
-        raise refusal(kind, name)
+        raise capture.refuse(kind, name)
     if _depth == 0:
         for ops in _open:
             ops.add(kind, name)
@@ -201,12 +171,10 @@ def counted_method(base: Callable, kind: str, name: str) -> Callable:
     """``base`` (an ``ndarray`` method) counted as one ``kind`` operation named ``name``."""
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _depth == 0 and capture.active() is not None and (name == "fill" or kwargs.get("out") is not None):
-            plain = self.view(np.ndarray)
-            out = kwargs.get("out")
-            if out is not None:
-                kwargs["out"] = out.view(np.ndarray)
-            capture.record(name, lambda: base(plain, *args, **kwargs))
+        out = kwargs.get("out")
+        if _depth == 0 and capture.active() is not None and (name == "fill" or out is not None):
+            plain, kw = self.view(np.ndarray), {**kwargs, "out": None if out is None else out.view(np.ndarray)}
+            capture.record(name, lambda: base(plain, *args, **{k: v for k, v in kw.items() if k in kwargs}))
             return out
         with counted(kind, name):
             return base(self, *args, **kwargs)

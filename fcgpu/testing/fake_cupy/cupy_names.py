@@ -1,6 +1,6 @@
 """The top-level names CuPy 14.2 shares with NumPy: the only NumPy names the stand-in serves.
 
-``tests/test_real_cupy.py`` checks this list against the installed CuPy (``cupy-cuda13x==14.2.0``,
+``tests/testing/test_real_cupy.py`` checks this list against the installed CuPy (``cupy-cuda13x==14.2.0``,
 the ``verify`` extra), so that the stand-in offers no name at ``cupy.<name>`` that CuPy lacks
 (``numpy.insert``, ``numpy.block``, ``numpy.geomspace``, ... are NumPy's only).
 """

@@ -108,7 +108,7 @@ def _creation(func: Callable) -> Callable:
 
     def wrapper(*args: Any, **kwargs: Any) -> ndarray:
         if capture.active() is not None:
-            raise capture.refuse_allocation(f"cupy.{func.__name__}")
+            raise capture.refuse("alloc", f"cupy.{func.__name__}")
         if not fills:
             return func(*args, **kwargs).view(ndarray)
         with counted("fill", func.__name__):

@@ -8,6 +8,8 @@ libraries of recorded calls ahead of use.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -103,7 +105,7 @@ class ElementwiseKernel:
 
         if not out_args:
             if capture.active() is not None:
-                raise capture.refuse_allocation(f"the outputs of kernel {self.name!r}")
+                raise capture.refuse("alloc", f"the outputs of kernel {self.name!r}")
             for p in self.out_params:
                 if p.raw and size == -1:
                     raise ValueError("Output array size is Undecided")
@@ -130,18 +132,13 @@ class ElementwiseKernel:
 
         args_all = in_args + out_args
         kinds = argument_kinds(self.params, args_all)
-        if capture.active() is not None:  # recorded: launched by each Graph.launch
+        capturing = capture.active() is not None  # then recorded, launched by each Graph.launch
+        with contextlib.nullcontext() if capturing else counted("kernel", self.name):
             if is_recording():
                 record(self._describe(kinds, args_all, shape))
             if runs_kernels():
-                lib = self._lib_for(kinds, type_map)
-                capture.record(self.name, lambda: launch(lib, self.name, kinds, args_all, shape))
-            return ret
-        with counted("kernel", self.name):
-            if is_recording():
-                record(self._describe(kinds, args_all, shape))
-            if runs_kernels():
-                launch(self._lib_for(kinds, type_map), self.name, kinds, args_all, shape)
+                run = functools.partial(launch, self._lib_for(kinds, type_map), self.name, kinds, args_all, shape)
+                capture.record(self.name, run) if capturing else run()
         return ret
 
     def _lib_for(self, kinds: tuple[str, ...], type_map: tuple[tuple[str, np.dtype], ...]) -> Callable:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import types as _types
 
 from ..device import Device, Graph, Stream
-from ..device import current_stream as _current_stream
+from ..device import current_stream as get_current_stream
 from ..device import Runtime as _Runtime
 from ..device import current_device as _current_device
 from . import cublas
@@ -21,10 +21,6 @@ from . import cublas
 runtime = _Runtime()
 # cupy.cuda.device (a module in CuPy): the one cuBLAS handle of the current device.
 device = _types.SimpleNamespace(get_cublas_handle=lambda: 1 + _current_device())
-
-
-def get_current_stream() -> Stream:
-    return _current_stream()
 
 
 def is_available() -> bool:

@@ -60,7 +60,7 @@ def gemmEx(  # noqa: N802, PLR0913 - cuBLAS's signature
 ) -> None:
     """C (m, n) = alpha op(A) op(B) + beta C, column-major, alpha and beta float32 at host addresses."""
     if _capture.active() is not None:  # CuPy's cublas.setStream, called by every cuBLAS wrapper, refuses
-        raise _capture.refuse_cublas("cublasGemmEx")
+        raise _capture.refuse("gemm", "cublasGemmEx")
     if computeType != CUBLAS_COMPUTE_32F or getPointerMode(handle) != CUBLAS_POINTER_MODE_HOST:
         raise NotImplementedError("the stand-in's gemmEx: float32 compute, host pointer mode only")
     a = _matrix(A, Atype, *((m, k) if transa == CUBLAS_OP_N else (k, m)), lda)

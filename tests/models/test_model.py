@@ -28,7 +28,7 @@ _________________________________________________________________"""
 @pytest.fixture(scope="module")
 def digits():
     pytest.importorskip("sklearn")
-    from fcgpu.data import load_digits
+    from fcgpu.utils.datasets import load_digits
 
     return load_digits(seed=0)
 

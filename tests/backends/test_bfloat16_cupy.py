@@ -12,7 +12,7 @@ from fcgpu.mixed_precision import bfloat16, cupy_bfloat16_problem
 from fcgpu.testing import stand_in_backend
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_the_cuda_extras_bring_what_cupy_needs_for_bfloat16():

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from fcgpu import data
+from fcgpu.utils import datasets as data
 from helpers import idx_bytes, make_fashion_dir
 
 

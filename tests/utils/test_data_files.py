@@ -9,7 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from fcgpu import data
+from fcgpu.utils import datasets as data
 from helpers import idx_bytes
 
 

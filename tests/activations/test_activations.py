@@ -22,7 +22,7 @@ except ImportError:  # the NumPy-only install: the lookup tests still run
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed: it is the reference for the numerics")
 
 NAMES = list(ACTIVATIONS)
-KERNELS = Path(__file__).resolve().parent.parent / "kernels" / "activations.cuh"
+KERNELS = Path(__file__).resolve().parents[2] / "kernels" / "activations.cuh"
 
 
 def torch_activation(name: str):

@@ -1,13 +1,13 @@
 """Keras's helpers that MLP programs call (``keras.utils.to_categorical``, ``normalize``, ``set_random_seed``,
-``PyDataset``)."""
+``PyDataset``), and ``datasets``: the data sets of the training job (digits, Fashion-MNIST)."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from .initializers import set_seed
-from .data.py_dataset import PyDataset
+from ..initializers import set_seed
+from .py_dataset import PyDataset
 
 __all__ = ["to_categorical", "normalize", "set_random_seed", "PyDataset", "Sequence"]
 
