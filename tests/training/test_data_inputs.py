@@ -11,6 +11,16 @@ import pytest
 import fcgpu as fc
 from fcgpu.training.data_adapter import RAN_OUT, is_stream
 
+
+@pytest.fixture(autouse=True)
+def _step_by_step():
+    """Arrays and streams compared bit for bit: both step by step. Captured as a CUDA graph, fit on
+    arrays sums its GEMMs in another order than the stream path's (tests/training/test_graph_step.py
+    holds the two to float tolerance)."""
+    fc.config.set_graphs(False)
+    yield
+    fc.config.set_graphs(True)
+
 X = np.random.default_rng(0).normal(size=(80, 6)).astype(np.float32)
 Y = (X[:, :3].sum(1) > X[:, 3:].sum(1)).astype(np.int64)
 VX = np.random.default_rng(1).normal(size=(30, 6)).astype(np.float32)
