@@ -178,3 +178,48 @@ def test_a_schedule_gives_the_step_by_step_paths_numbers(optimizer):
     assert graph.optimizer.iterations == eager.optimizer.iterations == 15
     assert graph.optimizer.learning_rate == eager.optimizer.learning_rate
     assert graph.optimizer.steps == eager.optimizer.steps
+
+
+class _OwnGemms:
+    """A stand-in for ``own_gemm`` (the stand-in has no RawModule): NumPy products, calls recorded."""
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def dense_forward(self, x, W, b, activation, out):
+        self.calls.append(("dense_forward", activation, b))
+        out[...] = B.from_numpy(B.to_numpy(x) @ B.to_numpy(W))
+        return out
+
+    def input_grad(self, dz, W, out):
+        self.calls.append(("input_grad",))
+        out[...] = B.from_numpy(B.to_numpy(dz) @ B.to_numpy(W).T)
+        return out
+
+    def weight_grad(self, x, dz, dW):
+        self.calls.append(("weight_grad",))
+        dW[...] = B.from_numpy((B.to_numpy(x).astype(np.float32).T @ B.to_numpy(dz).astype(np.float32)).astype(dW.dtype))
+        return dW
+
+
+def test_the_capture_hook_takes_the_own_gemms_where_they_serve():
+    from fcgpu.backends.cupy.backend import CupyBackend
+    from fcgpu.testing import fake_cupy
+
+    backend = CupyBackend(fake_cupy)
+    backend._own_gemm = own = _OwnGemms()  # as the backend makes it on first use
+    assert backend.gemm_for_capture() == backend.capture_gemm  # the stand-in: no RawModule
+    gemm = backend.own_capture_gemm
+    x, w, dz = _random((6, 4)), _random((4, 3), seed=1), _random((6, 3), seed=2)
+    gemm(x, w, backend.empty((6, 3), np.float32))
+    gemm(dz, w, backend.empty((6, 4), np.float32), trans_b=True)
+    gemm(x, dz, backend.empty((4, 3), np.float32), trans_a=True)
+    h = [backend.from_numpy(B.to_numpy(a).astype(np.float16)) for a in (x, dz)]
+    gemm(h[0], h[1], backend.empty((4, 3), np.float32), trans_a=True)  # a mixed-precision weight gradient
+    assert own.calls == [("dense_forward", "linear", None), ("input_grad",), ("weight_grad",), ("weight_grad",)]
+    wide = backend.from_numpy(B.to_numpy(x).astype(np.float64))
+    out = gemm(wide, backend.from_numpy(B.to_numpy(w).astype(np.float64)), backend.empty((6, 3), np.float64))
+    assert len(own.calls) == 4  # float64: no own GEMM, the element kernel
+    np.testing.assert_allclose(B.to_numpy(out), B.to_numpy(wide) @ B.to_numpy(w).astype(np.float64), rtol=1e-12)
+    cupy = pytest.importorskip("cupy")
+    assert hasattr(cupy, "RawModule")  # so on real CuPy the captured step takes the own GEMMs

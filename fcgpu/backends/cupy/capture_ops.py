@@ -5,9 +5,9 @@ dropout methods while graph mode is on). Inside ``with backend.graph_mode(scalar
 a step is the same from one step to the next, whatever the step: what changes is read from the
 device arrays of ``GraphScalars`` (``kernels/graphs.cuh``):
 
-- GEMMs go through ``gemm_for_capture()`` (CuPy refuses cuBLAS during stream capture): for now
-  ``capture_gemm``, one ElementwiseKernel thread an output element (``fcgpu_gemm_capture``); a tiled
-  kernel can replace it behind the same hook.
+- GEMMs go through ``gemm_for_capture()`` (CuPy refuses cuBLAS during stream capture): fcgpu's own
+  tiled GEMMs (``gemm.GemmLauncher``) on real CuPy, else (the stand-in has no RawModule; float64)
+  ``capture_gemm``, one ElementwiseKernel thread an output element (``fcgpu_gemm_capture``).
 - Dropout's Philox step is the step given plus the device counter ``ctr[0]`` (``<kernel>_dev``).
 - SGD and Adam (not guarded by a loss scaler) read the learning rate and Adam's bias corrections
   from ``gs``, which ``graph_begin`` fills from the counter (``<update>_glr``); a loss scaler's
@@ -19,6 +19,8 @@ import contextlib
 from typing import Any, Callable, Iterator
 
 import numpy as np
+
+from .gemm import DTYPES as OWN_GEMM_DTYPES
 
 Array = Any
 
@@ -59,8 +61,24 @@ class CaptureOps:
     # -- GEMMs -----------------------------------------------------------------------------------
     def gemm_for_capture(self) -> Callable[..., Array]:
         """The GEMM the captured step uses: ``gemm(a, b, out, trans_a=False, trans_b=False)``, out =
-        op(a) @ op(b) for C-contiguous a, b, out (op: transposed where asked), no cuBLAS."""
-        return self.capture_gemm
+        op(a) @ op(b) for C-contiguous a, b, out (op: transposed where asked), no cuBLAS: fcgpu's own
+        tiled GEMMs (``own_gemm``, RawModules) where the CuPy module has ``RawModule`` (real CuPy;
+        not the stand-in), else the one-thread-an-element ``capture_gemm``."""
+        return self.own_capture_gemm if hasattr(self.cp, "RawModule") else self.capture_gemm
+
+    def own_capture_gemm(self, a: Array, b: Array, out: Array, trans_a: bool = False, trans_b: bool = False) -> Array:
+        """``capture_gemm``'s three products through ``own_gemm`` (its dtypes: float32 and half types,
+        float32 weight gradients of half operands); other dtypes through ``capture_gemm``."""
+        launcher = self.own_gemm  # type: ignore[attr-defined]
+        same = a.dtype == b.dtype == out.dtype
+        if a.dtype in OWN_GEMM_DTYPES and not (trans_a and trans_b):
+            if trans_a and a.dtype == b.dtype and (same or out.dtype == np.float32):
+                return launcher.weight_grad(a, b, out)
+            if trans_b and same:
+                return launcher.input_grad(a, b, out)
+            if not trans_a and not trans_b and same:
+                return launcher.dense_forward(a, b, None, "linear", out)
+        return self.capture_gemm(a, b, out, trans_a, trans_b)
 
     def capture_gemm(self, a: Array, b: Array, out: Array, trans_a: bool = False, trans_b: bool = False) -> Array:
         for name, x in (("a", a), ("b", b), ("out", out)):
