@@ -142,6 +142,8 @@ def compile_to_keras(compiled: dict[str, Any], output_keys: list[str] | None = N
                 else:
                     entries.append(keras_name)
             per_output.append(entries)
+        if any((compiled.get("weighted_metrics") or {}).values()):
+            left.append("the weighted_metrics (fcgpu writes none to Keras files)")
         keras_loss: Any = _by_output(losses, keys)
         loss_weights: Any = _by_output(weights, keys)
         metrics: Any = _by_output(per_output, keys) if any(per_output) else None

@@ -19,13 +19,12 @@ import numpy as np
 from ..backends import Backend, resolve_backend
 from ..backends.base import Array
 from ..backends.buffers import Buffers
-from .. import metrics as metrics_module
 from ..layers import Input, Layer
 from ..layers.symbolic import KerasTensor, map_graph
 from ..saving.serialization import deserialize, register
 from .. import optimizers as optimizers_module
 from ..training.metric_state import restorable
-from ..training.outputs import OutputMetric, check_one_loss_weight, compile_outputs, one_sample_weight
+from ..training.outputs import check_one_loss_weight, compile_outputs, metrics_by_output, one_sample_weight
 from .base import Model
 from ..layers.context import INFERENCE, ForwardContext
 from ..layers.fusion import Plan
@@ -240,13 +239,11 @@ class Functional(Model):
             check_one_loss_weight(loss_weights, self.name)
             super().compile(optimizer, loss, metrics, weighted_metrics, **keras_options)
             return
-        if weighted_metrics is not None:
-            raise ValueError("weighted_metrics: for a model of several outputs, not supported in this release")
         if loss is None:
             raise ValueError("loss: compile needs a loss, e.g. loss='mse' (one for every output) or one per output")
-        outputs_loss, objects = compile_outputs(self.output_keys, self.output_columns, loss, loss_weights, metrics,
-                                                keyed=self._output_keys is not None)
-        super().compile(optimizer, outputs_loss, objects, **keras_options)
+        outputs_loss, objects, weighted = compile_outputs(self.output_keys, self.output_columns, loss, loss_weights,
+                                                          metrics, self._output_keys is not None, weighted_metrics)
+        super().compile(optimizer, outputs_loss, objects, weighted, **keras_options)
         self.compiled_metrics_spec = metrics
 
     def _weights(self, sample_weight: Any, class_weight: Any, y: Any, rows: int, argument: str = "sample_weight") -> Any:
@@ -289,21 +286,19 @@ class Functional(Model):
         if len(self._outputs) == 1:
             super().compile_from_config(config)
             return
-        metrics = config.get("metrics") or {}
+        metrics, weighted = config.get("metrics") or {}, config.get("weighted_metrics") or {}
         if not set(metrics) <= set(self.output_keys):  # by layer name, as files written before the keys
             metrics = {dict(zip(self.output_names, self.output_keys)).get(n, n): e for n, e in metrics.items()}
         self.compile(loss=config["loss"], optimizer=optimizers_module.get(config["optimizer"]),
-                     metrics={name: restorable(entries) for name, entries in metrics.items()} or None)
+                     metrics={name: restorable(entries) for name, entries in metrics.items()} or None,
+                     weighted_metrics={name: restorable(entries) for name, entries in weighted.items()} or None)
 
     def get_compile_config(self) -> dict[str, Any] | None:
         config = super().get_compile_config()
-        if config is not None and len(self._outputs) > 1:  # the metrics by output name, as compile takes them
-            by_output: dict[str, list[Any]] = {name: [] for name in self.output_keys}
-            for metric in self.metric_objects:
-                if isinstance(metric, OutputMetric):
-                    by_output[self.output_keys[metric.k]].append(metrics_module.plain_name(metric.metric)
-                                                                  or metric.metric.get_config())
-            config["metrics"] = by_output
+        if config is not None and len(self._outputs) > 1:  # the metrics by output key, as compile takes them
+            config["metrics"], weighted = metrics_by_output(self.metric_objects, self.weighted_metric_ids, self.output_keys)
+            if any(weighted.values()):
+                config["weighted_metrics"] = weighted
         return config
 
     # -- config ------------------------------------------------------------------

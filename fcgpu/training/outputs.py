@@ -23,7 +23,7 @@ from ..backends.buffers import Buffers
 from ..losses import Loss
 
 __all__ = ["OutputLossTracker", "OutputMetric", "OutputsLoss", "check_one_loss_weight", "compile_outputs",
-           "one_sample_weight"]
+           "metrics_by_output", "one_sample_weight"]
 
 
 class OutputLossTracker(metrics_module.Mean):
@@ -259,10 +259,13 @@ def check_one_loss_weight(loss_weights: Any, model: str) -> None:
                              f"its loss, which fcgpu does not do: got {loss_weights!r}")
 
 
-def compile_outputs(names: list[str], columns: list[tuple[int, int]], loss: Any, loss_weights: Any,
-                    metrics: Any, keyed: bool = False) -> tuple[OutputsLoss, list[metrics_module.Metric]]:
-    """(the loss, the metric objects) of ``compile`` for a model whose outputs are ``names`` (the keys
-    of a dict of outputs where ``keyed``: a loss dict's order is then the logs' order, as Keras's)."""
+def compile_outputs(names: list[str], columns: list[tuple[int, int]], loss: Any, loss_weights: Any, metrics: Any,
+                    keyed: bool = False, weighted_metrics: Any = None
+                    ) -> tuple[OutputsLoss, list[metrics_module.Metric], list[metrics_module.Metric]]:
+    """(the loss, the metric objects, the weighted metric objects) of ``compile`` for a model whose
+    outputs are ``names`` (the keys of a dict of outputs where ``keyed``: a loss dict's order is then
+    the logs' order, as Keras's). A weighted metric named as one of its output's metrics is logged
+    as '<output>_weighted_<metric>', as Keras logs it."""
     keyed = keyed and isinstance(loss, dict) and "class_name" not in loss
     if isinstance(loss, dict) and loss.get("class_name") == "OutputsLoss":  # a saved compile config
         loss_weights = loss.get("loss_weights") if loss_weights is None else loss_weights
@@ -278,14 +281,37 @@ def compile_outputs(names: list[str], columns: list[tuple[int, int]], loss: Any,
     outputs_loss = OutputsLoss(losses, weights, names, columns)
     if keyed:
         outputs_loss.log_order = [names.index(key) for key in loss if loss[key] is not None]
-    objects: list[metrics_module.Metric] = list(outputs_loss.trackers)
-    if metrics is not None:
-        for k, entry in enumerate(_per_output(metrics, names, "metrics", single=False)):
-            entries = [] if entry is None else entry if isinstance(entry, (list, tuple)) else [entry]
-            for m in entries:
-                a, b = columns[k]
-                metric = _accuracy_for(losses[k], b - a) if m in ("accuracy", "acc") else metrics_module.get(m)
-                if m == "acc":
-                    metric.name = "acc"
-                objects.append(OutputMetric(metric, k, outputs_loss))
-    return outputs_loss, objects
+    objects = [*outputs_loss.trackers, *_output_metrics(metrics, outputs_loss, "metrics")]
+    weighted = _output_metrics(weighted_metrics, outputs_loss, "weighted_metrics")
+    for metric in weighted:
+        if any(o.name == metric.name for o in objects):
+            metric.name = f"{names[metric.k]}_weighted_{metric.metric.name}"
+    return outputs_loss, objects, weighted
+
+
+def _output_metrics(spec: Any, outputs_loss: OutputsLoss, argument: str) -> list[metrics_module.Metric]:
+    """The ``OutputMetric`` of each entry of ``spec`` (a list with one entry per output, or a dict)."""
+    objects: list[metrics_module.Metric] = []
+    if spec is None:
+        return objects
+    for k, entry in enumerate(_per_output(spec, outputs_loss.names, argument, single=False)):
+        for m in [] if entry is None else entry if isinstance(entry, (list, tuple)) else [entry]:
+            a, b = outputs_loss.columns[k]
+            metric = _accuracy_for(outputs_loss.losses[k], b - a) if m in ("accuracy", "acc") else metrics_module.get(m)
+            if m == "acc":
+                metric.name = "acc"
+            objects.append(OutputMetric(metric, k, outputs_loss))
+    return objects
+
+
+def metrics_by_output(objects: Sequence[metrics_module.Metric], weighted_ids: set[int], keys: list[str]
+                      ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """(the metrics, the weighted metrics) of ``objects`` by output key, as compile takes them
+    (each a name or a config)."""
+    plain: dict[str, list[Any]] = {key: [] for key in keys}
+    weighted: dict[str, list[Any]] = {key: [] for key in keys}
+    for metric in objects:
+        if isinstance(metric, OutputMetric):
+            entry = metrics_module.plain_name(metric.metric) or metric.metric.get_config()
+            (weighted if id(metric) in weighted_ids else plain)[keys[metric.k]].append(entry)
+    return plain, weighted

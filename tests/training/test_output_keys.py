@@ -130,3 +130,25 @@ def test_list_outputs_keep_the_layers_names():
     x, y = data()
     history = model.fit(x, {"head_a": y["score"], "head_b": y["klass"]}, verbose=0).history
     assert sorted(history) == ["head_a_loss", "head_b_loss", "loss"]
+
+
+def test_weighted_metrics_by_key_as_keras():
+    ours, theirs = both_models()
+    x, y = data()
+    w = np.random.default_rng(5).uniform(0.0, 2.0, len(x))
+    spec = dict(loss=LOSSES, metrics={"klass": ["accuracy"]}, weighted_metrics={"klass": ["accuracy"], "score": ["mae"]})
+    theirs.compile(optimizer=keras.optimizers.SGD(0.125), **spec)
+    ours.compile(optimizer=fc.optimizers.SGD(0.125), **spec)
+    h_theirs = theirs.fit(x, y, sample_weight=w, batch_size=8, shuffle=False, verbose=0).history
+    h_ours = ours.fit(x, y, sample_weight=w, batch_size=8, shuffle=False, verbose=0).history
+    assert sorted(h_ours) == sorted(h_theirs)
+    assert "klass_weighted_accuracy" in h_ours
+    for key in h_theirs:
+        close(h_ours[key], h_theirs[key], key)
+    close(ours.evaluate(x, y, sample_weight=w, verbose=0), theirs.evaluate(x, y, sample_weight=w, verbose=0), "evaluate")
+    # the weighted metrics stay weighted through the compile config
+    again = keyed_heads(fc)
+    again.set_weights(ours.get_weights())
+    again.compile_from_config(ours.get_compile_config())
+    assert again.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True) == pytest.approx(
+        ours.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True))
