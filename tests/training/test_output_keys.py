@@ -152,3 +152,15 @@ def test_weighted_metrics_by_key_as_keras():
     again.compile_from_config(ours.get_compile_config())
     assert again.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True) == pytest.approx(
         ours.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True))
+
+
+def test_a_compile_config_by_layer_name_comes_back_by_key():
+    ours, _ = both_models()
+    ours.compile(optimizer="sgd", loss=LOSSES, metrics={"score": ["mae"]})
+    config = ours.get_compile_config()
+    assert config["metrics"] == {"klass": [], "score": ["mae"]}
+    config["metrics"] = {"head_b": [], "head_a": ["mae"]}  # as files written before the keys named outputs
+    again = keyed_heads(fc)
+    again.compile_from_config(config)
+    x, y = data()
+    assert list(again.evaluate(x, y, verbose=0, return_dict=True)) == ["loss", "klass_loss", "score_loss", "score_mae"]
