@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..backends.validation import positive_int
+from ..saving import OTHER_FORMATS
 
 __all__ = [
     "Callback",
@@ -254,6 +255,11 @@ class ModelCheckpoint(Callback):
         self.save_weights_only = bool(save_weights_only)
         if self.save_weights_only and not self.filepath.endswith(".weights.h5"):
             raise ValueError(f"filepath: with save_weights_only=True it must end in '.weights.h5', got {self.filepath!r}")
+        other = next((s for s in OTHER_FORMATS if self.filepath.lower().endswith(s)), None)
+        if not self.save_weights_only and other is not None:
+            raise ValueError(f"filepath: {self.filepath!r} names {OTHER_FORMATS[other]}; model.save writes '.keras' "
+                             f"(Keras 3's format) or fcgpu's own format (another name); save_weights_only=True "
+                             f"writes '.weights.h5'")
         if self.filepath.endswith((".keras", ".weights.h5")):
             from ..interop.keras_weights import h5py_module
 

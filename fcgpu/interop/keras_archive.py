@@ -35,7 +35,7 @@ from .keras_config import (
     model_to_keras,
     parameter_count,
 )
-from .keras_optimizer import plain, state_from_keras, state_to_keras
+from .keras_optimizer import plain, state_from_keras, state_to_keras, unstepped
 from . import keras_weights
 from .keras_weights import assign, read_layer_weights, read_optimizer_vars, storage_plan, weights_for, weights_h5_bytes
 
@@ -95,8 +95,8 @@ def save_keras_model(model: Any, path: str | os.PathLike) -> None:
             warnings.warn(f"model.save: the .keras file's compile settings leave out {why}", stacklevel=3)
     optimizer = None
     if "compile_config" in config:
-        names = [name for name, _ in model.trainable_variables]
-        values = state_to_keras(model.optimizer, names)
+        params = [(name, tuple(p.shape)) for name, p in model.trainable_variables]
+        values = state_to_keras(model.optimizer, params)
         if values is not None:
             optimizer = (config["compile_config"]["optimizer"]["config"]["name"], values)
     weights = weights_h5_bytes(model, optimizer)
@@ -279,7 +279,7 @@ def _load_optimizer_state(model: Any, data: bytes, what: str) -> None:
     """The optimizer state Keras stored with the weights, where it translates (else a warning: the
     optimizer starts afresh, as Keras's does when a saved optimizer does not match)."""
     arrays = read_optimizer_vars(data, what)
-    if arrays is None:
+    if arrays is None or unstepped(arrays):  # saved before its first step: the optimizer is fresh
         return
     params = [(name, tuple(p.shape)) for name, p in model.trainable_variables]
     optimizer = plain(model.optimizer)

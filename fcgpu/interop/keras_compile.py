@@ -142,6 +142,8 @@ def compile_to_keras(compiled: dict[str, Any], output_keys: list[str] | None = N
                 else:
                     entries.append(keras_name)
             per_output.append(entries)
+        if any((compiled.get("weighted_metrics") or {}).values()):
+            left.append("the weighted_metrics (fcgpu writes none to Keras files)")
         keras_loss: Any = _by_output(losses, keys)
         loss_weights: Any = _by_output(weights, keys)
         metrics: Any = _by_output(per_output, keys) if any(per_output) else None
@@ -242,10 +244,9 @@ def _per_output(value: Any, keys: list[str], what: str, one_for_all: bool) -> tu
     return [value] * len(keys), ""
 
 
-def _outputs_from_keras(compiled: dict[str, Any], outputs: list[str], keys: list[str]
-                        ) -> tuple[dict[str, Any] | None, str]:
-    """The fcgpu compile config of a model of several outputs (``outputs``: their layer names;
-    ``keys``: what Keras's per-output dicts are keyed by)."""
+def _outputs_from_keras(compiled: dict[str, Any], keys: list[str]) -> tuple[dict[str, Any] | None, str]:
+    """The fcgpu compile config of a model of several outputs; ``keys``: what Keras's per-output
+    dicts are keyed by (a dict output's keys, else the layers' names), as fcgpu's compile takes them."""
     losses, why = _per_output(compiled.get("loss"), keys, "loss", True)
     if losses is None:
         return None, why
@@ -263,12 +264,12 @@ def _outputs_from_keras(compiled: dict[str, Any], outputs: list[str], keys: list
     weights = [1.0 if w is None else w for w in weights]
     if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights):
         return None, f"its loss_weights {weights!r} are not numbers >= 0"
-    metrics: dict[str, list[Any]] = {name: [] for name in outputs}
+    metrics: dict[str, list[Any]] = {key: [] for key in keys}  # by what fcgpu's compile knows them by
     if compiled.get("metrics"):
         given, why = _per_output(compiled["metrics"], keys, "metrics", False)
         if given is None:
             return None, why
-        for name, entry in zip(outputs, given):
+        for name, entry in zip(keys, given):
             parts, why = _metrics_from_keras(entry if isinstance(entry, (list, tuple)) or entry is None else [entry])
             if parts is None:
                 return None, why
@@ -277,7 +278,7 @@ def _outputs_from_keras(compiled: dict[str, Any], outputs: list[str], keys: list
     if opt is None:
         return None, why
     loss = {"class_name": "OutputsLoss", "losses": fc_losses, "loss_weights": [float(w) for w in weights],
-            "output_names": list(outputs)}
+            "output_names": list(keys)}
     return {"loss": loss, "optimizer": opt, "metrics": metrics}, ""
 
 
@@ -290,7 +291,7 @@ def compile_from_keras(compiled: Any, outputs: list[str] | None = None, keys: li
     if compiled.get("weighted_metrics"):
         return None, "fcgpu has no weighted_metrics"
     if outputs is not None and len(outputs) > 1:
-        return _outputs_from_keras(compiled, list(outputs), list(keys) if keys is not None else list(outputs))
+        return _outputs_from_keras(compiled, list(keys) if keys is not None else list(outputs))
     if compiled.get("loss_weights"):
         return None, "fcgpu has no loss_weights"
     fc_loss, why = _loss_from_keras(compiled.get("loss"))

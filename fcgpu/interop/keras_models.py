@@ -14,7 +14,9 @@ counted (``parameter_count``) so that the caller can hold them against the bytes
 """
 from __future__ import annotations
 
+
 import math
+import warnings
 from typing import Any, Callable, Mapping
 
 from .keras_common import UnsupportedKeras, compute_dtype, inner, policy_to_keras
@@ -78,7 +80,7 @@ def _sequential(config: dict[str, Any], inner_config: dict[str, Any], custom_obj
             policy = layer["dtype"] or policy
         elif isinstance(layer, dict) and layer["class_name"] not in MODELS and (
                 layer.get("dtype") == policy or str(layer.get("dtype")).startswith("mixed")):
-            layer["dtype"] = None  # as fcgpu's layers without parameters do: the dtype of the layer before
+            _follows_the_layer_before(layer, policy)
         layers.append(layer)
         classes.append((None, entry["class_name"]))
     if problems:
@@ -290,8 +292,20 @@ def _policies_from_keras(fc: dict[str, Any]) -> None:
             continue
         own = layer.get("dtype")
         if layer["class_name"] != "Dense" and (own == before or str(own).startswith("mixed")):
-            layer["dtype"] = None
+            _follows_the_layer_before(layer, before)
         policy[name] = own or before
+
+
+def _follows_the_layer_before(layer: dict[str, Any], before: str) -> None:
+    """A layer other than Dense takes the dtype of the layer before it in fcgpu (its config's dtype
+    None); where Keras's policy for it is a mixed one the layer before does not have, Keras computes
+    it in half and fcgpu does not: said, not silently changed."""
+    own = layer.get("dtype")
+    if own != before and str(own).startswith("mixed"):
+        warnings.warn(f"layer {layer.get('name')!r} ({layer['class_name']}): Keras computes it under {own!r}; "
+                      f"fcgpu computes it in the dtype of the layer before it ({before!r}), so its outputs "
+                      f"differ by that rounding", stacklevel=4)
+    layer["dtype"] = None
 
 
 # -- shapes and parameter counts of fcgpu configs ---------------------------------------------------

@@ -13,8 +13,10 @@ each layer in order):
   b = mu b + g, so m = -lr b for a constant learning rate.
 
 ``state_to_keras`` and ``state_from_keras`` translate fcgpu's ``optimizer.state_dict()`` for those
-optimizers; anything else gives None and the file goes without optimizer state (Keras then starts
-its own, as fcgpu does). fcgpu wraps a mixed_float16 model's optimizer in a LossScaleOptimizer
+optimizers (before the first step as Keras's built optimizer holds it: iteration 0, zero slots;
+``unstepped`` tells such variables, and Keras's own unbuilt iteration and learning rate, apart);
+anything else gives None and the file goes without optimizer state (Keras then starts its own, as
+fcgpu does). fcgpu wraps a mixed_float16 model's optimizer in a LossScaleOptimizer
 where Keras does so only under a global mixed_float16 policy: the wrapped optimizer's state is what
 translates (the loss scale starts afresh), and a Keras LossScaleOptimizer's nested state does not.
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plain", "state_from_keras", "state_to_keras"]
+__all__ = ["plain", "state_from_keras", "state_to_keras", "unstepped"]
 
 # optimizer class -> (fcgpu slot <- Keras slot, in Keras's order), per-variable interleaving or not
 _SLOTS = {
@@ -65,9 +67,11 @@ def plain(optimizer: Any) -> Any:
     return optimizer
 
 
-def state_to_keras(optimizer: Any, names: list[str]) -> list[np.ndarray] | None:
-    """Keras's ``optimizer/vars`` for fcgpu's ``optimizer`` over the parameters ``names`` (in the
-    model's order), or None where they do not translate (or before the first step)."""
+def state_to_keras(optimizer: Any, params: list[tuple[str, tuple[int, ...]]]) -> list[np.ndarray] | None:
+    """Keras's ``optimizer/vars`` for fcgpu's ``optimizer`` over the parameters ``params`` [(name,
+    shape)] (in the model's order), or None where they do not translate. Before the first step:
+    what Keras's built optimizer holds before its first (iteration 0, zero slots), which Keras
+    loads into the optimizer it builds when it compiles the loaded model."""
     optimizer = plain(optimizer)
     config = optimizer.get_config()
     layout = _slots(config)
@@ -77,6 +81,10 @@ def state_to_keras(optimizer: Any, names: list[str]) -> list[np.ndarray] | None:
     state = optimizer.state_dict()
     iterations = int(state.get("iterations", max(state["steps"].values(), default=0)))
     slots, interleaved = layout
+    names, shapes = [n for n, _ in params], dict(params)
+    if iterations == 0 and not any(state["state"].get(n) for n in names):
+        return [np.array(0, np.int32), np.array(rate, np.float32),
+                *(np.zeros(shapes[name], np.float32) for name, _ in _order(names, slots, interleaved))]
     if not 0 < iterations <= _MAX_ITERATIONS or any(set(state["state"].get(n, {})) != set(slots) for n in names):
         return None
     values = [np.array(iterations, np.int32), np.array(rate, np.float32)]
@@ -84,6 +92,14 @@ def state_to_keras(optimizer: Any, names: list[str]) -> list[np.ndarray] | None:
         value = np.asarray(state["state"][name][slot], np.float32)
         values.append(-float(rate) * value if slot == "momentum_buffer" else value)
     return values
+
+
+def unstepped(arrays: list[np.ndarray]) -> bool:
+    """Whether Keras's optimizer variables ``arrays`` are an optimizer's before its first step
+    (iteration 0: its slots, where stored, are zeros), which a fresh fcgpu optimizer is."""
+    first = arrays[0] if arrays else None
+    return first is not None and first.shape == () and first.dtype.kind in "iu" and int(first) == 0 and all(
+        a.dtype.kind == "f" and not np.any(a) for a in arrays[2:])
 
 
 def state_from_keras(config: dict[str, Any], arrays: list[np.ndarray], params: list[tuple[str, tuple[int, ...]]]) -> dict[str, Any] | None:

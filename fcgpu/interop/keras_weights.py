@@ -6,7 +6,9 @@ class in the order of ``model.layers``, not by layer name: ``dense``, ``dense_1`
 group with a ``name`` attribute (the layer's name), each model's own empty ``vars`` group (the root's
 for the model itself), a nested model's layers under its own key (``layers/sequential/layers/dense``),
 and each layer's variables in ``get_weights`` order (a Dense's kernel (in, units) as ``0``, its bias
-as ``1``; BatchNormalization's gamma, beta, moving mean and variance). ``optimizer/`` holds Keras optimizer state, which fcgpu neither writes nor reads.
+as ``1``; BatchNormalization's gamma, beta, moving mean and variance). ``optimizer/vars`` holds
+Keras optimizer state: written and read here as arrays, translated by ``keras_optimizer`` (a
+compiled model's file holds it from before its first step on, as Keras's does).
 
 Reading trusts nothing: only plain groups and datasets are followed (no soft or external links,
 no external or virtual datasets, no datasets of objects or strings), every dataset's declared

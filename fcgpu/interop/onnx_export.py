@@ -99,6 +99,10 @@ def _layer_value(g: Graph, layer: Any, xs: list[str]) -> str:
 
 def build_onnx_model(model: Any, opset: int | None = None) -> Any:
     """The ``onnx.ModelProto`` of a built fcgpu model (Sequential or functional), checked by ``onnx.checker``."""
+    from ..models.base import Model
+
+    if not isinstance(model, Model):
+        raise TypeError(f"model: expected an fcgpu model (Sequential or functional), got {type(model).__name__}")
     onnx = _onnx()
     if not model.built:
         raise ValueError(f"model '{model.name}' is not built: build it before exporting")

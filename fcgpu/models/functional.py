@@ -19,13 +19,12 @@ import numpy as np
 from ..backends import Backend, resolve_backend
 from ..backends.base import Array
 from ..backends.buffers import Buffers
-from .. import metrics as metrics_module
 from ..layers import Input, Layer
 from ..layers.symbolic import KerasTensor, map_graph
 from ..saving.serialization import deserialize, register
 from .. import optimizers as optimizers_module
 from ..training.metric_state import restorable
-from ..training.outputs import OutputMetric, compile_outputs
+from ..training.outputs import check_one_loss_weight, compile_outputs, metrics_by_output, one_sample_weight
 from .base import Model
 from ..layers.context import INFERENCE, ForwardContext
 from ..layers.fusion import Plan
@@ -188,6 +187,12 @@ class Functional(Model):
         return [t.layer.name for t in self._outputs]
 
     @property
+    def output_keys(self) -> list[str]:
+        """What compile, fit and the logs know each output by, in output order: the keys of a dict
+        of outputs (as Keras 3's compile and fit take them), else the layers' names."""
+        return list(self._output_keys) if self._output_keys is not None else self.output_names
+
+    @property
     def output_columns(self) -> list[tuple[int, int]]:
         """Each output's columns in what ``forward`` returns: (start, stop)."""
         return list(self._out_columns)
@@ -227,25 +232,24 @@ class Functional(Model):
     def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, loss_weights: Any = None,
                 weighted_metrics: Any = None, **keras_options: Any) -> None:
         """As ``Sequential.compile``; with several outputs, as Keras: ``loss`` one for every output, a
-        list in output order or a dict by output name, ``loss_weights`` likewise (the total loss is
-        sum_k w_k loss_k), ``metrics`` a list with one entry (a metric or a list) per output or a dict
-        by output name; logged as 'loss', '<output>_loss' and '<output>_<metric>'."""
+        list in output order or a dict by ``output_keys`` (a dict output's keys), ``loss_weights``
+        likewise (the total is sum_k w_k loss_k), ``metrics`` a list with one entry (a metric or a
+        list) per output or a dict; logged as 'loss', '<key>_loss' and '<key>_<metric>'."""
         if len(self._outputs) == 1:
-            if loss_weights is not None:
-                weights = list(loss_weights.values()) if isinstance(loss_weights, dict) else list(loss_weights) \
-                    if isinstance(loss_weights, (list, tuple)) else [loss_weights]
-                if weights != [1] and weights != [1.0]:
-                    raise ValueError(f"loss_weights: model '{self.name}' has one output; a weight other than 1 scales "
-                                     f"its loss, which fcgpu does not do: got {loss_weights!r}")
+            check_one_loss_weight(loss_weights, self.name)
             super().compile(optimizer, loss, metrics, weighted_metrics, **keras_options)
             return
-        if weighted_metrics is not None:
-            raise ValueError("weighted_metrics: for a model of several outputs, not supported in this release")
         if loss is None:
             raise ValueError("loss: compile needs a loss, e.g. loss='mse' (one for every output) or one per output")
-        outputs_loss, objects = compile_outputs(self.output_names, self.output_columns, loss, loss_weights, metrics)
-        super().compile(optimizer, outputs_loss, objects, **keras_options)
+        outputs_loss, objects, weighted = compile_outputs(self.output_keys, self.output_columns, loss, loss_weights,
+                                                          metrics, self._output_keys is not None, weighted_metrics)
+        super().compile(optimizer, outputs_loss, objects, weighted, **keras_options)
         self.compiled_metrics_spec = metrics
+
+    def _weights(self, sample_weight: Any, class_weight: Any, y: Any, rows: int, argument: str = "sample_weight") -> Any:
+        if len(self._outputs) > 1:  # one array per output (a list, a dict by key), as Keras takes them
+            sample_weight = one_sample_weight(self.loss, sample_weight, argument)
+        return super()._weights(sample_weight, class_weight, y, rows, argument)
 
     def output_loss(self) -> tuple[Any, Any]:
         if len(self._outputs) == 1:
@@ -269,31 +273,32 @@ class Functional(Model):
             metric.update(self.backend, out, y, sample_weight if id(metric) in weighted else None)
 
     def logs_from(self, totals: Any, rows: int) -> dict[str, Any]:
-        """As the trainer's; with several outputs in Keras's order: 'loss', each output's loss in
-        output order, then the metrics by name (what evaluate's list follows)."""
+        """As the trainer's; with several outputs in Keras's order: 'loss', each output's loss (in
+        output order, a dict output's in the loss dict's), then the metrics by name (evaluate's list)."""
         logs = super().logs_from(totals, rows)
         if len(self._outputs) == 1:
             return logs
-        losses = ["loss", *(f"{name}_loss" for name in self.output_names)]
+        keys = self.output_keys
+        losses = ["loss", *(f"{keys[k]}_loss" for k in self.loss.log_order)]
         return {**{k: logs[k] for k in losses if k in logs}, **{k: logs[k] for k in sorted(logs) if k not in losses}}
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         if len(self._outputs) == 1:
             super().compile_from_config(config)
             return
-        metrics = config.get("metrics") or {}
+        metrics, weighted = config.get("metrics") or {}, config.get("weighted_metrics") or {}
+        if not set(metrics) <= set(self.output_keys):  # by layer name, as files written before the keys
+            metrics = {dict(zip(self.output_names, self.output_keys)).get(n, n): e for n, e in metrics.items()}
         self.compile(loss=config["loss"], optimizer=optimizers_module.get(config["optimizer"]),
-                     metrics={name: restorable(entries) for name, entries in metrics.items()} or None)
+                     metrics={name: restorable(entries) for name, entries in metrics.items()} or None,
+                     weighted_metrics={name: restorable(entries) for name, entries in weighted.items()} or None)
 
     def get_compile_config(self) -> dict[str, Any] | None:
         config = super().get_compile_config()
-        if config is not None and len(self._outputs) > 1:  # the metrics by output name, as compile takes them
-            by_output: dict[str, list[Any]] = {name: [] for name in self.output_names}
-            for metric in self.metric_objects:
-                if isinstance(metric, OutputMetric):
-                    by_output[self.output_names[metric.k]].append(metrics_module.plain_name(metric.metric)
-                                                                  or metric.metric.get_config())
-            config["metrics"] = by_output
+        if config is not None and len(self._outputs) > 1:  # the metrics by output key, as compile takes them
+            config["metrics"], weighted = metrics_by_output(self.metric_objects, self.weighted_metric_ids, self.output_keys)
+            if any(weighted.values()):
+                config["weighted_metrics"] = weighted
         return config
 
     # -- config ------------------------------------------------------------------

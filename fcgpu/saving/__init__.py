@@ -28,7 +28,7 @@ never at the first training step.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -54,6 +54,12 @@ def _require_finite(value: np.ndarray, what: str, path: str) -> None:
             )
 
 
+# Names of formats save does not write (each has its own writer).
+OTHER_FORMATS = {".weights.h5": "a Keras weights file", ".h5": "Keras's legacy HDF5 format",
+                  ".hdf5": "Keras's legacy HDF5 format", ".onnx": "an ONNX model", ".pt": "a PyTorch file",
+                  ".pth": "a PyTorch file"}
+
+
 def save_model(model: Any, path: str | os.PathLike) -> None:
     """Write ``model`` (built) to ``path`` atomically: config, weights, compile settings and optimizer state.
 
@@ -61,10 +67,17 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     not a folder) before the file is touched; the write itself (``fileio.atomic_write``) checks the
     folder is writable.
     """
-    if str(os.fspath(path)).endswith(".keras"):  # Keras 3's own archive, which Keras loads
+    text = str(os.fspath(path))
+    if text.endswith(".keras"):  # Keras 3's own archive, which Keras loads
         from ..interop.keras_archive import save_keras_model
 
         return save_keras_model(model, path)
+    other = next((s for s in OTHER_FORMATS if text.lower().endswith(s)), None)
+    if other is not None:  # fcgpu's archive under another format's name would be read by nothing else
+        raise ValueError(f"path: {text!r} names {OTHER_FORMATS[other]}, which save does not write: use "
+                         f"'.keras' (Keras 3's format), model.save_weights('x.weights.h5') for Keras weights, "
+                         f"fcgpu.interop.export_onnx for ONNX, `fcgpu convert` for a PyTorch state dict, "
+                         f"or another name for fcgpu's own format")
     if not model.built:
         raise ValueError(f"model '{model.name}' is not built: build it, or train it, before saving")
     check_output_path(path, "path", probe=False)
@@ -163,6 +176,12 @@ def load_model(path: str | os.PathLike, compile: bool = True, custom_objects: An
     where ``custom_objects`` maps a Keras layer class name to a converter the caller trusts.
     """
     text = os.fspath(path)
+    if not isinstance(compile, (bool, np.bool_)):
+        raise TypeError(f"compile: expected True or False, got {compile!r}")
+    if custom_objects is not None and not (isinstance(custom_objects, Mapping)
+                                           and all(isinstance(k, str) and callable(v) for k, v in custom_objects.items())):
+        raise TypeError(f"custom_objects: expected None or a dict of Keras class names to converter functions, "
+                        f"got {custom_objects!r}")
     from ..interop.keras_archive import load_keras_model, reads_as_keras
 
     if reads_as_keras(text):

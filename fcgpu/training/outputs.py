@@ -1,5 +1,6 @@
 """Models of several outputs: a loss per output (weighted), each output's loss figure and metrics,
-as Keras 3's ``compile`` makes them (logged as 'loss', '<output>_loss', '<output>_<metric>').
+as Keras 3's ``compile`` makes them (logged as 'loss', '<output>_loss', '<output>_<metric>'; an
+output is named by its key where the model's outputs are a dict, else by its layer's name).
 
 The outputs reach the trainer side by side, (B, N_1 + N_2 + ...), and so do their labels (each
 output's prepared labels as columns of one float64 array: class ids one column), so that
@@ -21,7 +22,8 @@ from ..backends.base import Array, Scalar
 from ..backends.buffers import Buffers
 from ..losses import Loss
 
-__all__ = ["OutputLossTracker", "OutputMetric", "OutputsLoss", "compile_outputs"]
+__all__ = ["OutputLossTracker", "OutputMetric", "OutputsLoss", "check_one_loss_weight", "compile_outputs",
+           "metrics_by_output", "one_sample_weight"]
 
 
 class OutputLossTracker(metrics_module.Mean):
@@ -46,6 +48,8 @@ class OutputsLoss(Loss):
         super().__init__(name="loss")
         self.losses, self.weights, self.names, self.columns = list(losses), [float(w) for w in weights], list(names), list(columns)
         self.trackers = list(trackers) if trackers is not None else [OutputLossTracker(name=f"{n}_loss") for n in names]
+        # the order of the outputs' '<output>_loss' in the logs: Keras's, the loss dict's for dict outputs
+        self.log_order: list[int] = list(range(len(self.names)))
         self.weighs_rows = all(loss.weighs_rows for loss in self.losses)
         # (start, stop, class ids, the dtype its loss prepared) of each output's labels
         self.label_columns: list[tuple[int, int, bool, str]] | None = None
@@ -74,26 +78,30 @@ class OutputsLoss(Loss):
                 losses.append(fused if fused is not None else loss)
                 flags.append(fused is not None)
             inner = OutputsLoss(losses, self.weights, self.names, self.columns, self.trackers)
-            inner.label_columns = self.label_columns
+            inner.label_columns, inner.log_order = self.label_columns, self.log_order
             self._fused[key] = (inner, tuple(flags))
         inner, flags = self._fused[key]
         inner.label_columns = self.label_columns
         return inner, flags
 
     # -- labels ------------------------------------------------------------------
+    def per_output(self, values: Any, argument: str, what: str = "label arrays") -> list[Any]:
+        """``values`` for each output, in output order: a list in output order, or a dict by output
+        name (a dict output's key)."""
+        if isinstance(values, dict):
+            if set(values) != set(self.names):
+                raise ValueError(f"{argument}: the model's outputs are {self.names}; got a dict with keys {sorted(values)}")
+            return [values[name] for name in self.names]
+        if isinstance(values, (list, tuple)) and len(values) == len(self.names):
+            return list(values)
+        got = f"a list of {len(values)}" if isinstance(values, (list, tuple)) else type(values).__name__
+        raise ValueError(f"{argument}: the model has {len(self.names)} outputs {self.names}: expected a list of "
+                         f"{len(self.names)} {what} or a dict by output name, got {got}")
+
     def prepare_labels(self, labels: Any, pred_shape: tuple[int, ...], dtype: Any, argument: str) -> np.ndarray:
         """Each output's labels (a list in output order, or a dict by output name) prepared by its
         loss, side by side as the columns of one float64 array."""
-        if isinstance(labels, dict):
-            if set(labels) != set(self.names):
-                raise ValueError(f"{argument}: the model's outputs are {self.names}; got a dict with keys {sorted(labels)}")
-            parts = [labels[name] for name in self.names]
-        elif isinstance(labels, (list, tuple)) and len(labels) == len(self.names):
-            parts = list(labels)
-        else:
-            got = f"a list of {len(labels)}" if isinstance(labels, (list, tuple)) else type(labels).__name__
-            raise ValueError(f"{argument}: the model has {len(self.names)} outputs {self.names}: expected a list of "
-                             f"{len(self.names)} label arrays or a dict by output name, got {got}")
+        parts = self.per_output(labels, argument)
         rows, arrays, layout, start = pred_shape[0], [], [], 0
         for k, (loss, part, (a, b)) in enumerate(zip(self.losses, parts, self.columns)):
             where = f"{argument}[{self.names[k]!r}]"
@@ -221,9 +229,44 @@ def _accuracy_for(loss: Loss, width: int) -> metrics_module.Metric:
     return metrics_module.CategoricalAccuracy(name="accuracy")
 
 
-def compile_outputs(names: list[str], columns: list[tuple[int, int]], loss: Any, loss_weights: Any,
-                    metrics: Any) -> tuple[OutputsLoss, list[metrics_module.Metric]]:
-    """(the loss, the metric objects) of ``compile`` for a model whose outputs are ``names``."""
+def one_sample_weight(outputs_loss: OutputsLoss, sample_weight: Any, argument: str = "sample_weight") -> Any:
+    """One weight array for every output from ``sample_weight``: itself, or (a list in output order,
+    a dict by output name, as Keras takes them) the one array each output is given; outputs weighed
+    differently are refused (each output's rows weigh the same in this release)."""
+    if isinstance(sample_weight, (list, tuple)) and (len(sample_weight) != len(outputs_loss.names) or not all(
+            part is None or np.ndim(part) >= 1 for part in sample_weight)):
+        return sample_weight  # one weight a row, given as a list
+    if not isinstance(sample_weight, (dict, list, tuple)):
+        return sample_weight
+    parts = outputs_loss.per_output(sample_weight, argument, "weight arrays")
+    given = [part for part in parts if part is not None]
+    if not given:
+        return None
+    first = np.asarray(given[0])
+    if len(given) < len(parts) or any(np.shape(p) != first.shape or not np.array_equal(np.asarray(p), first) for p in given):
+        raise ValueError(f"{argument}: the outputs {outputs_loss.names} are given weights that differ (or none for some); "
+                         f"in this release every output weighs its rows alike: give one array for all of them")
+    return given[0]
+
+
+def check_one_loss_weight(loss_weights: Any, model: str) -> None:
+    """Refuses ``loss_weights`` other than 1 for a model of one output (fcgpu does not scale its loss)."""
+    if loss_weights is not None:
+        weights = list(loss_weights.values()) if isinstance(loss_weights, dict) else list(loss_weights) \
+            if isinstance(loss_weights, (list, tuple)) else [loss_weights]
+        if weights != [1] and weights != [1.0]:
+            raise ValueError(f"loss_weights: model '{model}' has one output; a weight other than 1 scales "
+                             f"its loss, which fcgpu does not do: got {loss_weights!r}")
+
+
+def compile_outputs(names: list[str], columns: list[tuple[int, int]], loss: Any, loss_weights: Any, metrics: Any,
+                    keyed: bool = False, weighted_metrics: Any = None
+                    ) -> tuple[OutputsLoss, list[metrics_module.Metric], list[metrics_module.Metric]]:
+    """(the loss, the metric objects, the weighted metric objects) of ``compile`` for a model whose
+    outputs are ``names`` (the keys of a dict of outputs where ``keyed``: a loss dict's order is then
+    the logs' order, as Keras's). A weighted metric named as one of its output's metrics is logged
+    as '<output>_weighted_<metric>', as Keras logs it."""
+    keyed = keyed and isinstance(loss, dict) and "class_name" not in loss
     if isinstance(loss, dict) and loss.get("class_name") == "OutputsLoss":  # a saved compile config
         loss_weights = loss.get("loss_weights") if loss_weights is None else loss_weights
         loss = loss["losses"]
@@ -236,14 +279,39 @@ def compile_outputs(names: list[str], columns: list[tuple[int, int]], loss: Any,
         if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not np.isfinite(w) or w < 0:
             raise ValueError(f"loss_weights: expected a finite number >= 0 for output '{name}', got {w!r}")
     outputs_loss = OutputsLoss(losses, weights, names, columns)
-    objects: list[metrics_module.Metric] = list(outputs_loss.trackers)
-    if metrics is not None:
-        for k, entry in enumerate(_per_output(metrics, names, "metrics", single=False)):
-            entries = [] if entry is None else entry if isinstance(entry, (list, tuple)) else [entry]
-            for m in entries:
-                a, b = columns[k]
-                metric = _accuracy_for(losses[k], b - a) if m in ("accuracy", "acc") else metrics_module.get(m)
-                if m == "acc":
-                    metric.name = "acc"
-                objects.append(OutputMetric(metric, k, outputs_loss))
-    return outputs_loss, objects
+    if keyed:
+        outputs_loss.log_order = [names.index(key) for key in loss if loss[key] is not None]
+    objects = [*outputs_loss.trackers, *_output_metrics(metrics, outputs_loss, "metrics")]
+    weighted = _output_metrics(weighted_metrics, outputs_loss, "weighted_metrics")
+    for metric in weighted:
+        if any(o.name == metric.name for o in objects):
+            metric.name = f"{names[metric.k]}_weighted_{metric.metric.name}"
+    return outputs_loss, objects, weighted
+
+
+def _output_metrics(spec: Any, outputs_loss: OutputsLoss, argument: str) -> list[metrics_module.Metric]:
+    """The ``OutputMetric`` of each entry of ``spec`` (a list with one entry per output, or a dict)."""
+    objects: list[metrics_module.Metric] = []
+    if spec is None:
+        return objects
+    for k, entry in enumerate(_per_output(spec, outputs_loss.names, argument, single=False)):
+        for m in [] if entry is None else entry if isinstance(entry, (list, tuple)) else [entry]:
+            a, b = outputs_loss.columns[k]
+            metric = _accuracy_for(outputs_loss.losses[k], b - a) if m in ("accuracy", "acc") else metrics_module.get(m)
+            if m == "acc":
+                metric.name = "acc"
+            objects.append(OutputMetric(metric, k, outputs_loss))
+    return objects
+
+
+def metrics_by_output(objects: Sequence[metrics_module.Metric], weighted_ids: set[int], keys: list[str]
+                      ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """(the metrics, the weighted metrics) of ``objects`` by output key, as compile takes them
+    (each a name or a config)."""
+    plain: dict[str, list[Any]] = {key: [] for key in keys}
+    weighted: dict[str, list[Any]] = {key: [] for key in keys}
+    for metric in objects:
+        if isinstance(metric, OutputMetric):
+            entry = metrics_module.plain_name(metric.metric) or metric.metric.get_config()
+            (weighted if id(metric) in weighted_ids else plain)[keys[metric.k]].append(entry)
+    return plain, weighted

@@ -337,3 +337,17 @@ def test_hostile_inputs_and_weights():
     model = fc.Sequential([fc.Input(shape=(3,)), L.Dense(4, dtype="mixed_float16")])
     with pytest.raises(TypeError, match="float16"):
         model.add(L.BatchNormalization())
+
+
+def test_normalization_weights_have_keras_shapes_both_ways(backend):
+    """mean, variance (features,) and a 0-d count, as Keras's: weights move both ways by set_weights."""
+    keras = pytest.importorskip("keras")
+    x = np.random.default_rng(4).normal(size=(20, 5))
+    ours = fc.Sequential([fc.Input((5,)), L.Normalization()])
+    ours.layers[0].adapt(x)
+    theirs = keras.Sequential([keras.Input((5,)), keras.layers.Normalization()])
+    theirs.layers[0].adapt(x)
+    assert [w.shape for w in ours.get_weights()] == [tuple(w.shape) for w in theirs.get_weights()]
+    theirs.set_weights(ours.get_weights())
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(ours.predict(x, verbose=0), np.asarray(theirs.predict(x, verbose=0)), rtol=1e-5, atol=1e-6)

@@ -88,7 +88,7 @@ class CupyBackend(CaptureOps, CupyUpdates, CupyLayerOps, Backend):
         # cupy.array(copy=True), not asarray: with CUPY_ENABLE_UMP=1 on HMM/ATS systems asarray is
         # zero-copy, and the device array would alias the caller's memory.
         self._check_dtype(a.dtype)
-        return self.cp.array(np.ascontiguousarray(a), copy=True)
+        return self.cp.array(np.ascontiguousarray(a) if a.ndim else a, copy=True)  # 0-d stays 0-d
 
     def synchronize(self) -> None:
         self.cp.cuda.runtime.deviceSynchronize()

@@ -58,7 +58,9 @@ class NumpyBackend(Backend):
         return "a NumPy array"
 
     def from_numpy(self, a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(a)
+        # A 0-d array stays 0-d (np.ascontiguousarray makes it (1,), which a Keras scalar weight,
+        # Normalization's count, must not become).
+        return np.ascontiguousarray(a) if np.ndim(a) else np.asarray(a)
 
     def info(self) -> dict[str, Any]:
         return {"backend": self.name, "numpy": np.__version__}
