@@ -10,11 +10,13 @@ __all__ = ["fusion_enabled", "graphs_enabled", "set_fusion", "set_graphs", "sett
 
 class Settings:
     """The switches' current values. ``fusion``: whether neighbouring layers may run as one pass;
-    ``graphs``: whether fit may capture its training step as a CUDA graph (``training.graph_step``)."""
+    ``graphs``: whether fit may capture its training step as a CUDA graph (``training.graph_step``):
+    True, False, or "auto" (the default: on real CuPy, where fcgpu's own tiled GEMMs run in the
+    graph; the host stand-in runs its steps one by one unless graphs are set True)."""
 
     def __init__(self) -> None:
         self.fusion = True
-        self.graphs = True
+        self.graphs: bool | str = "auto"
 
 
 settings = Settings()
@@ -33,15 +35,16 @@ def fusion_enabled() -> bool:
     return settings.fusion
 
 
-def set_graphs(enabled: bool) -> None:
-    """Turn CUDA graphs on (the default) or off: with them on, fit on the CuPy backend captures the
+def set_graphs(enabled: bool | str) -> None:
+    """CUDA graphs on, off or "auto" (the default): with them on, fit on the CuPy backend captures the
     training step of an eligible model once and replays it (``fcgpu.training.graph_step``); off, every
-    step launches its kernels one by one. Takes effect at the next fit."""
-    if not isinstance(enabled, bool):
-        raise TypeError(f"enabled: expected True or False, got {enabled!r}")
+    step launches its kernels one by one; "auto" captures on real CuPy and not on the host stand-in
+    (``fcgpu.testing``), whose capture GEMM is a plain loop. Takes effect at the next fit."""
+    if not (isinstance(enabled, bool) or enabled == "auto"):
+        raise TypeError(f"enabled: expected True, False or 'auto', got {enabled!r}")
     settings.graphs = enabled
 
 
-def graphs_enabled() -> bool:
-    """Whether CUDA graphs are on (``set_graphs``)."""
+def graphs_enabled() -> bool | str:
+    """The CUDA-graph setting (``set_graphs``): True, False or "auto"."""
     return settings.graphs

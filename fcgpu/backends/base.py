@@ -45,6 +45,11 @@ class Backend(LayerOps, FusedSteps, ABC):
     name: str
     xp: ModuleType
 
+    #: Whether fit can capture a training step on this backend as a CUDA graph (``graph_mode``), and
+    #: whether the graph's GEMMs are fcgpu's own tiled kernels (real CuPy) rather than a plain loop.
+    has_graph_mode = False
+    own_capture_gemms = False
+
     # -- arrays ------------------------------------------------------------------
     @abstractmethod
     def owns(self, a: object) -> bool:

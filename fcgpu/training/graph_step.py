@@ -47,10 +47,12 @@ def _inner(optimizer: Any) -> Any:
 def why_not(model: Any, batch_size: int, rows: int, sample_weight: Any = None) -> str | None:
     """Why fit cannot capture ``model``'s step (None: it can)."""
     backend = model.backend
-    if not settings.graphs:
+    if settings.graphs is False:
         return "CUDA graphs are off (fcgpu.config.set_graphs(False))"
-    if not hasattr(backend, "graph_mode"):
+    if not backend.has_graph_mode:
         return f"the {backend.name} backend has no graph mode"
+    if settings.graphs == "auto" and not backend.own_capture_gemms:
+        return "the host stand-in captures only when asked (fcgpu.config.set_graphs(True)): its capture GEMM is a loop"
     if World.current.size > 1:
         return "data parallel runs the step-by-step path"
     if sample_weight is not None:

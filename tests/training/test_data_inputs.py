@@ -19,7 +19,7 @@ def _step_by_step():
     holds the two to float tolerance)."""
     fc.config.set_graphs(False)
     yield
-    fc.config.set_graphs(True)
+    fc.config.set_graphs("auto")
 
 X = np.random.default_rng(0).normal(size=(80, 6)).astype(np.float32)
 Y = (X[:, :3].sum(1) > X[:, 3:].sum(1)).astype(np.int64)

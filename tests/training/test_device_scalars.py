@@ -169,7 +169,7 @@ def test_a_schedule_gives_the_step_by_step_paths_numbers(optimizer):
                 logs = model.fit(x, y, batch_size=32, epochs=3, verbose=0).history
             assert ops.by_kind["graph"] == (14 if graphs else 0)
         finally:
-            fc.config.set_graphs(True)
+            fc.config.set_graphs("auto")
         results.append((model, logs))
     (eager, eager_logs), (graph, graph_logs) = results
     np.testing.assert_allclose(graph_logs["loss"], eager_logs["loss"], rtol=1e-5)

@@ -60,7 +60,7 @@ def _fit(graphs, widths, batch, optimizer, dropout=False, policy=None, rows=None
         with count_device_ops() as ops:
             history = model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=[steady])
     finally:
-        fc.config.set_graphs(True)
+        fc.config.set_graphs("auto")
         if policy:
             fc.mixed_precision.set_global_policy("float32")
     return model, history.history, ops, steady.ops
@@ -116,15 +116,32 @@ def test_an_ineligible_model_runs_step_by_step_and_says_why(caplog):
     assert logs == eager_logs
 
 
-def test_set_graphs_takes_a_bool():
+def test_set_graphs_takes_a_bool_or_auto():
     with pytest.raises(TypeError):
         fc.config.set_graphs(1)
-    assert fc.config.graphs_enabled()
+    assert fc.config.graphs_enabled() == "auto"
     fc.config.set_graphs(False)
     try:
         assert not fc.config.graphs_enabled()
     finally:
-        fc.config.set_graphs(True)
+        fc.config.set_graphs("auto")
+
+
+def test_auto_captures_on_real_cupy_only():
+    """'auto' (the default): the stand-in, whose capture GEMM is a loop, runs step by step; True captures it."""
+    from fcgpu.training.graph_step import why_not
+
+    with fc.use_backend(stand_in_backend()):
+        model = fc.Sequential([fc.Dense(8, activation="relu"), fc.Dense(3, activation="softmax")])
+        model.build(4)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    assert not stand_in_backend().own_capture_gemms
+    assert "stand-in" in why_not(model, 8, 32)
+    fc.config.set_graphs(True)
+    try:
+        assert why_not(model, 8, 32) is None
+    finally:
+        fc.config.set_graphs("auto")
 
 
 def test_a_learning_rate_set_by_a_callback_is_captured_again():
@@ -143,7 +160,7 @@ def test_a_learning_rate_set_by_a_callback_is_captured_again():
             with count_device_ops() as ops:
                 logs = model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[halve]).history
         finally:
-            fc.config.set_graphs(True)
+            fc.config.set_graphs("auto")
         results.append((model, logs, ops))
     (eager, eager_logs, _), (graph, graph_logs, ops) = results
     assert ops.by_kind["graph"] == 3 * (4 - 1)  # each epoch's new rate: a warm-up step and a new capture

@@ -64,7 +64,15 @@ class CaptureOps:
         op(a) @ op(b) for C-contiguous a, b, out (op: transposed where asked), no cuBLAS: fcgpu's own
         tiled GEMMs (``own_gemm``, RawModules) where the CuPy module has ``RawModule`` (real CuPy;
         not the stand-in), else the one-thread-an-element ``capture_gemm``."""
-        return self.own_capture_gemm if hasattr(self.cp, "RawModule") else self.capture_gemm
+        return self.own_capture_gemm if self.own_capture_gemms else self.capture_gemm
+
+    has_graph_mode = True
+
+    @property
+    def own_capture_gemms(self) -> bool:
+        """Whether the CuPy module has ``RawModule`` (real CuPy; the stand-in has not), so the
+        captured step's GEMMs are fcgpu's own tiled kernels."""
+        return hasattr(self.cp, "RawModule")
 
     def own_capture_gemm(self, a: Array, b: Array, out: Array, trans_a: bool = False, trans_b: bool = False) -> Array:
         """``capture_gemm``'s three products through ``own_gemm`` (its dtypes: float32 and half types,
