@@ -19,7 +19,7 @@ Every count is an exact integer, so the totals can be checked by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -27,6 +27,8 @@ __all__ = [
     "Cost",
     "DenseCost",
     "StepCost",
+    "StepPathModel",
+    "STEP_MODEL_ASSUMPTIONS",
     "LOSS_FLOPS",
     "LayerSpec",
     "OPTIMIZER_FLOPS",
@@ -39,6 +41,7 @@ __all__ = [
     "own_gemm_cost",
     "optimizer_cost",
     "roofline_time",
+    "step_paths_model",
     "train_step_cost",
 ]
 
@@ -313,3 +316,127 @@ def layer_flops(model: Any, batch: int = 1) -> list[int]:
     """Forward flops of each layer for ``batch`` rows (what ``summary`` can show as a FLOPs column)."""
     return [c.forward.flops for c in model_cost(model, batch).layers]
 
+
+
+# The host-side figures of ``step_paths_model``: assumptions, not measurements (seconds).
+STEP_MODEL_ASSUMPTIONS: dict[str, float] = {
+    "launch_s": 10e-6,  # CPU time of one CuPy launch (a kernel, a cuBLAS call, a reduction) from Python
+    "python_step_s": 30e-6,  # fcgpu's Python per step-by-step step beyond its launches (fit's loop, layers)
+    "graph_launch_s": 5e-6,  # one cudaGraphLaunch from Python
+    "python_replay_s": 5e-6,  # fit's loop around a replay (host counters)
+    "kernel_floor_s": 2e-6,  # least device time of one small kernel (launch latency, ramp, tail)
+    "torch_launch_s": 10e-6,  # CPU time of one PyTorch eager op (dispatcher, autograd), each launching one kernel
+    "torch_python_step_s": 40e-6,  # PyTorch's step beyond its ops (autograd engine, optimizer, zero_grad)
+}
+
+
+@dataclass(frozen=True)
+class StepPathModel:
+    """The modelled time of one training step on one path (seconds): the host's time (launches and
+    Python), the device's (kernel floors, plus each kernel's roofline bound of memory or compute),
+    the step (the larger of the two: the host queues work while the device runs) and what dominates."""
+
+    path: str
+    launches: int
+    host_s: float
+    memory_s: float
+    compute_s: float
+    kernel_floors_s: float
+    device_s: float
+
+    @property
+    def step_s(self) -> float:
+        return max(self.host_s, self.device_s)
+
+    @property
+    def bound(self) -> str:
+        """The largest term: 'host' (launches and Python), 'kernel floors', 'memory' or 'compute'."""
+        terms = {"host": self.host_s, "kernel floors": self.kernel_floors_s, "memory": self.memory_s,
+                 "compute": self.compute_s}
+        return max(terms, key=terms.__getitem__)
+
+
+def _step_kernels(widths: list[int], batch: int, dtype: str, optimizer: str, own: bool) -> list[tuple[Cost, bool]]:
+    """The GEMMs (True) and elementwise work (False) of a training step, the GEMMs by ``own_gemm_cost``
+    when ``own`` else ``gemm_cost``; 16-bit data under 'mixed_float16', float32 master weights."""
+    mixed = dtype == "mixed_float16"
+    data = "float16" if mixed else dtype
+    s = _itemsize(data)
+    g = own_gemm_cost if own else gemm_cost
+    work: list[tuple[Cost, bool]] = []
+    for i, (m, n) in enumerate(zip(widths[:-1], widths[1:])):
+        bn = batch * n
+        work += [(g(batch, m, n, data), True), (g(m, batch, n, data), True)]  # y = x @ W, dW = x.T @ dz
+        if i > 0:
+            work.append((g(batch, n, m, data), True))  # dx = dz @ W.T
+        hidden = i < len(widths) - 2
+        work.append((Cost(2 * bn if hidden else bn, s * (2 * bn + n)), False))  # bias (+ act), y written
+        work.append((Cost(bn, s * (bn + n)), False))  # db = dz summed over the batch
+        if hidden:
+            work.append((Cost(bn, s * 3 * bn), False))  # dz = dy * act'(y)
+        if mixed:
+            work.append((Cost(0, (4 + s) * (m * n + n)), False))  # the float16 copy of the weights
+    params = sum(m * n + n for m, n in zip(widths[:-1], widths[1:]))
+    work.append((loss_cost(batch, widths[-1], data), False))
+    work.append((optimizer_cost(params, "float32" if mixed else dtype, optimizer), False))
+    return work
+
+
+def step_paths_model(
+    widths: Sequence[int],
+    batch: int,
+    dtype: str = "float32",
+    optimizer: str = "sgd",
+    device: str = "H100",
+    launches: int | None = None,
+    torch_launches: int | None = None,
+) -> dict[str, StepPathModel]:
+    """A model (not a measurement) of one training step of the MLP ``widths`` (relu hidden layers,
+    softmax cross-entropy) on a named GPU (``fcgpu.backends.cupy.device_specs.NAMED_DEVICES``), on
+    four paths, under the host figures of ``STEP_MODEL_ASSUMPTIONS``:
+
+    * 'step_by_step': fcgpu today, ``launches`` device launches (default 6 a layer, as
+      ``fcgpu.bench.launches`` counts them), cuBLAS GEMMs (``gemm_cost``);
+    * 'captured': one graph launch, the same kernels with fcgpu's own tiled GEMMs (``own_gemm_cost``);
+    * 'torch_eager': ``torch_launches`` ops (default 7 a layer + 1: 15 for two layers), cuBLAS GEMMs;
+    * 'torch_reduce_overhead': ``torch.compile(mode="reduce-overhead")``: one graph launch, the eager
+      kernels.
+
+    Each kernel takes the larger of its roofline bound and the kernel floor; float32 GEMMs run on the
+    FMA lanes (no TF32), 16-bit GEMMs on the tensor cores. ``dtype``: 'float32' or 'mixed_float16'.
+    """
+    widths = [int(w) for w in widths] if not isinstance(widths, (str, bytes)) else []
+    if len(widths) < 2 or any(w < 1 for w in widths):
+        raise ValueError(f"widths: expected two or more positive ints, got {widths!r}")
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch: expected a positive int, got {batch!r}")
+    if dtype not in ("float32", "mixed_float16"):
+        raise ValueError(f"dtype: expected 'float32' or 'mixed_float16', got {dtype!r}")
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {optimizer!r}")
+    from ..backends.cupy.device_specs import NAMED_DEVICES
+
+    if device not in NAMED_DEVICES:
+        raise ValueError(f"device: expected one of {sorted(NAMED_DEVICES)}, got {device!r}")
+    spec, a = NAMED_DEVICES[device], STEP_MODEL_ASSUMPTIONS
+    layers = len(widths) - 1
+    n_ops = 6 * layers if launches is None else int(launches)
+    n_torch = 7 * layers + 1 if torch_launches is None else int(torch_launches)
+    gemm_peak = spec["fp16_tensor"] if dtype == "mixed_float16" else spec["fp32_fma"]
+
+    def device_side(path: str, own: bool, kernels: int, host: float) -> StepPathModel:
+        memory = compute = busy = 0.0
+        for c, is_gemm in _step_kernels(widths, batch, dtype, optimizer, own):
+            mem, flo = c.bytes / spec["bandwidth"], c.flops / (gemm_peak if is_gemm else spec["fp32_fma"])
+            memory, compute, busy = memory + mem, compute + flo, busy + max(mem, flo)
+        floors = kernels * a["kernel_floor_s"]
+        return StepPathModel(path, kernels, host, memory, compute, floors, floors + busy)
+
+    return {
+        "step_by_step": device_side("step_by_step", False, n_ops, n_ops * a["launch_s"] + a["python_step_s"]),
+        "captured": device_side("captured", True, n_ops, a["graph_launch_s"] + a["python_replay_s"]),
+        "torch_eager": device_side("torch_eager", False, n_torch,
+                                   n_torch * a["torch_launch_s"] + a["torch_python_step_s"]),
+        "torch_reduce_overhead": device_side("torch_reduce_overhead", False, n_torch,
+                                             a["graph_launch_s"] + a["python_replay_s"]),
+    }

@@ -123,3 +123,51 @@ def test_roofline_and_intensity():
 def test_rejects_non_positive_sizes(bad):
     with pytest.raises(ValueError, match="batch"):
         cost.dense_cost(bad, 4, 4)
+
+
+def test_step_paths_model_captured_below_step_by_step_for_784_512_10():
+    for device in ("H100", "H200"):
+        for optimizer in ("sgd", "adam"):
+            paths = cost.step_paths_model([784, 512, 10], 128, "float32", optimizer, device)
+            today, captured = paths["step_by_step"], paths["captured"]
+            assert today.launches == 12 and today.bound == "host"
+            assert captured.step_s < today.step_s
+            assert captured.host_s == cost.STEP_MODEL_ASSUMPTIONS["graph_launch_s"] + cost.STEP_MODEL_ASSUMPTIONS[
+                "python_replay_s"]
+            assert paths["torch_eager"].launches == 15
+            assert paths["torch_reduce_overhead"].step_s < paths["torch_eager"].step_s
+
+
+def test_step_paths_model_floors_scale():
+    a = cost.STEP_MODEL_ASSUMPTIONS
+    small = cost.step_paths_model([784, 512, 10], 128)["step_by_step"]
+    big = cost.step_paths_model([784, 512, 10], 4096)["step_by_step"]
+    # the host's part does not depend on the batch; the compute bound grows with it
+    assert small.host_s == big.host_s == 12 * a["launch_s"] + a["python_step_s"]
+    assert 20 < big.compute_s / small.compute_s <= 32
+    h100 = cost.step_paths_model([784, 512, 10], 128, device="H100")["step_by_step"]
+    h200 = cost.step_paths_model([784, 512, 10], 128, device="H200")["step_by_step"]
+    assert h200.memory_s == pytest.approx(h100.memory_s * 3.35 / 4.8)  # HBM bandwidth only
+    assert h200.compute_s == h100.compute_s
+    adam = cost.step_paths_model([784, 512, 10], 128, optimizer="adam")["step_by_step"]
+    assert adam.memory_s > h100.memory_s  # two more state slots per parameter
+    mixed = cost.step_paths_model([784, 512, 10], 128, dtype="mixed_float16")["step_by_step"]
+    assert mixed.compute_s < h100.compute_s  # tensor cores
+    three = cost.step_paths_model([64, 256, 256, 10], 256, optimizer="adam")
+    assert three["step_by_step"].launches == 18 and three["torch_eager"].launches == 22
+    assert three["step_by_step"].kernel_floors_s == 18 * a["kernel_floor_s"]
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"widths": [784]}, "widths"),
+    ({"widths": [784, 0]}, "widths"),
+    ({"batch": 0}, "batch"),
+    ({"batch": True}, "batch"),
+    ({"dtype": "float64"}, "dtype"),
+    ({"optimizer": "rmsprop"}, "optimizer"),
+    ({"device": "A100"}, "device"),
+])
+def test_step_paths_model_refuses_bad_arguments_by_name(kwargs, name):
+    args = {"widths": [784, 512, 10], "batch": 128, **kwargs}
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        cost.step_paths_model(**args)
