@@ -32,7 +32,7 @@ def test_gpu_check_runs_every_step_and_writes_one_report(tmp_path, monkeypatch):
                      "sanitizer-memcheck"]
     assert "-m" in commands[1][1] and "gpu" in commands[1][1]
     assert commands[2][1][1:3] == ["-n", "2"] and commands[2][3] == {"FCGPU_BACKEND": "cupy"}
-    assert "cupy,torch" in commands[3][1] and "--json" in commands[3][1]
+    assert "cupy,torch" in commands[3][1] and "--json" in commands[3][1] and "--graphs" in commands[3][1]
     assert sum(c[2] for c in commands) < 600  # the steps' limits: under 10 minutes in all
     report = json.loads((tmp_path / "report.json").read_text())
     assert [s["step"] for s in report["steps"]] == names and (tmp_path / "report.md").exists()

@@ -9,7 +9,10 @@ status, duration and the tail of its output, whatever the others did:
    GPU tolerances).
 2. Data parallel over NCCL: ``mpiexec -n 2 tools/gpu_dp_check.py`` where two devices exist (one
    rank otherwise): a few epochs, the ranks' weights compared bit for bit.
-3. ``fcgpu bench --backends cupy,torch --quick --json``: timings against PyTorch on the device.
+3. ``fcgpu bench --backends cupy,torch --quick --graphs --json``: timings against PyTorch on the
+   device, and a training step of 784-512-10 inside fit with CUDA graphs off and on, against
+   PyTorch eager and ``torch.compile(mode="reduce-overhead")`` (the model of that comparison is in
+   benchmarks/RESULTS.md, "A captured step").
 4. compute-sanitizer (where installed): racecheck, synccheck and memcheck on
    ``tools/gpu_kernel_run.py``, which launches every block-level kernel and one training step.
 
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     devices = device_count()
     steps = []
-    machine = run_step("nvidia-smi", ["nvidia-smi"], out, 30)
+    machine = run_step("nvidia-smi", ["nvidia-smi"], out, 10)
     steps.append(machine)
     steps.append(run_step("pytest-gpu", [py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider"], out, 200))
     ranks = 2 if devices >= 2 else 1
@@ -75,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     steps.append(run_step(f"nccl-{ranks}-ranks", [mpiexec, "-n", str(ranks), py, "tools/gpu_dp_check.py", str(out)],
                           out, 90, env={"FCGPU_BACKEND": "cupy"}))
     if not args.quick:
-        steps.append(run_step("bench", [py, "-m", "fcgpu", "bench", "--backends", "cupy,torch", "--quick",
-                                         "--json", str(out / "bench.json")], out, 120))
+        steps.append(run_step("bench", [py, "-m", "fcgpu", "bench", "--backends", "cupy,torch", "--quick", "--graphs",
+                                         "--json", str(out / "bench.json")], out, 140))
     sanitizer = shutil.which("compute-sanitizer") or next(
         (str(p) for p in Path("/usr/local").glob("cuda*/bin/compute-sanitizer") if p.exists()), None)
     for tool, limit in (("racecheck", 60), ("synccheck", 45), ("memcheck", 45)):

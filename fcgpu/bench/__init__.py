@@ -6,7 +6,9 @@ For each size (B, M, N) and activation, every backend measures, in the same run:
   backend's own array library, written into preallocated outputs: the floor a layer can reach;
 * ``forward``, ``backward`` and ``fwd_bwd`` of one Dense layer;
 * ``step``: a full training step of a one-layer model (forward, softmax cross-entropy, backward,
-  SGD update), and the same for a small MLP (784-512-10 at batch 128 by default).
+  SGD update), and the same for a small MLP (784-512-10 at batch 128 by default);
+* with ``--graphs``, on a GPU: that MLP's step inside fit with CUDA graphs off and on (cupy), and
+  PyTorch's eager step against ``torch.compile(mode="reduce-overhead")`` (torch-cuda).
 
 Each backend runs in its own worker process, so one library's idle BLAS/OpenMP threads never spin
 on the cores another is measuring with, and a worker can start with a changed environment (the

@@ -75,6 +75,9 @@ class BenchConfig:
     # --launches: no timing; the device operations per training step (fcgpu.bench.launches) of
     # the model and of the sizes given explicitly, counted on the host stand-in for CuPy.
     launches: bool = False
+    # --graphs: also time fit's step of the model with CUDA graphs off and on (cupy), and PyTorch's
+    # eager step against torch.compile(mode="reduce-overhead") (torch-cuda); GPU backends only.
+    graphs: bool = False
 
 
 def layer_activations(widths: Sequence[int], activation: str) -> list[str]:
@@ -155,6 +158,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no timing: print the device operations (kernels, GEMMs, ufuncs, ...) and transfers of "
                              "one training step inside fit on the CuPy backend's code, counted on the host stand-in, "
                              "for SGD and Adam: of --model at --model-batch, and of each --sizes given (one layer)")
+    parser.add_argument("--graphs", action="store_true",
+                        help="also time a training step of --model inside fit with CUDA graphs off and on "
+                             "(fcgpu.config.set_graphs, cupy backend), and PyTorch's eager step against "
+                             "torch.compile(mode='reduce-overhead') (torch-cuda); needs a GPU: without one "
+                             "the report says why instead")
 
 
 def _model_widths(text: str) -> list[int] | None:
@@ -184,6 +192,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     cfg.json_path, cfg.plot_path = args.json_path, args.plot_path
     cfg.verbose = not args.quiet
     cfg.launches = args.launches
+    cfg.graphs = args.graphs
+    if cfg.graphs and not cfg.model:
+        raise UsageError("--graphs: times the training step of --model; give a model, not 'none'")
     if cfg.launches:
         if cfg.json_path or cfg.plot_path:
             raise UsageError("--launches: prints its counts; --json and --plot are for the timing benchmark")

@@ -43,6 +43,12 @@ def format_table(result: dict[str, Any]) -> str:
             f"{mdl['backend']:>10}: {s['median_ms']:.4f} ms (p25 {s['p25_ms']:.4f}, p75 {s['p75_ms']:.4f}), "
             f"{_fmt(s.get('gflops'), '.1f')} GFLOP/s"
         )
+    for g in result.get("graphs", []):
+        steps = ", ".join(f"{name} {ms:.4f} ms" for name, ms in g["per_step_ms"].items())
+        lines.append(f"graphs: training step {'-'.join(map(str, g['widths']))} batch {g['batch']} "
+                     f"{g['backend']:>10}: {steps}")
+    for kind, why in result.get("graphs_skipped", {}).items():
+        lines.append(f"graphs not measured: {kind}: {why}")
     for kind, why in result.get("skipped", {}).items():
         lines.append(f"not measured: {kind}: {why}")
     for kind, b in result.get("backends", {}).items():

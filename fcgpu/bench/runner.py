@@ -18,7 +18,7 @@ from .config import DEVICE_KINDS, MODEL_ACTIVATION, OPENBLAS_VARS, WORKER_KINDS,
 from .timers import summary_stats
 from .worker import WorkerClient, worker_env
 
-__all__ = ["cost_entry", "machine_info", "op_cost", "resolve_backends", "run_benchmark", "step_cost"]
+__all__ = ["cost_entry", "graphs_per_step", "machine_info", "op_cost", "resolve_backends", "run_benchmark", "step_cost"]
 
 
 def _torch_importable() -> bool:
@@ -111,6 +111,24 @@ def step_cost(widths: Sequence[int], batch: int, activation: str, dtype: str) ->
     return cost_model.train_step_cost(layers, batch).total
 
 
+def graphs_per_step(ops: dict[str, list[float]]) -> dict[str, float]:
+    """Milliseconds per training step of each variant of the graphs comparison: PyTorch's ops are a
+    step each; fcgpu's 'off_E' / 'on_E' are fits of E epochs of GRAPH_BATCHES batches, and a step is
+    the difference of the medians of the two epoch counts over the extra steps."""
+    from .workloads import GRAPH_BATCHES, GRAPH_EPOCHS
+
+    med = {op: summary_stats(secs)["median_ms"] for op, secs in ops.items()}
+    short, long = GRAPH_EPOCHS
+    out: dict[str, float] = {}
+    for name in ("off", "on"):
+        if f"{name}_{short}" in med and f"{name}_{long}" in med:
+            out[f"graphs_{name}"] = (med[f"{name}_{long}"] - med[f"{name}_{short}"]) / ((long - short) * GRAPH_BATCHES)
+    for name in ("eager", "reduce_overhead"):
+        if name in med:
+            out[name] = med[name]
+    return out
+
+
 def _peaks(hello: dict[str, Any], cfg: BenchConfig) -> tuple[float | None, float | None]:
     info = hello.get("info", {})
     gflops = cfg.peak_gflops if cfg.peak_gflops else info.get("peak_gflops")
@@ -164,24 +182,30 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
             "cases": [],
             "models": [],
         }
+        if cfg.graphs:
+            result["graphs"], result["graphs_skipped"] = [], {}
         order = list(clients)
         block = dict(
             warmup=cfg.warmup, budget=cfg.budget, min_samples=cfg.min_samples, max_samples=cfg.max_samples,
             dtype=cfg.dtype,
         )
 
-        def measure(req: dict[str, Any], label: str) -> dict[str, dict[str, list[float]]]:
-            samples: dict[str, dict[str, list[float]]] = {k: {} for k in order}
+        def measure(req: dict[str, Any], label: str, kinds: list[str] | None = None,
+                    failures: dict[str, str] | None = None) -> dict[str, dict[str, list[float]]]:
+            which = order if kinds is None else kinds
+            samples: dict[str, dict[str, list[float]]] = {k: {} for k in which}
             failed: set[str] = set()
             for r in range(cfg.rounds):
-                shift = r % len(order) if order else 0
-                for kind in order[shift:] + order[:shift]:
+                shift = r % len(which) if which else 0
+                for kind in which[shift:] + which[:shift]:
                     if kind in failed:
                         continue
                     reply = clients[kind].request({**req, **block})
                     if not reply.get("ok"):
                         _log(cfg, f"  {kind} failed on {label}: {reply.get('reason')}")
                         failed.add(kind)
+                        if failures is not None:
+                            failures[kind] = f"failed: {reply.get('reason')}"
                         continue
                     for op, secs in reply["times"].items():
                         samples[kind].setdefault(op, []).extend(secs)
@@ -213,6 +237,19 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
                     "widths": widths, "batch": cfg.model_batch, "backend": kind,
                     "ops": {"step": cost_entry(kind, "step", ops["step"], c, _peaks(clients[kind].hello, cfg))},
                 })
+        if cfg.graphs and cfg.model:
+            widths = list(cfg.model)
+            kinds_here = [k for k in order if k in DEVICE_KINDS]
+            for kind in DEVICE_KINDS:
+                if kind not in kinds_here:
+                    result["graphs_skipped"][kind] = skipped.get(kind, "not among --backends")
+            if kinds_here:
+                _log(cfg, f"measuring the training step of {'-'.join(map(str, widths))} with and without graphs ...")
+                req = {"cmd": "graphs", "widths": widths, "batch": cfg.model_batch}
+                per_kind = measure(req, "graphs", kinds_here, result["graphs_skipped"])
+                for kind, ops in per_kind.items():
+                    result["graphs"].append({"widths": widths, "batch": cfg.model_batch, "backend": kind,
+                                             "per_step_ms": graphs_per_step(ops)})
         result["seconds"] = round(time.time() - started, 1)
         result["machine"]["load_average_start"] = load_start
         result["machine"]["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None

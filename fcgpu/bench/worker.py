@@ -53,6 +53,8 @@ def worker_main(kind: str) -> int:
                 gc.collect()
                 if req["cmd"] == "case":
                     ops = worker.case(req["batch"], req["in"], req["out"], req["activation"], req["dtype"], req["ops"])
+                elif req["cmd"] == "graphs":
+                    ops = worker.graphs_case(req["widths"], req["batch"], req["dtype"])
                 else:
                     ops = worker.model_case(req["widths"], req["batch"], req["dtype"])
                 cache.update(key=key, ops=ops)

@@ -10,10 +10,16 @@ from typing import Any, Callable, Sequence
 from .config import MODEL_ACTIVATION, layer_activations
 from .timers import DeviceTimer, HostTimer, Op, Timer, TorchCudaTimer
 
-__all__ = ["FcgpuWorker", "TorchWorker", "blas_info", "host_data", "make_worker"]
+__all__ = ["FcgpuWorker", "GRAPH_BATCHES", "GRAPH_EPOCHS", "TorchWorker", "blas_info", "host_data", "make_worker"]
 
 # Learning rate of the benchmark's SGD: small, so repeated steps on one batch stay finite.
 _LR = 1e-3
+
+# The graphs comparison (``--graphs``): fit over GRAPH_BATCHES batches for GRAPH_EPOCHS[0] and for
+# GRAPH_EPOCHS[1] epochs; the difference of the two over the extra steps is the time of a step in fit,
+# without fit's one-off costs (data upload, the warm-up step and the capture).
+GRAPH_BATCHES = 8
+GRAPH_EPOCHS = (1, 4)
 
 # PyTorch's function and module class for the fcgpu activations it has ('linear' is the identity);
 # a name of fcgpu.activations.ACTIVATIONS missing here is a case the torch workers report as failed.
@@ -109,6 +115,30 @@ class FcgpuWorker:
         model = self._model(widths, MODEL_ACTIVATION, dtype)
         return {"step": (None, self._step(model, data["x"].astype(dtype), data["labels"]))}
 
+    def graphs_case(self, widths: Sequence[int], batch: int, dtype: str) -> dict[str, Op]:
+        """fit of the MLP ``widths`` with CUDA graphs off and on (``fcgpu.config.set_graphs``), over
+        GRAPH_BATCHES batches for each of GRAPH_EPOCHS: ops 'off_E' and 'on_E'. CuPy only."""
+        if self.kind != "cupy":
+            raise RuntimeError(f"the graphs comparison is for the cupy backend, not {self.kind}")
+        fc = self.fc
+        rows = batch * GRAPH_BATCHES
+        data = host_data(rows, widths[0], widths[-1])
+        x, labels = data["x"].astype(dtype), data["labels"]
+        table: dict[str, Op] = {}
+        for flag, name in ((False, "off"), (True, "on")):
+            model = self._model(widths, MODEL_ACTIVATION, dtype)
+            for epochs in GRAPH_EPOCHS:
+                def run(model: Any = model, flag: bool = flag, epochs: int = epochs) -> None:
+                    previous = fc.config.graphs_enabled()
+                    fc.config.set_graphs(flag)
+                    try:
+                        model.fit(x, labels, batch_size=batch, epochs=epochs, verbose=0, shuffle=True)
+                    finally:
+                        fc.config.set_graphs(previous)
+
+                table[f"{name}_{epochs}"] = (None, run)
+        return table
+
 
 class TorchWorker:
     """The same cases in PyTorch (an outside reference; never a dependency of fcgpu)."""
@@ -183,6 +213,20 @@ class TorchWorker:
             return loss.item()  # fcgpu's step returns the loss as a Python float too
 
         return step
+
+    def graphs_case(self, widths: Sequence[int], batch: int, dtype: str) -> dict[str, Op]:
+        """The MLP's step in eager mode and as ``torch.compile(mode="reduce-overhead")`` of the same
+        step function (CUDA graphs): ops 'eager' and 'reduce_overhead'. torch-cuda only."""
+        torch = self.torch
+        if self.kind != "torch-cuda":
+            raise RuntimeError(f"the graphs comparison is for torch-cuda, not {self.kind}")
+        data = host_data(batch, widths[0], widths[-1])
+        x = self._tensor(data["x"], dtype)
+        labels = torch.from_numpy(data["labels"]).to(self.device)
+        eager = self._step(self._net(widths, MODEL_ACTIVATION, dtype), x, labels)
+        compiled = torch.compile(self._step(self._net(widths, MODEL_ACTIVATION, dtype), x, labels),
+                                 mode="reduce-overhead")
+        return {"eager": (None, eager), "reduce_overhead": (None, compiled)}
 
     def case(self, batch: int, m: int, n: int, activation: str, dtype: str, ops: Sequence[str]) -> dict[str, Op]:
         torch = self.torch
