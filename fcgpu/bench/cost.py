@@ -325,6 +325,7 @@ STEP_MODEL_ASSUMPTIONS: dict[str, float] = {
     "graph_launch_s": 5e-6,  # one cudaGraphLaunch from Python
     "python_replay_s": 5e-6,  # fit's loop around a replay (host counters)
     "kernel_floor_s": 2e-6,  # least device time of one small kernel (launch latency, ramp, tail)
+    "sync_read_s": 10e-6,  # mixed_float16 step by step: the host reads the overflow check once a step
     "torch_launch_s": 10e-6,  # CPU time of one PyTorch eager op (dispatcher, autograd), each launching one kernel
     "torch_python_step_s": 40e-6,  # PyTorch's step beyond its ops (autograd engine, optimizer, zero_grad)
 }
@@ -396,7 +397,8 @@ def step_paths_model(
     four paths, under the host figures of ``STEP_MODEL_ASSUMPTIONS``:
 
     * 'step_by_step': fcgpu today, ``launches`` device launches (default 6 a layer, as
-      ``fcgpu.bench.launches`` counts them), cuBLAS GEMMs (``gemm_cost``);
+      ``fcgpu.bench.launches`` counts them, 2 more under mixed_float16: the input's cast and the
+      overflow check, whose answer the host reads each step), cuBLAS GEMMs (``gemm_cost``);
     * 'captured': one graph launch, the same kernels with fcgpu's own tiled GEMMs (``own_gemm_cost``);
     * 'torch_eager': ``torch_launches`` ops (default 7 a layer + 1: 15 for two layers), cuBLAS GEMMs;
     * 'torch_reduce_overhead': ``torch.compile(mode="reduce-overhead")``: one graph launch, the eager
@@ -420,7 +422,8 @@ def step_paths_model(
         raise ValueError(f"device: expected one of {sorted(NAMED_DEVICES)}, got {device!r}")
     spec, a = NAMED_DEVICES[device], STEP_MODEL_ASSUMPTIONS
     layers = len(widths) - 1
-    n_ops = 6 * layers if launches is None else int(launches)
+    mixed = dtype == "mixed_float16"
+    n_ops = 6 * layers + (2 if mixed else 0) if launches is None else int(launches)
     n_torch = 7 * layers + 1 if torch_launches is None else int(torch_launches)
     gemm_peak = spec["fp16_tensor"] if dtype == "mixed_float16" else spec["fp32_fma"]
 
@@ -433,7 +436,8 @@ def step_paths_model(
         return StepPathModel(path, kernels, host, memory, compute, floors, floors + busy)
 
     return {
-        "step_by_step": device_side("step_by_step", False, n_ops, n_ops * a["launch_s"] + a["python_step_s"]),
+        "step_by_step": device_side("step_by_step", False, n_ops, n_ops * a["launch_s"] + a["python_step_s"]
+                                    + (a["sync_read_s"] if mixed else 0.0)),
         "captured": device_side("captured", True, n_ops, a["graph_launch_s"] + a["python_replay_s"]),
         "torch_eager": device_side("torch_eager", False, n_torch,
                                    n_torch * a["torch_launch_s"] + a["torch_python_step_s"]),

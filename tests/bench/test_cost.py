@@ -153,6 +153,8 @@ def test_step_paths_model_floors_scale():
     assert adam.memory_s > h100.memory_s  # two more state slots per parameter
     mixed = cost.step_paths_model([784, 512, 10], 128, dtype="mixed_float16")["step_by_step"]
     assert mixed.compute_s < h100.compute_s  # tensor cores
+    assert mixed.launches == 14  # the input's cast and the overflow check
+    assert mixed.host_s == 14 * a["launch_s"] + a["python_step_s"] + a["sync_read_s"]
     three = cost.step_paths_model([64, 256, 256, 10], 256, optimizer="adam")
     assert three["step_by_step"].launches == 18 and three["torch_eager"].launches == 22
     assert three["step_by_step"].kernel_floors_s == 18 * a["kernel_floor_s"]
