@@ -26,12 +26,13 @@ from typing import Any
 
 from ..optimizers import LossScaleOptimizer, Optimizer
 from ..optimizers.base import layers_of
+from ..optimizers.wrapper import OptimizerWrapper
 from .communicator import world
 
 __all__ = ["AllReduceOptimizer", "all_reducing", "create_multi_node_optimizer"]
 
 
-class AllReduceOptimizer(Optimizer):
+class AllReduceOptimizer(OptimizerWrapper):
     """Wraps ``inner`` (an Optimizer, a LossScaleOptimizer included): all-reduce the gradients over
     ``comm``'s ranks (the current world where None), weighted by ``share``, then ``inner``'s update.
 
@@ -52,38 +53,9 @@ class AllReduceOptimizer(Optimizer):
         self._bound: Any = None  # the flat buffers bound to (bind)
 
     # -- the inner optimizer's surface -------------------------------------------------
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for names not found here (schedule, loss_scale, ...): the inner optimizer's.
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     _OWN = frozenset({"inner", "comm", "share", "_bound"})
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in self._OWN or isinstance(getattr(type(self), name, None), property):
-            object.__setattr__(self, name, value)
-        else:
-            raise AttributeError(
-                f"{name}: AllReduceOptimizer does not have a setting {name!r} of its own; set it on the optimizer "
-                f"it wraps (opt.inner.{name} = ...)"
-            )
-
-    @property
-    def learning_rate(self) -> float:  # type: ignore[override]
-        return self.inner.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, value: Any) -> None:
-        self.inner.learning_rate = value
-
-    @property
-    def lr(self) -> float:  # type: ignore[override]
-        return self.inner.lr
-
-    @lr.setter
-    def lr(self, value: Any) -> None:
-        self.inner.lr = value
 
     @property
     def iterations(self) -> int:  # type: ignore[override]

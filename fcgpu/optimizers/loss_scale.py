@@ -30,11 +30,12 @@ import numpy as np
 from ..backends import to_numpy
 from ..backends.base import Backend
 from .base import Optimizer, check_number, flat_of, layers_of
+from .wrapper import OptimizerWrapper
 
 __all__ = ["LossScaleOptimizer"]
 
 
-class LossScaleOptimizer(Optimizer):
+class LossScaleOptimizer(OptimizerWrapper):
     """Wraps ``inner`` (an Optimizer): scale the loss, skip non-finite steps, adapt the scale.
 
     Args:
@@ -64,11 +65,6 @@ class LossScaleOptimizer(Optimizer):
         self._device_backend: Any = None
 
     # -- the inner optimizer's surface -------------------------------------------------
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for names not found here (steps, schedule, lr, ...): the inner optimizer's.
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     @property
     def loss_scale(self) -> float:
@@ -105,30 +101,6 @@ class LossScaleOptimizer(Optimizer):
                       "_unread", "_stale", "_bound",
                       "_device_backend"})
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in self._OWN or isinstance(getattr(type(self), name, None), property):
-            object.__setattr__(self, name, value)
-        else:
-            raise AttributeError(
-                f"{name}: LossScaleOptimizer does not have a setting {name!r} of its own; set it on the optimizer "
-                f"it wraps (opt.inner.{name} = ...)"
-            )
-
-    @property
-    def learning_rate(self) -> float:  # type: ignore[override]
-        return self.inner.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, value: Any) -> None:
-        self.inner.learning_rate = value
-
-    @property
-    def lr(self) -> float:  # type: ignore[override]
-        return self.inner.lr
-
-    @lr.setter
-    def lr(self, value: Any) -> None:
-        self.inner.lr = value
 
     @property
     def iterations(self) -> int:  # type: ignore[override]
