@@ -27,7 +27,7 @@ from typing import Any
 from ..optimizers import LossScaleOptimizer, Optimizer
 from ..optimizers.base import layers_of
 from ..optimizers.wrapper import OptimizerWrapper
-from .communicator import world
+from .communicator import LocalWorld, world
 
 __all__ = ["AllReduceOptimizer", "all_reducing", "create_multi_node_optimizer"]
 
@@ -47,6 +47,8 @@ class AllReduceOptimizer(OptimizerWrapper):
     def __init__(self, inner: Optimizer, comm: Any = None) -> None:
         if not isinstance(inner, Optimizer) or isinstance(inner, AllReduceOptimizer):
             raise TypeError(f"inner: expected an optimizer (not an AllReduceOptimizer), got {inner!r}")
+        if comm is not None and not isinstance(comm, LocalWorld):
+            raise TypeError(f"comm: expected a communicator (fcgpu.distributed.init()'s) or None, got {comm!r}")
         self.inner = inner
         self.comm = comm
         self.share: float | None = None  # this rank's part of the global batch's rows (None: 1 / ranks)

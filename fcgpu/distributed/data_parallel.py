@@ -44,7 +44,11 @@ def start_from_rank0(
     ``settings`` and model layout, then broadcast rank 0's parameters (and, ``training``, its
     optimizer state, step counts, seeded generator and the layers' dropout seeds and counters).
     Raises ValueError on every rank alike when anything differs (``what`` names the call). The
-    model must be built (and compiled, for ``training``). Nothing in a world of one."""
+    model must be built (and compiled, for ``training``). Nothing more in a world of one."""
+    from ..models.base import Model
+
+    if not isinstance(model, Model):
+        raise TypeError(f"model: expected an fcgpu model, got {type(model).__name__}")
     comm = world() if comm is None else comm
     if comm.size == 1:
         return

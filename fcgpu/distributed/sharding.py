@@ -17,6 +17,11 @@ __all__ = ["Batch", "epoch_batches", "shard_bounds"]
 
 def shard_bounds(rows: int, rank: int, size: int) -> tuple[int, int]:
     """[start, stop) of rank ``rank``'s contiguous share of ``rows`` rows split over ``size`` ranks."""
+    for name, value in (("rows", rows), ("rank", rank), ("size", size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name}: expected an int, got {value!r}")
+    if rows < 0 or size < 1 or not 0 <= rank < size:
+        raise ValueError(f"rows, rank, size: expected rows >= 0, size >= 1 and 0 <= rank < size, got {rows}, {rank}, {size}")
     return rank * rows // size, (rank + 1) * rows // size
 
 

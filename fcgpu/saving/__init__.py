@@ -76,7 +76,7 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     if other is not None:  # fcgpu's archive under another format's name would be read by nothing else
         raise ValueError(f"path: {text!r} names {OTHER_FORMATS[other]}, which save does not write: use "
                          f"'.keras' (Keras 3's format), model.save_weights('x.weights.h5') for Keras weights, "
-                         f"fcgpu.interop.export_onnx for ONNX, `fcgpu convert` for a PyTorch state dict, "
+                         f"fcgpu.interop.export_onnx for ONNX, fcgpu.interop.export_torch_state_dict (or `fcgpu convert`) for a PyTorch state dict, "
                          f"or another name for fcgpu's own format")
     if not model.built:
         raise ValueError(f"model '{model.name}' is not built: build it, or train it, before saving")

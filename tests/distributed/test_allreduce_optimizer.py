@@ -10,14 +10,16 @@ import pytest
 import fcgpu as fc
 from fcgpu import distributed
 from fcgpu.distributed import AllReduceOptimizer
+from fcgpu.distributed.communicator import LocalWorld
 
 
-class _OtherRank:
+class _OtherRank(LocalWorld):
     """Two ranks, this one rank 0: ``allreduce_host`` adds what rank 1 contributes (set per test)."""
 
-    size, rank, local_rank, local_size, kind, is_root = 2, 0, 0, 1, "stand-in", True
+    size, rank, local_rank, local_size, kind = 2, 0, 0, 1, "stand-in"
 
     def __init__(self, contribution=None):
+        super().__init__()
         self.contribution = contribution  # {dtype: host array}: rank 1's weighted gradient buffer
 
     def allreduce_host(self, buffer):
@@ -149,3 +151,15 @@ def test_the_trainer_steps_through_the_wrapper_on_n_ranks_only():
             distributed.set_world(previous)
         model.accumulate_batch(*model.prepare_data(x, y))
         assert model.bound_step().update is model.optimizer  # bound again for the world of one
+
+
+def test_the_wrapper_and_the_helpers_check_their_arguments():
+    with pytest.raises(TypeError, match="comm: expected a communicator"):
+        AllReduceOptimizer(fc.optimizers.SGD(0.1), "x")
+    with pytest.raises(TypeError, match="model: expected an fcgpu model"):
+        distributed.start_from_rank0(None)
+    for args, kind in [((10, 3, 3), ValueError), ((10, -1, 2), ValueError), ((-5, 0, 1), ValueError),
+                       ((10.5, 0, 1), TypeError), ((10, 0, 0), ValueError)]:
+        with pytest.raises(kind):
+            distributed.shard_bounds(*args)
+    assert distributed.shard_bounds(10, 1, 3) == (3, 6)
