@@ -60,34 +60,9 @@ class AllReduceOptimizer(OptimizerWrapper):
 
 
     @property
-    def iterations(self) -> int:  # type: ignore[override]
-        return self.inner.iterations
-
-    @iterations.setter
-    def iterations(self, value: int) -> None:
-        self.inner.iterations = value
-
-    @property
-    def steps(self) -> dict:  # type: ignore[override]
-        return self.inner.steps
-
-    @property
-    def state(self) -> dict:  # type: ignore[override]
-        return self.inner.state
-
-    @property
-    def bound_flat(self) -> Any:  # type: ignore[override]
-        """The flat buffers ``bind`` bound this optimizer (and its inner one) to, or None."""
-        bound = self._bound
-        return bound if bound is not None and self.inner.bound_flat is bound else None
-
-    @property
     def world(self) -> Any:
         """The communicator the gradients are reduced over."""
         return world() if self.comm is None else self.comm
-
-    def check_owner(self, model_or_layers: Any) -> None:
-        self.inner.check_owner(model_or_layers)
 
     def to(self, backend: Any) -> "AllReduceOptimizer":
         self._bound = None

@@ -120,18 +120,6 @@ class LossScaleOptimizer(OptimizerWrapper):
         self._stale = True
         return self.inner.steps
 
-    @property
-    def state(self) -> dict:  # type: ignore[override]
-        return self.inner.state
-
-    @property
-    def bound_flat(self) -> Any:  # type: ignore[override]
-        """The flat buffers ``bind`` bound this optimizer (and its inner one) to, or None."""
-        bound = self._bound
-        return bound if bound is not None and self.inner.bound_flat is bound else None
-
-    def check_owner(self, model_or_layers: Any) -> None:
-        self.inner.check_owner(model_or_layers)
 
     def to(self, backend: Any) -> "LossScaleOptimizer":
         self._read()

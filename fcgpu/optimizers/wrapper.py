@@ -16,7 +16,8 @@ class OptimizerWrapper(Optimizer):
     ``lr``) is read from and written to the inner optimizer."""
 
     inner: Optimizer
-    _OWN: frozenset[str] = frozenset({"inner"})
+    _OWN: frozenset[str] = frozenset({"inner", "_bound"})
+    _bound: Any = None  # the flat buffers bound to (bind)
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names not found on the wrapper (schedule, steps, lr, ...).
@@ -47,3 +48,28 @@ class OptimizerWrapper(Optimizer):
     @lr.setter
     def lr(self, value: Any) -> None:
         self.inner.lr = value
+
+    @property
+    def iterations(self) -> int:  # type: ignore[override]
+        return self.inner.iterations
+
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        self.inner.iterations = value
+
+    @property
+    def steps(self) -> dict:  # type: ignore[override]
+        return self.inner.steps
+
+    @property
+    def state(self) -> dict:  # type: ignore[override]
+        return self.inner.state
+
+    @property
+    def bound_flat(self) -> Any:  # type: ignore[override]
+        """The flat buffers ``bind`` bound this optimizer (and its inner one) to, or None."""
+        bound = self._bound
+        return bound if bound is not None and self.inner.bound_flat is bound else None
+
+    def check_owner(self, model_or_layers: Any) -> None:
+        self.inner.check_owner(model_or_layers)
