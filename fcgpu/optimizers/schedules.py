@@ -60,8 +60,9 @@ class LearningRateSchedule(ConfigObject):
         raise NotImplementedError(f"learning-rate schedule {type(self).__name__} must define __call__(step)")
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """initial_learning_rate * decay_rate ** (step / decay_steps), the exponent floored when ``staircase``."""
+class _RateDecay(LearningRateSchedule):
+    """The arguments of ExponentialDecay and InverseTimeDecay, and their progress step / decay_steps
+    (floored when ``staircase``); ``name`` defaults to the class's name, as in Keras."""
 
     def __init__(
         self,
@@ -69,19 +70,24 @@ class ExponentialDecay(LearningRateSchedule):
         decay_steps: float,
         decay_rate: float,
         staircase: bool = False,
-        name: str = "ExponentialDecay",
+        name: str | None = None,
     ) -> None:
         self.initial_learning_rate = _finite(initial_learning_rate, "initial_learning_rate", 0.0)
         self.decay_steps = _finite(decay_steps, "decay_steps", 0.0, low_open=True)
         self.decay_rate = _finite(decay_rate, "decay_rate", 0.0)
         self.staircase = _flag(staircase, "staircase")
-        self.name = _name(name)
+        self.name = _name(type(self).__name__ if name is None else name)
+
+    def progress(self, step: int) -> float:
+        p = step / self.decay_steps
+        return math.floor(p) if self.staircase else p
+
+
+class ExponentialDecay(_RateDecay):
+    """initial_learning_rate * decay_rate ** (step / decay_steps), the exponent floored when ``staircase``."""
 
     def __call__(self, step: int) -> float:
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate * self.decay_rate**p
+        return self.initial_learning_rate * self.decay_rate ** self.progress(step)
 
 
 class CosineDecay(LearningRateSchedule):
@@ -178,28 +184,11 @@ class PolynomialDecay(LearningRateSchedule):
         return (self.initial_learning_rate - self.end_learning_rate) * (1.0 - p) ** self.power + self.end_learning_rate
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_RateDecay):
     """initial_learning_rate / (1 + decay_rate * step / decay_steps), the quotient floored when ``staircase``."""
 
-    def __init__(
-        self,
-        initial_learning_rate: float,
-        decay_steps: float,
-        decay_rate: float,
-        staircase: bool = False,
-        name: str = "InverseTimeDecay",
-    ) -> None:
-        self.initial_learning_rate = _finite(initial_learning_rate, "initial_learning_rate", 0.0)
-        self.decay_steps = _finite(decay_steps, "decay_steps", 0.0, low_open=True)
-        self.decay_rate = _finite(decay_rate, "decay_rate", 0.0)
-        self.staircase = _flag(staircase, "staircase")
-        self.name = _name(name)
-
     def __call__(self, step: int) -> float:
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate / (1.0 + self.decay_rate * p)
+        return self.initial_learning_rate / (1.0 + self.decay_rate * self.progress(step))
 
 
 class CosineDecayRestarts(LearningRateSchedule):
