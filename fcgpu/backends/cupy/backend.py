@@ -7,6 +7,7 @@ or against ``fcgpu.testing.fake_cupy`` on a machine without a GPU.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 from typing import Any, Callable
@@ -24,6 +25,7 @@ from .updates import CupyUpdates
 from ..dtypes import is_bfloat16
 from .kernel_specs import KERNEL_SPECS, KernelSpec
 from .gemm import GemmLauncher
+from .fused_mlp import FusedMlpLauncher
 
 __all__ = ["KERNEL_SPECS", "CupyBackend", "KernelSpec"]
 
@@ -135,6 +137,12 @@ class CupyBackend(CaptureOps, CupyUpdates, CupyLayerOps, Backend):
         if self._own_gemm is None:
             self._own_gemm = GemmLauncher(self.cp)
         return self._own_gemm
+
+    @functools.cached_property
+    def fused_mlp(self) -> FusedMlpLauncher:
+        """The whole forward of a chain of small Dense layers (widths <= 128) in one kernel
+        (``fused_mlp.FusedMlpLauncher``). Not used by the training path."""
+        return FusedMlpLauncher(self.cp)
 
     def matmul_at_b(self, a: Array, b: Array, out: Array) -> Array:
         # A float32 weight gradient of half a and b (mixed precision): cupy.matmul would compute it
