@@ -25,7 +25,7 @@ from . import kernel_sources
 from .gemm import COMPILE_OPTIONS, GEMM_HEADERS
 from ...activations.table import ACTIVATIONS, get_activation
 
-__all__ = ["BLOCK_THREADS", "HEADERS", "KERNEL_NAME", "MAX_WIDTH", "ROWS", "FusedMlpLauncher", "eligible",
+__all__ = ["BLOCK_THREADS", "COMPILE_OPTIONS", "HEADERS", "KERNEL_NAME", "MAX_WIDTH", "ROWS", "FusedMlpLauncher", "eligible",
            "grid_blocks", "layer_flags", "module_code"]
 
 HEADERS = GEMM_HEADERS + ("mlp_fused.cuh",)  # mlp_fused.cuh uses gemm.cuh's shared-array and device macros
