@@ -204,7 +204,8 @@ def test_eligible_says_why_not():
     assert ok((1, 1), ("linear",), "float32") is None
     assert "1..128" in ok((129, 10), ("relu",))
     assert "1..128" in ok((10, 0), ("relu",))
-    assert "float32 only, got float16" in ok((4, 4), ("relu",), np.float16)
+    assert "float32, float16 or bfloat16, got float64" in ok((4, 4), ("relu",), np.float64)
+    assert ok((4, 4), ("relu",), np.float16) is None
     assert "only as the last layer's" in ok((4, 4, 4), ("softmax", "relu"))
     assert "2 layers need 2 activations, got 1" in ok((4, 4, 4), ("relu",))
     assert "at least one layer" in ok((4,), ())
@@ -215,9 +216,9 @@ def test_the_launcher_refuses_bad_arguments_with_clear_errors(launcher):
     cp = fake_cupy
     x, ws = cp.zeros((4, 3), np.float32), [cp.zeros((3, 5), np.float32), cp.zeros((5, 2), np.float32)]
     bs, acts, out = [None, cp.zeros(2, np.float32)], ("relu", "linear"), cp.zeros((4, 2), np.float32)
-    with pytest.raises(ValueError, match="float32 only, got float64"):
+    with pytest.raises(ValueError, match="float32, float16 or bfloat16, got float64"):
         launcher.forward(x.astype(np.float64), ws, bs, acts, out)
-    with pytest.raises(TypeError, match=r"weights\[1\] must be float32, got float16"):
+    with pytest.raises(TypeError, match=r"weights\[1\] must be float32 \(as x\), got float16"):
         launcher.forward(x, [ws[0], ws[1].astype(np.float16)], bs, acts, out)
     with pytest.raises(ValueError, match=r"weights\[1\] must have shape \(5, 2\), got \(4, 2\)"):
         launcher.forward(x, [ws[0], cp.zeros((4, 2), np.float32)], bs, acts, out)
@@ -276,7 +277,7 @@ def _mutated(old: str, new: str) -> fused_mlp.FusedMlpLauncher:
     return fused_mlp.FusedMlpLauncher(cp)
 
 
-@pytest.mark.parametrize("barrier", ["    }\n    __syncthreads();\n}\n\n// The row", "    if (!LAST) {\n        __syncthreads();"])
+@pytest.mark.parametrize("barrier", ["    }\n    __syncthreads();\n}\n\n// The row", "    if (!LAST) {\n        __syncthreads();\n    }\n}\n\n// A shared"])
 def test_a_missing_barrier_is_a_race(barrier):
     broken = _mutated(barrier, barrier.replace("__syncthreads();", ";"))
     with pytest.raises(EmulatorFailure, match="(race on|uninitialised shared read of) fc_mlp_[ab]"):
@@ -284,13 +285,15 @@ def test_a_missing_barrier_is_a_race(barrier):
 
 
 def test_a_missing_softmax_barrier_is_a_race():
-    broken = _mutated("    __syncthreads();\n    if (t < FC_MLP_ROWS", "    if (t < FC_MLP_ROWS")
+    broken = _mutated("    __syncthreads();\n    if (t < FC_MLP_ROWS && row0 + t < B) {\n        fc_mlp_rows_view",
+                      "    if (t < FC_MLP_ROWS && row0 + t < B) {\n        fc_mlp_rows_view")
     with pytest.raises(EmulatorFailure, match="race on fc_mlp_[ab]"):
         run_fused(broken, broken.cp, 33, (7, 33, 5), ("relu", "softmax"))
 
 
 def test_a_dropped_row_check_writes_past_the_output():
-    broken = _mutated("            if (LAST) {\n                if (live) {", "            if (LAST) {\n                if (1) {")
+    broken = _mutated("if (live) {\n                    out[at] = v;\n                }\n            } else {\n                dst[r * FC_MLP_LD",
+                      "if (1) {\n                    out[at] = v;\n                }\n            } else {\n                dst[r * FC_MLP_LD")
     with pytest.raises(AssertionError, match="a write outside an output"):
         check_layers(broken, broken.cp, 31, (7, 33, 5), ("relu", "tanh"))  # one row past: inside the guard
 
