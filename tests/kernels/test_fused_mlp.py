@@ -12,6 +12,8 @@ builds the generated modules with NVRTC for sm_80 and sm_90 as CuPy's RawModule 
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -21,10 +23,17 @@ from fcgpu.backends.cupy.backend import CupyBackend
 from fcgpu.backends.cupy.gemm import GemmLauncher, fused_activations
 from fcgpu.testing import fake_cupy
 from support.block_emulator import EmulatorFailure
-from support.gemm_checks import EPS, NP, SLOPE, close, host
+from support.gemm_checks import EPS, NP, SLOPE, close, host, unit_roundoff
 from support.gemm_emulator import EmulatedRawModule, emulated_cupy
 
 GUARD = 64
+try:
+    import ml_dtypes
+
+    HALVES = [np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)]
+except ImportError:  # pragma: no cover - ml_dtypes is a dependency of the verify extra
+    HALVES = [np.dtype(np.float16)]
+HALF_IDS = [d.name for d in HALVES]
 ELEMENTWISE = fused_activations()
 # (batch, widths, activations): batches 1..1000 across the 32-row block, widths 1..128.
 CHAINS = [
@@ -57,12 +66,12 @@ def launcher(cp):
 class Guarded:
     """Device copies inside NaN guard cells; ``intact()`` says no write landed outside any of them."""
 
-    def __init__(self, cp) -> None:
-        self.cp, self.buffers = cp, []
+    def __init__(self, cp, dtype=np.float32) -> None:
+        self.cp, self.dtype, self.buffers = cp, dtype, []
 
     def __call__(self, data) -> object:
-        data = np.asarray(data, np.float32)
-        buf = self.cp.full(data.size + 2 * GUARD, np.nan, np.float32)
+        data = np.asarray(data).astype(self.dtype)
+        buf = self.cp.full(data.size + 2 * GUARD, np.nan, self.dtype)
         view = buf[GUARD:GUARD + data.size].reshape(data.shape)
         self.cp.copyto(view, self.cp.asarray(data))
         self.buffers.append(buf)
@@ -72,20 +81,25 @@ class Guarded:
         return all(np.isnan(host(b)[:GUARD]).all() and np.isnan(host(b)[-GUARD:]).all() for b in self.buffers)
 
 
-def draw(batch, widths, seed=0, bias=True):
-    """x (batch, widths[0]), each layer's W (scaled to keep activations of order 1) and b (or None)."""
+def draw(batch, widths, seed=0, bias=True, dtype=np.float32):
+    """x (batch, widths[0]), each layer's W (scaled to keep activations of order 1) and b (or None),
+    as float32 arrays of values of ``dtype``."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, widths[0])).astype(np.float32)
-    ws = [(rng.standard_normal((m, n)) * (1.5 / np.sqrt(m))).astype(np.float32) for m, n in zip(widths, widths[1:])]
+
+    def values(a):
+        return np.asarray(a).astype(dtype).astype(np.float32)
+
+    x = values(rng.standard_normal((batch, widths[0])))
+    ws = [values(rng.standard_normal((m, n)) * (1.5 / np.sqrt(m))) for m, n in zip(widths, widths[1:])]
     biases = bias if isinstance(bias, (list, tuple)) else [bias] * len(ws)
-    bs = [rng.standard_normal(n).astype(np.float32) if has else None for n, has in zip(widths[1:], biases)]
+    bs = [values(rng.standard_normal(n)) if has else None for n, has in zip(widths[1:], biases)]
     return x, ws, bs
 
 
-def run_fused(launcher, cp, batch, widths, acts, seed=0, bias=True, keep=True):
+def run_fused(launcher, cp, batch, widths, acts, seed=0, bias=True, keep=True, dtype=np.float32):
     """The fused forward on guarded arrays: (out, kept y's, kept z's, the host operands, the guards)."""
-    x, ws, bs = draw(batch, widths, seed, bias)
-    g = Guarded(cp)
+    x, ws, bs = draw(batch, widths, seed, bias, dtype)
+    g = Guarded(cp, dtype)
     out = g(np.zeros((batch, widths[-1])))
     ys = [g(np.zeros((batch, n))) if keep and i < len(acts) - 1 else None for i, n in enumerate(widths[1:])]
     zs = [g(np.zeros((batch, n))) if keep else None for n in widths[1:]]
@@ -94,9 +108,12 @@ def run_fused(launcher, cp, batch, widths, acts, seed=0, bias=True, keep=True):
     return out, ys, zs, (x, ws, bs), g
 
 
-def check_layers(launcher, cp, batch, widths, acts, seed=0, bias=True):
-    """Every layer against the NumPy backend's Dense forward of the input the kernel kept."""
-    out, ys, zs, (x, ws, bs), g = run_fused(launcher, cp, batch, widths, acts, seed, bias)
+def check_layers(launcher, cp, batch, widths, acts, seed=0, bias=True, dtype=np.float32):
+    """Every layer against the NumPy backend's Dense forward of the input the kernel kept (float32
+    operands; for float16 and bfloat16 the float32 values of the 16-bit ones, each output rounded)."""
+    out, ys, zs, (x, ws, bs), g = run_fused(launcher, cp, batch, widths, acts, seed, bias, dtype=dtype)
+    u = 8 * EPS if np.dtype(dtype) == np.float32 else unit_roundoff(dtype)
+    tiny = 1e-30 if np.dtype(dtype) == np.float32 else float(np.finfo(np.dtype(dtype)).smallest_subnormal)
     h = x
     for i, (w, b, act) in enumerate(zip(ws, bs, acts)):
         n = w.shape[1]
@@ -106,26 +123,27 @@ def check_layers(launcher, cp, batch, widths, acts, seed=0, bias=True):
         scale = np.abs(h).astype(np.float64) @ np.abs(w) + (0 if b is None else np.abs(b))
         tol_z = 2 * (w.shape[0] + 2) * EPS * scale + 1e-30
         what = f"layer {i} ({act}, batch {batch}, widths {widths})"
-        close(host(zs[i]), keep_ref, tol_z + 8 * EPS * np.abs(keep_ref), f"z of {what}")
+        close(host(zs[i]), keep_ref, tol_z + u * np.abs(keep_ref) + tiny, f"z of {what} ({np.dtype(dtype)})")
         y = host(out if i == len(acts) - 1 else ys[i])
-        if ACTIVATIONS[act].rows:  # softmax of the same logits: a row's sum of exps, 16 ulp
-            tol_y = 16 * EPS * np.abs(y_ref) + 2 * EPS * np.abs(y_ref) * tol_z.max(1, keepdims=True) + 1e-30
+        if ACTIVATIONS[act].rows:  # softmax of the same float logits: a row's sum of exps, 16 ulp, one rounding
+            tol_y = (16 * EPS + u) * np.abs(y_ref) + 2 * np.abs(y_ref) * tol_z.max(1, keepdims=True) + tiny
         else:
-            tol_y = SLOPE.get(act, 1.0) * 2 * tol_z + 8 * EPS * np.abs(y_ref) + 1e-30
-        close(y, y_ref, tol_y, f"y of {what}")
+            tol_y = SLOPE.get(act, 1.0) * 2 * tol_z + u * np.abs(y_ref) + tiny
+        close(y, y_ref, tol_y, f"y of {what} ({np.dtype(dtype)})")
         h = y
     assert g.intact(), "a write outside an output"
     return out
 
 
-def own_gemm_chain(cp, x, ws, bs, acts) -> np.ndarray:
+def own_gemm_chain(cp, x, ws, bs, acts, dtype=np.float32) -> np.ndarray:
     """The same forward as one own-GEMM launch a layer (softmax: linear, then the NumPy backend's row softmax)."""
     gemm = GemmLauncher(cp)
-    h = cp.asarray(x)
+    h = cp.asarray(x.astype(dtype))
     for w, b, act in zip(ws, bs, acts):
-        y = cp.zeros((h.shape[0], w.shape[1]), np.float32)
+        y = cp.zeros((h.shape[0], w.shape[1]), dtype)
         rows = ACTIVATIONS[act].rows
-        gemm.dense_forward(h, cp.asarray(w), None if b is None else cp.asarray(b), "linear" if rows else act, y)
+        gemm.dense_forward(h, cp.asarray(w.astype(dtype)), None if b is None else cp.asarray(b.astype(dtype)),
+                           "linear" if rows else act, y)
         if rows:
             y = cp.asarray(NP.bias_act_forward(host(y), None, act, np.empty(y.shape, np.float32)))
         h = y
@@ -195,6 +213,44 @@ def test_an_empty_batch_launches_nothing(launcher, cp):
     with fake_cupy.count_device_ops() as ops:
         launcher.forward(*args)
     assert ops.total == 0
+
+
+# -- float16 and bfloat16 on tensor cores ----------------------------------------------------------
+HALF_CHAINS = [CHAINS[0], CHAINS[1], CHAINS[3], CHAINS[6], CHAINS[7], (33, (17, 128, 48, 16), ("relu", "gelu", "softmax"))]
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=HALF_IDS)
+@pytest.mark.parametrize("batch,widths,acts", HALF_CHAINS, ids=lambda v: "-".join(map(str, v)) if isinstance(v, tuple) else str(v))
+def test_half_layers_match_the_numpy_dense_forward(launcher, cp, dtype, batch, widths, acts):
+    check_layers(launcher, cp, batch, widths, acts, seed=batch + len(widths), dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=HALF_IDS)
+def test_half_every_activation_in_one_chain(launcher, cp, dtype):
+    check_layers(launcher, cp, 7, ALL_WIDTHS, ALL_ACTS, seed=4, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=HALF_IDS)
+def test_half_forward_equals_the_own_wmma_gemm_chain_on_the_emulator(launcher, cp, dtype):
+    """The emulator's mma_sync sums in k order, as its own-GEMM one: the same floats, rounded the same
+    (on a GPU the tensor cores' order of additions is theirs: the layer checks above hold there)."""
+    batch, widths, acts = 129, (128, 128, 128, 10), ("relu", "tanh", "sigmoid")
+    out, _, _, (x, ws, bs), _ = run_fused(launcher, cp, batch, widths, acts, seed=2, keep=False, dtype=dtype)
+    assert np.array_equal(host(out), own_gemm_chain(cp, x, ws, bs, acts, dtype))
+
+
+def test_half_one_launch_with_fragment_operations(launcher, cp):
+    batch, widths, acts = 100, (7, 33, 5), ("relu", "softmax")
+    x, ws, bs = draw(batch, widths, dtype=np.float16)
+    args = (cp.asarray(x.astype(np.float16)), [cp.asarray(w.astype(np.float16)) for w in ws],
+            [cp.asarray(b.astype(np.float16)) for b in bs], acts, cp.zeros((batch, 5), np.float16))
+    launcher.forward(*args)
+    before = len(cp.emulated.launches)
+    with fake_cupy.count_device_ops() as ops:
+        launcher.forward(*args)
+    assert ops.total == 1 and list(ops.names) == [fused_mlp.KERNEL_NAME]
+    (launch,) = cp.emulated.launches[before:]
+    assert (launch.grid, launch.block) == (4, 256) and launch.figure("warp_syncs") > 0
 
 
 # -- eligibility and the launcher's checks ------------------------------------------------------------
@@ -325,6 +381,19 @@ def test_the_generated_kernels_compile_for_sm80_and_sm90(gate, widths, acts):
     for arch in gate.ARCHS:
         cubin = gate.compile_source(code, arch, gate.choose_backend())
         assert fused_mlp.KERNEL_NAME.encode() in cubin, f"sm_{arch}"
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=HALF_IDS)
+def test_the_half_kernels_compile_for_sm80_and_sm90(gate, dtype):
+    includes = [o[2:] for o in gate.cupy_options() if o.startswith("-I")]
+    if gate.choose_backend() == "nvrtc" and not any(os.path.exists(os.path.join(d, "crt", "mma.h")) for d in includes):
+        pytest.skip("crt/mma.h is not on CuPy's include path: install nvidia-cuda-crt==13.0.* (the verify extra)")
+    for widths, acts in GATE_CHAINS:
+        code = fused_mlp.module_code(dtype, widths, acts)
+        assert "#include <mma.h>" in code
+        for arch in gate.ARCHS:
+            cubin = gate.compile_source(code, arch, gate.choose_backend())
+            assert fused_mlp.KERNEL_NAME.encode() in cubin, f"sm_{arch} {widths}"
 
 
 def test_the_compile_gate_rejects_a_broken_fused_kernel(gate):
