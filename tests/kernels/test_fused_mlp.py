@@ -13,6 +13,7 @@ builds the generated modules with NVRTC for sm_80 and sm_90 as CuPy's RawModule 
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -354,6 +355,20 @@ def test_a_dropped_row_check_writes_past_the_output():
         check_layers(broken, broken.cp, 31, (7, 33, 5), ("relu", "tanh"))  # one row past: inside the guard
 
 
+def test_half_a_missing_barrier_after_staging_the_weights_is_a_race():
+    old = "fc_from_float<T>(0.0f);\n        }\n        __syncthreads();"
+    broken = _mutated(old, old.replace("__syncthreads();", ";"))
+    with pytest.raises(EmulatorFailure, match="(race on|uninitialised shared read of) fc_mlp_ws"):
+        run_fused(broken, broken.cp, 33, (7, 33, 5), ("relu", "tanh"), dtype=np.float16)
+
+
+def test_half_padding_columns_left_unwritten_are_uninitialised_reads():
+    old = "                dst[r * FC_MLP_HLD + c] = fc_from_float<T>(0.0f);"
+    broken = _mutated(old, "                ;")
+    with pytest.raises(EmulatorFailure, match="uninitialised shared read of fc_mlp_b"):
+        run_fused(broken, broken.cp, 33, (7, 33, 5), ("relu", "tanh"), dtype=np.float16)
+
+
 # -- the compile gate: the generated modules, as CuPy's RawModule compiles them ----------------------
 GATE_CHAINS = [((1, 1), ("linear",)), ((7, 33, 5), ("relu", "tanh")), ((128, 128, 128, 10), ("gelu", "sigmoid", "softmax")),
                (ALL_WIDTHS, ALL_ACTS)]
@@ -404,6 +419,32 @@ def test_the_compile_gate_rejects_a_broken_fused_kernel(gate):
     assert broken != code
     with pytest.raises(CompileException):
         gate.compile_source(broken, "80", gate.choose_backend())
+
+
+def _ptx(code: str) -> str:
+    """The module's PTX for compute_80 (NVRTC asked for PTX instead of a cubin)."""
+    from cupy.cuda import compiler
+    from support import cuda_compile as cc
+
+    original = compiler._get_arch_for_options_for_nvrtc
+    compiler._get_arch_for_options_for_nvrtc = lambda arch=None: ("-arch=compute_80", "ptx")
+    try:
+        ptx, _ = compiler.compile_using_nvrtc(code, cc.cupy_options(), arch="80")
+    finally:
+        compiler._get_arch_for_options_for_nvrtc = original
+    return ptx.decode() if isinstance(ptx, bytes) else ptx
+
+
+def test_float32_runs_fma_and_the_halves_tensor_cores_with_float32_sums(gate):
+    if gate.choose_backend() != "nvrtc":
+        pytest.skip("the PTX check uses NVRTC")
+    widths, acts = (7, 33, 5), ("relu", "softmax")
+    f32 = _ptx(fused_mlp.module_code(np.float32, widths, acts))
+    assert "wmma" not in f32 and re.search(r"fma\.rn(\.ftz)?\.f32", f32)
+    for dtype in HALVES:
+        ptx = _ptx(fused_mlp.module_code(dtype, widths, acts))
+        assert "wmma.mma.sync.aligned.row.row.m16n16k16.f32." in ptx, dtype
+        assert "wmma.store.d.sync.aligned.row.m16n16k16.shared.f32" in ptx, dtype
 
 
 def test_the_launcher_builds_a_real_cupy_raw_module():
