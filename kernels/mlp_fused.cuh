@@ -1,4 +1,5 @@
-// The whole forward of a small MLP in one kernel launch (float32, FMA): a chain of Dense layers
+// The whole forward of a small MLP in one kernel launch (float32 with FMA here; float16/bfloat16 on
+// tensor cores below, when gemm_wmma.cuh is included first): a chain of Dense layers
 // whose widths are all at most 128, y_{i+1} = act_i(y_i @ W_i + b_i), y_0 = x, in the manner of
 // tiny-cuda-nn's fully fused MLP. Needs common.cuh, activations.cuh and gemm.cuh (its FC_GEMM_SHARED
 // and FC_GEMM_DEV) before it; fcgpu/backends/cupy/fused_mlp.py generates, for each chain of widths
@@ -16,8 +17,8 @@
 // RG = min(256 / OUT, 32) groups: rows g, g + RG, g + 2 RG, ... (RPT of them, in registers). A warp's
 // reads of the input buffer are then broadcasts (one row) or two or so rows in distinct banks, and
 // its weight reads consecutive words. Each output's sum runs over k in order 0, 1, ..., IN-1 with
-// fmaf from 0, then adds the bias: exactly the own GEMM's (kernels/gemm.cuh) order and rounding, so
-// a fused forward equals the chain of own-GEMM forwards bit for bit.
+// fmaf from 0, then adds the bias: exactly the own GEMM's (kernels/gemm.cuh) order and rounding (the
+// tests find the fused forward equal to the chain of own-GEMM forwards bit for bit on the emulator).
 //
 // The last layer writes straight to out, rows past the batch not stored. A softmax last layer
 // (a row activation) writes its logits z + b to shared memory instead, and after a barrier one
