@@ -273,7 +273,7 @@ def test_the_launcher_refuses_bad_arguments_with_clear_errors(launcher):
     cp = fake_cupy
     x, ws = cp.zeros((4, 3), np.float32), [cp.zeros((3, 5), np.float32), cp.zeros((5, 2), np.float32)]
     bs, acts, out = [None, cp.zeros(2, np.float32)], ("relu", "linear"), cp.zeros((4, 2), np.float32)
-    with pytest.raises(ValueError, match="float32, float16 or bfloat16, got float64"):
+    with pytest.raises(TypeError, match="x must be float32, float16 or bfloat16, got float64"):
         launcher.forward(x.astype(np.float64), ws, bs, acts, out)
     with pytest.raises(TypeError, match=r"weights\[1\] must be float32 \(as x\), got float16"):
         launcher.forward(x, [ws[0], ws[1].astype(np.float16)], bs, acts, out)

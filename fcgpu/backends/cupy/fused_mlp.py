@@ -207,6 +207,8 @@ class FusedMlpLauncher:
             if w is None or not hasattr(w, "shape") or len(w.shape) != 2:
                 raise ValueError(f"fused MLP: weights[{i}] must be 2-D (N_{i}, N_{i + 1}), got shape "
                                  f"{getattr(w, 'shape', None)}")
+        if np.dtype(x.dtype) not in DTYPES:
+            raise TypeError(f"fused MLP: x must be float32, float16 or bfloat16, got {np.dtype(x.dtype)}")
         widths = (int(x.shape[1]), *(int(w.shape[1]) for w in weights))
         kernel = self.kernel(widths, activations, x.dtype)
         dt = np.dtype(x.dtype)
