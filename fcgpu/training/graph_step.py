@@ -49,6 +49,8 @@ def chain_why_not(model: Any, batch_size: int) -> str | None:
         return "the host stand-in captures only when asked (fcgpu.config.set_graphs(True)): its capture GEMM is a loop"
     if not 0 < batch_size <= MAX_BATCH:
         return f"batch {batch_size}: graphs take batches of 1..{MAX_BATCH} rows"
+    if model.fusion_plan(True) is None:
+        return "the model's layers are not one chain (several inputs or outputs)"
     for layer in model.compute_layers:
         if isinstance(layer, Dense):
             if max(layer.kernel.shape) > MAX_WIDTH:
