@@ -24,6 +24,7 @@ import numpy as np
 
 from ..backends.base import Array
 from ..backends.buffers import recording
+from ..distributed.allreduce import AllReduceOptimizer
 from ..layers.dropout import Dropout
 from ..optimizers import LossScaleOptimizer
 
@@ -35,7 +36,9 @@ LR_WINDOW = 1024  # iterations a learning-rate table covers where the number of 
 
 
 def inner_optimizer(optimizer: Any) -> Any:
-    """The optimizer that holds the counts and the rate (inside a loss scaler)."""
+    """The optimizer that holds the counts and the rate (inside an all-reduce and a loss scaler)."""
+    if isinstance(optimizer, AllReduceOptimizer):
+        optimizer = optimizer.inner
     return optimizer.inner if isinstance(optimizer, LossScaleOptimizer) else optimizer
 
 
@@ -61,6 +64,8 @@ class CapturedTraining:
 
     sums: Array
     rows_per_epoch: int
+    share: float | None = None  # data parallel: this rank's part of a full global batch's rows
+    row_offset = 0  # data parallel: the index of this rank's first row in the global batch
 
     def __init__(self, model: Any, batch: int, x_shape: tuple, y_shape: tuple, y_dtype: Any, iterations: int) -> None:
         self.model, self.batch = model, int(batch)
@@ -143,7 +148,7 @@ class CapturedTraining:
         with backend.graph_mode(g):
             backend.graph_begin(g, self.lrs, inner.iterations, self.it_fit, t_base, beta1, beta2)
             self.inputs()
-            self.model.accumulate_batch(self.xb, self.yb, self.acc)
+            self.model.accumulate_batch(self.xb, self.yb, self.acc, self.share, self.row_offset)
             backend.graph_end(g, self.sums, self.rows_per_epoch, self.acc)
 
     def _warm_up_and_capture(self, key: tuple) -> None:
