@@ -7,8 +7,10 @@ and kept array inside NaN guard cells (a stray read poisons a result, a stray wr
 Each layer is compared with the NumPy backend's Dense forward (matmul, then bias_act_forward) on the
 layer input the kernel kept, within the own GEMM checks' float32 bound; the whole forward equals the
 chain of own-GEMM forwards (same k order, same fmaf rounding) bit for bit. Each forward is one launch.
-Mutated kernels (a barrier removed, a row check dropped) must fail those checks. The compile gate
-builds the generated modules with NVRTC for sm_80 and sm_90 as CuPy's RawModule would.
+float16 and bfloat16 (WMMA fragments, warp-collective on the emulator) get the same layer checks on
+the 16-bit values. Mutated kernels (a barrier removed, padding left unwritten, a row check dropped)
+must fail those checks. The compile gate builds the generated modules with NVRTC for sm_80 and sm_90
+as CuPy's RawModule would, and reads the PTX: FMA for float32, WMMA with float32 sums for the halves.
 """
 from __future__ import annotations
 
