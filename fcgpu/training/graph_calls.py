@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..backends.base import Array
-from .graph_capture import CapturedTraining, capture
+from .graph_capture import CapturedTraining, capture, layer_settings
 from .graph_step import chain_why_not, why_not
 from .step import layout_watch
 
@@ -120,7 +120,7 @@ class InferenceGraph:
     def _key(self) -> tuple:
         model = self.model
         loss = model.output_loss() if self.yb is not None else None
-        return tuple(model.compute_layers), model.backend, loss
+        return tuple(model.compute_layers), model.backend, loss, layer_settings(model)
 
     def ready(self) -> bool:
         """Whether the graph (captured now where it was not, or the model changed) can run this call."""
