@@ -83,7 +83,7 @@ class TrainStepGraph(CapturedTraining):
             return None
         self.xb.set(np.ascontiguousarray(xh, self.xb.dtype))  # cast on the host as the device rounds
         self.yb.set(np.ascontiguousarray(yh))
-        if not self.run():
+        if not self.run(key):
             return None
         return self.backend.to_numpy(self.sums)
 
@@ -191,4 +191,6 @@ def evaluate_graph(model: Any, batch: int, x_dev: Array, y_dev: Array, w_dev: Ar
 
 def predict_graph(model: Any, batch: int, x_dev: Array) -> InferenceGraph | None:
     """predict's graph for batches of at most ``batch`` rows of x_dev, or None (step by step)."""
-    return _inference_graph(model, "predict", min(batch, max(1, x_dev.shape[0])), x_dev, None)
+    if x_dev.shape[0] == 0:
+        return None
+    return _inference_graph(model, "predict", min(batch, x_dev.shape[0]), x_dev, None)

@@ -103,10 +103,11 @@ class CapturedTraining:
         """The step's launches that fill xb and yb (none where the host uploads them)."""
 
     # -- one step ---------------------------------------------------------------------------------
-    def run(self) -> bool:
+    def run(self, key: tuple | None = None) -> bool:
         """One step on xb, yb: a replay, or a step that warms up and captures (then True); False
-        where this step must run step by step (not eligible, or the capture failed)."""
-        key = self._key()
+        where this step must run step by step (not eligible, or the capture failed). ``key``: the
+        caller's ``_key()`` of this step, where it took it."""
+        key = self._key() if key is None else key
         if self.failed is not None and self.failed[0] == key:
             return False
         if self.graph is None or key != self.key or self._host_counts() != self.expected:
