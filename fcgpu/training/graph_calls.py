@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..backends.base import Array
-from .graph_capture import CapturedTraining, capture
+from .graph_capture import CapturedTraining, capture, layer_settings
 from .graph_step import chain_why_not, why_not
 from .step import layout_watch
 
@@ -83,7 +83,7 @@ class TrainStepGraph(CapturedTraining):
             return None
         self.xb.set(np.ascontiguousarray(xh, self.xb.dtype))  # cast on the host as the device rounds
         self.yb.set(np.ascontiguousarray(yh))
-        if not self.run():
+        if not self.run(key):
             return None
         return self.backend.to_numpy(self.sums)
 
@@ -120,7 +120,7 @@ class InferenceGraph:
     def _key(self) -> tuple:
         model = self.model
         loss = model.output_loss() if self.yb is not None else None
-        return tuple(model.compute_layers), model.backend, loss
+        return tuple(model.compute_layers), model.backend, loss, layer_settings(model)
 
     def ready(self) -> bool:
         """Whether the graph (captured now where it was not, or the model changed) can run this call."""
@@ -191,4 +191,6 @@ def evaluate_graph(model: Any, batch: int, x_dev: Array, y_dev: Array, w_dev: Ar
 
 def predict_graph(model: Any, batch: int, x_dev: Array) -> InferenceGraph | None:
     """predict's graph for batches of at most ``batch`` rows of x_dev, or None (step by step)."""
-    return _inference_graph(model, "predict", min(batch, max(1, x_dev.shape[0])), x_dev, None)
+    if x_dev.shape[0] == 0:
+        return None
+    return _inference_graph(model, "predict", min(batch, x_dev.shape[0]), x_dev, None)

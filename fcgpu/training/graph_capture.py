@@ -25,10 +25,11 @@ import numpy as np
 from ..backends.base import Array
 from ..backends.buffers import recording
 from ..distributed.allreduce import AllReduceOptimizer
+from ..layers.dense import Dense
 from ..layers.dropout import Dropout
 from ..optimizers import LossScaleOptimizer
 
-__all__ = ["CapturedTraining", "capture", "inner_optimizer"]
+__all__ = ["CapturedTraining", "capture", "inner_optimizer", "layer_settings"]
 
 log = logging.getLogger("fcgpu.graphs")
 
@@ -40,6 +41,13 @@ def inner_optimizer(optimizer: Any) -> Any:
     if isinstance(optimizer, AllReduceOptimizer):
         optimizer = optimizer.inner
     return optimizer.inner if isinstance(optimizer, LossScaleOptimizer) else optimizer
+
+
+def layer_settings(model: Any) -> tuple:
+    """What a chain's captured launches take as constants besides the parameters: each Dense's
+    activation and each Dropout's rate (a change means a new capture)."""
+    return tuple(layer.rate if isinstance(layer, Dropout) else layer.activation.name if isinstance(layer, Dense)
+                 else type(layer) for layer in model.compute_layers)
 
 
 def capture(stream: Any, body: Callable[[], None]) -> tuple[Any, list[Array]]:
@@ -95,10 +103,11 @@ class CapturedTraining:
         """The step's launches that fill xb and yb (none where the host uploads them)."""
 
     # -- one step ---------------------------------------------------------------------------------
-    def run(self) -> bool:
+    def run(self, key: tuple | None = None) -> bool:
         """One step on xb, yb: a replay, or a step that warms up and captures (then True); False
-        where this step must run step by step (not eligible, or the capture failed)."""
-        key = self._key()
+        where this step must run step by step (not eligible, or the capture failed). ``key``: the
+        caller's ``_key()`` of this step, where it took it."""
+        key = self._key() if key is None else key
         if self.failed is not None and self.failed[0] == key:
             return False
         if self.graph is None or key != self.key or self._host_counts() != self.expected:
@@ -127,6 +136,8 @@ class CapturedTraining:
         """What the graph depends on beyond the device arrays: the binding, the rate (its table's window)."""
         binding = self.model.bound_step()
         inner = inner_optimizer(binding.update)
+        # (The binding is made again where the optimizer's settings, a layer's activation or a
+        # Dropout's rate changed: the constants the captured launches take.)
         if inner.schedule is None:
             return binding, float(inner.learning_rate)
         if not self.it_fit <= inner.iterations < self.it_fit + self.iterations - 1:
