@@ -8,7 +8,8 @@ each), and one ``Graph.launch()`` runs the rest:
 - ``TrainStepGraph`` (train_step, train_on_batch): the training step of ``graph_capture.CapturedTraining``
   on the uploaded batch; its sums (loss x rows, correct rows) are read once, as the step-by-step
   path reads them.
-- ``InferenceGraph``: the model's inference forward, and for evaluate the loss's fused step adding
+- ``InferenceGraph``: the model's inference forward (one fused kernel where every width is at most
+  128 on real CuPy, ``backends/cupy/fused_mlp.py``), and for evaluate the loss's fused step adding
   the batch's loss and correct count into the graph's accumulator (its gradient unused); predict
   reads the output buffer. A last partial batch: evaluate runs it step by step; predict runs the
   graph on the batch buffer's first rows (rows are independent in a chain of Dense layers).
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..backends.base import Array
+from ..layers.dense import Dense
 from .graph_capture import CapturedTraining, capture, layer_settings
 from .graph_step import chain_why_not, why_not
 from .step import layout_watch
@@ -115,6 +117,7 @@ class InferenceGraph:
         self.key: Any = None
         self.watch: list = []
         self.failed: Any = None  # the key the capture failed for
+        self.fused: tuple | None = None  # the fused MLP forward's arguments, where it runs (``_fused_chain``)
         self.launches = 0
 
     def _key(self) -> tuple:
@@ -131,6 +134,7 @@ class InferenceGraph:
             return False
         self.key, self.graph, self.held, self.out, self.failed = key, None, [], None, None
         self.watch = layout_watch(self.model.compute_layers)
+        self.fused = self._fused_chain(self.yb is not None and self.model.output_loss()[1])
         self._body()  # warm up: every buffer allocated (results discarded)
         try:
             self.graph, self.held = capture(self.stream, lambda: self._body(keep=True))
@@ -142,18 +146,39 @@ class InferenceGraph:
         self.acc[...] = 0.0  # the warm-up's sums
         return True
 
+    def _fused_chain(self, logits: bool) -> tuple | None:
+        """(weights, biases, activations, out) of the chain's Dense layers where the backend runs
+        their inference forward as one kernel (``fuses_chain``: real CuPy, widths <= 128; the
+        Dropouts are the identity here), else None (layer by layer)."""
+        dense = [layer for layer in self.model.compute_layers if isinstance(layer, Dense)]
+        if not dense or any(layer.compute_dtype != self.xb.dtype for layer in dense):
+            return None
+        activations = [layer.activation.name for layer in dense[:-1]] + ["linear" if logits else dense[-1].activation.name]
+        widths = [self.xb.shape[1], *(layer.units for layer in dense)]
+        if not self.backend.fuses_chain(widths, activations, self.xb.dtype):
+            return None
+        weights = [layer.compute_weights() for layer in dense]
+        out = self.backend.empty((self.batch, widths[-1]), self.xb.dtype)
+        return [w for w, _ in weights], [b for _, b in weights], activations, out
+
+    def _forward(self, logits: bool) -> Array:
+        if self.fused is None:
+            return self.model.infer(self.xb, logits=logits)
+        weights, biases, activations, out = self.fused
+        return self.backend.fused_mlp.forward(self.xb, weights, biases, activations, out)
+
     def _body(self, keep: bool = False) -> None:
         """The captured work; ``keep``: note predict's output buffer (not in the warm-up: a buffer
         held there would not be handed out again to the capture)."""
         model, backend = self.model, self.backend
         with backend.graph_mode(self.scalars):
             if self.yb is None:
-                out = model.infer(self.xb)
+                out = self._forward(False)
                 if keep:
                     self.out = out
                 return
             loss, on_logits = model.output_loss()
-            logits = model.infer(self.xb, logits=on_logits)
+            logits = self._forward(on_logits)
             loss.step(backend, logits, self.yb, self.acc, any(m.fused_with_loss for m in model.metric_objects))
 
     def run(self, xs: Array, ys: Array | None = None) -> Array | None:
