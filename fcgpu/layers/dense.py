@@ -340,6 +340,9 @@ class Dense(Layer):
         latter in a buffer of its own that one fused pass writes beside y."""
         kernel, bias = self.compute_weights()
         y = self._buffers.get(self.backend, key, (x.shape[0], self.units), self.compute_dtype)
+        if self.backend.gemm_epilogues:  # (an attribute: no call on a backend without them)
+            s = self._buffers.get(self.backend, f"{key}_pre", y.shape, self.compute_dtype) if keep else None
+            return self.backend.dense_affine(x, kernel, bias, activation, y, s), s
         if keep:
             s = self._buffers.get(self.backend, f"{key}_pre", y.shape, self.compute_dtype)
             self.backend.matmul(x, kernel, out=s)

@@ -66,5 +66,6 @@ def test_the_real_cupy_path_on_the_emulator_matches_the_step_by_step_path():
     assert inference_ops.by_kind["gemm"] == 0 and inference_ops.by_kind["reduction"] == 0, inference_ops.summary()
     names = {launch.name for launch in cp.emulated.launches}
     assert "fcgpu_mlp_fwd" in names  # predict's and evaluate's graphs: the fused forward
-    assert {"fcgpu_gemm_fwd_linear", "fcgpu_gemm_dx", "fcgpu_gemm_dw"} <= names, names  # the step's own GEMMs
+    # the step's own GEMMs, tanh in the forward's epilogue (relu's is with the Dropout after it)
+    assert {"fcgpu_gemm_fwd_linear", "fcgpu_gemm_fwd_tanh", "fcgpu_gemm_dx", "fcgpu_gemm_dw"} <= names, names
     assert all(not launch.report.split("|")[0] for launch in cp.emulated.launches)  # no race or fault reported
