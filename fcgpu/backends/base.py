@@ -53,6 +53,10 @@ class Backend(LayerOps, FusedSteps, ABC):
     #: with its own GEMMs: bias and activation in the GEMM's epilogue) rather than matmul + bias_act.
     gemm_epilogues = False
 
+    def __deepcopy__(self, memo: dict) -> "Backend":
+        """The backend itself: a copied model computes on the same backend (and device)."""
+        return self
+
     # -- arrays ------------------------------------------------------------------
     @abstractmethod
     def owns(self, a: object) -> bool:

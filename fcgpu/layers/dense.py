@@ -79,7 +79,7 @@ class Dense(Layer):
         super().__init__(name)
         self.declared_input_shape = declared_input(input_shape, input_dim)
         self.units = int(units)
-        self.activation: Activation = get_activation(activation)
+        self.activation = activation  # the table entry (the property resolves it)
         if not isinstance(use_bias, (bool, np.bool_)):
             raise TypeError(f"use_bias: expected True or False, got {use_bias!r}")
         self.use_bias = bool(use_bias)
@@ -107,7 +107,7 @@ class Dense(Layer):
         self._y: Array | None = None
         self._kept: Array | None = None  # z + b, for an activation whose backward reads it
         self._squeeze = False
-        self._act = self.activation.name  # what the last forward applied (linear when it gave logits)
+        self._act = self._activation.name  # what the last forward applied (linear when it gave logits)
         self._dropout = None
 
     @property
@@ -118,7 +118,7 @@ class Dense(Layer):
         return {
             "class_name": "Dense",
             "units": self.units,
-            "activation": self.activation.name,
+            "activation": self._activation.name,
             "use_bias": self.use_bias,
             "kernel_initializer": self._kernel_init_name,
             "bias_initializer": self._bias_init_name,
@@ -134,7 +134,7 @@ class Dense(Layer):
 
     def __repr__(self) -> str:
         shape = f"{self.in_features}->{self.units}" if self.built else f"?->{self.units}"
-        return f"Dense({shape}, activation={self.activation.name!r}, name={self.name!r})"
+        return f"Dense({shape}, activation={self._activation.name!r}, name={self.name!r})"
 
     # -- parameters --------------------------------------------------------------
     def build(self, input_shape: int | Sequence[int | None]) -> None:
@@ -325,14 +325,24 @@ class Dense(Layer):
         self._x = self._y = self._kept = None
         self._dropout: tuple[int, int, float, int] | None = None  # the fused Dropout's mask, if any
 
-    fusion_settings = ("activation",)
+    fusion_settings = ("_activation",)
+
+    @property
+    def activation(self) -> Activation:
+        """The activation's table entry; set as the constructor takes it (a name, a function of
+        fcgpu.activations or an entry), as Keras allows ``layer.activation = ...``."""
+        return self._activation
+
+    @activation.setter
+    def activation(self, value: Any) -> None:
+        self._activation = get_activation(value)
 
     @property
     def epilogue_kinds(self) -> frozenset[str]:  # type: ignore[override]
         """A following elementwise mask (``fusion.MASK``: an active Dropout) runs inside this layer's
         bias + activation pass and its gradient inside this layer's backward, where the activation
         is elementwise and its backward reads y (``forward_with``)."""
-        entry = self.activation
+        entry = self._activation
         return _MASK_EPILOGUE if not entry.rows and entry.backward_from == "y" else frozenset()
 
     def _affine(self, x: Array, key: str, activation: str, keep: bool = False) -> tuple[Array, Array | None]:
@@ -368,8 +378,8 @@ class Dense(Layer):
         x_dev, squeeze = self.device_input(x)
         if not ctx.input_owned and self.borrowed(x, x_dev):
             x_dev = self.backend.copy(x_dev, out=self._buffers.get(self.backend, "x", x_dev.shape, self.compute_dtype))
-        act = "linear" if ctx.logits else self.activation.name
-        entry = self.activation if act == self.activation.name else get_activation(act)
+        act = "linear" if ctx.logits else self._activation.name
+        entry = self._activation if act == self._activation.name else get_activation(act)
         y, kept = self._affine(x_dev, "y", act, keep=entry.backward_from == "z")
         self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, kept, squeeze, act
         if not ctx.output_private:
@@ -383,7 +393,7 @@ class Dense(Layer):
         unless ``ctx.output_private``). ``ctx.logits`` concerns the follower, the last layer: this
         layer applies its activation. Backward applies the mask's gradient with act' in one pass."""
         x_dev, squeeze = self._take_input(x, ctx)
-        backend, act = self.backend, self.activation.name
+        backend, act = self.backend, self._activation.name
         kernel, bias = self.compute_weights()
         y = self._buffers.get(backend, "y", (x_dev.shape[0], self.units), self.compute_dtype)
         backend.matmul(x_dev, kernel, out=y)
@@ -406,7 +416,7 @@ class Dense(Layer):
         """forward without keeping anything for backward (predict, evaluate, validation): a
         pending backward still sees the batch of the last ``forward``."""
         x_dev, squeeze = self.device_input(x)
-        y, _ = self._affine(x_dev, "y_infer", "linear" if logits else self.activation.name)
+        y, _ = self._affine(x_dev, "y_infer", "linear" if logits else self._activation.name)
         return y[0] if squeeze else y
 
     def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:

@@ -44,13 +44,7 @@ class Dropout(ElementwiseLayer):
     """
 
     def __init__(self, rate: float, seed: int | None = None, dtype: str | None = None, name: str | None = None) -> None:
-        if (
-            isinstance(rate, bool)
-            or not isinstance(rate, (int, float, np.integer, np.floating))
-            or not math.isfinite(rate)
-            or not 0 <= rate < 1
-        ):
-            raise ValueError(f"rate: expected a number in [0, 1), got {rate!r}")
+        _check_rate(rate)
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < _SEEDS
         ):
@@ -88,22 +82,32 @@ class Dropout(ElementwiseLayer):
         and only when the caller would get it).
         """
         x_dev, squeeze = self.start_forward(x)
-        if not ctx.training or self.rate == 0.0:
+        if not ctx.training or self._rate == 0.0:
             return self.passed_on(x_dev, squeeze, ctx)
         self._mask_step, self.step = self.step, self.step + 1
         y = self._buffers.get(self.backend, "y", x_dev.shape, self.dtype)
         # Element e of row r has Philox word (row_offset + r) * N + e: a data-parallel rank's rows
         # draw the mask one process would draw for them.
         self._offset = ctx.row_offset * x_dev.shape[1]
-        self.backend.dropout_forward(x_dev, y, self.seed, self._mask_step, self.rate, self._offset)
+        self.backend.dropout_forward(x_dev, y, self.seed, self._mask_step, self._rate, self._offset)
         return y[0] if squeeze else y
 
-    fusion_settings = ("rate",)
+    fusion_settings = ("_rate",)
+
+    @property
+    def rate(self) -> float:
+        """The probability of dropping an element, in [0, 1); set as the constructor takes it."""
+        return self._rate
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        _check_rate(value)
+        self._rate = float(value)
 
     def fusion_kind(self, training: bool) -> str | None:
         """An active Dropout (training, rate > 0) is an elementwise mask (``fusion.MASK``): a layer
         before it that takes one runs it in its own pass (``fused_mask``)."""
-        return MASK if training and self.rate > 0 else None
+        return MASK if training and self._rate > 0 else None
 
     def fused_mask(self, shape: tuple[int, ...], row_offset: int = 0) -> tuple[Array, int, int, float, int]:
         """A training forward run by the Dense before this layer: (this layer's output buffer (B, N),
@@ -115,7 +119,7 @@ class Dropout(ElementwiseLayer):
         self._offset = row_offset * shape[1]
         self._fused = True
         out = self._buffers.get(self.backend, "y", tuple(shape), self.dtype)
-        return out, self.seed, self._mask_step, self.rate, self._offset
+        return out, self.seed, self._mask_step, self._rate, self._offset
 
     def infer(self, x: Any, *, logits: bool = False) -> Array:
         """x itself (inference): no device operation."""
@@ -131,5 +135,11 @@ class Dropout(ElementwiseLayer):
         if self._mask_step is None or self._fused:  # identity, or the Dense before applies the mask
             return self.gradient(dy_dev)
         dx = self._buffers.get(self.backend, "dx", dy_dev.shape, self.dtype)
-        self.backend.dropout_backward(dy_dev, dx, self.seed, self._mask_step, self.rate, self._offset)
+        self.backend.dropout_backward(dy_dev, dx, self.seed, self._mask_step, self._rate, self._offset)
         return self.gradient(dx)
+
+
+def _check_rate(rate: Any) -> None:
+    if (isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating))
+            or not math.isfinite(rate) or not 0 <= rate < 1):
+        raise ValueError(f"rate: expected a number in [0, 1), got {rate!r}")

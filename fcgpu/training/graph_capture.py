@@ -165,13 +165,14 @@ class CapturedTraining:
     def _warm_up_and_capture(self, key: tuple) -> None:
         """One step in graph mode (it allocates what the step needs), then the same step captured."""
         self.key, self.lrs, self.graph, self.held, self.failed = key, self._lr_table(key[1]), None, [], None
-        # The step's scalars are the host's counts less ctr[0] (done), plus ctr[0] on the device.
-        self._shift_host(-self.done)
+        # The step's scalars are the host's counts at ctr[0] = 0, plus ctr[0] on the device: the
+        # counter starts again at each capture (a new optimizer's step counts start where it has none).
+        self.scalars.ctr[0:1] = 0
+        self.done = 0
         self._graph_step()  # a real step: the host's counts advance with it, and ctr[0] on the device
-        self._shift_host(self.done)
-        self.done += 1
+        self.done = 1
         saved = self.expected = self._host_counts()
-        self._shift_host(-self.done)
+        self._shift_host(-1)  # the capture's bases: the counts before that step, as every count moved by it
         try:
             self.graph, self.held = capture(self.stream, self._graph_step)
         except Exception as e:  # noqa: BLE001 - any refusal: the step-by-step path until the key changes

@@ -226,3 +226,47 @@ def test_a_capture_holds_every_buffer_it_was_handed():
     c = buffers.get(backend, "y", (2, 3), np.float32)  # another shape replaces it in the buffers
     assert held == [first] and first.shape == (4, 3)
     del b, c
+
+
+@pytest.mark.parametrize("second", ["adam", "adamw", "sgd"])
+def test_train_step_after_compiling_again_with_another_optimizer(second):
+    x, y = _data()
+    make = {"adam": lambda: fc.optimizers.Adam(1e-2), "adamw": lambda: fc.optimizers.AdamW(1e-2),
+            "sgd": lambda: fc.optimizers.SGD(0.05, momentum=0.9)}[second]
+
+    def program(model):
+        losses = [model.train_step(x[:32], y[:32]) for _ in range(3)]  # captured with the first optimizer
+        model.compile(loss="sparse_categorical_crossentropy", optimizer=make(), metrics=["accuracy"])
+        losses += [model.train_step(x[:32], y[:32]) for _ in range(4)]
+        return losses
+
+    (eager, m_eager), (graph, m_graph) = _both(program, optimizer=lambda: fc.optimizers.SGD(0.1))
+    np.testing.assert_allclose(graph, eager, rtol=1e-5)
+    _same_weights(m_eager, m_graph)
+
+
+def test_layer_settings_are_checked_and_taken_as_the_constructor_takes_them():
+    x, y = _data()
+
+    def program(model):
+        with pytest.raises(ValueError, match="rate"):
+            model.layers[1].rate = 1.0
+        with pytest.raises(ValueError, match="rate"):
+            model.layers[1].rate = float("nan")
+        losses = [model.train_step(x[:32], y[:32]) for _ in range(2)]
+        model.layers[2].activation = "sigmoid"  # a name, as Keras takes it
+        losses += [model.train_step(x[:32], y[:32]) for _ in range(2)]
+        return losses, model.predict(x[:20])
+
+    (eager, _), (graph, _) = _both(program)
+    np.testing.assert_allclose(graph[0], eager[0], rtol=1e-5)
+    np.testing.assert_allclose(graph[1], eager[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_on_the_stand_in_can_be_deep_copied():
+    model = _model(True)
+    x, y = _data()
+    model.train_step(x[:32], y[:32])
+    clone = copy.deepcopy(model)
+    assert clone.backend is model.backend
+    np.testing.assert_allclose(clone.predict(x[:10]), model.predict(x[:10]), rtol=1e-6)
