@@ -148,6 +148,13 @@ class Backend(LayerOps, FusedSteps, ABC):
         """out (N,) = a (B, N) summed over the batch."""
         return self.xp.sum(a, axis=0, out=out)
 
+    def weight_grads(self, x: Array, dz: Array, dW: Array, db: Array | None) -> None:
+        """A Dense's parameter gradients: dW (M, N) = x (B, M).T @ dz (B, N) and, where ``db`` is
+        given, db (N,) = dz summed over the batch (the CuPy backend's captured step: one launch)."""
+        self.matmul_at_b(x, dz, out=dW)
+        if db is not None:
+            self.sum_rows(dz, out=db)
+
     # -- activations -------------------------------------------------------------
     @abstractmethod
     def bias_act_forward(self, z: Array, bias: Array | None, activation: str, out: Array) -> Array:

@@ -1,15 +1,16 @@
 """Output buffers that layers and losses reuse across calls while no caller holds them."""
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from . import Backend
 from .base import Array
 
-__all__ = ["Buffers"]
+__all__ = ["Buffers", "recording"]
 
 
 def _count_when_unshared() -> int:
@@ -24,6 +25,27 @@ def _count_when_unshared() -> int:
 
 
 _UNSHARED = _count_when_unshared()
+_handed: list[tuple["Buffers", str]] | None = None  # inside ``recording``: each (Buffers, key) handed out
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[Array]]:
+    """Inside the block, every array any ``Buffers`` hands out is noted; the list yielded holds them
+    all when the block ends (a reference each: none is freed or handed out again while it is held).
+
+    A CUDA graph writes its kernels' outputs at fixed addresses: the arrays its captured step got
+    from layers' and losses' buffers must outlive it, though a later call of another shape replaces
+    them in their ``Buffers`` (and CuPy's pool would give their memory to the next allocation).
+    """
+    global _handed
+    previous, _handed = _handed, []
+    held: list[Array] = []
+    try:
+        yield held
+    finally:
+        handed, _handed = _handed, previous
+        arrays = (owner._arrays.get(key) for owner, key in handed)
+        held += list({id(a): a for a in arrays if a is not None}.values())
 
 
 class Buffers:
@@ -37,6 +59,8 @@ class Buffers:
         self._arrays: dict[str, Array] = {}
 
     def get(self, backend: Backend, key: str, shape: tuple[int, ...], dtype: Any) -> Array:
+        if _handed is not None:
+            _handed.append((self, key))
         a = self._arrays.get(key)
         if (a is not None and a.shape == shape and a.dtype == dtype and sys.getrefcount(a) <= _UNSHARED
                 and backend.owns(a)):  # a loss reused by a model on another backend gets a new one

@@ -445,17 +445,15 @@ class Dense(Layer):
             self.kernel_grad = self._grad_storage.get("kernel")
             if self.kernel_grad is None:
                 self.kernel_grad = backend.empty(self.kernel.shape, self.dtype)
-        backend.matmul_at_b(self._x, dz, out=self.kernel_grad)
+        if self.use_bias and self.bias_grad is None:
+            self.bias_grad = self._grad_storage.get("bias")
+            if self.bias_grad is None:
+                self.bias_grad = backend.empty(self.bias.shape, self.dtype)
+        backend.weight_grads(self._x, dz, self.kernel_grad, self.bias_grad if self.use_bias else None)
         if self.kernel_regularizer is not None:
             self.kernel_regularizer.add_gradient(backend, self.kernel, self.kernel_grad, scale)
-        if self.use_bias:
-            if self.bias_grad is None:
-                self.bias_grad = self._grad_storage.get("bias")
-                if self.bias_grad is None:
-                    self.bias_grad = backend.empty(self.bias.shape, self.dtype)
-            backend.sum_rows(dz, out=self.bias_grad)
-            if self.bias_regularizer is not None:
-                self.bias_regularizer.add_gradient(backend, self.bias, self.bias_grad, scale)
+        if self.use_bias and self.bias_regularizer is not None:
+            self.bias_regularizer.add_gradient(backend, self.bias, self.bias_grad, scale)
         return dx[0] if self._squeeze and dx is not None else dx
 
 

@@ -19,6 +19,7 @@ from .. import callbacks as callbacks_module
 from .. import distributed
 from ..backends.base import Array
 from ..distributed.data_parallel import step_share
+from .graph_calls import evaluate_graph
 
 __all__ = ["run_epoch", "evaluate_arrays", "evaluate_batch", "keras_values", "verbosity", "progress_bar"]
 
@@ -109,7 +110,9 @@ def evaluate_arrays(
     loss, on_logits = model.output_loss()
     n = x_dev.shape[0]
     total = n if total is None else total
-    acc = backend.zeros((model.metric_columns(),), np.float64)  # loss, correct count, the metrics' state
+    graph = evaluate_graph(model, batch_size, x_dev, y_dev, w_dev)  # a captured batch, where one can run
+    # loss, correct count, the metrics' state
+    acc = graph.acc if graph is not None else backend.zeros((model.metric_columns(),), np.float64)
     model.bind_metrics(acc[2:])
     count = any(m.fused_with_loss for m in model.metric_objects)
     batch_hooks = callback_list is not None and callback_list.wants("test")
@@ -119,8 +122,13 @@ def evaluate_arrays(
     for k, i in enumerate(range(0, n, batch_size)):
         if batch_hooks:
             callback_list.call("on_test_batch_begin", k, {})
-        wb = None if w_dev is None else w_dev[i : i + batch_size]
-        seen += evaluate_batch(model, x_dev[i : i + batch_size], y_dev[i : i + batch_size], acc, loss, on_logits, count, wb)
+        xb, yb = x_dev[i : i + batch_size], y_dev[i : i + batch_size]
+        if graph is not None and xb.shape[0] == batch_size:
+            graph.run(xb, yb)
+            seen += batch_size
+        else:
+            wb = None if w_dev is None else w_dev[i : i + batch_size]
+            seen += evaluate_batch(model, xb, yb, acc, loss, on_logits, count, wb)
         if batch_hooks:  # running figures of this rank's rows so far
             callback_list.call("on_test_batch_end", k, model.logs_from(backend.to_numpy(acc), seen))
     model.add_regularization(acc, n)

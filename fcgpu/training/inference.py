@@ -18,6 +18,7 @@ from .. import callbacks as callbacks_module
 from .. import distributed
 from ..distributed.data_parallel import quiet_callbacks, start_from_rank0
 from .epoch import evaluate_arrays, progress_bar
+from .graph_calls import predict_graph
 
 __all__ = ["evaluate_host", "predict_host", "validation_on_device", "validation_rows"]
 
@@ -48,6 +49,7 @@ def predict_host(model: Any, xh: np.ndarray, batch_size: int, verbose: int, call
     start_from_rank0(model, "predict", {"x": xh}, batch_size, training=False)
     lo, hi = distributed.shard_bounds(xh.shape[0], comm.rank, comm.size)  # data parallel: this rank's rows
     x_dev = backend.from_numpy(xh[lo:hi])
+    graph = predict_graph(model, batch_size, x_dev)  # the forward captured, where it can be
     out = np.empty((xh.shape[0], model.output_features), model.output_layer.compute_dtype)
     bar = progress_bar(0, 1, -(-(hi - lo) // batch_size), verbose if comm.rank == 0 else 0, "Predict")
     callback_list.call("on_predict_begin", {})
@@ -55,7 +57,8 @@ def predict_host(model: Any, xh: np.ndarray, batch_size: int, verbose: int, call
         if batch_hooks:
             callback_list.call("on_predict_batch_begin", k, {})
         rows = slice(lo + i, min(lo + i + batch_size, hi))
-        out[rows] = backend.to_numpy(model.infer(x_dev[i : i + batch_size]))
+        xb = x_dev[i : i + batch_size]
+        out[rows] = backend.to_numpy(graph.run(xb) if graph is not None else model.infer(xb))
         if batch_hooks:
             callback_list.call("on_predict_batch_end", k, {"outputs": out[rows]})
         if bar is not None:

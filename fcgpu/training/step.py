@@ -27,7 +27,7 @@ from ..layers.context import ForwardContext
 from ..optimizers import LossScaleOptimizer, Optimizer
 from ..distributed.data_parallel import train_global_batch
 
-__all__ = ["StepBinding", "TrainingStep"]
+__all__ = ["StepBinding", "TrainingStep", "layout_watch"]
 
 
 class StepBinding:
@@ -63,7 +63,7 @@ class StepBinding:
         # with the layout: the step's forward takes it in its context and checks nothing more.
         self.plan = model.fusion_plan(True)
         self.fusion = settings.fusion
-        self.watch = [entry for layer in _leaves(self.layers) for entry in _places(layer)]
+        self.watch = layout_watch(self.layers)
         if self.plan is not None:
             self.watch += self.plan.watch
         self.contexts: dict[int, ForwardContext] = {}
@@ -90,6 +90,13 @@ class StepBinding:
             if namespace.get(key) is not value:
                 return False
         return True
+
+
+def layout_watch(layers: Any) -> list[tuple[dict, str, Any]]:
+    """(namespace, key, value) for every place ``layers`` (and the layers inside them) keep a
+    parameter, gradient, half copy or name: one replaced (rebuilt, moved, renamed) shows as
+    ``namespace.get(key) is not value``."""
+    return [entry for layer in _leaves(layers) for entry in _places(layer)]
 
 
 def _leaves(layers: Any) -> list[Any]:

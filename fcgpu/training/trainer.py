@@ -33,6 +33,7 @@ from ..backends.validation import positive_int
 from . import metric_state
 from .data_adapter import host_data, is_stream
 from . import graph_step
+from .graph_calls import GraphCache, train_step_graph
 from .epoch import evaluate_arrays, finish_epoch, keras_values, progress_bar, run_epoch, verbosity
 from .inference import evaluate_host, predict_host, validation_on_device, validation_rows
 from .step import TrainingStep
@@ -63,6 +64,7 @@ class Trainer(TrainingStep):
         self._flat: FlatParameters | None = None
         self._step_binding = None  # what the step is bound to (training.step.StepBinding)
         self._metric_buffers = Buffers()  # the outputs metrics read when the loss took logits
+        self.graph_cache = GraphCache()  # train_step's, evaluate's and predict's captured graphs (graph_calls)
 
     # -- compile -----------------------------------------------------------------
     def compile(
@@ -302,6 +304,10 @@ class Trainer(TrainingStep):
         xh, yh = self._prepare(x, y)
         wh = self._weights(sample_weight, class_weight, y, xh.shape[0])
         self._ensure_built(xh.shape[1])
+        if wh is None and distributed.world().size == 1:  # the captured step, where it can run
+            totals = train_step_graph(self, xh, yh)
+            if totals is not None:
+                return self.logs_from(totals, xh.shape[0])
         backend = self.backend
         x_dev, y_dev = backend.from_numpy(xh), backend.from_numpy(yh)
         w_dev = None if wh is None else backend.from_numpy(wh)

@@ -196,9 +196,11 @@ class _OwnGemms:
         out[...] = B.from_numpy(B.to_numpy(dz) @ B.to_numpy(W).T)
         return out
 
-    def weight_grad(self, x, dz, dW):
-        self.calls.append(("weight_grad",))
+    def weight_grad(self, x, dz, dW, db=None):
+        self.calls.append(("weight_grad",) if db is None else ("weight_grad", "db"))
         dW[...] = B.from_numpy((B.to_numpy(x).astype(np.float32).T @ B.to_numpy(dz).astype(np.float32)).astype(dW.dtype))
+        if db is not None:
+            db[...] = B.from_numpy(B.to_numpy(dz).astype(np.float32).sum(0).astype(db.dtype))
         return dW
 
 
@@ -223,3 +225,20 @@ def test_the_capture_hook_takes_the_own_gemms_where_they_serve():
     np.testing.assert_allclose(B.to_numpy(out), B.to_numpy(wide) @ B.to_numpy(w).astype(np.float64), rtol=1e-12)
     cupy = pytest.importorskip("cupy")
     assert hasattr(cupy, "RawModule")  # so on real CuPy the captured step takes the own GEMMs
+
+
+def test_a_dense_weight_gradient_in_graph_mode_is_one_own_launch_with_its_bias_gradient(monkeypatch):
+    from fcgpu.backends.cupy.backend import CupyBackend
+    from fcgpu.testing import count_device_ops, fake_cupy
+
+    backend = CupyBackend(fake_cupy)
+    backend._own_gemm = own = _OwnGemms()
+    monkeypatch.setattr(CupyBackend, "own_capture_gemms", property(lambda self: True))  # as on real CuPy
+    x, dz = _random((6, 4)), _random((6, 3), seed=2)
+    dW, db = backend.empty((4, 3), np.float32), backend.empty((3,), np.float32)
+    with backend.graph_mode(backend.graph_scalars()), count_device_ops() as ops:
+        backend.weight_grads(x, dz, dW, db)
+    assert own.calls == [("weight_grad", "db")] and ops.by_kind["reduction"] == 0  # no CuPy (CUB) reduction
+    np.testing.assert_allclose(B.to_numpy(db), B.to_numpy(dz).sum(0), rtol=1e-6)
+    backend.weight_grads(x, dz, dW, db)  # outside graph mode: cuBLAS and CuPy's reduction, as before
+    assert len(own.calls) == 1

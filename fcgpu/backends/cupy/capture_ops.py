@@ -101,6 +101,17 @@ class CaptureOps:
         self.kernel("fcgpu_gemm_capture")(a, b, n, k, sa0, sa1, sb0, sb1, out, size=m * n)
         return out
 
+    def weight_grads(self, x: Array, dz: Array, dW: Array, db: Array | None) -> None:
+        """In graph mode with own GEMMs: dW and db in one launch (``GemmLauncher.weight_grad``), no
+        CuPy reduction in the captured step (CuPy 14.2 routes reductions through CUB by default,
+        whose workspace comes from the memory pool)."""
+        if (self._graph_step is not None and self.own_capture_gemms and x.dtype in OWN_GEMM_DTYPES
+                and x.dtype == dz.dtype and (db is None or db.dtype == dW.dtype)
+                and (dW.dtype == x.dtype or dW.dtype == np.float32)):
+            self.own_gemm.weight_grad(x, dz, dW, db)  # type: ignore[attr-defined]
+            return
+        super().weight_grads(x, dz, dW, db)  # type: ignore[misc]
+
     def matmul(self, a: Array, b: Array, out: Array) -> Array:
         if self._graph_step is not None:
             return self.gemm_for_capture()(a, b, out)
