@@ -49,6 +49,9 @@ class Backend(LayerOps, FusedSteps, ABC):
     #: whether the graph's GEMMs are fcgpu's own tiled kernels (real CuPy) rather than a plain loop.
     has_graph_mode = False
     own_capture_gemms = False
+    #: Whether a Dense's forward runs as one ``dense_affine`` launch (the CuPy backend in graph mode
+    #: with its own GEMMs: bias and activation in the GEMM's epilogue) rather than matmul + bias_act.
+    gemm_epilogues = False
 
     # -- arrays ------------------------------------------------------------------
     @abstractmethod
@@ -148,6 +151,18 @@ class Backend(LayerOps, FusedSteps, ABC):
         """out (N,) = a (B, N) summed over the batch."""
         return self.xp.sum(a, axis=0, out=out)
 
+    def dense_affine(self, x: Array, kernel: Array, bias: Array | None, activation: str, out: Array,
+                     keep: Array | None = None) -> Array:
+        """out (B, N) = act(x (B, M) @ kernel (M, N) + bias (N,)), and keep (B, N) = x @ kernel + bias
+        where given (an activation whose backward reads z), where ``gemm_epilogues`` says so."""
+        if keep is not None:
+            self.matmul(x, kernel, out=keep)
+            return self.bias_act_forward(keep, bias, activation, out=out, keep=keep)
+        self.matmul(x, kernel, out=out)
+        if bias is None and activation == "linear":  # no kernel that copies y onto itself
+            return out
+        return self.bias_act_forward(out, bias, activation, out=out)
+
     def weight_grads(self, x: Array, dz: Array, dW: Array, db: Array | None) -> None:
         """A Dense's parameter gradients: dW (M, N) = x (B, M).T @ dz (B, N) and, where ``db`` is
         given, db (N,) = dz summed over the batch (the CuPy backend's captured step: one launch)."""
@@ -157,8 +172,9 @@ class Backend(LayerOps, FusedSteps, ABC):
 
     # -- activations -------------------------------------------------------------
     @abstractmethod
-    def bias_act_forward(self, z: Array, bias: Array | None, activation: str, out: Array) -> Array:
-        """out (B, N) = act(z + bias); ``out`` may be ``z``."""
+    def bias_act_forward(self, z: Array, bias: Array | None, activation: str, out: Array,
+                         keep: Array | None = None) -> Array:
+        """out (B, N) = act(z + bias); ``out`` may be ``z``; keep (B, N) = z + bias too where given."""
 
     @abstractmethod
     def act_backward(self, y: Array, dy: Array, activation: str, out: Array) -> Array:

@@ -281,7 +281,7 @@ class Dense(Layer):
             else:
                 half[...] = master.astype(self.compute_dtype)
 
-    def _compute_weights(self) -> tuple[Array, Array | None]:
+    def compute_weights(self) -> tuple[Array, Array | None]:
         """(kernel, bias) as the GEMMs and kernels read them: the half copies under a mixed policy."""
         if self._halves:
             return self._halves["kernel"], self._halves.get("bias")
@@ -338,8 +338,11 @@ class Dense(Layer):
     def _affine(self, x: Array, key: str, activation: str, keep: bool = False) -> tuple[Array, Array | None]:
         """(y, None), or with ``keep`` (an activation whose backward reads z + b) (y, z + b), the
         latter in a buffer of its own that one fused pass writes beside y."""
-        kernel, bias = self._compute_weights()
+        kernel, bias = self.compute_weights()
         y = self._buffers.get(self.backend, key, (x.shape[0], self.units), self.compute_dtype)
+        if self.backend.gemm_epilogues:  # (an attribute: no call on a backend without them)
+            s = self._buffers.get(self.backend, f"{key}_pre", y.shape, self.compute_dtype) if keep else None
+            return self.backend.dense_affine(x, kernel, bias, activation, y, s), s
         if keep:
             s = self._buffers.get(self.backend, f"{key}_pre", y.shape, self.compute_dtype)
             self.backend.matmul(x, kernel, out=s)
@@ -381,7 +384,7 @@ class Dense(Layer):
         layer applies its activation. Backward applies the mask's gradient with act' in one pass."""
         x_dev, squeeze = self._take_input(x, ctx)
         backend, act = self.backend, self.activation.name
-        kernel, bias = self._compute_weights()
+        kernel, bias = self.compute_weights()
         y = self._buffers.get(backend, "y", (x_dev.shape[0], self.units), self.compute_dtype)
         backend.matmul(x_dev, kernel, out=y)
         out, seed, step, rate, offset = followers[0].fused_mask(y.shape, ctx.row_offset)
@@ -438,7 +441,7 @@ class Dense(Layer):
         dx = None
         if input_grad:
             dx = self._buffers.get(backend, "dx", self._x.shape, self.compute_dtype)
-            backend.matmul_a_bt(dz, self._compute_weights()[0], out=dx)
+            backend.matmul_a_bt(dz, self.compute_weights()[0], out=dx)
         if not self._trainable:  # frozen: no parameter gradients
             return dx[0] if self._squeeze and dx is not None else dx
         if self.kernel_grad is None:

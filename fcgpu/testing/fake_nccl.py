@@ -1,21 +1,15 @@
-"""A host stand-in for ``cupy.cuda.nccl``, so the CuPy backend's data-parallel code runs without a GPU.
+"""A host stand-in for ``cupy.cuda.nccl`` (served as ``fcgpu.testing.fake_cupy.cuda.nccl``, imported
+as CuPy's is), so the CuPy backend's data-parallel code runs without a GPU: CuPy 14's surface for
+what fcgpu uses (``get_unique_id()``, 128 bytes; ``NcclCommunicator(ndev, commId, rank)`` with
+``allReduce``, ``broadcast``, ``bcast``, ``rank_id``, ``size``, ``device_id``, ``destroy``, taking
+device addresses, counts, NCCL's constants and a stream address; the constants, same values).
 
-Served as ``fcgpu.testing.fake_cupy.cuda.nccl`` (imported, as CuPy's is, not an attribute of ``import cupy``). It has CuPy 14's surface for what fcgpu uses:
-``get_unique_id()`` (128 bytes), ``NcclCommunicator(ndev, commId, rank)`` with ``allReduce``,
-``broadcast``, ``bcast``, ``rank_id``, ``size``, ``device_id`` and ``destroy``, taking device
-addresses, element counts, NCCL's type and operation constants and a stream address as the real
-one does; and the constants themselves (``NCCL_SUM``, ``NCCL_FLOAT32``, ...), with the same values.
-
-The collectives run over MPI (mpi4py, imported when the first communicator is made) on the host
-memory behind the stand-in's device arrays: the addresses are turned back into NumPy views, so
-an address, count or type that is wrong here is wrong on a GPU too. Making a communicator is
-collective over MPI's world as ``ncclCommInitRank`` is over its ranks: every rank must pass the
-same unique id, the same ``ndev`` (MPI's world size) and its own rank, else it raises. Each
-collective counts as one device operation ('kernel', e.g. 'ncclAllReduce') in
-``count_device_ops``.
-
-Not reproduced: NCCL's own algorithms (rings, trees) and their summation order, asynchronous
-completion on the stream, several communicators in one process, ``ncclGroupStart``/``End``.
+The collectives run over MPI (mpi4py) on the host memory behind the stand-in's device arrays (the
+addresses turned back into NumPy views: an address, count or type wrong here is wrong on a GPU).
+Making a communicator is collective as ``ncclCommInitRank`` is: every rank must pass the same
+unique id, ``ndev`` = MPI's world size and its own rank, else it raises. Each collective counts as
+one device operation ('kernel', e.g. 'ncclAllReduce'). Not reproduced: NCCL's algorithms and
+summation order, asynchronous completion, several communicators in one process, group calls.
 """
 from __future__ import annotations
 
@@ -25,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .fake_cupy import capture
 from .fake_cupy.counting import counted
 from .fake_cupy.device import current_device
 
@@ -128,16 +123,22 @@ class NcclCommunicator:
         return ops[op]
 
     def allReduce(self, sendbuf: int, recvbuf: int, count: int, datatype: int, op: int, stream: int) -> None:  # noqa: N802
-        comm = self._live()
+        """Captured (run at each replay) on the stream that is capturing, as NCCL's kernels are."""
+        comm, mpi_op = self._live(), self._op(op)
         recv = _host_view(recvbuf, count, datatype)
         send = self._MPI.IN_PLACE if sendbuf == recvbuf else _host_view(sendbuf, count, datatype)
-        with counted("kernel", "ncclAllReduce"):
+
+        def run() -> None:
             if recv.dtype.name == "bfloat16":  # MPI has no bfloat16: summed in float32, rounded once
                 wide = recv.astype(np.float32) if send is self._MPI.IN_PLACE else send.astype(np.float32)
-                comm.Allreduce(self._MPI.IN_PLACE, wide, op=self._op(op))
+                comm.Allreduce(self._MPI.IN_PLACE, wide, op=mpi_op)
                 recv[...] = wide.astype(recv.dtype)
             else:
-                comm.Allreduce(send, recv, op=self._op(op))
+                comm.Allreduce(send, recv, op=mpi_op)
+        if capture.active() is not None and stream == capture.active()[0].ptr:
+            return capture.record("ncclAllReduce", run)
+        with counted("kernel", "ncclAllReduce"):  # (refused while another stream captures)
+            run()
 
     def broadcast(self, sendbuff: int, recvbuff: int, count: int, datatype: int, root: int, stream: int) -> None:
         comm = self._live()

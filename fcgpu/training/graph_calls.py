@@ -8,7 +8,8 @@ each), and one ``Graph.launch()`` runs the rest:
 - ``TrainStepGraph`` (train_step, train_on_batch): the training step of ``graph_capture.CapturedTraining``
   on the uploaded batch; its sums (loss x rows, correct rows) are read once, as the step-by-step
   path reads them.
-- ``InferenceGraph``: the model's inference forward, and for evaluate the loss's fused step adding
+- ``InferenceGraph``: the model's inference forward (one fused kernel where every width is at most
+  128 on real CuPy, ``backends/cupy/fused_mlp.py``), and for evaluate the loss's fused step adding
   the batch's loss and correct count into the graph's accumulator (its gradient unused); predict
   reads the output buffer. A last partial batch: evaluate runs it step by step; predict runs the
   graph on the batch buffer's first rows (rows are independent in a chain of Dense layers).
@@ -25,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..backends.base import Array
-from .graph_capture import CapturedTraining, capture
+from ..layers.dense import Dense
+from .graph_capture import CapturedTraining, capture, layer_settings
 from .graph_step import chain_why_not, why_not
 from .step import layout_watch
 
@@ -83,7 +85,7 @@ class TrainStepGraph(CapturedTraining):
             return None
         self.xb.set(np.ascontiguousarray(xh, self.xb.dtype))  # cast on the host as the device rounds
         self.yb.set(np.ascontiguousarray(yh))
-        if not self.run():
+        if not self.run(key):
             return None
         return self.backend.to_numpy(self.sums)
 
@@ -115,12 +117,13 @@ class InferenceGraph:
         self.key: Any = None
         self.watch: list = []
         self.failed: Any = None  # the key the capture failed for
+        self.fused: tuple | None = None  # the fused MLP forward's arguments, where it runs (``_fused_chain``)
         self.launches = 0
 
     def _key(self) -> tuple:
         model = self.model
         loss = model.output_loss() if self.yb is not None else None
-        return tuple(model.compute_layers), model.backend, loss
+        return tuple(model.compute_layers), model.backend, loss, layer_settings(model)
 
     def ready(self) -> bool:
         """Whether the graph (captured now where it was not, or the model changed) can run this call."""
@@ -131,6 +134,7 @@ class InferenceGraph:
             return False
         self.key, self.graph, self.held, self.out, self.failed = key, None, [], None, None
         self.watch = layout_watch(self.model.compute_layers)
+        self.fused = self._fused_chain(self.yb is not None and self.model.output_loss()[1])
         self._body()  # warm up: every buffer allocated (results discarded)
         try:
             self.graph, self.held = capture(self.stream, lambda: self._body(keep=True))
@@ -142,18 +146,39 @@ class InferenceGraph:
         self.acc[...] = 0.0  # the warm-up's sums
         return True
 
+    def _fused_chain(self, logits: bool) -> tuple | None:
+        """(weights, biases, activations, out) of the chain's Dense layers where the backend runs
+        their inference forward as one kernel (``fuses_chain``: real CuPy, widths <= 128; the
+        Dropouts are the identity here), else None (layer by layer)."""
+        dense = [layer for layer in self.model.compute_layers if isinstance(layer, Dense)]
+        if not dense or any(layer.compute_dtype != self.xb.dtype for layer in dense):
+            return None
+        activations = [layer.activation.name for layer in dense[:-1]] + ["linear" if logits else dense[-1].activation.name]
+        widths = [self.xb.shape[1], *(layer.units for layer in dense)]
+        if not self.backend.fuses_chain(widths, activations, self.xb.dtype):
+            return None
+        weights = [layer.compute_weights() for layer in dense]
+        out = self.backend.empty((self.batch, widths[-1]), self.xb.dtype)
+        return [w for w, _ in weights], [b for _, b in weights], activations, out
+
+    def _forward(self, logits: bool) -> Array:
+        if self.fused is None:
+            return self.model.infer(self.xb, logits=logits)
+        weights, biases, activations, out = self.fused
+        return self.backend.fused_mlp.forward(self.xb, weights, biases, activations, out)
+
     def _body(self, keep: bool = False) -> None:
         """The captured work; ``keep``: note predict's output buffer (not in the warm-up: a buffer
         held there would not be handed out again to the capture)."""
         model, backend = self.model, self.backend
         with backend.graph_mode(self.scalars):
             if self.yb is None:
-                out = model.infer(self.xb)
+                out = self._forward(False)
                 if keep:
                     self.out = out
                 return
             loss, on_logits = model.output_loss()
-            logits = model.infer(self.xb, logits=on_logits)
+            logits = self._forward(on_logits)
             loss.step(backend, logits, self.yb, self.acc, any(m.fused_with_loss for m in model.metric_objects))
 
     def run(self, xs: Array, ys: Array | None = None) -> Array | None:
@@ -191,4 +216,6 @@ def evaluate_graph(model: Any, batch: int, x_dev: Array, y_dev: Array, w_dev: Ar
 
 def predict_graph(model: Any, batch: int, x_dev: Array) -> InferenceGraph | None:
     """predict's graph for batches of at most ``batch`` rows of x_dev, or None (step by step)."""
-    return _inference_graph(model, "predict", min(batch, max(1, x_dev.shape[0])), x_dev, None)
+    if x_dev.shape[0] == 0:
+        return None
+    return _inference_graph(model, "predict", min(batch, x_dev.shape[0]), x_dev, None)

@@ -24,10 +24,12 @@ import numpy as np
 
 from ..backends.base import Array
 from ..backends.buffers import recording
+from ..distributed.allreduce import AllReduceOptimizer
+from ..layers.dense import Dense
 from ..layers.dropout import Dropout
 from ..optimizers import LossScaleOptimizer
 
-__all__ = ["CapturedTraining", "capture", "inner_optimizer"]
+__all__ = ["CapturedTraining", "capture", "inner_optimizer", "layer_settings"]
 
 log = logging.getLogger("fcgpu.graphs")
 
@@ -35,8 +37,17 @@ LR_WINDOW = 1024  # iterations a learning-rate table covers where the number of 
 
 
 def inner_optimizer(optimizer: Any) -> Any:
-    """The optimizer that holds the counts and the rate (inside a loss scaler)."""
+    """The optimizer that holds the counts and the rate (inside an all-reduce and a loss scaler)."""
+    if isinstance(optimizer, AllReduceOptimizer):
+        optimizer = optimizer.inner
     return optimizer.inner if isinstance(optimizer, LossScaleOptimizer) else optimizer
+
+
+def layer_settings(model: Any) -> tuple:
+    """What a chain's captured launches take as constants besides the parameters: each Dense's
+    activation and each Dropout's rate (a change means a new capture)."""
+    return tuple(layer.rate if isinstance(layer, Dropout) else layer.activation.name if isinstance(layer, Dense)
+                 else type(layer) for layer in model.compute_layers)
 
 
 def capture(stream: Any, body: Callable[[], None]) -> tuple[Any, list[Array]]:
@@ -61,6 +72,8 @@ class CapturedTraining:
 
     sums: Array
     rows_per_epoch: int
+    share: float | None = None  # data parallel: this rank's part of a full global batch's rows
+    row_offset = 0  # data parallel: the index of this rank's first row in the global batch
 
     def __init__(self, model: Any, batch: int, x_shape: tuple, y_shape: tuple, y_dtype: Any, iterations: int) -> None:
         self.model, self.batch = model, int(batch)
@@ -90,10 +103,11 @@ class CapturedTraining:
         """The step's launches that fill xb and yb (none where the host uploads them)."""
 
     # -- one step ---------------------------------------------------------------------------------
-    def run(self) -> bool:
+    def run(self, key: tuple | None = None) -> bool:
         """One step on xb, yb: a replay, or a step that warms up and captures (then True); False
-        where this step must run step by step (not eligible, or the capture failed)."""
-        key = self._key()
+        where this step must run step by step (not eligible, or the capture failed). ``key``: the
+        caller's ``_key()`` of this step, where it took it."""
+        key = self._key() if key is None else key
         if self.failed is not None and self.failed[0] == key:
             return False
         if self.graph is None or key != self.key or self._host_counts() != self.expected:
@@ -122,6 +136,8 @@ class CapturedTraining:
         """What the graph depends on beyond the device arrays: the binding, the rate (its table's window)."""
         binding = self.model.bound_step()
         inner = inner_optimizer(binding.update)
+        # (The binding is made again where the optimizer's settings, a layer's activation or a
+        # Dropout's rate changed: the constants the captured launches take.)
         if inner.schedule is None:
             return binding, float(inner.learning_rate)
         if not self.it_fit <= inner.iterations < self.it_fit + self.iterations - 1:
@@ -143,7 +159,7 @@ class CapturedTraining:
         with backend.graph_mode(g):
             backend.graph_begin(g, self.lrs, inner.iterations, self.it_fit, t_base, beta1, beta2)
             self.inputs()
-            self.model.accumulate_batch(self.xb, self.yb, self.acc)
+            self.model.accumulate_batch(self.xb, self.yb, self.acc, self.share, self.row_offset)
             backend.graph_end(g, self.sums, self.rows_per_epoch, self.acc)
 
     def _warm_up_and_capture(self, key: tuple) -> None:

@@ -1,8 +1,9 @@
 """fit's training step captured once as a CUDA graph and replayed: one device launch a step.
 
 For an eligible model (``why_not``: a chain of Dense and Dropout layers no wider than 1024, a batch
-of at most 4096 rows, the CuPy backend, one process, SGD or Adam without clipping, averages or
-constraints, no sample weights and no metric beyond the loss's fused accuracy) ``stepper_for`` gives
+of at most 4096 rows, the CuPy backend, SGD or Adam without clipping, averages or constraints, no
+sample weights and no metric beyond the loss's fused accuracy; one process or data parallel, the
+all-reduce captured with the step) ``stepper_for`` gives
 fit a ``GraphStepper`` (a ``graph_capture.CapturedTraining``). Its first full batch is a warm-up
 step in graph mode (``CupyBackend.graph_mode``: every buffer allocated, the GEMMs without cuBLAS,
 each step's scalars read from the device); the same step is then captured on a non-default stream,
@@ -25,6 +26,8 @@ import numpy as np
 from ..backends.base import Array
 from ..config import settings
 from ..distributed.communicator import World
+from ..distributed.data_parallel import step_share
+from ..distributed.sharding import epoch_batches, shard_bounds
 from ..layers.dense import Dense
 from ..layers.dropout import Dropout
 from ..optimizers import SGD, Adam, AdamW
@@ -67,8 +70,8 @@ def why_not(model: Any, batch_size: int, rows: int, sample_weight: Any = None) -
     reason = chain_why_not(model, batch_size)
     if reason is not None:
         return reason
-    if World.current.size > 1:
-        return "data parallel runs the step-by-step path"
+    if batch_size < World.current.size:
+        return f"a global batch of {batch_size} rows leaves a rank without rows"
     if sample_weight is not None:
         return "sample weights run the step-by-step path"
     if rows < batch_size:
@@ -81,7 +84,7 @@ def why_not(model: Any, batch_size: int, rows: int, sample_weight: Any = None) -
         return f"optimizer {type(inner).__name__}: graphs take SGD, Adam and AdamW"
     if inner.clipnorm or inner.clipvalue or inner.global_clipnorm or inner.use_ema:
         return "gradient clipping or weight averages run the step-by-step path"
-    if inner.schedule is not None and binding.update is not inner:
+    if inner.schedule is not None and binding.scale is not None:
         return "a learning-rate schedule under loss scaling reads the device each step"
     return None
 
@@ -97,42 +100,57 @@ def stepper_for(model: Any, x_dev: Array, y_dev: Array, w_dev: Array | None, bat
 
 
 class GraphStepper(CapturedTraining):
-    """One fit's captured step: the epoch's order and sums on the device, the counter, the graph."""
+    """One fit's captured step: the epoch's order and sums on the device, the counter, the graph.
+    Data parallel, each rank captures its share of a full global batch (its rows of the epoch's
+    order, gathered; its weight in the gradients' average; its first row in the batch, which keys
+    the dropout masks), and the all-reduce optimizer's NCCL all-reduce is captured with the step."""
 
     def __init__(self, model: Any, x_dev: Array, y_dev: Array, batch_size: int, epochs: int) -> None:
-        n = x_dev.shape[0]
+        n, comm = x_dev.shape[0], World.current
         steps = -(-n // batch_size)
-        super().__init__(model, batch_size, x_dev.shape[1:], y_dev.shape[1:], y_dev.dtype, max(1, epochs) * steps)
-        self.x_dev, self.y_dev = x_dev, y_dev
-        self.rows_per_epoch = n // self.batch  # full batches: the counter's batch wraps there
+        lo, hi = shard_bounds(batch_size, comm.rank, comm.size)  # this rank's rows of a full batch
+        super().__init__(model, hi - lo, x_dev.shape[1:], y_dev.shape[1:], y_dev.dtype, max(1, epochs) * steps)
+        self.x_dev, self.y_dev, self.global_batch = x_dev, y_dev, batch_size
+        if comm.size > 1:
+            self.share, self.row_offset = (hi - lo) / batch_size, lo
+        self.rows_per_epoch = n // batch_size  # full batches: the counter's batch wraps there
         self.sums = self.backend.zeros((2 * steps,), np.float64)  # run_epoch's buffer: rows of (loss, correct)
-        self.perm = self.backend.zeros((n,), np.int64)
+        _, mine = epoch_batches(n, batch_size, comm.rank, comm.size, gathered=True)
+        self.perm = self.backend.zeros((n if mine is None else mine.size,), np.int64)
         self.order = np.arange(n)
         self.ordered = False  # whether perm holds an order
 
     def why_not(self) -> str | None:
-        return why_not(self.model, self.batch, self.x_dev.shape[0])
+        return why_not(self.model, self.global_batch, self.x_dev.shape[0])
 
     def inputs(self) -> None:
         """The batch's rows of the epoch's order, gathered on the device from ctr[1]."""
         self.backend.graph_gather(self.x_dev, self.perm, self.scalars, self.xb)
         self.backend.graph_gather(self.y_dev, self.perm, self.scalars, self.yb)
 
-    def epoch(self, order: np.ndarray | None) -> tuple[Array, Array, None]:
-        """Take this epoch's row order (None: in order), one upload; (x, y, weights) for run_epoch."""
+    def epoch(self, order: np.ndarray | None, mine: np.ndarray | None = None) -> tuple[Array, Array, None]:
+        """Take this epoch's row order (None: in order; ``mine``: this rank's positions in it, from
+        ``epoch_batches(..., gathered=True)``), one upload; (x, y, weights) for run_epoch."""
         if order is not None or not self.ordered:
-            self.order = np.arange(self.x_dev.shape[0]) if order is None else np.asarray(order, np.int64)
+            order = np.arange(self.x_dev.shape[0]) if order is None else np.asarray(order, np.int64)
+            self.order = order if mine is None else order[mine]
             self.perm.set(self.order)
             self.ordered = True
         return self.x_dev, self.y_dev, None
 
     def step(self, index: int, batch: Any) -> None:
-        """Batch ``index`` of the epoch (rows batch.start .. batch.stop of its order) into sums row ``index``."""
-        if batch.rows == self.batch and self.run():
+        """Batch ``index`` of the epoch (this rank's rows batch.start .. batch.stop of its order, of
+        a global batch of batch.rows rows) into sums row ``index``."""
+        if batch.rows == self.global_batch and self.run():
             return
         # Today's step on rows gathered by index (a partial batch, or where the step cannot be captured).
         rows = self.backend.from_numpy(self.order[batch.start : batch.stop])
         row = self.sums[2 * index : 2 * index + 2]
         row[...] = 0.0
-        self.model.accumulate_batch(self.x_dev[rows], self.y_dev[rows], row)
+        if self.share is None:
+            self.model.accumulate_batch(self.x_dev[rows], self.y_dev[rows], row)
+        else:
+            spare = (self.x_dev[0:1], self.y_dev[0:1])  # a rank without rows in this batch steps on it
+            step_share(self.model, self.x_dev[rows], self.y_dev[rows], row, 0, batch.stop - batch.start, batch.rows,
+                       spare)
         self.stepped()

@@ -397,9 +397,10 @@ class Trainer(TrainingStep):
             start = time.perf_counter()
             callback_list.call("on_epoch_begin", epoch, {})
             # This rank's rows of each global batch: gathered (shuffled) or sliced in place.
-            batches, mine = distributed.epoch_batches(n, batch_size, comm.rank, comm.size, gathered=bool(shuffle))
+            gathered = bool(shuffle) or stepper is not None
+            batches, mine = distributed.epoch_batches(n, batch_size, comm.rank, comm.size, gathered=gathered)
             if stepper is not None:  # the captured step gathers each batch's rows itself
-                xe, ye, we = stepper.epoch(rng.permutation(n) if shuffle else None)
+                xe, ye, we = stepper.epoch(rng.permutation(n) if shuffle else None, mine)
             elif shuffle:
                 order = rng.permutation(n)
                 perm = backend.from_numpy(order if mine is None else order[mine])

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 import fcgpu as fc
+from fcgpu.testing import count_device_ops
 
 SEED = 1000
 
@@ -190,7 +191,28 @@ def explicit_wrapper(rank: int, out_dir: str) -> dict[str, Any]:
     }
 
 
+def captured(rank: int, out_dir: str) -> dict[str, Any]:
+    """fit with its step captured as a CUDA graph where the backend can (the stand-in, asked with
+    set_graphs(True); NumPy has no graph mode): Dense, Dropout, Dense, Adam, shuffled, 70 samples
+    in batches of 16 (a last batch of 6), then evaluate and predict through their own graphs."""
+    x, y = _data(70, 7, 3)
+    fc.set_seed(SEED + rank)
+    model = fc.Sequential([fc.Dense(6, activation="relu", dtype="float64"), fc.Dropout(0.3, seed=7),
+                           fc.Dense(3, dtype="float64")])
+    model.build((None, 7))
+    fc.set_seed(SEED + rank)
+    model.compile(loss="softmax_cross_entropy", optimizer=fc.optimizers.Adam(lr=0.02), metrics=["accuracy"])
+    fc.config.set_graphs(True)
+    try:
+        with count_device_ops() as ops:
+            history = model.fit(x, y, batch_size=16, epochs=3, verbose=0)
+        return {**_results(model, history, x, y), "fit_replays": ops.by_kind["graph"]}
+    finally:
+        fc.config.set_graphs("auto")
+
+
 SCENARIOS: dict[str, Callable[[int, str], dict[str, Any]]] = {
+    "captured": captured,
     "graph": graph,
     "sample_weights": sample_weights,
     "mixed_float16": mixed_float16,

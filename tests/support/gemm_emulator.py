@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from fcgpu.testing import fake_cupy
+from fcgpu.testing.fake_cupy import capture
 from fcgpu.testing.fake_cupy.counting import counted
 from fcgpu.testing.fake_cupy.host_library import compile_host_library, host_compiler
 
@@ -146,13 +147,20 @@ class EmulatedRawKernel:
             raise TypeError(f"{self.name}: {len(self.params)} arguments expected, got {len(args)}")
         keep: list = []
         pointers = (ctypes.c_void_p * len(args))(*(self._argument(p, a, keep) for p, a in zip(self.params, args)))
-        report = ctypes.create_string_buffer(4096)
-        with counted("kernel", self.name):
+
+        def launch() -> None:
+            report = ctypes.create_string_buffer(4096)
             status = self._fn(pointers, ctypes.c_longlong(int(grid[0])), ctypes.c_longlong(int(block[0])), report, 4096)
-        text = report.value.decode()
-        self.module.launches.append(RawLaunch(self.name, int(grid[0]), int(block[0]), text))
-        if status:
-            raise EmulatorFailure(f"{self.name}: {text.split('|')[0]}")
+            text = report.value.decode()
+            self.module.launches.append(RawLaunch(self.name, int(grid[0]), int(block[0]), text))
+            if status:
+                raise EmulatorFailure(f"{self.name}: {text.split('|')[0]}")
+
+        if capture.active() is not None:  # a stream captures: recorded (with its arguments), run at each replay
+            capture.record(self.name, lambda: (keep, launch()))
+            return
+        with counted("kernel", self.name):
+            launch()
 
 
 class EmulatedRawModule:

@@ -105,7 +105,7 @@ def test_train_step_between_other_steps_and_under_a_schedule_follows_the_host(mo
     assert m_graph.optimizer.iterations == m_eager.optimizer.iterations == 11
 
 
-def test_train_step_sees_a_new_learning_rate_and_new_weights():
+def test_train_step_sees_a_new_learning_rate_new_weights_and_new_settings():
     x, y = _data()
 
     def program(model):
@@ -113,6 +113,9 @@ def test_train_step_sees_a_new_learning_rate_and_new_weights():
         model.optimizer.learning_rate = 0.001
         losses += [model.train_step(x[:32], y[:32]) for _ in range(2)]
         model.set_weights([w * 0.5 for w in model.get_weights()])
+        losses += [model.train_step(x[:32], y[:32]) for _ in range(2)]
+        model.optimizer.beta2 = 0.9  # a constant the update kernel takes
+        model.layers[1].rate = 0.5  # and the dropout kernels
         losses += [model.train_step(x[:32], y[:32]) for _ in range(2)]
         return losses
 
@@ -174,7 +177,11 @@ def test_a_changed_model_is_captured_again():
     before = model.predict(x, batch_size=50)
     model.set_weights([w + 0.1 for w in model.get_weights()])
     after = model.predict(x, batch_size=50)
+    model.layers[2].activation = fc.activations.get("sigmoid")
+    changed = model.predict(x, batch_size=50)
     fc.config.set_graphs(False)
+    np.testing.assert_allclose(changed, model.predict(x, batch_size=50), rtol=1e-5, atol=1e-6)
+    model.layers[2].activation = fc.activations.get("tanh")
     np.testing.assert_allclose(after, model.predict(x, batch_size=50), rtol=1e-5, atol=1e-6)
     assert not np.allclose(before, after)
     fc.config.set_graphs(True)

@@ -7,6 +7,7 @@ or against ``fcgpu.testing.fake_cupy`` on a machine without a GPU.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 from typing import Any, Callable
@@ -24,6 +25,8 @@ from .updates import CupyUpdates
 from ..dtypes import is_bfloat16
 from .kernel_specs import KERNEL_SPECS, KernelSpec
 from .gemm import GemmLauncher
+from .fused_mlp import FusedMlpLauncher
+from .fused_mlp import eligible as fused_eligible
 
 __all__ = ["KERNEL_SPECS", "CupyBackend", "KernelSpec"]
 
@@ -135,6 +138,18 @@ class CupyBackend(CaptureOps, CupyUpdates, CupyLayerOps, Backend):
         if self._own_gemm is None:
             self._own_gemm = GemmLauncher(self.cp)
         return self._own_gemm
+
+    @functools.cached_property
+    def fused_mlp(self) -> FusedMlpLauncher:
+        """The whole forward of a chain of small Dense layers (widths <= 128) in one kernel
+        (``fused_mlp.FusedMlpLauncher``): predict's and evaluate's captured graphs run it."""
+        return FusedMlpLauncher(self.cp)
+
+    def fuses_chain(self, widths: Any, activations: Any, dtype: Any) -> bool:
+        """Whether the forward of a chain of Dense layers (``widths``: the input's, then each
+        layer's; their ``activations``) runs as one fused kernel here: real CuPy (RawModule) and
+        ``fused_mlp.eligible``."""
+        return self.own_capture_gemms and fused_eligible(widths, activations, dtype) is None
 
     def matmul_at_b(self, a: Array, b: Array, out: Array) -> Array:
         # A float32 weight gradient of half a and b (mixed precision): cupy.matmul would compute it

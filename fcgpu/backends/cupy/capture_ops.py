@@ -21,6 +21,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .gemm import DTYPES as OWN_GEMM_DTYPES
+from .gemm import fused_activations
+
+FUSED_ACTIVATIONS = frozenset(fused_activations())  # the activations the own GEMM's epilogue applies
 
 Array = Any
 
@@ -53,10 +56,11 @@ class CaptureOps:
     def graph_mode(self, scalars: GraphScalars) -> Iterator[None]:
         """The block's steps launch the graph-mode kernels, reading ``scalars``."""
         previous, self._graph_step = self._graph_step, scalars
+        epilogues, self.gemm_epilogues = self.gemm_epilogues, self.own_capture_gemms
         try:
             yield
         finally:
-            self._graph_step = previous
+            self._graph_step, self.gemm_epilogues = previous, epilogues
 
     # -- GEMMs -----------------------------------------------------------------------------------
     def gemm_for_capture(self) -> Callable[..., Array]:
@@ -100,6 +104,16 @@ class CaptureOps:
         sb0, sb1 = (1, b.shape[1]) if trans_b else (b.shape[1], 1)
         self.kernel("fcgpu_gemm_capture")(a, b, n, k, sa0, sa1, sb0, sb1, out, size=m * n)
         return out
+
+    gemm_epilogues = False
+
+    def dense_affine(self, x: Array, kernel: Array, bias: Array | None, activation: str, out: Array,
+                     keep: Array | None = None) -> Array:
+        """In graph mode with own GEMMs (``gemm_epilogues``): one launch, the bias and activation in
+        the GEMM's epilogue (``GemmLauncher.dense_forward``); else matmul, then bias + activation."""
+        if self.gemm_epilogues and x.dtype in OWN_GEMM_DTYPES and activation in FUSED_ACTIVATIONS:
+            return self.own_gemm.dense_forward(x, kernel, bias, activation, out, keep)  # type: ignore[attr-defined]
+        return super().dense_affine(x, kernel, bias, activation, out, keep)  # type: ignore[misc]
 
     def weight_grads(self, x: Array, dz: Array, dW: Array, db: Array | None) -> None:
         """In graph mode with own GEMMs: dW and db in one launch (``GemmLauncher.weight_grad``), no
