@@ -1,7 +1,10 @@
 // The own GEMMs of kernels/gemm.cuh for float16 and bfloat16 operands on tensor cores (WMMA API,
 // nvcuda::wmma, 16 x 16 x 16 fragments, float32 accumulation); included after gemm.cuh.
 // Same three kernels, same 64 x 64 tile of C a block, same epilogues (bias, activation, derivative,
-// block-reduced bias gradient), computed in float and rounded once to the output type.
+// block-reduced bias gradient), computed in float and rounded once to the output type; the same
+// Dropout variants (rounded where the elementwise kernels round: y to T before its dropout, and in the
+// input gradient dz @ W.T and its dropout each to T before act') and split-K weight gradient (float
+// partials, reduced into T or float).
 //
 // A block is 4 warps (128 threads) in a 2 x 2 layout, each warp a 32 x 32 quarter of the tile as
 // 2 x 2 accumulator fragments. Each step stages a 64 x 32 slice of A as As[m][k] and a 32 x 64 slice
@@ -126,9 +129,10 @@ FC_GEMM_DEV void fc_wmma_mainloop(CTile& cs, const T* a, long long lda, const T*
 // column idx % 64 (a warp handles 32 consecutive outputs of a row).
 #define FC_WMMA_PER_THREAD ((FC_GEMM_TILE * FC_GEMM_TILE) / FC_WMMA_THREADS)
 
-template <typename Act, typename T>
-FC_GEMM_DEV void fc_wmma_forward(const T* x, const T* w, const T* b, T* y, T* z, int M, int K, int N, int has_bias,
-                                 int keep_z) {
+// With DROP also yd = dropout(y) of y rounded to T: fc_dropout<T> (float arithmetic, one rounding).
+template <typename Act, bool DROP, typename T>
+FC_GEMM_DEV void fc_wmma_forward(const T* x, const T* w, const T* b, T* y, T* z, T* yd, int M, int K, int N,
+                                 int has_bias, int keep_z, fc_gemm_dropout drop) {
     FC_SHARED_ALIGNED(float, fc_wmma_cs, FC_GEMM_TILE * FC_WMMA_LDC);
     int m0, n0;
     fc_gemm_block_origin(N, m0, n0);
@@ -144,13 +148,19 @@ FC_GEMM_DEV void fc_wmma_forward(const T* x, const T* w, const T* b, T* y, T* z,
             if (keep_z) {
                 z[at] = fc_from_float<T>(s);
             }
-            y[at] = fc_from_float<T>(Act::forward(s));
+            T v = fc_from_float<T>(Act::forward(s));
+            y[at] = v;
+            if (DROP) {
+                yd[at] = fc_from_float<T>(fc_gemm_drop(drop, fc_to_float(v), at));
+            }
         }
     }
 }
 
-template <typename Act, bool PREV, typename T>
-FC_GEMM_DEV void fc_wmma_input_grad(const T* dz, const T* w, const T* kept, T* dx, int M, int Nout, int Kin) {
+// With DROP, fc_act_dropout_backward<Act, T> of the product rounded to T: its dropout rounded to T, then act'.
+template <typename Act, bool PREV, bool DROP, typename T>
+FC_GEMM_DEV void fc_wmma_input_grad(const T* dz, const T* w, const T* kept, T* dx, int M, int Nout, int Kin,
+                                    fc_gemm_dropout drop) {
     FC_SHARED_ALIGNED(float, fc_wmma_cs, FC_GEMM_TILE * FC_WMMA_LDC);
     int m0, n0;
     fc_gemm_block_origin(Kin, m0, n0);
@@ -162,18 +172,22 @@ FC_GEMM_DEV void fc_wmma_input_grad(const T* dz, const T* w, const T* kept, T* d
         if (m < M && n < Kin) {
             float g = fc_wmma_cs[r * FC_WMMA_LDC + c];
             long long at = (long long)m * Kin + n;
+            if (DROP) {
+                g = fc_to_float(fc_from_float<T>(fc_gemm_drop(drop, fc_to_float(fc_from_float<T>(g)), at)));
+            }
             dx[at] = fc_from_float<T>(PREV ? Act::backward(fc_to_float(kept[at]), g) : g);
         }
     }
 }
 
-// dw, db of type O: T, or float for a float32 master gradient (mixed precision).
+// dw, db of type O: T, or float for a float32 master gradient (mixed precision), over tile `tile` of dw.
 template <typename T, typename O>
-FC_GEMM_DEV void fc_wmma_weight_grad(const T* x, const T* dz, O* dw, O* db, int B, int Kin, int Nout, int has_db) {
+FC_GEMM_DEV void fc_wmma_weight_grad(const T* x, const T* dz, O* dw, O* db, int B, int Kin, int Nout, int has_db,
+                                     int tile) {
     FC_SHARED_ALIGNED(float, fc_wmma_cs, FC_GEMM_TILE * FC_WMMA_LDC);
     FC_GEMM_SHARED(float, fc_wmma_colsums, FC_WMMA_THREADS);
     int m0, n0;
-    fc_gemm_block_origin(Nout, m0, n0);
+    fc_gemm_tile_origin(tile, Nout, m0, n0);
     float colsum = 0.0f;
     fc_wmma_mainloop<T, false, false, true>(fc_wmma_cs, x, Kin, dz, Nout, Kin, Nout, B, m0, n0, colsum);
     for (int e = 0; e < FC_WMMA_PER_THREAD; ++e) {
@@ -193,33 +207,63 @@ FC_GEMM_DEV void fc_wmma_weight_grad(const T* x, const T* dz, O* dw, O* db, int 
     }
 }
 
+// The split-K reduce's conversion to O (T or float).
+template <typename O>
+struct fc_wmma_to {
+    static FC_GEMM_DEV O cvt(float v) { return fc_from_float<O>(v); }
+};
+
 // The kernels of one activation for operand type T (fc_half or fc_bf16), names ending in SUFFIX.
 #define FC_GEMM_WMMA_ACTIVATION_KERNELS(NAME, ACT, T, SUFFIX)                                                   \
     extern "C" __global__ void __launch_bounds__(FC_WMMA_THREADS)                                               \
         fcgpu_gemm_fwd_##NAME##_##SUFFIX(const T* x, const T* w, const T* b, T* y, T* z, int M, int K, int N,   \
                                          int has_bias, int keep_z) {                                            \
-        fc_wmma_forward<ACT, T>(x, w, b, y, z, M, K, N, has_bias, keep_z);                                      \
+        fc_wmma_forward<ACT, false, T>(x, w, b, y, z, y, M, K, N, has_bias, keep_z, fc_gemm_dropout());         \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(FC_WMMA_THREADS)                                               \
         fcgpu_gemm_dx_##NAME##_##SUFFIX(const T* dz, const T* w, const T* kept, T* dx, int M, int Nout,         \
                                         int Kin) {                                                              \
-        fc_wmma_input_grad<ACT, true, T>(dz, w, kept, dx, M, Nout, Kin);                                        \
+        fc_wmma_input_grad<ACT, true, false, T>(dz, w, kept, dx, M, Nout, Kin, fc_gemm_dropout());              \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(FC_WMMA_THREADS) fcgpu_gemm_fwd_drop_##NAME##_##SUFFIX(        \
+        const T* x, const T* w, const T* b, T* y, T* z, T* yd, int M, int K, int N, int has_bias, int keep_z,   \
+        FC_GEMM_DROPOUT_PARAMS) {                                                                               \
+        fc_wmma_forward<ACT, true, T>(x, w, b, y, z, yd, M, K, N, has_bias, keep_z, FC_GEMM_DROPOUT_ARGS);      \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(FC_WMMA_THREADS) fcgpu_gemm_dx_drop_##NAME##_##SUFFIX(         \
+        const T* dz, const T* w, const T* kept, T* dx, int M, int Nout, int Kin, FC_GEMM_DROPOUT_PARAMS) {      \
+        fc_wmma_input_grad<ACT, true, true, T>(dz, w, kept, dx, M, Nout, Kin, FC_GEMM_DROPOUT_ARGS);            \
     }
 
-// The plain input gradient and the weight gradients (into T, and into float32) for T.
+// The plain input gradient and the weight gradients (into T, and into float32) for T; split-K's
+// partials (float, into the workspace) and its reduces into T and into float32.
 #define FC_GEMM_WMMA_KERNELS(T, SUFFIX)                                                                          \
     extern "C" __global__ void __launch_bounds__(FC_WMMA_THREADS)                                               \
         fcgpu_gemm_dx_##SUFFIX(const T* dz, const T* w, T* dx, int M, int Nout, int Kin) {                      \
-        fc_wmma_input_grad<fc_act_linear, false, T>(dz, w, dx, dx, M, Nout, Kin);                               \
+        fc_wmma_input_grad<fc_act_linear, false, false, T>(dz, w, dx, dx, M, Nout, Kin, fc_gemm_dropout());     \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(FC_WMMA_THREADS)                                               \
         fcgpu_gemm_dw_##SUFFIX(const T* x, const T* dz, T* dw, T* db, int B, int Kin, int Nout, int has_db) {   \
-        fc_wmma_weight_grad<T, T>(x, dz, dw, db, B, Kin, Nout, has_db);                                         \
+        fc_wmma_weight_grad<T, T>(x, dz, dw, db, B, Kin, Nout, has_db, (int)blockIdx.x);                        \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(FC_WMMA_THREADS)                                               \
         fcgpu_gemm_dw_##SUFFIX##_f32(const T* x, const T* dz, float* dw, float* db, int B, int Kin, int Nout,   \
                                      int has_db) {                                                              \
-        fc_wmma_weight_grad<T, float>(x, dz, dw, db, B, Kin, Nout, has_db);                                     \
+        fc_wmma_weight_grad<T, float>(x, dz, dw, db, B, Kin, Nout, has_db, (int)blockIdx.x);                    \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(FC_WMMA_THREADS) fcgpu_gemm_dw_splitk_##SUFFIX(                \
+        const T* x, const T* dz, float* ws, int B, int Kin, int Nout, int has_db, int rows_per_slice) {         \
+        fc_gemm_slice sl = fc_gemm_splitk_slice(B, Kin, Nout, rows_per_slice);                                  \
+        fc_wmma_weight_grad<T, float>(x + sl.row0 * Kin, dz + sl.row0 * Nout, ws + sl.dw_at, ws + sl.db_at,     \
+                                      sl.rows, Kin, Nout, has_db, sl.tile);                                     \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(FC_GEMM_REDUCE_THREADS) fcgpu_gemm_dw_reduce_##SUFFIX(         \
+        const float* ws, T* dw, T* db, int S, int Kin, int Nout, int has_db) {                                  \
+        fc_gemm_splitk_reduce<T, fc_wmma_to<T> >(ws, dw, db, S, Kin, Nout, has_db);                             \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(FC_GEMM_REDUCE_THREADS) fcgpu_gemm_dw_reduce_##SUFFIX##_f32(   \
+        const float* ws, float* dw, float* db, int S, int Kin, int Nout, int has_db) {                          \
+        fc_gemm_splitk_reduce<float, fc_gemm_to_float>(ws, dw, db, S, Kin, Nout, has_db);                       \
     }
 
 #endif  // FCGPU_GEMM_WMMA_CUH

@@ -7,7 +7,7 @@ uninitialised reads as it happens), and finds its ``extern "C"`` kernels in the 
 ``get_function(name)`` gives an ``EmulatedRawKernel``, called as CuPy's:
 ``kernel((grid,), (block,), args, shared_mem=0)``. Arguments are checked against the kernel's
 parameters as a GPU would need them (an array for a pointer, a NumPy scalar of exactly the
-parameter's type for a value). Every launch is recorded with the emulator's report and counted as
+parameter's type for a value; None for a null pointer, as CuPy passes it). Every launch is recorded with the emulator's report and counted as
 one 'kernel' device operation of the stand-in's ``count_device_ops``.
 
 ``emulated_cupy()`` is the stand-in module (``fcgpu.testing.fake_cupy``) with ``RawModule`` and
@@ -39,8 +39,8 @@ from .block_emulator import EmulatorFailure
 HERE = Path(__file__).parent
 HEADERS = (HERE / "block_emulator.h", HERE / "gemm_emulator.h", HERE / "wmma_emulator.h")
 _KERNEL = re.compile(r'extern\s+"C"\s+void\s+(\w+)\s*\(([^)]*)\)')
-_SCALARS = {"int": np.int32, "unsigned int": np.uint32, "long long": np.int64, "float": np.float32,
-            "double": np.float64, "bool": np.bool_}
+_SCALARS = {"int": np.int32, "unsigned int": np.uint32, "long long": np.int64, "unsigned long long": np.uint64,
+            "float": np.float32, "double": np.float64, "bool": np.bool_}
 _POINTEES = {"float": np.float32, "double": np.float64, "int": np.int32, "long long": np.int64,
              "unsigned int": np.uint32, "bool": np.bool_, "fc_half": np.float16}
 try:
@@ -117,6 +117,8 @@ class EmulatedRawKernel:
 
     def _argument(self, p: Param, a: Any, keep: list) -> int:
         if p.pointer:
+            if a is None:  # CuPy passes None as a null pointer
+                return 0
             if not isinstance(a, np.ndarray) or isinstance(a, np.generic):
                 raise TypeError(f"{self.name}: {p.name} ({p.ctype}) needs an array, got {type(a).__name__}")
             want = _POINTEES.get(p.base)

@@ -8,6 +8,16 @@ and ``db = dz.sum(0)`` in one launch). Each call is exactly one kernel launch, a
 reads no value back to the host, so it can be captured. The backend's default path keeps cuBLAS;
 ``CupyBackend.own_gemm`` is this launcher on the backend's CuPy module.
 
+Dropout in the epilogues: ``dense_forward(..., dropout=GemmDropout(seed, step, ctr, offset, rate),
+dropped=yd)`` also writes ``yd = dropout(y)`` (y kept for the Dense's backward), and
+``input_grad(..., dropout=...)`` applies the previous layer's Dropout backward to ``dz @ W.T`` before
+its activation derivative; element (r, c) of the (rows, cols) output masked by word
+``offset + r * cols + c`` of the Philox stream of (seed, step + ``ctr[0]``) (``ctr`` a device int64
+array, a captured step's counter; ``None``: the step alone), bit for bit as the elementwise
+``fcgpu_bias_<act>_dropout_fwd`` / ``fcgpu_<act>_dropout_bwd`` kernels (and their ``_dev`` variants).
+Still one launch. ``weight_grad_splitk`` (``gemm_splitk``) is the weight gradient with the batch cut
+into slices, for large batches and narrow layers: two launches through a caller's workspace.
+
 This module holds the dispatch (the module's source, grid and block, argument checks); the
 arithmetic is in the headers. float32 runs on the CUDA cores (256 threads a block, FMA);
 float16 and bfloat16 on tensor cores (``kernels/gemm_wmma.cuh``, 128 threads, float32
@@ -19,11 +29,14 @@ linear and the row kernel after.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import kernel_sources
+from .gemm_args import BLOCK_THREADS, DTYPES, TILE, check_apart, check_array, grid_blocks, operand_dtype
+from .gemm_splitk import splitk_kernel_names, weight_grad_splitk
+from ..philox import dropout_constants
 from ...activations.table import ACTIVATIONS, get_activation
 
 __all__ = [
@@ -33,6 +46,7 @@ __all__ = [
     "GEMM_HEADERS",
     "TILE",
     "WMMA_HEADER",
+    "GemmDropout",
     "GemmLauncher",
     "fused_activations",
     "grid_blocks",
@@ -40,25 +54,25 @@ __all__ = [
     "module_code",
 ]
 
-GEMM_HEADERS = ("common.cuh", "activations.cuh", "gemm.cuh")  # float32's; 16-bit types add gemm_wmma.cuh
+# float32's headers (random.cuh: the dropout epilogues' Philox); 16-bit types add gemm_wmma.cuh
+GEMM_HEADERS = ("common.cuh", "activations.cuh", "random.cuh", "gemm.cuh")
 WMMA_HEADER = "gemm_wmma.cuh"  # needs mma.h (and its crt/mma.h: the toolkit or the nvidia-cuda-crt wheel)
-TILE = 64  # kernels/gemm.cuh: FC_GEMM_TILE, the rows and columns of C a block computes
 COMPILE_OPTIONS = ("--std=c++17",)  # CuPy adds its include paths (mma.h, cuda_fp16.h) and -ftz=true
-_INT32_MAX = 2**31 - 1
+_UINT64_MAX = 2**64 - 1
+_INT64_MAX = 2**63 - 1
 
-try:  # bfloat16 exists in NumPy (and CuPy) only through ml_dtypes
-    import ml_dtypes as _ml_dtypes
 
-    _BFLOAT16: tuple = ((np.dtype(_ml_dtypes.bfloat16), ("_bf16", "fc_bf16")),)
-except ImportError:  # pragma: no cover - ml_dtypes is a dependency of the verify extra
-    _BFLOAT16 = ()
-# dtype -> (kernel name suffix, C type); float32 has no suffix.
-DTYPES: dict[np.dtype, tuple[str, str]] = {
-    np.dtype(np.float32): ("", "float"),
-    np.dtype(np.float16): ("_f16", "fc_half"),
-    **dict(_BFLOAT16),
-}
-BLOCK_THREADS = {dt: (256 if dt == np.float32 else 128) for dt in DTYPES}  # FC_GEMM_THREADS, FC_WMMA_THREADS
+class GemmDropout(NamedTuple):
+    """A Dropout fused into a GEMM epilogue: the Philox ``seed`` and ``step``, ``ctr`` (a device int64
+    array whose ``ctr[0]`` is added to the step at run time, as a captured step's counter; ``None``: the
+    step alone), ``offset`` (the stream index of the output's first element) and the ``rate`` in [0, 1).
+    A plain tuple in this order works too."""
+
+    seed: int
+    step: int
+    ctr: Any
+    offset: int
+    rate: float
 
 
 def fused_activations() -> tuple[str, ...]:
@@ -66,17 +80,10 @@ def fused_activations() -> tuple[str, ...]:
     return tuple(name for name, entry in ACTIVATIONS.items() if not entry.rows)
 
 
-def _dtype(dtype: Any) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in DTYPES:
-        raise TypeError(f"own GEMM: float32, float16 or bfloat16, got {dt}")
-    return dt
-
-
 @functools.lru_cache(maxsize=None)
 def module_code(dtype: Any = "float32") -> str:
     """The ``RawModule`` source of one operand dtype: the headers, then its kernels (each fused activation's)."""
-    dt = _dtype(dtype)
+    dt = operand_dtype(dtype)
     suffix, ctype = DTYPES[dt]
     lines = [kernel_sources.read(h) for h in GEMM_HEADERS + (() if dt == np.float32 else (WMMA_HEADER,))]
     for a in fused_activations():
@@ -91,57 +98,34 @@ def module_code(dtype: Any = "float32") -> str:
 
 def kernel_names(dtype: Any = "float32") -> tuple[str, ...]:
     """Every kernel ``module_code(dtype)`` defines."""
-    dt = _dtype(dtype)
+    dt = operand_dtype(dtype)
     s, acts = DTYPES[dt][0], fused_activations()
     extra = () if dt == np.float32 else (f"fcgpu_gemm_dw{s}_f32",)
     return (*(f"fcgpu_gemm_fwd_{a}{s}" for a in acts), *(f"fcgpu_gemm_dx_{a}{s}" for a in acts), f"fcgpu_gemm_dx{s}",
-            f"fcgpu_gemm_dw{s}", *extra)
+            f"fcgpu_gemm_dw{s}", *extra, *(f"fcgpu_gemm_fwd_drop_{a}{s}" for a in acts),
+            *(f"fcgpu_gemm_dx_drop_{a}{s}" for a in acts), *splitk_kernel_names(dt))
 
 
-def grid_blocks(rows: int, cols: int) -> int:
-    """Blocks of a launch whose output is (rows, cols): one per 64 x 64 tile."""
-    return -(-int(rows) // TILE) * -(-int(cols) // TILE)
-
-
-def _pointer_range(a: Any) -> tuple[int, int]:
-    start = int(a.__cuda_array_interface__["data"][0])
-    return start, start + int(a.nbytes)
-
-
-def _check(name: str, a: Any, ndim: int, shape: tuple[int, ...] | None = None, dtypes: tuple = ()) -> np.dtype:
-    """``a``'s dtype, after checking it is one of ``dtypes`` (any own-GEMM dtype when empty), its
-    dimensions, shape and C-contiguity."""
-    if a is None:
-        raise TypeError(f"own GEMM: {name} is required")
-    dt = np.dtype(a.dtype)
-    if dtypes and dt not in dtypes:
-        raise TypeError(f"own GEMM: {name} must be {' or '.join(str(d) for d in dtypes)}, got {dt}")
-    _dtype(dt)
-    if a.ndim != ndim:
-        raise ValueError(f"own GEMM: {name} must be {ndim}-D, got shape {tuple(a.shape)}")
-    if shape is not None and tuple(a.shape) != shape:
-        raise ValueError(f"own GEMM: {name} must have shape {shape}, got {tuple(a.shape)}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"own GEMM: {name} must be C-contiguous")
-    if any(d > _INT32_MAX for d in a.shape):
-        raise ValueError(f"own GEMM: {name}'s dimensions must fit in int32, got {tuple(a.shape)}")
-    return dt
-
-
-def _check_apart(outputs: dict[str, Any], inputs: dict[str, Any], in_place: tuple[str, str] | None = None) -> None:
-    """No output overlaps an input or another output: blocks read inputs while others write. The
-    pair ``in_place`` may be the very same array (each element read and then written by one thread)."""
-    items = [(n, a) for n, a in {**inputs, **outputs}.items() if a is not None and a.size]
-    for i, (n1, a1) in enumerate(items):
-        for n2, a2 in items[i + 1:]:
-            if n1 not in outputs and n2 not in outputs:
-                continue
-            s1, e1 = _pointer_range(a1)
-            s2, e2 = _pointer_range(a2)
-            if in_place and {n1, n2} == set(in_place) and (s1, e1) == (s2, e2):
-                continue
-            if s1 < e2 and s2 < e1:
-                raise ValueError(f"own GEMM: {n1} and {n2} overlap in memory")
+def _dropout_args(dropout: Any) -> tuple:
+    """The kernels' trailing dropout arguments (seed, step, ctr, offset, threshold, scale) of a
+    ``GemmDropout`` (or a 5-tuple in its order), checked."""
+    try:
+        seed, step, ctr, offset, rate = dropout
+    except (TypeError, ValueError):
+        raise TypeError("own GEMM: dropout must be GemmDropout(seed, step, ctr, offset, rate) or a 5-tuple in "
+                        f"that order, got {dropout!r}") from None
+    for name, v, top in (("seed", seed, _UINT64_MAX), ("step", step, _UINT64_MAX), ("offset", offset, _INT64_MAX)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 0 <= int(v) <= top:
+            raise ValueError(f"own GEMM: dropout {name} must be an integer in [0, {top}], got {v!r}")
+    if not 0.0 <= float(rate) < 1.0:
+        raise ValueError(f"own GEMM: dropout rate must be in [0, 1), got {rate!r}")
+    if ctr is not None:
+        check_array("dropout ctr", ctr, 1, dtypes=(np.dtype(np.int64),))
+        if ctr.size < 1:
+            raise ValueError("own GEMM: dropout ctr must have at least 1 element (ctr[0] is added to the step), "
+                             "got 0")
+    threshold, scale = dropout_constants(float(rate))
+    return (np.uint64(seed), np.uint64(step), ctr, np.int64(offset), np.uint32(threshold), np.float64(scale))
 
 
 class GemmLauncher:
@@ -154,7 +138,7 @@ class GemmLauncher:
 
     def module(self, dtype: Any = np.float32) -> Any:
         """The ``RawModule`` of operand ``dtype``, compiled on first use (once per launcher and dtype)."""
-        dt = _dtype(dtype)
+        dt = operand_dtype(dtype)
         m = self._modules.get(dt)
         if m is None:
             m = self._modules[dt] = self.cp.RawModule(code=module_code(dt), options=COMPILE_OPTIONS)
@@ -184,69 +168,116 @@ class GemmLauncher:
                              "use 'linear' and its row kernel after")
         return entry.name
 
-    def dense_forward(self, x: Any, W: Any, b: Any | None, activation: Any, out: Any, z_out: Any | None = None) -> Any:
-        """out (B, N) = act(x (B, M) @ W (M, N) + b (N,)); z_out (B, N) = x @ W + b too when given."""
+    def dense_forward(self, x: Any, W: Any, b: Any | None, activation: Any, out: Any, z_out: Any | None = None, *,
+                      dropout: GemmDropout | tuple | None = None, dropped: Any | None = None) -> Any:
+        """out (B, N) = act(x (B, M) @ W (M, N) + b (N,)); z_out (B, N) = x @ W + b too when given.
+
+        With ``dropout`` (a ``GemmDropout``) also ``dropped`` (B, N) = dropout(out), element (r, c) by
+        stream index offset + r * N + c, as ``fcgpu_bias_<act>_dropout_fwd`` draws it; out keeps the
+        undropped y for the Dense's backward. Returns ``dropped`` then, else ``out``."""
         act = self._fused(activation, "activation")
-        dt = _check("x", x, 2)
-        _check("W", W, 2, dtypes=(dt,))
+        if (dropout is None) != (dropped is None):
+            raise TypeError("own GEMM: dropout and dropped go together (the dropout's output needs both), got "
+                            f"dropout={'None' if dropout is None else 'given'}, "
+                            f"dropped={'None' if dropped is None else 'given'}")
+        dt = check_array("x", x, 2)
+        check_array("W", W, 2, dtypes=(dt,))
         batch, m = x.shape
         if W.shape[0] != m:
             raise ValueError(f"own GEMM: x {tuple(x.shape)} @ W {tuple(W.shape)}: inner dimensions differ")
         n = W.shape[1]
         if b is not None:
-            _check("b", b, 1, (n,), (dt,))
-        _check("out", out, 2, (batch, n), (dt,))
+            check_array("b", b, 1, (n,), (dt,))
+        check_array("out", out, 2, (batch, n), (dt,))
         if z_out is not None:
-            _check("z_out", z_out, 2, (batch, n), (dt,))
-        _check_apart({"out": out, "z_out": z_out}, {"x": x, "W": W, "b": b})
+            check_array("z_out", z_out, 2, (batch, n), (dt,))
+        if dropped is not None:
+            check_array("dropped", dropped, 2, (batch, n), (dt,))
+        drop = () if dropout is None else _dropout_args(dropout)
+        check_apart({"out": out, "z_out": z_out, "dropped": dropped},
+                    {"x": x, "W": W, "b": b, "dropout ctr": drop[2] if drop else None})
         i32 = np.int32
-        self._launch(f"fwd_{act}{DTYPES[dt][0]}", dt, batch, n, (
-            x, W, x if b is None else b, out, out if z_out is None else z_out,
-            i32(batch), i32(m), i32(n), i32(b is not None), i32(z_out is not None),
-        ))
-        return out
+        head = (x, W, x if b is None else b, out, out if z_out is None else z_out)
+        tail = (i32(batch), i32(m), i32(n), i32(b is not None), i32(z_out is not None))
+        if dropout is None:
+            self._launch(f"fwd_{act}{DTYPES[dt][0]}", dt, batch, n, head + tail)
+            return out
+        self._launch(f"fwd_drop_{act}{DTYPES[dt][0]}", dt, batch, n, head + (dropped,) + tail + drop)
+        return dropped
 
-    def input_grad(self, dz: Any, W: Any, out: Any, act_prev: Any | None = None, kept_prev: Any | None = None) -> Any:
+    def input_grad(self, dz: Any, W: Any, out: Any, act_prev: Any | None = None, kept_prev: Any | None = None, *,
+                   dropout: GemmDropout | tuple | None = None) -> Any:
         """out (B, M) = dz (B, N) @ W (M, N).T, times act_prev'(kept_prev) when act_prev is given
         (kept_prev (B, M): the previous layer's y, or its z for an activation whose backward reads z;
-        out may be kept_prev itself)."""
-        dt = _check("dz", dz, 2)
-        _check("W", W, 2, dtypes=(dt,))
+        out may be kept_prev itself).
+
+        With ``dropout`` (a ``GemmDropout``: the previous layer's Dropout, as its forward drew it) the
+        product goes through that Dropout's backward first, element (r, c) by stream index
+        offset + r * M + c, then act_prev' (if any): ``fcgpu_<act>_dropout_bwd`` of the product."""
+        dt = check_array("dz", dz, 2)
+        check_array("W", W, 2, dtypes=(dt,))
         batch, n = dz.shape
         if W.shape[1] != n:
             raise ValueError(f"own GEMM: dz {tuple(dz.shape)} @ W.T for W {tuple(W.shape)}: inner dimensions differ")
         m = W.shape[0]
-        _check("out", out, 2, (batch, m), (dt,))
+        check_array("out", out, 2, (batch, m), (dt,))
         prev = None if act_prev is None else self._fused(act_prev, "act_prev")
         if prev == "linear":
             prev = None
         i32, suffix = np.int32, DTYPES[dt][0]
+        if dropout is not None:
+            return self._input_grad_dropout(dz, W, out, prev, kept_prev, _dropout_args(dropout))
         if prev is None:
-            _check_apart({"out": out}, {"dz": dz, "W": W})
+            check_apart({"out": out}, {"dz": dz, "W": W})
             self._launch(f"dx{suffix}", dt, batch, m, (dz, W, out, i32(batch), i32(n), i32(m)))
             return out
         if kept_prev is None:
             raise TypeError(f"own GEMM: act_prev {prev!r} needs kept_prev (what the previous layer's forward kept)")
-        _check("kept_prev", kept_prev, 2, (batch, m), (dt,))
+        check_array("kept_prev", kept_prev, 2, (batch, m), (dt,))
         # out may be kept_prev itself: the previous layer's y becomes its dz, once this layer's dW has read it.
-        _check_apart({"out": out}, {"dz": dz, "W": W, "kept_prev": kept_prev}, in_place=("out", "kept_prev"))
+        check_apart({"out": out}, {"dz": dz, "W": W, "kept_prev": kept_prev}, in_place=("out", "kept_prev"))
         self._launch(f"dx_{prev}{suffix}", dt, batch, m, (dz, W, kept_prev, out, i32(batch), i32(n), i32(m)))
         return out
+
+    def _input_grad_dropout(self, dz: Any, W: Any, out: Any, prev: str | None, kept_prev: Any | None,
+                            drop: tuple) -> Any:
+        """``input_grad`` with the previous Dropout's backward (``prev`` None: the linear kernel, kept unread)."""
+        dt = np.dtype(dz.dtype)
+        batch, n = dz.shape
+        m = W.shape[0]
+        if prev is not None and kept_prev is None:
+            raise TypeError(f"own GEMM: act_prev {prev!r} needs kept_prev (what the previous layer's forward kept)")
+        if kept_prev is not None:
+            check_array("kept_prev", kept_prev, 2, (batch, m), (dt,))
+        kept = out if prev is None or kept_prev is None else kept_prev
+        check_apart({"out": out}, {"dz": dz, "W": W, "kept_prev": None if kept is out else kept,
+                                   "dropout ctr": drop[2]}, in_place=("out", "kept_prev"))
+        self._launch(f"dx_drop_{prev or 'linear'}{DTYPES[dt][0]}", dt, batch, m,
+                     (dz, W, kept, out, np.int32(batch), np.int32(n), np.int32(m)) + drop)
+        return out
+
+    def weight_grad_splitk(self, x: Any, dz: Any, dW: Any, db: Any | None, workspace: Any,
+                           slices: int | None = None) -> Any:
+        """dW (M, N) = x (B, M).T @ dz (B, N) and db (N,) = dz.sum(0) (when given) split over the batch:
+        partials into ``workspace`` (float32, 1-D, at least ``gemm_splitk.splitk_workspace_shape(B, M,
+        N)[0]`` elements, allocated once by the caller), then their ordered reduce: two launches, no
+        allocation. ``slices`` forces the slice count (else ``gemm_splitk.splitk_plan``'s rule)."""
+        return weight_grad_splitk(self, x, dz, dW, db, workspace, slices)
 
     def weight_grad(self, x: Any, dz: Any, dW: Any, db: Any | None = None) -> Any:
         """dW (M, N) = x (B, M).T @ dz (B, N); db (N,) = dz.sum(0) in the same launch when given.
         For float16/bfloat16 operands dW and db may be float32 (summed in float32 either way)."""
-        dt = _check("x", x, 2)
-        _check("dz", dz, 2, dtypes=(dt,))
+        dt = check_array("x", x, 2)
+        check_array("dz", dz, 2, dtypes=(dt,))
         batch, m = x.shape
         if dz.shape[0] != batch:
             raise ValueError(f"own GEMM: x {tuple(x.shape)} and dz {tuple(dz.shape)} have different batches")
         n = dz.shape[1]
         outs = (dt,) if dt == np.float32 else (dt, np.dtype(np.float32))
-        ot = _check("dW", dW, 2, (m, n), outs)
+        ot = check_array("dW", dW, 2, (m, n), outs)
         if db is not None:
-            _check("db", db, 1, (n,), (ot,))
-        _check_apart({"dW": dW, "db": db}, {"x": x, "dz": dz})
+            check_array("db", db, 1, (n,), (ot,))
+        check_apart({"dW": dW, "db": db}, {"x": x, "dz": dz})
         if batch == 0 or m == 0:  # no tile to launch over, or nothing summed
             dW.fill(0)
             if db is not None:
