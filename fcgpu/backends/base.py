@@ -167,6 +167,13 @@ class Backend(LayerOps, FusedSteps, ABC):
             return out
         return self.bias_act_forward(out, bias, activation, out=out)
 
+    def dense_affine_dropout(self, x: Array, kernel: Array, bias: Array | None, activation: str, out: Array,
+                             dropped: Array, seed: int, step: int, rate: float, offset: int) -> Array:
+        """out (B, N) = act(x @ kernel + bias), kept for backward, and dropped (B, N) = Dropout(out)
+        (``bias_act_dropout_forward``'s mask), where ``gemm_epilogues`` says so; returns dropped."""
+        self.matmul(x, kernel, out=out)
+        return self.bias_act_dropout_forward(out, bias, activation, out, dropped, seed, step, rate, offset)
+
     def weight_grads(self, x: Array, dz: Array, dW: Array, db: Array | None) -> None:
         """A Dense's parameter gradients: dW (M, N) = x (B, M).T @ dz (B, N) and, where ``db`` is
         given, db (N,) = dz summed over the batch (the CuPy backend's captured step: one launch)."""

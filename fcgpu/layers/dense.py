@@ -396,9 +396,12 @@ class Dense(Layer):
         backend, act = self.backend, self._activation.name
         kernel, bias = self.compute_weights()
         y = self._buffers.get(backend, "y", (x_dev.shape[0], self.units), self.compute_dtype)
-        backend.matmul(x_dev, kernel, out=y)
         out, seed, step, rate, offset = followers[0].fused_mask(y.shape, ctx.row_offset)
-        backend.bias_act_dropout_forward(y, bias, act, y, out, seed, step, rate, offset)
+        if backend.gemm_epilogues:  # one launch: bias, activation and the mask in the GEMM's epilogue
+            backend.dense_affine_dropout(x_dev, kernel, bias, act, y, out, seed, step, rate, offset)
+        else:
+            backend.matmul(x_dev, kernel, out=y)
+            backend.bias_act_dropout_forward(y, bias, act, y, out, seed, step, rate, offset)
         self._x, self._y, self._kept, self._squeeze, self._act = x_dev, y, None, squeeze, act
         self._dropout = (seed, step, rate, offset)
         return out if ctx.output_private else backend.copy(out)

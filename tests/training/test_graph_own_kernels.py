@@ -27,18 +27,18 @@ def _graphs_auto():
     fc.config.set_graphs("auto")
 
 
-def _program(backend):
+def _program(backend, rows=70, batch=16):
     fc.set_seed(0)
     rng = np.random.default_rng(2)
-    x = rng.standard_normal((70, 9)).astype(np.float32)
-    y = rng.integers(0, 4, 70)
+    x = rng.standard_normal((rows, 9)).astype(np.float32)
+    y = rng.integers(0, 4, rows)
     with fc.use_backend(backend):
         model = fc.Sequential([fc.Dense(20, activation="relu"), fc.Dropout(0.25, seed=4),
                                fc.Dense(13, activation="tanh"), fc.Dense(4, activation="softmax")])
         model.build(9)
     model.compile(loss="sparse_categorical_crossentropy", optimizer=fc.optimizers.Adam(1e-2), metrics=["accuracy"])
     with count_device_ops() as fit_ops:
-        history = model.fit(x, y, batch_size=16, epochs=3, verbose=0)
+        history = model.fit(x, y, batch_size=batch, epochs=3, verbose=0)
     steps = [model.train_step(x[:16], y[:16]) for _ in range(3)]
     with count_device_ops() as inference_ops:
         evaluated = model.evaluate(x[:64], y[:64], batch_size=16, return_dict=True)
@@ -69,3 +69,29 @@ def test_the_real_cupy_path_on_the_emulator_matches_the_step_by_step_path():
     # the step's own GEMMs, tanh in the forward's epilogue (relu's is with the Dropout after it)
     assert {"fcgpu_gemm_fwd_linear", "fcgpu_gemm_fwd_tanh", "fcgpu_gemm_dx", "fcgpu_gemm_dw"} <= names, names
     assert all(not launch.report.split("|")[0] for launch in cp.emulated.launches)  # no race or fault reported
+
+
+@pytest.mark.parametrize("policy", [None, "mixed_float16"])
+def test_a_large_batch_splits_the_weight_gradients_and_half_types_run_on_tensor_cores(policy):
+    """Batch 256 of 9-20-13-4: the weight gradients have one output tile over 256 rows, so they are
+    split over the batch (two slices, reduced in order); mixed_float16 runs the WMMA kernels."""
+    tol = {"rtol": 2e-2, "atol": 2e-3} if policy else {"rtol": 1e-4, "atol": 1e-5}
+    if policy:
+        fc.mixed_precision.set_global_policy(policy)
+    try:
+        cp = emulated_cupy()
+        got = _program(CupyBackend(cp), rows=600, batch=256)
+        fc.config.set_graphs(False)
+        want = _program(stand_in_backend(), rows=600, batch=256)
+    finally:
+        fc.mixed_precision.set_global_policy("float32")
+    np.testing.assert_allclose(got[0]["loss"], want[0]["loss"], **tol)
+    for a, b in zip(want[2], got[2]):
+        np.testing.assert_allclose(b, a, **tol)
+    np.testing.assert_allclose(got[4].astype(np.float32), want[4].astype(np.float32), **tol)
+    assert got[5].by_kind["graph"] == 3 * 2 - 1, got[5].summary()
+    names = {launch.name for launch in cp.emulated.launches}
+    assert any("splitk" in name or "reduce" in name for name in names), names
+    if policy:
+        assert any(name.endswith(("_f16", "_f16_f32")) for name in names), names
+    assert all(not launch.report.split("|")[0] for launch in cp.emulated.launches)

@@ -25,6 +25,7 @@ from .updates import CupyUpdates
 from ..dtypes import is_bfloat16
 from .kernel_specs import KERNEL_SPECS, KernelSpec
 from .gemm import GemmLauncher
+from ..buffers import Buffers
 from .fused_mlp import FusedMlpLauncher
 from .fused_mlp import eligible as fused_eligible
 
@@ -48,6 +49,7 @@ class CupyBackend(CaptureOps, CupyUpdates, CupyLayerOps, Backend):
         self._finite_flags: dict[tuple[int, int], Array] = {}  # all_finite's result, one per buffer
         self._unit: Array | None = None  # a float64 1: the loss steps' gscale without a loss scale
         self._own_gemm: GemmLauncher | None = None
+        self._workspaces = Buffers()  # graph mode: the split-K weight gradients' partials, by size
         if getattr(cupy_module, "__name__", "") == "cupy":  # the real CuPy has read CUPY_TF32 by now
             from ...mixed_precision import note_gemm
 

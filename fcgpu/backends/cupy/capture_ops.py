@@ -21,7 +21,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .gemm import DTYPES as OWN_GEMM_DTYPES
-from .gemm import fused_activations
+from .gemm import GemmDropout, fused_activations
+from .gemm_splitk import splitk_plan, splitk_workspace_shape
 
 FUSED_ACTIVATIONS = frozenset(fused_activations())  # the activations the own GEMM's epilogue applies
 
@@ -115,16 +116,37 @@ class CaptureOps:
             return self.own_gemm.dense_forward(x, kernel, bias, activation, out, keep)  # type: ignore[attr-defined]
         return super().dense_affine(x, kernel, bias, activation, out, keep)  # type: ignore[misc]
 
+    def dense_affine_dropout(self, x: Array, kernel: Array, bias: Array | None, activation: str, out: Array,
+                             dropped: Array, seed: int, step: int, rate: float, offset: int) -> Array:
+        """out (B, N) = act(x @ kernel + bias) (kept for backward) and dropped = its Dropout (the
+        step plus the device counter ctr[0] in graph mode), where ``gemm_epilogues``: one launch;
+        else matmul, then bias + activation + dropout."""
+        if self.gemm_epilogues and x.dtype in OWN_GEMM_DTYPES and activation in FUSED_ACTIVATIONS:
+            ctr = self._graph_step.ctr if self._graph_step is not None else None
+            return self.own_gemm.dense_forward(x, kernel, bias, activation, out,  # type: ignore[attr-defined]
+                                               dropout=GemmDropout(seed, step, ctr, offset, rate), dropped=dropped)
+        return super().dense_affine_dropout(x, kernel, bias, activation, out, dropped, seed, step,  # type: ignore[misc]
+                                            rate, offset)
+
     def weight_grads(self, x: Array, dz: Array, dW: Array, db: Array | None) -> None:
-        """In graph mode with own GEMMs: dW and db in one launch (``GemmLauncher.weight_grad``), no
-        CuPy reduction in the captured step (CuPy 14.2 routes reductions through CUB by default,
-        whose workspace comes from the memory pool)."""
-        if (self._graph_step is not None and self.own_capture_gemms and x.dtype in OWN_GEMM_DTYPES
-                and x.dtype == dz.dtype and (db is None or db.dtype == dW.dtype)
-                and (dW.dtype == x.dtype or dW.dtype == np.float32)):
+        """In graph mode with own GEMMs: dW and db in one launch (``GemmLauncher.weight_grad``;
+        split over the batch where it has few output tiles, ``gemm_splitk``), no CuPy reduction in
+        the captured step (CuPy 14.2 routes reductions through CUB by default, whose workspace comes
+        from the memory pool)."""
+        if not (self.gemm_epilogues and x.dtype in OWN_GEMM_DTYPES and x.dtype == dz.dtype
+                and (db is None or db.dtype == dW.dtype) and (dW.dtype == x.dtype or dW.dtype == np.float32)):
+            return super().weight_grads(x, dz, dW, db)  # type: ignore[misc]
+        (batch, m), n = x.shape, dz.shape[1]
+        if splitk_plan(batch, m, n)[0] == 1:
             self.own_gemm.weight_grad(x, dz, dW, db)  # type: ignore[attr-defined]
-            return
-        super().weight_grads(x, dz, dW, db)  # type: ignore[misc]
+            return None
+        # Few output tiles over many rows (a narrow layer at a large batch): the batch split in
+        # slices, their partials reduced in order (gemm_splitk); the workspace allocated in the
+        # warm-up step, kept by the graph like the layers' buffers.
+        shape = splitk_workspace_shape(batch, m, n)
+        workspace = self._workspaces.get(self, f"splitk{shape[0]}", shape, np.float32)  # type: ignore[attr-defined]
+        self.own_gemm.weight_grad_splitk(x, dz, dW, db, workspace)  # type: ignore[attr-defined]
+        return None
 
     def matmul(self, a: Array, b: Array, out: Array) -> Array:
         if self._graph_step is not None:
