@@ -40,6 +40,7 @@ _METRICS = ("accuracy", "acc", "mae", "mse", "binary_accuracy", "categorical_acc
 _METRIC_CLASSES = {
     "MeanAbsoluteError": "mae", "MeanSquaredError": "mse", "BinaryAccuracy": "binary_accuracy",
     "CategoricalAccuracy": "categorical_accuracy", "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
+    "AccuracyByLabels": "accuracy",  # Keras resolves 'accuracy' from the labels as it does
 }
 _SNAKE = {"MeanAbsoluteError": "mean_absolute_error", "MeanSquaredError": "mean_squared_error"}
 # optimizer -> {fcgpu key: Keras key}: the hyperparameters both sides mean the same way

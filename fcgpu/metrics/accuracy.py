@@ -28,6 +28,7 @@ __all__ = [
     "BinaryAccuracy",
     "CategoricalAccuracy",
     "SparseCategoricalAccuracy",
+    "AccuracyByLabels",
     "TopKCategoricalAccuracy",
     "SparseTopKCategoricalAccuracy",
 ]
@@ -108,6 +109,20 @@ class SparseCategoricalAccuracy(CategoricalAccuracy):
     def values(self, backend, y_pred, y_true):
         ids = self.labels(y_pred, y_true)
         return (backend.xp.argmax(y_pred, axis=1) == ids.astype(np.int64)).astype(np.float64)
+
+
+class AccuracyByLabels(CategoricalAccuracy):
+    """'accuracy' of one output of several, resolved from the labels as Keras resolves it: class ids
+    (B,) or (B, 1) compare with argmax(y_pred), one-hot rows (B, C) argmax with argmax."""
+
+    default_name = "accuracy"
+    labels_kind = "any"
+
+    def values(self, backend, y_pred, y_true):
+        xp = backend.xp
+        if y_true.ndim == 1 or (y_true.shape[1] == 1 and y_pred.shape[1] > 1):
+            return (xp.argmax(y_pred, axis=1) == y_true.reshape(-1).astype(np.int64)).astype(np.float64)
+        return (xp.argmax(y_pred, axis=1) == xp.argmax(y_true, axis=1)).astype(np.float64)
 
 
 class TopKCategoricalAccuracy(SampleMean):

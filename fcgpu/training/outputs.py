@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import losses as losses_module
 from .. import metrics as metrics_module
+from ..metrics.accuracy import AccuracyByLabels
 from ..backends import Backend
 from ..backends.base import Array, Scalar
 from ..backends.buffers import Buffers
@@ -226,7 +227,7 @@ def _accuracy_for(loss: Loss, width: int) -> metrics_module.Metric:
         return metrics_module.BinaryAccuracy(name="accuracy")
     if "sparse" in type(loss).__name__.lower():
         return metrics_module.SparseCategoricalAccuracy(name="accuracy")
-    return metrics_module.CategoricalAccuracy(name="accuracy")
+    return AccuracyByLabels(name="accuracy")  # class ids or one-hot rows, as the labels come
 
 
 def one_sample_weight(outputs_loss: OutputsLoss, sample_weight: Any, argument: str = "sample_weight") -> Any:

@@ -131,3 +131,17 @@ def test_evaluate_lists_losses_then_metrics_by_name_as_keras():
     logs = model.evaluate(x, [y, y], verbose=0, return_dict=True)
     assert list(logs) == ["loss", "priority_loss", "department_loss", "department_accuracy", "priority_accuracy"]
     assert model.evaluate(x, [y, y], verbose=0) == pytest.approx(list(logs.values()))
+
+
+@pytest.mark.parametrize("loss, labels", [("softmax_ce", "ids"), ("softmax_ce", "rows"), ("categorical", "rows")])
+def test_accuracy_of_one_output_of_several_follows_the_labels_as_keras_resolves_it(loss, labels):
+    x, y1, y2 = data()
+    model = two_heads(fc)
+    if loss == "softmax_ce":  # fcgpu's own loss on the softmax's input: class ids or one-hot rows
+        model.get_layer("label").activation = "linear"
+    first = fc.losses.SoftmaxCrossEntropy() if loss == "softmax_ce" else "categorical_crossentropy"
+    targets = y1 if labels == "ids" else np.eye(3)[y1]
+    model.compile(optimizer=fc.optimizers.SGD(0.1), loss=[first, "mse"], metrics=[["accuracy"], ["mae"]])
+    logs = model.evaluate(x, [targets, y2], return_dict=True)
+    predicted = model.predict(x)[0]
+    assert logs["label_accuracy"] == pytest.approx(np.mean(predicted.argmax(1) == y1))
