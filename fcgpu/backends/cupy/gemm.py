@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import kernel_sources
-from .gemm_args import BLOCK_THREADS, DTYPES, TILE, check_apart, check_array, grid_blocks, operand_dtype
+from .gemm_args import BLOCK_THREADS, DTYPES, TILE, check_apart, check_array, check_weight_grad, grid_blocks, operand_dtype
 from .gemm_splitk import splitk_kernel_names, weight_grad_splitk
 from ..philox import dropout_constants
 from ...activations.table import ACTIVATIONS, get_activation
@@ -267,16 +267,7 @@ class GemmLauncher:
     def weight_grad(self, x: Any, dz: Any, dW: Any, db: Any | None = None) -> Any:
         """dW (M, N) = x (B, M).T @ dz (B, N); db (N,) = dz.sum(0) in the same launch when given.
         For float16/bfloat16 operands dW and db may be float32 (summed in float32 either way)."""
-        dt = check_array("x", x, 2)
-        check_array("dz", dz, 2, dtypes=(dt,))
-        batch, m = x.shape
-        if dz.shape[0] != batch:
-            raise ValueError(f"own GEMM: x {tuple(x.shape)} and dz {tuple(dz.shape)} have different batches")
-        n = dz.shape[1]
-        outs = (dt,) if dt == np.float32 else (dt, np.dtype(np.float32))
-        ot = check_array("dW", dW, 2, (m, n), outs)
-        if db is not None:
-            check_array("db", db, 1, (n,), (ot,))
+        dt, ot, batch, m, n = check_weight_grad(x, dz, dW, db)
         check_apart({"dW": dW, "db": db}, {"x": x, "dz": dz})
         if batch == 0 or m == 0:  # no tile to launch over, or nothing summed
             dW.fill(0)

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BLOCK_THREADS", "DTYPES", "INT32_MAX", "TILE", "check_apart", "check_array", "grid_blocks", "operand_dtype"]
+__all__ = ["BLOCK_THREADS", "DTYPES", "INT32_MAX", "TILE", "check_apart", "check_array", "check_weight_grad", "grid_blocks",
+           "operand_dtype"]
 
 TILE = 64  # kernels/gemm.cuh: FC_GEMM_TILE, the rows and columns of C a block computes
 INT32_MAX = 2**31 - 1
@@ -84,3 +85,19 @@ def check_apart(outputs: dict[str, Any], inputs: dict[str, Any], in_place: tuple
                 continue
             if s1 < e2 and s2 < e1:
                 raise ValueError(f"own GEMM: {n1} and {n2} overlap in memory")
+
+
+def check_weight_grad(x: Any, dz: Any, dW: Any, db: Any | None) -> tuple[np.dtype, np.dtype, int, int, int]:
+    """(operand dtype, dW's dtype, B, M, N) of a weight gradient dW (M, N) = x (B, M).T @ dz (B, N)
+    with db (N,) or None, checked: one operand dtype, dW and db of it or (16-bit operands) float32."""
+    dt = check_array("x", x, 2)
+    check_array("dz", dz, 2, dtypes=(dt,))
+    batch, m = x.shape
+    if dz.shape[0] != batch:
+        raise ValueError(f"own GEMM: x {tuple(x.shape)} and dz {tuple(dz.shape)} have different batches")
+    n = dz.shape[1]
+    outs = (dt,) if dt == np.float32 else (dt, np.dtype(np.float32))
+    ot = check_array("dW", dW, 2, (m, n), outs)
+    if db is not None:
+        check_array("db", db, 1, (n,), (ot,))
+    return dt, ot, batch, m, n

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .gemm_args import BLOCK_THREADS, DTYPES, check_apart, check_array, grid_blocks, operand_dtype
+from .gemm_args import BLOCK_THREADS, DTYPES, check_apart, check_array, check_weight_grad, grid_blocks, operand_dtype
 
 __all__ = [
     "MAX_SLICES",
@@ -86,16 +86,7 @@ def weight_grad_splitk(launcher: Any, x: Any, dz: Any, dW: Any, db: Any | None, 
     ``workspace`` (1-D, at least ``splitk_workspace_shape(B, M, N, slices)[0]`` elements): two
     launches of ``launcher`` (a ``gemm.GemmLauncher``), the partials then their reduce. ``slices``
     forces S (see ``splitk_plan``); dW and db may be float32 for 16-bit operands. Returns dW."""
-    dt = check_array("x", x, 2)
-    check_array("dz", dz, 2, dtypes=(dt,))
-    batch, m = x.shape
-    if dz.shape[0] != batch:
-        raise ValueError(f"own GEMM: x {tuple(x.shape)} and dz {tuple(dz.shape)} have different batches")
-    n = dz.shape[1]
-    outs = (dt,) if dt == np.float32 else (dt, np.dtype(np.float32))
-    ot = check_array("dW", dW, 2, (m, n), outs)
-    if db is not None:
-        check_array("db", db, 1, (n,), (ot,))
+    dt, ot, batch, m, n = check_weight_grad(x, dz, dW, db)
     s, rows = splitk_plan(batch, m, n, slices)
     need = splitk_workspace_shape(batch, m, n, slices)[0]
     check_array("workspace", workspace, 1, dtypes=(np.dtype(np.float32),))
