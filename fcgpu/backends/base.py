@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .dtypes import is_half_dtype, is_numeric_dtype
+from .dense_ops import DenseOps
 from .layer_ops import LayerOps
 from .steps import FusedSteps
 
@@ -41,7 +42,7 @@ def _dlpack_hint(x: Any, backend: str) -> str:
     return f"its dtype is {dtype}"
 
 
-class Backend(LayerOps, FusedSteps, ABC):
+class Backend(LayerOps, DenseOps, FusedSteps, ABC):
     name: str
     xp: ModuleType
 
@@ -49,9 +50,6 @@ class Backend(LayerOps, FusedSteps, ABC):
     #: whether the graph's GEMMs are fcgpu's own tiled kernels (real CuPy) rather than a plain loop.
     has_graph_mode = False
     own_capture_gemms = False
-    #: Whether a Dense's forward runs as one ``dense_affine`` launch (the CuPy backend in graph mode
-    #: with its own GEMMs: bias and activation in the GEMM's epilogue) rather than matmul + bias_act.
-    gemm_epilogues = False
 
     def __deepcopy__(self, memo: dict) -> "Backend":
         """The backend itself: a copied model computes on the same backend (and device)."""
@@ -154,25 +152,6 @@ class Backend(LayerOps, FusedSteps, ABC):
     def sum_rows(self, a: Array, out: Array) -> Array:
         """out (N,) = a (B, N) summed over the batch."""
         return self.xp.sum(a, axis=0, out=out)
-
-    def dense_affine(self, x: Array, kernel: Array, bias: Array | None, activation: str, out: Array,
-                     keep: Array | None = None) -> Array:
-        """out (B, N) = act(x (B, M) @ kernel (M, N) + bias (N,)), and keep (B, N) = x @ kernel + bias
-        where given (an activation whose backward reads z), where ``gemm_epilogues`` says so."""
-        if keep is not None:
-            self.matmul(x, kernel, out=keep)
-            return self.bias_act_forward(keep, bias, activation, out=out, keep=keep)
-        self.matmul(x, kernel, out=out)
-        if bias is None and activation == "linear":  # no kernel that copies y onto itself
-            return out
-        return self.bias_act_forward(out, bias, activation, out=out)
-
-    def dense_affine_dropout(self, x: Array, kernel: Array, bias: Array | None, activation: str, out: Array,
-                             dropped: Array, seed: int, step: int, rate: float, offset: int) -> Array:
-        """out (B, N) = act(x @ kernel + bias), kept for backward, and dropped (B, N) = Dropout(out)
-        (``bias_act_dropout_forward``'s mask), where ``gemm_epilogues`` says so; returns dropped."""
-        self.matmul(x, kernel, out=out)
-        return self.bias_act_dropout_forward(out, bias, activation, out, dropped, seed, step, rate, offset)
 
     def weight_grads(self, x: Array, dz: Array, dW: Array, db: Array | None) -> None:
         """A Dense's parameter gradients: dW (M, N) = x (B, M).T @ dz (B, N) and, where ``db`` is

@@ -92,6 +92,12 @@ class Layer:
     epilogue_kinds: frozenset[str] = frozenset()
     #: The attributes whose values decide ``epilogue_kinds`` and ``fusion_kind``: a plan watches them.
     fusion_settings: tuple[str, ...] = ()
+    #: Gradient epilogues across groups (Dense): ``gives_gradient_epilogue``, a layer whose backward
+    #: starts with an elementwise pass (its Dropout's mask, its act') that the layer after it may run
+    #: in its input-gradient GEMM; ``takes_gradient_epilogue``, a layer whose backward can (its
+    #: ``backward(..., prev=layer)``, bound by the planner in training plans).
+    gives_gradient_epilogue = False
+    takes_gradient_epilogue = False
 
     def fusion_kind(self, training: bool) -> str | None:
         """What this layer is to the layer before it in a forward with ``training``: a kind that

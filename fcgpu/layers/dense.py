@@ -324,6 +324,16 @@ class Dense(Layer):
     def release(self) -> None:
         self._x = self._y = self._kept = None
         self._dropout: tuple[int, int, float, int] | None = None  # the fused Dropout's mask, if any
+        self._dz_given = False  # the layer after this one applied this one's gradient epilogue
+
+    gives_gradient_epilogue = takes_gradient_epilogue = True
+
+    def gradient_epilogue(self) -> tuple[str, Array, tuple | None] | None:
+        """(activation, what act' reads: y or z, the fused Dropout's key or None): what this layer's
+        backward applies first, for the next layer's input-gradient GEMM; None: nothing to apply."""
+        if self._y is None or (self._act == "linear" and self._dropout is None) or get_activation(self._act).rows:
+            return None
+        return self._act, (self._y if self._kept is None else self._kept), self._dropout
 
     fusion_settings = ("_activation",)
 
@@ -422,13 +432,15 @@ class Dense(Layer):
         y, _ = self._affine(x_dev, "y_infer", "linear" if logits else self._activation.name)
         return y[0] if squeeze else y
 
-    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0) -> Array | None:
+    def backward(self, dy: Any, *, input_grad: bool = True, scale: Any = 1.0, prev: Any = None) -> Array | None:
         """dx (B, M) from dy = dL/dy (B, N); sets kernel_grad = x.T @ dz and bias_grad = dz.sum(0).
 
         ``input_grad=False`` skips dx (one of the three GEMMs) and returns None: a first layer's
         input gradient is not needed for training. ``scale``: the factor the regularizers'
         gradients take (the loss scale under mixed_float16, as the loss gradient carries it). After
         ``forward_with``, dy is the follower's and its mask's gradient is applied here too.
+        ``prev`` (bound by the planner): the Dense before, whose gradient epilogue dx's GEMM applies
+        where the backend has GEMM epilogues (dx is then prev's dz).
         """
         if self._y is None:
             raise RuntimeError(f"backward called before forward on layer '{self.name}': run forward(x) first")
@@ -441,7 +453,9 @@ class Dense(Layer):
                 f"'{self.name}', got {tuple(np.shape(dy)) if not hasattr(dy, 'shape') else tuple(dy.shape)}"
             )
         dy = backend.asarray(dy, self.compute_dtype, "dy").reshape(y.shape)
-        if self._dropout is not None:  # the Dropout after this layer: its mask and act' in one pass
+        if self._dz_given:  # the layer after this one applied the mask and act' in its GEMM: dy is dz
+            dz, self._dz_given = dy, False
+        elif self._dropout is not None:  # the Dropout after this layer: its mask and act' in one pass
             dz = self._buffers.get(backend, "dz", y.shape, self.compute_dtype)
             backend.act_dropout_backward(y, dy, self._act, dz, *self._dropout)
         elif self._act == "linear":
@@ -454,7 +468,12 @@ class Dense(Layer):
         dx = None
         if input_grad:
             dx = self._buffers.get(backend, "dx", self._x.shape, self.compute_dtype)
-            backend.matmul_a_bt(dz, self.compute_weights()[0], out=dx)
+            epilogue = prev.gradient_epilogue() if prev is not None and backend.gemm_epilogues else None
+            if epilogue is not None and epilogue[1].shape == dx.shape:
+                backend.dense_input_grad(dz, self.compute_weights()[0], dx, *epilogue)
+                prev._dz_given = True
+            else:
+                backend.matmul_a_bt(dz, self.compute_weights()[0], out=dx)
         if not self._trainable:  # frozen: no parameter gradients
             return dx[0] if self._squeeze and dx is not None else dx
         if self.kernel_grad is None:

@@ -16,6 +16,11 @@ Layers declare what they can fuse as data and never name each other's classes:
 - ``layer.fusion_settings``: the names of the attributes those two read (Dense's ``activation``,
   Dropout's ``rate``); a plan watches their values, and a changed one makes it stale.
 
+In a training plan, a group whose first layer ``takes_gradient_epilogue`` after a group whose first
+layer ``gives_gradient_epilogue`` (Dense after Dense) backwards with ``prev=`` that layer: where the
+backend runs GEMM epilogues (a captured step on real CuPy) its input-gradient GEMM applies the
+previous layer's Dropout mask and act' and hands it its dz, one elementwise pass fewer.
+
 A layer that takes a follower of kind ``MASK`` calls ``follower.fused_mask(shape, row_offset)`` (the
 follower's output buffer and its mask's Philox key, with the follower's step counter advanced) and
 applies the mask, and its gradient in backward, in its own kernels: the follower's own forward and
@@ -93,13 +98,22 @@ def plan_chain(layers: Sequence[Any], training: bool) -> Plan:
             kind = follower.fusion_kind(training)
             if kind is not None and kind in layer.epilogue_kinds:
                 groups.append(Group("epilogue", (layer, follower), functools.partial(layer.forward_with, (follower,)),
-                                    layer.backward))
+                                    _backward(layer, groups, training)))
                 i += 2
                 continue
-        groups.append(Group("layer", (layer,), layer.forward, layer.backward))
+        groups.append(Group("layer", (layer,), layer.forward, _backward(layer, groups, training and enabled)))
         i += 1
     # The settings the planner read, and the methods it bound (a method replaced on an instance, as
     # a test's probe does, makes the plan stale rather than bypassed).
     keys = ("forward", "forward_with", "backward")
     watch = tuple((vars(layer), key, vars(layer).get(key)) for layer in layers for key in (*layer.fusion_settings, *keys))
     return Plan(tuple(layers), tuple(groups), bool(training), enabled, watch)
+
+
+def _backward(layer: Any, groups: list[Group], training: bool) -> Callable[..., Any]:
+    """``layer``'s backward, bound to the previous group's first layer (``prev=``) where a training
+    plan lets it run that layer's gradient epilogue."""
+    prev = groups[-1].layers[0] if groups else None
+    if training and prev is not None and layer.takes_gradient_epilogue and prev.gives_gradient_epilogue:
+        return functools.partial(layer.backward, prev=prev)
+    return layer.backward

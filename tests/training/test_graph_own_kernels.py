@@ -1,8 +1,9 @@
 """The captured steps as they run on real CuPy, with their RawModule kernels on the block emulator.
 
 On real CuPy (a module with ``RawModule``) the captured graphs run fcgpu's own kernels: the tiled
-GEMMs (``kernels/gemm.cuh``; a Dense's weight and bias gradients in one launch) in fit's and
-train_step's step, the fused MLP forward (``kernels/mlp_fused.cuh``) in predict's and evaluate's.
+GEMMs (``kernels/gemm.cuh``: bias, activation and Dropout in the forward's epilogue, the previous
+layer's Dropout mask and act' in the input gradient's, a Dense's weight and bias gradients in one
+launch, split over the batch where it is large) in fit's and train_step's step, the fused MLP forward (``kernels/mlp_fused.cuh``) in predict's and evaluate's.
 Here the CuPy backend runs on the stand-in with ``RawModule`` served by the block emulator
 (``tests/support/gemm_emulator.py``, whose launches are recorded while a stream captures, as
 CUDA's are), with ``set_graphs("auto")``: the same decisions as on a GPU. Against the stand-in's
@@ -66,8 +67,10 @@ def test_the_real_cupy_path_on_the_emulator_matches_the_step_by_step_path():
     assert inference_ops.by_kind["gemm"] == 0 and inference_ops.by_kind["reduction"] == 0, inference_ops.summary()
     names = {launch.name for launch in cp.emulated.launches}
     assert "fcgpu_mlp_fwd" in names  # predict's and evaluate's graphs: the fused forward
-    # the step's own GEMMs, tanh in the forward's epilogue (relu's is with the Dropout after it)
-    assert {"fcgpu_gemm_fwd_linear", "fcgpu_gemm_fwd_tanh", "fcgpu_gemm_dx", "fcgpu_gemm_dw"} <= names, names
+    # The step's own GEMMs: the forward's epilogues apply tanh, and relu with the Dropout after it;
+    # each input gradient applies the layer before's act' (and its Dropout's mask): that layer's dz.
+    assert {"fcgpu_gemm_fwd_linear", "fcgpu_gemm_fwd_tanh", "fcgpu_gemm_fwd_drop_relu", "fcgpu_gemm_dx_tanh",
+            "fcgpu_gemm_dx_drop_relu", "fcgpu_gemm_dw"} <= names, names
     assert all(not launch.report.split("|")[0] for launch in cp.emulated.launches)  # no race or fault reported
 
 

@@ -128,6 +128,19 @@ class CaptureOps:
         return super().dense_affine_dropout(x, kernel, bias, activation, out, dropped, seed, step,  # type: ignore[misc]
                                             rate, offset)
 
+    def dense_input_grad(self, dz: Array, kernel: Array, out: Array, activation: str, kept: Array,
+                         dropout: tuple | None) -> Array:
+        """Where ``gemm_epilogues``: one launch, the previous Dense's Dropout backward (the step plus
+        the device counter) and act' in the input-gradient GEMM's epilogue; else the composition."""
+        if self.gemm_epilogues and dz.dtype in OWN_GEMM_DTYPES and activation in FUSED_ACTIVATIONS:
+            drop = None
+            if dropout is not None:
+                seed, step, rate, offset = dropout
+                ctr = self._graph_step.ctr if self._graph_step is not None else None
+                drop = GemmDropout(seed, step, ctr, offset, rate)
+            return self.own_gemm.input_grad(dz, kernel, out, activation, kept, dropout=drop)  # type: ignore[attr-defined]
+        return super().dense_input_grad(dz, kernel, out, activation, kept, dropout)  # type: ignore[misc]
+
     def weight_grads(self, x: Array, dz: Array, dW: Array, db: Array | None) -> None:
         """In graph mode with own GEMMs: dW and db in one launch (``GemmLauncher.weight_grad``;
         split over the batch where it has few output tiles, ``gemm_splitk``), no CuPy reduction in
