@@ -56,3 +56,18 @@ class DenseOps:
         if dropout is not None:
             return self.act_dropout_backward(kept, out, activation, out, *dropout)
         return self.act_backward(kept, out, activation, out=out)
+
+    def fuses_chain(self, widths: Any, activations: Any, dtype: Any) -> bool:
+        """Whether the forward of a chain of Dense layers (``widths``: the input's, then each
+        layer's; their ``activations``) runs here as one kernel (``fused_chain_forward``)."""
+        return False
+
+    def fused_chain_forward(self, x: Array, weights: Any, biases: Any, activations: Any, out: Array,
+                            keep: Any) -> Array:
+        """out (B, N_L) = a chain's forward of x (B, N_0), layer i's y and z + b written into
+        ``keep[i]`` (a (y, z) pair, either None; the last y is ``out``): one launch where
+        ``fuses_chain``, else layer by layer (``dense_affine``)."""
+        h = x
+        for i, (kernel, bias, activation, (y, z)) in enumerate(zip(weights, biases, activations, keep)):
+            h = self.dense_affine(h, kernel, bias, activation, out if i == len(weights) - 1 else y, z)
+        return out

@@ -1,6 +1,4 @@
-"""The fully connected layer: y = act(x @ W + b), W of shape (in_features, units) as in Keras.
-
-Forward and backward are neighbours below, with the shapes in their docstrings."""
+"""The fully connected layer: y = act(x @ W + b), W (in_features, units) as in Keras; forward and backward below."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -71,7 +69,10 @@ class Dense(Layer):
     ) -> None:
         positive_int(units, "units")
         if dtype is not None and not isinstance(dtype, mixed_precision.Policy):
-            name_of = str(np.dtype(dtype)) if _is_dtype(dtype) else dtype
+            try:
+                name_of = str(np.dtype(dtype))
+            except TypeError:
+                name_of = dtype
             if name_of not in mixed_precision.POLICY_NAMES:
                 raise TypeError(f"dtype: expected one of {list(mixed_precision.POLICY_NAMES)} or a Policy, got {dtype!r}")
             dtype = name_of
@@ -103,12 +104,9 @@ class Dense(Layer):
         self.bias_grad: Array | None = None
         self._buffers = Buffers()
         self._grad_storage: dict[str, Array] = {}  # gradient views of a model's flat buffer
-        self._x: Array | None = None
-        self._y: Array | None = None
-        self._kept: Array | None = None  # z + b, for an activation whose backward reads it
+        self.release()  # what backward reads: x, y, z + b (``_kept``, for an activation whose backward reads it)
         self._squeeze = False
         self._act = self._activation.name  # what the last forward applied (linear when it gave logits)
-        self._dropout = None
 
     @property
     def built(self) -> bool:
@@ -328,6 +326,15 @@ class Dense(Layer):
 
     gives_gradient_epilogue = takes_gradient_epilogue = True
 
+    def chain_member(self, x: Array, logits: bool) -> tuple[str, Array, Array | None]:
+        """This layer in a fused chain's training forward (``layers.fusion``'s 'mlp' group): (its
+        activation, y, z + b or None), the buffers the kernel writes; backward's state set as forward's."""
+        act = "linear" if logits else self._activation.name
+        y = self._buffers.get(self.backend, "y", (x.shape[0], self.units), self.compute_dtype)
+        z = self._buffers.get(self.backend, "y_pre", y.shape, y.dtype) if get_activation(act).backward_from == "z" else None
+        self._x, self._y, self._kept, self._squeeze, self._act = x, y, z, False, act
+        return act, y, z
+
     def gradient_epilogue(self) -> tuple[str, Array, tuple | None] | None:
         """(activation, what act' reads: y or z, the fused Dropout's key or None): what this layer's
         backward applies first, for the next layer's input-gradient GEMM; None: nothing to apply."""
@@ -476,25 +483,15 @@ class Dense(Layer):
                 backend.matmul_a_bt(dz, self.compute_weights()[0], out=dx)
         if not self._trainable:  # frozen: no parameter gradients
             return dx[0] if self._squeeze and dx is not None else dx
-        if self.kernel_grad is None:
-            self.kernel_grad = self._grad_storage.get("kernel")
-            if self.kernel_grad is None:
-                self.kernel_grad = backend.empty(self.kernel.shape, self.dtype)
+        if self.kernel_grad is None:  # the view of the model's flat gradient buffer, else its own
+            g = self._grad_storage.get("kernel")
+            self.kernel_grad = g if g is not None else backend.empty(self.kernel.shape, self.dtype)
         if self.use_bias and self.bias_grad is None:
-            self.bias_grad = self._grad_storage.get("bias")
-            if self.bias_grad is None:
-                self.bias_grad = backend.empty(self.bias.shape, self.dtype)
+            g = self._grad_storage.get("bias")
+            self.bias_grad = g if g is not None else backend.empty(self.bias.shape, self.dtype)
         backend.weight_grads(self._x, dz, self.kernel_grad, self.bias_grad if self.use_bias else None)
         if self.kernel_regularizer is not None:
             self.kernel_regularizer.add_gradient(backend, self.kernel, self.kernel_grad, scale)
         if self.use_bias and self.bias_regularizer is not None:
             self.bias_regularizer.add_gradient(backend, self.bias, self.bias_grad, scale)
         return dx[0] if self._squeeze and dx is not None else dx
-
-
-def _is_dtype(value: Any) -> bool:
-    try:
-        np.dtype(value)
-        return True
-    except TypeError:
-        return False

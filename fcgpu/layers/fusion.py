@@ -21,6 +21,11 @@ layer ``gives_gradient_epilogue`` (Dense after Dense) backwards with ``prev=`` t
 backend runs GEMM epilogues (a captured step on real CuPy) its input-gradient GEMM applies the
 previous layer's Dropout mask and act' and hands it its dz, one elementwise pass fewer.
 
+In a training plan, two or more Dense layers in a row (no active Dropout between them) form one
+'mlp' group where their backend runs the chain's forward as one kernel (``fuses_chain``: real CuPy,
+every width <= 128, ``backends/cupy/fused_mlp.py``): in a captured step its forward is that kernel,
+each layer's y (and z) kept for backward; anywhere else the group runs its layers one by one.
+
 A layer that takes a follower of kind ``MASK`` calls ``follower.fused_mask(shape, row_offset)`` (the
 follower's output buffer and its mask's Philox key, with the follower's step counter advanced) and
 applies the mask, and its gradient in backward, in its own kernels: the follower's own forward and
@@ -50,8 +55,9 @@ MASK = "elementwise_mask"
 class Group:
     """One step of a plan: ``layers`` run by one pass.
 
-    kind: 'layer' (one layer, its own forward and backward) or 'epilogue' (the first layer runs the
-        others inside its own pass; its backward applies their gradients too).
+    kind: 'layer' (one layer, its own forward and backward), 'epilogue' (the first layer runs the
+        others inside its own pass; its backward applies their gradients too) or 'mlp' (a chain of
+        Dense layers whose training forward is one fused kernel where the backend runs it).
     forward(x, ctx) -> y: the group's output, as the last of its layers gives it.
     backward(dy, input_grad=..., scale=...) -> dx: the group's input gradient, every layer's
         parameter gradients set (``scale``: the factor the weight penalties' gradients take).
@@ -103,6 +109,8 @@ def plan_chain(layers: Sequence[Any], training: bool) -> Plan:
                 continue
         groups.append(Group("layer", (layer,), layer.forward, _backward(layer, groups, training and enabled)))
         i += 1
+    if enabled and training:
+        groups = _chains(groups)
     # The settings the planner read, and the methods it bound (a method replaced on an instance, as
     # a test's probe does, makes the plan stale rather than bypassed).
     keys = ("forward", "forward_with", "backward")
@@ -117,3 +125,61 @@ def _backward(layer: Any, groups: list[Group], training: bool) -> Callable[..., 
     if training and prev is not None and layer.takes_gradient_epilogue and prev.gives_gradient_epilogue:
         return functools.partial(layer.backward, prev=prev)
     return layer.backward
+
+
+def _chains(groups: list[Group]) -> list[Group]:
+    """Runs of two or more single-layer groups of layers that take part in a fused chain forward
+    (``chain_member``, Dense), where their backend runs the chain as one kernel (``fuses_chain``:
+    real CuPy, widths <= 128), as one 'mlp' group each."""
+    out: list[Group] = []
+    run: list[Group] = []
+    for group in [*groups, None]:
+        if group is not None and group.kind == "layer" and group.layers[0].takes_gradient_epilogue:
+            run.append(group)
+            continue
+        layers = [g.layers[0] for g in run]
+        widths = [layers[0].in_features, *(layer.units for layer in layers)] if layers else []
+        if len(run) >= 2 and len({layer.compute_dtype for layer in layers}) == 1 and layers[0].backend.fuses_chain(
+                widths, [layer.activation.name for layer in layers], layers[0].compute_dtype):
+            out.append(_mlp_group(layers, run[0].backward))
+        else:
+            out += run
+        run = []
+        if group is not None:
+            out.append(group)
+    return out
+
+
+def _mlp_group(layers: list[Any], first_backward: Callable[..., Any]) -> Group:
+    """A chain of Dense layers whose training forward is one fused kernel where the backend has GEMM
+    epilogues (a captured step on real CuPy) and the step owns its arrays, else layer by layer;
+    backward layer by layer, each taking the one before as its gradient epilogue's ``prev``."""
+    last = len(layers) - 1
+
+    def forward(x: Any, ctx: Any) -> Any:
+        first = layers[0]
+        backend = first.backend
+        if not (backend.gemm_epilogues and ctx.input_owned and ctx.output_private and x.ndim == 2):
+            only, first_ctx, middle, last_ctx = ctx.links
+            h = x
+            for i, layer in enumerate(layers):
+                h = layer.forward(h, first_ctx if i == 0 else last_ctx if i == last else middle)
+            return h
+        h, activations, keep, weights, biases = x, [], [], [], []
+        for i, layer in enumerate(layers):
+            act, y, z = layer.chain_member(h, ctx.logits and i == last)
+            kernel, bias = layer.compute_weights()
+            activations.append(act)
+            weights.append(kernel)
+            biases.append(bias)
+            keep.append((None if i == last else y, z))
+            h = y
+        return backend.fused_chain_forward(x, weights, biases, activations, h, keep)
+
+    def backward(dy: Any, input_grad: bool = True, scale: Any = 1.0) -> Any:
+        g = dy
+        for i in range(last, 0, -1):
+            g = layers[i].backward(g, input_grad=True, scale=scale, prev=layers[i - 1])
+        return first_backward(g, input_grad=input_grad, scale=scale)
+
+    return Group("mlp", tuple(layers), forward, backward)

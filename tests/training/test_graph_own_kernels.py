@@ -1,7 +1,8 @@
 """The captured steps as they run on real CuPy, with their RawModule kernels on the block emulator.
 
 On real CuPy (a module with ``RawModule``) the captured graphs run fcgpu's own kernels: the tiled
-GEMMs (``kernels/gemm.cuh``: bias, activation and Dropout in the forward's epilogue, the previous
+GEMMs (``kernels/gemm.cuh``: bias, activation and Dropout in the forward's epilogue, Dense layers
+of widths <= 128 in a row as one fused forward (``kernels/mlp_fused.cuh``), the previous
 layer's Dropout mask and act' in the input gradient's, a Dense's weight and bias gradients in one
 launch, split over the batch where it is large) in fit's and train_step's step, the fused MLP forward (``kernels/mlp_fused.cuh``) in predict's and evaluate's.
 Here the CuPy backend runs on the stand-in with ``RawModule`` served by the block emulator
@@ -38,8 +39,11 @@ def _program(backend, rows=70, batch=16):
                                fc.Dense(13, activation="tanh"), fc.Dense(4, activation="softmax")])
         model.build(9)
     model.compile(loss="sparse_categorical_crossentropy", optimizer=fc.optimizers.Adam(1e-2), metrics=["accuracy"])
+    launches = getattr(backend.cp, "emulated", None)
+    before = len(launches.launches) if launches is not None else 0
     with count_device_ops() as fit_ops:
         history = model.fit(x, y, batch_size=batch, epochs=3, verbose=0)
+    fit_ops.kernel_names = {launch.name for launch in launches.launches[before:]} if launches is not None else set()
     steps = [model.train_step(x[:16], y[:16]) for _ in range(3)]
     with count_device_ops() as inference_ops:
         evaluated = model.evaluate(x[:64], y[:64], batch_size=16, return_dict=True)
@@ -67,10 +71,13 @@ def test_the_real_cupy_path_on_the_emulator_matches_the_step_by_step_path():
     assert inference_ops.by_kind["gemm"] == 0 and inference_ops.by_kind["reduction"] == 0, inference_ops.summary()
     names = {launch.name for launch in cp.emulated.launches}
     assert "fcgpu_mlp_fwd" in names  # predict's and evaluate's graphs: the fused forward
-    # The step's own GEMMs: the forward's epilogues apply tanh, and relu with the Dropout after it;
-    # each input gradient applies the layer before's act' (and its Dropout's mask): that layer's dz.
-    assert {"fcgpu_gemm_fwd_linear", "fcgpu_gemm_fwd_tanh", "fcgpu_gemm_fwd_drop_relu", "fcgpu_gemm_dx_tanh",
-            "fcgpu_gemm_dx_drop_relu", "fcgpu_gemm_dw"} <= names, names
+    # The training step's own kernels: the first Dense and its Dropout in one GEMM epilogue, the
+    # last two Dense (widths <= 128, no Dropout between) as one fused forward keeping y and z for
+    # backward; each input gradient applies the layer before's act' (and its Dropout's mask).
+    step_names = fit_ops.kernel_names
+    assert {"fcgpu_gemm_fwd_drop_relu", "fcgpu_mlp_fwd", "fcgpu_gemm_dx_tanh", "fcgpu_gemm_dx_drop_relu",
+            "fcgpu_gemm_dw"} <= step_names, step_names
+    assert not any(name.startswith("fcgpu_gemm_fwd_") and "drop" not in name for name in step_names), step_names
     assert all(not launch.report.split("|")[0] for launch in cp.emulated.launches)  # no race or fault reported
 
 
@@ -98,3 +105,15 @@ def test_a_large_batch_splits_the_weight_gradients_and_half_types_run_on_tensor_
     if policy:
         assert any(name.endswith(("_f16", "_f16_f32")) for name in names), names
     assert all(not launch.report.split("|")[0] for launch in cp.emulated.launches)
+
+
+def test_with_graphs_off_the_real_cupy_backend_runs_as_the_step_by_step_path():
+    """Graphs off, the plan's fused-chain ('mlp') group runs its layers one by one: bit for bit the
+    stand-in's step-by-step path."""
+    fc.config.set_graphs(False)
+    got = _program(CupyBackend(emulated_cupy()))
+    want = _program(stand_in_backend())
+    assert got[0]["loss"] == want[0]["loss"]
+    for a, b in zip(want[2], got[2]):
+        np.testing.assert_array_equal(b, a)
+    np.testing.assert_array_equal(got[4], want[4])

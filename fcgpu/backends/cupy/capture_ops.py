@@ -128,6 +128,13 @@ class CaptureOps:
         return super().dense_affine_dropout(x, kernel, bias, activation, out, dropped, seed, step,  # type: ignore[misc]
                                             rate, offset)
 
+    def fused_chain_forward(self, x: Array, weights: Any, biases: Any, activations: Any, out: Array,
+                            keep: Any) -> Array:
+        """Where ``gemm_epilogues``: the fused MLP forward (``fused_mlp``), one launch; else layer by layer."""
+        if self.gemm_epilogues:
+            return self.fused_mlp.forward(x, weights, biases, activations, out, keep)  # type: ignore[attr-defined]
+        return super().fused_chain_forward(x, weights, biases, activations, out, keep)  # type: ignore[misc]
+
     def dense_input_grad(self, dz: Array, kernel: Array, out: Array, activation: str, kept: Array,
                          dropout: tuple | None) -> Array:
         """Where ``gemm_epilogues``: one launch, the previous Dense's Dropout backward (the step plus
