@@ -156,6 +156,11 @@ class LossScaleOptimizer(OptimizerWrapper):
                 inner.steps[name] -= skipped
         self._unread = False
 
+    def ran_on_device(self) -> None:
+        """A step ran on the device outside ``apply`` (a captured step's replay): the next read of
+        the scale or the counts takes the device state, skipped steps included."""
+        self._unread = True
+
     def _push(self) -> None:
         """Write the host values (scale, good steps, skips, the inner optimizer's step count) into
         the device state where there is one: after a load, a reset, a host-decided step. The array

@@ -102,6 +102,9 @@ class CapturedTraining:
     def inputs(self) -> None:
         """The step's launches that fill xb and yb (none where the host uploads them)."""
 
+    def at_capture(self) -> None:
+        """Before a warm-up step and its capture: set what the step reads of its position."""
+
     # -- one step ---------------------------------------------------------------------------------
     def run(self, key: tuple | None = None) -> bool:
         """One step on xb, yb: a replay, or a step that warms up and captures (then True); False
@@ -120,6 +123,8 @@ class CapturedTraining:
             return True
         self.graph.launch()  # on the current stream, which also orders the uploads and reads around it
         self.launches += 1
+        if isinstance(self.model.optimizer, LossScaleOptimizer):  # its device state decided this step
+            self.model.optimizer.ran_on_device()
         self._shift_host(1)
         self.done += 1
         self.expected = self._host_counts()
@@ -169,6 +174,7 @@ class CapturedTraining:
         # counter starts again at each capture (a new optimizer's step counts start where it has none).
         self.scalars.ctr[0:1] = 0
         self.done = 0
+        self.at_capture()
         self._graph_step()  # a real step: the host's counts advance with it, and ctr[0] on the device
         self.done = 1
         saved = self.expected = self._host_counts()
@@ -184,7 +190,8 @@ class CapturedTraining:
 
     # -- the host's counts ------------------------------------------------------------------------
     def _counted(self) -> tuple[list[Any], Any]:
-        dropouts = [layer for layer in self.model.compute_layers if isinstance(layer, Dropout)]
+        # the Dropouts whose counter a training step advances (rate 0 is the identity, no step)
+        dropouts = [layer for layer in self.model.compute_layers if isinstance(layer, Dropout) and layer.rate > 0]
         return dropouts, inner_optimizer(self.model.optimizer)
 
     def _host_counts(self) -> tuple:

@@ -119,6 +119,7 @@ class GraphStepper(CapturedTraining):
         self.perm = self.backend.zeros((n if mine is None else mine.size,), np.int64)
         self.order = np.arange(n)
         self.ordered = False  # whether perm holds an order
+        self.index = 0  # the batch of the epoch being stepped
 
     def why_not(self) -> str | None:
         return why_not(self.model, self.global_batch, self.x_dev.shape[0])
@@ -141,6 +142,7 @@ class GraphStepper(CapturedTraining):
     def step(self, index: int, batch: Any) -> None:
         """Batch ``index`` of the epoch (this rank's rows batch.start .. batch.stop of its order, of
         a global batch of batch.rows rows) into sums row ``index``."""
+        self.index = index
         if batch.rows == self.global_batch and self.run():
             return
         # Today's step on rows gathered by index (a partial batch, or where the step cannot be captured).
@@ -154,3 +156,9 @@ class GraphStepper(CapturedTraining):
             step_share(self.model, self.x_dev[rows], self.y_dev[rows], row, 0, batch.stop - batch.start, batch.rows,
                        spare)
         self.stepped()
+        # The batch the next captured step gathers: this one's successor (the first after the last
+        # full batch), as the captured step's last kernel would have left it.
+        self.scalars.ctr[1:2] = index + 1 if index + 1 < self.rows_per_epoch else 0
+
+    def at_capture(self) -> None:
+        self.scalars.ctr[1:2] = self.index  # the batch this warm-up step and its replays start from

@@ -270,3 +270,56 @@ def test_a_model_on_the_stand_in_can_be_deep_copied():
     clone = copy.deepcopy(model)
     assert clone.backend is model.backend
     np.testing.assert_allclose(clone.predict(x[:10]), model.predict(x[:10]), rtol=1e-6)
+
+
+def test_a_dropout_raised_from_rate_zero_draws_the_masks_of_the_step_by_step_path():
+    x, y = _data()
+
+    def program(model):
+        model.layers[1].rate = 0.0  # the identity: its counter does not advance
+        losses = [model.train_step(x[:32], y[:32]) for _ in range(3)]
+        model.fit(x[:96], y[:96], batch_size=32, epochs=1, verbose=0, shuffle=False)
+        model.layers[1].rate = 0.5
+        losses += [model.train_step(x[:32], y[:32]) for _ in range(3)]
+        model.fit(x[:96], y[:96], batch_size=32, epochs=1, verbose=0, shuffle=False)
+        return losses, model.layers[1].step
+
+    (eager, m_eager), (graph, m_graph) = _both(program)
+    np.testing.assert_allclose(graph[0], eager[0], rtol=1e-5)
+    assert graph[1] == eager[1]
+    _same_weights(m_eager, m_graph)
+
+
+class _FreezeFirst(fc.callbacks.Callback):
+    """Freezes the first layer for batches 1 and 5 of each epoch (twice an epoch: the step layout
+    changes back and forth, and full batches run step by step between captures)."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.layers[0].trainable = batch not in (1, 5)
+
+
+def test_a_layer_frozen_for_single_batches_inside_fit():
+    x, y = _data(n=200)
+
+    def program(model):
+        history = model.fit(x, y, batch_size=25, epochs=2, verbose=0, shuffle=True, callbacks=[_FreezeFirst()])
+        return history.history["loss"]
+
+    (eager, m_eager), (graph, m_graph) = _both(program, optimizer=lambda: fc.optimizers.SGD(0.1))
+    np.testing.assert_allclose(graph, eager, rtol=1e-5)
+    _same_weights(m_eager, m_graph)
+
+
+def test_a_skipped_mixed_precision_step_is_not_counted_after_a_read_of_the_counts():
+    x, y = _data()
+
+    def program(model):
+        out = []
+        for scale in (1.0, 1.0, 1e6, 1.0, 1e6):  # x * 1e6 overflows float16: the step is skipped
+            model.train_step(x[:32] * scale, y[:32])
+            out.append((model.optimizer.iterations, model.optimizer.loss_scale))  # a read after each step
+        return out
+
+    (eager, _), (graph, _) = _both(program, policy="mixed_float16")
+    assert graph == eager
+    assert eager[-1][0] == 3  # two of five steps skipped
