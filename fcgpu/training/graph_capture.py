@@ -13,7 +13,8 @@ rate (a table of the schedule, one entry an iteration) and Adam's bias correctio
 dropout kernels their Philox step; the step's last kernel writes its sums into the batch's row and
 advances the counter. The host advances its own counts (dropout steps, the optimizer's iterations
 and step counts) by one a replay, and captures again where they moved otherwise (another path took
-a step), or the model, optimizer or learning rate changed (``key``).
+a step), or the model, the optimizer or its schedule changed (``key``); a new constant learning
+rate is one upload into the table before the next replay.
 """
 from __future__ import annotations
 
@@ -91,6 +92,7 @@ class CapturedTraining:
         self.held: list[Array] = []
         self.key: Any = None
         self.lrs: Array | None = None
+        self.rate = 0.0  # the constant rate lrs holds
         self.failed: tuple | None = None  # (key, reason): the step runs step by step until the key changes
         self.expected: tuple | None = None  # the host's counts after the last replay
         self.launches = 0  # replays so far (for tests and benchmarks)
@@ -121,6 +123,11 @@ class CapturedTraining:
                 return False
             self._warm_up_and_capture(key)
             return True
+        if key[1] == "constant":
+            rate = float(inner_optimizer(self.model.optimizer).learning_rate)
+            if rate != self.rate:  # (a callback's new rate, Keras's ReduceLROnPlateau): one upload
+                self.lrs.set(np.array([rate], np.float64))
+                self.rate = rate
         self.graph.launch()  # on the current stream, which also orders the uploads and reads around it
         self.launches += 1
         if isinstance(self.model.optimizer, LossScaleOptimizer):  # its device state decided this step
@@ -143,15 +150,16 @@ class CapturedTraining:
         inner = inner_optimizer(binding.update)
         # (The binding is made again where the optimizer's settings, a layer's activation or a
         # Dropout's rate changed: the constants the captured launches take.)
-        if inner.schedule is None:
-            return binding, float(inner.learning_rate)
+        if inner.schedule is None:  # a constant rate: uploaded where it changed (``run``), no new capture
+            return binding, "constant"
         if not self.it_fit <= inner.iterations < self.it_fit + self.iterations - 1:
             self.it_fit, self.iterations = inner.iterations, LR_WINDOW  # a new window of the table
         return binding, inner.schedule, self.it_fit
 
     def _lr_table(self, rate: Any) -> Array:
-        if isinstance(rate, float):
-            return self.backend.from_numpy(np.array([rate], np.float64))
+        if rate == "constant":
+            self.rate = float(inner_optimizer(self.model.optimizer).learning_rate)
+            return self.backend.from_numpy(np.array([self.rate], np.float64))
         values = [float(rate(self.it_fit + j)) for j in range(self.iterations)]
         return self.backend.from_numpy(np.array(values, np.float64))
 

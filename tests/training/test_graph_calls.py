@@ -111,7 +111,11 @@ def test_train_step_sees_a_new_learning_rate_new_weights_and_new_settings():
     def program(model):
         losses = [model.train_step(x[:32], y[:32]) for _ in range(3)]
         model.optimizer.learning_rate = 0.001
-        losses += [model.train_step(x[:32], y[:32]) for _ in range(2)]
+        with count_device_ops() as ops:  # a new constant rate: uploaded, no new capture
+            losses.append(model.train_step(x[:32], y[:32]))
+        if fc.config.graphs_enabled() is True:
+            assert ops.by_kind["graph"] == 1 and ops.total == 1, ops.summary()
+        losses += [model.train_step(x[:32], y[:32]) for _ in range(1)]
         model.set_weights([w * 0.5 for w in model.get_weights()])
         losses += [model.train_step(x[:32], y[:32]) for _ in range(2)]
         model.optimizer.beta2 = 0.9  # a constant the update kernel takes
