@@ -476,7 +476,7 @@ class Dense(Layer):
         if input_grad:
             dx = self._buffers.get(backend, "dx", self._x.shape, self.compute_dtype)
             epilogue = prev.gradient_epilogue() if prev is not None and backend.gemm_epilogues else None
-            if epilogue is not None and epilogue[1].shape == dx.shape:
+            if epilogue is not None:
                 backend.dense_input_grad(dz, self.compute_weights()[0], dx, *epilogue)
                 prev._dz_given = True
             else:

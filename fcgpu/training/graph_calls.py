@@ -54,21 +54,15 @@ class GraphCache:
         self.graphs[key] = graph
         return graph
 
-    def clear(self) -> None:
-        self.graphs.clear()
-
     def __deepcopy__(self, memo: dict) -> "GraphCache":
         return GraphCache()
-
-    def __getstate__(self) -> dict:
-        return {"graphs": {}}
 
 
 # -- train_step -----------------------------------------------------------------------------------
 class TrainStepGraph(CapturedTraining):
     """train_step's captured step on batches of one shape, uploaded into xb and yb."""
 
-    rows_per_epoch = 1
+    full_batches = 1
 
     def __init__(self, model: Any, xh: np.ndarray, yh: np.ndarray) -> None:
         super().__init__(model, xh.shape[0], xh.shape[1:], yh.shape[1:], yh.dtype, 1)
@@ -110,7 +104,6 @@ class InferenceGraph:
         self.yb = None if y_dev is None else backend.zeros((self.batch, *y_dev.shape[1:]), y_dev.dtype)
         self.acc = backend.zeros((2,), np.float64)
         self.scalars = backend.graph_scalars()
-        self.stream = backend.cp.cuda.Stream(non_blocking=True)
         self.graph: Any = None
         self.held: list[Array] = []
         self.out: Array | None = None  # predict: the forward's output buffer (batch, N_last)
@@ -118,7 +111,6 @@ class InferenceGraph:
         self.watch: list = []
         self.failed: Any = None  # the key the capture failed for
         self.fused: tuple | None = None  # the fused MLP forward's arguments, where it runs (``_fused_chain``)
-        self.launches = 0
 
     def _key(self) -> tuple:
         model = self.model
@@ -137,13 +129,12 @@ class InferenceGraph:
         self.fused = self._fused_chain(self.yb is not None and self.model.output_loss()[1])
         self._body()  # warm up: every buffer allocated (results discarded)
         try:
-            self.graph, self.held = capture(self.stream, lambda: self._body(keep=True))
+            self.graph, self.held = capture(self.backend, lambda: self._body(keep=True))
         except Exception as e:  # noqa: BLE001 - any refusal: step by step until the model changes
             self.failed, self.graph = key, None
             log.warning("%s: inference could not be captured as a CUDA graph (%s: %s); running step by step",
                         type(self).__name__, type(e).__name__, e)
             return False
-        self.acc[...] = 0.0  # the warm-up's sums
         return True
 
     def _fused_chain(self, logits: bool) -> tuple | None:
@@ -189,7 +180,6 @@ class InferenceGraph:
         if ys is not None:
             self.yb[...] = ys
         self.graph.launch()
-        self.launches += 1
         return None if self.out is None else self.out[:rows]
 
 

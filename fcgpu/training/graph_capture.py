@@ -51,16 +51,11 @@ def layer_settings(model: Any) -> tuple:
                  else type(layer) for layer in model.compute_layers)
 
 
-def capture(stream: Any, body: Callable[[], None]) -> tuple[Any, list[Array]]:
-    """(graph, held): ``body`` captured on ``stream`` (non-default); ``held``: every buffer array it
-    used, to keep as long as the graph (its memory must not go back to the pool)."""
+def capture(backend: Any, body: Callable[[], None]) -> tuple[Any, list[Array]]:
+    """(graph, held): ``body`` captured by ``backend.capture_graph``; ``held``: every buffer array
+    it used, to keep as long as the graph (its memory must not go back to the pool)."""
     with recording() as held:
-        with stream:
-            stream.begin_capture()
-            try:
-                body()
-            finally:
-                graph = stream.end_capture()
+        graph = backend.capture_graph(body)
     return graph, held
 
 
@@ -68,11 +63,11 @@ class CapturedTraining:
     """A model's training step on fixed batch buffers (xb, yb) captured once and replayed.
 
     Subclasses give ``why_not()`` (None: the step can be captured), ``inputs()`` (the launches
-    that fill xb and yb inside the step, if any), ``sums`` and ``rows_per_epoch`` (the rows of
-    (loss, correct) the step's last kernel writes, at ctr[1])."""
+    that fill xb and yb inside the step, if any), ``sums`` (rows of (loss, correct), the step's
+    last kernel writing row ctr[1]) and ``full_batches`` (where ctr[1] wraps)."""
 
     sums: Array
-    rows_per_epoch: int
+    full_batches: int
     share: float | None = None  # data parallel: this rank's part of a full global batch's rows
     row_offset = 0  # data parallel: the index of this rank's first row in the global batch
 
@@ -85,7 +80,6 @@ class CapturedTraining:
         self.yb = backend.empty((self.batch, *y_shape), y_dtype)
         self.acc = backend.zeros((2,), np.float64)
         self.scalars = backend.graph_scalars()
-        self.stream = backend.cp.cuda.Stream(non_blocking=True)
         self.iterations = max(1, iterations) + 1  # iterations an lr table covers (from it_fit on)
         self.it_fit = inner_optimizer(model.optimizer).iterations
         self.graph: Any = None
@@ -95,8 +89,6 @@ class CapturedTraining:
         self.rate = 0.0  # the constant rate lrs holds
         self.failed: tuple | None = None  # (key, reason): the step runs step by step until the key changes
         self.expected: tuple | None = None  # the host's counts after the last replay
-        self.launches = 0  # replays so far (for tests and benchmarks)
-        self.done = 0  # steps since the counter started: ctr[0] on the device
 
     def why_not(self) -> str | None:
         raise NotImplementedError
@@ -129,18 +121,15 @@ class CapturedTraining:
                 self.lrs.set(np.array([rate], np.float64))
                 self.rate = rate
         self.graph.launch()  # on the current stream, which also orders the uploads and reads around it
-        self.launches += 1
         if isinstance(self.model.optimizer, LossScaleOptimizer):  # its device state decided this step
             self.model.optimizer.ran_on_device()
         self._shift_host(1)
-        self.done += 1
         self.expected = self._host_counts()
         return True
 
     def stepped(self) -> None:
         """A step the host took outside the graph (step by step): the device's count follows."""
         self.scalars.ctr[0:1] += 1
-        self.done += 1
         if self.expected is not None:
             self.expected = self._host_counts()
 
@@ -173,7 +162,7 @@ class CapturedTraining:
             backend.graph_begin(g, self.lrs, inner.iterations, self.it_fit, t_base, beta1, beta2)
             self.inputs()
             self.model.accumulate_batch(self.xb, self.yb, self.acc, self.share, self.row_offset)
-            backend.graph_end(g, self.sums, self.rows_per_epoch, self.acc)
+            backend.graph_end(g, self.sums, self.full_batches, self.acc)
 
     def _warm_up_and_capture(self, key: tuple) -> None:
         """One step in graph mode (it allocates what the step needs), then the same step captured."""
@@ -181,14 +170,12 @@ class CapturedTraining:
         # The step's scalars are the host's counts at ctr[0] = 0, plus ctr[0] on the device: the
         # counter starts again at each capture (a new optimizer's step counts start where it has none).
         self.scalars.ctr[0:1] = 0
-        self.done = 0
         self.at_capture()
         self._graph_step()  # a real step: the host's counts advance with it, and ctr[0] on the device
-        self.done = 1
         saved = self.expected = self._host_counts()
         self._shift_host(-1)  # the capture's bases: the counts before that step, as every count moved by it
         try:
-            self.graph, self.held = capture(self.stream, self._graph_step)
+            self.graph, self.held = capture(self.backend, self._graph_step)
         except Exception as e:  # noqa: BLE001 - any refusal: the step-by-step path until the key changes
             self.failed = (key, f"{type(e).__name__}: {e}")
             log.warning("the training step could not be captured as a CUDA graph (%s); running it step by step",

@@ -113,7 +113,7 @@ class GraphStepper(CapturedTraining):
         self.x_dev, self.y_dev, self.global_batch = x_dev, y_dev, batch_size
         if comm.size > 1:
             self.share, self.row_offset = (hi - lo) / batch_size, lo
-        self.rows_per_epoch = n // batch_size  # full batches: the counter's batch wraps there
+        self.full_batches = n // batch_size  # full batches: the counter's batch wraps there
         self.sums = self.backend.zeros((2 * steps,), np.float64)  # run_epoch's buffer: rows of (loss, correct)
         _, mine = epoch_batches(n, batch_size, comm.rank, comm.size, gathered=True)
         self.perm = self.backend.zeros((n if mine is None else mine.size,), np.int64)
@@ -158,7 +158,7 @@ class GraphStepper(CapturedTraining):
         self.stepped()
         # The batch the next captured step gathers: this one's successor (the first after the last
         # full batch), as the captured step's last kernel would have left it.
-        self.scalars.ctr[1:2] = index + 1 if index + 1 < self.rows_per_epoch else 0
+        self.scalars.ctr[1:2] = index + 1 if index + 1 < self.full_batches else 0
 
     def at_capture(self) -> None:
         self.scalars.ctr[1:2] = self.index  # the batch this warm-up step and its replays start from

@@ -63,6 +63,18 @@ class CaptureOps:
         finally:
             self._graph_step, self.gemm_epilogues = previous, epilogues
 
+    def capture_graph(self, body: Callable[[], None]) -> Any:
+        """``body()`` captured as a ``cupy.cuda.Graph`` on a non-default stream of its own (CuPy
+        refuses capture on the default one); the graph's ``launch()`` replays it on the current stream."""
+        stream = self.cp.cuda.Stream(non_blocking=True)
+        with stream:
+            stream.begin_capture()
+            try:
+                body()
+            finally:
+                graph = stream.end_capture()
+        return graph
+
     # -- GEMMs -----------------------------------------------------------------------------------
     def gemm_for_capture(self) -> Callable[..., Array]:
         """The GEMM the captured step uses: ``gemm(a, b, out, trans_a=False, trans_b=False)``, out =
@@ -106,7 +118,9 @@ class CaptureOps:
         self.kernel("fcgpu_gemm_capture")(a, b, n, k, sa0, sa1, sb0, sb1, out, size=m * n)
         return out
 
-    gemm_epilogues = False
+    def _epilogue_dropout(self, seed: int, step: int, rate: float, offset: int) -> GemmDropout:
+        """A Dropout's key for a GEMM epilogue in graph mode: its step plus the device counter ctr[0]."""
+        return GemmDropout(seed, step, self._graph_step.ctr, offset, rate)
 
     def dense_affine(self, x: Array, kernel: Array, bias: Array | None, activation: str, out: Array,
                      keep: Array | None = None) -> Array:
@@ -122,9 +136,8 @@ class CaptureOps:
         step plus the device counter ctr[0] in graph mode), where ``gemm_epilogues``: one launch;
         else matmul, then bias + activation + dropout."""
         if self.gemm_epilogues and x.dtype in OWN_GEMM_DTYPES and activation in FUSED_ACTIVATIONS:
-            ctr = self._graph_step.ctr if self._graph_step is not None else None
             return self.own_gemm.dense_forward(x, kernel, bias, activation, out,  # type: ignore[attr-defined]
-                                               dropout=GemmDropout(seed, step, ctr, offset, rate), dropped=dropped)
+                                               dropout=self._epilogue_dropout(seed, step, rate, offset), dropped=dropped)
         return super().dense_affine_dropout(x, kernel, bias, activation, out, dropped, seed, step,  # type: ignore[misc]
                                             rate, offset)
 
@@ -140,11 +153,7 @@ class CaptureOps:
         """Where ``gemm_epilogues``: one launch, the previous Dense's Dropout backward (the step plus
         the device counter) and act' in the input-gradient GEMM's epilogue; else the composition."""
         if self.gemm_epilogues and dz.dtype in OWN_GEMM_DTYPES and activation in FUSED_ACTIVATIONS:
-            drop = None
-            if dropout is not None:
-                seed, step, rate, offset = dropout
-                ctr = self._graph_step.ctr if self._graph_step is not None else None
-                drop = GemmDropout(seed, step, ctr, offset, rate)
+            drop = None if dropout is None else self._epilogue_dropout(*dropout)
             return self.own_gemm.input_grad(dz, kernel, out, activation, kept, dropout=drop)  # type: ignore[attr-defined]
         return super().dense_input_grad(dz, kernel, out, activation, kept, dropout)  # type: ignore[misc]
 
